@@ -1,0 +1,102 @@
+"""What we know about each released experiment, declared in one place.
+
+Like a TFDS builder registry: an experiment name maps to its architecture, class count,
+dataset and index order, and the tarball that carries it (URL and MD5). Every other module
+asks here instead of repeating these facts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+GCS_BUCKET = "gresearch"
+GCS_FOLDER = "heldout-training-checkpoints"
+HTTP_BASE = f"http://storage.googleapis.com/{GCS_BUCKET}/{GCS_FOLDER}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """One released tarball."""
+
+    filename: str
+    md5: str
+    size_bytes: int  # approximate, for progress bars and disk checks
+
+    @property
+    def http_url(self) -> str:
+        return f"{HTTP_BASE}/{self.filename}"
+
+    @property
+    def gcs_url(self) -> str:
+        return f"gs://{GCS_BUCKET}/{GCS_FOLDER}/{self.filename}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentSpec:
+    """Facts about an experiment: how to rebuild its models and which data it indexes.
+
+    `index_order` names the order the `index_*` arrays refer to: `tfds` for CIFAR (TFDS
+    `cifar10:3.0.2` order), `tfrecord_index` for ImageNet (the `index` feature), `idx` for
+    MNIST-like data read from the original IDX files.
+    """
+
+    name: str
+    arch: str  # `small_inception`, `resnet50` or `mlp`
+    num_classes: int
+    dataset: str  # TFDS name (with version when the release pinned one)
+    index_order: str
+    image_shape: tuple[int, int, int]
+    artifact: Artifact | None = None
+
+
+EXPERIMENTS: dict[str, ExperimentSpec] = {
+    spec.name: spec
+    for spec in (
+        ExperimentSpec(
+            name="cifar10-inception",
+            arch="small_inception",
+            num_classes=10,
+            dataset="cifar10:3.0.2",
+            index_order="tfds",
+            image_shape=(32, 32, 3),
+            artifact=Artifact(
+                "cifar10-inception.tar.gz", "bc3b75203381709f8224810946be14b1", 239 * 10**9
+            ),
+        ),
+        ExperimentSpec(
+            name="cifar100-inception",
+            arch="small_inception",
+            num_classes=100,
+            dataset="cifar100",
+            index_order="tfds",
+            image_shape=(32, 32, 3),
+            artifact=Artifact(
+                "cifar100-inception.tar.gz", "f87218368528afa6e2407c8410f1ffa1", 244 * 10**9
+            ),
+        ),
+        ExperimentSpec(
+            name="imagenet-resnet50",
+            arch="resnet50",
+            num_classes=1000,
+            dataset="imagenet2012",
+            index_order="tfrecord_index",
+            image_shape=(224, 224, 3),
+            artifact=Artifact(
+                "imagenet-resnet50.tar.gz", "64c39ef7702462b83959af9de622b4b8", 367 * 10**9
+            ),
+        ),
+    )
+}
+
+ARTIFACTS: dict[str, Artifact] = {
+    name: spec.artifact for name, spec in EXPERIMENTS.items() if spec.artifact is not None
+}
+
+
+def experiment_spec(name: str) -> ExperimentSpec:
+    """Looks up a released experiment by name; the error lists the known names."""
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        known = ", ".join(sorted(EXPERIMENTS))
+        raise KeyError(f"unknown experiment {name!r}; known experiments: {known}") from None

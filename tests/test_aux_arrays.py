@@ -1,0 +1,159 @@
+"""Every rule of the aux_arrays format, and the index-order views built on it."""
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from heldout.aux_arrays import (
+    REQUIRED_KEYS,
+    AuxArraysError,
+    aux_from_predictions,
+    load_aux_arrays,
+    save_aux_arrays,
+    validate,
+)
+
+
+def _valid_arrays(num_train=10, num_test=6, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(num_train, bool)
+    mask[rng.choice(num_train, num_train // 2, replace=False)] = True
+    aux = aux_from_predictions(
+        mask, rng.random(num_train) < 0.5, rng.random(num_test) < 0.5, rng=rng
+    )
+    return aux.as_dict()
+
+
+def _write(path, arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def test_round_trip_and_index_order_views(tmp_path):
+    rng = np.random.default_rng(1)
+    mask = rng.random(20) < 0.6
+    correct_train = rng.random(20) < 0.5
+    correct_test = rng.random(7) < 0.5
+    aux = aux_from_predictions(mask, correct_train, correct_test, rng=rng)
+    # The evaluation order is shuffled, yet the views come back in index order.
+    assert not np.array_equal(aux.index_test, np.arange(7))
+    path = tmp_path / "aux_arrays.npz"
+    save_aux_arrays(path, aux)
+    loaded = load_aux_arrays(path)
+    assert loaded.source == str(path)
+    np.testing.assert_array_equal(loaded.train_mask(), mask)
+    np.testing.assert_array_equal(loaded.train_correctness(), correct_train)
+    np.testing.assert_array_equal(loaded.test_correctness(), correct_test)
+    assert (loaded.num_train, loaded.num_test) == (20, 7)
+    assert loaded.index_train.dtype == np.int64
+    assert loaded.correctness_train.dtype == np.bool_
+
+
+def test_integer_correctness_is_accepted_as_bool(tmp_path):
+    arrays = _valid_arrays()
+    arrays["correctness_test"] = arrays["correctness_test"].astype(np.int32)
+    aux = load_aux_arrays(_write(tmp_path / "a.npz", arrays))
+    assert aux.correctness_test.dtype == np.bool_
+
+
+@pytest.mark.parametrize("key", REQUIRED_KEYS)
+def test_missing_key_is_named(tmp_path, key):
+    arrays = _valid_arrays()
+    del arrays[key]
+    path = _write(tmp_path / "a.npz", arrays)
+    with pytest.raises(AuxArraysError, match=rf"{tmp_path}.*missing keys \['{key}'\]"):
+        load_aux_arrays(path)
+
+
+def test_extra_key_is_named(tmp_path):
+    arrays = _valid_arrays()
+    arrays["logits"] = np.zeros(3)
+    with pytest.raises(AuxArraysError, match=r"unexpected keys \['logits'\]"):
+        load_aux_arrays(_write(tmp_path / "a.npz", arrays))
+
+
+@pytest.mark.parametrize(
+    "key,values,message",
+    [
+        ("correctness_train", "float", "dtype float64; expected bool"),
+        ("correctness_test", "twos", "integers other than 0 and 1"),
+        ("index_test", "float", "index_test has dtype float64; expected integers"),
+        ("index_train", "2d", "must be 1-D"),
+    ],
+)
+def test_wrong_dtype_or_shape(tmp_path, key, values, message):
+    arrays = _valid_arrays()
+    if values == "float":
+        arrays[key] = arrays[key].astype(np.float64)
+    elif values == "twos":
+        arrays[key] = np.full(arrays[key].shape, 2, np.int64)
+    else:
+        arrays[key] = arrays[key].reshape(1, -1)
+    with pytest.raises(AuxArraysError, match=message):
+        load_aux_arrays(_write(tmp_path / "a.npz", arrays))
+
+
+def test_correctness_length_must_match_index(tmp_path):
+    arrays = _valid_arrays()
+    arrays["correctness_removed"] = arrays["correctness_removed"][:-1]
+    with pytest.raises(AuxArraysError, match="correctness_removed has 4 entries but index_removed"):
+        load_aux_arrays(_write(tmp_path / "a.npz", arrays))
+
+
+def test_train_and_removed_must_be_a_permutation(tmp_path):
+    arrays = _valid_arrays()
+    arrays["index_removed"] = arrays["index_removed"].copy()
+    arrays["index_removed"][0] = arrays["index_train"][0]  # one example in both
+    with pytest.raises(AuxArraysError, match="index_train ∪ index_removed is not a permutation"):
+        load_aux_arrays(_write(tmp_path / "a.npz", arrays))
+
+
+def test_index_out_of_range(tmp_path):
+    arrays = _valid_arrays()
+    arrays["index_test"] = arrays["index_test"] + 100
+    with pytest.raises(AuxArraysError, match="index_test is not a permutation of 0..5"):
+        load_aux_arrays(_write(tmp_path / "a.npz", arrays))
+
+
+def test_subsample_idx_must_match_index_train(tmp_path):
+    arrays = _valid_arrays()
+    arrays["subsample_idx"] = arrays["index_removed"]
+    with pytest.raises(AuxArraysError, match="subsample_idx .* does not hold the same examples"):
+        load_aux_arrays(_write(tmp_path / "a.npz", arrays))
+
+
+def test_pickled_object_arrays_are_refused(tmp_path):
+    arrays = _valid_arrays()
+    arrays["index_test"] = np.array([object()] * 6, dtype=object)
+    path = tmp_path / "a.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(AuxArraysError, match="cannot read as a numpy .npz file"):
+        load_aux_arrays(path)
+
+
+def test_truncated_file(tmp_path):
+    path = _write(tmp_path / "a.npz", _valid_arrays())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AuxArraysError, match=rf"{path}: cannot read"):
+        load_aux_arrays(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AuxArraysError, match="file not found"):
+        load_aux_arrays(tmp_path / "nope.npz")
+
+
+def test_save_is_atomic_and_leaves_no_temporary(tmp_path):
+    aux = validate(_valid_arrays())
+    save_aux_arrays(tmp_path / "aux_arrays.npz", aux)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aux_arrays.npz"]
+    with zipfile.ZipFile(io.BytesIO((tmp_path / "aux_arrays.npz").read_bytes())) as z:
+        assert sorted(z.namelist()) == sorted(f"{key}.npy" for key in REQUIRED_KEYS)
+
+
+def test_aux_from_predictions_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="full training split"):
+        aux_from_predictions(np.ones(5, bool), np.ones(4, bool), np.ones(3, bool))
