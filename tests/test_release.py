@@ -47,8 +47,13 @@ def test_meta_comes_from_the_registry_by_folder_name(tmp_path):
 def test_meta_file_wins_and_round_trips(tmp_path):
     exp = _make_experiment(tmp_path, name="mine")
     meta = release.ExperimentMeta(
-        name="mine", arch="mlp", num_classes=10, dataset="fashion_mnist_idx",
-        index_order="idx", image_shape=(28, 28, 1), extra={"seed": 3},
+        name="mine",
+        arch="mlp",
+        num_classes=10,
+        dataset="fashion_mnist_idx",
+        index_order="idx",
+        image_shape=(28, 28, 1),
+        extra={"seed": 3},
     )
     release.write_experiment_meta(exp, meta)
     assert release.open_experiment(exp).meta == meta

@@ -1,0 +1,130 @@
+"""In-memory data from a numpy `.npz` file (loaded with `allow_pickle=False`).
+
+Key layout (choose one):
+  * per split: `<split>_images` and `<split>_labels` (e.g. `train_images`, `test_images`,
+    `train_labels`, `test_labels`); every such pair is a split;
+  * single split: `images` and `labels`, served as split `train`.
+Mixing `images` with `train_images` is ambiguous and rejected.
+
+Images are uint8 `[N, H, W, C]` (or `[N, H, W]`, given a channel axis); labels are integer
+class ids `[N]`. An optional scalar `num_classes` key sets the class count; otherwise it is
+`max(label) + 1` over all splits. Row `i` of a split has index `i`.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from heldout.datasets.base import ArraySource, ArraySplit, DatasetError
+
+_SUFFIXES = ("_images", "_labels")
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such .npz file.")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        # ValueError includes pickled content, which is refused on purpose.
+        raise DatasetError(f"{path}: not a .npz file readable without pickle ({e}).") from e
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise DatasetError(f"{path}: is a single .npy array, expected a .npz archive.")
+    with data:
+        try:
+            return {key: data[key] for key in data.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise DatasetError(f"{path}: cannot read its arrays without pickle ({e}).") from e
+
+
+def _splits_in(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, str]]:
+    """Maps split name → (images key, labels key)."""
+    splits = {}
+    if "images" in arrays or "labels" in arrays:
+        splits["train"] = ("images", "labels")
+    for key in arrays:
+        for suffix in _SUFFIXES:
+            if key.endswith(suffix) and len(key) > len(suffix):
+                split = key[: -len(suffix)]
+                if split == "train" and ("images" in arrays or "labels" in arrays):
+                    raise DatasetError(
+                        f"{path}: has both `images`/`labels` and `{key}`; use either the "
+                        "unprefixed keys (one split, `train`) or `<split>_images`/"
+                        "`<split>_labels`."
+                    )
+                splits[split] = (f"{split}_images", f"{split}_labels")
+    if not splits:
+        raise DatasetError(
+            f"{path}: no images found; expected keys `images` and `labels`, or "
+            f"`<split>_images` and `<split>_labels`. Keys present: {sorted(arrays)}."
+        )
+    for split, (image_key, label_key) in splits.items():
+        for key in (image_key, label_key):
+            if key not in arrays:
+                raise DatasetError(f"{path}: split {split!r} lacks the key `{key}`.")
+    return splits
+
+
+def _to_split(path: Path, split: str, images: np.ndarray, labels: np.ndarray) -> ArraySplit:
+    if images.dtype != np.uint8:
+        raise DatasetError(
+            f"{path}: {split} images must be uint8 pixels (0-255), got {images.dtype}; "
+            "the source scales them to [0, 1] itself."
+        )
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.ndim != 4:
+        raise DatasetError(
+            f"{path}: {split} images must be [N, H, W, C] or [N, H, W], got shape {images.shape}."
+        )
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(
+            f"{path}: {split} labels must be integers [N], got {labels.dtype} {labels.shape}."
+        )
+    if len(labels) != len(images):
+        raise DatasetError(f"{path}: {split} has {len(images)} images but {len(labels)} labels.")
+    return ArraySplit(images=images, labels=labels.astype(np.int64))
+
+
+class NpzSource(ArraySource):
+    """A `.npz` file's splits; the whole file is read at construction (it is small data)."""
+
+    def __init__(self, path: str | os.PathLike, name: str = "npz"):
+        path = Path(path)
+        arrays = _read_npz(path)
+        splits = _splits_in(path, arrays)
+        self.path = path
+        self._arrays = {
+            split: _to_split(path, split, arrays[ik], arrays[lk])
+            for split, (ik, lk) in splits.items()
+        }
+        shapes = {a.images.shape[1:] for a in self._arrays.values()}
+        if len(shapes) != 1:
+            raise DatasetError(f"{path}: splits have different image shapes {sorted(shapes)}.")
+        if "num_classes" in arrays:
+            num_classes = int(arrays["num_classes"])
+        else:
+            num_classes = 1 + max(
+                (int(a.labels.max()) for a in self._arrays.values() if len(a)), default=0
+            )
+        super().__init__(name, num_classes, shapes.pop(), splits=tuple(sorted(splits)))
+
+    def _load(self, split: str) -> ArraySplit:
+        return self._arrays[split]
+
+
+def save_npz(
+    path: str | os.PathLike, splits: dict[str, ArraySplit], num_classes: int | None = None
+) -> None:
+    """Writes splits in the per-split layout that `NpzSource` reads."""
+    arrays = {}
+    for split, data in splits.items():
+        arrays[f"{split}_images"] = data.images
+        arrays[f"{split}_labels"] = data.labels
+    if num_classes is not None:
+        arrays["num_classes"] = np.int64(num_classes)
+    np.savez(path, **arrays)

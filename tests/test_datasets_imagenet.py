@@ -1,0 +1,199 @@
+"""Indexed ImageNet TFRecords: build from a handful of generated images, read back."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from heldout.datasets import DatasetError, get_source, imagenet
+from heldout.datasets.tfrecord_builder import (
+    find_images,
+    plan_records,
+    read_index_list,
+    synset_label_map,
+    write_tfrecords,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+# (synset folder, file name, height, width, channels, format); labels: sorted synsets → 0, 1.
+IMAGES = [
+    ("n01440764", "a.JPEG", 300, 400, 3, "jpeg"),
+    ("n01440764", "b.JPEG", 256, 256, 3, "jpeg"),
+    ("n01443537", "c.JPEG", 500, 240, 1, "jpeg"),  # grayscale JPEG: stored as is
+    ("n01443537", "d.JPEG", 230, 260, 3, "png"),  # a PNG named .JPEG: re-encoded
+    ("n01443537", "e.JPEG", 224, 224, 3, "jpeg"),
+]
+INDEX = {"a.JPEG": 3, "b.JPEG": 0, "c.JPEG": 4, "d.JPEG": 1, "e.JPEG": 2}
+
+
+def _smooth_image(height, width, channels, seed):
+    y, x = np.mgrid[0:height, 0:width]
+    planes = [127 + 100 * np.sin((x / (17 + 5 * c) + y / (23 + seed)) + c) for c in range(channels)]
+    return np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imagenet_images")
+    for seed, (synset, name, height, width, channels, fmt) in enumerate(IMAGES):
+        (root / synset).mkdir(exist_ok=True)
+        pixels = _smooth_image(height, width, channels, seed)
+        if fmt == "jpeg":
+            data = tf.io.encode_jpeg(pixels, quality=100, chroma_downsampling=False)
+        else:
+            data = tf.io.encode_png(pixels)
+        (root / synset / name).write_bytes(data.numpy())
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(image_dir, tmp_path_factory):
+    index_file = tmp_path_factory.mktemp("index") / "index.csv"
+    lines = ["filename,index,label"] + [f"{n},{i}" for n, i in INDEX.items()]
+    index_file.write_text("\n".join(lines) + "\n")
+    out = tmp_path_factory.mktemp("tfrecords")
+    entries = read_index_list(index_file)
+    records = plan_records(entries, find_images(image_dir), image_dir, synset_label_map(image_dir))
+    summary = write_tfrecords(records, out, "validation", num_shards=2, num_threads=2)
+    return out, summary
+
+
+def _reference_preprocess(jpeg: bytes) -> np.ndarray:
+    """Numpy version of the evaluation recipe: centre crop, TF1 bilinear resize, normalize."""
+    pixels = tf.io.decode_jpeg(jpeg, channels=3).numpy().astype(np.float64) / 255.0
+    height, width = pixels.shape[:2]
+    side = int(min(height, width) * 224 / 256)
+    top, left = (height - side + 1) // 2, (width - side + 1) // 2
+    crop = pixels[top : top + side, left : left + side]
+    source = np.arange(224) * (side / 224)  # half_pixel_centers=False: no half-pixel shift
+    lo = np.floor(source).astype(int)
+    hi = np.minimum(lo + 1, side - 1)
+    frac = source - lo
+    rows = crop[lo] * (1 - frac)[:, None, None] + crop[hi] * frac[:, None, None]
+    out = rows[:, lo] * (1 - frac)[None, :, None] + rows[:, hi] * frac[None, :, None]
+    return (out - np.array(imagenet.MEAN_RGB)) / np.array(imagenet.STDDEV_RGB)
+
+
+def test_builder_writes_sorted_shards_and_metadata(built):
+    out, summary = built
+    assert summary.num_examples == 5 and summary.num_shards == 2
+    assert summary.num_reencoded == 1  # the PNG
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "validation-00000-of-00002",
+        "validation-00001-of-00002",
+        "validation-metadata.json",
+    ]
+    meta = json.loads((out / "validation-metadata.json").read_text())
+    assert meta["num_examples"] == 5 and meta["sorted_by_index"]
+
+
+def test_reader_yields_index_order_labels_and_preprocessing(built, image_dir):
+    out, _ = built
+    source = get_source("imagenet", out)
+    assert source.splits == ("validation",)
+    assert source.split_size("test") == 5  # `test` means validation
+    batches = list(source.as_dataset("test", batch_size=2).as_numpy_iterator())
+    index = np.concatenate([b["index"] for b in batches])
+    np.testing.assert_array_equal(index, np.arange(5))
+    by_name = {name: synset for synset, name, *_ in IMAGES}
+    expected_labels = [0 if by_name[n] == "n01440764" else 1 for n in sorted(INDEX, key=INDEX.get)]
+    np.testing.assert_array_equal(np.concatenate([b["label"] for b in batches]), expected_labels)
+    images = np.concatenate([b["image"] for b in batches])
+    assert images.shape == (5, 224, 224, 3) and images.dtype == np.float32
+
+    raw = list(source.raw_dataset("validation", with_filename=True).as_numpy_iterator())
+    for example, image in zip(raw, images, strict=True):
+        reference = _reference_preprocess(example["jpeg"])
+        np.testing.assert_allclose(image, reference, atol=1e-4)
+        # The grayscale original was kept byte for byte.
+        name = example["filename"].decode()
+        if name == "c.JPEG":
+            assert example["jpeg"] == (image_dir / "n01443537" / name).read_bytes()
+
+
+def test_reader_counts_records_without_metadata(built, tmp_path):
+    out, _ = built
+    for shard in out.glob("validation-0*"):
+        (tmp_path / shard.name).write_bytes(shard.read_bytes())
+    assert get_source("imagenet", tmp_path).split_size("validation") == 5
+    (tmp_path / "validation-00001-of-00002").unlink()
+    source = get_source("imagenet", tmp_path)
+    with pytest.raises(DatasetError, match="incomplete"):
+        next(iter(source.as_dataset("validation", 2)))
+
+
+def test_cli_builds_the_same_records(image_dir, tmp_path):
+    index_file = tmp_path / "index.txt"
+    index_file.write_text("".join(f"{n} {i}\n" for n, i in INDEX.items()))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "build_imagenet_tfrecords.py"),
+            f"--image_dir={image_dir}",
+            f"--index_file={index_file}",
+            f"--output_dir={out}",
+            "--split=validation",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wrote 5 examples in 5 shard(s)" in result.stdout
+    index = [b["index"] for b in get_source("imagenet", out).as_dataset("validation", 5)]
+    np.testing.assert_array_equal(index[0], np.arange(5))
+
+
+def test_index_list_errors(image_dir, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a.JPEG 0\nb.JPEG x\n")
+    with pytest.raises(DatasetError, match=r"bad.txt:2"):
+        read_index_list(bad)
+    bad.write_text("a.JPEG 0\nb.JPEG 0\n")
+    with pytest.raises(DatasetError, match="distinct"):
+        read_index_list(bad)
+    missing = tmp_path / "missing.txt"
+    missing.write_text("zzz.JPEG 0\n")
+    with pytest.raises(DatasetError, match="not found"):
+        plan_records(read_index_list(missing), find_images(image_dir), image_dir)
+    wrong_label = tmp_path / "wrong.txt"
+    wrong_label.write_text("a.JPEG 0 1\n")  # a.JPEG is in the first synset: label 0
+    with pytest.raises(DatasetError, match="disagree"):
+        plan_records(
+            read_index_list(wrong_label),
+            find_images(image_dir),
+            image_dir,
+            synset_label_map(image_dir),
+        )
+
+
+def test_published_npz_index_needs_opt_in(tmp_path):
+    path = tmp_path / "imagenet_index.npz"
+    names = np.array([b"b.JPEG", b"a.JPEG"], dtype=object)
+    np.savez(
+        path,
+        tt_filenames=names,
+        tt_labels=np.array([0, 0]),
+        tr_filenames=names,
+        tr_labels=np.array([0, 0]),
+    )
+    with pytest.raises(DatasetError, match="allow_pickle"):
+        read_index_list(path, "validation")
+    entries = read_index_list(path, "validation", allow_pickle=True)
+    assert [(e.filename, e.index, e.label) for e in entries] == [("b.JPEG", 0, 0), ("a.JPEG", 1, 0)]
+
+
+def test_missing_folder_or_shards(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        get_source("imagenet", tmp_path / "nope")
+    with pytest.raises(DatasetError, match="no TFRecord shards"):
+        get_source("imagenet", tmp_path)
+    with pytest.raises(DatasetError, match="needs data_dir"):
+        get_source("imagenet")

@@ -1,0 +1,80 @@
+"""The `.npz` source: key layouts, validation, pickle refusal."""
+
+import numpy as np
+import pytest
+
+from heldout.datasets import ArraySplit, DatasetError, get_source
+from heldout.datasets.numpy_source import save_npz
+
+
+def _split(n, shape=(4, 4, 3), seed=0):
+    rng = np.random.default_rng(seed)
+    return ArraySplit(
+        images=rng.integers(0, 256, size=(n, *shape), dtype=np.uint8),
+        labels=rng.integers(0, 5, size=n).astype(np.int64),
+    )
+
+
+def test_per_split_layout_roundtrip(tmp_path):
+    path = tmp_path / "data.npz"
+    train, test = _split(10), _split(4, seed=1)
+    save_npz(path, {"train": train, "test": test}, num_classes=5)
+    source = get_source("npz", path)
+    assert source.splits == ("test", "train")
+    assert source.num_classes == 5 and source.image_shape == (4, 4, 3)
+    np.testing.assert_array_equal(source.load_arrays("test").images, test.images)
+    batches = list(source.as_dataset("train", 4).as_numpy_iterator())
+    np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches]), np.arange(10))
+    np.testing.assert_allclose(
+        np.concatenate([b["image"] for b in batches]), train.images / 255.0, rtol=1e-6
+    )
+
+
+def test_unprefixed_keys_are_train_and_grayscale_gets_a_channel(tmp_path):
+    path = tmp_path / "data.npz"
+    np.savez(path, images=np.zeros((3, 5, 5), np.uint8), labels=np.array([0, 2, 1]))
+    source = get_source("npz", path)
+    assert source.splits == ("train",) and source.num_classes == 3
+    assert source.load_arrays("train").images.shape == (3, 5, 5, 1)
+    with pytest.raises(DatasetError, match="unknown split 'test'"):
+        source.load_arrays("test")
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            {
+                "images": np.zeros((2, 3, 3), np.uint8),
+                "labels": np.zeros(2, np.int64),
+                "train_images": np.zeros((2, 3, 3), np.uint8),
+            },
+            "both",
+        ),
+        ({"test_images": np.zeros((2, 3, 3), np.uint8)}, "lacks the key `test_labels`"),
+        ({"x": np.zeros(3)}, "no images found"),
+        ({"images": np.zeros((2, 3, 3), np.float32), "labels": np.zeros(2)}, "uint8"),
+        (
+            {"images": np.zeros((2, 3, 3), np.uint8), "labels": np.zeros(3, np.int64)},
+            "2 images but 3 labels",
+        ),
+    ],
+)
+def test_bad_layouts(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DatasetError, match=message):
+        get_source("npz", path)
+
+
+def test_refuses_pickled_arrays_and_non_npz(tmp_path):
+    path = tmp_path / "pickled.npz"
+    np.savez(path, images=np.zeros((1, 2, 2), np.uint8), labels=np.array([None], dtype=object))
+    with pytest.raises(DatasetError, match="pickle"):
+        get_source("npz", path)
+    npy = tmp_path / "single.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(DatasetError, match="single .npy"):
+        get_source("npz", npy)
+    with pytest.raises(DatasetError, match="no such"):
+        get_source("npz", tmp_path / "missing.npz")
