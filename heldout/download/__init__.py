@@ -1,0 +1,48 @@
+"""Download the released tarballs over HTTP(S) or from GCS: MD5 while streaming, resume, and
+safe one-pass extraction. See `transfer.download` for the behaviour and the files it leaves.
+
+    from heldout import download
+    result = download.download(ARTIFACTS["cifar10-inception"].http_url, "data/",
+                               md5=ARTIFACTS["cifar10-inception"].md5, extract=True,
+                               only=["*/aux_arrays.npz"])
+"""
+
+from heldout.download.errors import (
+    ArchiveError,
+    ChecksumMismatchError,
+    DownloadError,
+    TransientError,
+)
+from heldout.download.extract import ExtractReport, extract_tar_stream, safe_relative_path
+from heldout.download.resume import RetryPolicy
+from heldout.download.sources import GcsSource, HttpSource, RemoteInfo, Source, open_source
+from heldout.download.transfer import (
+    DownloadResult,
+    Progress,
+    download,
+    md5_file,
+    normalize_md5,
+    verify_file,
+)
+
+__all__ = [
+    "ArchiveError",
+    "ChecksumMismatchError",
+    "DownloadError",
+    "DownloadResult",
+    "ExtractReport",
+    "GcsSource",
+    "HttpSource",
+    "Progress",
+    "RemoteInfo",
+    "RetryPolicy",
+    "Source",
+    "TransientError",
+    "download",
+    "extract_tar_stream",
+    "md5_file",
+    "normalize_md5",
+    "open_source",
+    "safe_relative_path",
+    "verify_file",
+]

@@ -1,0 +1,417 @@
+"""Download one archive: MD5 while streaming, resume, keep every byte, extract in one pass.
+
+Files in `output_dir` for an archive `<name>`:
+  `<name>.part`          bytes received so far; a later run resumes from it (re-hashing it).
+  `<name>`               the complete archive, renamed from `.part` once its MD5 matched.
+  `<name>.md5-mismatch`  a complete archive whose MD5 did not match; never deleted by us.
+  `<name>.corrupt`       with extract, archive bytes that stopped inflating or untarring
+                         (moved aside so that the next run starts afresh).
+  `<name>.{md5-mismatch,corrupt}.files.txt`  with extract, the files written from such a
+                         stream (they may be damaged).
+
+Local bytes are reused before the network: a complete `<name>` is read instead of
+downloaded, a `<name>.part` supplies the prefix and the rest comes with a range request. The
+MD5 covers the prefix as read from disk. New bytes are appended to `<name>.part` when the
+archive is kept: plain download, extract with `keep_archive`, or whenever a `.part` already
+exists (it is a download the user started; it is continued, not abandoned).
+
+An interrupted extraction without a kept archive cannot resume mid-stream (gzip has no
+restart points), so the next run streams the archive again from the start; members whose
+files are already there with identical bytes are compared and skipped, not rewritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from heldout.download.errors import ArchiveError, ChecksumMismatchError, DownloadError
+from heldout.download.extract import ExtractReport, extract_tar_stream
+from heldout.download.pipeline import ChunkReader, gunzip, threaded
+from heldout.download.resume import RetryPolicy, call_with_retries, file_chunks, remote_chunks
+from heldout.download.sources import DEFAULT_TIMEOUT_S, RemoteInfo, Source, open_source
+
+PART_SUFFIX = ".part"
+DEFAULT_RETRY = RetryPolicy()
+MISMATCH_SUFFIX = ".md5-mismatch"
+CORRUPT_SUFFIX = ".corrupt"
+_RERUN_HINT = (
+    "Run again to retry; files already written are compared, and those that differ "
+    "are reported (--overwrite replaces them)."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """A progress report.
+
+    Attributes:
+      bytes_done: archive bytes hashed so far, counting a local prefix that was re-read.
+      bytes_total: the archive size, when known.
+      members_extracted: files written or found already present (with `extract`).
+      note: a one-off event worth telling the user (a retry, a resumed prefix), else None.
+    """
+
+    bytes_done: int
+    bytes_total: int | None
+    members_extracted: int = 0
+    note: str | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class DownloadResult:
+    """What `download` did.
+
+    Attributes:
+      url: where the bytes came from.
+      md5: the verified MD5 (lowercase hex).
+      size: archive size in bytes.
+      bytes_downloaded: bytes received over the network in this run.
+      bytes_reused: bytes read from a local `<name>` or `<name>.part` instead.
+      archive_path: the verified archive on disk, or None when extracted without keeping it.
+      extract: the extraction report, when extracting.
+      retries: reconnections after drops or server errors.
+      seconds: wall time.
+    """
+
+    url: str
+    md5: str
+    size: int
+    bytes_downloaded: int
+    bytes_reused: int
+    archive_path: Path | None
+    extract: ExtractReport | None
+    retries: int
+    seconds: float
+
+
+def normalize_md5(value: str) -> str:
+    """Lowercase hex; raises ValueError unless it is 32 hex digits."""
+    value = value.strip().lower()
+    if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"not an MD5 (32 hex digits): {value!r}")
+    return value
+
+
+def md5_file(path, progress: ProgressCallback | None = None) -> str:
+    """MD5 of a local file (lowercase hex), reporting progress as it reads."""
+    path = Path(path)
+    reporter = _Reporter(progress, path.stat().st_size)
+    return _md5_of(path, reporter)
+
+
+def _md5_of(path: Path, reporter: _Reporter) -> str:
+    md5 = hashlib.md5()
+    for chunk in file_chunks(path, chunk_bytes=8 << 20):
+        md5.update(chunk)
+        reporter.add_bytes(len(chunk))
+    return md5.hexdigest()
+
+
+def verify_file(path, expected_md5: str, progress: ProgressCallback | None = None) -> str:
+    """Checks a local file's MD5; returns it, or raises ChecksumMismatchError (file untouched)."""
+    expected = normalize_md5(expected_md5)
+    actual = md5_file(path, progress)
+    if actual != expected:
+        raise ChecksumMismatchError(
+            f"{path}: MD5 mismatch: expected {expected}, got {actual}",
+            expected=expected,
+            actual=actual,
+            kept_path=Path(path),
+        )
+    return actual
+
+
+class _Reporter:
+    """Counts progress and calls the user's callback, one call at a time (several threads
+    report: the network stage counts bytes, the tar stage counts members)."""
+
+    def __init__(self, callback: ProgressCallback | None, total: int | None):
+        self._callback = callback
+        self._lock = threading.Lock()
+        self.total = total
+        self.bytes_done = 0
+        self.members = 0
+        self.retries = 0
+
+    def _emit(self, note: str | None = None) -> None:
+        if self._callback is not None:
+            with self._lock:
+                self._callback(Progress(self.bytes_done, self.total, self.members, note))
+
+    def add_bytes(self, n: int) -> None:
+        self.bytes_done += n
+        self._emit()
+
+    def set_members(self, n: int) -> None:
+        self.members = n
+        self._emit()
+
+    def note(self, message: str) -> None:
+        self._emit(message)
+
+    def retry(self, message: str) -> None:
+        self.retries += 1
+        self._emit(message)
+
+
+def download(
+    url: str | Source,
+    output_dir,
+    *,
+    md5: str | None = None,
+    extract: bool = False,
+    keep_archive: bool = False,
+    only: Sequence[str] | None = None,
+    overwrite: bool = False,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    progress: ProgressCallback | None = None,
+) -> DownloadResult:
+    """Downloads (and with `extract`, unpacks) one .tar.gz, verifying its MD5.
+
+    Args:
+      url: `http(s)://...`, `gs://bucket/object`, or a `Source`.
+      output_dir: where the archive and/or extracted files go; created if missing.
+      md5: expected MD5 (hex, any case). Optional when the server reports one; when both are
+        known they must agree.
+      extract: unpack while downloading (one pass, no archive on disk unless `keep_archive`).
+      keep_archive: with `extract`, also keep the archive as `<name>`.
+      only: with `extract`, glob patterns over member paths; other members are discarded.
+      overwrite: replace an existing `<name>` or existing extracted files that differ.
+      retry: how to retry dropped connections and server errors.
+      timeout_s: a read waiting longer than this counts as a dropped connection.
+      progress: called with a `Progress` as bytes and members go by (maybe from a worker
+        thread, never two calls at once).
+
+    Raises:
+      ChecksumMismatchError: the bytes do not have the expected MD5 (kept, see module doc).
+      ArchiveError: with `extract`, the stream is not a readable .tar.gz.
+      DownloadError: anything else (HTTP 404, retries exhausted, ...); `<name>.part` is kept.
+    """
+    if (keep_archive or only) and not extract:
+        raise ValueError("keep_archive and only apply to extract=True")
+    started = time.monotonic()
+    source = open_source(url, timeout_s=timeout_s) if isinstance(url, str) else url
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    final = output_dir / source.filename
+    part = output_dir / (source.filename + PART_SUFFIX)
+    reporter = _Reporter(progress, None)
+
+    info: RemoteInfo = call_with_retries(source.info, retry, reporter.retry)
+    expected = _expected_md5(md5, info, source.url)
+    reporter.total = info.size
+
+    if not extract and final.exists() and not overwrite:
+        return _check_existing(source, final, expected, reporter, started)
+
+    # Local bytes first: a complete archive (only worth reading when extracting), else a
+    # prefix. An existing `.part` is always continued: it is a download the user started.
+    if extract and final.exists():
+        prefix, append_to = final, None
+    else:
+        prefix = part if part.exists() else None
+        append_to = part if (prefix is not None or not extract or keep_archive) else None
+    prefix_size = prefix.stat().st_size if prefix is not None else 0
+    if info.size is not None and prefix_size > info.size:
+        raise DownloadError(
+            f"{prefix} ({prefix_size} bytes) is larger than {source.url} ({info.size} bytes): "
+            "it is not a part of this object; move it away to download again"
+        )
+    if prefix is not None:
+        reporter.note(f"reusing {prefix_size} bytes of {prefix} (re-hashing them)")
+    stream = _ArchiveStream(source, info, prefix, prefix_size, append_to, retry, reporter)
+    report = None
+    if extract:
+        report = ExtractReport()
+        try:
+            _extract(stream, output_dir, only, overwrite, reporter, report)
+        except ArchiveError as e:
+            raise _unreadable(e, append_to, final, report) from None
+    else:
+        with contextlib.closing(iter(stream)) as chunks:
+            for _ in chunks:
+                pass
+    actual = stream.md5.hexdigest()
+
+    kept = final if prefix == final else append_to
+    if actual != expected:
+        raise _mismatch(source.url, expected, actual, kept, final, report)
+    if kept == part:
+        os.replace(part, final)
+        kept = final
+    return DownloadResult(
+        url=source.url,
+        md5=actual,
+        size=stream.bytes_total,
+        bytes_downloaded=stream.bytes_remote,
+        bytes_reused=prefix_size,
+        archive_path=kept,
+        extract=report,
+        retries=reporter.retries,
+        seconds=time.monotonic() - started,
+    )
+
+
+class _ArchiveStream:
+    """The archive's bytes in order, once: a local prefix from disk, then the network from
+    where it ends. Iterating hashes them and, when the archive is kept, appends the network
+    bytes to `.part`."""
+
+    def __init__(self, source, info, prefix, prefix_size, append_to, retry, reporter):
+        self._source, self._info, self._retry, self._reporter = source, info, retry, reporter
+        self._prefix, self._prefix_size, self._append_to = prefix, prefix_size, append_to
+        self.md5 = hashlib.md5()
+        self.bytes_total = 0
+        self.bytes_remote = 0
+
+    def _remote(self) -> Iterator[bytes]:
+        size = self._info.size
+        if size is not None and self._prefix_size >= size:
+            return
+        for chunk in remote_chunks(
+            self._source, self._prefix_size, size, self._retry, self._reporter.retry
+        ):
+            self.bytes_remote += len(chunk)
+            yield chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = self._remote()
+        if self._prefix is not None:
+            chunks = itertools.chain(file_chunks(self._prefix, limit=self._prefix_size), chunks)
+        out = open(self._append_to, "ab") if self._append_to is not None else None
+        try:
+            for chunk in chunks:
+                self.md5.update(chunk)
+                if out is not None and self.bytes_total >= self._prefix_size:
+                    out.write(chunk)
+                self.bytes_total += len(chunk)
+                self._reporter.add_bytes(len(chunk))
+                yield chunk
+        finally:
+            if out is not None:
+                out.close()
+
+
+def _expected_md5(md5: str | None, info: RemoteInfo, url: str) -> str:
+    if md5 is None:
+        if info.md5 is None:
+            raise DownloadError(f"{url} reports no MD5: pass the expected one (--md5)")
+        return info.md5
+    expected = normalize_md5(md5)
+    if info.md5 is not None and info.md5 != expected:
+        raise DownloadError(
+            f"{url}: the server reports MD5 {info.md5}, but {expected} was expected: "
+            "is this the right object?"
+        )
+    return expected
+
+
+def _check_existing(source, final, expected, reporter, started) -> DownloadResult:
+    reporter.note(f"{final} exists: checking its MD5")
+    actual = _md5_of(final, reporter)
+    if actual != expected:
+        raise ChecksumMismatchError(
+            f"{final} exists but its MD5 is {actual}, not {expected}: left as it is; "
+            "use --overwrite to download it again",
+            expected=expected,
+            actual=actual,
+            kept_path=final,
+        )
+    return DownloadResult(
+        url=source.url,
+        md5=actual,
+        size=final.stat().st_size,
+        bytes_downloaded=0,
+        bytes_reused=final.stat().st_size,
+        archive_path=final,
+        extract=None,
+        retries=0,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _extract(chunks, output_dir, only, overwrite, reporter, report) -> None:
+    # Three threads: (network + MD5 + archive copy) -> (inflate) -> here (tar + writes).
+    compressed = threaded(chunks, name="heldout-fetch")
+    inflated = threaded(gunzip(compressed), name="heldout-inflate")
+    reader = ChunkReader(inflated)
+    try:
+        extract_tar_stream(
+            reader,
+            output_dir,
+            only=only,
+            overwrite=overwrite,
+            report=report,
+            on_member=lambda _, r: reporter.set_members(len(r.written) + r.already_present),
+        )
+        reader.drain()  # tar stops at its end marker; the MD5 needs every byte after it
+    finally:
+        reader.close()  # stops the workers, each closing the stage before it
+
+
+def _unused_name(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}.{n}")
+        n += 1
+    return candidate
+
+
+def _unreadable(error, append_to, final, report) -> ArchiveError:
+    """Moves a `.part` that holds unreadable data aside (a resume would stop at the same
+    place), lists the files written from the bad stream, and says where everything is."""
+    lines = [str(error)]
+    if append_to is not None and append_to.exists():
+        kept = _unused_name(final.with_name(final.name + CORRUPT_SUFFIX))
+        os.replace(append_to, kept)
+        lines.append(f"The archive bytes received are kept as {kept}.")
+    elif append_to is None and final.exists():
+        lines.append(
+            f"{final} was read as it is and left untouched: move it away to "
+            "download the archive again."
+        )
+    lines += _list_written(report, final, CORRUPT_SUFFIX)
+    lines.append(_RERUN_HINT)
+    return ArchiveError(" ".join(lines))
+
+
+def _list_written(report: ExtractReport, final: Path, suffix: str) -> list[str]:
+    """Writes the list of files extracted from a bad stream beside the archive's name."""
+    if not report.written:
+        return []
+    listing = _unused_name(final.with_name(final.name + suffix + ".files.txt"))
+    listing.write_text("".join(f"{path}\n" for path in report.written))
+    return [
+        f"{len(report.written)} files were extracted from this stream and may be damaged; "
+        f"they are listed in {listing}."
+    ]
+
+
+def _mismatch(url, expected, actual, kept, final, report) -> ChecksumMismatchError:
+    lines = [f"MD5 mismatch for {url}: expected {expected}, got {actual}."]
+    kept_path = None
+    if kept is not None and kept != final:
+        kept_path = _unused_name(final.with_name(final.name + MISMATCH_SUFFIX))
+        os.replace(kept, kept_path)
+        lines.append(f"The data is kept as {kept_path}.")
+    elif kept == final:
+        kept_path = final
+        lines.append(f"{final} was read as it is and left untouched.")
+    if report is not None:
+        lines += _list_written(report, final, MISMATCH_SUFFIX)
+        lines.append(_RERUN_HINT)
+    return ChecksumMismatchError(
+        " ".join(lines), expected=expected, actual=actual, kept_path=kept_path
+    )
