@@ -1,0 +1,435 @@
+"""Find, restore (strictly) and write checkpoints in the release's format.
+
+A run folder holds `checkpoints/ckpt-<epoch>.index` and `.data-*` files written by
+`tf.train.Checkpoint(model=<model>, epoch=<int64 var>, global_step=<int64 var>)`, so the
+keys look like `model/stage1/_body/0/conv1x1/conv/w/.ATTRIBUTES/VARIABLE_VALUE` and
+`epoch/.ATTRIBUTES/VARIABLE_VALUE`.
+
+`restore` compares the checkpoint's variable list with the keys the model would save
+*before* assigning anything, so that every problem (wrong architecture, wrong class count,
+missing or extra variables, shape or dtype mismatches, unreadable files) is reported as a
+`CheckpointError` that lists the offending names and says what is likely wrong.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+from pathlib import Path
+
+import sonnet as snt
+import tensorflow as tf
+
+from heldout import models
+
+CHECKPOINTS_DIR = "checkpoints"
+PREFIX_NAME = "ckpt"
+VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+EPOCH_KEY = "epoch" + VALUE_SUFFIX
+GLOBAL_STEP_KEY = "global_step" + VALUE_SUFFIX
+
+_CKPT_INDEX_RE = re.compile(r"^ckpt-(\d+)\.index$")
+_MAX_LISTED = 12
+
+# Key prefixes that identify the architecture of a checkpoint, and its classifier bias.
+_ARCH_SIGNATURES = {
+    "small_inception": ("model/stage1/_body/", "model/_pred/b" + VALUE_SUFFIX),
+    "resnet50": ("model/_block_groups/", "model/_logits/b" + VALUE_SUFFIX),
+    "mlp": ("model/hidden1/", "model/logits/b" + VALUE_SUFFIX),
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be found, read, or restored into the given model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreInfo:
+    path: Path  # the checkpoint prefix (".../checkpoints/ckpt-<epoch>")
+    epoch: int
+    global_step: int
+
+
+# --------------------------------------------------------------------------- finding
+
+
+def _checkpoints_in(folder: Path) -> list[Path]:
+    """Prefixes of the `ckpt-<n>.index` files in `folder`, sorted by n."""
+    found = []
+    for entry in folder.iterdir():
+        m = _CKPT_INDEX_RE.match(entry.name)
+        if m and entry.is_file():
+            found.append((int(m.group(1)), folder / entry.name[: -len(".index")]))
+    return [prefix for _, prefix in sorted(found)]
+
+
+def _describe_folder(folder: Path) -> str:
+    try:
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    except OSError as e:
+        return f"(cannot list it: {e})"
+    if not names:
+        return "(the folder is empty)"
+    shown = ", ".join(names[:_MAX_LISTED])
+    more = f", ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else ""
+    return f"(it contains: {shown}{more})"
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """The single checkpoint of a run: returns its prefix `.../checkpoints/ckpt-<n>`.
+
+    `path` may be a run folder (containing `checkpoints/`), the `checkpoints/` folder itself,
+    a checkpoint prefix, or its `.index` file. Raises CheckpointError naming the folder when
+    there is no checkpoint or more than one.
+    """
+    path = Path(path)
+    if path.name.endswith(".index") and path.is_file():
+        return path.with_name(path.name[: -len(".index")])
+    if not path.is_dir() and path.with_name(path.name + ".index").is_file():
+        return path  # a prefix
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run folder or checkpoint")
+    if not path.is_dir():
+        raise CheckpointError(
+            f"{path}: not a run folder, a checkpoints/ folder or a checkpoint .index file"
+        )
+    folder = path / CHECKPOINTS_DIR if (path / CHECKPOINTS_DIR).is_dir() else path
+    prefixes = _checkpoints_in(folder)
+    if not prefixes:
+        hint = ""
+        if folder == path and not (path / CHECKPOINTS_DIR).exists():
+            hint = f" and no {CHECKPOINTS_DIR}/ subfolder"
+        raise CheckpointError(
+            f"{folder}: no checkpoint (ckpt-*.index){hint} {_describe_folder(folder)}"
+        )
+    if len(prefixes) > 1:
+        names = ", ".join(p.name for p in prefixes)
+        raise CheckpointError(
+            f"{folder}: {len(prefixes)} checkpoints ({names}); a run holds exactly one "
+            f"(its final epoch). Remove the others or pass the prefix of the one to use, "
+            f"e.g. {prefixes[-1]}"
+        )
+    return prefixes[0]
+
+
+# ----------------------------------------------------------------- expected checkpoint keys
+
+
+def _escape(local_name: str) -> str:
+    # Same escaping as TensorFlow's object-graph checkpoint keys.
+    return local_name.replace(".", "..").replace("/", ".S")
+
+
+def model_checkpoint_keys(model: tf.Module, prefix: str = "model") -> dict[str, tf.Variable]:
+    """Checkpoint key -> variable, as `tf.train.Checkpoint(model=model)` would name them.
+
+    Walks the object graph breadth-first (TensorFlow names each object by its first, i.e.
+    shortest, path) with the public `tf.train.TrackableView`.
+    """
+    view = tf.train.TrackableView(model)
+    keys: dict[str, tf.Variable] = {}
+    seen = {id(model)}
+    queue = collections.deque([(model, prefix)])
+    while queue:
+        obj, path = queue.popleft()
+        for name, child in view.children(obj).items():
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            child_path = f"{path}/{_escape(name)}"
+            if isinstance(child, tf.Variable):
+                keys[child_path + VALUE_SUFFIX] = child
+            else:
+                queue.append((child, child_path))
+    return keys
+
+
+# ------------------------------------------------------------------------- diagnosis
+
+
+def _shape_str(shape) -> str:
+    return "[" + ", ".join(str(int(d)) for d in shape) + "]"
+
+
+def _short(key: str) -> str:
+    return key[: -len(VALUE_SUFFIX)] if key.endswith(VALUE_SUFFIX) else key
+
+
+def _listing(title: str, items: list[str], limit: int = _MAX_LISTED) -> str:
+    shown = "\n".join(f"    {x}" for x in items[:limit])
+    more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
+    return f"  {title} ({len(items)}):\n{shown}{more}"
+
+
+def checkpoint_arch(names) -> str | None:
+    """The architecture a set of checkpoint keys looks like, or None."""
+    names = list(names)
+    for arch, (marker, _) in _ARCH_SIGNATURES.items():
+        if any(n.startswith(marker) for n in names):
+            return arch
+    return None
+
+
+def checkpoint_num_classes(shapes: dict[str, list[int]]) -> int | None:
+    """Class count of a checkpoint, from its classifier bias, or None."""
+    for _, (_, bias_key) in _ARCH_SIGNATURES.items():
+        if bias_key in shapes and len(shapes[bias_key]) == 1:
+            return int(shapes[bias_key][0])
+    return None
+
+
+def _model_description(model: tf.Module) -> tuple[str | None, int | None]:
+    arch = models.arch_of(model)
+    return arch, getattr(model, "num_classes", None)
+
+
+def _diagnose(
+    prefix: Path,
+    model: tf.Module,
+    ckpt_shapes: dict[str, list[int]],
+    ckpt_dtypes: dict[str, tf.DType],
+    expected: dict[str, tf.Variable],
+) -> str | None:
+    """An error message if the checkpoint does not fit the model exactly, else None."""
+    ckpt_model_keys = {k for k in ckpt_shapes if k.startswith("model/")}
+    missing = sorted(k for k in expected if k not in ckpt_shapes)
+    extra = sorted(k for k in ckpt_model_keys if k not in expected)
+    bad_shape = sorted(
+        k
+        for k in expected
+        if k in ckpt_shapes and list(ckpt_shapes[k]) != list(expected[k].shape.as_list())
+    )
+    bad_dtype = sorted(
+        k
+        for k in expected
+        if k in ckpt_dtypes and k not in bad_shape and ckpt_dtypes[k] != expected[k].dtype
+    )
+    counters = [k for k in (EPOCH_KEY, GLOBAL_STEP_KEY) if k not in ckpt_shapes]
+    if not (missing or extra or bad_shape or bad_dtype or counters):
+        return None
+
+    model_arch, model_classes = _model_description(model)
+    model_label = model_arch or type(model).__name__
+    ck_arch = checkpoint_arch(ckpt_model_keys)
+    ck_classes = checkpoint_num_classes(ckpt_shapes)
+
+    likely = []
+    wrong_arch = ck_arch is not None and model_arch is not None and ck_arch != model_arch
+    limit = 4 if wrong_arch else _MAX_LISTED  # the names say little more than the diagnosis
+    if not ckpt_model_keys:
+        likely.append(
+            "the checkpoint has no model/... variables: it was not saved with "
+            "tf.train.Checkpoint(model=...)"
+        )
+    elif wrong_arch:
+        likely.append(
+            f"wrong architecture: the checkpoint looks like {ck_arch}"
+            + (f" with {ck_classes} classes" if ck_classes else "")
+            + f", the model is {model_label}; build it with arch={ck_arch!r} (demo.py: "
+            f"--arch {ck_arch})"
+        )
+    elif ck_arch is None and ckpt_model_keys and model_arch is not None:
+        likely.append(
+            f"the checkpoint does not look like any known architecture; the model is {model_label}"
+        )
+    else:
+        if ck_classes is not None and model_classes is not None and ck_classes != model_classes:
+            likely.append(
+                f"checkpoint has {ck_classes} classes, model built with {model_classes} "
+                f"(build it with num_classes={ck_classes})"
+            )
+        if missing and not extra:
+            likely.append(
+                "the checkpoint lacks some of the model's variables (incomplete save, or a "
+                "different variant of the architecture)"
+            )
+        if extra and not missing:
+            likely.append(
+                "the checkpoint has variables the model does not create (a different "
+                "variant of the architecture)"
+            )
+        if bad_shape and model_arch == "mlp" and not (ck_classes and ck_classes != model_classes):
+            likely.append("a different input size or hidden sizes than the model's")
+    if counters:
+        likely.append(
+            "no " + " and no ".join(_short(k) for k in counters) + " counter: not saved as "
+            "tf.train.Checkpoint(model=..., epoch=..., global_step=...)"
+        )
+
+    parts = [f"{prefix}: checkpoint does not match the {model_label} model"]
+    if likely:
+        parts[0] += ": " + "; ".join(likely)
+    if missing:
+        parts.append(
+            _listing("model variables the checkpoint lacks", [_short(k) for k in missing], limit)
+        )
+    if extra:
+        parts.append(
+            _listing(
+                "checkpoint variables the model does not have", [_short(k) for k in extra], limit
+            )
+        )
+    if bad_shape:
+        parts.append(
+            _listing(
+                "shape mismatches (checkpoint vs model)",
+                [
+                    f"{_short(k)}: {_shape_str(ckpt_shapes[k])} vs "
+                    f"{_shape_str(expected[k].shape.as_list())}"
+                    for k in bad_shape
+                ],
+            )
+        )
+    if bad_dtype:
+        parts.append(
+            _listing(
+                "dtype mismatches (checkpoint vs model)",
+                [
+                    f"{_short(k)}: {ckpt_dtypes[k].name} vs {expected[k].dtype.name}"
+                    for k in bad_dtype
+                ],
+            )
+        )
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _data_files(prefix: Path) -> list[Path]:
+    return sorted(prefix.parent.glob(prefix.name + ".data-*"))
+
+
+def _unreadable(prefix: Path, err: BaseException, what: str) -> CheckpointError:
+    files = [prefix.with_name(prefix.name + ".index"), *_data_files(prefix)]
+    sizes = (
+        ", ".join(f"{f.name} ({f.stat().st_size} bytes)" for f in files if f.exists()) or "no files"
+    )
+    text = str(err).strip()
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:\w+\]$", "", text)
+    first_line = text.splitlines()[0] if text else "(no message)"
+    return CheckpointError(
+        f"{prefix}: cannot {what}: the checkpoint files are truncated or corrupt "
+        f"(an interrupted download or extraction?). Files: {sizes}. "
+        f"TensorFlow said: {type(err).__name__}: {first_line}"
+    )
+
+
+def read_variable_shapes(prefix: str | Path) -> tuple[dict[str, list[int]], dict[str, tf.DType]]:
+    """(key -> shape, key -> dtype) of a checkpoint, without the object-graph entry."""
+    prefix = Path(prefix)
+    if not prefix.with_name(prefix.name + ".index").is_file():
+        raise CheckpointError(f"{prefix}.index: no such checkpoint index file")
+    data = _data_files(prefix)
+    if not data:
+        raise CheckpointError(
+            f"{prefix}: the index exists but no {prefix.name}.data-* file does "
+            f"(incomplete copy or extraction?) {_describe_folder(prefix.parent)}"
+        )
+    for f in data:
+        m = re.search(r"\.data-(\d+)-of-(\d+)$", f.name)
+        if m and len(data) != int(m.group(2)):
+            raise CheckpointError(
+                f"{prefix}: expected {int(m.group(2))} data shard(s), found {len(data)} "
+                f"({', '.join(x.name for x in data)})"
+            )
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        shapes = reader.get_variable_to_shape_map()
+        dtypes = reader.get_variable_to_dtype_map()
+    except Exception as e:  # noqa: BLE001 - truncated files raise IndexError, OpError, ...
+        raise _unreadable(prefix, e, "read the checkpoint index") from e
+    shapes.pop(OBJECT_GRAPH_KEY, None)
+    dtypes.pop(OBJECT_GRAPH_KEY, None)
+    return shapes, dtypes
+
+
+# ------------------------------------------------------------------------ restore/save
+
+
+def check_compatible(
+    model: tf.Module, path: str | Path, image_shape: tuple[int, int, int] | None = None
+) -> Path:
+    """Raises CheckpointError unless the checkpoint restores exactly into `model`.
+
+    Creates the model's variables first (see `models.ensure_variables`). Returns the prefix.
+    """
+    prefix = find_checkpoint(path)
+    shapes, dtypes = read_variable_shapes(prefix)
+    models.ensure_variables(model, image_shape)
+    expected = model_checkpoint_keys(model)
+    problem = _diagnose(prefix, model, shapes, dtypes, expected)
+    if problem:
+        raise CheckpointError(problem)
+    return prefix
+
+
+def restore(
+    model: snt.Module, path: str | Path, image_shape: tuple[int, int, int] | None = None
+) -> RestoreInfo:
+    """Restores a run's checkpoint into `model`, strictly; returns epoch and global step.
+
+    `path`: a run folder, its `checkpoints/` folder or a checkpoint prefix. Every model
+    variable must get a value and every checkpoint value must have a model variable, with
+    equal shapes and dtypes; otherwise CheckpointError lists the offending names (nothing is
+    assigned in that case). Unreadable (truncated, corrupt) files also raise CheckpointError;
+    the model may then be partly assigned and should be discarded. `image_shape` is only
+    needed for models `heldout.models` does not know (to create their variables).
+    """
+    prefix = check_compatible(model, path, image_shape)
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        epoch = int(reader.get_tensor(EPOCH_KEY))
+        global_step = int(reader.get_tensor(GLOBAL_STEP_KEY))
+        status = tf.train.Checkpoint(model=model).read(str(prefix))
+        status.assert_existing_objects_matched()
+        status.expect_partial()  # epoch/global_step were read above, not into variables
+    except AssertionError as e:  # should not happen after check_compatible
+        raise CheckpointError(f"{prefix}: restore left variables unmatched: {e}") from e
+    except Exception as e:  # noqa: BLE001 - truncated files raise IndexError, OpError, ...
+        raise _unreadable(prefix, e, "restore the variables") from e
+    return RestoreInfo(path=prefix, epoch=epoch, global_step=global_step)
+
+
+def checkpoint_dir_for(run_dir_or_checkpoints_dir: str | Path) -> Path:
+    """`<run>/checkpoints` for a run folder; a folder named `checkpoints` is used as is."""
+    d = Path(run_dir_or_checkpoints_dir)
+    return d if d.name == CHECKPOINTS_DIR else d / CHECKPOINTS_DIR
+
+
+def save(
+    model: snt.Module,
+    run_dir_or_checkpoints_dir: str | Path,
+    epoch: int,
+    global_step: int,
+    keep_others: bool = False,
+) -> Path:
+    """Writes `<run>/checkpoints/ckpt-<epoch>` in the release's format; returns the prefix.
+
+    Same keys as the release (`model/...`, `epoch`, `global_step` as int64; no
+    `save_counter`). A run keeps a single checkpoint, so other `ckpt-*` files in the folder
+    are deleted after the new one is written unless `keep_others`.
+    """
+    epoch = int(epoch)
+    global_step = int(global_step)
+    if epoch < 0 or global_step < 0:
+        raise ValueError(f"epoch and global_step must be >= 0, got {epoch}, {global_step}")
+    models.ensure_variables(model)
+    folder = checkpoint_dir_for(run_dir_or_checkpoints_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = folder / f"{PREFIX_NAME}-{epoch}"
+    ckpt = tf.train.Checkpoint(
+        model=model,
+        epoch=tf.Variable(epoch, dtype=tf.int64, trainable=False),
+        global_step=tf.Variable(global_step, dtype=tf.int64, trainable=False),
+    )
+    written = Path(ckpt.write(str(prefix)))
+    if not keep_others:
+        for other in _checkpoints_in(folder):
+            if other != written:
+                for f in [other.with_name(other.name + ".index"), *_data_files(other)]:
+                    f.unlink(missing_ok=True)
+    return written

@@ -1,0 +1,290 @@
+"""Checkpoints: strict restore of release-format checkpoints, clear errors, save format.
+
+Release-like checkpoints are built from the variable lists alone (nested `tf.Module`s named
+after the key paths, random values), never from our model classes, so the restore tests
+check our models against the release's format and not against themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from heldout import checkpoints, models
+from heldout.checkpoints import CheckpointError
+
+SPEC_DIR = Path(__file__).parent / "data" / "checkpoint_variables"
+SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def read_spec(filename: str) -> dict[str, list[int]]:
+    spec = {}
+    for line in (SPEC_DIR / filename).read_text().splitlines():
+        name, shape = line.split("\t")
+        spec[name] = [int(d) for d in shape.strip("[]").split(",") if d.strip()]
+    return spec
+
+
+def write_spec_checkpoint(
+    folder: Path, spec: dict[str, list[int]], seed: int = 0, epoch: int = 79, step: int = 7800
+) -> tuple[Path, dict[str, np.ndarray]]:
+    """Writes `folder/ckpt-<epoch>` with exactly the keys of `spec` and random values.
+
+    The object graph is a tree of plain `tf.Module`s whose attribute names are the key
+    components ("0", "1", ... for list items: the object graph only records names).
+    Counters (`_counter`, `epoch`, `global_step`) are int64 as Sonnet and the release
+    write them; everything else float32.
+    """
+    rng = np.random.default_rng(seed)
+    root = tf.Module()
+    values: dict[str, np.ndarray] = {}
+    keep = []  # variables must stay alive until written
+    for key, shape in spec.items():
+        parts = key[: -len(SUFFIX)].split("/")
+        node = root
+        for part in parts[:-1]:
+            if not hasattr(node, part):
+                setattr(node, part, tf.Module())
+            node = getattr(node, part)
+        leaf = parts[-1]
+        if leaf in ("_counter",) or key.startswith(("epoch/", "global_step/")):
+            value = np.asarray(rng.integers(0, 10**6, size=shape), dtype=np.int64)
+        elif "moving_variance" in key:  # positive, so restored models compute finite logits
+            value = rng.uniform(0.5, 2.0, size=shape).astype(np.float32)
+        else:
+            value = rng.standard_normal(shape).astype(np.float32)
+        if key.startswith("epoch/"):
+            value = np.asarray(epoch, np.int64)
+        if key.startswith("global_step/"):
+            value = np.asarray(step, np.int64)
+        var = tf.Variable(value)
+        setattr(node, leaf, var)
+        keep.append(var)
+        values[key] = value
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = tf.train.Checkpoint(
+        **{name: getattr(root, name) for name in ("model", "epoch", "global_step")}
+    )
+    prefix = ckpt.write(str(folder / f"ckpt-{epoch}"))
+    return Path(prefix), values
+
+
+@pytest.fixture(scope="module")
+def spec_ckpts(tmp_path_factory):
+    """Release-like checkpoints for the three released models, written once."""
+    out = {}
+    for tag, filename in [
+        ("cifar10", "smallinception_cifar10_variables.txt"),
+        ("cifar100", "smallinception_cifar100_variables.txt"),
+        ("imagenet", "resnet50_imagenet_variables.txt"),
+    ]:
+        run = tmp_path_factory.mktemp(f"{tag}-run")
+        prefix, values = write_spec_checkpoint(run / "checkpoints", read_spec(filename))
+        out[tag] = (run, prefix, values)
+    return out
+
+
+def assert_restored_equal(model, values):
+    keys = checkpoints.model_checkpoint_keys(model)
+    assert set(keys) == {k for k in values if k.startswith("model/")}
+    for key, var in keys.items():
+        np.testing.assert_array_equal(var.numpy(), values[key], err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "tag,arch,num_classes",
+    [
+        ("cifar10", "small_inception", 10),
+        ("cifar100", "small_inception", 100),
+        ("imagenet", "resnet50", 1000),
+    ],
+)
+def test_release_format_restores_every_value(spec_ckpts, tag, arch, num_classes):
+    run, prefix, values = spec_ckpts[tag]
+    model = models.build_model(arch, num_classes)
+    info = checkpoints.restore(model, run)
+    assert info == checkpoints.RestoreInfo(path=prefix, epoch=79, global_step=7800)
+    assert_restored_equal(model, values)
+
+
+def test_restored_model_computes_with_the_restored_statistics(spec_ckpts):
+    run, _, values = spec_ckpts["cifar10"]
+    model = models.build_model("small_inception", 10)
+    checkpoints.restore(model, run / "checkpoints")  # the checkpoints/ folder works too
+    images = tf.random.uniform((2, 32, 32, 3))
+    logits = model(images)
+    assert logits.shape == (2, 10) and np.all(np.isfinite(logits.numpy()))
+    w = values["model/_pred/w" + SUFFIX]
+    b = values["model/_pred/b" + SUFFIX]
+    np.testing.assert_allclose(
+        logits.numpy(), model.features(images).numpy() @ w + b, rtol=1e-4, atol=1e-3
+    )
+
+
+def test_save_then_restore_round_trip(tmp_path):
+    model = models.build_model("small_inception", 10)
+    model(tf.random.uniform((4, 8, 8, 3)), is_training=True)  # move the statistics
+    prefix = checkpoints.save(model, tmp_path, epoch=3, global_step=123)
+    assert prefix == tmp_path / "checkpoints" / "ckpt-3"
+    # A run keeps one checkpoint: saving a later epoch replaces the earlier one.
+    prefix = checkpoints.save(model, tmp_path / "checkpoints", epoch=4, global_step=164)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "ckpt-4.data-00000-of-00001",
+        "ckpt-4.index",
+    ]
+    other = models.build_model("small_inception", 10)
+    info = checkpoints.restore(other, tmp_path)
+    assert (info.epoch, info.global_step, info.path) == (4, 164, prefix)
+    images = tf.random.uniform((3, 32, 32, 3))
+    np.testing.assert_array_equal(model(images).numpy(), other(images).numpy())
+
+
+def test_mlp_round_trip(tmp_path):
+    model = models.build_model("mlp", 10)
+    checkpoints.save(model, tmp_path, epoch=20, global_step=4700)
+    other = models.build_model("mlp", 10)
+    assert checkpoints.restore(other, tmp_path).epoch == 20
+    for a, b in zip(model.variables, other.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_wrong_class_count(spec_ckpts):
+    run, _, _ = spec_ckpts["cifar100"]
+    model = models.build_model("small_inception", 10)
+    with pytest.raises(CheckpointError) as e:
+        checkpoints.restore(model, run)
+    msg = str(e.value)
+    assert "checkpoint has 100 classes, model built with 10" in msg
+    assert "model/_pred/w: [336, 100] vs [336, 10]" in msg
+    assert "model/_pred/b: [100] vs [10]" in msg
+    # Nothing was assigned: the model still has its fresh initial values.
+    assert not np.any(model.conv1.bn.moving_mean.average.numpy())
+
+
+def test_wrong_architecture_resnet_into_inception(spec_ckpts):
+    run, _, _ = spec_ckpts["imagenet"]
+    with pytest.raises(
+        CheckpointError, match=r"looks like resnet50 with 1000 classes.*--arch resnet50"
+    ):
+        checkpoints.restore(models.build_model("small_inception", 10), run)
+
+
+def test_wrong_architecture_inception_into_resnet(spec_ckpts):
+    run, _, _ = spec_ckpts["cifar10"]
+    with pytest.raises(CheckpointError) as e:
+        checkpoints.restore(models.build_model("resnet50", 1000), run)
+    msg = str(e.value)
+    assert "looks like small_inception with 10 classes" in msg
+    assert "model variables the checkpoint lacks (479)" in msg
+    assert "checkpoint variables the model does not have (173)" in msg
+
+
+def test_missing_and_extra_variables_are_listed(tmp_path):
+    spec = read_spec("smallinception_cifar10_variables.txt")
+    lost = "model/stage3/_body/1/conv3x3/bn/scale" + SUFFIX
+    spec.pop(lost)
+    spec["model/stage3/_downsample/conv/w" + SUFFIX] = [3, 3, 336, 400]
+    write_spec_checkpoint(tmp_path / "checkpoints", spec)
+    with pytest.raises(CheckpointError) as e:
+        checkpoints.restore(models.build_model("small_inception", 10), tmp_path)
+    msg = str(e.value)
+    assert (
+        "model variables the checkpoint lacks (1):\n    model/stage3/_body/1/conv3x3/bn/scale"
+        in msg
+    )
+    assert (
+        "checkpoint variables the model does not have (1):\n    model/stage3/_downsample/conv/w"
+        in msg
+    )
+
+
+def test_missing_epoch_counter(tmp_path):
+    model = models.build_model("small_inception", 10)
+    models.ensure_variables(model)
+    (tmp_path / "checkpoints").mkdir()
+    tf.train.Checkpoint(model=model).write(str(tmp_path / "checkpoints" / "ckpt-1"))
+    with pytest.raises(CheckpointError, match="no epoch and no global_step counter"):
+        checkpoints.restore(models.build_model("small_inception", 10), tmp_path)
+
+
+def test_no_checkpoint_names_the_folder(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "notes.txt").write_text("x")
+    with pytest.raises(
+        CheckpointError,
+        match=rf"{tmp_path}/checkpoints: no checkpoint \(ckpt-\*\.index\).*notes\.txt",
+    ):
+        checkpoints.restore(models.build_model("mlp", 10), tmp_path)
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    with pytest.raises(
+        CheckpointError, match=rf"{empty}: no checkpoint .*no checkpoints/ subfolder"
+    ):
+        checkpoints.find_checkpoint(empty)
+    with pytest.raises(CheckpointError, match="no such run folder"):
+        checkpoints.find_checkpoint(tmp_path / "nope")
+
+
+def test_several_checkpoints(tmp_path):
+    model = models.build_model("mlp", 10)
+    checkpoints.save(model, tmp_path, epoch=1, global_step=1, keep_others=True)
+    checkpoints.save(model, tmp_path, epoch=10, global_step=2, keep_others=True)
+    with pytest.raises(CheckpointError, match=r"checkpoints: 2 checkpoints \(ckpt-1, ckpt-10\)"):
+        checkpoints.restore(models.build_model("mlp", 10), tmp_path)
+    # An explicit prefix picks one.
+    info = checkpoints.restore(models.build_model("mlp", 10), tmp_path / "checkpoints" / "ckpt-10")
+    assert (info.epoch, info.global_step) == (10, 2)
+    assert checkpoints.find_checkpoint(tmp_path / "checkpoints" / "ckpt-1.index").name == "ckpt-1"
+
+
+@pytest.fixture()
+def saved_run(tmp_path):
+    model = models.build_model("small_inception", 10)
+    checkpoints.save(model, tmp_path, epoch=5, global_step=50)
+    return tmp_path
+
+
+def _truncate(path: Path, fraction: float):
+    os.truncate(path, int(path.stat().st_size * fraction))
+
+
+@pytest.mark.parametrize("which", ["index", "data"])
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 0.98])
+def test_truncated_files(saved_run, which, fraction):
+    folder = saved_run / "checkpoints"
+    target = next(p for p in folder.iterdir() if f".{which}" in p.name)
+    _truncate(target, fraction)
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as e:
+        checkpoints.restore(models.build_model("small_inception", 10), saved_run)
+    assert "ckpt-5" in str(e.value)
+
+
+def test_corrupt_data_file(saved_run):
+    data = next((saved_run / "checkpoints").glob("ckpt-5.data-*"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 3 : len(raw) // 3 + 16] = b"\xff" * 16
+    data.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="truncated or corrupt.*Checksum does not match"):
+        checkpoints.restore(models.build_model("small_inception", 10), saved_run)
+
+
+def test_missing_data_file(saved_run):
+    for f in (saved_run / "checkpoints").glob("ckpt-5.data-*"):
+        f.unlink()
+    with pytest.raises(CheckpointError, match=r"no ckpt-5\.data-\* file"):
+        checkpoints.restore(models.build_model("small_inception", 10), saved_run)
+
+
+def test_copy_of_checkpoint_folder_still_restores(saved_run, tmp_path_factory):
+    # Checkpoints hold no absolute paths: a moved run folder restores.
+    dest = tmp_path_factory.mktemp("moved") / "run"
+    shutil.copytree(saved_run, dest)
+    assert checkpoints.restore(models.build_model("small_inception", 10), dest).epoch == 5
