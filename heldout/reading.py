@@ -1,0 +1,148 @@
+"""Read many runs' `aux_arrays.npz` in parallel, checked against each other.
+
+A released experiment has thousands of runs; reading them one after another leaves the
+disk and the decompression idle while the score engine works. `read_runs` loads them on a
+thread pool (numpy releases the GIL while reading and validating) but keeps only a bounded
+number of loaded runs waiting, so memory stays flat however many runs there are. Runs
+come back in the order given, so errors and results are reproducible.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from heldout.aux_arrays import AuxArrays, AuxArraysError, load_aux_arrays
+from heldout.release import Run
+
+RunLike = Run | str | os.PathLike
+BadRunCallback = Callable[[RunLike, AuxArraysError], None]
+ProgressCallback = Callable[[int, int], None]
+
+
+class InconsistentRunError(AuxArraysError):
+    """A run whose split sizes differ from the experiment's; names both files."""
+
+
+class SplitSizeCheck:
+    """Checks that every run agrees on N (training split) and N_test.
+
+    The first run seen sets the sizes unless they are given: pass the known sizes of a
+    released dataset to catch a bad first file too.
+    """
+
+    def __init__(self, num_train: int | None = None, num_test: int | None = None):
+        self.num_train = num_train
+        self.num_test = num_test
+        given = num_train is not None or num_test is not None
+        self._reference = "the expected sizes" if given else None
+
+    def check(self, aux: AuxArrays) -> None:
+        if self._reference is None:
+            self.num_train, self.num_test = aux.num_train, aux.num_test
+            self._reference = aux.source
+            return
+        if (self.num_train is not None and aux.num_train != self.num_train) or (
+            self.num_test is not None and aux.num_test != self.num_test
+        ):
+            raise InconsistentRunError(
+                f"{aux.source}: has N={aux.num_train} training and N_test={aux.num_test} test "
+                f"examples, but {self._reference} has N={self.num_train} and "
+                f"N_test={self.num_test}; all runs of an experiment must agree"
+            )
+
+
+def _aux_path(item: RunLike) -> Path:
+    return item.aux_path if isinstance(item, Run) else Path(item)
+
+
+def read_runs(
+    runs: Iterable[RunLike],
+    *,
+    workers: int | None = None,
+    max_in_flight: int | None = None,
+    skip_bad_runs: bool = False,
+    on_bad_run: BadRunCallback | None = None,
+    progress: bool | ProgressCallback = False,
+    size_check: SplitSizeCheck | None = None,
+) -> Iterator[tuple[RunLike, AuxArrays]]:
+    """Yields `(run, aux)` for each run (a `Run` or a path to an `aux_arrays.npz`), in order.
+
+    Args:
+      runs: what to read; `Run`s or paths of `aux_arrays.npz` files.
+      workers: reader threads; default `min(8, cpu_count)`.
+      max_in_flight: loaded-or-loading runs held at once (bounds memory); default
+        `2 * workers`.
+      skip_bad_runs: on a malformed file, or one whose N / N_test disagree with the other
+        runs, call `on_bad_run(run, error)` and go on; when False, raise the error (it names
+        the file). Other errors (out of memory, interrupts) always propagate.
+      progress: `True` for a tqdm bar on stderr (for command lines), a callable
+        `progress(done, total)`, or False for silence (the library default).
+      size_check: the split-size check shared across calls, e.g. with known sizes; a fresh
+        one (first run sets the sizes) by default.
+    """
+    runs = list(runs)
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    max_in_flight = max(1, max_in_flight or 2 * workers)
+    size_check = size_check or SplitSizeCheck()
+    report = _progress_reporter(progress, len(runs))
+    pending: collections.deque[tuple[RunLike, Future]] = collections.deque()
+    to_submit = iter(runs)
+    done = 0
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aux-reader") as pool:
+
+        def submit_next() -> None:
+            run = next(to_submit, None)
+            if run is not None:
+                pending.append((run, pool.submit(load_aux_arrays, _aux_path(run))))
+
+        try:
+            for _ in range(max_in_flight):
+                submit_next()
+            while pending:
+                run, future = pending.popleft()
+                try:
+                    aux = future.result()
+                    size_check.check(aux)
+                except AuxArraysError as error:
+                    if not skip_bad_runs:
+                        raise
+                    if on_bad_run is not None:
+                        on_bad_run(run, error)
+                    aux = None
+                done += 1
+                report(done)
+                if aux is not None:
+                    yield run, aux
+                    aux = None
+                # Only now, with the consumer done with the last run, read one more: the
+                # reader never holds more than max_in_flight runs, counting the one handed out.
+                submit_next()
+        finally:
+            for _, future in pending:
+                future.cancel()
+            report(None)
+
+
+def _progress_reporter(progress: bool | ProgressCallback, total: int) -> Callable:
+    """A function taking the number done (or None at the end) that drives the display."""
+    if callable(progress):
+        return lambda done: None if done is None else progress(done, total)
+    if not progress:
+        return lambda done: None
+    from tqdm import tqdm  # imported only when a bar is asked for
+
+    bar = tqdm(total=total, unit="run", desc="reading runs", dynamic_ncols=True)
+
+    def update(done: int | None) -> None:
+        if done is None:
+            bar.close()
+        else:
+            bar.update(done - bar.n)
+
+    return update

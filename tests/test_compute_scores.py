@@ -1,0 +1,160 @@
+"""tools/compute_scores.py end to end, and the library call behind it."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from heldout import release, scores
+from heldout.aux_arrays import aux_from_predictions
+from heldout.influence import compute_influence
+from heldout.synthetic import SyntheticSpec, write_synthetic_experiment
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
+SPEC = SyntheticSpec(num_train=120, num_test=30, subset_ratios=(0.3, 0.7, 0.9), runs_per_ratio=8)
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    return write_synthetic_experiment(tmp_path_factory.mktemp("cli") / "synthetic", SPEC)
+
+
+@pytest.fixture
+def experiment_copy(experiment, tmp_path):
+    shutil.copytree(experiment.path, tmp_path / "synthetic")
+    return release.open_experiment(tmp_path / "synthetic")
+
+
+def _run_tool(*args):
+    return subprocess.run(
+        [sys.executable, str(TOOL), "--noprogress", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _leftovers(folder):
+    return [p.name for p in Path(folder).iterdir() if p.name.startswith(".")]
+
+
+def test_default_scores_file(experiment, tmp_path):
+    output = tmp_path / "scores.npz"
+    done = _run_tool(f"--experiment_dir={experiment.path}", f"--output={output}")
+    assert done.returncode == 0, done.stderr
+    with np.load(output, allow_pickle=False) as npz:
+        got = dict(npz)
+    for key in [
+        "subset_ratios",
+        "cscore",
+        "cscore_by_ratio",
+        "heldout_count_by_ratio",
+        "cscore_stderr_by_ratio",
+        "memorization",
+        "memorization_count_in",
+        "memorization_count_out",
+        "score_subset_ratio",
+    ]:
+        assert key in got, key
+    assert "influence" not in got and "influence_topk_index" not in got
+    np.testing.assert_array_equal(got["subset_ratios"], [0.3, 0.7, 0.9])
+    np.testing.assert_array_equal(got["num_runs_by_ratio"], [8, 8, 8])
+    assert got["score_subset_ratio"] == 0.7
+    assert got["cscore_by_ratio"].shape == (3, 120) and got["cscore"].shape == (120,)
+
+    # Same numbers as the library on the same runs.
+    expected = scores.score_experiment(experiment).arrays()
+    for key, value in expected.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+    assert "runs per subset ratio: 0.3: 8, 0.7: 8, 0.9: 8" in done.stdout
+    assert "C-score: mean" in done.stdout and "memorization at 0.7" in done.stdout
+    assert _leftovers(tmp_path) == []
+
+
+def test_dense_and_topk_influence(experiment, tmp_path):
+    dense_file, topk_file = tmp_path / "dense.npz", tmp_path / "topk.npz"
+    common = [f"--experiment_dir={experiment.path}", "--scores=influence", "--subset_ratio=0.9"]
+    assert _run_tool(*common, f"--output={dense_file}").returncode == 0
+    done = _run_tool(*common, f"--output={topk_file}", "--influence_topk=4", "--workers=2")
+    assert done.returncode == 0, done.stderr
+    dense, topk = np.load(dense_file), np.load(topk_file)
+    assert "cscore" not in dense and "memorization" not in dense
+    assert dense["score_subset_ratio"] == 0.9
+    np.testing.assert_array_equal(dense["subset_ratios"], [0.9])
+    runs = [run.load_aux() for run in experiment.runs_at(0.9)]
+    np.testing.assert_array_equal(dense["influence"], compute_influence(runs).matrix)
+    assert "influence" not in topk
+    assert topk["influence_topk_index"].shape == (30, 4)
+    expected = -np.sort(-np.nan_to_num(dense["influence"], nan=-np.inf), axis=1)[:, :4]
+    np.testing.assert_allclose(topk["influence_topk_value"], expected, atol=1e-6)
+
+
+def test_score_ratio_defaults_to_the_largest_without_0_7(tmp_path):
+    spec = SyntheticSpec(num_train=40, num_test=10, subset_ratios=(0.2, 0.5), runs_per_ratio=3)
+    experiment = write_synthetic_experiment(tmp_path / "e", spec)
+    result = scores.score_experiment(experiment, scores=["memorization"])
+    assert result.score_subset_ratio == 0.5 and result.cscores is None
+    np.testing.assert_array_equal(result.subset_ratios, [0.5])
+    with pytest.raises(ValueError, match="ratios present"):
+        scores.score_experiment(experiment, scores=["memorization"], subset_ratio=0.7)
+    with pytest.raises(ValueError, match="unknown scores"):
+        scores.score_experiment(experiment, scores=["cscores"])
+
+
+def test_a_bad_run_stops_the_tool_and_leaves_no_file(experiment_copy, tmp_path):
+    bad = experiment_copy.run(0.7, 3)
+    bad.aux_path.write_bytes(b"truncated")
+    output = tmp_path / "out" / "scores.npz"
+    done = _run_tool(f"--experiment_dir={experiment_copy.path}", f"--output={output}")
+    assert done.returncode != 0
+    assert str(bad.aux_path) in done.stderr
+    assert not output.exists()
+    assert not output.parent.exists() or _leftovers(output.parent) == []
+
+    done = _run_tool(
+        f"--experiment_dir={experiment_copy.path}", f"--output={output}", "--skip_bad_runs"
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"skipping bad run: {bad.aux_path}" in done.stderr
+    assert "skipped bad runs: 1" in done.stdout
+    np.testing.assert_array_equal(np.load(output)["num_runs_by_ratio"], [8, 7, 8])
+
+
+def test_runs_of_other_sizes_are_bad_runs(experiment_copy, tmp_path):
+    rng = np.random.default_rng(0)
+    aux = aux_from_predictions(
+        rng.random(121) < 0.7, rng.random(121) < 0.5, rng.random(30) < 0.5, rng
+    )
+    odd = release.write_run(experiment_copy.path, 0.9, 50, aux)
+    experiment = release.open_experiment(experiment_copy.path)
+    with pytest.raises(ValueError, match="N=121") as caught:
+        scores.score_experiment(experiment)
+    assert str(caught.value).startswith(str(odd.aux_path))
+    skipped = scores.score_experiment(experiment, skip_bad_runs=True)
+    assert len(skipped.skipped) == 1 and str(odd.aux_path) in skipped.skipped[0]
+
+
+def test_save_scores_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "scores.npz"
+    scores.save_scores(target, {"a": np.arange(3)})
+
+    def failing_savez(file, **arrays):
+        file.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", failing_savez)
+    with pytest.raises(OSError, match="disk full"):
+        scores.save_scores(target, {"a": np.arange(5)})
+    np.testing.assert_array_equal(np.load(target)["a"], np.arange(3))  # old file intact
+    assert _leftovers(tmp_path) == []
+
+
+def test_usage_errors(experiment, tmp_path):
+    done = _run_tool(f"--experiment_dir={experiment.path}")
+    assert done.returncode != 0 and "output" in done.stderr
+    done = _run_tool(f"--experiment_dir={tmp_path / 'missing'}", f"--output={tmp_path / 'o.npz'}")
+    assert done.returncode != 0 and "not a folder" in done.stderr
+    assert not (tmp_path / "o.npz").exists()

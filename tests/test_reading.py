@@ -1,0 +1,188 @@
+"""Parallel reading of many runs: order, bounded memory, cross-run checks, bad runs."""
+
+import subprocess
+import sys
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+from heldout import reading, release
+from heldout.aux_arrays import AuxArraysError, aux_from_predictions, load_aux_arrays
+from heldout.reading import InconsistentRunError, SplitSizeCheck, read_runs
+from heldout.synthetic import SyntheticSpec, write_synthetic_experiment
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    spec = SyntheticSpec(num_train=40, num_test=10, subset_ratios=(0.5,), runs_per_ratio=12)
+    return write_synthetic_experiment(tmp_path_factory.mktemp("read") / "exp", spec)
+
+
+def _write_sized_run(experiment_dir, run_id, num_train, num_test, ratio=0.5):
+    rng = np.random.default_rng(run_id)
+    aux = aux_from_predictions(
+        rng.random(num_train) < 0.5,
+        rng.random(num_train) < 0.5,
+        rng.random(num_test) < 0.5,
+        rng=rng,
+    )
+    return release.write_run(experiment_dir, ratio, run_id, aux)
+
+
+def _copy_experiment(experiment, destination):
+    import shutil
+
+    shutil.copytree(experiment.path, destination)
+    return release.open_experiment(destination)
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_runs_come_back_in_the_order_given_with_their_arrays(experiment, workers):
+    runs = list(reversed(experiment.runs))
+    got = list(read_runs(runs, workers=workers, max_in_flight=3))
+    assert [run for run, _ in got] == runs
+    for run, aux in got:
+        expected = load_aux_arrays(run.aux_path)
+        np.testing.assert_array_equal(aux.train_correctness(), expected.train_correctness())
+        assert aux.source == str(run.aux_path)
+
+
+def test_paths_are_accepted_as_well_as_runs(experiment):
+    paths = [str(run.aux_path) for run in experiment.runs[:3]]
+    assert [item for item, _ in read_runs(paths)] == paths
+
+
+def test_at_most_max_in_flight_runs_are_held(experiment, monkeypatch):
+    lock = threading.Lock()
+    state = {"loaded": 0, "yielded": 0, "most": 0}
+
+    def counting_load(path):
+        with lock:
+            state["loaded"] += 1
+            state["most"] = max(state["most"], state["loaded"] - state["yielded"])
+        return load_aux_arrays(path)
+
+    monkeypatch.setattr(reading, "load_aux_arrays", counting_load)
+    for _ in read_runs(experiment.runs, workers=4, max_in_flight=2):
+        state["yielded"] += 1
+    assert state["yielded"] == len(experiment.runs)
+    assert state["most"] <= 2
+
+
+def test_progress_callback_and_bar(experiment, capsys):
+    seen = []
+    list(read_runs(experiment.runs, progress=lambda done, total: seen.append((done, total))))
+    total = len(experiment.runs)
+    assert seen == [(done, total) for done in range(1, total + 1)]
+    list(read_runs(experiment.runs[:2]))
+    assert capsys.readouterr().err == ""  # the library is silent unless asked
+    list(read_runs(experiment.runs[:2], progress=True))
+    assert "2/2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("num_train, num_test, what", [(41, 10, "N=41"), (40, 11, "N_test=11")])
+def test_runs_must_agree_on_split_sizes(experiment, tmp_path, num_train, num_test, what):
+    copy = _copy_experiment(experiment, tmp_path / "exp")
+    bad = _write_sized_run(copy.path, 99, num_train, num_test)
+    copy = release.open_experiment(copy.path)
+    with pytest.raises(InconsistentRunError) as caught:
+        list(read_runs(copy.runs))
+    message = str(caught.value)
+    assert message.startswith(str(bad.aux_path))
+    assert what in message and str(copy.runs[0].aux_path) in message
+
+    skipped = []
+    good = list(read_runs(copy.runs, skip_bad_runs=True, on_bad_run=lambda r, e: skipped.append(r)))
+    assert skipped == [bad]
+    assert len(good) == len(copy.runs) - 1
+
+
+def test_known_sizes_catch_a_bad_first_run(experiment):
+    check = SplitSizeCheck(num_train=50, num_test=10)
+    with pytest.raises(InconsistentRunError, match="the expected sizes"):
+        list(read_runs(experiment.runs[:1], size_check=check))
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _pickle(path):
+    arrays = dict(np.load(path))
+    arrays["index_test"] = np.array(list(arrays["index_test"]), dtype=object)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _drop_key(path):
+    arrays = dict(np.load(path))
+    del arrays["subsample_idx"]
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _not_a_permutation(path):
+    arrays = dict(np.load(path))
+    arrays["index_test"][0] = arrays["index_test"][1]
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _not_a_zip(path):
+    path.write_text("not an npz")
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (_truncate, "cannot read"),
+        (_pickle, "cannot read"),
+        (_drop_key, "missing keys"),
+        (_not_a_permutation, "not a permutation"),
+        (_not_a_zip, "cannot read"),
+    ],
+)
+def test_a_bad_file_stops_the_read_or_is_skipped(experiment, tmp_path, corrupt, message):
+    copy = _copy_experiment(experiment, tmp_path / "exp")
+    bad = copy.runs[5]
+    corrupt(bad.aux_path)
+    with pytest.raises(AuxArraysError, match=message) as caught:
+        list(read_runs(copy.runs, workers=3))
+    assert str(caught.value).startswith(str(bad.aux_path))
+
+    reported = []
+    good = read_runs(
+        copy.runs,
+        workers=3,
+        skip_bad_runs=True,
+        on_bad_run=lambda run, error: reported.append((run, str(error))),
+    )
+    assert [run for run, _ in good] == [run for run in copy.runs if run != bad]
+    assert len(reported) == 1 and reported[0][0] == bad and str(bad.aux_path) in reported[0][1]
+
+
+def test_stopping_early_cancels_pending_reads(experiment):
+    reader = read_runs(experiment.runs, workers=2, max_in_flight=4)
+    next(reader)
+    reader.close()  # must not hang or raise
+
+
+def test_importing_the_score_modules_does_not_import_tensorflow():
+    code = (
+        "import sys, heldout.scores, heldout.reading, heldout.influence, heldout.synthetic; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_zip_member_corruption_is_reported_with_the_file(experiment, tmp_path):
+    copy = _copy_experiment(experiment, tmp_path / "exp")
+    bad = copy.runs[0]
+    with zipfile.ZipFile(bad.aux_path, "w") as archive:  # a valid zip, wrong content
+        archive.writestr("correctness_train.npy", b"garbage")
+    with pytest.raises(AuxArraysError) as caught:
+        list(read_runs(copy.runs))
+    assert str(caught.value).startswith(str(bad.aux_path))
