@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import zipfile
-from pathlib import Path
 
 import numpy as np
+
+from heldout.atomic import write_npz_atomic
 
 CORRECTNESS_KEYS = ("correctness_train", "correctness_removed", "correctness_test")
 INDEX_KEYS = ("index_train", "index_removed", "index_test")
@@ -178,16 +178,7 @@ def load_aux_arrays(path: str | os.PathLike) -> AuxArrays:
 
 def save_aux_arrays(path: str | os.PathLike, aux: AuxArrays) -> None:
     """Writes the release format atomically: a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            np.savez(f, **aux.as_dict())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_npz_atomic(path, aux.as_dict())
 
 
 def aux_from_predictions(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from heldout import registry
+from heldout.atomic import write_text_atomic
 from heldout.aux_arrays import AuxArrays, load_aux_arrays, save_aux_arrays
 
 AUX_ARRAYS_FILE = "aux_arrays.npz"
@@ -159,14 +160,7 @@ def write_experiment_meta(experiment_dir: str | os.PathLike, meta: ExperimentMet
     experiment_dir = Path(experiment_dir)
     experiment_dir.mkdir(parents=True, exist_ok=True)
     raw = dataclasses.asdict(meta)
-    _write_text_atomic(experiment_dir / EXPERIMENT_META_FILE, json.dumps(raw, indent=2) + "\n")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(handle, "w") as f:
-        f.write(text)
-    os.replace(tmp_name, path)
+    write_text_atomic(experiment_dir / EXPERIMENT_META_FILE, json.dumps(raw, indent=2) + "\n")
 
 
 def _ratio_dirs(experiment_dir: Path) -> list[tuple[float, Path]]:

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 
+from heldout.atomic import write_npz_atomic
 from heldout.aux_arrays import AuxArrays, AuxArraysError
 from heldout.influence import (
     DenseInfluenceAccumulator,
@@ -398,13 +397,4 @@ def score_experiment(
 
 def save_scores(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Writes an `.npz` under a temporary name, renamed into place only when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_npz_atomic(path, arrays)
