@@ -127,7 +127,7 @@ def main(argv) -> int:
         print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
         return 2
     # Imported here so that --help answers without loading TensorFlow.
-    from heldout import evaluation, release
+    from heldout import evaluation, label_noise, release
 
     if not 0.0 <= FLAGS.min_match <= 1.0:
         print("error: --min_match must be a fraction in [0, 1]", file=sys.stderr)
@@ -136,7 +136,10 @@ def main(argv) -> int:
     matches = total = 0
     try:
         meta, runs = _choose_runs(release)
-        source = evaluation.source_for_experiment(meta, FLAGS.dataset, FLAGS.data_dir)
+        # The labels the runs were trained and scored on (corrupted ones where recorded).
+        source = label_noise.experiment_source(
+            runs[0].experiment_dir, FLAGS.dataset, FLAGS.data_dir
+        )
         for run in runs:
             check = evaluation.check_run(
                 run,

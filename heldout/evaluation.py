@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from heldout import checkpoints, models
 from heldout.aux_arrays import AuxArrays
-from heldout.datasets import DataSource, get_source
+from heldout.datasets import DataSource
 
 SPLITS = ("train", "test")
 DEFAULT_BATCH_SIZE = 500
@@ -266,40 +266,6 @@ def cross_check(run_or_aux, results: EvalResult | Iterable[EvalResult]) -> dict[
 # --------------------------------------------------------------------- one run, end to end
 
 
-def source_name_for(dataset: str | None, index_order: str | None) -> str | None:
-    """The `heldout.datasets` source that reads `dataset` in the order `index_order`."""
-    if not dataset:
-        return None
-    base = dataset.split(":", 1)[0]
-    if base.startswith("imagenet"):
-        return "imagenet"
-    if index_order == "idx" and base in ("mnist", "fashion_mnist"):
-        return f"{base}_idx"
-    return dataset
-
-
-def source_for_experiment(
-    meta, dataset: str | None = None, data_dir: str | Path | None = None
-) -> DataSource:
-    """The data source an experiment's runs were evaluated on (overridable).
-
-    `dataset` / `data_dir` win over the experiment's meta (`meta.dataset`,
-    `meta.index_order`, and `meta.extra["data_dir"]` when recorded).
-    """
-    extra = getattr(meta, "extra", None) or {}
-    name = dataset or source_name_for(
-        getattr(meta, "dataset", None), getattr(meta, "index_order", None)
-    )
-    if name is None:
-        raise ValueError(
-            f"experiment {getattr(meta, 'name', meta)!r} does not record its dataset; "
-            "pass it (demo.py: --dataset and --data_dir)"
-        )
-    if data_dir is None and extra.get("data_dir"):
-        data_dir = extra["data_dir"]
-    return get_source(name, data_dir)
-
-
 @dataclasses.dataclass(frozen=True)
 class RunCheck:
     """What re-evaluating one run found."""
@@ -349,7 +315,8 @@ def check_run(
             meta_or_name, arch, num_classes or source.num_classes
         )
     model = models.build_model(arch, num_classes)
-    info = checkpoints.restore(model, run.path)
+    image_shape = getattr(meta, "image_shape", None) or source.image_shape
+    info = checkpoints.restore(model, run.path, image_shape=image_shape)
     aux = run.load_aux()
     evaluator = Evaluator(model)
     results = {split: evaluator.evaluate(source, split, batch_size) for split in splits}

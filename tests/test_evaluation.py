@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from heldout import evaluation, models
+from heldout import datasets, evaluation, models
 from heldout.aux_arrays import aux_from_predictions
 from heldout.datasets.base import ArraySplit
 from heldout.datasets.numpy_source import NpzSource, save_npz
@@ -132,7 +132,7 @@ def test_cross_check_partial_evaluation_and_wrong_dataset():
 
 
 def test_source_name_for_release_metadata():
-    assert evaluation.source_name_for("cifar10:3.0.2", "tfds") == "cifar10:3.0.2"
-    assert evaluation.source_name_for("imagenet2012", "tfrecord_index") == "imagenet"
-    assert evaluation.source_name_for("fashion_mnist", "idx") == "fashion_mnist_idx"
-    assert evaluation.source_name_for(None, None) is None
+    assert datasets.source_name_for("cifar10:3.0.2", "tfds") == "cifar10:3.0.2"
+    assert datasets.source_name_for("imagenet2012", "tfrecord_index") == "imagenet"
+    assert datasets.source_name_for("fashion_mnist", "idx") == "fashion_mnist_idx"
+    assert datasets.source_name_for(None, None) is None

@@ -32,6 +32,8 @@ __all__ = [
     "SOURCE_NAMES",
     "get_source",
     "load_idx_split",
+    "source_for_meta",
+    "source_name_for",
 ]
 
 TFDS_NAMES = ("cifar10", "cifar100", "mnist", "fashion_mnist")
@@ -66,3 +68,42 @@ def get_source(name: str, data_dir: str | os.PathLike | None = None) -> DataSour
 
         return ImageNetSource(data_dir)
     raise DatasetError(f"unknown data source {name!r}; known: {', '.join(SOURCE_NAMES)}.")
+
+
+def source_name_for(dataset: str | None, index_order: str | None) -> str | None:
+    """The source that reads `dataset` in the order `index_order` (an experiment's meta).
+
+    Experiments record the dataset they index (`cifar10:3.0.2`, `imagenet2012`,
+    `fashion_mnist`) and the order of their `index_*` arrays (`tfds`, `tfrecord_index`,
+    `idx`); the same dataset in a different order is a different source.
+    """
+    if not dataset:
+        return None
+    base = dataset.split(":", 1)[0]
+    if base.startswith("imagenet"):
+        return "imagenet"
+    if index_order == "idx" and base in ("mnist", "fashion_mnist"):
+        return f"{base}_idx"
+    return dataset
+
+
+def source_for_meta(
+    meta, dataset: str | None = None, data_dir: str | os.PathLike | None = None
+) -> DataSource:
+    """The data source an experiment's runs were evaluated on, with its clean labels.
+
+    `dataset` / `data_dir` win over the meta (`meta.dataset`, `meta.index_order`, and
+    `meta.extra["data_dir"]` when recorded). Experiments with corrupted labels need
+    `heldout.label_noise.experiment_source` instead.
+    """
+    name = dataset or source_name_for(
+        getattr(meta, "dataset", None), getattr(meta, "index_order", None)
+    )
+    if name is None:
+        raise DatasetError(
+            f"experiment {getattr(meta, 'name', meta)!r} does not record its dataset; "
+            "pass it (demo.py: --dataset and --data_dir)"
+        )
+    if data_dir is None:
+        data_dir = (getattr(meta, "extra", None) or {}).get("data_dir")
+    return get_source(name, data_dir)

@@ -1,0 +1,220 @@
+"""Corrupted training labels: made once per experiment, recorded, and re-applied on reading.
+
+An experiment trained with `--label_corrupt_prob p` replaces a fixed fraction p of the
+training labels by a different, random class, once, so that every run of the experiment
+sees the same corrupted dataset. The corruption is stored beside `experiment.json` as
+`label_corruption.npz` (`indices`, `original_labels`, `new_labels`), and the experiment's
+meta names that file (`extra["label_corruption_file"]`). The runs' `correctness_train` /
+`correctness_removed` are with respect to the labels the models were trained on, so
+anything that re-evaluates a run (demo.py) must use `experiment_labels` or
+`relabeled_source`, and detection of the corrupted examples can be scored against
+`indices`.
+
+No TensorFlow here: reading an experiment's labels stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from heldout.atomic import write_npz_atomic
+from heldout.datasets.base import ArraySource, ArraySplit, DataSource
+
+LABEL_CORRUPTION_FILE = "label_corruption.npz"
+META_KEY = "label_corruption_file"  # key in ExperimentMeta.extra naming the file
+_KEYS = ("indices", "original_labels", "new_labels")
+
+
+class LabelCorruptionError(ValueError):
+    """A label-corruption record that is malformed or does not fit the dataset."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelCorruption:
+    """Which training examples got which wrong label (all int64, sorted by index)."""
+
+    indices: np.ndarray
+    original_labels: np.ndarray
+    new_labels: np.ndarray
+
+    def __post_init__(self):
+        sizes = {self.indices.shape, self.original_labels.shape, self.new_labels.shape}
+        if len(sizes) != 1 or self.indices.ndim != 1:
+            raise LabelCorruptionError(
+                f"indices, original_labels and new_labels must be 1-D and of equal length; "
+                f"got shapes {self.indices.shape}, {self.original_labels.shape}, "
+                f"{self.new_labels.shape}"
+            )
+        if np.any(self.original_labels == self.new_labels):
+            raise LabelCorruptionError("a corrupted label equals its original label")
+        if self.indices.size and np.any(np.diff(self.indices) <= 0):
+            raise LabelCorruptionError("indices must be strictly increasing")
+
+    @property
+    def num_corrupted(self) -> int:
+        return int(self.indices.size)
+
+    def mask(self, num_train: int) -> np.ndarray:
+        """bool[num_train]: True for the corrupted examples (the positives for detection)."""
+        mask = np.zeros(num_train, dtype=bool)
+        mask[self.indices] = True
+        return mask
+
+    def apply(self, labels: np.ndarray) -> np.ndarray:
+        """The corrupted copy of `labels` (the clean training labels, index order).
+
+        Checks that `labels` holds the recorded original labels, which catches a different
+        dataset or a different example order.
+        """
+        labels = np.asarray(labels)
+        if self.indices.size and self.indices[-1] >= labels.size:
+            raise LabelCorruptionError(
+                f"corruption refers to example {self.indices[-1]} but the dataset has only "
+                f"{labels.size} training labels"
+            )
+        differ = np.flatnonzero(labels[self.indices] != self.original_labels)
+        if differ.size:
+            raise LabelCorruptionError(
+                f"{differ.size} recorded original labels differ from the dataset's (first at "
+                f"index {self.indices[differ[0]]}): a different dataset or example order "
+                "than the experiment was trained on"
+            )
+        corrupted = labels.copy()
+        corrupted[self.indices] = self.new_labels
+        return corrupted
+
+
+def corrupt_labels(
+    labels: np.ndarray, prob: float, num_classes: int, rng: np.random.Generator
+) -> LabelCorruption:
+    """Replaces round(prob * N) labels, chosen uniformly, by a uniformly drawn other class."""
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"label corruption probability must be in [0, 1], got {prob}")
+    if num_classes < 2:
+        raise ValueError(f"need at least 2 classes to corrupt labels, got {num_classes}")
+    labels = np.asarray(labels, dtype=np.int64)
+    count = int(round(prob * labels.size))
+    indices = np.sort(rng.choice(labels.size, size=count, replace=False)).astype(np.int64)
+    original = labels[indices]
+    # A shift of 1..C-1 classes: uniform over the C-1 wrong labels.
+    new = (original + rng.integers(1, num_classes, size=count)) % num_classes
+    return LabelCorruption(indices, original, new.astype(np.int64))
+
+
+def save_label_corruption(path: str | os.PathLike, corruption: LabelCorruption) -> None:
+    """Writes the record atomically (temporary name, then rename)."""
+    write_npz_atomic(path, {key: getattr(corruption, key) for key in _KEYS})
+
+
+def load_label_corruption(path: str | os.PathLike) -> LabelCorruption:
+    """Reads a record written by `save_label_corruption` (never unpickles)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in _KEYS if key not in npz.files]
+            if missing:
+                raise LabelCorruptionError(f"{path}: missing keys {missing}")
+            arrays = {key: npz[key].astype(np.int64) for key in _KEYS}
+    except FileNotFoundError:
+        raise LabelCorruptionError(f"{path}: file not found") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+        if isinstance(error, LabelCorruptionError):
+            raise
+        raise LabelCorruptionError(f"{path}: cannot read as a numpy .npz file ({error})") from None
+    try:
+        return LabelCorruption(**arrays)
+    except LabelCorruptionError as error:
+        raise LabelCorruptionError(f"{path}: {error}") from None
+
+
+def _dir_and_meta(experiment):
+    """(folder, meta) of a `heldout.release.Experiment`, or of an experiment folder path."""
+    if isinstance(experiment, (str, os.PathLike)):
+        from heldout import release
+
+        folder = Path(experiment)
+        return folder, release.read_experiment_meta(folder)
+    return Path(experiment.path), experiment.meta
+
+
+def experiment_label_corruption(experiment) -> LabelCorruption | None:
+    """The experiment's recorded corruption, or None when it was trained on clean labels.
+
+    `experiment`: a `heldout.release.Experiment` or an experiment folder (for a run:
+    `run.experiment_dir`).
+    """
+    folder, meta = _dir_and_meta(experiment)
+    name = meta.extra.get(META_KEY)
+    if not name:
+        return None
+    return load_label_corruption(folder / name)
+
+
+def experiment_labels(
+    experiment, labels: np.ndarray | None = None, split: str = "train"
+) -> np.ndarray:
+    """The labels `experiment`'s models were trained (and scored) on, in index order.
+
+    `labels`: the dataset's clean labels of `split` in the experiment's index order; when
+    None they are loaded from the experiment's recorded dataset (`experiment_source`).
+    Test labels are never corrupted and come back unchanged.
+    """
+    if labels is None:
+        return experiment_source(experiment).load_arrays(split).labels
+    corruption = experiment_label_corruption(experiment)
+    if corruption is None or split != "train":
+        return np.asarray(labels)
+    return corruption.apply(labels)
+
+
+def experiment_source(
+    experiment, dataset: str | None = None, data_dir: str | os.PathLike | None = None
+) -> DataSource:
+    """The data an experiment was trained on, with its trained-on (corrupted) labels.
+
+    The source name and data_dir come from the experiment's meta (`dataset`,
+    `index_order`, `extra["data_dir"]`) unless given.
+    """
+    from heldout.datasets import source_for_meta
+
+    _, meta = _dir_and_meta(experiment)
+    return relabeled_source(experiment, source_for_meta(meta, dataset, data_dir))
+
+
+class RelabeledSource(ArraySource):
+    """A source whose training labels are replaced, everything else as in `base`.
+
+    Serves its splits from `base.load_arrays`, through `ArraySource.as_dataset`: the same
+    float32 scaling to [0, 1] as the MNIST-like and CIFAR sources.
+    """
+
+    def __init__(self, base: DataSource, corruption: LabelCorruption):
+        super().__init__(base.name, base.num_classes, base.image_shape, splits=base.splits)
+        self.base = base
+        self.corruption = corruption
+
+    def _load(self, split: str) -> ArraySplit:
+        arrays = self.base.load_arrays(split)
+        if split != "train":
+            return arrays
+        return ArraySplit(
+            images=arrays.images,
+            labels=self.corruption.apply(arrays.labels),
+            original_index=arrays.original_index,
+        )
+
+
+def relabeled_source(experiment, source: DataSource) -> DataSource:
+    """`source` with `experiment`'s corrupted training labels (itself when there are none).
+
+    `experiment`: a `heldout.release.Experiment` or an experiment folder path.
+
+    Use it to re-evaluate a run's checkpoint so that correctness is measured against the
+    labels the run was trained on, as its aux arrays are.
+    """
+    corruption = experiment_label_corruption(experiment)
+    return source if corruption is None else RelabeledSource(source, corruption)
