@@ -174,6 +174,14 @@ def test_index_list_errors(image_dir, tmp_path):
         )
 
 
+def test_unreadable_index_and_labels_files_name_the_file(image_dir, tmp_path):
+    for missing in (tmp_path / "gone.npz", tmp_path / "gone.txt"):
+        with pytest.raises(DatasetError, match="gone"):
+            read_index_list(missing, "validation")
+    with pytest.raises(DatasetError, match="no-labels.txt: cannot read the labels file"):
+        synset_label_map(image_dir, tmp_path / "no-labels.txt")
+
+
 def test_published_npz_index_needs_opt_in(tmp_path):
     path = tmp_path / "imagenet_index.npz"
     names = np.array([b"b.JPEG", b"a.JPEG"], dtype=object)

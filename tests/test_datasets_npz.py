@@ -78,3 +78,12 @@ def test_refuses_pickled_arrays_and_non_npz(tmp_path):
         get_source("npz", npy)
     with pytest.raises(DatasetError, match="no such"):
         get_source("npz", tmp_path / "missing.npz")
+
+
+def test_save_npz_writes_exactly_the_path_given(tmp_path):
+    path = tmp_path / "data.arrays"  # numpy's own savez would append `.npz`
+    save_npz(path, {"train": _split(3)})
+    assert [p.name for p in tmp_path.iterdir()] == ["data.arrays"]  # no temporary left
+    np.testing.assert_array_equal(
+        get_source("npz", path).load_arrays("train").labels, _split(3).labels
+    )

@@ -175,6 +175,8 @@ def test_map_order_cli_on_cifar(synthetic_cifar10, tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    assert f"to {output}" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == [published.name, output.name]
     positions = source.original_positions("train")
     with np.load(output) as mapped:
         np.testing.assert_array_equal(mapped["scores"], scores[positions])

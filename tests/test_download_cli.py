@@ -83,8 +83,10 @@ def test_refused_members_make_a_nonzero_exit(tmp_path):
         (["--artifact=cifar10-inception"], "--output_dir is required"),
         (["--url=http://x/a.tar.gz", "--output_dir=o", "--only=*"], "apply to --extract"),
         (["--url=http://x/a.tar.gz", "--output_dir=o", "--md5=xyz"], "not an MD5"),
+        (["--verify=missing.tar.gz", "--md5=xyz"], "not an MD5"),
     ],
 )
 def test_usage_errors(args, message):
     done = run(*args)
     assert done.returncode != 0 and message in done.stderr
+    assert "Traceback" not in done.stderr  # a usage message, not a crash

@@ -63,6 +63,12 @@ def _extract_bytes(targz, out, **kwargs):
     return extract_tar_stream(ChunkReader(gunzip([targz])), out, **kwargs)
 
 
+def _extract_url(url, targz, out, **kwargs):
+    """`download(..., extract=True)` of `targz` served at `url`, with its true MD5."""
+    kwargs.setdefault("retry", FAST)
+    return dl.download(url, out, md5=hashlib.md5(targz).hexdigest(), extract=True, **kwargs)
+
+
 @pytest.mark.parametrize(
     "name, expected",
     [("a/b.txt", "a/b.txt"), ("./a//./b", "a/b"), ("./", ""), ("a/", "a")],
@@ -186,12 +192,10 @@ def test_stream_extract_over_http_with_drops(server, tmp_path):
     url = server.put("/r/release.tar.gz", targz)
     server.faults = Faults(drop_after=200_000, drops=4)
     members = []
-    result = dl.download(
+    result = _extract_url(
         url,
+        targz,
         tmp_path,
-        md5=hashlib.md5(targz).hexdigest(),
-        extract=True,
-        retry=FAST,
         progress=lambda p: members.append(p.members_extracted),
     )
     assert _tree(tmp_path) == files
@@ -204,14 +208,7 @@ def test_extract_keep_archive_resumes_from_part(server, tmp_path):
     targz, files = _release()
     url = server.put("/r/release.tar.gz", targz)
     (tmp_path / "release.tar.gz.part").write_bytes(targz[:300_000])
-    result = dl.download(
-        url,
-        tmp_path,
-        md5=hashlib.md5(targz).hexdigest(),
-        extract=True,
-        keep_archive=True,
-        retry=FAST,
-    )
+    result = _extract_url(url, targz, tmp_path, keep_archive=True)
     assert (tmp_path / "release.tar.gz").read_bytes() == targz
     assert result.bytes_reused == 300_000 and result.bytes_downloaded == len(targz) - 300_000
     assert [r.range for r in server.log if r.method == "GET"] == ["bytes=300000-"]
@@ -222,9 +219,10 @@ def test_extract_from_an_archive_already_on_disk_needs_no_download(server, tmp_p
     targz, files = _release(runs=2)
     url = server.put("/r/release.tar.gz", targz)
     (tmp_path / "release.tar.gz").write_bytes(targz)
-    dl.download(url, tmp_path, md5=hashlib.md5(targz).hexdigest(), extract=True, retry=FAST)
+    result = _extract_url(url, targz, tmp_path)
     assert [r.method for r in server.log] == ["HEAD"]
-    assert (tmp_path / "exp").is_dir()
+    assert _tree(tmp_path) == {**files, "release.tar.gz": targz}  # archive left as it was
+    assert result.bytes_reused == len(targz) and result.bytes_downloaded == 0
 
 
 def test_interrupted_extract_reruns_and_skips_finished_members(server, tmp_path):
@@ -251,14 +249,7 @@ def test_md5_mismatch_while_extracting_is_reported_and_data_kept(server, tmp_pat
     # Byte 5 is in the gzip header's MTIME: the stream still inflates, but the MD5 differs.
     server.faults = Faults(corrupt_offsets=(5,))
     with pytest.raises(dl.ChecksumMismatchError) as caught:
-        dl.download(
-            url,
-            tmp_path,
-            md5=hashlib.md5(targz).hexdigest(),
-            extract=True,
-            keep_archive=True,
-            retry=FAST,
-        )
+        _extract_url(url, targz, tmp_path, keep_archive=True)
     message = str(caught.value)
     assert "expected" in message and "may be damaged" in message
     kept = tmp_path / "release.tar.gz.md5-mismatch"
@@ -276,14 +267,7 @@ def test_corrupt_gzip_stops_with_a_clear_message_and_keeps_bytes(server, tmp_pat
     bad = len(targz) // 4
     server.faults = Faults(corrupt_offsets=(bad,))
     with pytest.raises(dl.ArchiveError) as caught:
-        dl.download(
-            url,
-            tmp_path,
-            md5=hashlib.md5(targz).hexdigest(),
-            extract=True,
-            keep_archive=True,
-            retry=FAST,
-        )
+        _extract_url(url, targz, tmp_path, keep_archive=True)
     message = str(caught.value)
     assert "gzip data is corrupt" in message and "release.tar.gz.corrupt" in message
     assert (tmp_path / "release.tar.gz.corrupt").read_bytes()[bad] == targz[bad] ^ 0xFF
@@ -294,9 +278,7 @@ def test_corrupt_gzip_stops_with_a_clear_message_and_keeps_bytes(server, tmp_pat
 
     # The rerun downloads anew and names the damaged file instead of overwriting it.
     server.faults = Faults()
-    result = dl.download(
-        url, tmp_path, md5=hashlib.md5(targz).hexdigest(), extract=True, retry=FAST
-    )
+    result = _extract_url(url, targz, tmp_path)
     assert len(result.extract.conflicts) == 1
     assert result.extract.already_present == len(listing) - 1
 
@@ -326,14 +308,7 @@ def test_interrupted_extract_keeps_whole_files_only(server, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        dl.download(
-            url,
-            tmp_path,
-            md5=hashlib.md5(targz).hexdigest(),
-            extract=True,
-            retry=FAST,
-            progress=interrupt_midway,
-        )
+        _extract_url(url, targz, tmp_path, progress=interrupt_midway)
     first = _tree(tmp_path)
     assert 5 <= len(first) < len(files) and all(files[k] == v for k, v in first.items())
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".heldout-tmp")]
@@ -343,9 +318,7 @@ def test_extract_continues_an_existing_partial_download(server, tmp_path):
     targz, files = _release(runs=2)
     url = server.put("/r/release.tar.gz", targz)
     (tmp_path / "release.tar.gz.part").write_bytes(targz[:100_000])
-    result = dl.download(
-        url, tmp_path, md5=hashlib.md5(targz).hexdigest(), extract=True, retry=FAST
-    )
+    result = _extract_url(url, targz, tmp_path)
     assert result.archive_path == tmp_path / "release.tar.gz"
     assert result.archive_path.read_bytes() == targz
     assert result.bytes_reused == 100_000
@@ -365,3 +338,42 @@ def test_existing_symlink_at_a_destination_is_never_written_through(tmp_path):
     _extract_bytes(targz, out, overwrite=True)
     assert not (out / "f.txt").is_symlink() and (out / "f.txt").read_bytes() == b"new"
     assert outside.read_bytes() == b"precious"
+
+
+def test_empty_members_and_directories_are_written(tmp_path):
+    targz = make_targz(
+        [Entry("exp/", kind="dir"), Entry("exp/empty.npz"), Entry("exp/sub/", kind="dir")]
+    )
+    report = _extract_bytes(targz, tmp_path)
+    assert report.written == ["exp/empty.npz"] and report.bytes_written == 0
+    assert (tmp_path / "exp/empty.npz").read_bytes() == b"" and (tmp_path / "exp/sub").is_dir()
+    # A second run finds the empty file identical, not in conflict.
+    report = _extract_bytes(targz, tmp_path)
+    assert report.already_present == 1 and report.conflicts == [] and report.written == []
+
+
+def test_fifo_at_a_destination_is_a_conflict_and_never_opened(tmp_path):
+    os.mkfifo(tmp_path / "f.txt")  # opening it for reading would block forever
+    report = _extract_bytes(make_targz([Entry("f.txt", data=b"")]), tmp_path)
+    assert report.conflicts == [
+        ("f.txt", "exists and is not a regular file (--overwrite replaces it)")
+    ]
+    _extract_bytes(make_targz([Entry("f.txt", data=b"x")]), tmp_path, overwrite=True)
+    assert (tmp_path / "f.txt").read_bytes() == b"x"
+
+
+def test_longest_possible_file_name_is_extracted(tmp_path):
+    name = "exp/" + "n" * 251 + ".npz"  # a 255-byte name: no room to add a suffix
+    report = _extract_bytes(make_targz([Entry(name, data=b"z")]), tmp_path)
+    assert report.written == [name] and _tree(tmp_path) == {name: b"z"}
+    assert os.listdir(tmp_path / "exp") == ["n" * 251 + ".npz"]  # no temporary left
+
+
+def test_mtime_out_of_range_still_extracts(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("far-future.txt")
+        info.size, info.mtime = 1, 1e20  # pax stores it; no time_t holds it
+        tar.addfile(info, io.BytesIO(b"t"))
+    report = _extract_bytes(buffer.getvalue(), tmp_path)
+    assert report.written == ["far-future.txt"] and _tree(tmp_path) == {"far-future.txt": b"t"}

@@ -200,3 +200,41 @@ def test_interrupt_keeps_the_partial_file_for_the_next_run(url, tmp_path):
     result = dl.download(url, tmp_path, md5=MD5, retry=FAST)
     assert result.bytes_reused == len(part)
     assert (tmp_path / "data.tar.gz").read_bytes() == DATA
+
+
+def test_empty_object_downloads_to_an_empty_file(server, tmp_path):
+    url = server.put("/empty.tar.gz", b"")
+    result = dl.download(url, tmp_path, md5=hashlib.md5(b"").hexdigest(), retry=FAST)
+    assert (tmp_path / "empty.tar.gz").read_bytes() == b""
+    assert _names(tmp_path) == ["empty.tar.gz"]
+    assert result.size == 0 and result.bytes_downloaded == 0
+
+
+def test_malformed_md5_is_refused_before_any_request(server, url, tmp_path):
+    with pytest.raises(ValueError, match="not an MD5"):
+        dl.download(url, tmp_path, md5="abc", retry=FAST)
+    assert server.log == [] and _names(tmp_path) == []
+
+
+def test_backoff_stays_finite_for_many_retries():
+    policy = dl.RetryPolicy(retries=5000, backoff_s=1.0, max_backoff_s=120.0)
+    assert 0.5 <= policy.delay(1) <= 1.0
+    assert 60.0 <= policy.delay(4000) <= 120.0  # 2 ** 3999 would overflow a float
+
+
+@pytest.mark.parametrize(
+    "header, start",
+    [
+        ("bytes 100-199/200", 100),
+        ("Bytes 5000000000-5000000009/5000000010", 5_000_000_000),  # past 4 GiB, any case
+        ("bytes 7-9/*", 7),
+        ("", None),
+        ("bytes */200", None),
+        ("items 1-2/3", None),
+        ("bytes x-9/10", None),
+    ],
+)
+def test_content_range_start(header, start):
+    from heldout.download.sources import _content_range_start
+
+    assert _content_range_start(header) == start

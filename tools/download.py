@@ -54,6 +54,11 @@ def _expected_md5() -> str | None:
 
 
 def _check_flags() -> None:
+    if FLAGS.md5:
+        try:
+            dl.normalize_md5(FLAGS.md5)
+        except ValueError as e:
+            raise app.UsageError(f"--md5: {e}") from None
     if FLAGS.verify:
         if not (FLAGS.md5 or FLAGS.artifact):
             raise app.UsageError("--verify needs the expected MD5: --md5 or --artifact")
@@ -64,11 +69,6 @@ def _check_flags() -> None:
         raise app.UsageError("--output_dir is required")
     if (FLAGS.keep_archive or FLAGS.only) and not FLAGS.extract:
         raise app.UsageError("--keep_archive and --only apply to --extract")
-    if FLAGS.md5:
-        try:
-            dl.normalize_md5(FLAGS.md5)
-        except ValueError as e:
-            raise app.UsageError(f"--md5: {e}") from None
     if FLAGS.retries < 0:
         raise app.UsageError("--retries must be >= 0")
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 from absl import app, flags
 
+from heldout.atomic import write_npz_atomic
 from heldout.datasets.base import DatasetError
 from heldout.datasets.order import load_published_scores, permute_scores
 from heldout.datasets.tfds_source import TfdsSource, original_to_tfds_mapping
@@ -45,10 +45,13 @@ def main(argv):
             published.labels,
             None if published.labels is None else tfds_labels,
         )
-    except DatasetError as e:
+        write_npz_atomic(
+            FLAGS.output,
+            {"scores": scores, "labels": tfds_labels, "original_index": mapping.b_to_a},
+        )
+    except (DatasetError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    np.savez(FLAGS.output, scores=scores, labels=tfds_labels, original_index=mapping.b_to_a)
     checked = "labels checked" if published.labels is not None else "no labels to check"
     print(
         f"wrote {len(scores)} scores in {source.name} {FLAGS.split} order to "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from heldout.atomic import write_npz_atomic
 from heldout.datasets.base import ArraySource, ArraySplit, DatasetError
 
 _SUFFIXES = ("_images", "_labels")
@@ -120,11 +121,12 @@ class NpzSource(ArraySource):
 def save_npz(
     path: str | os.PathLike, splits: dict[str, ArraySplit], num_classes: int | None = None
 ) -> None:
-    """Writes splits in the per-split layout that `NpzSource` reads."""
+    """Writes splits in the per-split layout that `NpzSource` reads (at exactly `path`,
+    through a temporary name, so a reader never sees half a file)."""
     arrays = {}
     for split, data in splits.items():
         arrays[f"{split}_images"] = data.images
         arrays[f"{split}_labels"] = data.labels
     if num_classes is not None:
         arrays["num_classes"] = np.int64(num_classes)
-    np.savez(path, **arrays)
+    write_npz_atomic(path, arrays)

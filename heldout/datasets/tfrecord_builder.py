@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from heldout.atomic import write_text_atomic
 from heldout.datasets.base import DatasetError
 from heldout.datasets.imagenet import (
     FILENAME_KEY,
@@ -118,6 +119,8 @@ def _read_index_npz(path: Path, split: str, allow_pickle: bool) -> list[IndexEnt
             labels = data[f"{prefix}_labels"] if f"{prefix}_labels" in data.files else None
     except KeyError as e:
         raise DatasetError(f"{path}: missing key {e} for split {split!r}.") from e
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read the index file ({e}).") from e
     except ValueError as e:
         if not allow_pickle:
             raise DatasetError(
@@ -170,7 +173,11 @@ def synset_label_map(
 ) -> dict[str, int]:
     """Synset folder name → 1-based label (sorted folder names, or a labels file's order)."""
     if labels_file is not None:
-        synsets = [s.strip() for s in Path(labels_file).read_text().splitlines() if s.strip()]
+        try:
+            lines = Path(labels_file).read_text().splitlines()
+        except OSError as e:
+            raise DatasetError(f"{labels_file}: cannot read the labels file ({e}).") from e
+        synsets = [s.strip() for s in lines if s.strip()]
     else:
         synsets = sorted(p.name for p in Path(image_dir).iterdir() if p.is_dir())
     return {synset: label for label, synset in enumerate(synsets, start=1)}
@@ -326,7 +333,9 @@ def write_tfrecords(
         "sorted_by_index": indices == sorted(indices),
         "label_base": 1,
     }
-    (output_dir / METADATA_NAME.format(split=split)).write_text(json.dumps(metadata, indent=2))
+    write_text_atomic(
+        output_dir / METADATA_NAME.format(split=split), json.dumps(metadata, indent=2)
+    )
     return BuildSummary(
         split=split,
         num_examples=len(records),

@@ -17,8 +17,10 @@ existing file that differs is reported as a conflict and left as it is.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
+import hashlib
 import os
 import re
 import stat
@@ -213,6 +215,9 @@ def _extract_file(tar, member, relative, target, existing, destination, overwrit
         if not overwrite:
             if stat.S_ISLNK(existing.st_mode):
                 reason = "exists and is a symbolic link (--overwrite replaces the link)"
+            elif not stat.S_ISREG(existing.st_mode):
+                # A FIFO or device there: never opened (reading a FIFO would block forever).
+                reason = "exists and is not a regular file (--overwrite replaces it)"
             elif existing.st_size == member.size and _same_content(tar, member, target):
                 report.already_present += 1
                 return
@@ -221,7 +226,7 @@ def _extract_file(tar, member, relative, target, existing, destination, overwrit
             report.conflicts.append((relative, reason))
             return
     destination.make_dir(os.path.dirname(target))
-    tmp = os.path.join(os.path.dirname(target), "." + os.path.basename(target) + _TMP_SUFFIX)
+    tmp = _temporary_name(target)
     if os.path.lexists(tmp):  # left by an interrupted run: ours, incomplete
         os.unlink(tmp)
     mode = 0o755 if member.mode & 0o111 else 0o644
@@ -231,7 +236,9 @@ def _extract_file(tar, member, relative, target, existing, destination, overwrit
             source = tar.extractfile(member)
             while chunk := source.read(_COPY_BYTES):
                 out.write(chunk)
-        os.utime(tmp, (member.mtime, member.mtime))
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            # A crafted header's mtime can lie outside what the OS accepts; the bytes matter.
+            os.utime(tmp, (member.mtime, member.mtime))
         os.replace(tmp, target)  # replaces a symbolic link itself, never what it points to
     except BaseException:
         if os.path.lexists(tmp):
@@ -239,6 +246,16 @@ def _extract_file(tar, member, relative, target, existing, destination, overwrit
         raise
     report.written.append(relative)
     report.bytes_written += member.size
+
+
+def _temporary_name(target: str) -> str:
+    """A hidden name beside `target`, short enough for the file system even when the
+    member's own name already uses the whole 255 bytes a name may have."""
+    directory, name = os.path.split(target)
+    tmp = "." + name + _TMP_SUFFIX
+    if len(os.fsencode(tmp)) > 255:
+        tmp = "." + hashlib.sha256(os.fsencode(name)).hexdigest()[:32] + _TMP_SUFFIX
+    return os.path.join(directory, tmp)
 
 
 def _same_content(tar, member, path: str) -> bool:

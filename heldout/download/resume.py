@@ -45,7 +45,8 @@ class RetryPolicy:
             raise ValueError(f"retries must be >= 0, got {self.retries}")
 
     def delay(self, failures: int) -> float:
-        base = min(self.backoff_s * 2 ** (failures - 1), self.max_backoff_s)
+        # The exponent is capped: 2.0 ** 1024 overflows, and --retries may be large.
+        base = min(self.backoff_s * 2.0 ** min(failures - 1, 64), self.max_backoff_s)
         return base * random.uniform(0.5, 1.0)
 
 

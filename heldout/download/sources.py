@@ -12,6 +12,7 @@ import base64
 import binascii
 import dataclasses
 import posixpath
+import re
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -118,9 +119,15 @@ class HttpSource:
         self.url = url
         self.filename = _filename_of(url, urllib.parse.urlsplit(url).path)
         self._timeout = (min(timeout_s, 30.0), timeout_s)  # (connect, read)
+        self._owns_session = session is None
         self._session = session or requests.Session()
         # Raw bytes only: a server that would gzip the transfer must not change what we hash.
         self._headers = {"Accept-Encoding": "identity"}
+
+    def close(self) -> None:
+        """Closes the pooled connections (of a session this source created)."""
+        if self._owns_session:
+            self._session.close()
 
     def _check(self, response: requests.Response) -> None:
         code = response.status_code
@@ -165,11 +172,13 @@ class HttpSource:
         self._check(response)
         start = 0
         if response.status_code == 206:
-            start = _content_range_start(response.headers.get("Content-Range", ""))
+            header = response.headers.get("Content-Range", "")
+            start = _content_range_start(header)
             if start != offset:
                 response.close()
+                sent = f"from {start}" if start is not None else f"Content-Range {header!r}"
                 raise DownloadError(
-                    f"{self.url}: asked for bytes from {offset}, the server sent from {start}"
+                    f"{self.url}: asked for bytes from {offset}, the server sent {sent} (HTTP 206)"
                 )
         return start, self._chunks(response)
 
@@ -182,13 +191,14 @@ class HttpSource:
             raise TransientError(f"connection to {self.url} lost: {_describe(e)}") from e
 
 
-def _content_range_start(value: str) -> int:
-    # "bytes 100-199/200"
-    try:
-        unit, _, rest = value.partition(" ")
-        return int(rest.split("-", 1)[0]) if unit == "bytes" else -1
-    except ValueError:
-        return -1
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*", re.IGNORECASE)
+
+
+def _content_range_start(value: str) -> int | None:
+    """The first byte of `Content-Range: bytes 100-199/200` (units are case-insensitive,
+    RFC 9110), or None when the header is missing or malformed."""
+    match = _CONTENT_RANGE.fullmatch(value)
+    return int(match.group(1)) if match else None
 
 
 class GcsSource:
@@ -231,6 +241,9 @@ class GcsSource:
             raise DownloadError(f"{self.url}: {e}") from e
         except (auth_exceptions.TransportError, *_CONNECTION_ERRORS) as e:
             raise TransientError(f"connection to {self.url} lost: {_describe(e)}") from e
+
+    def close(self) -> None:
+        """Nothing to release: the client's HTTP session lives as long as the client."""
 
     def info(self) -> RemoteInfo:
         bucket = self.client.bucket(self._bucket_name)

@@ -201,8 +201,31 @@ def download(
     """
     if (keep_archive or only) and not extract:
         raise ValueError("keep_archive and only apply to extract=True")
+    if md5 is not None:
+        md5 = normalize_md5(md5)  # a typo fails here, before any network traffic
     started = time.monotonic()
-    source = open_source(url, timeout_s=timeout_s) if isinstance(url, str) else url
+    with contextlib.ExitStack() as owned:
+        source = url
+        if isinstance(url, str):  # a source opened here is closed here (its pooled sockets)
+            source = owned.enter_context(contextlib.closing(open_source(url, timeout_s=timeout_s)))
+        return _download(
+            source,
+            output_dir,
+            md5,
+            extract,
+            keep_archive,
+            only,
+            overwrite,
+            retry,
+            progress,
+            started,
+        )
+
+
+def _download(
+    source, output_dir, md5, extract, keep_archive, only, overwrite, retry, progress, started
+) -> DownloadResult:
+    """`download` with its source open and its expected MD5 normalized."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     final = output_dir / source.filename
