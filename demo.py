@@ -53,6 +53,8 @@ def _choose_runs(release):
     """(experiment meta, runs to check) from the flags."""
     if FLAGS.model_dir and FLAGS.experiment_dir:
         raise UsageError("pass either --model_dir or --experiment_dir, not both")
+    if FLAGS.max_runs < 1:
+        raise UsageError(f"--max_runs must be at least 1, got {FLAGS.max_runs}")
     if FLAGS.model_dir:
         if FLAGS.run_id is not None or FLAGS.subset_ratio is not None:
             raise UsageError("--run_id and --subset_ratio go with --experiment_dir")
@@ -85,8 +87,6 @@ def _choose_runs(release):
             f"{experiment.path}: no run with a checkpoint at subset ratio {ratio} "
             f"(ratios with checkpoints: {ratios})"
         )
-    if FLAGS.max_runs < 1:
-        raise UsageError("--max_runs must be at least 1")
     return experiment.meta, runs[: FLAGS.max_runs]
 
 

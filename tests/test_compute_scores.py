@@ -158,3 +158,12 @@ def test_usage_errors(experiment, tmp_path):
     done = _run_tool(f"--experiment_dir={tmp_path / 'missing'}", f"--output={tmp_path / 'o.npz'}")
     assert done.returncode != 0 and "not a folder" in done.stderr
     assert not (tmp_path / "o.npz").exists()
+    done = _run_tool(
+        f"--experiment_dir={experiment.path}",
+        f"--output={tmp_path / 'o.npz'}",
+        "--subset_ratio=0.42",
+    )
+    assert done.returncode != 0
+    assert f"{experiment.path}: no runs at subset ratio 0.42" in done.stderr
+    assert "ratios present: [0.3, 0.7, 0.9]" in done.stderr
+    assert not (tmp_path / "o.npz").exists()

@@ -215,6 +215,32 @@ def test_missing_checkpoint(experiment, capsys):
     assert f"{run_dir}/checkpoints: no checkpoint (ckpt-*.index)" in err
 
 
+def test_run_folder_without_checkpoints_folder(experiment, capsys):
+    experiment_dir, run_dir, _ = experiment
+    shutil.rmtree(run_dir / "checkpoints")  # only aux_arrays.npz: valid for scoring only
+    code, _, err = run_demo([f"--model_dir={run_dir}"], capsys)
+    assert code == 2
+    assert f"{run_dir}: no checkpoint (ckpt-*.index) and no checkpoints/ subfolder" in err
+    code, _, err = run_demo([f"--experiment_dir={experiment_dir}"], capsys)
+    assert code == 2
+    assert f"{experiment_dir}: no run has a checkpoints/ folder to restore" in err
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--subset_ratio=0.42"], "no run with a checkpoint at subset ratio 0.42"),
+        (["--subset_ratio=0.42", "--run_id=0"], "no run 0 at subset ratio 0.42"),
+        (["--max_runs=0"], "--max_runs must be at least 1, got 0"),
+    ],
+)
+def test_bad_run_choice_is_a_usage_error(experiment, capsys, flags, expected):
+    experiment_dir, _, _ = experiment
+    code, out, err = run_demo([f"--experiment_dir={experiment_dir}", *flags], capsys)
+    assert code == 2
+    assert expected in err and "predictions match" not in out
+
+
 def test_duplicate_checkpoints(experiment, capsys):
     _, run_dir, _ = experiment
     folder = run_dir / "checkpoints"

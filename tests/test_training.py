@@ -270,6 +270,18 @@ def test_resume_with_other_settings_is_refused(noisy_experiment, data_dir):
         training.train_experiment(_config(data_dir, label_corrupt_prob=0.1, epochs=3), out)
 
 
+def test_a_label_corruption_left_by_other_settings_is_refused(tmp_path, data_dir):
+    # An interrupted call can leave the corruption record before the experiment's meta.
+    out = tmp_path / "exp"
+    out.mkdir()
+    labels = idx.load_idx_split(data_dir, "train").labels
+    other = label_noise.corrupt_labels(labels, 0.2, 10, training.corruption_rng(3))
+    label_noise.save_label_corruption(out / label_noise.LABEL_CORRUPTION_FILE, other)
+    with pytest.raises(training.TrainingError, match="label_corruption.*another experiment"):
+        training.train_experiment(_config(data_dir, label_corrupt_prob=0.1), out)
+    assert not (out / release.EXPERIMENT_META_FILE).exists()
+
+
 def test_interrupted_run_leaves_no_run_folder(tmp_path, data_dir, monkeypatch):
     from heldout import checkpoints
 

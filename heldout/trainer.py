@@ -1,0 +1,270 @@
+"""The training loops: a group of models of one subset ratio, trained and written as runs.
+
+`heldout.training` decides what to train (configuration, data, each run's subset and
+random streams, resuming, the experiment record); this module does it with TensorFlow:
+MLPs `models_per_step` at a time with stacked weights (`heldout.stacked_mlp`), other
+architectures one at a time, and then evaluates each finished model through
+`heldout.evaluation` (the code path `demo.py` re-evaluates it with) and writes it as a run
+with `heldout.release.write_run`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import sonnet as snt
+import tensorflow as tf
+
+from heldout import checkpoints, evaluation, release, stacked_mlp
+from heldout.aux_arrays import aux_from_predictions
+from heldout.models import build_model, ensure_variables
+from heldout.training import (
+    EpochLog,
+    Event,
+    RunWritten,
+    TrainingConfig,
+    TrainingData,
+    TrainingError,
+    epoch_batches,
+    learning_rates,
+    run_rngs,
+    run_subset,
+)
+
+
+class Trainer:
+    """Holds the device-resident data and the compiled steps across groups of runs."""
+
+    def __init__(
+        self,
+        config: TrainingConfig,
+        data: TrainingData,
+        experiment_dir: Path,
+        notify: Callable[[Event], None],
+    ):
+        self.config = config
+        self.data = data
+        self.experiment_dir = experiment_dir
+        self.notify = notify
+        n = data.num_train
+        self.images_flat = tf.constant(data.train_images.reshape(n, -1))
+        self.labels = tf.constant(data.train_labels.astype(np.int32))
+        val = min(config.val_examples, data.test_labels.size)
+        self.val_images = tf.constant(data.test_images[:val].reshape(val, -1))
+        self.val_labels = tf.constant(data.test_labels[:val].astype(np.int32))
+        self._stacks = {}  # num_models -> StackedMLP (reused: keeps compiled functions)
+        self._mlp_evaluator = None  # evaluation.Evaluator of the one evaluation MLP
+        self._eval_datasets = {}  # split -> the source's batches, built once
+
+    # -- MLPs, stacked ---------------------------------------------------------------------
+    def _stack(self, num_models: int) -> stacked_mlp.StackedMLP:
+        if num_models not in self._stacks:
+            sizes = (int(self.images_flat.shape[1]),) + stacked_mlp.DEFAULT_LAYER_SIZES[1:-1]
+            self._stacks[num_models] = stacked_mlp.StackedMLP(
+                num_models,
+                sizes + (self.data.num_classes,),
+                momentum=self.config.momentum,
+                compute_dtype=getattr(tf, self.config.compute_dtype),
+            )
+        return self._stacks[num_models]
+
+    def train_group(self, subset_ratio: float, run_ids: Sequence[int]) -> list[release.Run]:
+        """Trains runs `run_ids` of one ratio together (MLPs) or in turn, and writes them."""
+        if self.config.arch != "mlp":
+            return [self._train_single(subset_ratio, run_id) for run_id in run_ids]
+        config, n = self.config, self.data.num_train
+        rngs = [run_rngs(config.seed, subset_ratio, run_id) for run_id in run_ids]
+        subsets = [run_subset(config.seed, subset_ratio, run_id, n) for run_id in run_ids]
+        batch = min(config.batch_size, subsets[0].size)
+        steps = math.ceil(subsets[0].size / batch)
+        rates = learning_rates(config.learning_rate, steps * config.epochs, config.warmup_fraction)
+        stack = self._stack(len(run_ids))
+        sizes = stack.layer_sizes
+        stack.set_params([stacked_mlp.init_params(r["init"], sizes) for r in rngs])
+        for epoch in range(config.epochs):
+            batch_index = np.stack(
+                [epoch_batches(s, batch, r["shuffle"]) for s, r in zip(subsets, rngs, strict=True)],
+                axis=1,
+            )  # [steps, M, B]
+            start = time.perf_counter()
+            loss, correct = stack.train_epoch(
+                self.images_flat,
+                self.labels,
+                tf.constant(batch_index),
+                tf.constant(rates[epoch * steps : (epoch + 1) * steps]),
+            )
+            loss, correct = loss.numpy(), correct.numpy()
+            seconds = time.perf_counter() - start
+            val_correct = stack.count_correct(
+                self.val_images, self.val_labels, tf.constant(config.eval_batch_size)
+            ).numpy()
+            examples = steps * batch
+            self.notify(
+                EpochLog(
+                    subset_ratio,
+                    tuple(run_ids),
+                    epoch + 1,
+                    config.epochs,
+                    loss / examples,
+                    correct / examples,
+                    val_correct / max(1, int(self.val_labels.shape[0])),
+                    seconds,
+                )
+            )
+        written = []
+        for m, run_id in enumerate(run_ids):
+            model = self._mlp_from(stack.get_params(m))
+            written.append(
+                self._write(
+                    subset_ratio,
+                    run_id,
+                    model,
+                    subsets[m],
+                    rngs[m]["aux_order"],
+                    steps * config.epochs,
+                )
+            )
+        return written
+
+    def _mlp_from(self, params):
+        """The evaluation MLP (one, reused: its compiled step is traced once) with `params`."""
+        if self._mlp_evaluator is None:
+            model = build_model("mlp", self.data.num_classes)
+            ensure_variables(model)
+            self._mlp_evaluator = evaluation.Evaluator(model)
+        model = self._mlp_evaluator.model
+        layers = (model.hidden1, model.hidden2, model.logits)
+        for layer, w, b in zip(layers, params.weights, params.biases, strict=True):
+            layer.w.assign(w)
+            layer.b.assign(b)
+        return model
+
+    # -- other architectures, one model at a time -----------------------------------------
+    def _train_single(self, subset_ratio: float, run_id: int) -> release.Run:
+        config, n = self.config, self.data.num_train
+        rngs = run_rngs(config.seed, subset_ratio, run_id)
+        subset = run_subset(config.seed, subset_ratio, run_id, n)
+        batch = min(config.batch_size, subset.size)
+        steps = math.ceil(subset.size / batch)
+        rates = learning_rates(config.learning_rate, steps * config.epochs, config.warmup_fraction)
+        # Sonnet's initialisers draw from TensorFlow's global generator: seed it per run.
+        tf.random.set_seed(int(rngs["init"].integers(2**31 - 1)))
+        model = build_model(config.arch, self.data.num_classes)
+        ensure_variables(model, tuple(self.data.train_images.shape[1:]))
+        optimizer = snt.optimizers.Momentum(
+            learning_rate=tf.Variable(0.0), momentum=config.momentum
+        )
+        images = tf.constant(self.data.train_images)
+
+        @tf.function
+        def step(index, lr):
+            x = tf.cast(tf.gather(images, index), tf.float32) / 255.0
+            y = tf.gather(self.labels, index)
+            with tf.GradientTape() as tape:
+                logits = model(x, is_training=True)
+                loss = tf.reduce_mean(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+                )
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.learning_rate.assign(lr)
+            optimizer.apply(grads, model.trainable_variables)
+            hits = tf.reduce_sum(
+                tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.int32)
+            )
+            return loss, hits
+
+        val_x = (
+            tf.cast(
+                tf.reshape(self.val_images, (-1,) + self.data.train_images.shape[1:]), tf.float32
+            )
+            / 255.0
+        )
+        for epoch in range(config.epochs):
+            batches = epoch_batches(subset, batch, rngs["shuffle"])
+            start = time.perf_counter()
+            loss_sum, hits_sum = 0.0, 0
+            for s, index in enumerate(batches):
+                loss, hits = step(tf.constant(index), tf.constant(rates[epoch * steps + s]))
+                loss_sum += float(loss) * batch
+                hits_sum += int(hits)
+            seconds = time.perf_counter() - start
+            predicted = tf.argmax(model(val_x, is_training=False), -1, output_type=tf.int32)
+            val_acc = float(tf.reduce_mean(tf.cast(predicted == self.val_labels, tf.float32)))
+            examples = steps * batch
+            self.notify(
+                EpochLog(
+                    subset_ratio,
+                    (run_id,),
+                    epoch + 1,
+                    config.epochs,
+                    np.array([loss_sum / examples]),
+                    np.array([hits_sum / examples]),
+                    np.array([val_acc]),
+                    seconds,
+                )
+            )
+        return self._write(
+            subset_ratio, run_id, model, subset, rngs["aux_order"], steps * config.epochs
+        )
+
+    # -- evaluation and writing ------------------------------------------------------------
+    def _write(self, subset_ratio, run_id, model, subset, aux_rng, global_step) -> release.Run:
+        if self._mlp_evaluator is not None and model is self._mlp_evaluator.model:
+            evaluator = self._mlp_evaluator
+        else:
+            evaluator = evaluation.Evaluator(model)
+        correct_train = self._correctness(evaluator, "train")
+        correct_test = self._correctness(evaluator, "test")
+        mask = np.zeros(self.data.num_train, dtype=bool)
+        mask[subset] = True
+        aux = aux_from_predictions(mask, correct_train, correct_test, rng=aux_rng)
+        run = release.write_run(
+            self.experiment_dir,
+            subset_ratio,
+            run_id,
+            aux,
+            write_checkpoint=lambda folder: checkpoints.save(
+                model, folder, epoch=self.config.epochs, global_step=global_step
+            ),
+        )
+        self.notify(
+            RunWritten(
+                run,
+                float(correct_train[mask].mean()),
+                float(correct_train[~mask].mean()) if (~mask).any() else math.nan,
+                float(correct_test.mean()),
+            )
+        )
+        return run
+
+    def _correctness(self, evaluator, split: str) -> np.ndarray:
+        """bool [split size] in index order, through `heldout.evaluation` (see module doc)."""
+        if split not in self._eval_datasets:
+            # Built once and re-iterated for every run: the same batches demo.py evaluates.
+            self._eval_datasets[split] = self.data.source.as_dataset(
+                split, self.config.eval_batch_size
+            )
+        return evaluate_correctness(
+            evaluator, self._eval_datasets[split], split, self.data.source.split_size(split)
+        )
+
+
+def evaluate_correctness(evaluator, dataset, split: str, size: int) -> np.ndarray:
+    """bool [size] in index order: is the evaluator's model right on each example?
+
+    `evaluator`: a `heldout.evaluation.Evaluator`, the code path `demo.py` re-evaluates
+    runs with, so that the stored correctness and a later cross-check cannot disagree.
+    `dataset`: the batches of a source's `as_dataset(split, batch_size)`.
+    """
+    result = evaluator.evaluate(dataset, split, keep_predictions=False)
+    if result.index.size != size or np.unique(result.index).size != size:
+        raise TrainingError(
+            f"evaluating the {split} split gave {result.index.size} results for {size} examples"
+        )
+    correct = np.zeros(size, dtype=bool)
+    correct[result.index] = result.correctness
+    return correct
