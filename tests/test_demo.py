@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny_release
 
-from heldout import checkpoints, evaluation, models, release
-from heldout.aux_arrays import aux_from_predictions, load_aux_arrays, save_aux_arrays
-from heldout.datasets.base import ArraySplit
-from heldout.datasets.numpy_source import NpzSource, save_npz
+from heldout import models, release
+from heldout.aux_arrays import load_aux_arrays, save_aux_arrays
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 16
@@ -51,48 +50,26 @@ def tiny_experiment(tmp_path_factory):
     """<root>/tiny-inception/0.5/0 with a checkpoint, and the .npz data it was built from."""
     root = tmp_path_factory.mktemp("release")
     rng = np.random.default_rng(0)
-    splits = {
-        split: ArraySplit(
-            images=rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8),
-            labels=rng.integers(0, 10, size=n).astype(np.int64),
-        )
-        for split, n in (("train", 48), ("test", 16))
-    }
-    data_path = root / "tiny.npz"
-    save_npz(data_path, splits, num_classes=10)
-    source = NpzSource(data_path)
-
+    data_path, splits = tiny_release.random_npz_data(root, (32, 32, 3), 48, 16, rng)
     train_mask = np.zeros(48, bool)
     train_mask[rng.permutation(48)[:24]] = True
     model = models.build_model("small_inception", 10)
     steps = _train_briefly(
         model, splits["train"].images[train_mask], splits["train"].labels[train_mask]
     )
-
-    train = evaluation.evaluate(model, source, "train", batch_size=BATCH)
-    test = evaluation.evaluate(model, source, "test", batch_size=BATCH)
-    aux = aux_from_predictions(
-        train_mask, train.correctness, test.correctness, rng=np.random.default_rng(1)
-    )
     experiment_dir = root / "tiny-inception"
-    release.write_experiment_meta(
-        experiment_dir,
-        release.ExperimentMeta(
-            name="tiny-inception",
-            arch="small_inception",
-            num_classes=10,
-            dataset="npz",
-            index_order="rows",
-            image_shape=(32, 32, 3),
-            extra={"data_dir": str(data_path)},
-        ),
-    )
-    run = release.write_run(
+    tiny_release.write_npz_meta(experiment_dir, "small_inception", (32, 32, 3), data_path)
+    run = tiny_release.export_run(
         experiment_dir,
         RATIO,
         0,
-        aux,
-        write_checkpoint=lambda d: checkpoints.save(model, d, epoch=1, global_step=steps),
+        model,
+        data_path,
+        train_mask,
+        epoch=1,
+        global_step=steps,
+        rng=np.random.default_rng(1),
+        batch_size=BATCH,
     )
     return experiment_dir, run, data_path
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import tiny_release
 
-from heldout import fanout, release
+from heldout import fanout
 from heldout.aux_arrays import load_aux_arrays, save_aux_arrays
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "evaluate_runs.py"
@@ -33,53 +34,30 @@ OPTIONS = fanout.EvalOptions(batch_size=16)
 def tiny_experiment(tmp_path_factory):
     import tensorflow as tf
 
-    from heldout import checkpoints, evaluation, models
-    from heldout.aux_arrays import aux_from_predictions
-    from heldout.datasets.base import ArraySplit
-    from heldout.datasets.numpy_source import NpzSource, save_npz
+    from heldout import models
 
     root = tmp_path_factory.mktemp("fanout")
     rng = np.random.default_rng(0)
-    splits = {
-        split: ArraySplit(
-            images=rng.integers(0, 256, size=(n, 28, 28, 1), dtype=np.uint8),
-            labels=rng.integers(0, 10, size=n).astype(np.int64),
-        )
-        for split, n in (("train", NUM_TRAIN), ("test", NUM_TEST))
-    }
-    data_path = root / "tiny.npz"
-    save_npz(data_path, splits, num_classes=10)
-    source = NpzSource(data_path)
+    data_path, _ = tiny_release.random_npz_data(root, (28, 28, 1), NUM_TRAIN, NUM_TEST, rng)
     experiment_dir = root / "tiny-mlp"
-    release.write_experiment_meta(
-        experiment_dir,
-        release.ExperimentMeta(
-            name="tiny-mlp",
-            arch="mlp",
-            num_classes=10,
-            dataset="npz",
-            index_order="rows",
-            image_shape=(28, 28, 1),
-            extra={"data_dir": str(data_path)},
-        ),
-    )
+    tiny_release.write_npz_meta(experiment_dir, "mlp", (28, 28, 1), data_path)
     for run_id in range(3):
         tf.random.set_seed(run_id)
         model = models.build_model("mlp", 10)
         models.ensure_variables(model)
         train_mask = np.zeros(NUM_TRAIN, bool)
         train_mask[rng.permutation(NUM_TRAIN)[: NUM_TRAIN // 2]] = True
-        train = evaluation.evaluate(model, source, "train", batch_size=16)
-        test = evaluation.evaluate(model, source, "test", batch_size=16)
-        aux = aux_from_predictions(train_mask, train.correctness, test.correctness, rng=rng)
-        release.write_run(
+        tiny_release.export_run(
             experiment_dir,
             RATIO,
             run_id,
-            aux,
-            write_checkpoint=lambda d, m=model, r=run_id: checkpoints.save(
-                m, d, epoch=2, global_step=10 + r
-            ),
+            model,
+            data_path,
+            train_mask,
+            epoch=2,
+            global_step=10 + run_id,
+            rng=rng,
+            batch_size=16,
         )
     return experiment_dir
 
