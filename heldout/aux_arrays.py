@@ -14,15 +14,14 @@ import zipfile
 
 import numpy as np
 
-from heldout.atomic import write_npz_atomic
+from heldout.errors import AuxArraysError  # noqa: F401 - re-exported
+from heldout.io import write_npz_atomic
 
 CORRECTNESS_KEYS = ("correctness_train", "correctness_removed", "correctness_test")
 INDEX_KEYS = ("index_train", "index_removed", "index_test")
 REQUIRED_KEYS = CORRECTNESS_KEYS + INDEX_KEYS + ("subsample_idx",)
 
 
-class AuxArraysError(ValueError):
-    """A malformed `aux_arrays.npz`; the message starts with the file it is about."""
 
 
 @dataclasses.dataclass(frozen=True)

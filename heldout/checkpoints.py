@@ -21,6 +21,7 @@ from pathlib import Path
 import sonnet as snt
 import tensorflow as tf
 
+from heldout.errors import CheckpointError  # noqa: F401 - re-exported
 from heldout import models
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -41,8 +42,6 @@ _ARCH_SIGNATURES = {
 }
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be found, read, or restored into the given model."""
 
 
 @dataclasses.dataclass(frozen=True)

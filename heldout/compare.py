@@ -13,13 +13,12 @@ import dataclasses
 import os
 import zipfile
 
+from heldout.errors import CompareError  # noqa: F401 - re-exported
 import numpy as np
 
 PAIR_KEYS = ("tr_idx", "tt_idx", "infl", "mem")
 
 
-class CompareError(ValueError):
-    """Inputs that cannot be compared; the message names the file or the arrays."""
 
 
 @dataclasses.dataclass(frozen=True)

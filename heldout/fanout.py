@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from heldout import release
-from heldout.atomic import write_text_atomic
+from heldout.io import write_text_atomic
 
 SCHEDULER_LOCAL = "local"
 SCHEDULER_NONE = "none"

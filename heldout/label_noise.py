@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout.atomic import write_npz_atomic
+from heldout.errors import LabelCorruptionError  # noqa: F401 - re-exported
+from heldout.io import write_npz_atomic
 from heldout.datasets.base import ArraySource, ArraySplit, DataSource
 
 LABEL_CORRUPTION_FILE = "label_corruption.npz"
@@ -30,8 +31,6 @@ META_KEY = "label_corruption_file"  # key in ExperimentMeta.extra naming the fil
 _KEYS = ("indices", "original_labels", "new_labels")
 
 
-class LabelCorruptionError(ValueError):
-    """A label-corruption record that is malformed or does not fit the dataset."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from heldout.errors import ScoresFileError  # noqa: F401 - re-exported
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -49,8 +50,6 @@ CIFAR10_CLASSES = (
 FIGURE_NAMES = ("examples", "histograms", "cscore_bins", "influence")
 
 
-class ScoresFileError(ValueError):
-    """A scores file that cannot be read or lacks what a figure needs."""
 
 
 def class_names_for(dataset: str | None, num_classes: int) -> list[str]:

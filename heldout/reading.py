@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from heldout.errors import InconsistentRunError  # noqa: F401 - re-exported
 from heldout.aux_arrays import AuxArrays, AuxArraysError, load_aux_arrays
 from heldout.release import Run
 
@@ -23,8 +24,6 @@ BadRunCallback = Callable[[RunLike, AuxArraysError], None]
 ProgressCallback = Callable[[int, int], None]
 
 
-class InconsistentRunError(AuxArraysError):
-    """A run whose split sizes differ from the experiment's; names both files."""
 
 
 class SplitSizeCheck:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from heldout.errors import UsageError
+
 GCS_BUCKET = "gresearch"
 GCS_FOLDER = "heldout-training-checkpoints"
 HTTP_BASE = f"http://storage.googleapis.com/{GCS_BUCKET}/{GCS_FOLDER}"
@@ -46,6 +48,8 @@ class ExperimentSpec:
     dataset: str  # TFDS name (with version when the release pinned one)
     index_order: str
     image_shape: tuple[int, int, int]
+    num_train: int  # size of the full training split (`train` + `removed` of every run)
+    num_test: int  # size of the test (ImageNet: validation) split
     artifact: Artifact | None = None
 
 
@@ -59,6 +63,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             dataset="cifar10:3.0.2",
             index_order="tfds",
             image_shape=(32, 32, 3),
+            num_train=50_000,
+            num_test=10_000,
             artifact=Artifact(
                 "cifar10-inception.tar.gz", "bc3b75203381709f8224810946be14b1", 239 * 10**9
             ),
@@ -70,6 +76,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             dataset="cifar100",
             index_order="tfds",
             image_shape=(32, 32, 3),
+            num_train=50_000,
+            num_test=10_000,
             artifact=Artifact(
                 "cifar100-inception.tar.gz", "f87218368528afa6e2407c8410f1ffa1", 244 * 10**9
             ),
@@ -81,6 +89,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             dataset="imagenet2012",
             index_order="tfrecord_index",
             image_shape=(224, 224, 3),
+            num_train=1_281_167,
+            num_test=50_000,
             artifact=Artifact(
                 "imagenet-resnet50.tar.gz", "64c39ef7702462b83959af9de622b4b8", 367 * 10**9
             ),
@@ -93,10 +103,19 @@ ARTIFACTS: dict[str, Artifact] = {
 }
 
 
+class UnknownExperimentError(UsageError, KeyError):
+    """A name that is not a released experiment; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0]) if self.args else ""
+
+
 def experiment_spec(name: str) -> ExperimentSpec:
     """Looks up a released experiment by name; the error lists the known names."""
     try:
         return EXPERIMENTS[name]
     except KeyError:
         known = ", ".join(sorted(EXPERIMENTS))
-        raise KeyError(f"unknown experiment {name!r}; known experiments: {known}") from None
+        raise UnknownExperimentError(
+            f"unknown experiment {name!r}; known experiments: {known}"
+        ) from None

@@ -16,8 +16,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from heldout.errors import ReleaseLayoutError  # noqa: F401 - re-exported
 from heldout import registry
-from heldout.atomic import write_text_atomic
+from heldout.io import write_text_atomic
 from heldout.aux_arrays import AuxArrays, load_aux_arrays, save_aux_arrays
 
 AUX_ARRAYS_FILE = "aux_arrays.npz"
@@ -26,8 +27,6 @@ EXPERIMENT_META_FILE = "experiment.json"
 DEFAULT_EXPERIMENT_NAME = "fashion_mnist-mlp"
 
 
-class ReleaseLayoutError(ValueError):
-    """A folder that is not laid out as an experiment, ratio or run; names the folder."""
 
 
 @dataclasses.dataclass(frozen=True)

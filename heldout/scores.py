@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from heldout.atomic import write_npz_atomic
+from heldout.io import write_npz_atomic
 from heldout.aux_arrays import AuxArrays, AuxArraysError
 from heldout.influence import (
     DenseInfluenceAccumulator,

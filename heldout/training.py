@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from heldout.errors import TrainingError  # noqa: F401 - re-exported
 from heldout import label_noise, release
 from heldout.datasets import DataSource, get_source
 from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR, IDX_FILES
@@ -62,8 +63,6 @@ _DEFINING_FIELDS = (
 )
 
 
-class TrainingError(ValueError):
-    """A configuration or output folder that cannot be trained as asked."""
 
 
 @dataclasses.dataclass(frozen=True)

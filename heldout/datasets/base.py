@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from heldout.errors import DatasetError  # noqa: F401 - re-exported
 import numpy as np
 
 
-class DatasetError(ValueError):
-    """A data file or folder is missing, malformed, or not what the caller asked for."""
 
 
 @dataclasses.dataclass(frozen=True)

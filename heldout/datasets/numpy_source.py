@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout.atomic import write_npz_atomic
+from heldout.io import write_npz_atomic
 from heldout.datasets.base import ArraySource, ArraySplit, DatasetError
 
 _SUFFIXES = ("_images", "_labels")

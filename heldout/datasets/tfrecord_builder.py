@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout.atomic import write_text_atomic
+from heldout.io import write_text_atomic
 from heldout.datasets.base import DatasetError
 from heldout.datasets.imagenet import (
     FILENAME_KEY,

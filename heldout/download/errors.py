@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from heldout.errors import DownloadError  # noqa: F401 - the root of download errors
 
-class DownloadError(RuntimeError):
-    """A download or extraction that could not finish; the message says why and what was kept."""
+
 
 
 class TransientError(DownloadError):

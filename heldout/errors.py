@@ -1,0 +1,118 @@
+"""One error hierarchy: every problem the toolkit reports to a user is a `HeldoutError`.
+
+Why one root: a command line catches `HeldoutError` (and `OSError`) and prints one line
+that names the file and the problem; anything else that escapes is a bug in the toolkit
+and keeps its traceback. Catching `ValueError` instead would print internal bugs (a
+wrong index, a numpy shape error) as if the user had made a mistake.
+
+Errors that describe a bad value (a malformed file, a bad option) also derive from
+`ValueError`, so Python code that already catches `ValueError` keeps working; errors
+about the state of the machine (a busy lock, a full disk) derive from `OSError`'s
+siblings only where that is what they are.
+"""
+
+from __future__ import annotations
+
+
+class HeldoutError(Exception):
+    """Root of every error the toolkit raises on purpose; the message says what to do."""
+
+
+class UsageError(HeldoutError, ValueError):
+    """Options that do not fit together or are out of range (a command exits with 2)."""
+
+
+class InputFileError(HeldoutError, ValueError):
+    """A file given to the toolkit that cannot be used as it is; the message starts with it."""
+
+
+class NpzFileError(InputFileError):
+    """A `.npz`/`.npy` file that is missing, truncated, pickled or lacks the expected arrays."""
+
+
+class ExperimentMetaError(InputFileError):
+    """An `experiment.json` that is not the JSON object the toolkit writes."""
+
+
+class ReleaseLayoutError(HeldoutError, ValueError):
+    """A folder that is not laid out as an experiment, ratio or run; names the folder."""
+
+
+class AuxArraysError(InputFileError):
+    """A malformed `aux_arrays.npz`; the message starts with the file it is about."""
+
+
+class InconsistentRunError(AuxArraysError):
+    """A run whose split sizes differ from the experiment's; names both files."""
+
+
+class CheckpointError(HeldoutError, ValueError):
+    """A checkpoint that cannot be found, read, or restored into the given model."""
+
+
+class DatasetError(HeldoutError, ValueError):
+    """A dataset that cannot be found, read, or does not have the expected contents."""
+
+
+class ModelError(HeldoutError, ValueError):
+    """An architecture or class count that cannot be built or inferred."""
+
+
+class TrainingError(HeldoutError, ValueError):
+    """A configuration or output folder that cannot be trained as asked."""
+
+
+class LabelCorruptionError(HeldoutError, ValueError):
+    """A label-corruption record that is malformed or does not fit the dataset."""
+
+
+class ScoresError(HeldoutError, ValueError):
+    """Scores that cannot be computed as asked (no runs, unknown score, missing ratio)."""
+
+
+class ScoresFileError(InputFileError):
+    """A scores `.npz` that lacks the arrays a figure or comparison needs."""
+
+
+class CompareError(InputFileError):
+    """Published and computed scores that cannot be compared (lengths, orders, indices)."""
+
+
+class StaleResultError(HeldoutError):
+    """A stored result that belongs to other inputs or options than the ones asked for."""
+
+
+class LockBusyError(HeldoutError):
+    """Another process holds the lock on a folder or file; the message names its PID."""
+
+
+class InsufficientSpaceError(HeldoutError):
+    """Not enough free disk space for what is about to be written; says how much is missing."""
+
+
+class DownloadError(HeldoutError, RuntimeError):
+    """A download or extraction that could not finish; the message says why and what was kept."""
+
+
+__all__ = [
+    "AuxArraysError",
+    "CheckpointError",
+    "CompareError",
+    "DatasetError",
+    "DownloadError",
+    "ExperimentMetaError",
+    "HeldoutError",
+    "InconsistentRunError",
+    "InputFileError",
+    "InsufficientSpaceError",
+    "LabelCorruptionError",
+    "LockBusyError",
+    "ModelError",
+    "NpzFileError",
+    "ReleaseLayoutError",
+    "ScoresError",
+    "ScoresFileError",
+    "StaleResultError",
+    "TrainingError",
+    "UsageError",
+]
