@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 
 import numpy as np
 
 from heldout.errors import AuxArraysError  # noqa: F401 - re-exported
-from heldout.io import write_npz_atomic
+from heldout.io import load_npz, write_npz_atomic
 
 CORRECTNESS_KEYS = ("correctness_train", "correctness_removed", "correctness_test")
 INDEX_KEYS = ("index_train", "index_removed", "index_test")
 REQUIRED_KEYS = CORRECTNESS_KEYS + INDEX_KEYS + ("subsample_idx",)
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,17 +159,14 @@ def validate(arrays: dict[str, np.ndarray], source: str = "<memory>") -> AuxArra
 
 
 def load_aux_arrays(path: str | os.PathLike) -> AuxArrays:
-    """Reads and validates one `aux_arrays.npz` without ever unpickling."""
-    source = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except FileNotFoundError:
-        raise AuxArraysError(f"{source}: file not found") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
-        # ValueError: object arrays (pickles) or a corrupt member; BadZipFile: truncated.
-        raise AuxArraysError(f"{source}: cannot read as a numpy .npz file ({error})") from None
-    return validate(arrays, source)
+    """Reads and validates one `aux_arrays.npz` without ever unpickling.
+
+    Raises:
+      AuxArraysError: the file is missing, unreadable, pickled or breaks a format rule;
+        the message starts with the file.
+    """
+    arrays = load_npz(path, error=AuxArraysError, what="an aux_arrays.npz file")
+    return validate(arrays, str(path))
 
 
 def save_aux_arrays(path: str | os.PathLike, aux: AuxArrays) -> None:

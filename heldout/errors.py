@@ -30,12 +30,12 @@ class NpzFileError(InputFileError):
     """A `.npz`/`.npy` file that is missing, truncated, pickled or lacks the expected arrays."""
 
 
-class ExperimentMetaError(InputFileError):
-    """An `experiment.json` that is not the JSON object the toolkit writes."""
-
-
 class ReleaseLayoutError(HeldoutError, ValueError):
     """A folder that is not laid out as an experiment, ratio or run; names the folder."""
+
+
+class ExperimentMetaError(ReleaseLayoutError, InputFileError):
+    """An `experiment.json` that is not the JSON object the toolkit writes."""
 
 
 class AuxArraysError(InputFileError):

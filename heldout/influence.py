@@ -36,6 +36,12 @@ from collections.abc import Iterable
 import numpy as np
 
 from heldout.aux_arrays import AuxArrays
+from heldout.errors import InconsistentRunError, ScoresError, UsageError
+
+
+class InfluenceTooLargeError(ScoresError, MemoryError):
+    """A dense influence matrix that would not fit in memory (use the top-k mode)."""
+
 
 _MiB = 1 << 20
 
@@ -125,7 +131,7 @@ def _tiles_of(shape: tuple[int, int], tile_rows: int, tile_columns: int):
 
 def _check_tiles(tile_test: int, tile_train: int) -> None:
     if tile_test < 8 or tile_train < 8 or tile_test % 8 or tile_train % 8:
-        raise ValueError(
+        raise UsageError(
             f"tile sizes must be positive multiples of 8 (runs are stored 8 examples to a "
             f"byte), got tile_test={tile_test}, tile_train={tile_train}"
         )
@@ -157,7 +163,7 @@ class _InfluenceCounts:
             self.test_correct_count = np.zeros(self.num_test, dtype=np.int32)
             self._runs = self._new_store()
         elif (aux.num_train, aux.num_test) != (self.num_train, self.num_test):
-            raise ValueError(
+            raise InconsistentRunError(
                 f"{aux.source}: has N={aux.num_train}, N_test={aux.num_test}; earlier runs "
                 f"have N={self.num_train}, N_test={self.num_test}"
             )
@@ -171,7 +177,7 @@ class _InfluenceCounts:
         if self._taken:
             raise ValueError("result() was already taken from this accumulator")
         if self.num_runs == 0:
-            raise ValueError("no runs were added; influence needs at least one run")
+            raise ScoresError("no runs were added; influence needs at least one run")
         self._taken = True
 
     def _column_scale(self) -> np.ndarray:
@@ -232,7 +238,7 @@ class DenseInfluenceAccumulator(_InfluenceCounts):
     def _new_store(self) -> _PackedRuns:
         needed = 4 * self.num_train * self.num_test
         if needed > self.max_matrix_bytes:
-            raise MemoryError(
+            raise InfluenceTooLargeError(
                 f"a dense influence matrix of {self.num_test} x {self.num_train} needs "
                 f"{needed / 2**30:.1f} GiB, more than the {self.max_matrix_bytes / 2**30:.1f} "
                 "GiB allowed; use the top-k mode (--influence_topk K) instead"
@@ -346,7 +352,7 @@ class TopKInfluenceAccumulator(_InfluenceCounts):
     ):
         super().__init__(subset_ratio)
         if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+            raise UsageError(f"k must be at least 1, got {k}")
         _check_tiles(tile_test, tile_train)
         self.k = k
         self.tile_test = tile_test
@@ -446,7 +452,7 @@ def influence_accumulator(
 ) -> DenseInfluenceAccumulator | TopKInfluenceAccumulator:
     """The dense accumulator for `topk=0`, else the top-k one; options go to either."""
     if topk < 0:
-        raise ValueError(f"topk must be 0 (dense) or positive, got {topk}")
+        raise UsageError(f"topk must be 0 (dense) or positive, got {topk}")
     if topk == 0:
         return DenseInfluenceAccumulator(subset_ratio, **options)
     return TopKInfluenceAccumulator(topk, subset_ratio, **options)

@@ -35,6 +35,8 @@ import numpy as np
 from heldout.errors import InsufficientSpaceError, LockBusyError, NpzFileError
 
 PathLike = str | os.PathLike
+_ZIP_MAGIC = b"PK"  # a local file header, or the end record of an empty .npz
+_NPY_MAGIC = b"\x93NUMPY"
 
 _umask_lock = threading.Lock()
 
@@ -207,6 +209,11 @@ def load_npz(
             raise error(f"{source}: is a folder, expected {what}")
         if path.stat().st_size == 0:
             raise error(f"{source}: the file is empty (an interrupted write?); expected {what}")
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if not (magic.startswith(_ZIP_MAGIC) or magic == _NPY_MAGIC):
+            # np.load would take any other bytes for a pickle and say so: misleading.
+            raise error(f"{source}: not a numpy .npz or .npy file (it starts with {magic!r})")
         loaded = np.load(path, allow_pickle=allow_pickle)
         if isinstance(loaded, np.ndarray):
             arrays = {"": loaded}
@@ -347,11 +354,7 @@ class FileLock:
                 holders = [int(recorded[0])] if recorded else []
             except (OSError, ValueError):
                 holders = []
-        who = (
-            "process " + ", ".join(str(pid) for pid in holders)
-            if holders
-            else "another process"
-        )
+        who = "process " + ", ".join(str(pid) for pid in holders) if holders else "another process"
         return LockBusyError(
             f"{self.path}: {who} holds this lock ({self.what}); wait for it to finish, "
             "or stop it, and try again"

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import collections
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from heldout.errors import InconsistentRunError  # noqa: F401 - re-exported
+import numpy as np
+
 from heldout.aux_arrays import AuxArrays, AuxArraysError, load_aux_arrays
+from heldout.errors import InconsistentRunError  # noqa: F401 - re-exported
 from heldout.release import Run
 
 RunLike = Run | str | os.PathLike
@@ -24,20 +27,30 @@ BadRunCallback = Callable[[RunLike, AuxArraysError], None]
 ProgressCallback = Callable[[int, int], None]
 
 
-
-
 class SplitSizeCheck:
     """Checks that every run agrees on N (training split) and N_test.
 
-    The first run seen sets the sizes unless they are given: pass the known sizes of a
-    released dataset to catch a bad first file too.
+    With known sizes (the registry's for a released experiment, the recorded ones for an
+    experiment trained here, or the majority over all runs: `majority_split_sizes`), every
+    run is checked against them, so an odd run is the one reported whatever its position.
+    Without, the first run seen sets the sizes: fine when any disagreement stops the read,
+    wrong when bad runs are skipped (one odd first run would make every good run "bad").
+
+    Args:
+      num_train, num_test: the expected sizes, or None to take them from the first run.
+      reference: what the expected sizes come from, for messages.
     """
 
-    def __init__(self, num_train: int | None = None, num_test: int | None = None):
+    def __init__(
+        self,
+        num_train: int | None = None,
+        num_test: int | None = None,
+        reference: str | None = None,
+    ):
         self.num_train = num_train
         self.num_test = num_test
         given = num_train is not None or num_test is not None
-        self._reference = "the expected sizes" if given else None
+        self._reference = (reference or "the expected sizes") if given else None
 
     def check(self, aux: AuxArrays) -> None:
         if self._reference is None:
@@ -52,6 +65,49 @@ class SplitSizeCheck:
                 f"examples, but {self._reference} has N={self.num_train} and "
                 f"N_test={self.num_test}; all runs of an experiment must agree"
             )
+
+
+def _array_length(npz: zipfile.ZipFile, key: str) -> int:
+    """The length of a 1-D array in an `.npz`, from its header alone (no data read)."""
+    with npz.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, _ = np.lib.format.read_array_header_1_0(member)
+        else:
+            shape, _, _ = np.lib.format.read_array_header_2_0(member)
+    return int(np.prod(shape)) if shape else 1
+
+
+def split_sizes_of(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(N, N_test) of one `aux_arrays.npz` from its array headers; None if unreadable."""
+    try:
+        with zipfile.ZipFile(path) as npz:
+            num_train = _array_length(npz, "index_train") + _array_length(npz, "index_removed")
+            return num_train, _array_length(npz, "index_test")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # the full read reports what is wrong with it
+
+
+def majority_split_sizes(runs: Iterable[RunLike], workers: int | None = None) -> SplitSizeCheck:
+    """A check against the (N, N_test) most runs have, read from the files' headers.
+
+    Cheap (a few hundred bytes per file), so `read_runs(..., skip_bad_runs=True)` can skip
+    the odd runs instead of the good ones when nothing else says what the sizes are. Ties
+    go to the sizes seen first.
+    """
+    paths = [_aux_path(run) for run in runs]
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aux-sizes") as pool:
+        sizes = [size for size in pool.map(split_sizes_of, paths) if size is not None]
+    if not sizes:
+        return SplitSizeCheck()
+    counts = collections.Counter(sizes)
+    (num_train, num_test), agree = counts.most_common(1)[0]
+    return SplitSizeCheck(
+        num_train,
+        num_test,
+        reference=f"the majority of the runs ({agree} of {len(sizes)} readable runs)",
+    )
 
 
 def _aux_path(item: RunLike) -> Path:
@@ -80,15 +136,18 @@ def read_runs(
         the file). Other errors (out of memory, interrupts) always propagate.
       progress: `True` for a tqdm bar on stderr (for command lines), a callable
         `progress(done, total)`, or False for silence (the library default).
-      size_check: the split-size check shared across calls, e.g. with known sizes; a fresh
-        one (first run sets the sizes) by default.
+      size_check: the split-size check, e.g. with the experiment's known sizes. Default:
+        with `skip_bad_runs`, the majority over `runs` (`majority_split_sizes`); else the
+        first run sets the sizes (any disagreement then stops the read, naming both files).
     """
     runs = list(runs)
     workers = workers or min(8, os.cpu_count() or 1)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     max_in_flight = max(1, max_in_flight or 2 * workers)
-    size_check = size_check or SplitSizeCheck()
+    if size_check is None:
+        # Skipping bad runs needs to know which sizes are the good ones before the first.
+        size_check = majority_split_sizes(runs, workers) if skip_bad_runs else SplitSizeCheck()
     report = _progress_reporter(progress, len(runs))
     pending: collections.deque[tuple[RunLike, Future]] = collections.deque()
     to_submit = iter(runs)

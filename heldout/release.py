@@ -11,22 +11,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from heldout.errors import ReleaseLayoutError  # noqa: F401 - re-exported
 from heldout import registry
-from heldout.io import write_text_atomic
 from heldout.aux_arrays import AuxArrays, load_aux_arrays, save_aux_arrays
+from heldout.errors import ExperimentMetaError, ReleaseLayoutError, UsageError
+from heldout.io import commit_dir, make_temp_dir, write_text_atomic
 
 AUX_ARRAYS_FILE = "aux_arrays.npz"
 CHECKPOINTS_DIR = "checkpoints"
 EXPERIMENT_META_FILE = "experiment.json"
 DEFAULT_EXPERIMENT_NAME = "fashion_mnist-mlp"
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +37,10 @@ class ExperimentMeta:
     dataset: str | None = None
     index_order: str | None = None
     image_shape: tuple[int, int, int] | None = None
+    # Split sizes every run must have (the registry's for released experiments, recorded
+    # by our trainer otherwise): a run that disagrees is the bad one, whatever its order.
+    num_train: int | None = None
+    num_test: int | None = None
     extra: dict = dataclasses.field(default_factory=dict)
 
 
@@ -104,42 +106,103 @@ def _same_ratio(a: float, b: float) -> bool:
 def ratio_dir_name(subset_ratio: float) -> str:
     """0.7 -> '0.7': the shortest decimal that reads back as the same float."""
     if not 0.0 < subset_ratio <= 1.0:
-        raise ValueError(f"subset ratio must be in (0, 1], got {subset_ratio}")
+        raise UsageError(f"subset ratio must be in (0, 1], got {subset_ratio}")
     return repr(float(subset_ratio))
 
 
+_RATIO_NAME = re.compile(r"^(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e-?[0-9]+)?$")
+_RUN_ID_NAME = re.compile(r"^[0-9]+$")
+
+
 def _parse_ratio(name: str) -> float | None:
-    try:
-        value = float(name)
-    except ValueError:
+    """The subset ratio a folder name stands for, or None for any other folder.
+
+    Only ASCII decimals (`0.7`, `.5`, `1.0`, `1e-05`): `float` also accepts other scripts'
+    digits, whitespace, `nan` and `inf`, none of which names a ratio folder.
+    """
+    if not _RATIO_NAME.match(name):
         return None
-    return value if 0.0 < value <= 1.0 and not name.startswith(".") else None
+    value = float(name)
+    return value if 0.0 < value <= 1.0 else None
 
 
 def _parse_run_id(name: str) -> int | None:
-    return int(name) if name.isdigit() else None
+    """The run id a folder name stands for (ASCII digits only: `str.isdigit` accepts "²")."""
+    return int(name) if _RUN_ID_NAME.match(name) else None
 
 
 def _is_run_dir(path: Path) -> bool:
     return path.is_dir() and (path / AUX_ARRAYS_FILE).is_file()
 
 
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "arch": (str,),
+    "num_classes": (int,),
+    "dataset": (str,),
+    "index_order": (str,),
+    "image_shape": (list, tuple),
+    "num_train": (int,),
+    "num_test": (int,),
+    "extra": (dict,),
+}
+
+
+def _meta_fields(raw: object, meta_path: Path) -> dict:
+    """Checks the decoded `experiment.json` and returns ExperimentMeta's keyword arguments."""
+    if not isinstance(raw, dict):
+        raise ExperimentMetaError(
+            f"{meta_path}: expected a JSON object at the top level, got {type(raw).__name__}"
+        )
+    fields = {}
+    for key, types in _META_TYPES.items():
+        value = raw.get(key)
+        if value is None:
+            continue
+        # bool is an int in Python; a class count of `true` is still a mistake.
+        if not isinstance(value, types) or isinstance(value, bool):
+            wanted = " or ".join(t.__name__ for t in types)
+            raise ExperimentMetaError(
+                f"{meta_path}: {key!r} must be {wanted} (or null), got "
+                f"{type(value).__name__} {value!r}"
+            )
+        fields[key] = value
+    shape = fields.get("image_shape")
+    if shape is not None:
+        if len(shape) != 3 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
+        ):
+            raise ExperimentMetaError(
+                f"{meta_path}: 'image_shape' must be three positive integers [H, W, C], "
+                f"got {shape!r}"
+            )
+        fields["image_shape"] = tuple(shape)
+    for key in ("num_classes", "num_train", "num_test"):
+        if key in fields and fields[key] < 1:
+            raise ExperimentMetaError(f"{meta_path}: {key!r} must be positive, got {fields[key]}")
+    return fields
+
+
 def read_experiment_meta(experiment_dir: Path) -> ExperimentMeta:
-    """Meta from `experiment.json` when present, else from the registry by folder name."""
+    """Meta from `experiment.json` when present, else from the registry by folder name.
+
+    Raises:
+      ExperimentMetaError: the file is not valid JSON, not an object, or a field has the
+        wrong type (the message names the file and the field).
+    """
+    experiment_dir = Path(experiment_dir)
     meta_path = experiment_dir / EXPERIMENT_META_FILE
     if meta_path.is_file():
         try:
             raw = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ReleaseLayoutError(f"{meta_path}: not valid JSON ({error})") from None
-        known = {field.name for field in dataclasses.fields(ExperimentMeta)} - {"extra"}
-        fields = {key: raw[key] for key in known if key in raw}
-        if fields.get("image_shape") is not None:
-            fields["image_shape"] = tuple(fields["image_shape"])
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ExperimentMetaError(f"{meta_path}: not valid JSON ({error})") from None
+        fields = _meta_fields(raw, meta_path)
         fields.setdefault("name", experiment_dir.name)
+        known = set(_META_TYPES)
         # Unknown top-level keys are kept too, so hand-written files lose nothing.
-        extra = {key: value for key, value in raw.items() if key not in known | {"extra"}}
-        extra.update(raw.get("extra") or {})
+        extra = {key: value for key, value in raw.items() if key not in known}
+        extra.update(fields.pop("extra", {}))
         return ExperimentMeta(**fields, extra=extra)
     spec = registry.EXPERIMENTS.get(experiment_dir.name)
     if spec is None:
@@ -151,6 +214,8 @@ def read_experiment_meta(experiment_dir: Path) -> ExperimentMeta:
         dataset=spec.dataset,
         index_order=spec.index_order,
         image_shape=spec.image_shape,
+        num_train=spec.num_train,
+        num_test=spec.num_test,
     )
 
 
@@ -243,14 +308,14 @@ def write_run(
     final = ratio_dir / str(run_id)
     if final.exists():
         raise FileExistsError(f"{final}: run folder already exists; not replacing it")
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".tmp", dir=ratio_dir))
+    tmp_dir = make_temp_dir(ratio_dir, prefix=f".{run_id}.")
     try:
         save_aux_arrays(tmp_dir / AUX_ARRAYS_FILE, aux)
         if write_checkpoint is not None:
             checkpoint_dir = tmp_dir / CHECKPOINTS_DIR
             checkpoint_dir.mkdir()
             write_checkpoint(checkpoint_dir)
-        os.rename(tmp_dir, final)
+        commit_dir(tmp_dir, final)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise

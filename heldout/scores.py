@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from heldout.io import write_npz_atomic
 from heldout.aux_arrays import AuxArrays, AuxArraysError
+from heldout.errors import InconsistentRunError, ScoresError
 from heldout.influence import (
     DenseInfluenceAccumulator,
     Influence,
@@ -34,7 +34,8 @@ from heldout.influence import (
     compute_influence,
     influence_accumulator,
 )
-from heldout.reading import ProgressCallback, RunLike, read_runs
+from heldout.io import write_npz_atomic
+from heldout.reading import ProgressCallback, RunLike, SplitSizeCheck, read_runs
 from heldout.release import Experiment
 
 __all__ = [
@@ -152,7 +153,7 @@ class ScoreAccumulator:
         if self.num_train is None:
             self.num_train = aux.num_train
         elif aux.num_train != self.num_train:
-            raise ValueError(
+            raise InconsistentRunError(
                 f"{aux.source}: has N={aux.num_train} training examples; earlier runs have "
                 f"N={self.num_train}"
             )
@@ -169,10 +170,10 @@ class ScoreAccumulator:
 
     def _counts_at(self, subset_ratio: float) -> _RatioCounts:
         if self.num_train is None:
-            raise ValueError("no runs were added")
+            raise ScoresError("no runs were added")
         key = _ratio_key(subset_ratio)
         if key not in self._counts and key not in self._declared:
-            raise ValueError(
+            raise ScoresError(
                 f"no runs at subset ratio {subset_ratio}; ratios present: "
                 f"{list(self.subset_ratios)}"
             )
@@ -180,7 +181,7 @@ class ScoreAccumulator:
 
     def cscores(self) -> CScores:
         if self.num_train is None:
-            raise ValueError("no runs were added")
+            raise ScoresError("no runs were added")
         ratios = self.subset_ratios
         per_ratio = [self._counts_at(ratio) for ratio in ratios]
         heldout_count = np.stack([counts.heldout_count for counts in per_ratio])
@@ -305,7 +306,7 @@ class ExperimentScores:
 def default_score_ratio(subset_ratios: Sequence[float]) -> float:
     """0.7 (the released estimates' ratio) when present, else the largest ratio."""
     if not subset_ratios:
-        raise ValueError("no subset ratios to choose from")
+        raise ScoresError("no subset ratios to choose from")
     for ratio in subset_ratios:
         if _ratio_key(ratio) == _ratio_key(DEFAULT_SCORE_RATIO):
             return ratio
@@ -336,7 +337,7 @@ def score_experiment(
     """
     unknown = sorted(set(scores) - set(SCORE_NAMES))
     if unknown or not scores:
-        raise ValueError(f"unknown scores {unknown}; choose from {list(SCORE_NAMES)}")
+        raise ScoresError(f"unknown scores {unknown}; choose from {list(SCORE_NAMES)}")
     at_one_ratio = "memorization" in scores or "influence" in scores
     score_ratio = None
     if at_one_ratio:
@@ -346,7 +347,7 @@ def score_experiment(
         else:
             matching = [r for r in present if _ratio_key(r) == _ratio_key(subset_ratio)]
             if not matching:
-                raise ValueError(
+                raise ScoresError(
                     f"{experiment.path}: no runs at subset ratio {subset_ratio}; "
                     f"ratios present: {list(present)}"
                 )
@@ -375,12 +376,13 @@ def score_experiment(
         skip_bad_runs=skip_bad_runs,
         on_bad_run=record_bad_run,
         progress=progress,
+        size_check=known_split_sizes(experiment),
     ):
         counts.add(run.subset_ratio, aux)
         if influence is not None and _ratio_key(run.subset_ratio) == _ratio_key(score_ratio):
             influence.add(aux)
     if counts.num_train is None:
-        raise ValueError(f"{experiment.path}: no readable runs ({len(skipped)} skipped)")
+        raise ScoresError(f"{experiment.path}: no readable runs ({len(skipped)} skipped)")
 
     cscores = counts.cscores()  # cheap; also gives the run counts per ratio
     return ExperimentScores(
@@ -393,6 +395,21 @@ def score_experiment(
         influence=influence.result() if influence is not None else None,
         skipped=tuple(skipped),
     )
+
+
+def known_split_sizes(experiment: Experiment) -> SplitSizeCheck | None:
+    """A check against the split sizes the experiment declares, if it declares them.
+
+    Released experiments declare them in the registry, experiments trained here in
+    `experiment.json`; otherwise None (the reader then uses the first run, or the majority
+    when bad runs are skipped).
+    """
+    meta = experiment.meta
+    if meta.num_train is None and meta.num_test is None:
+        return None
+    where = experiment.path / "experiment.json"
+    source = str(where) if where.is_file() else f"the registry entry of {meta.name}"
+    return SplitSizeCheck(meta.num_train, meta.num_test, reference=source)
 
 
 def save_scores(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:

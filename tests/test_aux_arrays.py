@@ -129,7 +129,7 @@ def test_pickled_object_arrays_are_refused(tmp_path):
     arrays["index_test"] = np.array([object()] * 6, dtype=object)
     path = tmp_path / "a.npz"
     np.savez(path, **arrays)
-    with pytest.raises(AuxArraysError, match="cannot read as a numpy .npz file"):
+    with pytest.raises(AuxArraysError, match="pickled object arrays, which are refused"):
         load_aux_arrays(path)
 
 

@@ -139,10 +139,10 @@ def _not_a_zip(path):
     "corrupt, message",
     [
         (_truncate, "cannot read"),
-        (_pickle, "cannot read"),
+        (_pickle, "pickled object arrays"),
         (_drop_key, "missing keys"),
         (_not_a_permutation, "not a permutation"),
-        (_not_a_zip, "cannot read"),
+        (_not_a_zip, "not a numpy .npz or .npy file"),
     ],
 )
 def test_a_bad_file_stops_the_read_or_is_skipped(experiment, tmp_path, corrupt, message):
@@ -186,3 +186,27 @@ def test_zip_member_corruption_is_reported_with_the_file(experiment, tmp_path):
     with pytest.raises(AuxArraysError) as caught:
         list(read_runs(copy.runs))
     assert str(caught.value).startswith(str(bad.aux_path))
+
+
+def test_skipping_bad_runs_keeps_the_majority_not_the_first_run(experiment, tmp_path):
+    # An odd run that sorts first: today it set the sizes and every good run was skipped.
+    copy = _copy_experiment(experiment, tmp_path / "exp")
+    odd = release.write_run(copy.path, 0.1, 0, _odd_aux())
+    copy = release.open_experiment(copy.path)
+    assert copy.runs[0] == odd
+    skipped = []
+    good = list(read_runs(copy.runs, skip_bad_runs=True, on_bad_run=lambda r, e: skipped.append(e)))
+    assert len(good) == len(copy.runs) - 1
+    assert len(skipped) == 1 and str(skipped[0]).startswith(str(odd.aux_path))
+    assert "the majority of the runs (12 of 13 readable runs)" in str(skipped[0])
+
+
+def _odd_aux():
+    rng = np.random.default_rng(5)
+    return aux_from_predictions(rng.random(7) < 0.5, rng.random(7) < 0.5, rng.random(3) < 0.5)
+
+
+def test_split_sizes_come_from_the_headers(experiment, tmp_path):
+    assert reading.split_sizes_of(experiment.runs[0].aux_path) == (40, 10)
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    assert reading.split_sizes_of(tmp_path / "bad.npz") is None

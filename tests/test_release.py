@@ -130,3 +130,62 @@ def test_ratio_dir_names():
 def test_default_experiment_dir_follows_heldout_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HELDOUT_HOME", str(tmp_path))
     assert release.default_experiment_dir() == tmp_path / "experiments" / "fashion_mnist-mlp"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[1, 2]", "expected a JSON object at the top level, got list"),
+        ('"cifar"', "expected a JSON object at the top level, got str"),
+        ('{"num_classes": "ten"}', "'num_classes' must be int"),
+        ('{"num_classes": true}', "'num_classes' must be int"),
+        ('{"image_shape": 32}', "'image_shape' must be list or tuple"),
+        ('{"image_shape": [32, 32]}', "'image_shape' must be three positive integers"),
+        ('{"extra": [1]}', "'extra' must be dict"),
+        ('{"num_train": -5}', "'num_train' must be positive"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_malformed_meta_file_is_a_clear_error_naming_it(tmp_path, text, message):
+    exp = _make_experiment(tmp_path, name="mine")
+    (exp / release.EXPERIMENT_META_FILE).write_text(text)
+    with pytest.raises(release.ExperimentMetaError, match=message) as caught:
+        release.open_experiment(exp)
+    assert str(exp / release.EXPERIMENT_META_FILE) in str(caught.value)
+
+
+def test_folders_named_with_non_ascii_digits_are_not_runs_or_ratios(tmp_path):
+    # `str.isdigit` accepts "²" and `float` accepts Arabic-Indic digits: neither names a run.
+    exp = _make_experiment(tmp_path, ratios=(0.7,), runs=1)
+    for name in ("²", "٣"):
+        (exp / "0.7" / name).mkdir()
+        (exp / "0.7" / name / release.AUX_ARRAYS_FILE).write_bytes(b"")
+    (exp / "٠.٥").mkdir()
+    experiment = release.open_experiment(exp)
+    assert [run.run_id for run in experiment.runs] == [0]
+    assert experiment.subset_ratios == (0.7,)
+    with pytest.raises(release.ReleaseLayoutError, match="not a run folder"):
+        release.open_run(exp / "0.7" / "²")
+
+
+def test_written_runs_get_the_umask_modes_not_private_ones(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        exp = _make_experiment(tmp_path, ratios=(0.7,), runs=1)
+        release.write_run(
+            exp, 0.7, 1, _aux(), write_checkpoint=lambda d: (d / "ckpt-1.index").write_text("x")
+        )
+        release.write_experiment_meta(exp, release.ExperimentMeta(name="x"))
+    finally:
+        os.umask(old)
+    for path in [exp, *exp.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+
+
+def test_released_experiments_know_their_split_sizes(tmp_path):
+    meta = release.read_experiment_meta(tmp_path / "imagenet-resnet50")
+    assert (meta.num_train, meta.num_test) == (1_281_167, 50_000)
+    assert release.read_experiment_meta(tmp_path / "cifar10-inception").num_train == 50_000

@@ -32,7 +32,9 @@ def print_error(name: str, error: BaseException | str) -> None:
     print(f"{name}: error: {error}", file=sys.stderr)
 
 
-def guarded(main: Main, name: str, error_status: int = EXIT_USAGE) -> Callable[[Sequence[str]], int]:
+def guarded(
+    main: Main, name: str, error_status: int = EXIT_USAGE
+) -> Callable[[Sequence[str]], int]:
     """Wraps `main` so that user-facing errors print one line and return an exit status.
 
     Args:
