@@ -175,6 +175,26 @@ def commit_dir(tmp_dir: PathLike, final: PathLike) -> None:
     fsync_dir(final.parent)
 
 
+def probe_writable(path: PathLike) -> None:
+    """Raises the OSError a later write of `path` would raise (folder missing and not
+    creatable, not writable, a file in the way), by creating and removing a temporary
+    beside it: cheap insurance before hours of work whose result would be lost."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file to write", str(path))
+    for parent in (path.parent, *path.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(
+                    errno.ENOTDIR, f"not a folder, so {path} cannot be written", str(parent)
+                )
+            break
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    os.close(handle)
+    os.unlink(tmp_name)
+
+
 # --------------------------------------------------------------------------- reading
 
 

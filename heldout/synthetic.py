@@ -215,12 +215,22 @@ class SyntheticExperiment:
         experiment_dir: str | Path,
         on_run_written: Callable[[release.Run], None] | None = None,
     ) -> release.Experiment:
-        """Writes every run (shuffled evaluation orders) and `experiment.json`; returns it."""
+        """Writes every run (shuffled evaluation orders) and `experiment.json`; returns it.
+
+        Raises:
+          FileExistsError: `experiment_dir` already holds an experiment or runs; checked
+            before anything is written, so another experiment's record is never replaced.
+        """
         experiment_dir = Path(experiment_dir)
+        self._check_empty(experiment_dir)
+        spec = self.spec
         release.write_experiment_meta(
             experiment_dir,
             release.ExperimentMeta(
-                name=experiment_dir.name, extra={"synthetic": dataclasses.asdict(self.spec)}
+                name=experiment_dir.name,
+                num_train=spec.num_train,
+                num_test=spec.num_test,
+                extra={"synthetic": dataclasses.asdict(spec)},
             ),
         )
         for subset_ratio, run_id, aux in self.iter_runs():
@@ -228,6 +238,20 @@ class SyntheticExperiment:
             if on_run_written is not None:
                 on_run_written(run)
         return release.open_experiment(experiment_dir)
+
+    def _check_empty(self, experiment_dir: Path) -> None:
+        meta = experiment_dir / release.EXPERIMENT_META_FILE
+        taken = [meta] if meta.exists() else []
+        for subset_ratio in self.spec.subset_ratios:
+            ratio_dir = experiment_dir / release.ratio_dir_name(subset_ratio)
+            taken += [ratio_dir / str(i) for i in range(self.spec.runs_per_ratio)]
+        taken = [path for path in taken if path.exists()]
+        if taken:
+            more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
+            raise FileExistsError(
+                f"{experiment_dir}: already holds an experiment ({taken[0]}{more}); "
+                "not replacing it: choose another folder"
+            )
 
 
 def write_synthetic_experiment(

@@ -167,3 +167,47 @@ def test_usage_errors(experiment, tmp_path):
     assert f"{experiment.path}: no runs at subset ratio 0.42" in done.stderr
     assert "ratios present: [0.3, 0.7, 0.9]" in done.stderr
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_unwritable_output_is_one_line_before_any_work(experiment, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    done = _run_tool(f"--experiment_dir={experiment.path}", f"--output={blocker / 'o.npz'}")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"compute_scores: error: [Errno 20] not a folder, so {blocker / 'o.npz'} cannot be "
+        f"written: '{blocker}'"
+    ]
+
+
+def test_malformed_experiment_json_is_one_line(experiment_copy, tmp_path):
+    (experiment_copy.path / "experiment.json").write_text("[1, 2, 3]")
+    done = _run_tool(f"--experiment_dir={experiment_copy.path}", f"--output={tmp_path / 'o.npz'}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "experiment.json: expected a JSON object at the top level, got list" in done.stderr
+
+
+def test_outputs_are_readable_by_others_under_umask_022(experiment, tmp_path):
+    out = tmp_path / "new" / "scores.npz"
+    done = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'umask 022 && exec "$@"',
+            "-",
+            sys.executable,
+            str(TOOL),
+            "--noprogress",
+            f"--experiment_dir={experiment.path}",
+            f"--output={out}",
+            "--scores=cscore,influence",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert out.parent.stat().st_mode & 0o777 == 0o755

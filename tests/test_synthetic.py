@@ -1,5 +1,7 @@
 """The synthetic experiments: released layout, determinism, and a recoverable planted truth."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,19 @@ def test_write_refuses_to_replace_an_existing_run(tmp_path):
     with pytest.raises(FileExistsError):
         SyntheticExperiment(spec).write(tmp_path / "e")
     assert len(release.open_experiment(tmp_path / "e").runs) == 1
+
+
+def test_refusing_to_write_leaves_the_existing_meta_untouched(tmp_path):
+    # Today the meta file was overwritten before the runs were refused.
+    spec = SyntheticSpec(
+        num_train=20, num_test=5, subset_ratios=(0.5,), runs_per_ratio=1, num_influence_pairs=1
+    )
+    SyntheticExperiment(spec).write(tmp_path / "e")
+    meta_path = tmp_path / "e" / release.EXPERIMENT_META_FILE
+    before = meta_path.read_bytes()
+    other = dataclasses.replace(spec, seed=spec.seed + 1)
+    with pytest.raises(FileExistsError, match="already holds an experiment"):
+        SyntheticExperiment(other).write(tmp_path / "e")
+    assert meta_path.read_bytes() == before
+    meta = release.open_experiment(tmp_path / "e").meta
+    assert (meta.num_train, meta.num_test) == (20, 5)

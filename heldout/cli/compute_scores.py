@@ -1,0 +1,128 @@
+"""`tools/compute_scores.py` / `heldout-scores`: C-scores, memorization and influence of an
+experiment into one `.npz` file (see the tool's docstring for examples and the README for
+the output keys).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from absl import flags
+
+from heldout import io, release, scores
+from heldout.cli import app
+from heldout.errors import AuxArraysError, UsageError
+
+_EXPERIMENT_DIR = flags.DEFINE_string(
+    "experiment_dir", None, "Experiment folder: <experiment_dir>/<subset_ratio>/<run_id>/."
+)
+_OUTPUT = flags.DEFINE_string("output", None, "The .npz file to write.")
+_SCORES = flags.DEFINE_list(
+    "scores", ["cscore", "memorization"], f"Comma list of {', '.join(scores.SCORE_NAMES)}."
+)
+_SUBSET_RATIO = flags.DEFINE_float(
+    "subset_ratio",
+    None,
+    "Subset ratio of the runs for memorization and influence; default 0.7 when present, "
+    "else the largest.",
+)
+_INFLUENCE_TOPK = flags.DEFINE_integer(
+    "influence_topk",
+    0,
+    "0: the dense influence matrix [N_test, N_train]; K > 0: the K most influential "
+    "training examples per test example (for ImageNet-sized experiments).",
+    lower_bound=0,
+)
+_WORKERS = flags.DEFINE_integer(
+    "workers", None, "Threads reading aux_arrays.npz files; default min(8, CPUs).", lower_bound=1
+)
+_SKIP_BAD_RUNS = flags.DEFINE_bool(
+    "skip_bad_runs", False, "Report and skip malformed runs instead of stopping."
+)
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.")
+
+flags.mark_flags_as_required(["experiment_dir", "output"])
+
+
+def _report_bad_run(run, error: AuxArraysError) -> None:
+    print(f"skipping bad run: {error}", file=sys.stderr)
+
+
+def _summary(result: scores.ExperimentScores, seconds: float, output: str) -> str:
+    lines = [f"experiment {result.experiment}: scores written to {output} in {seconds:.1f} s"]
+    runs = ", ".join(
+        f"{ratio:g}: {int(n)}"
+        for ratio, n in zip(result.subset_ratios, result.num_runs_by_ratio, strict=True)
+    )
+    lines.append(f"  runs per subset ratio: {runs}")
+    if result.skipped:
+        lines.append(f"  skipped bad runs: {len(result.skipped)}")
+    if result.cscores is not None:
+        c = result.cscores
+        defined = ~np.isnan(c.cscore)
+        mean = np.mean(c.cscore[defined]) if defined.any() else float("nan")
+        lines.append(
+            f"  C-score: mean {mean:.4f} over {defined.sum()} of {c.cscore.size} training "
+            "examples (the rest were never held out)"
+        )
+        for ratio, row, count in zip(
+            c.subset_ratios, c.cscore_by_ratio, c.heldout_count_by_ratio, strict=True
+        ):
+            lines.append(
+                f"    at {ratio:g}: mean {np.nanmean(row) if count.any() else float('nan'):.4f},"
+                f" median held-out runs per example {int(np.median(count))}"
+            )
+    if result.memorization is not None:
+        m = result.memorization
+        defined = ~np.isnan(m.memorization)
+        mean = np.mean(m.memorization[defined]) if defined.any() else float("nan")
+        lines.append(
+            f"  memorization at {m.subset_ratio:g}: mean {mean:.4f}, "
+            f"{np.count_nonzero(m.memorization[defined] >= 0.25)} examples >= 0.25, "
+            f"{np.count_nonzero(~defined)} undefined"
+        )
+    if result.influence is not None:
+        i = result.influence
+        values = i.topk_value[:, 0] if i.is_topk else np.fmax.reduce(i.matrix, axis=1)
+        shape = (
+            f"top-{i.topk_index.shape[1]} per test example"
+            if i.is_topk
+            else f"dense {i.matrix.shape[0]} x {i.matrix.shape[1]}"
+        )
+        lines.append(
+            f"  influence at {i.subset_ratio:g} ({i.num_runs} runs, {shape}): "
+            f"{np.count_nonzero(values >= 0.15)} test examples have a training example "
+            "with influence >= 0.15"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    del argv  # checked by app.guarded
+    if not _OUTPUT.value.endswith(".npz"):
+        raise UsageError(f"--output must end with .npz, got {_OUTPUT.value}")
+    start = time.perf_counter()
+    experiment = release.open_experiment(_EXPERIMENT_DIR.value)
+    # Hours of reading must not end in "permission denied": try the folder first.
+    io.probe_writable(_OUTPUT.value)
+    result = scores.score_experiment(
+        experiment,
+        scores=_SCORES.value,
+        subset_ratio=_SUBSET_RATIO.value,
+        influence_topk=_INFLUENCE_TOPK.value,
+        workers=_WORKERS.value,
+        skip_bad_runs=_SKIP_BAD_RUNS.value,
+        on_bad_run=_report_bad_run,
+        progress=_PROGRESS.value,
+    )
+    scores.save_scores(_OUTPUT.value, result.arrays())
+    print(_summary(result, time.perf_counter() - start, _OUTPUT.value))
+    return 0
+
+
+def run() -> None:
+    """Console entry point `heldout-scores`."""
+    app.run_command(main, "compute_scores", error_status=1)
