@@ -211,3 +211,21 @@ def test_outputs_are_readable_by_others_under_umask_022(experiment, tmp_path):
     assert done.returncode == 0, done.stderr
     assert out.stat().st_mode & 0o777 == 0o644
     assert out.parent.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_an_odd_first_run_is_the_one_skipped(experiment_copy, declared):
+    # The odd run sorts first (ratio 0.1, run 0). Today it set the sizes, and with
+    # --skip_bad_runs every good run was skipped instead of it.
+    if not declared:  # no recorded sizes: the majority decides
+        (experiment_copy.path / "experiment.json").unlink()
+    rng = np.random.default_rng(1)
+    aux = aux_from_predictions(rng.random(99) < 0.5, rng.random(99) < 0.5, rng.random(30) < 0.5)
+    odd = release.write_run(experiment_copy.path, 0.1, 0, aux)
+    experiment = release.open_experiment(experiment_copy.path)
+    assert experiment.runs[0] == odd
+    result = scores.score_experiment(experiment, skip_bad_runs=True)
+    assert len(result.skipped) == 1 and result.skipped[0].startswith(str(odd.aux_path))
+    assert ("experiment.json" if declared else "the majority of the runs") in result.skipped[0]
+    assert result.cscores.cscore.size == SPEC.num_train
+    np.testing.assert_array_equal(result.num_runs_by_ratio, [0, 8, 8, 8])
