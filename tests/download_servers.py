@@ -2,7 +2,8 @@
 
 - `ObjectServer`: a threaded HTTP/1.1 server of in-memory (or on-disk) objects with range
   requests, and faults on demand: drop the connection after N body bytes, flip bytes,
-  refuse ranges (answer 200 with the whole object), answer an error status.
+  refuse ranges (answer 200 with the whole object), answer an error status, report another
+  size (or none) to HEAD, pause a response mid-way until the test lets it go on.
 - `DroppingProxy`: a TCP proxy that cuts connections after N bytes from the server; put it in
   front of the GCS emulator to drop `google-cloud-storage` downloads for real.
 - `GcsEmulator`: PyPI's `gcp-storage-emulator` as a subprocess.
@@ -42,6 +43,11 @@ class Faults:
       report_md5: send `x-goog-hash: md5=...` as GCS does.
       error_status: answer this status (e.g. 503) to the next `error_times` GETs.
       error_times: see error_status.
+      head_length: the Content-Length HEAD reports: None the true size, "" none at all,
+        else this text (a size larger than the disk, or junk).
+      pause_after: stop sending after this many body bytes of a response, until
+        `ObjectServer.resume()` (the download stays in progress, holding its lock)...
+      pauses: ...for this many responses.
     """
 
     refuse_ranges: bool = False
@@ -51,6 +57,9 @@ class Faults:
     report_md5: bool = True
     error_status: int = 503
     error_times: int = 0
+    head_length: str | None = None
+    pause_after: int | None = None
+    pauses: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,10 +83,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
         return obj
 
-    def _headers(self, status, length, total, md5, start=None):
+    def _headers(self, status, length, total, md5, start=None, head=False):
         self.send_response(status)
         self.send_header("Content-Type", "application/gzip")
-        self.send_header("Content-Length", str(length))
+        reported = self.server.faults.head_length if head else None
+        if reported != "":
+            self.send_header("Content-Length", str(length) if reported is None else reported)
         self.send_header("Accept-Ranges", "none" if self.server.faults.refuse_ranges else "bytes")
         if start is not None:
             self.send_header("Content-Range", f"bytes {start}-{start + length - 1}/{total}")
@@ -88,7 +99,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self):
         obj = self._lookup()
         if obj is not None:
-            self._headers(200, obj.size, obj.size, obj.md5)
+            self._headers(200, obj.size, obj.size, obj.md5, head=True)
 
     def do_GET(self):
         obj = self._lookup()
@@ -106,8 +117,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
         if match and not faults.refuse_ranges:
             start = int(match.group(1))
-            if start >= obj.size:
-                self.send_error(416)
+            if start >= obj.size:  # as real servers do: the size in `bytes */<size>`
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{obj.size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
         length = obj.size - start
         self._headers(206 if start else 200, length, obj.size, obj.md5, start if start else None)
@@ -116,22 +130,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if drop and faults.drops > 0:
                 faults.drops -= 1
         limit = min(length, faults.drop_after) if drop else length
+        with self.server.lock:
+            pause = faults.pause_after is not None and faults.pauses > 0
+            if pause:
+                faults.pauses -= 1
+        if pause:
+            self._send(obj, start, start + min(limit, faults.pause_after))
+            self.wfile.flush()
+            self.server.paused.set()
+            self.server.resumed.wait(60)  # never forever: a failing test must end
+            start, limit = start + faults.pause_after, max(0, limit - faults.pause_after)
         if not drop and not faults.corrupt_offsets and isinstance(obj.data, Path):
             with open(obj.data, "rb") as f:  # the fast path, for the benchmark
                 self.connection.sendfile(f, start, length)
             return
+        self._send(obj, start, start + limit)
+        if drop:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+
+    def _send(self, obj, start: int, end: int) -> None:
         sent = 0
-        for chunk in obj.chunks(start, start + limit):
-            for offset in faults.corrupt_offsets:
+        for chunk in obj.chunks(start, end):
+            for offset in self.server.faults.corrupt_offsets:
                 if start + sent <= offset < start + sent + len(chunk):
                     chunk = bytearray(chunk)
                     chunk[offset - start - sent] ^= 0xFF
             self.wfile.write(chunk)
             sent += len(chunk)
-        if drop:
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-            self.close_connection = True
 
 
 @dataclasses.dataclass
@@ -164,6 +191,8 @@ class _Server(http.server.ThreadingHTTPServer):
         self.faults = Faults()
         self.log: list[Request] = []
         self.lock = threading.Lock()
+        self.paused = threading.Event()  # set when a response has paused (Faults.pause_after)
+        self.resumed = threading.Event()
 
 
 class ObjectServer:
@@ -180,8 +209,18 @@ class ObjectServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._server.resumed.set()  # no handler stays paused past the test
         self._server.shutdown()
         self._server.server_close()
+
+    def wait_paused(self, timeout_s: float = 30.0) -> None:
+        """Waits until a response has paused (see `Faults.pause_after`)."""
+        if not self._server.paused.wait(timeout_s):
+            raise TimeoutError("no response paused")
+
+    def resume(self) -> None:
+        """Lets paused responses (and any later ones) send the rest."""
+        self._server.resumed.set()
 
     @property
     def port(self) -> int:

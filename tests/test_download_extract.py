@@ -10,11 +10,17 @@ from pathlib import Path
 import pytest
 from download_servers import Entry, Faults, ObjectServer, make_targz
 
-from heldout import download as dl
+from heldout.download import (
+    ArchiveError,
+    ChecksumMismatchError,
+    DownloadError,
+    RetryPolicy,
+    download,
+)
 from heldout.download.extract import UnsafeMemberError, extract_tar_stream, safe_relative_path
 from heldout.download.pipeline import ChunkReader, gunzip
 
-FAST = dl.RetryPolicy(retries=3, backoff_s=0.001)
+FAST = RetryPolicy(retries=3, backoff_s=0.001)
 
 
 @pytest.fixture
@@ -43,11 +49,16 @@ def _release(runs=6, size=150_000):
 
 
 def _tree(root):
+    """Relative path -> bytes of every file, less the download's lock (`.<name>.lock`)."""
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in root.rglob("*")
-        if p.is_file() and not p.is_symlink()
+        if p.is_file() and not p.is_symlink() and not _is_lock(p.name)
     }
+
+
+def _is_lock(name):
+    return name.startswith(".") and name.endswith(".lock")
 
 
 def _outside(tmp_path, out):
@@ -66,7 +77,7 @@ def _extract_bytes(targz, out, **kwargs):
 def _extract_url(url, targz, out, **kwargs):
     """`download(..., extract=True)` of `targz` served at `url`, with its true MD5."""
     kwargs.setdefault("retry", FAST)
-    return dl.download(url, out, md5=hashlib.md5(targz).hexdigest(), extract=True, **kwargs)
+    return download(url, out, md5=hashlib.md5(targz).hexdigest(), extract=True, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +212,8 @@ def test_stream_extract_over_http_with_drops(server, tmp_path):
     assert _tree(tmp_path) == files
     assert result.retries == 4 and result.archive_path is None
     assert members[-1] == len(files)
-    assert sorted(os.listdir(tmp_path)) == ["exp"]  # no archive, no temporary files
+    # no archive, no temporary files; the lock file stays (removing it would race)
+    assert sorted(os.listdir(tmp_path)) == [".release.tar.gz.lock", "exp"]
 
 
 def test_extract_keep_archive_resumes_from_part(server, tmp_path):
@@ -230,14 +242,14 @@ def test_interrupted_extract_reruns_and_skips_finished_members(server, tmp_path)
     url = server.put("/r/release.tar.gz", targz)
     md5 = hashlib.md5(targz).hexdigest()
     server.faults = Faults(drop_after=len(targz) // 2, drops=1)
-    with pytest.raises(dl.DownloadError, match="giving up after 0 retries"):
-        dl.download(url, tmp_path, md5=md5, extract=True, retry=dl.RetryPolicy(retries=0))
+    with pytest.raises(DownloadError, match="giving up after 0 retries"):
+        download(url, tmp_path, md5=md5, extract=True, retry=RetryPolicy(retries=0))
     first = _tree(tmp_path)
     assert first and len(first) < len(files)
     assert all(files[k] == v for k, v in first.items())  # only whole files
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".heldout-tmp")]
 
-    result = dl.download(url, tmp_path, md5=md5, extract=True, retry=FAST)
+    result = download(url, tmp_path, md5=md5, extract=True, retry=FAST)
     assert _tree(tmp_path) == files
     assert result.extract.already_present == len(first)
     assert len(result.extract.written) == len(files) - len(first)
@@ -248,7 +260,7 @@ def test_md5_mismatch_while_extracting_is_reported_and_data_kept(server, tmp_pat
     url = server.put("/r/release.tar.gz", targz)
     # Byte 5 is in the gzip header's MTIME: the stream still inflates, but the MD5 differs.
     server.faults = Faults(corrupt_offsets=(5,))
-    with pytest.raises(dl.ChecksumMismatchError) as caught:
+    with pytest.raises(ChecksumMismatchError) as caught:
         _extract_url(url, targz, tmp_path, keep_archive=True)
     message = str(caught.value)
     assert "expected" in message and "may be damaged" in message
@@ -266,7 +278,7 @@ def test_corrupt_gzip_stops_with_a_clear_message_and_keeps_bytes(server, tmp_pat
     # CRC-32 at the end of the stream, after the files were written.
     bad = len(targz) // 4
     server.faults = Faults(corrupt_offsets=(bad,))
-    with pytest.raises(dl.ArchiveError) as caught:
+    with pytest.raises(ArchiveError) as caught:
         _extract_url(url, targz, tmp_path, keep_archive=True)
     message = str(caught.value)
     assert "gzip data is corrupt" in message and "release.tar.gz.corrupt" in message
@@ -289,7 +301,7 @@ def test_non_tar_content_is_an_archive_error(tmp_path):
 
     with gzip.GzipFile(fileobj=buffer, mode="wb") as f:
         f.write(b"this is not a tar file" * 100)
-    with pytest.raises(dl.ArchiveError, match="tar data is unreadable"):
+    with pytest.raises(ArchiveError, match="tar data is unreadable"):
         _extract_bytes(buffer.getvalue(), tmp_path)
 
 

@@ -8,12 +8,12 @@ import random
 import pytest
 from download_servers import DroppingProxy, Entry, GcsEmulator, make_targz
 
-from heldout import download as dl
+from heldout.download import DownloadError, RetryPolicy, download
 
 pytest.importorskip("gcp_storage_emulator", reason="needs the dev extra: pip install '.[dev]'")
 storage = pytest.importorskip("google.cloud.storage")
 
-FAST = dl.RetryPolicy(retries=3, backoff_s=0.001)
+FAST = RetryPolicy(retries=3, backoff_s=0.001)
 DATA = random.Random(0).randbytes(3_000_000)
 MD5 = hashlib.md5(DATA).hexdigest()
 
@@ -45,15 +45,15 @@ def proxy(emulator, monkeypatch):
 
 
 def test_download_uses_the_md5_from_object_metadata(proxy, tmp_path):
-    result = dl.download("gs://gresearch/heldout/data.tar.gz", tmp_path, retry=FAST)
+    result = download("gs://gresearch/heldout/data.tar.gz", tmp_path, retry=FAST)
     assert result.md5 == MD5
     assert (tmp_path / "data.tar.gz").read_bytes() == DATA
-    assert sorted(os.listdir(tmp_path)) == ["data.tar.gz"]
+    assert sorted(os.listdir(tmp_path)) == [".data.tar.gz.lock", "data.tar.gz"]
 
 
 def test_dropped_reads_are_resumed_with_ranges(proxy, tmp_path):
     proxy.drop_after, proxy.drops = 1_000_000, 2
-    result = dl.download("gs://gresearch/heldout/data.tar.gz", tmp_path, md5=MD5, retry=FAST)
+    result = download("gs://gresearch/heldout/data.tar.gz", tmp_path, md5=MD5, retry=FAST)
     assert (tmp_path / "data.tar.gz").read_bytes() == DATA
     assert result.retries == 2
     # Two drops, two range requests, each starting where the bytes received stopped.
@@ -63,7 +63,7 @@ def test_dropped_reads_are_resumed_with_ranges(proxy, tmp_path):
 
 def test_resume_from_partial_file(proxy, tmp_path):
     (tmp_path / "data.tar.gz.part").write_bytes(DATA[:1_234_567])
-    result = dl.download("gs://gresearch/heldout/data.tar.gz", tmp_path, md5=MD5, retry=FAST)
+    result = download("gs://gresearch/heldout/data.tar.gz", tmp_path, md5=MD5, retry=FAST)
     assert result.bytes_reused == 1_234_567
     assert result.bytes_downloaded == len(DATA) - 1_234_567
     assert proxy.ranges() == [1_234_567]
@@ -72,9 +72,9 @@ def test_resume_from_partial_file(proxy, tmp_path):
 
 def test_giving_up_keeps_what_arrived(proxy, tmp_path):
     proxy.drop_after, proxy.drops = 1_000_000, 1
-    with pytest.raises(dl.DownloadError, match="giving up after 0 retries"):
-        dl.download(
-            "gs://gresearch/heldout/data.tar.gz", tmp_path, md5=MD5, retry=dl.RetryPolicy(retries=0)
+    with pytest.raises(DownloadError, match="giving up after 0 retries"):
+        download(
+            "gs://gresearch/heldout/data.tar.gz", tmp_path, md5=MD5, retry=RetryPolicy(retries=0)
         )
     part = (tmp_path / "data.tar.gz.part").read_bytes()
     assert 0 < len(part) < len(DATA) and DATA.startswith(part)
@@ -83,7 +83,7 @@ def test_giving_up_keeps_what_arrived(proxy, tmp_path):
 def test_extract_from_gcs_with_drops(emulator, proxy, tmp_path):
     _, tree, targz = emulator
     proxy.drop_after, proxy.drops = 500_000, 2
-    result = dl.download(
+    result = download(
         "gs://gresearch/heldout/release.tar.gz",
         tmp_path,
         extract=True,
@@ -94,10 +94,10 @@ def test_extract_from_gcs_with_drops(emulator, proxy, tmp_path):
     assert {
         p.relative_to(tmp_path).as_posix(): p.read_bytes()
         for p in tmp_path.rglob("*")
-        if p.is_file()
+        if p.is_file() and p.name != ".release.tar.gz.lock"
     } == tree
 
 
 def test_missing_object_is_a_clear_error(proxy, tmp_path):
-    with pytest.raises(dl.DownloadError, match="no such object"):
-        dl.download("gs://gresearch/heldout/missing.tar.gz", tmp_path, retry=FAST)
+    with pytest.raises(DownloadError, match="no such object"):
+        download("gs://gresearch/heldout/missing.tar.gz", tmp_path, retry=FAST)

@@ -1,12 +1,14 @@
-"""The errors a download can end with; each message says what happened and where the data is."""
+"""The errors a download can end with; each message says what happened and where the data is.
+
+Every one derives from `heldout.errors.DownloadError` (itself a `HeldoutError`), so a command
+line catches them with the rest of the toolkit's errors and prints one line.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from heldout.errors import DownloadError  # noqa: F401 - the root of download errors
-
-
+from heldout.errors import DownloadError, HeldoutError
 
 
 class TransientError(DownloadError):
@@ -15,6 +17,15 @@ class TransientError(DownloadError):
 
 class ArchiveError(DownloadError):
     """The bytes do not form a readable .tar.gz (corrupt gzip data or tar headers)."""
+
+
+class UnsafeMemberError(HeldoutError, ValueError):
+    """A member name or type that must not be extracted; the message says why.
+
+    Extraction reports these per member (`ExtractReport.refused`) and goes on; it is an
+    error class so that a caller of `safe_relative_path` gets a toolkit error, not a bare
+    ValueError.
+    """
 
 
 class ChecksumMismatchError(DownloadError):
@@ -34,3 +45,12 @@ class ChecksumMismatchError(DownloadError):
         self.expected = expected
         self.actual = actual
         self.kept_path = kept_path
+
+
+__all__ = [
+    "ArchiveError",
+    "ChecksumMismatchError",
+    "DownloadError",
+    "TransientError",
+    "UnsafeMemberError",
+]

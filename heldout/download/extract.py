@@ -6,8 +6,16 @@ file, or when its destination would resolve outside the output directory (for ex
 through a symbolic link already there). Refusals never stop the extraction: the caller gets
 the list and decides (the CLI exits non-zero).
 
-Each file is written to a hidden temporary name beside its destination and renamed when it
-is complete, so a destination path only ever holds a whole file.
+Each file is written to a hidden temporary name beside its destination, fsynced, and renamed
+when it is complete, so a destination path only ever holds a whole file, even after a crash.
+The folders that received new entries are fsynced when the stream moves on to another folder
+and at the end (not after every file: a rename lost in a crash only means the file is
+extracted again by the next run, which never trusts a file it has not compared). Files and
+folders get the mode a plain `open()` / `mkdir()` gives under the umask (executable members:
+`0o777` less the umask); the archive's own modes and owners are not applied.
+
+Callers that may run concurrently on one output folder hold a lock (`transfer.download`
+holds `.<archive>.lock`); this module itself takes none.
 
 Existing files are never overwritten unless `overwrite=True`. An existing file with the same
 bytes as the member counts as already present: that is what makes re-running an interrupted
@@ -29,7 +37,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from heldout.download.errors import ArchiveError
+from heldout.download.errors import ArchiveError, UnsafeMemberError
+from heldout.io import fsync_dir
 
 _COPY_BYTES = 1 << 20
 _TMP_SUFFIX = ".heldout-tmp"
@@ -41,10 +50,6 @@ _KINDS = {
     tarfile.FIFOTYPE: "a FIFO",
     tarfile.GNUTYPE_SPARSE: "a sparse file",
 }
-
-
-class UnsafeMemberError(ValueError):
-    """A member name or type that must not be extracted; the message says why."""
 
 
 @dataclasses.dataclass
@@ -106,6 +111,8 @@ class _Destination:
         self._real_root = os.path.realpath(self.root)
         self._checked: set[str] = set()
         self._made: set[str] = set()
+        self._unsynced: set[str] = set()  # folders with entries not yet fsynced
+        self._last_folder: str | None = None
 
     def path(self, relative: str) -> str:
         target = os.path.join(self.root, *relative.split("/"))
@@ -124,6 +131,25 @@ class _Destination:
         if path not in self._made:
             os.makedirs(path, exist_ok=True)
             self._made.add(path)
+            # The new folders' entries live in their parents: those need an fsync too.
+            folder = path
+            while folder != self.root and folder.startswith(self.root):
+                folder = os.path.dirname(folder)
+                self._unsynced.add(folder)
+
+    def committed(self, path: str) -> None:
+        """Records a file renamed into place; fsyncs finished folders when the stream
+        moves on to another one (tar streams come folder by folder)."""
+        folder = os.path.dirname(path)
+        if folder != self._last_folder:
+            self.sync()
+            self._last_folder = folder
+        self._unsynced.add(folder)
+
+    def sync(self) -> None:
+        """fsyncs every folder that got a new entry, making those renames durable."""
+        while self._unsynced:
+            fsync_dir(self._unsynced.pop())
 
 
 def extract_tar_stream(
@@ -159,6 +185,8 @@ def extract_tar_stream(
                 _extract_member(tar, member, destination, only, overwrite, report, on_member)
     except tarfile.TarError as e:
         raise ArchiveError(f"the tar data is unreadable: {e}.") from None
+    finally:
+        destination.sync()  # what the report lists as written survives a crash
     return report
 
 
@@ -229,21 +257,26 @@ def _extract_file(tar, member, relative, target, existing, destination, overwrit
     tmp = _temporary_name(target)
     if os.path.lexists(tmp):  # left by an interrupted run: ours, incomplete
         os.unlink(tmp)
-    mode = 0o755 if member.mode & 0o111 else 0o644
+    # The kernel takes the umask off: the mode a plain `open()` gives (0o777 for members that
+    # are executable), never the archive's own bits (no setuid, no world-writable files).
+    mode = 0o777 if member.mode & 0o111 else 0o666
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "wb") as out:
             source = tar.extractfile(member)
             while chunk := source.read(_COPY_BYTES):
                 out.write(chunk)
-        with contextlib.suppress(OverflowError, OSError, ValueError):
-            # A crafted header's mtime can lie outside what the OS accepts; the bytes matter.
-            os.utime(tmp, (member.mtime, member.mtime))
+            out.flush()
+            with contextlib.suppress(OverflowError, OSError, ValueError):
+                # A crafted header's mtime can lie outside what the OS accepts; the bytes matter.
+                os.utime(out.fileno(), (member.mtime, member.mtime))
+            os.fsync(out.fileno())  # the data is on disk before its final name is
         os.replace(tmp, target)  # replaces a symbolic link itself, never what it points to
     except BaseException:
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
+    destination.committed(target)
     report.written.append(relative)
     report.bytes_written += member.size
 

@@ -52,7 +52,9 @@ class Source(Protocol):
     def open_stream(self, offset: int) -> tuple[int, Iterator[bytes]]:
         """Starts reading at `offset`; returns (offset the bytes really start at, chunks).
 
-        The start is 0 instead of `offset` when the server ignored the range request.
+        The start is 0 instead of `offset` when the server ignored the range request. An
+        `offset` at the object's end gives no chunks (a complete local prefix, when the size
+        was not known beforehand).
         """
         ...
 
@@ -149,9 +151,10 @@ class HttpSource:
         if response.status_code in (405, 501):  # HEAD not supported: learn it from the GET
             return RemoteInfo(size=None, md5=None)
         self._check(response)
-        length = response.headers.get("Content-Length")
-        size = int(length) if length is not None and length.isdigit() else None
-        return RemoteInfo(size=size, md5=md5_from_headers(response.headers))
+        return RemoteInfo(
+            size=_ascii_int(response.headers.get("Content-Length")),
+            md5=md5_from_headers(response.headers),
+        )
 
     def open_stream(self, offset: int) -> tuple[int, Iterator[bytes]]:
         headers = dict(self._headers)
@@ -165,10 +168,7 @@ class HttpSource:
             raise TransientError(f"{self.url}: {_describe(e)}") from e
         if response.status_code == 416:
             response.close()
-            raise DownloadError(
-                f"{self.url}: the server cannot serve bytes from offset {offset} (HTTP 416): "
-                "the local partial file is not a prefix of this object"
-            )
+            return self._past_the_end(offset, response.headers.get("Content-Range", ""))
         self._check(response)
         start = 0
         if response.status_code == 206:
@@ -182,6 +182,26 @@ class HttpSource:
                 )
         return start, self._chunks(response)
 
+    def _past_the_end(self, offset: int, content_range: str) -> tuple[int, Iterator[bytes]]:
+        """HTTP 416 for `bytes=<offset>-`: the object has no byte at `offset`.
+
+        Only asked for when the size was not known beforehand (`info` gave none), so it is
+        how a complete local prefix shows: the object ends exactly at `offset`. Servers say
+        the size in `Content-Range: bytes */<size>` (RFC 9110); a larger prefix than that
+        is not a part of this object. Without the header, the MD5 of the prefix decides.
+        """
+        match = _UNSATISFIED_RANGE.fullmatch(content_range)
+        size = int(match.group(1)) if match else None
+        if size is not None and size < offset:
+            raise DownloadError(
+                f"{self.url}: the local partial file ({offset} bytes) is larger than the "
+                f"object ({size} bytes, HTTP 416): it is not a part of this object; move it "
+                "away to download again"
+            )
+        if offset == 0:  # a range from 0 is never unsatisfiable for a non-empty object
+            raise DownloadError(f"{self.url}: HTTP 416 for the whole object")
+        return offset, (chunk for chunk in ())  # a generator: the caller closes it
+
     def _chunks(self, response: requests.Response) -> Iterator[bytes]:
         try:
             with response:
@@ -191,7 +211,16 @@ class HttpSource:
             raise TransientError(f"connection to {self.url} lost: {_describe(e)}") from e
 
 
-_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*", re.IGNORECASE | re.ASCII)
+_UNSATISFIED_RANGE = re.compile(r"\s*bytes\s+\*/(\d+)\s*", re.IGNORECASE | re.ASCII)
+
+
+def _ascii_int(value: str | None) -> int | None:
+    """A header's non-negative integer, or None. `str.isdigit` alone is not enough: it
+    accepts "²", which `int` then refuses with a ValueError."""
+    if value is None or not re.fullmatch(r"\s*[0-9]+\s*", value, re.ASCII):
+        return None
+    return int(value)
 
 
 def _content_range_start(value: str) -> int | None:

@@ -18,6 +18,20 @@ exists (it is a download the user started; it is continued, not abandoned).
 An interrupted extraction without a kept archive cannot resume mid-stream (gzip has no
 restart points), so the next run streams the archive again from the start; members whose
 files are already there with identical bytes are compared and skipped, not rewritten.
+
+Shared folders and crashes:
+  `.<name>.lock`         an exclusive `flock` held for the whole call: a second download of
+                         `<name>` into the same folder (a second `.part` writer, or a second
+                         extraction of the same archive) fails at once with `LockBusyError`
+                         naming the holder's PID. The lock is per archive, not per folder, so
+                         the three released archives can be fetched side by side into one
+                         `data/` (their files live under different top folders). The file is
+                         left in place (removing it would race with the next taker).
+  Durability             `.part` is fsynced before it is renamed (to `<name>` or aside), and
+                         the folder after; extracted files are fsynced before their rename.
+  Disk space             checked before anything is written: the archive bytes still to come
+                         plus, when extracting everything, its unpacked size (see
+                         `_check_space`); `InsufficientSpaceError` says how much is missing.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ import dataclasses
 import hashlib
 import itertools
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,8 +52,19 @@ from heldout.download.extract import ExtractReport, extract_tar_stream
 from heldout.download.pipeline import ChunkReader, gunzip, threaded
 from heldout.download.resume import RetryPolicy, call_with_retries, file_chunks, remote_chunks
 from heldout.download.sources import DEFAULT_TIMEOUT_S, RemoteInfo, Source, open_source
+from heldout.errors import UsageError
+from heldout.io import (
+    FileLock,
+    check_free_space,
+    format_bytes,
+    fsync_dir,
+    fsync_file,
+    write_text_atomic,
+)
 
 PART_SUFFIX = ".part"
+LOCK_SUFFIX = ".lock"  # the lock file is `.<name>.lock`
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 DEFAULT_RETRY = RetryPolicy()
 MISMATCH_SUFFIX = ".md5-mismatch"
 CORRUPT_SUFFIX = ".corrupt"
@@ -96,10 +122,10 @@ class DownloadResult:
 
 
 def normalize_md5(value: str) -> str:
-    """Lowercase hex; raises ValueError unless it is 32 hex digits."""
+    """Lowercase hex; raises UsageError (a ValueError) unless it is 32 hex digits."""
     value = value.strip().lower()
     if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
-        raise ValueError(f"not an MD5 (32 hex digits): {value!r}")
+        raise UsageError(f"not an MD5 (32 hex digits): {value!r}")
     return value
 
 
@@ -177,6 +203,7 @@ def download(
     retry: RetryPolicy = DEFAULT_RETRY,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     progress: ProgressCallback | None = None,
+    expected_size: int | None = None,
 ) -> DownloadResult:
     """Downloads (and with `extract`, unpacks) one .tar.gz, verifying its MD5.
 
@@ -193,14 +220,23 @@ def download(
       timeout_s: a read waiting longer than this counts as a dropped connection.
       progress: called with a `Progress` as bytes and members go by (maybe from a worker
         thread, never two calls at once).
+      expected_size: the archive's size when the server reports none (the registry's
+        `Artifact.size_bytes`); used only for the disk-space check.
+
+    Returns:
+      What was downloaded, reused and extracted (`DownloadResult`).
 
     Raises:
       ChecksumMismatchError: the bytes do not have the expected MD5 (kept, see module doc).
       ArchiveError: with `extract`, the stream is not a readable .tar.gz.
+      LockBusyError: another process is downloading `<name>` into `output_dir`.
+      InsufficientSpaceError: the archive (or its files) cannot fit; nothing was written.
+      UsageError: a malformed `md5`, or `keep_archive`/`only` without `extract`.
       DownloadError: anything else (HTTP 404, retries exhausted, ...); `<name>.part` is kept.
+      OSError: the output folder cannot be written.
     """
     if (keep_archive or only) and not extract:
-        raise ValueError("keep_archive and only apply to extract=True")
+        raise UsageError("keep_archive and only apply to extract=True")
     if md5 is not None:
         md5 = normalize_md5(md5)  # a typo fails here, before any network traffic
     started = time.monotonic()
@@ -208,45 +244,149 @@ def download(
         source = url
         if isinstance(url, str):  # a source opened here is closed here (its pooled sockets)
             source = owned.enter_context(contextlib.closing(open_source(url, timeout_s=timeout_s)))
-        return _download(
-            source,
-            output_dir,
-            md5,
-            extract,
-            keep_archive,
-            only,
-            overwrite,
-            retry,
-            progress,
-            started,
+        request = _Request(
+            Path(output_dir), md5, extract, keep_archive, only, overwrite, retry, expected_size
         )
+        return _download(source, request, _Reporter(progress, None), started)
 
 
-def _download(
-    source, output_dir, md5, extract, keep_archive, only, overwrite, retry, progress, started
-) -> DownloadResult:
-    """`download` with its source open and its expected MD5 normalized."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    final = output_dir / source.filename
-    part = output_dir / (source.filename + PART_SUFFIX)
-    reporter = _Reporter(progress, None)
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """`download`'s arguments, checked (see there)."""
 
-    info: RemoteInfo = call_with_retries(source.info, retry, reporter.retry)
-    expected = _expected_md5(md5, info, source.url)
-    reporter.total = info.size
+    output_dir: Path
+    md5: str | None
+    extract: bool
+    keep_archive: bool
+    only: Sequence[str] | None
+    overwrite: bool
+    retry: RetryPolicy
+    expected_size: int | None
 
-    if not extract and final.exists() and not overwrite:
-        return _check_existing(source, final, expected, reporter, started)
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Where the archive's bytes come from and go, decided from the files in `output_dir`.
+
+    Attributes:
+      verify_existing: a complete `<name>` is there and is only to be checked.
+      prefix: a local file supplying the first bytes (`<name>` or `<name>.part`), or None.
+      prefix_size: its size.
+      append_to: the file new bytes are appended to (`<name>.part`), or None (not kept).
+    """
+
+    verify_existing: bool
+    prefix: Path | None
+    prefix_size: int
+    append_to: Path | None
+
+
+def _plan(final: Path, part: Path, request: _Request) -> _Plan:
+    if not request.extract and final.exists() and not request.overwrite:
+        return _Plan(True, final, final.stat().st_size, None)
     # Local bytes first: a complete archive (only worth reading when extracting), else a
     # prefix. An existing `.part` is always continued: it is a download the user started.
-    if extract and final.exists():
+    if request.extract and final.exists():
         prefix, append_to = final, None
     else:
         prefix = part if part.exists() else None
-        append_to = part if (prefix is not None or not extract or keep_archive) else None
+        keep = prefix is not None or not request.extract or request.keep_archive
+        append_to = part if keep else None
     prefix_size = prefix.stat().st_size if prefix is not None else 0
+    return _Plan(False, prefix, prefix_size, append_to)
+
+
+def _download(source: Source, request: _Request, reporter: _Reporter, started: float):
+    """`download` with its source open and its arguments checked."""
+    output_dir = request.output_dir
+    final = output_dir / source.filename
+    part = output_dir / (source.filename + PART_SUFFIX)
+
+    info: RemoteInfo = call_with_retries(source.info, request.retry, reporter.retry)
+    expected = _expected_md5(request.md5, info, source.url)
+    reporter.total = info.size
+
+    # The space check comes before the folder, the lock or a `.part` is created: a refusal
+    # leaves nothing behind. Under the lock the plan is made again (files may have changed).
+    size = info.size if info.size is not None else request.expected_size
+    plan = _plan(final, part, request)
+    if not plan.verify_existing:
+        _check_space(source.filename, size, plan, request)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(
+        output_dir / f".{source.filename}{LOCK_SUFFIX}",
+        f"downloading {source.filename} into {output_dir}",
+    )
+    with lock:
+        plan = _plan(final, part, request)
+        if plan.verify_existing:
+            return _check_existing(source, final, expected, reporter, started)
+        return _transfer(source, info, expected, plan, request, reporter, started)
+
+
+def _archive_stem(filename: str) -> str:
+    """`cifar10-inception.tar.gz` -> `cifar10-inception`: the folder a release unpacks to."""
+    for suffix in _ARCHIVE_SUFFIXES:
+        if filename.endswith(suffix) and len(filename) > len(suffix):
+            return filename[: -len(suffix)]
+    return filename
+
+
+def _bytes_under(folder: Path) -> int:
+    """Total size of the regular files below `folder` (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):  # vanished meanwhile: not there, then
+                st = os.lstat(os.path.join(root, name))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    return total
+
+
+def _check_space(filename: str, size: int | None, plan: _Plan, request: _Request) -> None:
+    """Refuses, before anything is written, a download that cannot fit on the disk.
+
+    What is needed:
+      - the archive bytes still to come, when the archive is kept (`size` minus what
+        `.part` already holds);
+      - when extracting every member: the unpacked size, estimated as the archive's size.
+        The released archives hold `.npz` arrays and checkpoints that gzip barely shrinks,
+        so their content is at least that large; files already under `<output_dir>/<stem>/`
+        (where a released archive unpacks, e.g. `cifar10-inception/`) count as extracted,
+        so a rerun after an interruption is not refused for what it already wrote.
+      - with `only`, nothing for the content: the selection's size is unknown until it is
+        streamed (`*/aux_arrays.npz` is ~1% of an archive, `*` all of it), and refusing a
+        few-GB selection because the whole archive would not fit is worse than the late
+        `[Errno 28]` this check exists to prevent.
+    Without a size (the server reports none and no `expected_size` was given) there is
+    nothing to check against.
+    """
+    if size is None:
+        return
+    archive_bytes = max(0, size - plan.prefix_size) if plan.append_to is not None else 0
+    content_bytes = 0
+    output_dir = request.output_dir
+    if request.extract and not request.only:
+        content_bytes = max(0, size - _bytes_under(output_dir / _archive_stem(filename)))
+    needed = archive_bytes + content_bytes
+    if needed <= 0:
+        return
+    what = []
+    if archive_bytes:
+        held = f", {format_bytes(plan.prefix_size)} already in .part" if plan.prefix_size else ""
+        what.append(f"{format_bytes(archive_bytes)} more of the archive{held}")
+    if content_bytes:
+        what.append(f"about {format_bytes(content_bytes)} of extracted files")
+    check_free_space(output_dir, needed, f"downloading {filename} ({' and '.join(what)})")
+
+
+def _transfer(source, info, expected, plan, request, reporter, started) -> DownloadResult:
+    """The download itself, under the lock: stream, hash, keep or extract, verify, rename."""
+    output_dir = request.output_dir
+    final = output_dir / source.filename
+    part = output_dir / (source.filename + PART_SUFFIX)
+    prefix, prefix_size, append_to = plan.prefix, plan.prefix_size, plan.append_to
     if info.size is not None and prefix_size > info.size:
         raise DownloadError(
             f"{prefix} ({prefix_size} bytes) is larger than {source.url} ({info.size} bytes): "
@@ -254,12 +394,12 @@ def _download(
         )
     if prefix is not None:
         reporter.note(f"reusing {prefix_size} bytes of {prefix} (re-hashing them)")
-    stream = _ArchiveStream(source, info, prefix, prefix_size, append_to, retry, reporter)
+    stream = _ArchiveStream(source, info, prefix, prefix_size, append_to, request.retry, reporter)
     report = None
-    if extract:
+    if request.extract:
         report = ExtractReport()
         try:
-            _extract(stream, output_dir, only, overwrite, reporter, report)
+            _extract(stream, output_dir, request.only, request.overwrite, reporter, report)
         except ArchiveError as e:
             raise _unreadable(e, append_to, final, report) from None
     else:
@@ -272,7 +412,7 @@ def _download(
     if actual != expected:
         raise _mismatch(source.url, expected, actual, kept, final, report)
     if kept == part:
-        os.replace(part, final)
+        _durable_rename(part, final)
         kept = final
     return DownloadResult(
         url=source.url,
@@ -384,6 +524,18 @@ def _extract(chunks, output_dir, only, overwrite, reporter, report) -> None:
         reader.close()  # stops the workers, each closing the stage before it
 
 
+def _durable_rename(path: Path, target: Path) -> None:
+    """Renames a file we appended to, with its data on disk first and the rename after.
+
+    Without the first fsync a crash soon after the rename can leave `<name>` holding
+    fewer bytes (or zeros) than were verified; without the second the rename itself can
+    be lost.
+    """
+    fsync_file(path)
+    os.replace(path, target)
+    fsync_dir(target.parent)
+
+
 def _unused_name(path: Path) -> Path:
     candidate, n = path, 1
     while candidate.exists():
@@ -398,7 +550,7 @@ def _unreadable(error, append_to, final, report) -> ArchiveError:
     lines = [str(error)]
     if append_to is not None and append_to.exists():
         kept = _unused_name(final.with_name(final.name + CORRUPT_SUFFIX))
-        os.replace(append_to, kept)
+        _durable_rename(append_to, kept)
         lines.append(f"The archive bytes received are kept as {kept}.")
     elif append_to is None and final.exists():
         lines.append(
@@ -415,7 +567,7 @@ def _list_written(report: ExtractReport, final: Path, suffix: str) -> list[str]:
     if not report.written:
         return []
     listing = _unused_name(final.with_name(final.name + suffix + ".files.txt"))
-    listing.write_text("".join(f"{path}\n" for path in report.written))
+    write_text_atomic(listing, "".join(f"{path}\n" for path in report.written))
     return [
         f"{len(report.written)} files were extracted from this stream and may be damaged; "
         f"they are listed in {listing}."
@@ -427,7 +579,7 @@ def _mismatch(url, expected, actual, kept, final, report) -> ChecksumMismatchErr
     kept_path = None
     if kept is not None and kept != final:
         kept_path = _unused_name(final.with_name(final.name + MISMATCH_SUFFIX))
-        os.replace(kept, kept_path)
+        _durable_rename(kept, kept_path)
         lines.append(f"The data is kept as {kept_path}.")
     elif kept == final:
         kept_path = final
