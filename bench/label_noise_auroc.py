@@ -52,7 +52,8 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    from heldout import label_noise, release, scores, training
+    from heldout import release, scores, training
+    from heldout.training import label_noise
 
     output_dir = _OUTPUT_DIR.value or os.path.join(tempfile.mkdtemp(), "fashion_mnist-noisy")
     config = training.TrainingConfig(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -11,37 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from training_slice import write_fashion_slice, write_idx
 
-from heldout import datasets, label_noise, release, stacked_mlp, training
+from heldout import datasets, release, training
 from heldout.datasets import idx
+from heldout.training import label_noise, plan, stacked_mlp
 
 NUM_TRAIN, NUM_TEST = 2000, 500
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
-        f">{array.ndim}I", *array.shape
-    )
-    path.write_bytes(gzip.compress(header + np.ascontiguousarray(array, np.uint8).tobytes()))
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> str:
-    """A small Fashion-MNIST slice as IDX files (random images where Debian's are missing)."""
-    folder = tmp_path_factory.mktemp("fashion_slice")
-    for split, count in (("train", NUM_TRAIN), ("test", NUM_TEST)):
-        try:
-            arrays = idx.load_idx_split(idx.DEBIAN_FASHION_MNIST_DIR, split)
-            images, labels = arrays.images[:count, ..., 0], arrays.labels[:count]
-        except Exception:  # noqa: BLE001 - no Debian files: learnable synthetic data
-            rng = np.random.default_rng(len(split))
-            labels = rng.integers(0, 10, count)
-            images = (rng.random((count, 28, 28)) * 60).astype(np.uint8)
-            images[np.arange(count), labels, :] = 255  # the label is a bright row
-        image_stem, label_stem = idx.IDX_FILES[split]
-        _write_idx(folder / f"{image_stem}.gz", images)
-        _write_idx(folder / f"{label_stem}.gz", labels.astype(np.uint8))
-    return str(folder)
+    """A small slice of Debian's Fashion-MNIST as IDX files (skips when it is missing)."""
+    return write_fashion_slice(tmp_path_factory.mktemp("fashion_slice"), NUM_TRAIN, NUM_TEST)
 
 
 def _config(data_dir, **overrides) -> training.TrainingConfig:
@@ -74,7 +54,7 @@ def noisy_experiment(tmp_path_factory, data_dir):
 
 
 def test_learning_rate_schedule():
-    rates = training.learning_rates(0.1, 100, 0.15)
+    rates = plan.learning_rates(0.1, 100, 0.15)
     assert rates.shape == (100,)
     assert np.argmax(rates) == 14 and rates[14] == pytest.approx(0.1)
     assert np.all(np.diff(rates[:15]) > 0) and np.all(np.diff(rates[15:]) < 0)
@@ -83,17 +63,17 @@ def test_learning_rate_schedule():
 
 def test_epoch_batches_cover_the_subset():
     subset = np.arange(10, 1010, 3)
-    batches = training.epoch_batches(subset, 64, np.random.default_rng(0))
+    batches = plan.epoch_batches(subset, 64, np.random.default_rng(0))
     assert batches.shape == (6, 64)
     assert set(batches.ravel()) == set(subset)
     assert np.array_equal(np.sort(batches.ravel()[: subset.size]), subset)
 
 
 def test_subsets_depend_only_on_seed_ratio_and_run():
-    a = training.run_subset(1, 0.5, 3, 1000)
-    assert a.size == 500 and np.array_equal(a, training.run_subset(1, 0.5, 3, 1000))
-    assert not np.array_equal(a, training.run_subset(1, 0.5, 4, 1000))
-    assert not np.array_equal(a, training.run_subset(2, 0.5, 3, 1000))
+    a = plan.run_subset(1, 0.5, 3, 1000)
+    assert a.size == 500 and np.array_equal(a, plan.run_subset(1, 0.5, 3, 1000))
+    assert not np.array_equal(a, plan.run_subset(1, 0.5, 4, 1000))
+    assert not np.array_equal(a, plan.run_subset(2, 0.5, 3, 1000))
 
 
 def test_init_matches_sonnet_linear_statistics():
@@ -186,10 +166,10 @@ def test_layout_is_a_valid_experiment(noisy_experiment):
     for run in experiment.runs:
         aux = run.load_aux()
         assert (aux.num_train, aux.num_test) == (NUM_TRAIN, NUM_TEST)
-        assert aux.index_train.size == training.subset_size(run.subset_ratio, NUM_TRAIN)
+        assert aux.index_train.size == plan.subset_size(run.subset_ratio, NUM_TRAIN)
         np.testing.assert_array_equal(
             np.sort(aux.index_train),
-            training.run_subset(3, run.subset_ratio, run.run_id, NUM_TRAIN),
+            plan.run_subset(3, run.subset_ratio, run.run_id, NUM_TRAIN),
         )
         # shuffled evaluation orders, as in the release
         assert not np.array_equal(aux.index_test, np.arange(NUM_TEST))
@@ -275,7 +255,7 @@ def test_a_label_corruption_left_by_other_settings_is_refused(tmp_path, data_dir
     out = tmp_path / "exp"
     out.mkdir()
     labels = idx.load_idx_split(data_dir, "train").labels
-    other = label_noise.corrupt_labels(labels, 0.2, 10, training.corruption_rng(3))
+    other = label_noise.corrupt_labels(labels, 0.2, 10, plan.corruption_rng(3))
     label_noise.save_label_corruption(out / label_noise.LABEL_CORRUPTION_FILE, other)
     with pytest.raises(training.TrainingError, match="label_corruption.*another experiment"):
         training.train_experiment(_config(data_dir, label_corrupt_prob=0.1), out)
@@ -348,8 +328,8 @@ def test_small_inception_trains_one_model_at_a_time(tmp_path):
         labels = rng.integers(0, 10, count)
         images = (rng.random((count, 28, 28)) * 255).astype(np.uint8)
         image_stem, label_stem = idx.IDX_FILES[split]
-        _write_idx(folder / f"{image_stem}.gz", images)
-        _write_idx(folder / f"{label_stem}.gz", labels.astype(np.uint8))
+        write_idx(folder / f"{image_stem}.gz", images)
+        write_idx(folder / f"{label_stem}.gz", labels.astype(np.uint8))
     config = _config(
         str(folder),
         arch="small_inception",

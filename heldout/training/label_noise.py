@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from heldout.errors import LabelCorruptionError  # noqa: F401 - re-exported
-from heldout.io import write_npz_atomic
+from heldout import release
 from heldout.datasets.base import ArraySource, ArraySplit, DataSource
+from heldout.errors import LabelCorruptionError
+from heldout.io import load_npz, write_npz_atomic
 
 LABEL_CORRUPTION_FILE = "label_corruption.npz"
 META_KEY = "label_corruption_file"  # key in ExperimentMeta.extra naming the file
 _KEYS = ("indices", "original_labels", "new_labels")
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,11 +89,24 @@ class LabelCorruption:
 def corrupt_labels(
     labels: np.ndarray, prob: float, num_classes: int, rng: np.random.Generator
 ) -> LabelCorruption:
-    """Replaces round(prob * N) labels, chosen uniformly, by a uniformly drawn other class."""
+    """Replaces round(prob * N) labels, chosen uniformly, by a uniformly drawn other class.
+
+    Args:
+      labels: the clean training labels, in index order.
+      prob: the fraction of labels to corrupt, in [0, 1].
+      num_classes: the number of classes (at least 2: a wrong label must exist).
+      rng: the experiment's corruption generator (`heldout.training.plan.corruption_rng`).
+
+    Returns:
+      Which examples got which new label.
+
+    Raises:
+      LabelCorruptionError: `prob` or `num_classes` out of range.
+    """
     if not 0.0 <= prob <= 1.0:
-        raise ValueError(f"label corruption probability must be in [0, 1], got {prob}")
+        raise LabelCorruptionError(f"label corruption probability must be in [0, 1], got {prob}")
     if num_classes < 2:
-        raise ValueError(f"need at least 2 classes to corrupt labels, got {num_classes}")
+        raise LabelCorruptionError(f"need at least 2 classes to corrupt labels, got {num_classes}")
     labels = np.asarray(labels, dtype=np.int64)
     count = int(round(prob * labels.size))
     indices = np.sort(rng.choice(labels.size, size=count, replace=False)).astype(np.int64)
@@ -111,21 +122,22 @@ def save_label_corruption(path: str | os.PathLike, corruption: LabelCorruption) 
 
 
 def load_label_corruption(path: str | os.PathLike) -> LabelCorruption:
-    """Reads a record written by `save_label_corruption` (never unpickles)."""
+    """Reads a record written by `save_label_corruption` (never unpickles).
+
+    Raises:
+      LabelCorruptionError: the file is missing, unreadable, lacks a key, or its arrays
+        are inconsistent (the message starts with the file).
+    """
+    arrays = load_npz(
+        path, keys=_KEYS, error=LabelCorruptionError, what="a label corruption record"
+    )
+    for key in _KEYS:
+        if not np.issubdtype(arrays[key].dtype, np.integer):
+            raise LabelCorruptionError(
+                f"{path}: {key} must hold integers, got dtype {arrays[key].dtype}"
+            )
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in _KEYS if key not in npz.files]
-            if missing:
-                raise LabelCorruptionError(f"{path}: missing keys {missing}")
-            arrays = {key: npz[key].astype(np.int64) for key in _KEYS}
-    except FileNotFoundError:
-        raise LabelCorruptionError(f"{path}: file not found") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
-        if isinstance(error, LabelCorruptionError):
-            raise
-        raise LabelCorruptionError(f"{path}: cannot read as a numpy .npz file ({error})") from None
-    try:
-        return LabelCorruption(**arrays)
+        return LabelCorruption(**{key: arrays[key].astype(np.int64) for key in _KEYS})
     except LabelCorruptionError as error:
         raise LabelCorruptionError(f"{path}: {error}") from None
 
@@ -133,8 +145,6 @@ def load_label_corruption(path: str | os.PathLike) -> LabelCorruption:
 def _dir_and_meta(experiment):
     """(folder, meta) of a `heldout.release.Experiment`, or of an experiment folder path."""
     if isinstance(experiment, (str, os.PathLike)):
-        from heldout import release
-
         folder = Path(experiment)
         return folder, release.read_experiment_meta(folder)
     return Path(experiment.path), experiment.meta

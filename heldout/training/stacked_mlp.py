@@ -23,6 +23,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from heldout.errors import TrainingError
+
 # MLP(512, 256, 10) on flattened 28x28 images: the model of the published MNIST runs.
 DEFAULT_LAYER_SIZES = (784, 512, 256, 10)
 
@@ -86,9 +88,11 @@ class StackedMLP(tf.Module):
     ):
         super().__init__(name=name)
         if num_models < 1:
-            raise ValueError(f"num_models must be at least 1, got {num_models}.")
+            raise TrainingError(f"num_models must be at least 1, got {num_models}.")
         if len(layer_sizes) < 2:
-            raise ValueError(f"layer_sizes needs an input and an output size, got {layer_sizes}.")
+            raise TrainingError(
+                f"layer_sizes needs an input and an output size, got {layer_sizes}."
+            )
         self.num_models = int(num_models)
         self.layer_sizes = tuple(int(s) for s in layer_sizes)
         self.momentum = float(momentum)
@@ -108,10 +112,12 @@ class StackedMLP(tf.Module):
     def set_params(self, params: list[MLPParams]) -> None:
         """Loads one `MLPParams` per model and zeroes the momentum accumulators."""
         if len(params) != self.num_models:
-            raise ValueError(f"expected {self.num_models} models' parameters, got {len(params)}.")
+            raise TrainingError(
+                f"expected {self.num_models} models' parameters, got {len(params)}."
+            )
         for p in params:
             if p.layer_sizes != self.layer_sizes:
-                raise ValueError(
+                raise TrainingError(
                     f"parameters have layer sizes {p.layer_sizes}, this stack {self.layer_sizes}."
                 )
         for k in range(len(self.w)):

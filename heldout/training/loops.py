@@ -1,7 +1,8 @@
 """The training loops: a group of models of one subset ratio, trained and written as runs.
 
-`heldout.training` decides what to train (configuration, data, each run's subset and
-random streams, resuming, the experiment record); this module does it with TensorFlow:
+The rest of `heldout.training` decides what to train (configuration, data, each run's
+subset and random streams, resuming, the experiment record) without TensorFlow; this
+module does it with TensorFlow:
 MLPs `models_per_step` at a time with stacked weights (`heldout.stacked_mlp`), other
 architectures one at a time, and then evaluates each finished model through
 `heldout.evaluation` (the code path `demo.py` re-evaluates it with) and writes it as a run
@@ -19,21 +20,15 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from heldout import checkpoints, evaluation, release, stacked_mlp
+from heldout import checkpoints, evaluation, release
 from heldout.aux_arrays import aux_from_predictions
+from heldout.errors import TrainingError
 from heldout.models import build_model, ensure_variables
-from heldout.training import (
-    EpochLog,
-    Event,
-    RunWritten,
-    TrainingConfig,
-    TrainingData,
-    TrainingError,
-    epoch_batches,
-    learning_rates,
-    run_rngs,
-    run_subset,
-)
+from heldout.training import stacked_mlp
+from heldout.training.config import TrainingConfig
+from heldout.training.data import TrainingData
+from heldout.training.events import EpochLog, Event, RunWritten
+from heldout.training.plan import epoch_batches, learning_rates, run_rngs, run_subset
 
 
 class Trainer:

@@ -1,0 +1,122 @@
+"""The one printer of training progress, shared by `train_heldout` and `run_default`.
+
+`TrainingProgress` receives `heldout.training` events (pass it as `on_event`) and prints
+a line for the plan, for each epoch of each group of models (or only the last epoch),
+for each run written, for folders set aside and for runs left to another process, with
+a tqdm bar of model-epochs below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from heldout import training
+
+
+def run_range(run_ids: Sequence[int]) -> str:
+    """`runs 0-31`, `run 3` or `runs 1,4`: how a group of runs is named in a line."""
+    run_ids = list(run_ids)
+    if len(run_ids) > 1 and run_ids == list(range(run_ids[0], run_ids[-1] + 1)):
+        return f"runs {run_ids[0]}-{run_ids[-1]}"
+    return "run" + ("s " if len(run_ids) > 1 else " ") + ",".join(map(str, run_ids))
+
+
+def plan_line(plan: training.TrainingPlan) -> str:
+    """The default first line: what is there and what will be trained."""
+    return (
+        f"{plan.experiment_dir}: {len(plan.finished)} runs already written, "
+        f"{len(plan.pending)} to train"
+    )
+
+
+class TrainingProgress:
+    """Prints training events; a context manager that closes its progress bar.
+
+    Args:
+      every_epoch: a line per epoch of each group (train_heldout); False: only each
+        group's last epoch (run_default, where the summary matters).
+      run_lines: a line per run written (its train, held-out and test accuracy).
+      indent: put before every line (run_default nests them under its step).
+      describe_plan: the first line for a `TrainingPlan`; None to print nothing.
+    """
+
+    def __init__(
+        self,
+        *,
+        every_epoch: bool = True,
+        run_lines: bool = True,
+        indent: str = "",
+        describe_plan: Callable[[training.TrainingPlan], str | None] = plan_line,
+    ):
+        self.every_epoch = every_epoch
+        self.run_lines = run_lines
+        self.indent = indent
+        self.describe_plan = describe_plan
+        self._bar = None
+        self._epochs = 0
+
+    def _print(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(self.indent + line)
+        else:
+            print(self.indent + line, flush=True)
+
+    def __call__(self, event: training.Event) -> None:
+        if isinstance(event, training.TrainingPlan):
+            self._epochs = event.epochs
+            line = self.describe_plan(event)
+            if line:
+                print(line, flush=True)
+            if event.pending:
+                from tqdm import tqdm
+
+                self._bar = tqdm(
+                    total=len(event.pending) * event.epochs,
+                    unit="model-epoch",
+                    dynamic_ncols=True,
+                )
+        elif isinstance(event, training.EpochLog):
+            if self._bar is not None:
+                self._bar.update(len(event.run_ids))
+            if self.every_epoch or event.epoch == event.epochs:
+                self._print(
+                    f"ratio {event.subset_ratio:g} {run_range(event.run_ids)} epoch "
+                    f"{event.epoch}/{event.epochs}: loss {event.loss.mean():.4f} "
+                    f"Acc-tr {event.acc_train.mean():.4f} Acc-val {event.acc_val.mean():.4f} "
+                    f"({event.seconds:.1f}s)"
+                )
+        elif isinstance(event, training.RunWritten):
+            if self.run_lines:
+                self._print(
+                    f"wrote {event.run.path}: train {event.train_accuracy:.4f}, held-out "
+                    f"{event.heldout_accuracy:.4f}, test {event.test_accuracy:.4f}"
+                )
+        elif isinstance(event, training.RunSetAside):
+            self._print(
+                f"ratio {event.subset_ratio:g} run {event.run_id}: {event.path} is not a "
+                f"finished run ({event.reason}); moved it to {event.moved_to} and training "
+                "it again"
+            )
+        elif isinstance(event, training.RunsSkipped):
+            if self._bar is not None:
+                self._bar.total = max(0, self._bar.total - len(event.run_ids) * self._epochs)
+                self._bar.refresh()
+            self._print(
+                f"ratio {event.subset_ratio:g} {run_range(event.run_ids)}: skipped, {event.reason}"
+            )
+        elif isinstance(event, training.TemporariesRemoved):
+            self._print(
+                f"removed {len(event.paths)} temporary folders or files left by interrupted "
+                "training"
+            )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> TrainingProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,154 @@
+"""`run_default`: the embedded default, end to end (train, cross-check, score, plot).
+
+The README's first command (`tools/run_default.py`, which calls `run()`). Expected
+errors (no Fashion-MNIST files, a busy or foreign experiment folder, an unwritable
+output) print one line and exit with status 1; a mismatching cross-check also exits 1.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from absl import flags, logging
+
+from heldout.cli import app
+from heldout.errors import LockBusyError
+
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", "default_output", "Where the scores and figures go."
+)
+_EXPERIMENT_DIR = flags.DEFINE_string(
+    "experiment_dir",
+    None,
+    "Where the experiment is built and cached (default: heldout.release.default_experiment_dir()).",
+)
+_INFLUENCE_TOPK = flags.DEFINE_integer(
+    "influence_topk", 50, "Most influential training examples kept per test example."
+)
+
+
+def _describe_plan(plan) -> str:
+    if not plan.pending:
+        return (
+            f"[1/4] default experiment: cached at {plan.experiment_dir} ({len(plan.finished)} runs)"
+        )
+    return (
+        f"[1/4] default experiment: training {len(plan.pending)} runs into "
+        f"{plan.experiment_dir} ({len(plan.finished)} already there)"
+    )
+
+
+def _train(experiment_dir: Path) -> None:
+    from heldout import training
+    from heldout.cli.progress import TrainingProgress
+
+    progress = TrainingProgress(
+        every_epoch=False, run_lines=False, indent="  ", describe_plan=_describe_plan
+    )
+    with progress:
+        result = training.train_experiment(training.default_config(), experiment_dir, progress)
+    if result.busy:
+        # The next steps need every run: scoring a half-built experiment would mislead.
+        raise LockBusyError(
+            f"{experiment_dir}: {len(result.busy)} runs of the default experiment are being "
+            "trained by another process; run this command again when it has finished"
+        )
+
+
+def _cross_check(experiment) -> bool:
+    from heldout import evaluation
+    from heldout.training import label_noise
+
+    ratios = experiment.subset_ratios
+    run = experiment.runs_at(ratios[len(ratios) // 2])[0]
+    source = label_noise.experiment_source(experiment)
+    check = evaluation.check_run(run, source, meta=experiment.meta)
+    print(
+        f"[2/4] demo cross-check of {run.path} (epoch {check.restore.epoch}, global step "
+        f"{check.restore.global_step}, subset {100 * run.subset_ratio:g}%):"
+    )
+    for name, result in check.checks.items():
+        print(
+            f"      {name:8s} accuracy {result.accuracy:.4f}, {result.matches} out of "
+            f"{result.total} predictions match"
+        )
+    print(f"      {check.matches} out of {check.total} predictions match")
+    return check.all_match
+
+
+def _scores(experiment, path: Path) -> dict:
+    import numpy as np
+
+    from heldout import scores
+
+    result = scores.score_experiment(
+        experiment,
+        scores=("cscore", "memorization", "influence"),
+        influence_topk=_INFLUENCE_TOPK.value,
+    )
+    arrays = result.arrays()
+    scores.save_scores(path, arrays)
+    cscore = arrays["cscore"]
+    memorization = arrays["memorization"]
+    print(f"[3/4] scores: {path}")
+    print(
+        f"      integral C-score: mean {np.nanmean(cscore):.3f} over "
+        f"{np.count_nonzero(~np.isnan(cscore))} training examples; "
+        f"{np.count_nonzero(cscore < 0.5)} below 0.5"
+    )
+    print(
+        f"      memorization at {result.score_subset_ratio:g}: "
+        f"{np.count_nonzero(memorization >= 0.25)} examples >= 0.25; influence: top "
+        f"{_INFLUENCE_TOPK.value} per test example"
+    )
+    return arrays
+
+
+def main(argv: Sequence[str]) -> int:
+    """Runs the four steps; 0 when all ran and the cross-check matched N out of N."""
+    del argv
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
+    from heldout import plots, release
+    from heldout.training import label_noise
+
+    start = time.perf_counter()
+    experiment_dir = Path(_EXPERIMENT_DIR.value or release.default_experiment_dir())
+    output_dir = Path(_OUTPUT_DIR.value)
+    _train(experiment_dir)
+    experiment = release.open_experiment(experiment_dir)
+    matched = _cross_check(experiment)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    arrays = _scores(experiment, output_dir / "scores.npz")
+
+    source = label_noise.experiment_source(experiment)
+    train, test = source.load_arrays("train"), source.load_arrays("test")
+    written = plots.write_figures(
+        arrays,
+        train.images,
+        train.labels,
+        output_dir / "figures",
+        test_images=test.images,
+        test_labels=test.labels,
+        class_names=plots.class_names_for(source.name, source.num_classes),
+    )
+    print(
+        f"[4/4] figures: {', '.join(sorted({p.stem for p in written}))} "
+        f"({', '.join(sorted({p.suffix[1:] for p in written}))}) in {output_dir / 'figures'}"
+    )
+
+    print(
+        f"done in {time.perf_counter() - start:.0f} s. Experiment: {experiment_dir}; "
+        f"scores: {output_dir / 'scores.npz'}; figures: {output_dir / 'figures'}"
+    )
+    if not matched:
+        app.print_error("run_default", "the cross-check found mismatching predictions")
+        return app.EXIT_FAILED
+    return app.EXIT_OK
+
+
+def run() -> None:
+    """The `run_default` command (tools/run_default.py)."""
+    app.run_command(main, name="run_default", error_status=app.EXIT_FAILED)

@@ -1,0 +1,46 @@
+"""Heldout training on MNIST-like data, written in the released layout.
+
+    config = TrainingConfig(subset_ratios=(0.3, 0.7), runs_per_ratio=16, epochs=6)
+    result = train_experiment(config, "experiments/fashion_mnist-mlp", on_event=print)
+
+Modules, each with one job (none but `loops` and `stacked_mlp` imports TensorFlow):
+`config` (what is trained), `plan` (each run's subset, random streams and schedule),
+`data` (the dataset in memory), `record` (`experiment.json`), `resume` (finished, invalid
+and leftover runs), `locks` (several trainers in one folder), `experiment` (the driver),
+`events` (what is reported), `loops` and `stacked_mlp` (TensorFlow), `label_noise`
+(corrupted labels).
+"""
+
+from heldout.errors import TrainingError
+from heldout.training.config import ARCHS, DATASETS, TrainingConfig, default_config
+from heldout.training.events import (
+    EpochLog,
+    Event,
+    RunSetAside,
+    RunsSkipped,
+    RunWritten,
+    TemporariesRemoved,
+    TrainingPlan,
+    TrainingResult,
+)
+from heldout.training.experiment import train_experiment
+from heldout.training.plan import run_subset, subset_size
+
+__all__ = [
+    "ARCHS",
+    "DATASETS",
+    "EpochLog",
+    "Event",
+    "RunSetAside",
+    "RunWritten",
+    "RunsSkipped",
+    "TemporariesRemoved",
+    "TrainingConfig",
+    "TrainingError",
+    "TrainingPlan",
+    "TrainingResult",
+    "default_config",
+    "run_subset",
+    "subset_size",
+    "train_experiment",
+]

@@ -1,0 +1,101 @@
+"""What `train_experiment` reports while it works, and what it returns.
+
+The library never prints: it sends these records to the caller's `on_event` callback
+(the command lines print them with `heldout.cli.progress`). Runs are named by
+`(subset_ratio, run_id)` pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from heldout import release
+
+RunKey = tuple[float, int]  # (subset_ratio, run_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingPlan:
+    """Sent first: what will be trained and what is already there."""
+
+    experiment_dir: Path
+    pending: tuple[RunKey, ...]  # to train (includes the `invalid` ones)
+    finished: tuple[RunKey, ...]  # already written and valid: skipped
+    epochs: int
+    invalid: tuple[RunKey, ...] = ()  # folders that look finished but are not: retrained
+
+
+@dataclasses.dataclass(frozen=True)
+class TemporariesRemoved:
+    """Sent when leftovers of interrupted calls were removed (only when no one else trains)."""
+
+    paths: tuple[Path, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSetAside:
+    """Sent when a run folder that is not a finished run was renamed aside (never deleted).
+
+    The run is trained again; `moved_to` is a hidden name in the same ratio folder that
+    the release reader ignores, kept for the user to inspect or delete.
+    """
+
+    subset_ratio: float
+    run_id: int
+    path: Path  # where the folder was
+    moved_to: Path
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RunsSkipped:
+    """Sent when pending runs are left to another process that trains (or trained) them."""
+
+    subset_ratio: float
+    run_ids: tuple[int, ...]
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochLog:
+    """Sent after each epoch of a group of models trained together (arrays per model)."""
+
+    subset_ratio: float
+    run_ids: tuple[int, ...]
+    epoch: int  # 1-based
+    epochs: int
+    loss: np.ndarray  # mean training loss over the epoch
+    acc_train: np.ndarray  # accuracy on the epoch's training batches ("Acc-tr")
+    acc_val: np.ndarray  # accuracy on the first val_examples test examples ("Acc-val")
+    seconds: float  # wall time of the epoch's training steps
+
+
+@dataclasses.dataclass(frozen=True)
+class RunWritten:
+    """Sent when a run folder has been written."""
+
+    run: release.Run
+    train_accuracy: float  # on its own training subset (w.r.t. the trained-on labels)
+    heldout_accuracy: float  # on the training examples it did not see
+    test_accuracy: float
+
+
+Event = TrainingPlan | TemporariesRemoved | RunSetAside | RunsSkipped | EpochLog | RunWritten
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingResult:
+    """What one `train_experiment` call did.
+
+    `busy` runs were pending but claimed by another process training into the same
+    folder: they are not finished when this call returns (that process finishes them).
+    """
+
+    experiment_dir: Path
+    written: tuple[release.Run, ...]
+    skipped: tuple[RunKey, ...]  # finished before this call (or by another process meanwhile)
+    set_aside: tuple[RunSetAside, ...] = ()
+    busy: tuple[RunKey, ...] = ()

@@ -1,0 +1,204 @@
+"""Heldout training: many small models, each on a random subset, written as a release.
+
+`train_experiment(config, output_dir)` trains `runs_per_ratio` models at each subset
+ratio on MNIST-like data and writes each finished model as a run of the released layout
+(`<output_dir>/<ratio>/<run_id>/{aux_arrays.npz, checkpoints/ckpt-<epoch>.*}`), so
+`demo.py`, `tools/compute_scores.py` and the figures work on it as on the released
+checkpoints.
+
+* Speed: MLPs are trained `models_per_step` at a time with stacked weights
+  (`heldout.training.stacked_mlp`); models of one subset ratio share the number of
+  steps, so they are grouped by ratio. Other architectures train one at a time.
+* Determinism: a run's subset, initialisation, batch order and the shuffled evaluation
+  orders of its aux arrays derive from `(seed, subset_ratio, run_id)` only
+  (`heldout.training.plan`), so the same seed gives the same runs whichever runs were
+  resumed, grouped together or trained by another process.
+* Resuming (`heldout.training.resume`): finished runs are skipped; folders that only look
+  finished are set aside and retrained; a run is written under a hidden temporary name
+  and renamed when complete (`release.write_run`).
+* Several processes on one folder (`heldout.training.locks`): each holds the shared
+  training lock, claims each run before training it (a run claimed by another process
+  is skipped), and merges its entries into `experiment.json` under a short lock
+  (`heldout.training.record`). Leftovers of interrupted calls are removed only by a
+  trainer that is alone in the folder.
+* Exactness: the correctness stored in a run's aux arrays comes from evaluating the very
+  model that is saved in its checkpoint, through `heldout.evaluation` -- the code path
+  `demo.py` uses to re-evaluate it -- so the cross-check matches N out of N.
+* Label noise: with `label_corrupt_prob > 0`, a fixed fraction of training labels is
+  corrupted once for the experiment (`heldout.training.label_noise`); correctness of
+  training examples is with respect to the labels the models were trained on.
+
+The TensorFlow loops live in `heldout.training.loops`, imported only when there is
+something to train. Library code: returns values and reports progress through a
+callback; the command line is `tools/train_heldout.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from heldout import release
+from heldout.errors import LockBusyError
+from heldout.training import locks, record, resume
+from heldout.training.config import TrainingConfig
+from heldout.training.data import TrainingData, open_source
+from heldout.training.events import (
+    Event,
+    RunKey,
+    RunSetAside,
+    RunsSkipped,
+    TemporariesRemoved,
+    TrainingPlan,
+    TrainingResult,
+)
+
+
+class _Session:
+    """One call's state: the data, what was written, skipped and set aside."""
+
+    def __init__(
+        self,
+        config: TrainingConfig,
+        data: TrainingData,
+        experiment_dir: Path,
+        notify: Callable[[Event], None],
+    ):
+        self.config = config
+        self.data = data
+        self.experiment_dir = experiment_dir
+        self.notify = notify
+        self.written: list[release.Run] = []
+        self.skipped: list[RunKey] = []
+        self.busy: list[RunKey] = []
+        self.set_aside: list[RunSetAside] = []
+        self._trainer = None
+
+    def trainer(self):
+        if self._trainer is None:
+            # Imported here: the loops need TensorFlow, deciding what to train does not.
+            from heldout.training.loops import Trainer
+
+            self._trainer = Trainer(self.config, self.data, self.experiment_dir, self.notify)
+        return self._trainer
+
+    def _prepare(self, ratio: float, run_id: int, claim: locks.RunClaim) -> bool:
+        """With the run claimed: True to train it (set aside first if it only looks done)."""
+        run_dir = claim.path.parent / str(run_id)
+        state, why = resume.run_state(
+            run_dir, ratio, run_id, self.config, self.data.num_train, self.data.num_test
+        )
+        if state == resume.FINISHED:  # another process wrote it since the scan
+            return False
+        if state == resume.INVALID:
+            moved = resume.set_aside(run_dir)
+            event = RunSetAside(ratio, run_id, run_dir, moved, why)
+            self.set_aside.append(event)
+            self.notify(event)
+        return True
+
+    @contextlib.contextmanager
+    def claimed(self, ratio: float, run_ids: Sequence[int]) -> Iterator[list[int]]:
+        """Claims what it can of `run_ids`; yields the runs this process is to train.
+
+        Runs claimed by another process, or written by one since the scan, are reported
+        (`RunsSkipped`) and left. The claims are held until the group is written.
+        """
+        ratio_dir = self.experiment_dir / release.ratio_dir_name(ratio)
+        claims: dict[int, locks.RunClaim] = {}
+        busy, done = [], []
+        reason = ""
+        try:
+            for run_id in run_ids:
+                try:
+                    claim = locks.claim_run(ratio_dir, run_id)
+                except LockBusyError as error:
+                    busy.append(run_id)
+                    reason = reason or f"being trained by another process ({error})"
+                    continue
+                claims[run_id] = claim
+                if not self._prepare(ratio, run_id, claim):
+                    claims.pop(run_id).release()
+                    done.append(run_id)
+            if busy:
+                self.busy.extend((ratio, run_id) for run_id in busy)
+                self.notify(RunsSkipped(ratio, tuple(busy), reason))
+            if done:
+                self.skipped.extend((ratio, run_id) for run_id in done)
+                self.notify(RunsSkipped(ratio, tuple(done), "written by another process"))
+            yield list(claims)
+        finally:
+            for claim in claims.values():
+                claim.release()
+
+    def train_ratio(self, ratio: float, run_ids: Sequence[int]) -> None:
+        group_size = self.config.models_per_step if self.config.arch == "mlp" else 1
+        for start in range(0, len(run_ids), group_size):
+            with self.claimed(ratio, run_ids[start : start + group_size]) as group:
+                if group:
+                    self.written.extend(self.trainer().train_group(ratio, group))
+
+
+def train_experiment(
+    config: TrainingConfig,
+    output_dir: str | os.PathLike,
+    on_event: Callable[[Event], None] | None = None,
+) -> TrainingResult:
+    """Trains every run of `config` not yet finished in `output_dir` and writes it there.
+
+    Calling it again with the same config trains nothing; an interrupted call leaves only
+    complete run folders (and hidden temporaries that a later call removes). Several
+    calls, in several processes, may train into one folder at once (e.g. one per subset
+    ratio); a run another process is training is skipped and listed in `result.busy`.
+
+    Args:
+      config: what to train.
+      output_dir: the experiment folder (created if missing).
+      on_event: receives a `TrainingPlan` first, then `EpochLog`, `RunWritten`,
+        `RunSetAside`, `RunsSkipped` and `TemporariesRemoved` records as they happen.
+
+    Returns:
+      What was written, skipped, set aside, and left to other processes.
+
+    Raises:
+      TrainingError: `output_dir` holds another experiment (not written by this trainer,
+        or with other defining settings), or the data cannot be found.
+      LockBusyError: another process kept a lock of the folder for over a minute.
+      DatasetError, LabelCorruptionError: the data or the recorded corruption is unusable.
+    """
+    notify = on_event or (lambda event: None)
+    experiment_dir = Path(output_dir)
+    opened = open_source(config.dataset, config.data_dir)
+    # Refuse a folder of another experiment before creating anything in it.
+    record.check_existing(experiment_dir, config, opened.name)
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    with locks.TrainingLock(experiment_dir) as training_lock:
+        if training_lock.alone:
+            removed = resume.remove_stale_temporaries(experiment_dir)
+            if removed:
+                notify(TemporariesRemoved(tuple(removed)))
+        training_lock.share()
+        data = record.update_record(experiment_dir, config, opened)
+        states = resume.scan_runs(experiment_dir, config, data.num_train, data.num_test)
+        notify(
+            TrainingPlan(
+                experiment_dir,
+                states.pending,
+                states.finished,
+                config.epochs,
+                tuple(states.invalid),
+            )
+        )
+        session = _Session(config, data, experiment_dir, notify)
+        session.skipped.extend(states.finished)
+        for ratio in sorted({ratio for ratio, _ in states.pending}):
+            session.train_ratio(ratio, [run_id for r, run_id in states.pending if r == ratio])
+    return TrainingResult(
+        experiment_dir,
+        tuple(session.written),
+        tuple(session.skipped),
+        tuple(session.set_aside),
+        tuple(session.busy),
+    )

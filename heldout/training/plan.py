@@ -1,0 +1,67 @@
+"""What each run trains on, and in which order: subsets, random streams, schedule.
+
+Everything a run draws derives from `(seed, subset_ratio, run_id)` only, never from which
+other runs it was trained with, so the same seed gives the same runs whichever runs were
+resumed, grouped together, or trained by another process. Pure numpy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_STREAMS = ("subset", "init", "shuffle", "aux_order")
+
+
+def _ratio_key(subset_ratio: float) -> int:
+    return int(round(subset_ratio * 1_000_000))
+
+
+def run_rngs(seed: int, subset_ratio: float, run_id: int) -> dict[str, np.random.Generator]:
+    """Independent generators of one run, derived from (seed, subset ratio, run id) only."""
+    streams = np.random.SeedSequence([int(seed), _ratio_key(subset_ratio), int(run_id)]).spawn(
+        len(_STREAMS)
+    )
+    return {name: np.random.default_rng(s) for name, s in zip(_STREAMS, streams, strict=True)}
+
+
+def subset_size(subset_ratio: float, num_train: int) -> int:
+    """How many training examples a run of `subset_ratio` trains on (at least one)."""
+    return max(1, int(round(subset_ratio * num_train)))
+
+
+def run_subset(seed: int, subset_ratio: float, run_id: int, num_train: int) -> np.ndarray:
+    """Sorted int64 indices of the training examples run `run_id` trains on."""
+    rng = run_rngs(seed, subset_ratio, run_id)["subset"]
+    chosen = rng.permutation(num_train)[: subset_size(subset_ratio, num_train)]
+    return np.sort(chosen).astype(np.int64)
+
+
+def corruption_rng(seed: int) -> np.random.Generator:
+    """The generator of the experiment-wide label corruption (independent of every run)."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), 0x1AB3_1005]))
+
+
+def learning_rates(base: float, total_steps: int, warmup_fraction: float) -> np.ndarray:
+    """float32 [total_steps]: linear warm-up to `base`, then linear decay towards 0."""
+    steps = np.arange(total_steps, dtype=np.float64)
+    warmup = min(total_steps, max(1, int(round(warmup_fraction * total_steps))))
+    rates = np.where(
+        steps < warmup,
+        base * (steps + 1) / warmup,
+        base * (total_steps - steps) / max(1, total_steps - warmup),
+    )
+    return rates.astype(np.float32)
+
+
+def epoch_batches(subset: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """int32 [steps, batch_size]: one shuffled pass over `subset`.
+
+    Every example appears once; the last batch is filled up with the first examples of
+    the same shuffled order, so all batches (and all models of a group) have one shape.
+    """
+    order = subset[rng.permutation(subset.size)]
+    steps = math.ceil(subset.size / batch_size)
+    padded = np.resize(order, steps * batch_size)  # repeats from the start to fill up
+    return padded.reshape(steps, batch_size).astype(np.int32)
