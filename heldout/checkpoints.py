@@ -9,6 +9,10 @@ keys look like `model/stage1/_body/0/conv1x1/conv/w/.ATTRIBUTES/VARIABLE_VALUE` 
 *before* assigning anything, so that every problem (wrong architecture, wrong class count,
 missing or extra variables, shape or dtype mismatches, unreadable files) is reported as a
 `CheckpointError` that lists the offending names and says what is likely wrong.
+
+Each restore opens the checkpoint once (one reader serves the check and the values).
+`RestoreTarget` keeps a built model and its key map for restoring many checkpoints into
+it in place; `save` never deletes or replaces a checkpoint.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import collections
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 import sonnet as snt
 import tensorflow as tf
 
-from heldout.errors import CheckpointError  # noqa: F401 - re-exported
 from heldout import models
+from heldout.errors import CheckpointError  # noqa: F401 - re-exported
 
 CHECKPOINTS_DIR = "checkpoints"
 PREFIX_NAME = "ckpt"
@@ -31,7 +36,7 @@ OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 EPOCH_KEY = "epoch" + VALUE_SUFFIX
 GLOBAL_STEP_KEY = "global_step" + VALUE_SUFFIX
 
-_CKPT_INDEX_RE = re.compile(r"^ckpt-(\d+)\.index$")
+_CKPT_INDEX_RE = re.compile(r"^ckpt-(\d+)\.index$", re.ASCII)  # no "ckpt-٣"
 _MAX_LISTED = 12
 
 # Key prefixes that identify the architecture of a checkpoint, and its classifier bias.
@@ -42,10 +47,10 @@ _ARCH_SIGNATURES = {
 }
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class RestoreInfo:
+    """Which checkpoint was restored, and the counters saved with it."""
+
     path: Path  # the checkpoint prefix (".../checkpoints/ckpt-<epoch>")
     epoch: int
     global_step: int
@@ -301,10 +306,17 @@ def _data_files(prefix: Path) -> list[Path]:
     return sorted(prefix.parent.glob(prefix.name + ".data-*"))
 
 
+def checkpoint_files(prefix: str | Path) -> list[Path]:
+    """The files of one checkpoint: its `.index` and `.data-*` shards (those present)."""
+    prefix = Path(prefix)
+    index = prefix.with_name(prefix.name + ".index")
+    return [f for f in [index, *_data_files(prefix)] if f.exists()]
+
+
 def _unreadable(prefix: Path, err: BaseException, what: str) -> CheckpointError:
-    files = [prefix.with_name(prefix.name + ".index"), *_data_files(prefix)]
     sizes = (
-        ", ".join(f"{f.name} ({f.stat().st_size} bytes)" for f in files if f.exists()) or "no files"
+        ", ".join(f"{f.name} ({f.stat().st_size} bytes)" for f in checkpoint_files(prefix))
+        or "no files"
     )
     text = str(err).strip()
     text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
@@ -317,9 +329,18 @@ def _unreadable(prefix: Path, err: BaseException, what: str) -> CheckpointError:
     )
 
 
-def read_variable_shapes(prefix: str | Path) -> tuple[dict[str, list[int]], dict[str, tf.DType]]:
-    """(key -> shape, key -> dtype) of a checkpoint, without the object-graph entry."""
-    prefix = Path(prefix)
+@dataclasses.dataclass(frozen=True)
+class _OpenCheckpoint:
+    """A checkpoint opened once: its reader and variable list, shared by check and restore."""
+
+    prefix: Path
+    reader: Any  # tf.train.CheckpointReader
+    shapes: dict[str, list[int]]
+    dtypes: dict[str, tf.DType]
+
+
+def _open(prefix: Path) -> _OpenCheckpoint:
+    """The one place a checkpoint is opened (its index read); file problems are errors."""
     if not prefix.with_name(prefix.name + ".index").is_file():
         raise CheckpointError(f"{prefix}.index: no such checkpoint index file")
     data = _data_files(prefix)
@@ -343,10 +364,94 @@ def read_variable_shapes(prefix: str | Path) -> tuple[dict[str, list[int]], dict
         raise _unreadable(prefix, e, "read the checkpoint index") from e
     shapes.pop(OBJECT_GRAPH_KEY, None)
     dtypes.pop(OBJECT_GRAPH_KEY, None)
-    return shapes, dtypes
+    return _OpenCheckpoint(prefix, reader, shapes, dtypes)
 
 
-# ------------------------------------------------------------------------ restore/save
+def read_variable_shapes(prefix: str | Path) -> tuple[dict[str, list[int]], dict[str, tf.DType]]:
+    """(key -> shape, key -> dtype) of a checkpoint, without the object-graph entry.
+
+    Raises:
+      CheckpointError: missing index or data files, or files TensorFlow cannot read.
+    """
+    opened = _open(Path(prefix))
+    return opened.shapes, opened.dtypes
+
+
+# ------------------------------------------------------------------------------ restore
+
+
+class RestoreTarget:
+    """A built model that checkpoints are restored into, in place, one after another.
+
+    Re-evaluating thousands of runs of one architecture needs one model, not thousands:
+    building a model and tracing its evaluation step cost far more than assigning its
+    weights. This object builds the variables and maps checkpoint keys to them once; each
+    `restore` then opens the checkpoint once, checks it against that map, reads every
+    value, and only then assigns them, so a checkpoint that does not fit or cannot be read
+    leaves the model as it was.
+
+    Restoring in place is only safe when every variable of the model is in the checkpoint
+    (a variable that is not would silently keep the previous run's value), so that is
+    checked here, once.
+
+    Args:
+      model: the model (built or not; its variables are created here).
+      image_shape: [H, W, C], needed only to create the variables of models that
+        `heldout.models` does not know, or of an MLP fed other than 28x28x1 images.
+
+    Raises:
+      CheckpointError: the model has variables a checkpoint of it would not hold.
+      ModelError: the variables cannot be created (unknown model, no image_shape).
+    """
+
+    def __init__(self, model: snt.Module, image_shape: tuple[int, int, int] | None = None):
+        models.ensure_variables(model, image_shape)
+        self.model = model
+        self.variables = model_checkpoint_keys(model)
+        saved = {id(v) for v in self.variables.values()}
+        unsaved = [v.name for v in model.variables if id(v) not in saved]
+        if unsaved:
+            raise CheckpointError(
+                f"{type(model).__name__}: {len(unsaved)} variable(s) are not part of its "
+                f"checkpoints ({', '.join(unsaved[:_MAX_LISTED])}); restoring into this "
+                "model would keep their earlier values"
+            )
+
+    def _check(self, path: str | Path) -> _OpenCheckpoint:
+        opened = _open(find_checkpoint(path))
+        problem = _diagnose(opened.prefix, self.model, opened.shapes, opened.dtypes, self.variables)
+        if problem:
+            raise CheckpointError(problem)
+        return opened
+
+    def check(self, path: str | Path) -> Path:
+        """Raises CheckpointError unless the checkpoint at `path` fits exactly; its prefix."""
+        return self._check(path).prefix
+
+    def restore(self, path: str | Path) -> RestoreInfo:
+        """Assigns every variable of the model from the checkpoint at `path`.
+
+        Args:
+          path: a run folder, its `checkpoints/` folder, a checkpoint prefix or `.index`.
+
+        Returns:
+          The checkpoint's prefix, epoch and global step.
+
+        Raises:
+          CheckpointError: no single checkpoint at `path`; a variable missing on either
+            side, or a shape or dtype mismatch (listed by name, with the likely cause);
+            truncated or corrupt files. Nothing is assigned in any of these cases.
+        """
+        opened = self._check(path)
+        try:
+            values = {key: opened.reader.get_tensor(key) for key in self.variables}
+            epoch = int(opened.reader.get_tensor(EPOCH_KEY))
+            global_step = int(opened.reader.get_tensor(GLOBAL_STEP_KEY))
+        except Exception as e:  # noqa: BLE001 - truncated files raise IndexError, OpError, ...
+            raise _unreadable(opened.prefix, e, "restore the variables") from e
+        for key, variable in self.variables.items():
+            variable.assign(values[key])
+        return RestoreInfo(path=opened.prefix, epoch=epoch, global_step=global_step)
 
 
 def check_compatible(
@@ -356,14 +461,7 @@ def check_compatible(
 
     Creates the model's variables first (see `models.ensure_variables`). Returns the prefix.
     """
-    prefix = find_checkpoint(path)
-    shapes, dtypes = read_variable_shapes(prefix)
-    models.ensure_variables(model, image_shape)
-    expected = model_checkpoint_keys(model)
-    problem = _diagnose(prefix, model, shapes, dtypes, expected)
-    if problem:
-        raise CheckpointError(problem)
-    return prefix
+    return RestoreTarget(model, image_shape).check(path)
 
 
 def restore(
@@ -371,26 +469,26 @@ def restore(
 ) -> RestoreInfo:
     """Restores a run's checkpoint into `model`, strictly; returns epoch and global step.
 
-    `path`: a run folder, its `checkpoints/` folder or a checkpoint prefix. Every model
-    variable must get a value and every checkpoint value must have a model variable, with
-    equal shapes and dtypes; otherwise CheckpointError lists the offending names (nothing is
-    assigned in that case). Unreadable (truncated, corrupt) files also raise CheckpointError;
-    the model may then be partly assigned and should be discarded. `image_shape` is only
-    needed for models `heldout.models` does not know (to create their variables).
+    Every model variable must get a value and every checkpoint value must have a model
+    variable, with equal shapes and dtypes. To restore many checkpoints into one model,
+    keep a `RestoreTarget` (this builds one per call).
+
+    Args:
+      model: the model to assign (its variables are created if needed).
+      path: a run folder, its `checkpoints/` folder or a checkpoint prefix.
+      image_shape: only for models `heldout.models` does not know (to create their
+        variables), or an MLP fed other than 28x28x1 images.
+
+    Returns:
+      The checkpoint's prefix, epoch and global step.
+
+    Raises:
+      CheckpointError: see `RestoreTarget.restore`; nothing is assigned then.
     """
-    prefix = check_compatible(model, path, image_shape)
-    try:
-        reader = tf.train.load_checkpoint(str(prefix))
-        epoch = int(reader.get_tensor(EPOCH_KEY))
-        global_step = int(reader.get_tensor(GLOBAL_STEP_KEY))
-        status = tf.train.Checkpoint(model=model).read(str(prefix))
-        status.assert_existing_objects_matched()
-        status.expect_partial()  # epoch/global_step were read above, not into variables
-    except AssertionError as e:  # should not happen after check_compatible
-        raise CheckpointError(f"{prefix}: restore left variables unmatched: {e}") from e
-    except Exception as e:  # noqa: BLE001 - truncated files raise IndexError, OpError, ...
-        raise _unreadable(prefix, e, "restore the variables") from e
-    return RestoreInfo(path=prefix, epoch=epoch, global_step=global_step)
+    return RestoreTarget(model, image_shape).restore(path)
+
+
+# --------------------------------------------------------------------------------- save
 
 
 def checkpoint_dir_for(run_dir_or_checkpoints_dir: str | Path) -> Path:
@@ -409,26 +507,48 @@ def save(
     """Writes `<run>/checkpoints/ckpt-<epoch>` in the release's format; returns the prefix.
 
     Same keys as the release (`model/...`, `epoch`, `global_step` as int64; no
-    `save_counter`). A run keeps a single checkpoint, so other `ckpt-*` files in the folder
-    are deleted after the new one is written unless `keep_others`.
+    `save_counter`). This never deletes or replaces a checkpoint: a library call pointed
+    at a downloaded run must not destroy the released checkpoint. Writing into a fresh
+    folder (as the trainer does, inside the temporary run folder) is the normal case.
+
+    Args:
+      model: the model to save (its variables are created if needed).
+      run_dir_or_checkpoints_dir: a run folder (its `checkpoints/` is used) or a folder
+        named `checkpoints`; created if missing.
+      epoch: saved as the `epoch` counter and in the file name.
+      global_step: saved as the `global_step` counter.
+      keep_others: write even when the folder already holds other checkpoints, keeping
+        them (the run then holds several, which `find_checkpoint` refuses to choose
+        between). Default: refuse.
+
+    Returns:
+      The written checkpoint's prefix.
+
+    Raises:
+      CheckpointError: negative counters; `ckpt-<epoch>` exists already; the folder holds
+        other checkpoints and not `keep_others`. Remove them first if they are yours.
     """
     epoch = int(epoch)
     global_step = int(global_step)
     if epoch < 0 or global_step < 0:
-        raise ValueError(f"epoch and global_step must be >= 0, got {epoch}, {global_step}")
+        raise CheckpointError(f"epoch and global_step must be >= 0, got {epoch}, {global_step}")
     models.ensure_variables(model)
     folder = checkpoint_dir_for(run_dir_or_checkpoints_dir)
     folder.mkdir(parents=True, exist_ok=True)
     prefix = folder / f"{PREFIX_NAME}-{epoch}"
+    present = _checkpoints_in(folder)
+    if prefix in present or any(folder.glob(prefix.name + ".*")):
+        raise CheckpointError(f"{prefix}: a checkpoint of that name exists; not replacing it")
+    if present and not keep_others:
+        names = ", ".join(p.name for p in present)
+        raise CheckpointError(
+            f"{folder}: already holds {names}; a run holds one checkpoint, and saving does "
+            "not delete checkpoints it did not write. Save into a fresh folder, remove the "
+            "old checkpoint yourself, or pass keep_others=True"
+        )
     ckpt = tf.train.Checkpoint(
         model=model,
         epoch=tf.Variable(epoch, dtype=tf.int64, trainable=False),
         global_step=tf.Variable(global_step, dtype=tf.int64, trainable=False),
     )
-    written = Path(ckpt.write(str(prefix)))
-    if not keep_others:
-        for other in _checkpoints_in(folder):
-            if other != written:
-                for f in [other.with_name(other.name + ".index"), *_data_files(other)]:
-                    f.unlink(missing_ok=True)
-    return written
+    return Path(ckpt.write(str(prefix)))

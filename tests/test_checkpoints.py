@@ -131,17 +131,102 @@ def test_save_then_restore_round_trip(tmp_path):
     model(tf.random.uniform((4, 8, 8, 3)), is_training=True)  # move the statistics
     prefix = checkpoints.save(model, tmp_path, epoch=3, global_step=123)
     assert prefix == tmp_path / "checkpoints" / "ckpt-3"
-    # A run keeps one checkpoint: saving a later epoch replaces the earlier one.
-    prefix = checkpoints.save(model, tmp_path / "checkpoints", epoch=4, global_step=164)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
-        "ckpt-4.data-00000-of-00001",
-        "ckpt-4.index",
+        "ckpt-3.data-00000-of-00001",
+        "ckpt-3.index",
     ]
     other = models.build_model("small_inception", 10)
     info = checkpoints.restore(other, tmp_path)
-    assert (info.epoch, info.global_step, info.path) == (4, 164, prefix)
+    assert (info.epoch, info.global_step, info.path) == (3, 123, prefix)
     images = tf.random.uniform((3, 32, 32, 3))
     np.testing.assert_array_equal(model(images).numpy(), other(images).numpy())
+
+
+def test_save_never_deletes_a_checkpoint_it_did_not_write(spec_ckpts, tmp_path):
+    """Issue 13: pointed at a downloaded run, save used to delete the released checkpoint."""
+    run, prefix, _ = spec_ckpts["cifar10"]
+    released = tmp_path / "released-run"
+    shutil.copytree(run, released)
+    before = {p.name: p.read_bytes() for p in (released / "checkpoints").iterdir()}
+    model = models.build_model("small_inception", 10)
+    with pytest.raises(CheckpointError, match=r"already holds ckpt-79.*does not delete"):
+        checkpoints.save(model, released, epoch=3, global_step=1)
+    with pytest.raises(CheckpointError, match=r"ckpt-79: a checkpoint of that name exists"):
+        checkpoints.save(model, released, epoch=79, global_step=1, keep_others=True)
+    assert {p.name: p.read_bytes() for p in (released / "checkpoints").iterdir()} == before
+    # keep_others writes beside it, and still keeps the released one.
+    checkpoints.save(model, released, epoch=3, global_step=1, keep_others=True)
+    names = {p.name for p in (released / "checkpoints").iterdir()}
+    assert set(before) < names and "ckpt-3.index" in names
+    assert (released / "checkpoints" / prefix.name).with_suffix(".index").read_bytes() == (
+        before[prefix.name + ".index"]
+    )
+
+
+def test_restore_opens_the_checkpoint_once(spec_ckpts, monkeypatch):
+    """Issue 13: checking and restoring used to open (and read the index of) it twice."""
+    run, _, values = spec_ckpts["cifar10"]
+    real = tf.train.load_checkpoint
+    opened = []
+
+    def counting_load_checkpoint(path):
+        opened.append(path)
+        return real(path)
+
+    monkeypatch.setattr(tf.train, "load_checkpoint", counting_load_checkpoint)
+    model = models.build_model("small_inception", 10)
+    checkpoints.restore(model, run)
+    assert len(opened) == 1
+    assert_restored_equal(model, values)
+
+
+def test_restore_in_place_assigns_every_variable(spec_ckpts, tmp_path):
+    """One model restored from run A, then run B, equals B in every variable."""
+    run_a, _, _ = spec_ckpts["cifar10"]
+    run_b = tmp_path / "run-b"
+    _, values_b = write_spec_checkpoint(
+        run_b / "checkpoints",
+        read_spec("smallinception_cifar10_variables.txt"),
+        seed=1,
+        epoch=3,
+        step=30,
+    )
+    target = checkpoints.RestoreTarget(models.build_model("small_inception", 10))
+    assert checkpoints.restore(target.model, run_a).epoch == 79
+    info = target.restore(run_b)
+    assert (info.epoch, info.global_step) == (3, 30)
+    assert_restored_equal(target.model, values_b)
+    assert len(target.model.variables) == len(target.variables)  # nothing left out
+    fresh = models.build_model("small_inception", 10)
+    checkpoints.restore(fresh, run_b)
+    images = tf.random.uniform((2, 32, 32, 3))
+    np.testing.assert_array_equal(target.model(images).numpy(), fresh(images).numpy())
+
+
+def test_restore_target_refuses_models_with_variables_outside_checkpoints():
+    """Restoring in place would keep such a variable's value from the previous run."""
+    from tensorflow.python.trackable.data_structures import NoDependency
+
+    class WithShadow(models.MLP):
+        def __init__(self):
+            super().__init__(10)
+            self._shadow = NoDependency(tf.Variable(1.0, name="shadow"))
+
+    with pytest.raises(CheckpointError, match=r"1 variable\(s\) are not part of its checkpoints"):
+        checkpoints.RestoreTarget(WithShadow())
+
+
+def test_failed_restore_in_place_assigns_nothing(spec_ckpts, tmp_path):
+    run, _, values = spec_ckpts["cifar10"]
+    target = checkpoints.RestoreTarget(models.build_model("small_inception", 10))
+    target.restore(run)
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    data = next((broken / "checkpoints").glob("*.data-*"))
+    _truncate(data, 0.5)
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        target.restore(broken)
+    assert_restored_equal(target.model, values)  # still the first checkpoint, entirely
 
 
 def test_mlp_round_trip(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from heldout import checkpoints, models
+from heldout.errors import HeldoutError, ModelError
 
 SPEC_DIR = Path(__file__).parent / "data" / "checkpoint_variables"
 
@@ -118,12 +119,15 @@ def test_arch_for_experiment_overrides_and_meta():
 
 
 def test_arch_for_experiment_unknown_says_what_to_pass():
-    with pytest.raises(ValueError, match="--arch"):
+    with pytest.raises(ModelError, match="--arch"):
         models.arch_for_experiment("something-else")
 
 
-def test_unknown_architecture():
-    with pytest.raises(ValueError, match="known: small_inception, resnet50, mlp"):
+def test_unknown_architecture_is_a_model_error():
+    """Issue 13: user mistakes are HeldoutErrors (a CLI prints one line), not ValueErrors."""
+    with pytest.raises(ModelError, match="known: small_inception, resnet50, mlp"):
         models.build_model("vgg16", 10)
-    with pytest.raises(ValueError, match="at least 2"):
-        models.build_model("small_inception", 1)
+    for arch in models.ARCHS:
+        with pytest.raises(ModelError, match="at least 2"):
+            models.build_model(arch, 1)
+    assert issubclass(ModelError, HeldoutError)

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import sonnet as snt
 import tensorflow as tf
 
+from heldout.errors import ModelError
+
 # (1x1 channels, 3x3 channels) of each multi-branch block, and the stride-2 downsampling
 # convolution's channels (0 = none) for the three stages.
 STAGE1_BLOCKS = ((32, 32), (32, 48))
@@ -143,7 +145,7 @@ class SmallInception(snt.Module):
     def __init__(self, num_classes: int = 10, name: str | None = None):
         super().__init__(name=name)
         if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+            raise ModelError(f"num_classes must be at least 2, got {num_classes}.")
         self.num_classes = num_classes
         self.conv1 = ConvBN(STEM_CHANNELS, 3, name="conv1")
         self.stage1 = Stage(STAGE1_BLOCKS, STAGE1_DOWNSAMPLE, name="stage1")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sonnet as snt
 import tensorflow as tf
 
+from heldout.errors import ModelError
+
 
 class MLP(snt.Module):
     """Flatten → Linear(512) → ReLU → Linear(256) → ReLU → Linear(num_classes).
@@ -21,7 +23,7 @@ class MLP(snt.Module):
     ):
         super().__init__(name=name)
         if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+            raise ModelError(f"num_classes must be at least 2, got {num_classes}.")
         self.num_classes = num_classes
         self.hidden1 = snt.Linear(hidden_sizes[0], name="hidden1")
         self.hidden2 = snt.Linear(hidden_sizes[1], name="hidden2")

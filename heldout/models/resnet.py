@@ -10,6 +10,8 @@ from __future__ import annotations
 import sonnet as snt
 import tensorflow as tf
 
+from heldout.errors import ModelError
+
 
 class ResNet50(snt.nets.ResNet50):
     """`snt.nets.ResNet50(num_classes)` called as `model(images, is_training=False)`.
@@ -23,7 +25,7 @@ class ResNet50(snt.nets.ResNet50):
 
     def __init__(self, num_classes: int = 1000, name: str | None = None):
         if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+            raise ModelError(f"num_classes must be at least 2, got {num_classes}.")
         super().__init__(num_classes=num_classes, name=name)
         self.num_classes = num_classes
 
