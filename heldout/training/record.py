@@ -124,7 +124,7 @@ def experiment_meta(
         runs = max(runs, recorded_runs)
     corruption_file = label_noise.LABEL_CORRUPTION_FILE if data.corruption is not None else None
     return release.ExperimentMeta(
-        name=experiment_dir.name,
+        name=experiment_dir.absolute().name,
         arch=config.arch,
         num_classes=data.num_classes,
         dataset=data.source_name,
