@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 
-from heldout.errors import CompareError  # noqa: F401 - re-exported
 import numpy as np
 
+from heldout.errors import CompareError  # noqa: F401 - re-exported
+from heldout.io import load_npz
+
 PAIR_KEYS = ("tr_idx", "tt_idx", "infl", "mem")
+_SHOW = 5  # offending values listed in an error message
 
 
+def _is_real(values: np.ndarray) -> bool:
+    """Integer, float or bool: what a score or influence can be (not str, complex, object)."""
+    return (
+        values.dtype == np.bool_
+        or np.issubdtype(values.dtype, np.integer)
+        or (np.issubdtype(values.dtype, np.floating))
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +51,47 @@ class InfluencePairs:
     influence: np.ndarray
     memorization: np.ndarray
     source: str = "<memory>"
+
+    def __post_init__(self):
+        """Checks the pairs once, so every lookup can trust them.
+
+        Negative indices would silently wrap around in numpy indexing (pair -1 would be
+        looked up in the last row), and float indices would be truncated: both are refused
+        here, with the offending values.
+        """
+        arrays = {
+            "tr_idx": np.asarray(self.train_index),
+            "tt_idx": np.asarray(self.test_index),
+            "infl": np.asarray(self.influence),
+            "mem": np.asarray(self.memorization),
+        }
+        shapes = {key: value.shape for key, value in arrays.items()}
+        if len(set(shapes.values())) != 1 or arrays["tr_idx"].ndim != 1:
+            raise CompareError(f"{self.source}: arrays must be 1-D and equally long, got {shapes}")
+        for key in ("tr_idx", "tt_idx"):
+            values = arrays[key]
+            if not np.issubdtype(values.dtype, np.integer):
+                raise CompareError(
+                    f"{self.source}: {key} has dtype {values.dtype}; expected integer indices"
+                )
+            negative = np.flatnonzero(values < 0)
+            if negative.size:
+                shown = values[negative[:_SHOW]].tolist()
+                raise CompareError(
+                    f"{self.source}: {key} holds {negative.size} negative index(es), e.g. "
+                    f"{shown} at pair(s) {negative[:_SHOW].tolist()}"
+                    f"{' ...' if negative.size > _SHOW else ''}; indices are positions "
+                    "0..N-1 in the split"
+                )
+        for key in ("infl", "mem"):
+            if not _is_real(arrays[key]):
+                raise CompareError(
+                    f"{self.source}: {key} has dtype {arrays[key].dtype}; expected numbers"
+                )
+        object.__setattr__(self, "train_index", arrays["tr_idx"].astype(np.int64))
+        object.__setattr__(self, "test_index", arrays["tt_idx"].astype(np.int64))
+        object.__setattr__(self, "influence", arrays["infl"].astype(np.float64))
+        object.__setattr__(self, "memorization", arrays["mem"].astype(np.float64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +128,22 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare_scores(ours: np.ndarray, reference: np.ndarray) -> ScoreAgreement:
-    """Agreement of two score vectors in the same example order; NaNs on either side skipped."""
-    ours = np.asarray(ours, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
+    """Agreement of two score vectors in the same example order; NaNs on either side skipped.
+
+    Args:
+      ours, reference: per-example scores [N], in the same example order.
+
+    Returns:
+      Rank and linear correlation and absolute differences over the examples both define.
+
+    Raises:
+      CompareError: the vectors are not 1-D, differ in length, or are not numbers.
+    """
+    ours, reference = np.asarray(ours), np.asarray(reference)
+    for name, values in (("our scores", ours), ("the reference scores", reference)):
+        if not _is_real(values):
+            raise CompareError(f"{name} have dtype {values.dtype}; expected numbers")
+    ours, reference = ours.astype(np.float64), reference.astype(np.float64)
     if ours.shape != reference.shape or ours.ndim != 1:
         raise CompareError(
             f"score vectors must be 1-D and equally long, got {ours.shape} and "
@@ -100,45 +163,70 @@ def compare_scores(ours: np.ndarray, reference: np.ndarray) -> ScoreAgreement:
 
 
 def load_influence_pairs(path: str | os.PathLike) -> InfluencePairs:
-    """Reads a published `*_high_infl_pairs_*.npz` (keys tr_idx, tt_idx, infl, mem)."""
+    """Reads a published `*_high_infl_pairs_*.npz` (keys tr_idx, tt_idx, infl, mem).
+
+    Args:
+      path: the pairs file.
+
+    Returns:
+      The pairs, checked (see `InfluencePairs`).
+
+    Raises:
+      CompareError: the file is missing, unreadable, lacks a key, or holds indices that are
+        not non-negative integers of one length; the message starts with the file.
+    """
     source = os.fspath(path)
-    try:
-        with np.load(source, allow_pickle=False) as npz:
-            missing = [key for key in PAIR_KEYS if key not in npz.files]
-            if missing:
-                raise CompareError(f"{source}: missing keys {missing} (expected {list(PAIR_KEYS)})")
-            arrays = {key: npz[key] for key in PAIR_KEYS}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        if isinstance(error, CompareError):
-            raise
-        raise CompareError(f"{source}: cannot read as a numpy .npz file ({error})") from None
-    lengths = {key: value.shape for key, value in arrays.items()}
-    if len(set(lengths.values())) != 1 or arrays["tr_idx"].ndim != 1:
-        raise CompareError(f"{source}: arrays must be 1-D and equally long, got {lengths}")
-    for key in ("tr_idx", "tt_idx"):
-        if not np.issubdtype(arrays[key].dtype, np.integer):
-            raise CompareError(f"{source}: {key} has dtype {arrays[key].dtype}; expected integers")
+    arrays = load_npz(
+        source, keys=PAIR_KEYS, error=CompareError, what="a high-influence pairs .npz file"
+    )
     return InfluencePairs(
-        train_index=arrays["tr_idx"].astype(np.int64),
-        test_index=arrays["tt_idx"].astype(np.int64),
-        influence=arrays["infl"].astype(np.float64),
-        memorization=arrays["mem"].astype(np.float64),
+        train_index=arrays["tr_idx"],
+        test_index=arrays["tt_idx"],
+        influence=arrays["infl"],
+        memorization=arrays["mem"],
         source=source,
     )
+
+
+def _check_pair_range(pairs: InfluencePairs, num_test: int, num_train: int) -> None:
+    """Every pair must name a cell of the `[num_test, num_train]` influence matrix."""
+    outside = (pairs.test_index >= num_test) | (pairs.train_index >= num_train)
+    if outside.any():
+        where = np.flatnonzero(outside)
+        shown = [(int(pairs.train_index[k]), int(pairs.test_index[k])) for k in where[:_SHOW]]
+        raise CompareError(
+            f"{pairs.source}: {where.size} pair(s) lie outside the influence matrix of "
+            f"{num_test} test x {num_train} training examples, e.g. (train, test) = {shown}"
+            f"{' ...' if where.size > _SHOW else ''}; are the pairs and the scores for the "
+            "same dataset?"
+        )
 
 
 def pair_recovery(
     pairs: InfluencePairs, influence: np.ndarray, threshold: float = 0.15
 ) -> PairRecovery:
-    """Looks every published pair up in our dense `influence[N_test, N_train]`."""
-    num_test, num_train = influence.shape
-    if pairs.test_index.size and (
-        pairs.test_index.max() >= num_test or pairs.train_index.max() >= num_train
-    ):
+    """Looks every published pair up in our dense `influence[N_test, N_train]`.
+
+    Args:
+      pairs: published pairs (`load_influence_pairs`).
+      influence: our dense influence estimates, test examples along the first axis.
+      threshold: the influence at or above which a pair counts as recovered (the
+        published files list pairs with influence >= 0.15).
+
+    Returns:
+      The counts and agreement over the pairs our estimates define.
+
+    Raises:
+      CompareError: `influence` is not a 2-D real matrix, or a pair lies outside it.
+    """
+    influence = np.asarray(influence)
+    if influence.ndim != 2 or not _is_real(influence):
         raise CompareError(
-            f"{pairs.source}: pair indices reach test {pairs.test_index.max()} / train "
-            f"{pairs.train_index.max()}, but the influence matrix is {num_test} x {num_train}"
+            f"the influence estimates must be a real [test, train] matrix, got "
+            f"{influence.dtype} {influence.shape}"
         )
+    num_test, num_train = influence.shape
+    _check_pair_range(pairs, num_test, num_train)
     ours = influence[pairs.test_index, pairs.train_index].astype(np.float64)
     defined = ~np.isnan(ours)
     difference = np.abs(ours[defined] - pairs.influence[defined])

@@ -1,7 +1,9 @@
 """The figures of a scores file: examples ranked by C-score, histograms, bins, influence.
 
-Each `plot_*` function takes arrays and returns a matplotlib `Figure`; `write_figures`
-draws every figure a scores file allows and saves it as PDF and PNG. Figures are drawn
+Each `plot_*` function takes arrays and returns a matplotlib `Figure`; `draw_figures`
+draws every figure a scores file allows, `save_figure` writes one atomically (a temporary
+file renamed into place, so a reader never sees half a PNG) and `write_figures` does both,
+as PDF and PNG. Figures are drawn
 with matplotlib's object-oriented API on the Agg canvas (no pyplot, no global backend), so
 this works on headless machines and does not disturb a caller's matplotlib state.
 
@@ -13,15 +15,16 @@ the dataset's images and labels in the experiment's index order.
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from heldout.errors import ScoresFileError  # noqa: F401 - re-exported
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from heldout.errors import ScoresFileError, UsageError  # noqa: F401 - re-exported
+from heldout.io import atomic_open, load_npz
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -50,8 +53,6 @@ CIFAR10_CLASSES = (
 FIGURE_NAMES = ("examples", "histograms", "cscore_bins", "influence")
 
 
-
-
 def class_names_for(dataset: str | None, num_classes: int) -> list[str]:
     """Readable class names where the dataset is known, else the class ids."""
     base = (dataset or "").split(":", 1)[0].lower()
@@ -63,14 +64,13 @@ def class_names_for(dataset: str | None, num_classes: int) -> list[str]:
 
 
 def load_scores(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads a scores `.npz` (never unpickling)."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except FileNotFoundError:
-        raise ScoresFileError(f"{path}: file not found") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
-        raise ScoresFileError(f"{path}: cannot read as a numpy .npz file ({error})") from None
+    """Reads a scores `.npz` (never unpickling).
+
+    Raises:
+      ScoresFileError: the file is missing, empty, truncated or not an `.npz`; the message
+        starts with the file.
+    """
+    return load_npz(path, error=ScoresFileError, what="a scores .npz file (compute_scores)")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -127,9 +127,13 @@ def plot_examples(
     classes = sorted(ranked)
     names = class_names or [str(c) for c in range(max(classes) + 1)]
     columns = 2 * per_class + 1  # a blank column between the two halves
-    figure = _new_figure(0.62 * columns + 1.2, 0.72 * len(classes) + 0.8)
+    height = 0.72 * len(classes) + 0.8
+    figure = _new_figure(0.62 * columns + 1.2, height)
+    # Headroom in inches, not a fraction: with few classes a fractional top clipped the
+    # headings above the first row.
+    top = 1 - 0.45 / height
     grid = figure.add_gridspec(
-        len(classes), columns, wspace=0.06, hspace=0.32, left=0.1, right=0.99, top=0.92, bottom=0.02
+        len(classes), columns, wspace=0.06, hspace=0.32, left=0.1, right=0.99, top=top, bottom=0.02
     )
     for row, c in enumerate(classes):
         high, low = ranked[c]
@@ -143,16 +147,14 @@ def plot_examples(
                     ax.axis("off")
                 if half == 0 and k == 0:
                     ax.set_ylabel(names[c], rotation=0, ha="right", va="center", fontsize=8)
-    figure.text(
-        0.1 + 0.89 * per_class / columns / 2, 0.965, "highest C-score", ha="center", fontsize=11
-    )
-    figure.text(
-        0.1 + 0.89 * (per_class + 1 + per_class / 2) / columns,
-        0.965,
-        "lowest C-score",
-        ha="center",
-        fontsize=11,
-    )
+    heading_y = 1 - 0.06 / height
+    for text, center in (
+        ("highest C-score", per_class / 2),
+        ("lowest C-score", per_class + 1 + per_class / 2),
+    ):
+        figure.text(
+            0.1 + 0.89 * center / columns, heading_y, text, ha="center", va="top", fontsize=11
+        )
     return figure
 
 
@@ -182,7 +184,11 @@ def plot_histograms(
         ax.set_xlabel("C-score", fontsize=8)
         ax.set_ylabel("examples", fontsize=8)
         ax.set_yscale("log")
-        ax.tick_params(labelsize=7)
+        # Plain numbers ("20", not "2 x 10^1") on the log axis, minor ticks labelled only
+        # when the axis spans little more than a decade (matplotlib's own rule).
+        ax.yaxis.set_major_formatter(ticker.LogFormatter())
+        ax.yaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False))
+        ax.tick_params(which="both", labelsize=7)
     figure.tight_layout()
     return figure
 
@@ -394,25 +400,26 @@ def influence_topk(scores: dict[str, np.ndarray], k: int = 4, min_runs: int = 0)
     )
 
 
-def write_figures(
+def draw_figures(
     scores: dict[str, np.ndarray],
     train_images: np.ndarray,
     train_labels: np.ndarray,
-    output_dir: str | os.PathLike,
     test_images: np.ndarray | None = None,
     test_labels: np.ndarray | None = None,
     class_names: Sequence[str] | None = None,
-    formats: Sequence[str] = ("pdf", "png"),
-    dpi: int = 150,
     min_influence_runs: int = 5,
-) -> list[Path]:
-    """Draws every figure the scores allow into `output_dir`; returns the files written.
+) -> dict[str, Figure]:
+    """Every figure the scores allow, by name (`FIGURE_NAMES`), drawn but not saved.
 
     `train_labels` should be the labels the models were trained on (for an experiment with
-    corrupted labels: `heldout.label_noise.experiment_labels`), so that a mislabeled image
-    shows up among the low C-scores of the class it was labeled as. The influence figure
+    corrupted labels: `heldout.training.label_noise.experiment_labels`), so that a mislabeled
+    image shows up among the low C-scores of the class it was labeled as. The influence figure
     needs influence scores and the test split; it leaves out training examples that were
     in or out of fewer than `min_influence_runs` runs.
+
+    Raises:
+      ScoresFileError: the scores lack the C-score keys, or cover another number of
+        training examples than the dataset has.
     """
     for key in ("subset_ratios", "cscore", "cscore_by_ratio"):
         if key not in scores:
@@ -427,13 +434,9 @@ def write_figures(
             f"{train_labels.shape[0]}: a different dataset or order than the experiment's?"
         )
     figures = {
-        "examples": lambda: plot_examples(cscore, train_images, train_labels, class_names),
-        "histograms": lambda: plot_histograms(
-            scores["subset_ratios"], scores["cscore_by_ratio"], cscore
-        ),
-        "cscore_bins": lambda: plot_cscore_bins(
-            scores["subset_ratios"], scores["cscore_by_ratio"], cscore
-        ),
+        "examples": plot_examples(cscore, train_images, train_labels, class_names),
+        "histograms": plot_histograms(scores["subset_ratios"], scores["cscore_by_ratio"], cscore),
+        "cscore_bins": plot_cscore_bins(scores["subset_ratios"], scores["cscore_by_ratio"], cscore),
     }
     top = influence_topk(scores, min_runs=min_influence_runs)
     if top is not None and test_images is not None and test_labels is not None:
@@ -445,7 +448,7 @@ def write_figures(
             + f"; training examples in or out of fewer than {min_influence_runs} runs "
             "left out. With few runs the largest estimates are mostly noise."
         )
-        figures["influence"] = lambda: plot_influence(
+        figures["influence"] = plot_influence(
             top[0],
             top[1],
             test_images,
@@ -455,13 +458,77 @@ def write_figures(
             class_names=class_names,
             note=note,
         )
+    return figures
+
+
+def check_formats(formats: Sequence[str]) -> list[str]:
+    """The formats, checked against what matplotlib can write (before anything is drawn).
+
+    Raises:
+      UsageError: a format matplotlib cannot write, or none at all.
+    """
+    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    formats = [fmt.strip().lower().lstrip(".") for fmt in formats if fmt.strip()]
+    unknown = [fmt for fmt in formats if fmt not in supported]
+    if unknown or not formats:
+        raise UsageError(
+            f"cannot write figures as {unknown or 'no format'}; choose from "
+            f"{', '.join(sorted(supported))}"
+        )
+    return formats
+
+
+def save_figure(
+    figure: Figure, path_stem: str | os.PathLike, formats: Sequence[str], dpi: int = 150
+) -> list[Path]:
+    """Writes `figure` as `<path_stem>.<format>` for each format, each one atomically.
+
+    Each file is drawn into a hidden temporary file beside its final name and renamed
+    when complete (`heldout.io.atomic_open`): an interrupted run leaves the previous
+    figure or the new one, never a truncated file, and the file gets the umask's mode.
+    """
+    written = []
+    for fmt in check_formats(formats):
+        path = Path(f"{os.fspath(path_stem)}.{fmt}")
+        with atomic_open(path, "wb") as f:
+            figure.savefig(f, format=fmt, dpi=dpi)
+        written.append(path)
+    return written
+
+
+def write_figures(
+    scores: dict[str, np.ndarray],
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    output_dir: str | os.PathLike,
+    test_images: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    formats: Sequence[str] = ("pdf", "png"),
+    dpi: int = 150,
+    min_influence_runs: int = 5,
+) -> list[Path]:
+    """Draws every figure the scores allow into `output_dir`; returns the files written.
+
+    See `draw_figures` for the inputs and `save_figure` for how files are written.
+
+    Raises:
+      UsageError: an unknown format (checked before anything is drawn or written).
+      ScoresFileError: see `draw_figures`.
+    """
+    formats = check_formats(formats)
+    figures = draw_figures(
+        scores,
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        class_names,
+        min_influence_runs,
+    )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, draw in figures.items():
-        figure = draw()
-        for fmt in formats:
-            path = output_dir / f"{name}.{fmt}"
-            figure.savefig(path, dpi=dpi)
-            written.append(path)
+    for name, figure in figures.items():
+        written += save_figure(figure, output_dir / name, formats, dpi)
     return written

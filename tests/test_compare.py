@@ -62,14 +62,52 @@ def test_pair_recovery_looks_up_test_row_train_column(tmp_path):
 
 def test_pair_file_errors_name_the_file(tmp_path):
     path = _pairs_file(tmp_path / "p.npz", mem=None)
-    with pytest.raises(compare.CompareError, match=r"p.npz: missing keys \['mem'\]"):
+    with pytest.raises(compare.CompareError, match=r"p.npz: missing arrays \['mem'\]"):
         compare.load_influence_pairs(path)
     pairs = compare.load_influence_pairs(_pairs_file(tmp_path / "q.npz"))
-    with pytest.raises(compare.CompareError, match="q.npz: pair indices reach"):
+    with pytest.raises(
+        compare.CompareError,
+        match=r"q.npz: 2 pair\(s\) lie outside .* 1 test x 1 training .* = \[\(0, 1\), \(2, 0\)\]",
+    ):
         compare.pair_recovery(pairs, np.zeros((1, 1), np.float32))
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="published files not available")
+def test_negative_pair_indices_are_refused_not_wrapped_around(tmp_path):
+    """Index -1 would silently look up the last row/column of the influence matrix."""
+    path = _pairs_file(tmp_path / "neg.npz", tr_idx=np.array([0, -1]), tt_idx=np.array([1, 0]))
+    with pytest.raises(
+        compare.CompareError, match=r"neg.npz: tr_idx holds 1 negative index.*\[-1\] at pair"
+    ):
+        compare.load_influence_pairs(path)
+    with pytest.raises(compare.CompareError, match=r"<memory>: tt_idx holds 2 negative"):
+        compare.InfluencePairs(np.array([0, 1]), np.array([-3, -1]), np.zeros(2), np.zeros(2))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"tr_idx": np.array([0.0, 2.0])}, "tr_idx has dtype float64; expected integer"),
+        ({"tt_idx": np.array([1, 0, 2])}, "1-D and equally long"),
+        ({"infl": np.array(["a", "b"])}, "infl has dtype <U1; expected numbers"),
+    ],
+)
+def test_pair_files_with_wrong_dtypes_or_lengths(tmp_path, overrides, message):
+    with pytest.raises(compare.CompareError, match=message):
+        compare.load_influence_pairs(_pairs_file(tmp_path / "p.npz", **overrides))
+
+
+def test_inputs_that_are_not_number_arrays(tmp_path):
+    pairs = compare.load_influence_pairs(_pairs_file(tmp_path / "p.npz"))
+    with pytest.raises(compare.CompareError, match="real \\[test, train\\] matrix"):
+        compare.pair_recovery(pairs, np.zeros(3))
+    with pytest.raises(compare.CompareError, match="our scores have dtype <U1"):
+        compare.compare_scores(np.array(["a", "b"]), np.zeros(2))
+
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "cifar100_high_infl_pairs_infl0.15_mem0.25.npz").is_file(),
+    reason="the published CIFAR-100 pairs file is not in ../shared/data",
+)
 def test_published_pair_files_load():
     pairs = compare.load_influence_pairs(
         SHARED_DATA / "cifar100_high_infl_pairs_infl0.15_mem0.25.npz"
@@ -105,6 +143,36 @@ def test_cli_compares_with_a_published_style_file_and_pairs(tmp_path):
     assert "influence pairs: 2 published, 2 defined here" in result.stdout
 
 
+def _one_error_line(result, path) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"compare_scores: error: {path}:"), lines[0]
+    return lines[0]
+
+
+def test_cli_truncated_and_empty_files_are_one_line(tmp_path):
+    np.savez(tmp_path / "ours.npz", cscore=np.zeros(3), influence=np.zeros((2, 3)))
+    whole = (tmp_path / "ours.npz").read_bytes()
+    truncated, empty = tmp_path / "truncated.npz", tmp_path / "empty.npz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    empty.write_bytes(b"")
+    pairs = _pairs_file(tmp_path / "pairs.npz")
+    ours = tmp_path / "ours.npz"
+    for bad, message in ((truncated, "cannot read"), (empty, "empty")):
+        for args in (
+            (f"--scores={bad}", f"--reference={ours}"),
+            (f"--scores={ours}", f"--reference={bad}"),
+            (f"--scores={ours}", f"--pairs={bad}"),
+        ):
+            assert message in _one_error_line(_run(*args), bad)
+    negative = _pairs_file(tmp_path / "negative.npz", tt_idx=np.array([1, -2]))
+    line = _one_error_line(_run(f"--scores={ours}", f"--pairs={negative}"), negative)
+    assert "negative" in line and "[-2]" in line
+    assert pairs.is_file()
+
+
 def test_cli_reports_unusable_input(tmp_path):
     np.savez(tmp_path / "ours.npz", cscore=np.zeros(3))
     result = _run(
@@ -113,4 +181,6 @@ def test_cli_reports_unusable_input(tmp_path):
         "--key=memorization",
     )
     assert result.returncode == 2
-    assert "ours.npz: no `memorization`" in result.stderr
+    assert "ours.npz: missing arrays ['memorization']" in result.stderr
+    result = _run(f"--scores={tmp_path / 'ours.npz'}")
+    assert result.returncode == 2 and "pass --scores and --reference" in result.stderr

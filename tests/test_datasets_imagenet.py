@@ -1,5 +1,6 @@
 """Indexed ImageNet TFRecords: build from a handful of generated images, read back."""
 
+import io
 import json
 import subprocess
 import sys
@@ -10,13 +11,16 @@ import pytest
 import tensorflow as tf
 
 from heldout.datasets import DatasetError, get_source, imagenet
+from heldout.datasets.jpeg import read_jpeg_frame
 from heldout.datasets.tfrecord_builder import (
+    ImageRecord,
     find_images,
     plan_records,
     read_index_list,
     synset_label_map,
     write_tfrecords,
 )
+from heldout.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 # (synset folder, file name, height, width, channels, format); labels: sorted synsets → 0, 1.
@@ -205,3 +209,123 @@ def test_missing_folder_or_shards(tmp_path):
         get_source("imagenet", tmp_path)
     with pytest.raises(DatasetError, match="needs data_dir"):
         get_source("imagenet")
+
+
+# ----------------------------------------------------------------- CMYK, checks, errors
+
+
+def _pil():
+    return pytest.importorskip("PIL.Image", reason="Pillow (matplotlib's dependency) is needed")
+
+
+def _pil_jpeg(mode: str, colour, size=(32, 24), **options) -> bytes:
+    buffer = io.BytesIO()
+    _pil().new(mode, size, colour).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def test_jpeg_header_tells_cmyk_from_rgb_and_grayscale():
+    cmyk = read_jpeg_frame(_pil_jpeg("CMYK", (0, 255, 255, 0)))
+    assert (cmyk.components, cmyk.height, cmyk.width) == (4, 24, 32)
+    assert cmyk.is_cmyk and cmyk.color_space == "cmyk" and cmyk.adobe_transform == 0
+    rgb = read_jpeg_frame(_pil_jpeg("RGB", (255, 0, 0), progressive=True))  # SOF2
+    assert rgb.color_space == "rgb" and not rgb.is_cmyk and rgb.adobe_transform is None
+    assert read_jpeg_frame(_pil_jpeg("L", 128)).color_space == "grayscale"
+    png = io.BytesIO()
+    _pil().new("RGB", (4, 4)).save(png, "PNG")
+    assert read_jpeg_frame(png.getvalue()) is None
+    assert read_jpeg_frame(_pil_jpeg("RGB", (1, 2, 3))[:40]) is None  # header cut short
+
+
+def test_cmyk_jpeg_is_reencoded_as_rgb(tmp_path):
+    """TF decodes CMYK to 3 channels, so the decoded shape hid them; the header does not."""
+    image_dir = tmp_path / "images"
+    (image_dir / "n01440764").mkdir(parents=True)
+    cmyk_bytes = _pil_jpeg("CMYK", (0, 255, 255, 0), quality=95)  # pure red in inks
+    rgb_bytes = _pil_jpeg("RGB", (0, 0, 255), quality=95)
+    (image_dir / "n01440764" / "cmyk.JPEG").write_bytes(cmyk_bytes)
+    (image_dir / "n01440764" / "rgb.JPEG").write_bytes(rgb_bytes)
+    assert read_jpeg_frame(cmyk_bytes).is_cmyk
+    index_file = tmp_path / "index.txt"
+    index_file.write_text("cmyk.JPEG 0\nrgb.JPEG 1\n")
+    records = plan_records(
+        read_index_list(index_file), find_images(image_dir), image_dir, synset_label_map(image_dir)
+    )
+    out = tmp_path / "out"
+    summary = write_tfrecords(records, out, "validation", num_shards=1, num_threads=1)
+    assert summary.num_reencoded == 1
+    meta = json.loads((out / "validation-metadata.json").read_text())
+    assert meta["reencoded_as_rgb_jpeg"] == ["cmyk.JPEG"]
+    stored = {
+        example["filename"].decode(): example["jpeg"]
+        for example in get_source("imagenet", out)
+        .raw_dataset("validation", with_filename=True)
+        .as_numpy_iterator()
+    }
+    assert stored["rgb.JPEG"] == rgb_bytes  # RGB kept byte for byte
+    frame = read_jpeg_frame(stored["cmyk.JPEG"])
+    assert frame.color_space == "rgb" and (frame.height, frame.width) == (24, 32)
+    # Any reader, not only TensorFlow's, now sees red.
+    pixels = np.asarray(_pil().open(io.BytesIO(stored["cmyk.JPEG"])))
+    assert pixels.shape == (24, 32, 3)
+    np.testing.assert_allclose(pixels.reshape(-1, 3).mean(0), [255, 0, 0], atol=3)
+
+
+def test_duplicate_names_are_found_in_linear_time(tmp_path):
+    """`names.count` per name made 1.28 M names take hours; 200 k must take a moment."""
+    names = np.array([f"n{i:08d}.JPEG" for i in range(200_000)])
+    names[123_456] = names[7]
+    path = tmp_path / "index.npz"
+    np.savez(path, tt_filenames=names)  # a unicode array: no pickle needed
+    with pytest.raises(DatasetError, match=r"1 filename\(s\) listed more than once.*n00000007"):
+        read_index_list(path, "validation")
+
+
+def test_duplicate_and_negative_indices_are_reported(tmp_path):
+    listing = tmp_path / "index.txt"
+    listing.write_text("a.JPEG 3\nb.JPEG 3\nc.JPEG 4\nd.JPEG 4\n")
+    with pytest.raises(DatasetError, match=r"2 appear more than once, e\.g\. \[3, 4\]"):
+        read_index_list(listing)
+    listing.write_text("a.JPEG -2\nb.JPEG 0\n")
+    with pytest.raises(DatasetError, match=r"non-negative; found 1, e\.g\. \[-2\]"):
+        read_index_list(listing)
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x81 not text")
+    with pytest.raises(DatasetError, match="binary.txt: cannot read the index list as text"):
+        read_index_list(binary)
+
+
+def test_an_undecodable_image_names_the_file_and_leaves_no_temporary(tmp_path):
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
+    (image_dir / "broken.JPEG").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    records = [ImageRecord(image_dir / "broken.JPEG", 0, 1)]
+    out = tmp_path / "out"
+    with pytest.raises(DatasetError, match="broken.JPEG: not a decodable image"):
+        write_tfrecords(records, out, "validation", num_shards=1)
+    assert list(out.iterdir()) == []
+    with pytest.raises(UsageError, match="num_shards must be in"):
+        write_tfrecords(records, out, "validation", num_shards=2)
+
+
+def test_cli_reports_a_truncated_index_file_in_one_line(image_dir, tmp_path):
+    index = tmp_path / "imagenet_index.npz"
+    np.savez(index, tt_filenames=np.array(["a.JPEG"]))
+    index.write_bytes(index.read_bytes()[:100])
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "build_imagenet_tfrecords.py"),
+            f"--image_dir={image_dir}",
+            f"--index_file={index}",
+            f"--output_dir={tmp_path / 'out'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"build_imagenet_tfrecords: error: {index}: cannot read")

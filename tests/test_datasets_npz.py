@@ -76,8 +76,32 @@ def test_refuses_pickled_arrays_and_non_npz(tmp_path):
     np.save(npy, np.zeros(3))
     with pytest.raises(DatasetError, match="single .npy"):
         get_source("npz", npy)
-    with pytest.raises(DatasetError, match="no such"):
+    with pytest.raises(DatasetError, match="missing.npz: file not found"):
         get_source("npz", tmp_path / "missing.npz")
+
+
+def test_truncated_and_empty_files_name_the_file(tmp_path):
+    path = tmp_path / "data.npz"
+    save_npz(path, {"train": _split(10)})
+    truncated, empty = tmp_path / "truncated.npz", tmp_path / "empty.npz"
+    truncated.write_bytes(path.read_bytes()[:200])
+    empty.write_bytes(b"")
+    with pytest.raises(DatasetError, match="truncated.npz: cannot read"):
+        get_source("npz", truncated)
+    with pytest.raises(DatasetError, match="empty.npz: .*empty"):
+        get_source("npz", empty)
+
+
+@pytest.mark.parametrize(
+    "num_classes", [np.float64(5.7), np.array([5, 6]), np.int64(0), np.array("five")]
+)
+def test_num_classes_must_be_a_positive_integer(tmp_path, num_classes):
+    """A float was truncated (5.7 -> 5); an array or a string raised TypeError/ValueError."""
+    path = tmp_path / "data.npz"
+    split = _split(4)
+    np.savez(path, images=split.images, labels=split.labels, num_classes=num_classes)
+    with pytest.raises(DatasetError, match="`num_classes` must be a positive integer"):
+        get_source("npz", path)
 
 
 def test_save_npz_writes_exactly_the_path_given(tmp_path):

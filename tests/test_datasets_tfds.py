@@ -1,10 +1,13 @@
 """TFDS sources read offline: a synthetic CIFAR-10 and the real Fashion-MNIST (Debian files).
 
 Both datasets are prepared with `prepare_offline` from local files (no network), which
-must leave TFDS's installed checksum lists as they were.
+must never write into the installed `tensorflow_datasets` package (its checksum lists
+included): every file there keeps its bytes and its modification time.
 """
 
+import hashlib
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -23,10 +26,42 @@ REPO = Path(__file__).resolve().parents[1]
 CIFAR_PER_BATCH = 4  # 5 train batch files → 20 train examples; 5 test examples
 
 
-def _checksums_file(name):
+def _tfds_package_state() -> tuple[dict, dict]:
+    """(size, mtime_ns) of every file in the installed TFDS package, and the SHA-256 of its
+    checksum lists (`url_checksums/*.txt`, `checksums.tsv`).
+
+    A rewrite that is later restored keeps the bytes but not the mtime, so the first dict
+    catches what a bytes-only comparison would miss.
+    """
     import tensorflow_datasets as tfds
 
-    return tfds.builder(name)._checksums_path
+    root = Path(tfds.__file__).parent
+    stats, hashes = {}, {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            stat = path.stat()
+            stats[str(path)] = (stat.st_size, stat.st_mtime_ns)
+            if name == "checksums.tsv" or (
+                name.endswith(".txt") and folder.endswith("url_checksums")
+            ):
+                hashes[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert any(p.endswith("url_checksums/fashion_mnist.txt") for p in hashes)
+    return stats, hashes
+
+
+def _prepare_leaving_tfds_alone(name, data_dir, manual_dir):
+    stats, hashes = _tfds_package_state()
+    source = prepare_offline(name, data_dir, manual_dir)
+    stats_after, hashes_after = _tfds_package_state()
+    assert hashes_after == hashes, "a TFDS checksum list changed"
+    changed = sorted(
+        path
+        for path in stats.keys() | stats_after.keys()
+        if stats.get(path) != stats_after.get(path)
+    )
+    assert not changed, f"prepare_offline wrote into the TFDS package: {changed[:5]}"
+    return source
 
 
 def _cifar_tarball(path: Path, rng) -> tuple[dict, dict]:
@@ -58,11 +93,8 @@ def _cifar_tarball(path: Path, rng) -> tuple[dict, dict]:
 def synthetic_cifar10(tmp_path_factory):
     manual = tmp_path_factory.mktemp("cifar_manual")
     originals = _cifar_tarball(manual / "cifar-10-binary.tar.gz", np.random.default_rng(0))
-    checksums = _checksums_file("cifar10")
-    before = checksums.read_bytes()
     data_dir = tmp_path_factory.mktemp("tfds_cifar")
-    source = prepare_offline("cifar10", data_dir, manual)
-    assert checksums.read_bytes() == before, "TFDS checksum list was not restored"
+    source = _prepare_leaving_tfds_alone("cifar10", data_dir, manual)
     return source, data_dir, originals
 
 
@@ -119,12 +151,13 @@ def test_unprepared_data_dir_is_a_clear_error(tmp_path):
 def fashion_mnist_tfds(tmp_path_factory):
     if not Path(DEBIAN_FASHION_MNIST_DIR).is_dir():
         pytest.skip("Debian dataset-fashion-mnist is not installed")
-    checksums = _checksums_file("fashion_mnist")
-    before = checksums.read_bytes()
-    source = prepare_offline(
-        "fashion_mnist", tmp_path_factory.mktemp("tfds_fashion"), DEBIAN_FASHION_MNIST_DIR
-    )
-    assert checksums.read_bytes() == before, "TFDS checksum list was not restored"
+    data_dir = tmp_path_factory.mktemp("tfds_fashion")
+    source = _prepare_leaving_tfds_alone("fashion_mnist", data_dir, DEBIAN_FASHION_MNIST_DIR)
+    # Our checksums, from our own folder, record what the dataset was prepared from.
+    ours = (data_dir / "heldout_checksums" / "fashion_mnist.tsv").read_text().splitlines()
+    debian = Path(DEBIAN_FASHION_MNIST_DIR) / "train-images-idx3-ubyte.gz"
+    digest = hashlib.sha256(debian.read_bytes()).hexdigest()
+    assert any(line.endswith(f"\t{digest}\ttrain-images-idx3-ubyte.gz") for line in ours)
     return source
 
 
@@ -181,3 +214,12 @@ def test_map_order_cli_on_cifar(synthetic_cifar10, tmp_path):
     with np.load(output) as mapped:
         np.testing.assert_array_equal(mapped["scores"], scores[positions])
         np.testing.assert_array_equal(mapped["original_index"], positions)
+
+
+def test_prepare_offline_names_missing_files_before_any_download(tmp_path):
+    (tmp_path / "manual").mkdir()
+    (tmp_path / "manual" / "train-images-idx3-ubyte.gz").write_bytes(b"x")
+    with pytest.raises(DatasetError, match=r"missing \[.*t10k-images-idx3-ubyte.gz") as info:
+        prepare_offline("fashion_mnist", tmp_path / "data", tmp_path / "manual")
+    assert "Nothing is downloaded" in str(info.value)
+    assert not (tmp_path / "data" / "fashion_mnist").exists()

@@ -1,5 +1,7 @@
 """Order mapping: matching by image bytes, duplicates, label checks, published score files."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,8 @@ from heldout.datasets.order import (
     permute_scores,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 def _dataset(n=50, seed=0):
@@ -94,8 +97,10 @@ def test_permute_scores_checks_length_and_labels():
 
 
 @pytest.mark.skipif(
-    not (SHARED_DATA / "cifar10-cscores-orig-order.npz").is_file(),
-    reason="published score files not available",
+    not all(
+        (SHARED_DATA / f"{n}-cscores-orig-order.npz").is_file() for n in ("cifar10", "cifar100")
+    ),
+    reason="the published CIFAR C-score files are not in ../shared/data",
 )
 @pytest.mark.parametrize("name, classes", [("cifar10", 10), ("cifar100", 100)])
 def test_published_cifar_cscores_to_a_release_order(name, classes):
@@ -115,20 +120,90 @@ def test_published_cifar_cscores_to_a_release_order(name, classes):
         permute_scores(published.scores, mapping.inverse(), published.labels, tfds_labels)
 
 
-def test_published_mnist_scores_and_pickle_refusal(tmp_path):
-    mnist = SHARED_DATA / "mnist-cscores.npy"
-    if mnist.is_file():
-        published = load_published_scores(mnist)
-        assert published.scores.shape == (60000,) and published.labels is None
-    pickled = tmp_path / "with-filenames.npz"
-    np.savez(
-        pickled,
-        scores=np.zeros(2),
-        labels=np.zeros(2, np.int64),
-        filenames=np.array(["a", None], dtype=object),
+@pytest.mark.skipif(
+    not (SHARED_DATA / "mnist-cscores.npy").is_file(),
+    reason="the published MNIST C-scores (mnist-cscores.npy) are not in ../shared/data",
+)
+def test_published_mnist_scores():
+    published = load_published_scores(SHARED_DATA / "mnist-cscores.npy")
+    assert published.scores.shape == (60000,) and published.labels is None
+    assert published.scores.dtype == np.float64
+    assert 0.0 <= published.scores.min() and published.scores.max() <= 1.0
+
+
+def test_pickled_score_files_are_refused(tmp_path):
+    """Object arrays are never unpickled, not even beside readable `scores`."""
+    for name, arrays in (
+        ("object-scores.npz", {"scores": np.array([1.0, None], dtype=object)}),
+        (
+            "with-filenames.npz",
+            {"scores": np.zeros(2), "filenames": np.array(["a", None], dtype=object)},
+        ),
+    ):
+        path = tmp_path / name
+        np.savez(path, **arrays)
+        with pytest.raises(DatasetError, match=f"{name}: holds pickled object arrays"):
+            load_published_scores(path)
+
+
+def test_broken_score_files_name_the_file(tmp_path):
+    good = tmp_path / "good.npz"
+    np.savez(good, scores=np.linspace(0, 1, 50), labels=np.zeros(50, np.int64))
+    truncated, empty = tmp_path / "truncated.npz", tmp_path / "empty.npz"
+    truncated.write_bytes(good.read_bytes()[:300])
+    empty.write_bytes(b"")
+    with pytest.raises(DatasetError, match="truncated.npz: cannot read"):
+        load_published_scores(truncated)
+    with pytest.raises(DatasetError, match="empty.npz: .*empty"):
+        load_published_scores(empty)
+    words = tmp_path / "words.npz"
+    np.savez(words, scores=np.array(["high", "low"]))
+    with pytest.raises(DatasetError, match="words.npz: scores have dtype <U4"):
+        load_published_scores(words)
+    floats = tmp_path / "float-labels.npz"
+    np.savez(floats, scores=np.zeros(2), labels=np.array([0.5, 1.0]))
+    with pytest.raises(DatasetError, match="float-labels.npz: labels must be integers"):
+        load_published_scores(floats)
+
+
+def test_positions_and_labels_must_be_integers():
+    """Floats were truncated (2.7 -> 2) and strings raised a bare ValueError."""
+    with pytest.raises(DatasetError, match="1-D integer array, got float64"):
+        OrderMapping.from_positions_in_a(np.array([0.2, 1.7, 2.1]))
+    images, labels = _dataset(5)
+    with pytest.raises(DatasetError, match="b labels must be a 1-D integer array"):
+        match_orders(images, images, labels, labels + 0.5)
+    with pytest.raises(DatasetError, match="a labels must be a 1-D integer array, got <U1"):
+        match_orders(images, images, np.array(list("abcde")), labels)
+
+
+def test_permute_scores_checks_the_labels_lengths():
+    mapping = OrderMapping.from_positions_in_a(np.array([2, 0, 1]))
+    labels = np.array([0, 1, 2])
+    for labels_a, labels_b in ((labels[:2], labels), (labels, np.r_[labels, 3])):
+        with pytest.raises(DatasetError, match="the mapping has 3"):
+            permute_scores(np.zeros(3), mapping, labels_a, labels_b)
+
+
+def _map_order(*args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "map_order.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
-    assert load_published_scores(pickled).scores.shape == (2,)  # object key never read
-    bad = tmp_path / "object-scores.npz"
-    np.savez(bad, scores=np.array([1.0, None], dtype=object))
-    with pytest.raises(DatasetError, match="pickle"):
-        load_published_scores(bad)
+
+
+def test_map_order_cli_reports_truncated_and_empty_files_in_one_line(tmp_path):
+    good = tmp_path / "good.npz"
+    np.savez(good, scores=np.linspace(0, 1, 50))
+    truncated, empty = tmp_path / "truncated.npz", tmp_path / "empty.npz"
+    truncated.write_bytes(good.read_bytes()[:300])
+    empty.write_bytes(b"")
+    for bad in (truncated, empty):
+        result = _map_order(f"--scores={bad}", "--dataset=cifar10", f"--output={tmp_path / 'o'}")
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"map_order: error: {bad}:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.npz", "good.npz", "truncated.npz"]

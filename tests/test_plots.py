@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import pytest
 
@@ -81,44 +84,154 @@ def test_influence_rows_prefer_same_class():
     assert rows.tolist() == [2, 1, 0]  # test 0's strongest pair is of another class
 
 
-def test_write_figures_pdf_and_png(tmp_path, data):
+def _shown(ax) -> np.ndarray:
+    """The pixels of the image placed in a panel (as given to imshow)."""
+    (image,) = ax.images
+    return np.asarray(image.get_array())
+
+
+def test_examples_figure_shows_the_ranked_images(data):
+    scores, train_images, train_labels, _, _ = data
+    figure = plots.plot_examples(scores["cscore"], train_images, train_labels, ["a", "b", "c"])
+    per_class = 10
+    assert len(figure.axes) == NUM_CLASSES * 2 * per_class  # rows x (highest + lowest)
+    ranked = plots.ranked_by_class(scores["cscore"], train_labels, per_class)
+    for row, c in enumerate(sorted(ranked)):
+        high, low = ranked[c]
+        panels = figure.axes[row * 2 * per_class : (row + 1) * 2 * per_class]
+        for ax, index in zip(panels, np.concatenate([high, low]), strict=True):
+            np.testing.assert_array_equal(_shown(ax), train_images[index, :, :, 0])
+            assert ax.get_title() == f"{scores['cscore'][index]:.2f}"
+        assert panels[0].get_ylabel() == "abc"[c]
+    assert not np.isnan(scores["cscore"][figure_indices(ranked)]).any()
+
+
+def figure_indices(ranked) -> np.ndarray:
+    return np.concatenate([np.concatenate(pair) for pair in ranked.values()])
+
+
+def test_histograms_and_bins_show_the_counts(data):
+    scores, *_ = data
+    by_ratio, cscore = scores["cscore_by_ratio"], scores["cscore"]
+    figure = plots.plot_histograms(scores["subset_ratios"], by_ratio, cscore)
+    assert len(figure.axes) == len(scores["subset_ratios"]) + 1  # one per ratio + integral
+    for ax, values in zip(figure.axes, [*by_ratio, cscore], strict=True):
+        defined = int((~np.isnan(values)).sum())
+        assert len(ax.patches) == 20
+        assert sum(bar.get_height() for bar in ax.patches) == defined
+        assert f"({defined} examples)" in ax.get_title()
+    figure = plots.plot_cscore_bins(scores["subset_ratios"], by_ratio, cscore)
+    (ax,) = figure.axes
+    _, counts, means = plots.bin_means(cscore, by_ratio)
+    assert len(ax.lines) == int((counts > 0).sum())
+    for line, b in zip(ax.lines, np.flatnonzero(counts), strict=True):
+        np.testing.assert_allclose(line.get_ydata(), means[b])
+        assert line.get_label().endswith(f"n={counts[b]}")
+
+
+def test_influence_figure_shows_each_test_image_and_its_top_training_images(data):
     scores, train_images, train_labels, test_images, test_labels = data
-    written = plots.write_figures(
+    index, value = plots.topk_from_dense(scores["influence"], 4)
+    figure = plots.plot_influence(
+        index, value, test_images, test_labels, train_images, train_labels, rows=3
+    )
+    rows = plots.choose_influence_rows(index, value, test_labels, train_labels, 3)
+    per_row = 1 + 4 + 5  # test image, most influential, random of its class
+    assert len(figure.axes) == 3 * per_row
+    for row, t in enumerate(rows):
+        panels = figure.axes[row * per_row : (row + 1) * per_row]
+        np.testing.assert_array_equal(_shown(panels[0]), test_images[t, :, :, 0])
+        assert panels[0].get_title().startswith(f"test {t}\n")
+        for k in range(4):
+            np.testing.assert_array_equal(_shown(panels[1 + k]), train_images[index[t, k], :, :, 0])
+        for ax in panels[5:]:
+            j = int(ax.get_title().split()[1])  # "train <j>"
+            assert train_labels[j] == test_labels[t]
+            np.testing.assert_array_equal(_shown(ax), train_images[j, :, :, 0])
+
+
+def test_written_files_are_the_drawn_figures(tmp_path, data):
+    scores, train_images, train_labels, test_images, test_labels = data
+    figures = plots.draw_figures(
         scores,
         train_images,
         train_labels,
-        tmp_path,
         test_images=test_images,
         test_labels=test_labels,
         class_names=["a", "b", "c"],
     )
-    names = sorted(p.name for p in written)
-    assert names == sorted(f"{n}.{f}" for n in plots.FIGURE_NAMES for f in ("pdf", "png"))
-    for path in written:
-        assert path.stat().st_size > 1000
-        assert path.read_bytes()[:4] in (b"%PDF", b"\x89PNG")
+    assert sorted(figures) == sorted(plots.FIGURE_NAMES)
+    for name, figure in figures.items():
+        formats = ("png", "pdf") if name == "cscore_bins" else ("png",)
+        written = plots.save_figure(figure, tmp_path / name, formats, dpi=40)
+        assert [p.name for p in written] == [f"{name}.{fmt}" for fmt in formats]
+        png = matplotlib.image.imread(tmp_path / f"{name}.png")
+        figure.set_dpi(40)
+        figure.canvas.draw()
+        drawn = np.asarray(figure.canvas.buffer_rgba())
+        assert png.shape == drawn.shape, name
+        np.testing.assert_array_equal(np.round(png * 255).astype(np.uint8), drawn)
+        assert png[..., :3].std() > 0.05, f"{name}.png is blank"
+    assert (tmp_path / "cscore_bins.pdf").read_bytes()[:5] == b"%PDF-"
+    assert len(list(tmp_path.iterdir())) == len(figures) + 1  # no temporary left
 
 
-def test_topk_scores_and_no_influence(tmp_path, data):
+def test_figures_are_written_atomically_with_the_umask_mode(tmp_path, data):
+    """A figure replaces the file by rename: a hard link to the old file keeps its bytes."""
+    scores, *_ = data
+    figure = plots.plot_cscore_bins(
+        scores["subset_ratios"], scores["cscore_by_ratio"], scores["cscore"]
+    )
+    old = tmp_path / "previous.png"
+    old.write_bytes(b"the previous figure")
+    (tmp_path / "figs").mkdir()
+    os.link(old, tmp_path / "figs" / "cscore_bins.png")
+    mask = os.umask(0o027)
+    try:
+        written = plots.save_figure(figure, tmp_path / "figs" / "cscore_bins", ["png"], dpi=20)
+    finally:
+        os.umask(mask)
+    assert old.read_bytes() == b"the previous figure"
+    assert [p.name for p in (tmp_path / "figs").iterdir()] == ["cscore_bins.png"]
+    (path,) = written
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_unknown_format_is_refused_before_anything_is_written(tmp_path, data):
+    scores, train_images, train_labels, _, _ = data
+    with pytest.raises(plots.UsageError, match="cannot write figures as \\['nope'\\]"):
+        plots.write_figures(
+            scores, train_images, train_labels, tmp_path / "f", formats=("png", "nope")
+        )
+    assert not (tmp_path / "f").exists()
+
+
+def test_truncated_scores_file_names_the_file(tmp_path, data):
+    scores, *_ = data
+    np.savez(tmp_path / "scores.npz", **scores)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes((tmp_path / "scores.npz").read_bytes()[:1000])
+    with pytest.raises(plots.ScoresFileError, match="truncated.npz: cannot read"):
+        plots.load_scores(truncated)
+
+
+def test_topk_scores_and_no_influence(data):
     scores, train_images, train_labels, test_images, test_labels = data
     index, value = plots.topk_from_dense(scores.pop("influence"), 5)
     scores.update(influence_topk_index=index, influence_topk_value=value)
-    written = plots.write_figures(
-        scores,
-        train_images,
-        train_labels,
-        tmp_path / "a",
-        test_images=test_images,
-        test_labels=test_labels,
-        formats=("png",),
+    figures = plots.draw_figures(
+        scores, train_images, train_labels, test_images=test_images, test_labels=test_labels
     )
-    assert len(written) == 4
+    assert sorted(figures) == sorted(plots.FIGURE_NAMES)
+    first_row = figures["influence"].axes[:5]  # the test image and its 4 most influential
+    t = int(first_row[0].get_title().split()[1])
+    for k, ax in enumerate(first_row[1:]):
+        np.testing.assert_array_equal(_shown(ax), train_images[index[t, k], :, :, 0])
     for key in ("influence_topk_index", "influence_topk_value"):
         scores.pop(key)
-    written = plots.write_figures(
-        scores, train_images, train_labels, tmp_path / "b", formats=("png",)
-    )
-    assert sorted(p.stem for p in written) == ["cscore_bins", "examples", "histograms"]
+    figures = plots.draw_figures(scores, train_images, train_labels)
+    assert sorted(figures) == ["cscore_bins", "examples", "histograms"]
 
 
 def test_mismatched_dataset_is_an_error(tmp_path, data):
@@ -170,3 +283,6 @@ def test_command_line(tmp_path, data):
         "histograms.png",
         "influence.png",
     ]
+    # The examples figure is 21 x 3 panels of 0.62 x 0.72 inches (+ margins) at 150 dpi.
+    examples = matplotlib.image.imread(tmp_path / "figs" / "examples.png")
+    assert examples.shape == (round(150 * (0.72 * 3 + 0.8)), round(150 * (0.62 * 21 + 1.2)), 4)

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from heldout.errors import DatasetError  # noqa: F401 - re-exported
 import numpy as np
 
-
+from heldout.errors import DatasetError  # noqa: F401 - re-exported
 
 
 @dataclasses.dataclass(frozen=True)

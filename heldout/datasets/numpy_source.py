@@ -14,32 +14,21 @@ class ids `[N]`. An optional scalar `num_classes` key sets the class count; othe
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from heldout.io import write_npz_atomic
 from heldout.datasets.base import ArraySource, ArraySplit, DatasetError
+from heldout.io import load_npz, write_npz_atomic
 
 _SUFFIXES = ("_images", "_labels")
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such .npz file.")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        # ValueError includes pickled content, which is refused on purpose.
-        raise DatasetError(f"{path}: not a .npz file readable without pickle ({e}).") from e
-    if not isinstance(data, np.lib.npyio.NpzFile):
+    arrays = load_npz(path, error=DatasetError, what="a dataset .npz file (images and labels)")
+    if "" in arrays:
         raise DatasetError(f"{path}: is a single .npy array, expected a .npz archive.")
-    with data:
-        try:
-            return {key: data[key] for key in data.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise DatasetError(f"{path}: cannot read its arrays without pickle ({e}).") from e
+    return arrays
 
 
 def _splits_in(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, str]]:
@@ -91,6 +80,16 @@ def _to_split(path: Path, split: str, images: np.ndarray, labels: np.ndarray) ->
     return ArraySplit(images=images, labels=labels.astype(np.int64))
 
 
+def _num_classes(path: Path, value: np.ndarray) -> int:
+    """The file's `num_classes`: a positive integer scalar (a float or an array is refused)."""
+    if value.shape != () or not np.issubdtype(value.dtype, np.integer) or int(value) < 1:
+        raise DatasetError(
+            f"{path}: `num_classes` must be a positive integer scalar, got {value.dtype} "
+            f"{value.shape} {value.tolist() if value.size <= 5 else '...'}."
+        )
+    return int(value)
+
+
 class NpzSource(ArraySource):
     """A `.npz` file's splits; the whole file is read at construction (it is small data)."""
 
@@ -107,7 +106,7 @@ class NpzSource(ArraySource):
         if len(shapes) != 1:
             raise DatasetError(f"{path}: splits have different image shapes {sorted(shapes)}.")
         if "num_classes" in arrays:
-            num_classes = int(arrays["num_classes"])
+            num_classes = _num_classes(path, arrays["num_classes"])
         else:
             num_classes = 1 + max(
                 (int(a.labels.max()) for a in self._arrays.values() if len(a)), default=0

@@ -26,6 +26,7 @@ import os
 import numpy as np
 
 from heldout.datasets.base import DatasetError
+from heldout.io import load_npz
 
 _SHOW = 10  # positions listed in an error message
 
@@ -97,12 +98,24 @@ class OrderMapping:
         E.g. CIFAR: `TfdsSource.original_positions(split)` gives, for each TFDS position,
         the original position, so `from_positions_in_a(that)` maps original → TFDS.
         """
-        b_to_a = np.asarray(positions_in_a, dtype=np.int64)
+        b_to_a = _integer_vector(positions_in_a, f"positions in {order_a}")
         if not np.array_equal(np.sort(b_to_a), np.arange(len(b_to_a))):
             raise DatasetError(f"positions in {order_a} are not a permutation of 0..N-1.")
         a_to_b = np.empty_like(b_to_a)
         a_to_b[b_to_a] = np.arange(len(b_to_a))
         return cls(a_to_b, order_a, order_b)
+
+
+def _integer_vector(values, what: str) -> np.ndarray:
+    """`values` as int64 [N]; floats, bools and strings are refused, not truncated.
+
+    `np.asarray(x, dtype=np.int64)` would turn 2.7 into 2 and raise a bare ValueError on
+    strings; a position or a label that is not an integer means the wrong array was given.
+    """
+    array = np.asarray(values)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise DatasetError(f"{what} must be a 1-D integer array, got {array.dtype} {array.shape}.")
+    return array.astype(np.int64)
 
 
 def image_digests(images: np.ndarray) -> np.ndarray:
@@ -169,8 +182,8 @@ def match_orders(
     n = len(images_a)
     if labels_a is None:
         labels_a = labels_b = np.zeros(n, np.int64)
-    labels_a = np.asarray(labels_a, dtype=np.int64)
-    labels_b = np.asarray(labels_b, dtype=np.int64)
+    labels_a = _integer_vector(labels_a, f"{order_a} labels")
+    labels_b = _integer_vector(labels_b, f"{order_b} labels")
     if labels_a.shape != (n,) or labels_b.shape != (n,):
         raise DatasetError(
             f"labels must be [N] = [{n}], got {labels_a.shape} and {labels_b.shape}."
@@ -241,8 +254,16 @@ def permute_scores(
     if (labels_in_order_a is None) != (labels_in_order_b is None):
         raise DatasetError("give labels for both orders or for neither.")
     if labels_in_order_a is not None:
-        moved = np.asarray(labels_in_order_a)[b_to_a]
-        wrong = np.flatnonzero(moved != np.asarray(labels_in_order_b))
+        labels_a = _integer_vector(labels_in_order_a, f"labels in {mapping.order_a} order")
+        labels_b = _integer_vector(labels_in_order_b, f"labels in {mapping.order_b} order")
+        if len(labels_a) != len(mapping) or len(labels_b) != len(mapping):
+            raise DatasetError(
+                f"labels have {len(labels_a)} ({mapping.order_a}) and {len(labels_b)} "
+                f"({mapping.order_b}) entries, the mapping has {len(mapping)}; are they of "
+                "the same split?"
+            )
+        moved = labels_a[b_to_a]
+        wrong = np.flatnonzero(moved != labels_b)
         if len(wrong):
             raise DatasetError(
                 f"after mapping {mapping.order_a} → {mapping.order_b}, {len(wrong)} label(s) "
@@ -265,26 +286,31 @@ class PublishedScores:
 def load_published_scores(path: str | os.PathLike) -> PublishedScores:
     """Reads `*-cscores-orig-order.npz` (keys `scores`, `labels`) or a `.npy` of scores.
 
-    Never unpickles: files with object arrays are refused.
+    Args:
+      path: the published file (or one written by `tools/map_order.py`).
+
+    Returns:
+      The scores [N] and, when the file has them, the labels [N].
+
+    Raises:
+      DatasetError: the file is missing, unreadable, pickled (never unpickled), lacks
+        `scores`, or holds scores that are not a vector of numbers or labels that are not
+        integers of the same length; the message starts with the file.
     """
     path = os.fspath(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{path}: cannot read as numpy data without pickle ({e}).") from e
-    if isinstance(data, np.ndarray):
-        scores, labels = data, None
+    arrays = load_npz(path, error=DatasetError, what="a published score file (.npz or .npy)")
+    if "" in arrays:  # a .npy: the scores alone (MNIST's published file)
+        scores, labels = arrays[""], None
+    elif "scores" in arrays:
+        scores, labels = arrays["scores"], arrays.get("labels")
     else:
-        with data:
-            if "scores" not in data.files:
-                raise DatasetError(f"{path}: no `scores` key (keys: {sorted(data.files)}).")
-            try:
-                scores = data["scores"]
-                labels = data["labels"] if "labels" in data.files else None
-            except ValueError as e:
-                raise DatasetError(f"{path}: cannot read without pickle ({e}).") from e
+        raise DatasetError(f"{path}: no `scores` array (it has {sorted(arrays)}).")
     if scores.ndim != 1:
         raise DatasetError(f"{path}: scores must be [N], got shape {scores.shape}.")
+    if not (np.issubdtype(scores.dtype, np.number) or scores.dtype == np.bool_) or (
+        np.issubdtype(scores.dtype, np.complexfloating)
+    ):
+        raise DatasetError(f"{path}: scores have dtype {scores.dtype}; expected numbers.")
     if labels is not None:
         if labels.shape != scores.shape or not np.issubdtype(labels.dtype, np.integer):
             raise DatasetError(

@@ -15,6 +15,7 @@ have no such feature (see `heldout.datasets.order` to recover that mapping from 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from heldout.datasets.base import (
     check_batch_size,
     scale_to_unit,
 )
+from heldout.io import write_text_atomic
 
 # name → (number of classes, image shape). The release pinned cifar10 to 3.0.2; a bare
 # `cifar10` means that version so indices line up with the checkpoints.
@@ -176,6 +178,40 @@ def tfds_original_positions(
     return TfdsSource(name, data_dir=data_dir).original_positions(split)
 
 
+CHECKSUMS_DIR = "heldout_checksums"  # our folder inside a TFDS data_dir
+
+
+def _offline_checksums(builder_cls, full_name: str, manual_dir: Path, data_dir: Path) -> Path:
+    """Writes the checksums of the local files TFDS will read, in a folder of our own.
+
+    For every URL the TFDS builder downloads, the file of the same name in `manual_dir`
+    stands in for it; its size and SHA-256 go into
+    `<data_dir>/heldout_checksums/<dataset>.tsv` (TFDS's checksum format), which records
+    which files a prepared dataset was made from. Missing files are an error here, before
+    TFDS would try the network.
+    """
+    import tensorflow_datasets as tfds
+
+    registered = builder_cls.url_infos or {}
+    lines, missing = [], []
+    for url, info in sorted(registered.items()):
+        local = manual_dir / (info.filename or url.rsplit("/", 1)[-1])
+        if not local.is_file():
+            missing.append(local.name)
+            continue
+        ours = tfds.download.checksums.compute_url_info(local)
+        lines.append(f"{url}\t{int(ours.size)}\t{ours.checksum}\t{local.name}\n")
+    if missing or not lines:
+        raise DatasetError(
+            f"{manual_dir}: cannot prepare {full_name} offline: missing {missing or 'all files'}"
+            " (the files TFDS would download, under their download names). Nothing is "
+            "downloaded."
+        )
+    path = data_dir / CHECKSUMS_DIR / f"{builder_cls.name}.tsv"
+    write_text_atomic(path, "".join(lines))
+    return path
+
+
 def prepare_offline(
     name: str, data_dir: str | os.PathLike, manual_dir: str | os.PathLike
 ) -> TfdsSource:
@@ -183,31 +219,63 @@ def prepare_offline(
 
     `manual_dir` holds the files under the names TFDS downloads (e.g. Debian's
     `/usr/share/datasets/fashion-mnist` for `fashion_mnist`, or `cifar-10-binary.tar.gz`).
-    Their bytes may differ from the checksums TFDS registered for the original URLs
-    (Debian recompresses the `.gz` files), so they are accepted with
-    `register_checksums=True`. That option rewrites the checksum list inside the installed
-    TFDS package; this function puts the original file back afterwards, whatever happens.
+    Their bytes may differ from the checksums TFDS ships for the original URLs (Debian
+    recompresses the `.gz` files), so we register checksums of our own, computed from
+    these files and kept in `<data_dir>/heldout_checksums/` (see `_offline_checksums`).
+
+    Why not TFDS's `register_checksums=True`: it rewrites the checksum list inside the
+    installed `tensorflow_datasets` package (a killed process leaves it modified for every
+    user of that installation). Why not `tfds.download.add_checksums_dir`: for a dataset
+    TFDS already knows, the package's own list wins over an added folder (and a second
+    list for the same URLs is refused), so the Debian files would still fail validation.
+    Instead the builder is asked through a subclass whose `url_infos` (the checksums its
+    download manager validates against) are ours; nothing is written outside `data_dir`,
+    and TFDS still verifies every file it reads against them.
+
+    Args:
+      name: the TFDS name, optionally with a version (`cifar10:3.0.2`; a bare `cifar10`
+        means the release's version).
+      data_dir: the TFDS data_dir to prepare into.
+      manual_dir: the folder of local files.
+
+    Returns:
+      The prepared dataset, opened.
+
+    Raises:
+      DatasetError: an unsupported dataset, or a file missing from `manual_dir`.
     """
     import tensorflow_datasets as tfds
 
     base_name, _, version = name.partition(":")
+    if base_name not in TFDS_DATASETS:
+        raise DatasetError(
+            f"unsupported TFDS dataset {name!r}; supported: {', '.join(TFDS_DATASETS)}."
+        )
     version = version or DEFAULT_VERSIONS.get(base_name, "")
     full_name = f"{base_name}:{version}" if version else base_name
-    builder = tfds.builder(full_name, data_dir=os.fspath(data_dir))
-    checksums_path = builder._checksums_path  # noqa: SLF001 (the file TFDS rewrites)
-    saved = checksums_path.read_bytes() if checksums_path and checksums_path.exists() else None
-    try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=os.fspath(manual_dir), register_checksums=True
-            )
+    data_dir, manual_dir = Path(data_dir).absolute(), Path(manual_dir).absolute()
+    builder_cls = type(tfds.builder(full_name, data_dir=os.fspath(data_dir)))
+    checksums = _offline_checksums(builder_cls, full_name, manual_dir, data_dir)
+    offline_cls = type(
+        builder_cls.__name__,
+        (builder_cls,),
+        {
+            # The same module and name: TFDS finds the builder's metadata and writes the
+            # prepared files exactly where `tfds.builder(full_name)` will read them.
+            "__module__": builder_cls.__module__,
+            "name": builder_cls.name,
+            "url_infos": tfds.download.checksums.load_url_infos(checksums),
+        },
+        skip_registration=True,  # not a new dataset: no entry in TFDS's registry
+    )
+    builder = offline_cls(data_dir=os.fspath(data_dir), version=version or None)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(
+            manual_dir=os.fspath(manual_dir),
+            register_checksums=False,  # never write TFDS's own checksum lists
+            force_checksums_validation=True,  # every file must have one of our checksums
         )
-    finally:
-        if checksums_path is not None:
-            if saved is None:
-                checksums_path.unlink(missing_ok=True)
-            elif not checksums_path.exists() or checksums_path.read_bytes() != saved:
-                checksums_path.write_bytes(saved)
+    )
     return TfdsSource(full_name, data_dir=data_dir)
 
 

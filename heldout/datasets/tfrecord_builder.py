@@ -7,16 +7,18 @@ and otherwise from the synset folder (synsets in sorted order, or in the order o
 file, → 1 … K); when both are known they must agree. Records are written 1-based, sorted by
 `index` into contiguous shards, so reading the shards in order yields index order.
 
-Images are stored as RGB JPEG. Files that are JPEG with 1 or 3 channels are stored
-byte-for-byte; anything else (PNG, CMYK JPEG — ImageNet has a few) is decoded and
-re-encoded as RGB JPEG at quality 100, like the release's builder did.
+Images are stored as RGB JPEG. JPEGs whose frame header says 1 or 3 colour components
+are stored byte-for-byte; anything else (PNG, CMYK/YCCK JPEG: ImageNet's training set has
+22) is decoded to RGB and re-encoded as JPEG at quality 100, like the release's builder
+did. CMYK is told from the header (`heldout.datasets.jpeg`), not from the decoded shape:
+TensorFlow decodes CMYK to 3 channels, which hid them.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
-import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -24,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout.io import write_text_atomic
 from heldout.datasets.base import DatasetError
 from heldout.datasets.imagenet import (
     FILENAME_KEY,
@@ -34,6 +35,9 @@ from heldout.datasets.imagenet import (
     METADATA_NAME,
     shard_name,
 )
+from heldout.datasets.jpeg import read_jpeg_frame
+from heldout.errors import UsageError
+from heldout.io import fsync_dir, fsync_file, load_npz, write_json_atomic
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 _NPZ_PREFIX = {"train": "tr", "validation": "tt"}
@@ -85,8 +89,8 @@ def read_index_list(
     entries = []
     try:
         lines = path.read_text().splitlines()
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read the index list ({e}).") from e
+    except (OSError, UnicodeDecodeError) as e:  # a binary file given as the list
+        raise DatasetError(f"{path}: cannot read the index list as text ({e}).") from e
     first_line = True
     for number, line in enumerate(lines, start=1):
         fields = [f for f in re.split(r"[\s,]+", line.split("#", 1)[0].strip()) if f]
@@ -114,20 +118,31 @@ def _read_index_npz(path: Path, split: str, allow_pickle: bool) -> list[IndexEnt
         raise DatasetError(f"{path}: split must be one of {sorted(_NPZ_PREFIX)}, got {split!r}.")
     prefix = _NPZ_PREFIX[split]
     try:
-        with np.load(path, allow_pickle=allow_pickle) as data:
-            filenames = data[f"{prefix}_filenames"]
-            labels = data[f"{prefix}_labels"] if f"{prefix}_labels" in data.files else None
-    except KeyError as e:
-        raise DatasetError(f"{path}: missing key {e} for split {split!r}.") from e
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read the index file ({e}).") from e
-    except ValueError as e:
-        if not allow_pickle:
-            raise DatasetError(
-                f"{path}: its filenames are a pickled object array; pass allow_pickle=True "
-                "(--allow_pickle) only if you trust this file."
-            ) from e
-        raise DatasetError(f"{path}: {e}") from e
+        data = load_npz(
+            path,
+            keys=[f"{prefix}_filenames"],
+            allow_pickle=allow_pickle,
+            error=DatasetError,
+            what=f"an index file with `{prefix}_filenames` (imagenet_index.npz) for {split}",
+        )
+    except DatasetError as error:
+        if allow_pickle or "pickle" not in str(error):
+            raise
+        raise DatasetError(
+            f"{error}. The published imagenet_index.npz stores its filenames that way: pass "
+            "allow_pickle=True (--allow_pickle) only if you trust this file."
+        ) from None
+    filenames = data[f"{prefix}_filenames"]
+    labels = data.get(f"{prefix}_labels")
+    if filenames.ndim != 1 or (labels is not None and labels.shape != filenames.shape):
+        raise DatasetError(
+            f"{path}: `{prefix}_filenames` must be [N] with `{prefix}_labels` of the same shape, "
+            f"got {filenames.shape} and {None if labels is None else labels.shape}."
+        )
+    if labels is not None and not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(
+            f"{path}: `{prefix}_labels` has dtype {labels.dtype}; expected integers."
+        )
     names = [f.decode() if isinstance(f, bytes) else str(f) for f in filenames]
     entries = [
         IndexEntry(name, i, None if labels is None else int(labels[i]))
@@ -138,15 +153,32 @@ def _read_index_npz(path: Path, split: str, allow_pickle: bool) -> list[IndexEnt
 
 
 def _check_entries(path, entries: Sequence[IndexEntry]) -> None:
+    """Every filename once, every index once and non-negative.
+
+    Counting in one pass (not `names.count` per name): ImageNet's 1.28 M names would
+    otherwise take hours before a duplicate is reported.
+    """
     if not entries:
         raise DatasetError(f"{path}: the index list is empty.")
-    names = [e.filename for e in entries]
-    indices = np.array([e.index for e in entries])
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})[:5]
-        raise DatasetError(f"{path}: filenames listed more than once, e.g. {dupes}.")
-    if (indices < 0).any() or len(np.unique(indices)) != len(indices):
-        raise DatasetError(f"{path}: indices must be distinct and non-negative.")
+    name_counts = collections.Counter(e.filename for e in entries)
+    if len(name_counts) != len(entries):
+        dupes = sorted(name for name, count in name_counts.items() if count > 1)
+        raise DatasetError(
+            f"{path}: {len(dupes)} filename(s) listed more than once, e.g. {dupes[:5]}."
+        )
+    indices = np.fromiter((e.index for e in entries), dtype=np.int64, count=len(entries))
+    negative = indices[indices < 0]
+    if negative.size:
+        raise DatasetError(
+            f"{path}: indices must be non-negative; found {negative.size}, e.g. "
+            f"{negative[:5].tolist()}."
+        )
+    values, counts = np.unique(indices, return_counts=True)
+    if values.size != indices.size:
+        raise DatasetError(
+            f"{path}: indices must be distinct; {int((counts > 1).sum())} appear more than "
+            f"once, e.g. {values[counts > 1][:5].tolist()}."
+        )
 
 
 def find_images(image_dir: str | os.PathLike) -> dict[str, Path]:
@@ -175,7 +207,7 @@ def synset_label_map(
     if labels_file is not None:
         try:
             lines = Path(labels_file).read_text().splitlines()
-        except OSError as e:
+        except (OSError, UnicodeDecodeError) as e:
             raise DatasetError(f"{labels_file}: cannot read the labels file ({e}).") from e
         synsets = [s.strip() for s in lines if s.strip()]
     else:
@@ -224,14 +256,21 @@ def plan_records(
 
 
 def encode_image(path: Path) -> tuple[bytes, int, int, bool]:
-    """(RGB JPEG bytes, height, width, re-encoded?) for one image file."""
+    """(RGB JPEG bytes, height, width, re-encoded?) for one image file.
+
+    A JPEG with 1 or 3 components is kept as it is (decoded once, to check it is whole);
+    CMYK/YCCK JPEGs (told from the header: TensorFlow would decode them to 3 channels
+    without saying so), PNGs and JPEGs whose header cannot be read are decoded to RGB and
+    re-encoded.
+    """
     import tensorflow as tf
 
     data = path.read_bytes()
     try:
         if data[:3] == _JPEG_MAGIC:
+            frame = read_jpeg_frame(data)
             image = tf.io.decode_jpeg(data, channels=0)
-            if image.shape[-1] in (1, 3):
+            if frame is not None and frame.components in (1, 3):
                 return data, int(image.shape[0]), int(image.shape[1]), False
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except tf.errors.InvalidArgumentError as e:
@@ -283,47 +322,73 @@ def write_tfrecords(
     num_shards: int,
     num_threads: int = 4,
     progress: Callable[[int], None] | None = None,
+    sources: dict | None = None,
 ) -> BuildSummary:
     """Writes `records` (in the given order) into `num_shards` contiguous shards.
 
-    Each shard is written under a temporary name and renamed when complete, so a crash
-    leaves no half-written shard under a final name. A `<split>-metadata.json` sidecar
-    records the count (the reader uses it instead of counting records).
+    Each shard is written under a hidden temporary name, fsynced and renamed when complete,
+    so a crash leaves no half-written shard under a final name. A `<split>-metadata.json`
+    sidecar records the count (the reader uses it instead of counting records), the
+    re-encoded files, and `sources` (what the records were built from).
+
+    Args:
+      records: the images, in the order they are to be read back (`plan_records`).
+      output_dir: the folder of shards (created if missing).
+      split: "train" or "validation": the shard names' prefix.
+      num_shards: how many files; between 1 and the number of records.
+      num_threads: shards written in parallel.
+      progress: called with 1 after each record.
+      sources: recorded as is in the metadata (e.g. the image folder and index file).
+
+    Returns:
+      What was written.
+
+    Raises:
+      UsageError: `num_shards` out of range.
+      DatasetError: an image cannot be decoded (the message names it).
     """
     import tensorflow as tf
 
     if num_shards < 1 or num_shards > max(1, len(records)):
-        raise ValueError(f"num_shards must be in [1, {len(records)}], got {num_shards}.")
+        raise UsageError(f"num_shards must be in [1, {len(records)}], got {num_shards}.")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     bounds = np.linspace(0, len(records), num_shards + 1).astype(int)
 
-    def write_shard(shard: int) -> tuple[Path, int]:
+    def write_shard(shard: int) -> tuple[Path, list[str]]:
         final = output_dir / shard_name(split, shard, num_shards)
-        temporary = final.with_name(final.name + ".tmp")
-        reencoded = 0
-        with tf.io.TFRecordWriter(str(temporary)) as writer:
-            for record in records[bounds[shard] : bounds[shard + 1]]:
-                jpeg, height, width, changed = encode_image(record.path)
-                reencoded += changed
-                example = make_example(
-                    jpeg,
-                    record.label,
-                    record.index,
-                    record.path.name,
-                    height,
-                    width,
-                    record.synset,
-                )
-                writer.write(example.SerializeToString())
-                if progress is not None:
-                    progress(1)
-        os.replace(temporary, final)
+        temporary = final.with_name(f".{final.name}.tmp")
+        reencoded = []
+        try:
+            with tf.io.TFRecordWriter(str(temporary)) as writer:
+                for record in records[bounds[shard] : bounds[shard + 1]]:
+                    jpeg, height, width, changed = encode_image(record.path)
+                    if changed:
+                        reencoded.append(record.path.name)
+                    example = make_example(
+                        jpeg,
+                        record.label,
+                        record.index,
+                        record.path.name,
+                        height,
+                        width,
+                        record.synset,
+                    )
+                    writer.write(example.SerializeToString())
+                    if progress is not None:
+                        progress(1)
+            fsync_file(temporary)
+            os.replace(temporary, final)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         return final, reencoded
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
         results = list(pool.map(write_shard, range(num_shards)))
+    fsync_dir(output_dir)
     indices = [r.index for r in records]
+    reencoded = sorted(name for _, names in results for name in names)
     metadata = {
         "split": split,
         "num_examples": len(records),
@@ -332,14 +397,14 @@ def write_tfrecords(
         "index_max": int(max(indices)),
         "sorted_by_index": indices == sorted(indices),
         "label_base": 1,
+        "reencoded_as_rgb_jpeg": reencoded,
+        "sources": sources or {},
     }
-    write_text_atomic(
-        output_dir / METADATA_NAME.format(split=split), json.dumps(metadata, indent=2)
-    )
+    write_json_atomic(output_dir / METADATA_NAME.format(split=split), metadata)
     return BuildSummary(
         split=split,
         num_examples=len(records),
         num_shards=num_shards,
-        num_reencoded=sum(n for _, n in results),
+        num_reencoded=len(reencoded),
         files=tuple(path for path, _ in results),
     )
