@@ -2,11 +2,10 @@
 
 The rest of `heldout.training` decides what to train (configuration, data, each run's
 subset and random streams, resuming, the experiment record) without TensorFlow; this
-module does it with TensorFlow:
-MLPs `models_per_step` at a time with stacked weights (`heldout.stacked_mlp`), other
-architectures one at a time, and then evaluates each finished model through
-`heldout.evaluation` (the code path `demo.py` re-evaluates it with) and writes it as a run
-with `heldout.release.write_run`.
+module does it with TensorFlow: MLPs `models_per_step` at a time with stacked weights
+(`heldout.training.stacked_mlp`), other architectures one at a time. It then evaluates
+each finished model through `heldout.evaluation` (the code path `demo.py` re-evaluates it
+with) and writes it as a run with `heldout.release.write_run`.
 """
 
 from __future__ import annotations
