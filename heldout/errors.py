@@ -83,7 +83,15 @@ class StaleResultError(HeldoutError):
 
 
 class LockBusyError(HeldoutError):
-    """Another process holds the lock on a folder or file; the message names its PID."""
+    """Another process holds the lock on a folder or file; the message names its PID.
+
+    Attributes:
+      holders: the PIDs known to hold the lock (empty when the system does not say).
+    """
+
+    def __init__(self, message: str, holders: tuple[int, ...] = ()):
+        super().__init__(message)
+        self.holders = tuple(holders)
 
 
 class InsufficientSpaceError(HeldoutError):

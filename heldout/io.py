@@ -303,7 +303,10 @@ class FileLock:
 
     Shared locks let several writers work side by side (two trainers on one experiment);
     an exclusive lock is for what only one process may do (removing stale temporaries,
-    rewriting a record). The lock dies with its process, so a crash never leaves a lock
+    rewriting a record). To do something only when alone and then share, take the lock
+    exclusively without waiting, then `downgrade()`; if that fails, take it shared. (Linux
+    converts a held flock by dropping it first, so a failed shared-to-exclusive upgrade
+    would leave nothing held: there is deliberately no upgrade method.) The lock dies with its process, so a crash never leaves a lock
     behind; the lock file itself is left in place (removing it would race with a waiter).
 
     Args:
@@ -377,21 +380,9 @@ class FileLock:
         who = "process " + ", ".join(str(pid) for pid in holders) if holders else "another process"
         return LockBusyError(
             f"{self.path}: {who} holds this lock ({self.what}); wait for it to finish, "
-            "or stop it, and try again"
+            "or stop it, and try again",
+            holders=tuple(holders),
         )
-
-    def try_exclusive(self) -> bool:
-        """Upgrades a held shared lock to exclusive if no one else holds it; True if done.
-
-        flock converts in place; a failed try leaves the shared lock as it was.
-        """
-        if self._fd is None:
-            raise RuntimeError(f"{self.path}: lock not held")
-        if self._try(self._fd, shared=False):
-            self.shared = False
-            self._write_owner()
-            return True
-        return False
 
     def downgrade(self) -> None:
         """Turns a held exclusive lock into a shared one (others may then join)."""

@@ -154,21 +154,23 @@ def test_busy_lock_names_the_holders_pid(tmp_path):
         assert held.held
 
 
-def test_shared_locks_coexist_and_block_exclusive_upgrade(tmp_path):
+def test_shared_locks_coexist_and_block_exclusive(tmp_path):
     lock = tmp_path / "x.lock"
     holder = _holder(lock, "shared")
     try:
         with io.FileLock(lock, "mine", shared=True) as mine:
-            assert not mine.try_exclusive()  # another process shares it
-        with pytest.raises(LockBusyError, match=str(holder.pid)):
+            assert mine.held and mine.shared
+        with pytest.raises(LockBusyError, match=str(holder.pid)) as caught:
             io.FileLock(lock, "mine").acquire()
+        assert caught.value.holders == (holder.pid,)
     finally:
         holder.kill()
         holder.wait()
-    with io.FileLock(lock, "mine", shared=True) as mine:
-        assert mine.try_exclusive()
+    with io.FileLock(lock, "mine") as mine:  # alone: exclusive, then shared with others
         mine.downgrade()
         assert mine.shared
+        with io.FileLock(lock, "another", shared=True) as other:
+            assert other.held
 
 
 def test_free_space_check_says_what_is_missing(tmp_path):
