@@ -306,8 +306,9 @@ class FileLock:
     rewriting a record). To do something only when alone and then share, take the lock
     exclusively without waiting, then `downgrade()`; if that fails, take it shared. (Linux
     converts a held flock by dropping it first, so a failed shared-to-exclusive upgrade
-    would leave nothing held: there is deliberately no upgrade method.) The lock dies with its process, so a crash never leaves a lock
-    behind; the lock file itself is left in place (removing it would race with a waiter).
+    would leave nothing held: there is deliberately no upgrade method.) The lock dies with
+    its process, so a crash never leaves a lock behind; the lock file itself is left in
+    place (removing it would race with a waiter).
 
     Args:
       path: the lock file (created with the umask's mode if missing).
