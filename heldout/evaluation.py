@@ -9,7 +9,9 @@ when it sees one. Predictions stay on the device until the end of the split (no 
 per batch).
 
 `check_run` strings restore → evaluate → cross-check together for one run, which is what
-`demo.py` prints.
+`demo.py` prints. To check many runs, pass one `ModelCache`: it builds the model and traces
+its evaluation step once per (architecture, class count, image shape) and only restores
+weights per run (building and tracing cost far more than a small evaluation).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tensorflow as tf
 from heldout import checkpoints, models
 from heldout.aux_arrays import AuxArrays
 from heldout.datasets import DataSource
+from heldout.errors import DatasetError, ModelError, UsageError
 
 SPLITS = ("train", "test")
 DEFAULT_BATCH_SIZE = 500
@@ -111,6 +114,7 @@ class Evaluator:
         self.model = model
         self.jit_compile = jit_compile
         self._steps: dict[tuple[int, ...], tf.types.experimental.PolymorphicFunction] = {}
+        self.traces = 0  # how often a step was traced (Python runs only while tracing)
 
     def predict_step(self, image_shape: Sequence[int]):
         """The compiled `float32 images [B, *image_shape] -> argmax class (int64)` step."""
@@ -123,6 +127,7 @@ class Evaluator:
                 jit_compile=self.jit_compile,
             )
             def predict(images):
+                self.traces += 1
                 logits = model(images, is_training=False)
                 return tf.argmax(logits, axis=-1, output_type=tf.int64)
 
@@ -141,10 +146,10 @@ class Evaluator:
         spec = ds.element_spec
         missing = [k for k in ("image", "label", "index") if k not in spec]
         if missing:
-            raise ValueError(f"dataset batches lack {missing}; they have {sorted(spec)}")
+            raise DatasetError(f"dataset batches lack {missing}; they have {sorted(spec)}")
         image_shape = spec["image"].shape[1:]
         if not image_shape.is_fully_defined():
-            raise ValueError(f"dataset images need a known shape, got {spec['image'].shape}")
+            raise DatasetError(f"dataset images need a known shape, got {spec['image'].shape}")
         predict = self.predict_step(image_shape.as_list())
         # Sources prefetch already; this is for plain datasets passed in.
         ds = ds.prefetch(tf.data.AUTOTUNE)
@@ -222,7 +227,7 @@ def _compare(
 
 def _full_split(result: EvalResult, size: int, source: str) -> tuple[np.ndarray, np.ndarray]:
     if result.index.size and (result.index.min() < 0 or result.index.max() >= size):
-        raise ValueError(
+        raise DatasetError(
             f"{source}: the evaluated {result.split} split has index values up to "
             f"{int(result.index.max())}, but the run's aux arrays cover {size} {result.split} "
             "examples: a different dataset (or dataset version) than the run's?"
@@ -259,7 +264,7 @@ def cross_check(run_or_aux, results: EvalResult | Iterable[EvalResult]) -> dict[
                 "test", aux.index_test, aux.correctness_test, correct, covered
             )
         else:
-            raise ValueError(f"cannot cross-check split {result.split!r}; expected train or test")
+            raise UsageError(f"cannot cross-check split {result.split!r}; expected train or test")
     return checks
 
 
@@ -292,6 +297,86 @@ class RunCheck:
         return all(c.all_match for c in self.checks.values())
 
 
+@dataclasses.dataclass(frozen=True)
+class CachedModel:
+    """A built model with its restore map and its evaluator (traced steps), kept together."""
+
+    arch: str
+    num_classes: int
+    image_shape: tuple[int, ...]
+    target: checkpoints.RestoreTarget
+    evaluator: Evaluator
+
+    @property
+    def model(self):
+        return self.target.model
+
+
+class ModelCache:
+    """Models built once per (architecture, class count, image shape), restored per run.
+
+    One per worker (process or thread that evaluates runs one after another): a model's
+    variables are overwritten by every restore, so two evaluations must not share one at
+    the same time. Restoring in place is exact: `checkpoints.RestoreTarget` assigns every
+    variable of the model from each checkpoint (and refuses models with variables a
+    checkpoint would not hold), so a run's result does not depend on the runs before it.
+
+    `builds` counts the models built, `traces` the evaluation steps traced (each is paid
+    once per key, not once per run).
+    """
+
+    def __init__(self, jit_compile: bool | None = None):
+        self.jit_compile = jit_compile
+        self._models: dict[tuple, CachedModel] = {}
+        self.builds = 0
+
+    def get(self, arch: str, num_classes: int, image_shape: Sequence[int]) -> CachedModel:
+        """The model for this key, built (and its variables created) on first use.
+
+        Raises:
+          ModelError: unknown architecture or class count.
+        """
+        arch = models.canonical_arch(arch)
+        shape = tuple(int(d) for d in image_shape)
+        key = (arch, int(num_classes), shape)
+        if key not in self._models:
+            model = models.build_model(arch, int(num_classes))
+            target = checkpoints.RestoreTarget(model, shape)
+            evaluator = Evaluator(model, jit_compile=self.jit_compile)
+            self._models[key] = CachedModel(arch, int(num_classes), shape, target, evaluator)
+            self.builds += 1
+        return self._models[key]
+
+    @property
+    def traces(self) -> int:
+        return sum(cached.evaluator.traces for cached in self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+def resolve_model(run, source: DataSource, arch=None, num_classes=None, meta=None):
+    """(arch, num_classes, image_shape) a run is evaluated with.
+
+    The architecture and class count come from `arch`/`num_classes`, else from `meta` (or
+    the experiment folder's name), else the class count from the data source; the image
+    shape from `meta`, else the source.
+
+    Raises:
+      ModelError: the architecture cannot be determined (the message says what to pass).
+    """
+    meta_or_name = meta if meta is not None else Path(run.experiment_dir).name
+    try:
+        arch, num_classes = models.arch_for_experiment(meta_or_name, arch, num_classes)
+    except ModelError:
+        # Nothing names the class count: the data source knows it.
+        arch, num_classes = models.arch_for_experiment(
+            meta_or_name, arch, num_classes or source.num_classes
+        )
+    image_shape = getattr(meta, "image_shape", None) or source.image_shape
+    return arch, num_classes, tuple(int(d) for d in image_shape)
+
+
 def check_run(
     run,
     source: DataSource,
@@ -300,26 +385,34 @@ def check_run(
     num_classes: int | None = None,
     meta=None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    cache: ModelCache | None = None,
 ) -> RunCheck:
-    """Builds the run's model, restores its checkpoint, evaluates `splits`, cross-checks.
+    """Restores the run's checkpoint, evaluates `splits` and cross-checks them.
 
-    The architecture and class count come from `arch`/`num_classes`, else from `meta`
-    (or the experiment folder's name), else the class count from the data source.
+    Args:
+      run: a `heldout.release.Run` with a checkpoint.
+      source: the data the run was evaluated on (with its trained-on labels:
+        `heldout.training.label_noise.experiment_source`).
+      splits: "train" and/or "test".
+      arch, num_classes: override what `meta` (or the experiment name) says.
+      meta: the experiment's `ExperimentMeta` (architecture, classes, image shape).
+      batch_size: images per evaluation step.
+      cache: a `ModelCache` to take the model from (built once, restored in place). None
+        builds a fresh model for this call, which is right for one run and wasteful for
+        many.
+
+    Returns:
+      The restore info, per-split results and cross-checks.
+
+    Raises:
+      ModelError, CheckpointError, DatasetError, AuxArraysError: the run cannot be
+        evaluated as asked; the message names the file or option.
     """
-    meta_or_name = meta if meta is not None else Path(run.experiment_dir).name
-    try:
-        arch, num_classes = models.arch_for_experiment(meta_or_name, arch, num_classes)
-    except ValueError:
-        # Nothing names the class count: the data source knows it.
-        arch, num_classes = models.arch_for_experiment(
-            meta_or_name, arch, num_classes or source.num_classes
-        )
-    model = models.build_model(arch, num_classes)
-    image_shape = getattr(meta, "image_shape", None) or source.image_shape
-    info = checkpoints.restore(model, run.path, image_shape=image_shape)
+    arch, num_classes, image_shape = resolve_model(run, source, arch, num_classes, meta)
+    cached = (cache if cache is not None else ModelCache()).get(arch, num_classes, image_shape)
     aux = run.load_aux()
-    evaluator = Evaluator(model)
-    results = {split: evaluator.evaluate(source, split, batch_size) for split in splits}
+    info = cached.target.restore(run.path)
+    results = {split: cached.evaluator.evaluate(source, split, batch_size) for split in splits}
     checks = cross_check(aux, list(results.values()))
     return RunCheck(
         run_path=Path(run.path),

@@ -19,14 +19,11 @@ import tiny_release
 
 from heldout import models, release
 from heldout.aux_arrays import load_aux_arrays, save_aux_arrays
+from heldout.cli import app, demo
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 16
 RATIO = 0.5
-
-if str(REPO) not in sys.path:  # demo.py is a top-level script, not part of the package
-    sys.path.insert(0, str(REPO))
-import demo  # noqa: E402
 
 
 def _train_briefly(model, images, labels, steps=3, lr=0.05):
@@ -83,11 +80,12 @@ def experiment(tiny_experiment, tmp_path):
 
 
 def run_demo(args, capsys) -> tuple[int, str, str]:
-    """Runs demo.main in-process with fresh flags; returns (exit status, stdout, stderr)."""
+    """demo.py's main in-process with fresh flags, through the CLI's one-line error
+    wrapper; returns (exit status, stdout, stderr)."""
     demo.FLAGS.unparse_flags()
     demo.FLAGS(["demo.py", *args])
     try:
-        code = demo.main(["demo.py"])
+        code = app.guarded(demo.main, demo.NAME)(["demo.py"])
     finally:
         demo.FLAGS.unparse_flags()
     out, err = capsys.readouterr()
@@ -257,3 +255,29 @@ def test_no_flags_uses_the_default_experiment(experiment, capsys, monkeypatch, t
     assert code == 0, out
     assert f"Using the default experiment {target}" in out
     assert "64 out of 64 predictions match" in out
+
+
+def test_expected_errors_are_one_line_and_bugs_keep_their_traceback(
+    experiment, capsys, monkeypatch
+):
+    """Issue 13: demo.py caught every ValueError, so internal bugs printed as user errors."""
+    _, run_dir, _ = experiment
+    for f in (run_dir / "checkpoints").iterdir():
+        f.unlink()
+    code, _, err = run_demo([f"--model_dir={run_dir}"], capsys)
+    assert code == 2
+    assert err == (
+        f"demo.py: error: {run_dir}/checkpoints: no checkpoint (ckpt-*.index) "
+        "(the folder is empty)\n"
+    )
+    code, _, err = run_demo([f"--model_dir={run_dir}", "--min_match=1.5"], capsys)
+    assert (code, err) == (2, "demo.py: error: --min_match must be a fraction in [0, 1], got 1.5\n")
+
+    from heldout import evaluation
+
+    def buggy_check_run(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(evaluation, "check_run", buggy_check_run)  # fault injection
+    with pytest.raises(ValueError, match="an internal bug"):
+        run_demo([f"--model_dir={run_dir}"], capsys)

@@ -1,0 +1,141 @@
+"""`demo.py`: restore runs, re-evaluate them and cross-check every prediction.
+
+For each chosen run: restore its final checkpoint into the architecture's model (built
+once for all the runs), predict the dataset, and compare the correctness of every example
+with the run's `aux_arrays.npz`. Prints per run and exits 0 when the predictions match
+(all of them, or at least --min_match of them), 1 when they do not, 2 when the runs could
+not be evaluated (bad flags, missing or mismatching checkpoint, missing data): those
+errors are one line naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+
+from heldout.cli import app, eval_flags
+from heldout.errors import UsageError
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", None, "A run folder <experiment>/<subset_ratio>/<run_id>.")
+flags.DEFINE_integer("run_id", None, "Check only this run (with --experiment_dir).")
+eval_flags.define_flags()
+
+NAME = "demo.py"
+_SHOW_MISMATCHES = 10
+
+
+def _choose_runs(release):
+    """(experiment meta, runs to check) from the flags."""
+    if FLAGS.model_dir and FLAGS.experiment_dir:
+        raise UsageError("pass either --model_dir or --experiment_dir, not both")
+    if FLAGS.model_dir:
+        if FLAGS.run_id is not None or FLAGS.subset_ratio is not None:
+            raise UsageError("--run_id and --subset_ratio go with --experiment_dir")
+        run = release.open_run(FLAGS.model_dir)
+        return release.read_experiment_meta(run.experiment_dir), [run]
+
+    experiment_dir = FLAGS.experiment_dir
+    if experiment_dir is None:
+        experiment_dir = release.default_experiment_dir()
+        if not experiment_dir.is_dir():
+            raise UsageError(
+                f"no run given and the default experiment has not been built "
+                f"({experiment_dir} does not exist). Build it first (see README.md), "
+                "or pass --model_dir=<run folder> or --experiment_dir=<experiment folder>."
+            )
+        print(f"Using the default experiment {experiment_dir}")
+    experiment = release.open_experiment(experiment_dir)
+    with_ckpt = [run for run in experiment.runs if run.has_checkpoint]
+    if not with_ckpt:
+        raise UsageError(f"{experiment.path}: no run has a checkpoints/ folder to restore")
+    ratio = FLAGS.subset_ratio
+    if ratio is None:
+        ratio = min(run.subset_ratio for run in with_ckpt)
+    if FLAGS.run_id is not None:
+        return experiment.meta, [experiment.run(ratio, FLAGS.run_id)]
+    runs = [run for run in experiment.runs_at(ratio) if run.has_checkpoint]
+    if not runs:
+        ratios = sorted({run.subset_ratio for run in with_ckpt})
+        raise UsageError(
+            f"{experiment.path}: no run with a checkpoint at subset ratio {ratio} "
+            f"(ratios with checkpoints: {ratios})"
+        )
+    return experiment.meta, runs[: FLAGS.max_runs or 1]
+
+
+def _print_run(check, source_name: str) -> None:
+    info, aux = check.restore, check.aux
+    print(f"Run {check.run_path}")
+    print(f"  checkpoint {info.path.name}: epoch {info.epoch}, global step {info.global_step}")
+    trained = aux.index_train.size
+    print(
+        f"  subset ratio {check.subset_ratio:g}: trained on {100 * check.subset_ratio:g}% "
+        f"of the training set ({trained} of {aux.num_train} examples, "
+        f"{100 * trained / max(aux.num_train, 1):.1f}%)"
+    )
+    print(f"  model {check.arch} ({check.num_classes} classes), data {source_name}")
+    accuracies = ", ".join(
+        f"{split} split {100 * r.accuracy:.2f}% ({r.num_examples} examples)"
+        for split, r in check.results.items()
+    )
+    print(f"  accuracy: {accuracies}")
+    labels = {"train": "train (trained on)", "removed": "removed (held out)", "test": "test"}
+    for name, c in check.checks.items():
+        line = (
+            f"  {labels.get(name, name)}: {c.matches} out of {c.total} predictions match, "
+            f"accuracy {100 * c.accuracy:.2f}%"
+        )
+        if c.not_evaluated:
+            line += f"; {c.not_evaluated} not evaluated"
+        print(line)
+        if c.mismatched_indices.size:
+            shown = ", ".join(str(i) for i in c.mismatched_indices[:_SHOW_MISMATCHES])
+            more = " ..." if c.mismatched_indices.size > _SHOW_MISMATCHES else ""
+            print(f"    mismatching {name} indices: {shown}{more}")
+    print(f"  {check.matches} out of {check.total} predictions match")
+
+
+def main(argv) -> int:
+    """Checks the runs the flags choose; see the module docstring for the exit status."""
+    del argv
+    eval_flags.check_flags()
+    # Imported here so that --help answers without loading TensorFlow.
+    from heldout import evaluation, release
+    from heldout.training import label_noise
+
+    options = eval_flags.eval_options()
+    meta, runs = _choose_runs(release)
+    # The labels the runs were trained and scored on (corrupted ones where recorded).
+    source = label_noise.experiment_source(
+        runs[0].experiment_dir, options.dataset, options.data_dir
+    )
+    cache = evaluation.ModelCache()  # one model for all runs: restored, not rebuilt
+    matches = total = 0
+    for run in runs:
+        check = evaluation.check_run(
+            run,
+            source,
+            splits=options.splits,
+            arch=options.arch,
+            num_classes=options.num_classes,
+            meta=meta,
+            batch_size=options.batch_size,
+            cache=cache,
+        )
+        _print_run(check, source.name)
+        matches += check.matches
+        total += check.total
+    if len(runs) > 1:
+        print(f"All {len(runs)} runs: {matches} out of {total} predictions match")
+    verdict = eval_flags.match_verdict(matches, total)
+    if verdict.message:
+        print(verdict.message, file=sys.stdout if verdict.status == app.EXIT_OK else sys.stderr)
+    return verdict.status
+
+
+def run() -> None:
+    """The console entry point (and what `demo.py` calls)."""
+    app.run_command(main, name=NAME)

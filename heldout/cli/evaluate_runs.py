@@ -1,0 +1,113 @@
+"""`tools/evaluate_runs.py`: re-evaluate and cross-check many runs, fanned out over Dask.
+
+Records go to `<output_dir>/<ratio>/<run_id>.json` (see `heldout.distributed`): a rerun
+resumes, reusing the records whose inputs and options are unchanged and re-evaluating
+stale ones. Exit status: 0 when every run was checked and the predictions match (all, or
+at least --min_match of them), 1 when some do not or some runs failed, 2 on usage errors
+(bad flags, no runs, unreachable scheduler, an output folder of another experiment, an
+output folder another process is writing into); those are one line each.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+from heldout.cli import app, eval_flags
+from heldout.errors import UsageError
+
+FLAGS = flags.FLAGS
+
+eval_flags.define_flags()
+flags.DEFINE_string("output_dir", None, "Where the per-run JSON records go (resumable).")
+flags.DEFINE_string(
+    "scheduler",
+    "local",
+    "'local' (a local cluster of --workers processes), 'none' (this process, one run "
+    "after another) or a Dask scheduler address such as tcp://host:8786.",
+)
+flags.DEFINE_integer("workers", 2, "Worker processes of the local cluster.")
+flags.DEFINE_bool("retry_errors", False, "Evaluate runs with an error record again.")
+
+NAME = "evaluate_runs"
+_SHOW_PROBLEMS = 10
+
+
+def _report(summary) -> None:
+    """Error and mismatch lines (the first few of each), then the summary lines."""
+    failed = [r for r in summary.records if not r.ok]
+    differ = [r for r in summary.records if r.ok and not r.all_match]
+    for record in failed[:_SHOW_PROBLEMS]:
+        print(f"error: {record.run_path}: {record.error}", file=sys.stderr)
+    bug = next((r for r in failed if r.traceback), None)
+    if bug is not None:  # not an error the toolkit raises on purpose: show where it came from
+        print(f"traceback of the error in {bug.run_path}:\n{bug.traceback}", file=sys.stderr)
+    for record in differ[:_SHOW_PROBLEMS]:
+        print(f"mismatch: {record.run_path}: {record.matches} out of {record.total} match")
+    for problems, what in ((failed, "failed runs"), (differ, "mismatching runs")):
+        if len(problems) > _SHOW_PROBLEMS:
+            print(f"... {len(problems) - _SHOW_PROBLEMS} more {what}; see the records")
+    print(
+        f"{summary.matches} out of {summary.total} predictions match over "
+        f"{summary.runs_checked} runs"
+    )
+    print(
+        f"({summary.evaluated} evaluated now, of which {summary.stale} stale records "
+        f"re-evaluated; {summary.skipped} from earlier records; {summary.errors} errors; "
+        f"records in {summary.output_dir})"
+    )
+
+
+def main(argv) -> int:
+    """Evaluates the runs the flags choose; see the module docstring for the exit status."""
+    del argv
+    eval_flags.check_flags()
+    if not FLAGS.experiment_dir or not FLAGS.output_dir:
+        raise UsageError("--experiment_dir and --output_dir are required")
+    if FLAGS.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {FLAGS.workers}")
+    # Dask logs every cluster event at INFO, which absl shows; the progress bar says enough.
+    # Dask reads this when first imported (below), and its worker processes inherit it.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    from tqdm import tqdm
+
+    from heldout import distributed
+
+    options = eval_flags.eval_options()
+    distributed.check_scheduler(FLAGS.scheduler)
+    runs = distributed.select_runs(FLAGS.experiment_dir, FLAGS.subset_ratio, FLAGS.max_runs)
+    bar = None  # started with the first result, so that a refusal stays one line
+
+    def progress(record, reused):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=len(runs), unit="run", file=sys.stderr)
+        bar.update(1)
+        if not record.ok:
+            bar.set_postfix_str(f"last error: run {record.run_id}")
+
+    try:
+        summary = distributed.evaluate_runs(
+            runs,
+            FLAGS.output_dir,
+            options,
+            scheduler=FLAGS.scheduler,
+            n_workers=FLAGS.workers,
+            retry_errors=FLAGS.retry_errors,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    _report(summary)
+    verdict = eval_flags.match_verdict(summary.matches, summary.total, summary.errors)
+    if verdict.message:
+        print(verdict.message, file=sys.stdout if verdict.status == app.EXIT_OK else sys.stderr)
+    return verdict.status
+
+
+def run() -> None:
+    """The console entry point (and what `tools/evaluate_runs.py` calls)."""
+    app.run_command(main, name=NAME)
