@@ -88,5 +88,17 @@ def test_refused_members_make_a_nonzero_exit(tmp_path):
 )
 def test_usage_errors(args, message):
     done = run(*args)
-    assert done.returncode != 0 and message in done.stderr
-    assert "Traceback" not in done.stderr  # a usage message, not a crash
+    assert done.returncode == 2, done.stderr  # the documented status for usage errors
+    assert done.stderr == f"download: error: {done.stderr.split('error: ', 1)[1]}"
+    assert message in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_failures_are_one_line_with_status_1(tmp_path):
+    with ObjectServer() as server:
+        missing = f"http://127.0.0.1:{server.port}/missing.tar.gz"
+        done = run(f"--url={missing}", f"--output_dir={tmp_path}", f"--md5={MD5}")
+    assert done.returncode == 1
+    assert done.stderr == f"download: error: {missing}: HTTP 404 Not Found\n"
+    done = run(f"--verify={tmp_path / 'absent.tar.gz'}", f"--md5={MD5}")
+    assert done.returncode == 1 and done.stderr.startswith("download: error: [Errno 2]")
+    assert len(done.stderr.splitlines()) == 1

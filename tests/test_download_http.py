@@ -249,3 +249,45 @@ def test_content_range_start(header, start):
     from heldout.download.sources import _content_range_start
 
     assert _content_range_start(header) == start
+
+
+def test_complete_part_with_a_server_that_reports_no_size_is_just_verified(server, url, tmp_path):
+    # Killed between the last byte and the rename: the range from the end is a 416 that
+    # means "nothing more", not "not a prefix of this object".
+    server.faults = Faults(head_length="")
+    (tmp_path / "data.tar.gz.part").write_bytes(DATA)
+    result = download(url, tmp_path, md5=MD5, retry=FAST)
+    assert (tmp_path / "data.tar.gz").read_bytes() == DATA
+    assert result.bytes_reused == len(DATA) and result.bytes_downloaded == 0
+    assert _names(tmp_path) == ["data.tar.gz"]
+
+
+def test_part_longer_than_an_object_of_unreported_size_says_so(server, url, tmp_path):
+    server.faults = Faults(head_length="")
+    (tmp_path / "data.tar.gz.part").write_bytes(DATA + b"extra")
+    with pytest.raises(DownloadError, match=f"is larger than the object \\({len(DATA)} bytes"):
+        download(url, tmp_path, md5=MD5, retry=FAST)
+    assert (tmp_path / "data.tar.gz.part").read_bytes() == DATA + b"extra"
+
+
+@pytest.mark.parametrize("length", ["²", "-1", "12abc"])
+def test_a_malformed_content_length_counts_as_no_size(server, url, tmp_path, length):
+    server.faults = Faults(head_length=length)  # "²".isdigit() is True; int("²") fails
+    result = download(url, tmp_path, md5=MD5, retry=FAST)
+    assert result.size == len(DATA) and (tmp_path / "data.tar.gz").read_bytes() == DATA
+
+
+def test_download_errors_are_heldout_errors():
+    from heldout.download import ArchiveError, TransientError, UnsafeMemberError, normalize_md5
+    from heldout.errors import DownloadError as RootDownloadError
+    from heldout.errors import HeldoutError, UsageError
+
+    for error in (ArchiveError, ChecksumMismatchError, TransientError, DownloadError):
+        assert issubclass(error, RootDownloadError) and issubclass(error, HeldoutError)
+    assert issubclass(UnsafeMemberError, HeldoutError)
+    with pytest.raises(UsageError, match="not an MD5"):
+        normalize_md5("xyz")
+    with pytest.raises(UsageError, match="apply to extract=True"):
+        download("http://127.0.0.1:9/a.tar.gz", "out", only=["*"])
+    with pytest.raises(UsageError, match="retries must be >= 0"):
+        RetryPolicy(retries=-1)

@@ -89,13 +89,22 @@ def _check_flags() -> None:
 
 
 class _Bar:
-    """A tqdm bar on stderr fed by the library's progress callback."""
+    """A tqdm bar on stderr fed by the library's progress callback.
+
+    Made on the first report, so that a command refused before any byte moves (a busy
+    lock, too little space, HTTP 404) prints its one error line and nothing else.
+    """
 
     def __init__(self, description: str):
+        self._description = description
+        self._bar = None
+        self._members = -1
+
+    def _make(self):
         from tqdm import tqdm
 
-        self._bar = tqdm(
-            desc=description,
+        return tqdm(
+            desc=self._description,
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
@@ -103,9 +112,10 @@ class _Bar:
             smoothing=0.05,
             file=sys.stderr,
         )
-        self._members = -1
 
     def __call__(self, progress: Progress) -> None:
+        if self._bar is None:
+            self._bar = self._make()
         if progress.bytes_total is not None and self._bar.total != progress.bytes_total:
             self._bar.total = progress.bytes_total
         if progress.note:
@@ -117,7 +127,9 @@ class _Bar:
                 self._bar.set_postfix(members=self._members, refresh=False)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _summary(result: DownloadResult) -> list[str]:

@@ -1,10 +1,12 @@
 """Download the released tarballs over HTTP(S) or from GCS: MD5 while streaming, resume, and
 safe one-pass extraction. See `transfer.download` for the behaviour and the files it leaves.
 
-    from heldout import download
-    result = download.download(ARTIFACTS["cifar10-inception"].http_url, "data/",
-                               md5=ARTIFACTS["cifar10-inception"].md5, extract=True,
-                               only=["*/aux_arrays.npz"])
+    from heldout.download import download
+    from heldout.registry import ARTIFACTS
+
+    artifact = ARTIFACTS["cifar10-inception"]
+    result = download(artifact.http_url, "data/", md5=artifact.md5, extract=True,
+                      only=["*/aux_arrays.npz"], expected_size=artifact.size_bytes)
 """
 
 from heldout.download.errors import (
@@ -12,6 +14,7 @@ from heldout.download.errors import (
     ChecksumMismatchError,
     DownloadError,
     TransientError,
+    UnsafeMemberError,
 )
 from heldout.download.extract import ExtractReport, extract_tar_stream, safe_relative_path
 from heldout.download.resume import RetryPolicy
@@ -38,6 +41,7 @@ __all__ = [
     "RetryPolicy",
     "Source",
     "TransientError",
+    "UnsafeMemberError",
     "download",
     "extract_tar_stream",
     "md5_file",

@@ -7,7 +7,8 @@ through a symbolic link already there). Refusals never stop the extraction: the 
 the list and decides (the CLI exits non-zero).
 
 Each file is written to a hidden temporary name beside its destination, fsynced, and renamed
-when it is complete, so a destination path only ever holds a whole file, even after a crash.
+when it is complete, so a destination path only ever holds a whole file, even after a crash
+(the fsync and rename run in worker threads, `heldout.download.commit`, several at once).
 The folders that received new entries are fsynced when the stream moves on to another folder
 and at the end (not after every file: a rename lost in a crash only means the file is
 extracted again by the next run, which never trusts a file it has not compared). Files and
@@ -37,6 +38,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from heldout.download.commit import Committer
 from heldout.download.errors import ArchiveError, UnsafeMemberError
 from heldout.io import fsync_dir
 
@@ -57,7 +59,9 @@ class ExtractReport:
     """What an extraction did.
 
     Attributes:
-      written: relative paths of the files written by this run, in archive order.
+      written: relative paths of the files written by this run, in archive order (while
+        extracting, also the last few still being made durable; all are in place once
+        `extract_tar_stream` has returned or raised).
       bytes_written: their total size.
       already_present: files skipped because an identical file was already there.
       not_selected: members skipped because no `only` pattern matched them.
@@ -180,9 +184,14 @@ def extract_tar_stream(
     destination = _Destination(output_dir)
     report = ExtractReport() if report is None else report
     try:
-        with tarfile.open(fileobj=fileobj, mode="r|", bufsize=64 << 10) as tar:
+        with (
+            Committer(destination.committed) as committer,
+            tarfile.open(fileobj=fileobj, mode="r|", bufsize=64 << 10) as tar,
+        ):
             for member in tar:
-                _extract_member(tar, member, destination, only, overwrite, report, on_member)
+                _extract_member(
+                    tar, member, destination, committer, only, overwrite, report, on_member
+                )
     except tarfile.TarError as e:
         raise ArchiveError(f"the tar data is unreadable: {e}.") from None
     finally:
@@ -190,7 +199,9 @@ def extract_tar_stream(
     return report
 
 
-def _extract_member(tar, member, destination, only, overwrite, report, on_member) -> None:
+def _extract_member(
+    tar, member, destination, committer, only, overwrite, report, on_member
+) -> None:
     try:
         relative = safe_relative_path(member.name)
     except UnsafeMemberError as e:
@@ -214,6 +225,7 @@ def _extract_member(tar, member, destination, only, overwrite, report, on_member
         report.refused.append((member.name, str(e)))
         return
     try:
+        committer.wait_for(target)
         existing = _lstat(target)
         if member.isdir():
             if existing is None:
@@ -221,7 +233,9 @@ def _extract_member(tar, member, destination, only, overwrite, report, on_member
             elif not stat.S_ISDIR(existing.st_mode):
                 report.conflicts.append((relative, "exists and is not a directory"))
             return
-        _extract_file(tar, member, relative, target, existing, destination, overwrite, report)
+        _extract_file(
+            tar, member, relative, target, existing, destination, committer, overwrite, report
+        )
     except (NotADirectoryError, FileExistsError):  # a parent path is a file
         report.conflicts.append((relative, "a parent path exists and is not a directory"))
     if on_member is not None:
@@ -235,7 +249,9 @@ def _lstat(path: str) -> os.stat_result | None:
         return None
 
 
-def _extract_file(tar, member, relative, target, existing, destination, overwrite, report):
+def _extract_file(
+    tar, member, relative, target, existing, destination, committer, overwrite, report
+):
     if existing is not None:
         if stat.S_ISDIR(existing.st_mode):
             report.conflicts.append((relative, "exists and is a directory"))
@@ -261,24 +277,29 @@ def _extract_file(tar, member, relative, target, existing, destination, overwrit
     # are executable), never the archive's own bits (no setuid, no world-writable files).
     mode = 0o777 if member.mode & 0o111 else 0o666
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    out = os.fdopen(fd, "wb")
     try:
-        with os.fdopen(fd, "wb") as out:
-            source = tar.extractfile(member)
-            while chunk := source.read(_COPY_BYTES):
-                out.write(chunk)
-            out.flush()
-            with contextlib.suppress(OverflowError, OSError, ValueError):
-                # A crafted header's mtime can lie outside what the OS accepts; the bytes matter.
-                os.utime(out.fileno(), (member.mtime, member.mtime))
-            os.fsync(out.fileno())  # the data is on disk before its final name is
-        os.replace(tmp, target)  # replaces a symbolic link itself, never what it points to
+        source = tar.extractfile(member)
+        while chunk := source.read(_COPY_BYTES):
+            out.write(chunk)
+        out.flush()
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            # A crafted header's mtime can lie outside what the OS accepts; the bytes matter.
+            os.utime(out.fileno(), (member.mtime, member.mtime))
     except BaseException:
+        out.close()
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
-    destination.committed(target)
     report.written.append(relative)
     report.bytes_written += member.size
+
+    def undo() -> None:
+        report.written.remove(relative)
+        report.bytes_written -= member.size
+
+    # fsync (the data is on disk before its final name is), then the rename: in a worker.
+    committer.submit(out, tmp, target, undo)
 
 
 def _temporary_name(target: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from heldout.download.errors import DownloadError, TransientError
 from heldout.download.sources import CHUNK_BYTES, Source
+from heldout.errors import UsageError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,7 @@ class RetryPolicy:
 
     def __post_init__(self):
         if self.retries < 0:
-            raise ValueError(f"retries must be >= 0, got {self.retries}")
+            raise UsageError(f"retries must be >= 0, got {self.retries}")
 
     def delay(self, failures: int) -> float:
         # The exponent is capped: 2.0 ** 1024 overflows, and --retries may be large.
