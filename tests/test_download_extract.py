@@ -389,3 +389,18 @@ def test_mtime_out_of_range_still_extracts(tmp_path):
         tar.addfile(info, io.BytesIO(b"t"))
     report = _extract_bytes(buffer.getvalue(), tmp_path)
     assert report.written == ["far-future.txt"] and _tree(tmp_path) == {"far-future.txt": b"t"}
+
+
+def test_a_path_named_twice_is_compared_with_the_first_copy(tmp_path):
+    # The first copy may still be on its way to disk (fsync and rename run in workers):
+    # the second must see it, not race it for the temporary name.
+    targz = make_targz(
+        [Entry("exp/f.npz", data=b"first" * 1000), Entry("exp/f.npz", data=b"second")]
+        + [Entry("exp/g.npz", data=b"g"), Entry("exp/g.npz", data=b"g")]
+    )
+    report = _extract_bytes(targz, tmp_path)
+    assert report.written == ["exp/f.npz", "exp/g.npz"] and report.already_present == 1
+    assert report.conflicts == [
+        ("exp/f.npz", "exists with different content (--overwrite replaces it)")
+    ]
+    assert _tree(tmp_path) == {"exp/f.npz": b"first" * 1000, "exp/g.npz": b"g"}

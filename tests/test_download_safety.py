@@ -235,18 +235,22 @@ def _modes(root: Path) -> dict[str, int]:
 
 def test_under_umask_022_everything_written_is_readable_by_group_and_others(server, tmp_path):
     url = server.put("/r/release.tar.gz", TARGZ)
-    out = tmp_path / "out"
-    code, _, err = _run_cli(
-        f"--url={url}",
-        f"--output_dir={out}",
-        f"--md5={MD5}",
-        "--extract",
-        "--keep_archive",
-        umask=0o022,
-    )
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    args = [f"--url={url}", f"--md5={MD5}", "--extract", "--keep_archive", "--retries=0"]
+    code, _, err = _run_cli(f"--output_dir={good}", *args, umask=0o022)
     assert code == 0, err
-    modes = _modes(out)
-    assert "release.tar.gz" in modes and "rel/0.1/0/aux_arrays.npz" in modes
+    server.faults = Faults(report_md5=False, corrupt_offsets=(5,))  # kept aside, listed
+    code, _, err = _run_cli(f"--output_dir={bad}", *args, umask=0o022)
+    assert code == 1 and "MD5 mismatch" in err
+    modes = {f"good/{p}": m for p, m in _modes(good).items()}
+    modes.update({f"bad/{p}": m for p, m in _modes(bad).items()})
+    for written in (
+        "good/release.tar.gz",
+        "good/rel/0.1/0/aux_arrays.npz",
+        "bad/release.tar.gz.md5-mismatch",
+        "bad/release.tar.gz.md5-mismatch.files.txt",
+    ):
+        assert written in modes
     unreadable = {p: oct(m) for p, m in modes.items() if m & 0o044 != 0o044}
     assert unreadable == {}
     closed = {p: oct(m) for p, m in modes.items() if p.endswith("/") and m & 0o011 != 0o011}
