@@ -125,6 +125,10 @@ def test_reader_counts_records_without_metadata(built, tmp_path):
     for shard in out.glob("validation-0*"):
         (tmp_path / shard.name).write_bytes(shard.read_bytes())
     assert get_source("imagenet", tmp_path).split_size("validation") == 5
+    (tmp_path / "validation-metadata.json").write_text("[5]")  # not the builder's
+    with pytest.raises(DatasetError, match="validation-metadata.json: not the builder's"):
+        get_source("imagenet", tmp_path).split_size("validation")
+    (tmp_path / "validation-metadata.json").unlink()
     (tmp_path / "validation-00001-of-00002").unlink()
     source = get_source("imagenet", tmp_path)
     with pytest.raises(DatasetError, match="incomplete"):

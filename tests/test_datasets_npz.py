@@ -5,6 +5,7 @@ import pytest
 
 from heldout.datasets import ArraySplit, DatasetError, get_source
 from heldout.datasets.numpy_source import save_npz
+from heldout.errors import UsageError
 
 
 def _split(n, shape=(4, 4, 3), seed=0):
@@ -111,3 +112,12 @@ def test_save_npz_writes_exactly_the_path_given(tmp_path):
     np.testing.assert_array_equal(
         get_source("npz", path).load_arrays("train").labels, _split(3).labels
     )
+
+
+@pytest.mark.parametrize("batch_size", [0, -4, 2.5, None, "8"])
+def test_bad_batch_size_is_a_usage_error(tmp_path, batch_size):
+    """It was a bare ValueError (or TypeError), which CLIs report as a bug."""
+    path = tmp_path / "data.npz"
+    save_npz(path, {"train": _split(3)})
+    with pytest.raises(UsageError, match="batch_size must be a positive integer"):
+        get_source("npz", path).as_dataset("train", batch_size)

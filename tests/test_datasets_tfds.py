@@ -7,6 +7,7 @@ included): every file there keeps its bytes and its modification time.
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -145,6 +146,8 @@ def test_unprepared_data_dir_is_a_clear_error(tmp_path):
     assert "never downloads" in str(info.value)
     with pytest.raises(DatasetError, match="unsupported TFDS dataset"):
         TfdsSource("svhn_cropped", tmp_path)
+    with pytest.raises(DatasetError, match="cannot open TFDS dataset 'cifar10:9.9.9'"):
+        TfdsSource("cifar10:9.9.9", tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +217,10 @@ def test_map_order_cli_on_cifar(synthetic_cifar10, tmp_path):
     with np.load(output) as mapped:
         np.testing.assert_array_equal(mapped["scores"], scores[positions])
         np.testing.assert_array_equal(mapped["original_index"], positions)
+        provenance = json.loads(str(mapped["provenance"]))
+    assert provenance["scores"]["path"] == str(published)
+    assert (provenance["dataset"], provenance["split"]) == ("cifar10:3.0.2", "train")
+    assert provenance["labels_checked"] is True
 
 
 def test_prepare_offline_names_missing_files_before_any_download(tmp_path):

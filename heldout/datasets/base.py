@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from heldout.errors import DatasetError  # noqa: F401 - re-exported
+from heldout.errors import DatasetError, UsageError  # noqa: F401 - re-exported
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +99,13 @@ class DataSource:
 
 
 def check_batch_size(batch_size: int) -> int:
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    """`batch_size` as an int; a user's bad value is a UsageError (not a bare ValueError)."""
+    try:
+        valid = int(batch_size) == batch_size and batch_size >= 1
+    except (TypeError, ValueError):  # None, a string, NaN
+        valid = False
+    if not valid or isinstance(batch_size, bool):
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}.")
     return int(batch_size)
 
 

@@ -152,9 +152,17 @@ class ImageNetSource(DataSource):
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
+            meta = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise DatasetError(f"{path}: unreadable metadata ({e}).") from e
+        count = meta.get("num_examples") if isinstance(meta, dict) else None
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise DatasetError(
+                f"{path}: not the builder's metadata (expected a JSON object with a "
+                f"non-negative integer `num_examples`, got {type(meta).__name__} "
+                f"{str(meta)[:80]}); remove it to count the records instead."
+            )
+        return meta
 
     def split_size(self, split: str) -> int:
         split = self._check_split(split)

@@ -64,7 +64,10 @@ class TfdsSource(DataSource):
             builder = tfds.builder(
                 full_name, data_dir=None if data_dir is None else os.fspath(data_dir)
             )
-        except Exception as e:  # unknown version, unreadable folder, ...
+        # TFDS says AssertionError for an unknown version, DatasetNotFoundError (a
+        # ValueError) for an unknown name, OSError for an unreadable folder; anything else
+        # is a bug and keeps its traceback.
+        except (AssertionError, ValueError, OSError) as e:
             raise DatasetError(f"cannot open TFDS dataset {full_name!r} in {data_dir}: {e}") from e
         if not builder.is_prepared():
             raise DatasetError(
