@@ -135,26 +135,34 @@ def test_reader_counts_records_without_metadata(built, tmp_path):
         next(iter(source.as_dataset("validation", 2)))
 
 
-def test_cli_builds_the_same_records(image_dir, tmp_path):
-    index_file = tmp_path / "index.txt"
-    index_file.write_text("".join(f"{n} {i}\n" for n, i in INDEX.items()))
-    out = tmp_path / "out"
-    result = subprocess.run(
+def _build_cli(image_dir, index_file, output_dir, *more):
+    """tools/build_imagenet_tfrecords.py, run as a user runs it."""
+    return subprocess.run(
         [
             sys.executable,
             str(REPO / "tools" / "build_imagenet_tfrecords.py"),
             f"--image_dir={image_dir}",
             f"--index_file={index_file}",
-            f"--output_dir={out}",
-            "--split=validation",
+            f"--output_dir={output_dir}",
+            *more,
         ],
         capture_output=True,
         text=True,
         cwd=REPO,
         check=False,
     )
+
+
+def test_cli_builds_the_same_records(image_dir, tmp_path):
+    index_file = tmp_path / "index.txt"
+    index_file.write_text("".join(f"{n} {i}\n" for n, i in INDEX.items()))
+    out = tmp_path / "out"
+    result = _build_cli(image_dir, index_file, out, "--split=validation")
     assert result.returncode == 0, result.stderr
     assert "wrote 5 examples in 5 shard(s)" in result.stdout
+    sources = json.loads((out / "validation-metadata.json").read_text())["sources"]
+    assert sources["index_file"]["path"] == str(index_file)
+    assert sources["image_dir"] == str(image_dir)
     index = [b["index"] for b in get_source("imagenet", out).as_dataset("validation", 5)]
     np.testing.assert_array_equal(index[0], np.arange(5))
 
@@ -316,19 +324,7 @@ def test_cli_reports_a_truncated_index_file_in_one_line(image_dir, tmp_path):
     index = tmp_path / "imagenet_index.npz"
     np.savez(index, tt_filenames=np.array(["a.JPEG"]))
     index.write_bytes(index.read_bytes()[:100])
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "tools" / "build_imagenet_tfrecords.py"),
-            f"--image_dir={image_dir}",
-            f"--index_file={index}",
-            f"--output_dir={tmp_path / 'out'}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
+    result = _build_cli(image_dir, index, tmp_path / "out")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
