@@ -142,7 +142,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             start, limit = start + faults.pause_after, max(0, limit - faults.pause_after)
         if not drop and not faults.corrupt_offsets and isinstance(obj.data, Path):
             with open(obj.data, "rb") as f:  # the fast path, for the benchmark
-                self.connection.sendfile(f, start, length)
+                self.connection.sendfile(f, start, limit)
             return
         self._send(obj, start, start + limit)
         if drop:
