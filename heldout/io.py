@@ -240,6 +240,8 @@ def load_npz(
         else:
             with loaded as npz:
                 arrays = {key: npz[key] for key in npz.files}
+    except error:
+        raise  # ours, from the checks above: already says what is wrong
     except FileNotFoundError:
         raise error(f"{source}: file not found") from None
     except ValueError as e:

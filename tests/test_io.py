@@ -97,6 +97,7 @@ def test_load_npz_names_the_file_for_every_broken_case(tmp_path, make, message):
     with pytest.raises(NpzFileError, match=message) as caught:
         io.load_npz(path)
     assert str(caught.value).startswith(str(path))
+    assert str(caught.value).count(str(path)) == 1  # said once, not wrapped twice
     assert isinstance(caught.value, HeldoutError)
 
 
