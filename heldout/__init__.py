@@ -1,3 +1,100 @@
-"""heldout: tools for the heldout-training releases (memorization, influence, C-scores)."""
+"""heldout: the heldout-training releases, and memorization, influence and C-scores from them.
+
+The map a user reads first. Every name here is importable as `heldout.<name>`:
+
+    import heldout
+
+    experiment = heldout.open_experiment("data/cifar10-inception")     # the release layout
+    result = heldout.score_experiment(experiment, scores=["cscore", "memorization"])
+    heldout.save_scores("scores.npz", result.arrays())
+
+    model = heldout.build_model("small_inception", 10)                 # TensorFlow from here
+    heldout.restore(model, experiment.runs[0].path)
+    correct = heldout.evaluate(model, heldout.get_source("cifar10", data_dir), "test")
+
+    heldout.train_experiment(heldout.TrainingConfig(), "experiments/fashion_mnist-mlp")
+
+Names are resolved on first use: `import heldout` imports neither TensorFlow nor Dask, so
+tools that only read aux arrays start fast. The modules behind the names (`heldout.scores`,
+`heldout.release`, ...) stay importable for everything else.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it. Grouped as a user meets them.
+_EXPORTS: dict[str, str] = {
+    # errors: one hierarchy; a CLI prints these as one line
+    "HeldoutError": "heldout.errors",
+    "UsageError": "heldout.errors",
+    "AuxArraysError": "heldout.errors",
+    "CheckpointError": "heldout.errors",
+    "DatasetError": "heldout.errors",
+    "DownloadError": "heldout.errors",
+    "LockBusyError": "heldout.errors",
+    "ReleaseLayoutError": "heldout.errors",
+    "StaleResultError": "heldout.errors",
+    "TrainingError": "heldout.errors",
+    # what was released
+    "EXPERIMENTS": "heldout.registry",
+    "experiment_spec": "heldout.registry",
+    # getting it: `heldout.download.download(...)` (the subpackage keeps its name)
+    # the layout: experiments, ratios, runs
+    "Experiment": "heldout.release",
+    "ExperimentMeta": "heldout.release",
+    "Run": "heldout.release",
+    "open_experiment": "heldout.release",
+    "open_run": "heldout.release",
+    "find_experiments": "heldout.release",
+    "write_run": "heldout.release",
+    "AuxArrays": "heldout.aux_arrays",
+    "load_aux_arrays": "heldout.aux_arrays",
+    "read_runs": "heldout.reading",
+    # scores (no TensorFlow)
+    "score_experiment": "heldout.scores",
+    "save_scores": "heldout.scores",
+    "compute_cscores": "heldout.scores",
+    "compute_memorization": "heldout.scores",
+    "compute_influence": "heldout.influence",
+    "ScoreAccumulator": "heldout.scores",
+    "ExperimentScores": "heldout.scores",
+    "SyntheticSpec": "heldout.synthetic",
+    "write_synthetic_experiment": "heldout.synthetic",
+    # models, checkpoints, data, evaluation (TensorFlow)
+    "build_model": "heldout.models",
+    "restore": "heldout.checkpoints",
+    "save_checkpoint": ("heldout.checkpoints", "save"),
+    "get_source": "heldout.datasets",
+    "evaluate": "heldout.evaluation",
+    "cross_check": "heldout.evaluation",
+    "check_run": "heldout.evaluation",
+    # training
+    "TrainingConfig": "heldout.training",
+    "default_config": "heldout.training",
+    "train_experiment": "heldout.training",
+    # many runs at once (Dask)
+    "evaluate_runs": "heldout.distributed",
+    "select_runs": "heldout.distributed",
+    # figures
+    "write_figures": "heldout.plots",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'heldout' has no attribute {name!r}")
+    module_name, attribute = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

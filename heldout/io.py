@@ -109,6 +109,15 @@ def fsync_tree(root: PathLike) -> None:
 # ------------------------------------------------------------------------ atomic writes
 
 
+def _temp_prefix(path: Path) -> str:
+    """`.<name>.` for the temporary beside `path`, cut so that the temporary's name stays
+    within the 255 bytes file systems allow even when `path`'s own name is that long."""
+    name = path.name
+    while len(name.encode()) > 200:
+        name = name[:-1]
+    return f".{name}."
+
+
 @contextlib.contextmanager
 def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     """Opens a hidden temporary file beside `path`; on success it becomes `path`.
@@ -119,7 +128,7 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(handle, file_mode())
         with os.fdopen(handle, mode) as f:
@@ -190,7 +199,7 @@ def probe_writable(path: PathLike) -> None:
                 )
             break
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    handle, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".probe", dir=path.parent)
     os.close(handle)
     os.unlink(tmp_name)
 

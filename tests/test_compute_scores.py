@@ -229,3 +229,15 @@ def test_an_odd_first_run_is_the_one_skipped(experiment_copy, declared):
     assert ("experiment.json" if declared else "the majority of the runs") in result.skipped[0]
     assert result.cscores.cscore.size == SPEC.num_train
     np.testing.assert_array_equal(result.num_runs_by_ratio, [0, 8, 8, 8])
+
+
+def test_bad_flag_values_are_usage_errors_with_status_2(experiment, tmp_path):
+    done = _run_tool(
+        f"--experiment_dir={experiment.path}",
+        f"--output={tmp_path / 'o.npz'}",
+        "--influence_topk=-3",
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("compute_scores: error: flag --influence_topk=-3")
+    done = _run_tool(f"--output={tmp_path / 'o.npz'}")  # a required flag missing
+    assert done.returncode == 2 and "--experiment_dir" in done.stderr

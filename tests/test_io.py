@@ -188,3 +188,9 @@ def test_file_identity_changes_with_the_file(tmp_path):
     assert first["path"] == str(path.absolute()) and first["size"] == 1
     os.utime(path, ns=(first["mtime_ns"] + 10**9, first["mtime_ns"] + 10**9))
     assert io.file_identity(path) != first
+
+
+def test_atomic_writes_work_for_the_longest_names(tmp_path):
+    name = "n" * 251 + ".npz"  # 255 bytes: the longest a file system allows
+    io.write_npz_atomic(tmp_path / name, {"a": np.arange(2)})
+    np.testing.assert_array_equal(io.load_npz(tmp_path / name)["a"], np.arange(2))
