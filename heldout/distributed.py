@@ -234,6 +234,31 @@ class EvalOptions:
             data_dir=_absolute(self.data_dir),
         )
 
+    def check_run(self, run: release.Run, source, meta, cache=None):
+        """`heldout.evaluation.check_run` of `run` with these options.
+
+        Args:
+          run: the run.
+          source: its data source (`heldout.training.label_noise.experiment_source`).
+          meta: its experiment's `ExperimentMeta`.
+          cache: an `evaluation.ModelCache` (None: a fresh model for this run).
+
+        Returns:
+          The `evaluation.RunCheck`.
+        """
+        from heldout import evaluation
+
+        return evaluation.check_run(
+            run,
+            source,
+            splits=self.splits,
+            arch=self.arch,
+            num_classes=self.num_classes,
+            meta=meta,
+            batch_size=self.batch_size,
+            cache=cache,
+        )
+
 
 def _absolute(path: str | os.PathLike | None) -> str | None:
     return None if path is None else os.path.abspath(os.path.expanduser(os.fspath(path)))
@@ -494,18 +519,8 @@ def evaluate_run(
         identity = run_identity(run, experiment)
         state = state if state is not None else _this_threads_state()
         source = state.source(run.experiment_dir, options, experiment["labels"])
-        from heldout import evaluation
-
-        check = evaluation.check_run(
-            run,
-            source,
-            splits=options.splits,
-            arch=options.arch,
-            num_classes=options.num_classes,
-            meta=release.read_experiment_meta(Path(run.experiment_dir)),
-            batch_size=options.batch_size,
-            cache=state.models,
-        )
+        meta = release.read_experiment_meta(Path(run.experiment_dir))
+        check = options.check_run(run, source, meta, cache=state.models)
     except Exception as error:  # noqa: BLE001 - recorded (bugs with their traceback)
         return error_record(run, error, time.perf_counter() - start, identity)
     return RunRecord(

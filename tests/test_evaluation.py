@@ -10,6 +10,7 @@ from heldout import datasets, evaluation, models
 from heldout.aux_arrays import aux_from_predictions
 from heldout.datasets.base import ArraySplit
 from heldout.datasets.numpy_source import NpzSource, save_npz
+from heldout.errors import DatasetError, UsageError
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_evaluate_rejects_batches_without_index(model):
     ds = tf.data.Dataset.from_tensor_slices(
         {"image": np.zeros((2, 8, 8, 3), np.float32), "label": np.zeros(2, np.int64)}
     ).batch(2)
-    with pytest.raises(ValueError, match=r"lack \['index'\]"):
+    with pytest.raises(DatasetError, match=r"lack \['index'\]"):
         evaluation.evaluate(model, ds)
 
 
@@ -127,8 +128,10 @@ def test_cross_check_partial_evaluation_and_wrong_dataset():
     assert (check.matches, check.total, check.not_evaluated) == (3, 3, 1)
     assert not check.all_match
     too_big = evaluation.EvalResult("test", np.ones(6, bool), np.arange(6))
-    with pytest.raises(ValueError, match="cover 4 test examples"):
+    with pytest.raises(DatasetError, match="cover 4 test examples"):
         evaluation.cross_check(aux, too_big)
+    with pytest.raises(UsageError, match="cannot cross-check split 'valid'"):
+        evaluation.cross_check(aux, evaluation.EvalResult("valid", np.ones(1, bool), np.arange(1)))
 
 
 def test_source_name_for_release_metadata():
@@ -136,3 +139,16 @@ def test_source_name_for_release_metadata():
     assert datasets.source_name_for("imagenet2012", "tfrecord_index") == "imagenet"
     assert datasets.source_name_for("fashion_mnist", "idx") == "fashion_mnist_idx"
     assert datasets.source_name_for(None, None) is None
+
+
+def test_model_cache_builds_pipelines_once_per_source(tiny_source, tmp_path):
+    cache = evaluation.ModelCache()
+    first = cache.dataset(tiny_source, "test", 4)
+    assert cache.dataset(tiny_source, "test", 4) is first  # iterated again, not rebuilt
+    assert cache.dataset(tiny_source, "test", 5) is not first
+    other = NpzSource(tiny_source.path)
+    assert cache.dataset(other, "test", 4) is not first  # another source: its own
+    batches = list(cache.dataset(other, "test", 4))
+    assert [int(b["index"].shape[0]) for b in batches] == [4, 4, 3]
+    again = [b["index"].numpy() for b in cache.dataset(other, "test", 4)]
+    np.testing.assert_array_equal(np.concatenate(again), np.arange(11))

@@ -115,16 +115,7 @@ def main(argv) -> int:
     cache = evaluation.ModelCache()  # one model for all runs: restored, not rebuilt
     matches = total = 0
     for run in runs:
-        check = evaluation.check_run(
-            run,
-            source,
-            splits=options.splits,
-            arch=options.arch,
-            num_classes=options.num_classes,
-            meta=meta,
-            batch_size=options.batch_size,
-            cache=cache,
-        )
+        check = options.check_run(run, source, meta, cache=cache)
         _print_run(check, source.name)
         matches += check.matches
         total += check.total
