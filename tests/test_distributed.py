@@ -377,6 +377,26 @@ def test_model_built_and_traced_once_per_worker_with_identical_results(experimen
     assert cache.builds == 1 and cache.traces == 1
 
 
+def test_a_bug_in_one_run_is_recorded_with_its_traceback(experiment_dir, tmp_path, monkeypatch):
+    """Errors the toolkit does not raise on purpose keep their traceback; the others go on."""
+    real = fanout.EvalOptions.check_run
+
+    def check_run_with_a_bug(self, run, *args, **kwargs):
+        if run.run_id == 1:
+            raise ZeroDivisionError("a bug")
+        return real(self, run, *args, **kwargs)
+
+    monkeypatch.setattr(fanout.EvalOptions, "check_run", check_run_with_a_bug)  # fault injection
+    summary = fanout.evaluate_experiment(
+        experiment_dir, tmp_path / "checks", options=OPTIONS, scheduler="none"
+    )
+    assert (summary.runs_checked, summary.errors) == (2, 1)
+    bug = summary.records[1]
+    assert bug.error == "ZeroDivisionError: a bug"
+    assert "Traceback" in bug.traceback and "check_run_with_a_bug" in bug.traceback
+    assert bug.identity is not None  # kept, not retried, until retry_errors or a change
+
+
 # ----------------------------------------------------------------------------- the CLI
 
 
@@ -411,6 +431,11 @@ def test_cli_reports_stale_records_and_other_experiments_in_one_line(
     assert err.startswith("evaluate_runs: error: ") and err.count("\n") == 1
     assert "holds the evaluation records of experiment" in err
 
+    code, _, err = _cli([f"--experiment_dir={experiment_dir}"], capsys)
+    assert (code, err) == (
+        2,
+        "evaluate_runs: error: --experiment_dir and --output_dir are required\n",
+    )
     code, _, err = _cli([f"--experiment_dir={experiment_dir}", *base, "--min_match=2"], capsys)
     assert (code, err) == (
         2,
