@@ -16,7 +16,7 @@ import tensorflow as tf
 from heldout.errors import ModelError
 from heldout.models.inception import SmallInception
 from heldout.models.mlp import MLP
-from heldout.models.naming import canonical_arch
+from heldout.models.naming import canonical_arch, mlp_hidden_sizes
 from heldout.models.resnet import ResNet50
 
 # Input shapes that create the variables cheaply. Variable shapes of the convolutional
@@ -39,7 +39,8 @@ def build_model(arch: str, num_classes: int) -> snt.Module:
     """A fresh model with new random weights (variables are created on the first call).
 
     Args:
-      arch: one of `ARCHS` (or an alias such as "inception", "resnet-50").
+      arch: one of `ARCHS` (or an alias such as "inception", "resnet-50"), or
+        `mlp:<hidden sizes>` for an MLP with other hidden layers (e.g. `mlp:512`).
       num_classes: outputs of the classifier (10 for CIFAR-10, 100, 1000 for ImageNet).
 
     Returns:
@@ -54,7 +55,7 @@ def build_model(arch: str, num_classes: int) -> snt.Module:
         return SmallInception(num_classes)
     if arch == "resnet50":
         return ResNet50(num_classes)
-    return MLP(num_classes)
+    return MLP(num_classes, mlp_hidden_sizes(arch))
 
 
 def arch_of(model: snt.Module) -> str | None:

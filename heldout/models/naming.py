@@ -26,15 +26,54 @@ _ALIASES = {
 }
 
 
+# The MLP with other hidden sizes than the default (512, 256) is named `mlp:<sizes>`, e.g.
+# `mlp:512` (one hidden layer): the name recorded in an experiment's meta then says how
+# to rebuild its runs' model, with no other field to read.
+_MLP_DEFAULT_HIDDEN = (512, 256)  # heldout.models.mlp.DEFAULT_HIDDEN_SIZES (no TF import here)
+_MLP_SPEC = re.compile(r"^mlp:([0-9]+(?:,[0-9]+)*)$")
+
+
+def mlp_arch(hidden_sizes) -> str:
+    """The architecture name of an MLP: `mlp` for hidden sizes (512, 256), else `mlp:<sizes>`.
+
+    Raises:
+      ModelError: no hidden layer, or a size below 1.
+    """
+    sizes = tuple(int(size) for size in hidden_sizes)
+    if not sizes or min(sizes) < 1:
+        raise ModelError(f"an MLP needs one or more positive hidden sizes, got {sizes}")
+    return "mlp" if sizes == _MLP_DEFAULT_HIDDEN else "mlp:" + ",".join(map(str, sizes))
+
+
+def mlp_hidden_sizes(arch: str) -> tuple[int, ...]:
+    """The hidden sizes an MLP architecture name stands for (`mlp` -> (512, 256)).
+
+    Raises:
+      ModelError: not an MLP name.
+    """
+    arch = canonical_arch(arch)
+    if arch == "mlp":
+        return _MLP_DEFAULT_HIDDEN
+    if not arch.startswith("mlp:"):
+        raise ModelError(f"{arch!r} is not an MLP architecture")
+    return tuple(int(size) for size in arch[4:].split(","))
+
+
 def canonical_arch(arch: str) -> str:
-    """Normalizes an architecture name ("SmallInception", "resnet-50", ...).
+    """Normalizes an architecture name ("SmallInception", "resnet-50", "mlp:512", ...).
 
     Raises:
       ModelError: an unknown name; the message lists the known ones.
     """
     key = str(arch).strip().lower()
+    spec = _MLP_SPEC.match(key.replace(" ", ""))
+    if spec:
+        return mlp_arch(int(size) for size in spec.group(1).split(","))
     if key not in _ALIASES:
-        raise ModelError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+        raise ModelError(
+            f"unknown architecture {arch!r}; known: {', '.join(ARCHS)} "
+            "(and mlp:<hidden sizes>, e.g. mlp:512)"
+        )
     return _ALIASES[key]
 
 
