@@ -86,28 +86,40 @@ def test_init_matches_sonnet_linear_statistics():
     assert all(not b.any() for b in params.biases)
 
 
-def test_stacked_step_equals_sonnet_mlp_with_momentum():
-    """Stacked training = MLP + snt.optimizers.Momentum trained one model at a time."""
+@pytest.mark.parametrize(
+    "hidden_sizes, weight_decay",
+    [((512, 256), 0.0), ((64,), 0.01), ((32, 16, 8), 0.001)],
+    ids=["published-mlp", "one-hidden-layer-weight-decay", "three-hidden-layers"],
+)
+def test_stacked_step_equals_sonnet_mlp_with_momentum(hidden_sizes, weight_decay):
+    """Stacked training = MLP + snt.optimizers.Momentum trained one model at a time.
+
+    With weight decay, the reference adds `weight_decay / 2 * ||W||^2` of every weight
+    matrix (not the biases) to its loss and lets the tape differentiate it.
+    """
     import sonnet as snt
 
     from heldout.models import build_model, ensure_variables
 
     rng = np.random.default_rng(1)
     m, b, n, steps = 3, 16, 100, 3
+    sizes = (784, *hidden_sizes, 10)
     images = rng.integers(0, 256, (n, 784), dtype=np.uint8)
     labels = rng.integers(0, 10, n).astype(np.int32)
-    params = [stacked_mlp.init_params(rng) for _ in range(m)]
+    params = [stacked_mlp.init_params(rng, sizes) for _ in range(m)]
     index = rng.integers(0, n, (steps, m, b)).astype(np.int32)
     rates = np.array([0.1, 0.05, 0.02], np.float32)
-    stack = stacked_mlp.StackedMLP(m)
+    stack = stacked_mlp.StackedMLP(m, sizes, weight_decay=weight_decay)
     stack.set_params(params)
     loss, _ = stack.train_epoch(
         tf.constant(images), tf.constant(labels), tf.constant(index), tf.constant(rates)
     )
+    arch = training.TrainingConfig(mlp_hidden_sizes=hidden_sizes).model_arch
     for k in range(m):
-        model = build_model("mlp", 10)
+        model = build_model(arch, 10)
         ensure_variables(model)
-        layers = (model.hidden1, model.hidden2, model.logits)
+        layers = model.linear_layers
+        assert tuple(layer.output_size for layer in layers) == sizes[1:]
         for layer, w, bias in zip(layers, params[k].weights, params[k].biases, strict=True):
             layer.w.assign(w)
             layer.b.assign(bias)
@@ -121,7 +133,9 @@ def test_stacked_step_equals_sonnet_mlp_with_momentum():
                         labels=labels[index[s, k]], logits=model(x)
                     )
                 )
-            grads = tape.gradient(step_loss, model.trainable_variables)
+                penalty = weight_decay / 2 * sum(tf.reduce_sum(lay.w**2) for lay in layers)
+                objective = step_loss + penalty
+            grads = tape.gradient(objective, model.trainable_variables)
             optimizer.learning_rate = float(rates[s])
             optimizer.apply(grads, model.trainable_variables)
             total += float(step_loss) * b

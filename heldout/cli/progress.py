@@ -4,6 +4,13 @@
 a line for the plan, for each epoch of each group of models (or only the last epoch),
 for each run written, for folders set aside and for runs left to another process, with
 a tqdm bar of model-epochs below.
+
+Each group of models trained together gets a heading line (its subset ratio and runs),
+then one line per epoch in the format of the published random-labels demo (Zhang et al.,
+2017), means over the group's models, epochs counted from 000, accuracies in percent:
+
+    ratio 1.0 run 0: 20 epochs
+    000: Acc-tr:  58.49, Acc-val: 56.92, L-tr: 1.1574, L-val: 1.1857
 """
 
 from __future__ import annotations
@@ -19,6 +26,31 @@ def run_range(run_ids: Sequence[int]) -> str:
     if len(run_ids) > 1 and run_ids == list(range(run_ids[0], run_ids[-1] + 1)):
         return f"runs {run_ids[0]}-{run_ids[-1]}"
     return "run" + ("s " if len(run_ids) > 1 else " ") + ",".join(map(str, run_ids))
+
+
+def epoch_line(event: training.EpochLog) -> str:
+    """`000: Acc-tr:  58.49, Acc-val: 56.92, L-tr: 1.1574, L-val: 1.1857` for one epoch.
+
+    The epoch is 0-based and zero-padded to 3 digits; accuracies in percent with 2
+    decimals (Acc-tr 6 wide, so 100.00 keeps the columns); losses with 4 decimals. Means
+    over the models of the group.
+    """
+    return (
+        f"{event.epoch - 1:03d}: Acc-tr: {100 * event.acc_train.mean():6.2f}, "
+        f"Acc-val: {100 * event.acc_val.mean():5.2f}, L-tr: {event.loss.mean():.4f}, "
+        f"L-val: {event.val_loss.mean():.4f}"
+    )
+
+
+def group_line(event: training.EpochLog) -> str:
+    """The heading of a group's epoch lines.
+
+    E.g. `ratio 0.5 runs 0-31: 20 epochs (means of 32 models)`.
+    """
+    line = f"ratio {event.subset_ratio:g} {run_range(event.run_ids)}: {event.epochs} epochs"
+    if len(event.run_ids) > 1:
+        line += f" (means of {len(event.run_ids)} models)"
+    return line
 
 
 def plan_line(plan: training.TrainingPlan) -> str:
@@ -54,6 +86,7 @@ class TrainingProgress:
         self.describe_plan = describe_plan
         self._bar = None
         self._epochs = 0
+        self._group = None  # (ratio, run ids) whose heading was printed last
 
     def _print(self, line: str) -> None:
         if self._bar is not None:
@@ -79,12 +112,11 @@ class TrainingProgress:
             if self._bar is not None:
                 self._bar.update(len(event.run_ids))
             if self.every_epoch or event.epoch == event.epochs:
-                self._print(
-                    f"ratio {event.subset_ratio:g} {run_range(event.run_ids)} epoch "
-                    f"{event.epoch}/{event.epochs}: loss {event.loss.mean():.4f} "
-                    f"Acc-tr {event.acc_train.mean():.4f} Acc-val {event.acc_val.mean():.4f} "
-                    f"({event.seconds:.1f}s)"
-                )
+                group = (event.subset_ratio, tuple(event.run_ids))
+                if group != self._group:
+                    self._group = group
+                    self._print(group_line(event))
+                self._print(epoch_line(event))
         elif isinstance(event, training.RunWritten):
             if self.run_lines:
                 self._print(

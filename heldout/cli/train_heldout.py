@@ -12,18 +12,10 @@ from collections.abc import Sequence
 
 from absl import flags, logging
 
-from heldout.cli import app
+from heldout.cli import app, train_flags
 from heldout.errors import UsageError
 
-_DATASET = flags.DEFINE_enum(
-    "dataset", "fashion_mnist", ["fashion_mnist", "mnist"], "Dataset to train on."
-)
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir",
-    None,
-    "Folder of IDX files, or a prepared TFDS data_dir. Default: Debian's Fashion-MNIST "
-    "IDX folder (/usr/share/datasets/fashion-mnist). Recorded as an absolute path.",
-)
+train_flags.define_flags()  # --dataset, --data_dir, --label_corrupt_prob, --seed
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "The experiment folder to write.", required=True
 )
@@ -37,13 +29,6 @@ _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.1, "Base learning rate (p
 _MODELS_PER_STEP = flags.DEFINE_integer(
     "models_per_step", 32, "MLPs trained simultaneously (speed only; results do not change)."
 )
-_LABEL_CORRUPT_PROB = flags.DEFINE_float(
-    "label_corrupt_prob",
-    0.0,
-    "Fraction of training labels replaced by a random other label, once for the whole "
-    "experiment (recorded in <output_dir>/label_corruption.npz).",
-)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of subsets, initialisations and shuffling.")
 _ARCH = flags.DEFINE_enum(
     "arch",
     "mlp",
@@ -52,6 +37,18 @@ _ARCH = flags.DEFINE_enum(
 )
 _VAL_EXAMPLES = flags.DEFINE_integer(
     "val_examples", 1000, "Test examples behind the per-epoch Acc-val."
+)
+_WEIGHT_DECAY = flags.DEFINE_float(
+    "weight_decay",
+    0.0,
+    "L2 weight decay: weight_decay * W added to each weight matrix's gradient (biases "
+    "excluded). Default 0, as in the paper's MNIST runs.",
+)
+_MLP_SPEC = flags.DEFINE_string(
+    "mlp_spec",
+    "512,256",
+    "Hidden layer sizes of the MLP, comma-separated: 512,256 (default) is the published "
+    "MNIST MLP, 512 one hidden layer of 512 units.",
 )
 _COMPUTE_DTYPE = flags.DEFINE_enum(
     "compute_dtype",
@@ -70,6 +67,19 @@ def _subset_ratios(values: Sequence[str]) -> tuple[float, ...]:
         ) from None
 
 
+def _mlp_spec(value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise UsageError(
+            f"--mlp_spec must be comma-separated positive layer sizes (e.g. 512,256 or 512), "
+            f"got {value!r}"
+        )
+    return sizes
+
+
 def main(argv: Sequence[str]) -> int:
     """Trains the experiment the flags describe; 0 when done (errors: `app.guarded`)."""
     del argv
@@ -77,20 +87,23 @@ def main(argv: Sequence[str]) -> int:
     from heldout import training
     from heldout.cli.progress import TrainingProgress
 
+    data = train_flags.data_options()
     config = training.TrainingConfig(
-        dataset=_DATASET.value,
-        data_dir=_DATA_DIR.value,
+        dataset=data.dataset,
+        data_dir=data.data_dir,
         subset_ratios=_subset_ratios(_SUBSET_RATIOS.value),
         runs_per_ratio=_RUNS_PER_RATIO.value,
         epochs=_EPOCHS.value,
         batch_size=_BATCH_SIZE.value,
         learning_rate=_LEARNING_RATE.value,
         models_per_step=_MODELS_PER_STEP.value,
-        label_corrupt_prob=_LABEL_CORRUPT_PROB.value,
-        seed=_SEED.value,
+        label_corrupt_prob=data.label_corrupt_prob,
+        seed=data.seed,
         arch=_ARCH.value,
         val_examples=_VAL_EXAMPLES.value,
         compute_dtype=_COMPUTE_DTYPE.value,
+        weight_decay=_WEIGHT_DECAY.value,
+        mlp_hidden_sizes=_mlp_spec(_MLP_SPEC.value),
     )
     with TrainingProgress() as progress:
         result = training.train_experiment(config, _OUTPUT_DIR.value, on_event=progress)

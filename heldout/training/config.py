@@ -25,7 +25,13 @@ DEFINING_FIELDS = (
     "label_corrupt_prob",
     "seed",
     "compute_dtype",
+    "weight_decay",
+    "mlp_hidden_sizes",
 )
+# What experiments recorded before a defining field existed were trained with: a record
+# without the field is read as this value, so adding a field does not refuse their resume.
+LEGACY_DEFINING_VALUES = {"weight_decay": 0.0, "mlp_hidden_sizes": [512, 256]}
+DEFAULT_MLP_HIDDEN_SIZES = (512, 256)  # the published MNIST MLP (heldout.models.MLP)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,14 +49,23 @@ class TrainingConfig:
       warmup_fraction: linear warm-up over this fraction of the steps, then linear decay
         to 0 (the paper's schedule).
       models_per_step: MLPs trained simultaneously (speed only: results do not depend on it).
-      label_corrupt_prob: fraction of training labels replaced by a random other class,
-        once for the whole experiment.
+      label_corrupt_prob: fraction of training labels corrupted once for the whole
+        experiment. Below 1: that fraction gets a random *other* class (unchanged since
+        the first experiments, so they stay reproducible). Exactly 1: "random labels"
+        (Zhang et al., 2017): every label is redrawn uniformly over all classes,
+        independently of the image, so about 1/C of them equal the original
+        (`heldout.training.label_noise.corrupt_labels`).
       seed: root of every random choice.
       arch: `mlp` (stacked training) or `small_inception` (one model at a time).
       val_examples: test examples behind the per-epoch held-out accuracy (`Acc-val`); the
         first ones of the test split. Kept small: it is only a progress signal.
       eval_batch_size: batch size of the final evaluation that fills the aux arrays.
       compute_dtype: `float32`, or `bfloat16` for the MLP's matrix products.
+      weight_decay: L2 penalty `weight_decay / 2 * sum ||W||^2` over the weight matrices
+        (not the biases), i.e. `weight_decay * W` added to each weight gradient. Default
+        0: the paper's MNIST runs use none. The reported losses are the cross-entropy only.
+      mlp_hidden_sizes: the MLP's hidden layer sizes (`--mlp_spec`); default (512, 256),
+        the published MNIST MLP; (512,) is one hidden layer of 512 units. MLP only.
 
     Raises:
       TrainingError: a value out of range (the message names the field).
@@ -72,8 +87,14 @@ class TrainingConfig:
     val_examples: int = 1000
     eval_batch_size: int = 500  # demo.py's default (heldout.evaluation.DEFAULT_BATCH_SIZE)
     compute_dtype: str = "float32"
+    weight_decay: float = 0.0
+    mlp_hidden_sizes: tuple[int, ...] = DEFAULT_MLP_HIDDEN_SIZES
 
     def __post_init__(self):
+        # Frozen: normalise through object.__setattr__ (a list from a caller, numpy ints).
+        object.__setattr__(
+            self, "mlp_hidden_sizes", tuple(int(size) for size in self.mlp_hidden_sizes)
+        )
         if self.dataset not in DATASETS:
             raise TrainingError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.arch not in ARCHS:
@@ -97,9 +118,20 @@ class TrainingConfig:
             raise TrainingError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise TrainingError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-        if not 0.0 <= self.label_corrupt_prob < 1.0:
+        if not 0.0 <= self.label_corrupt_prob <= 1.0:
             raise TrainingError(
-                f"label_corrupt_prob must be in [0, 1), got {self.label_corrupt_prob}"
+                f"label_corrupt_prob must be in [0, 1], got {self.label_corrupt_prob}"
+            )
+        if not self.weight_decay >= 0.0:  # also refuses NaN
+            raise TrainingError(f"weight_decay must be at least 0, got {self.weight_decay}")
+        if not self.mlp_hidden_sizes or min(self.mlp_hidden_sizes) < 1:
+            raise TrainingError(
+                "mlp_hidden_sizes must be one or more positive layer sizes, got "
+                f"{self.mlp_hidden_sizes}"
+            )
+        if self.arch != "mlp" and self.mlp_hidden_sizes != DEFAULT_MLP_HIDDEN_SIZES:
+            raise TrainingError(
+                f"mlp_hidden_sizes (--mlp_spec) applies to arch mlp only, not {self.arch}"
             )
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise TrainingError(
@@ -107,8 +139,27 @@ class TrainingConfig:
             )
 
     def defining(self) -> dict:
-        """The hyperparameters recorded in the experiment and checked when resuming."""
-        return {name: getattr(self, name) for name in DEFINING_FIELDS}
+        """The hyperparameters recorded in the experiment and checked when resuming.
+
+        In their JSON form (tuples as lists), so a value read back from the record
+        compares equal.
+        """
+        values = {name: getattr(self, name) for name in DEFINING_FIELDS}
+        values["mlp_hidden_sizes"] = list(self.mlp_hidden_sizes)
+        return values
+
+    @property
+    def model_arch(self) -> str:
+        """The architecture name recorded in the experiment (`heldout.models.build_model`).
+
+        `mlp` for the default hidden sizes, `mlp:<sizes>` (e.g. `mlp:512`) for others, so
+        demo.py and evaluate_runs rebuild the runs' model from the record alone. Written
+        here rather than imported from `heldout.models.naming` (`mlp_arch`), whose package
+        imports TensorFlow; a test keeps the two in agreement.
+        """
+        if self.arch != "mlp" or self.mlp_hidden_sizes == DEFAULT_MLP_HIDDEN_SIZES:
+            return self.arch
+        return "mlp:" + ",".join(str(size) for size in self.mlp_hidden_sizes)
 
 
 def default_config() -> TrainingConfig:

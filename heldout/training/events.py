@@ -61,15 +61,22 @@ class RunsSkipped:
 
 @dataclasses.dataclass(frozen=True)
 class EpochLog:
-    """Sent after each epoch of a group of models trained together (arrays per model)."""
+    """Sent after each epoch of a group of models trained together (arrays per model).
+
+    The training figures are running ones, accumulated over the epoch's batches while the
+    weights change (what the published training loops print, and free); the exact final
+    training accuracy of each run is in `RunWritten.train_accuracy`. Labels are the ones
+    trained on (corrupted where the experiment says so); test labels are never corrupted.
+    """
 
     subset_ratio: float
     run_ids: tuple[int, ...]
-    epoch: int  # 1-based
+    epoch: int  # 1-based (the log line prints it 0-based: `000:` is the first epoch)
     epochs: int
-    loss: np.ndarray  # mean training loss over the epoch
+    loss: np.ndarray  # mean cross-entropy on the epoch's training batches ("L-tr")
     acc_train: np.ndarray  # accuracy on the epoch's training batches ("Acc-tr")
     acc_val: np.ndarray  # accuracy on the first val_examples test examples ("Acc-val")
+    val_loss: np.ndarray  # mean cross-entropy on those test examples ("L-val")
     seconds: float  # wall time of the epoch's training steps
 
 

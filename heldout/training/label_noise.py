@@ -2,7 +2,12 @@
 
 An experiment trained with `--label_corrupt_prob p` replaces a fixed fraction p of the
 training labels by a different, random class, once, so that every run of the experiment
-sees the same corrupted dataset. The corruption is stored beside `experiment.json` as
+sees the same corrupted dataset. `p = 1` is the random-labels experiment of Zhang et al.
+(2017), "Understanding deep learning requires rethinking generalization": every label is
+redrawn uniformly over all classes, independently of the image and of its original label
+(a "different class" rule at p = 1 would make the labels anti-correlated with the truth,
+not random); about 1/C of the redrawn labels equal the original, and the record lists the
+others, the examples whose label changed. The corruption is stored beside `experiment.json` as
 `label_corruption.npz` (`indices`, `original_labels`, `new_labels`), and the experiment's
 meta names that file (`extra["label_corruption_file"]`). The runs' `correctness_train` /
 `correctness_removed` are with respect to the labels the models were trained on, so
@@ -89,7 +94,14 @@ class LabelCorruption:
 def corrupt_labels(
     labels: np.ndarray, prob: float, num_classes: int, rng: np.random.Generator
 ) -> LabelCorruption:
-    """Replaces round(prob * N) labels, chosen uniformly, by a uniformly drawn other class.
+    """Corrupts a fraction `prob` of the labels; `prob = 1` makes every label random.
+
+    * `prob < 1`: round(prob * N) examples, chosen uniformly, get a uniformly drawn other
+      class (exactly that many labels change). Kept as first written, draw for draw, so
+      experiments trained before `prob = 1` was allowed are reproduced exactly.
+    * `prob = 1`: every label is redrawn uniformly over the `num_classes` classes,
+      independently of the original ("random labels"); the record holds the examples
+      whose label changed (about N (C - 1) / C of them).
 
     Args:
       labels: the clean training labels, in index order.
@@ -108,6 +120,10 @@ def corrupt_labels(
     if num_classes < 2:
         raise LabelCorruptionError(f"need at least 2 classes to corrupt labels, got {num_classes}")
     labels = np.asarray(labels, dtype=np.int64)
+    if prob == 1.0:
+        redrawn = rng.integers(0, num_classes, size=labels.size)
+        indices = np.flatnonzero(redrawn != labels).astype(np.int64)
+        return LabelCorruption(indices, labels[indices], redrawn[indices].astype(np.int64))
     count = int(round(prob * labels.size))
     indices = np.sort(rng.choice(labels.size, size=count, replace=False)).astype(np.int64)
     original = labels[indices]

@@ -57,12 +57,17 @@ class Trainer:
     # -- MLPs, stacked ---------------------------------------------------------------------
     def _stack(self, num_models: int) -> stacked_mlp.StackedMLP:
         if num_models not in self._stacks:
-            sizes = (int(self.images_flat.shape[1]),) + stacked_mlp.DEFAULT_LAYER_SIZES[1:-1]
+            sizes = (
+                int(self.images_flat.shape[1]),
+                *self.config.mlp_hidden_sizes,
+                self.data.num_classes,
+            )
             self._stacks[num_models] = stacked_mlp.StackedMLP(
                 num_models,
-                sizes + (self.data.num_classes,),
+                sizes,
                 momentum=self.config.momentum,
                 compute_dtype=getattr(tf, self.config.compute_dtype),
+                weight_decay=self.config.weight_decay,
             )
         return self._stacks[num_models]
 
@@ -93,20 +98,22 @@ class Trainer:
             )
             loss, correct = loss.numpy(), correct.numpy()
             seconds = time.perf_counter() - start
-            val_correct = stack.count_correct(
+            val_loss, val_correct = stack.evaluate(
                 self.val_images, self.val_labels, tf.constant(config.eval_batch_size)
-            ).numpy()
+            )
             examples = steps * batch
+            val_count = max(1, int(self.val_labels.shape[0]))
             self.notify(
                 EpochLog(
-                    subset_ratio,
-                    tuple(run_ids),
-                    epoch + 1,
-                    config.epochs,
-                    loss / examples,
-                    correct / examples,
-                    val_correct / max(1, int(self.val_labels.shape[0])),
-                    seconds,
+                    subset_ratio=subset_ratio,
+                    run_ids=tuple(run_ids),
+                    epoch=epoch + 1,
+                    epochs=config.epochs,
+                    loss=loss / examples,
+                    acc_train=correct / examples,
+                    acc_val=val_correct.numpy() / val_count,
+                    val_loss=val_loss.numpy() / val_count,
+                    seconds=seconds,
                 )
             )
         written = []
@@ -127,11 +134,12 @@ class Trainer:
     def _mlp_from(self, params):
         """The evaluation MLP (one, reused: its compiled step is traced once) with `params`."""
         if self._mlp_evaluator is None:
-            model = build_model("mlp", self.data.num_classes)
-            ensure_variables(model)
+            # The recorded architecture name: the model demo.py will rebuild for this run.
+            model = build_model(self.config.model_arch, self.data.num_classes)
+            ensure_variables(model, tuple(self.data.train_images.shape[1:]))
             self._mlp_evaluator = evaluation.Evaluator(model)
         model = self._mlp_evaluator.model
-        layers = (model.hidden1, model.hidden2, model.logits)
+        layers = model.linear_layers
         for layer, w, b in zip(layers, params.weights, params.biases, strict=True):
             layer.w.assign(w)
             layer.b.assign(b)
@@ -164,6 +172,11 @@ class Trainer:
                     tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
                 )
             grads = tape.gradient(loss, model.trainable_variables)
+            if config.weight_decay:  # as the stacked MLP: weight matrices and kernels only
+                grads = [
+                    g + config.weight_decay * v if len(v.shape) > 1 else g
+                    for g, v in zip(grads, model.trainable_variables, strict=True)
+                ]
             optimizer.learning_rate.assign(lr)
             optimizer.apply(grads, model.trainable_variables)
             hits = tf.reduce_sum(
@@ -177,6 +190,7 @@ class Trainer:
             )
             / 255.0
         )
+        val_count = max(1, int(self.val_labels.shape[0]))
         for epoch in range(config.epochs):
             batches = epoch_batches(subset, batch, rngs["shuffle"])
             start = time.perf_counter()
@@ -186,19 +200,28 @@ class Trainer:
                 loss_sum += float(loss) * batch
                 hits_sum += int(hits)
             seconds = time.perf_counter() - start
-            predicted = tf.argmax(model(val_x, is_training=False), -1, output_type=tf.int32)
-            val_acc = float(tf.reduce_mean(tf.cast(predicted == self.val_labels, tf.float32)))
+            val_logits = model(val_x, is_training=False)
+            predicted = tf.argmax(val_logits, -1, output_type=tf.int32)
+            val_hits = int(tf.reduce_sum(tf.cast(predicted == self.val_labels, tf.int32)))
+            val_loss = float(
+                tf.reduce_sum(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(
+                        labels=self.val_labels, logits=val_logits
+                    )
+                )
+            )
             examples = steps * batch
             self.notify(
                 EpochLog(
-                    subset_ratio,
-                    (run_id,),
-                    epoch + 1,
-                    config.epochs,
-                    np.array([loss_sum / examples]),
-                    np.array([hits_sum / examples]),
-                    np.array([val_acc]),
-                    seconds,
+                    subset_ratio=subset_ratio,
+                    run_ids=(run_id,),
+                    epoch=epoch + 1,
+                    epochs=config.epochs,
+                    loss=np.array([loss_sum / examples]),
+                    acc_train=np.array([hits_sum / examples]),
+                    acc_val=np.array([val_hits / val_count]),
+                    val_loss=np.array([val_loss / val_count]),
+                    seconds=seconds,
                 )
             )
         return self._write(

@@ -17,7 +17,7 @@ from heldout import release
 from heldout.errors import ExperimentMetaError, TrainingError
 from heldout.io import FileLock
 from heldout.training import label_noise
-from heldout.training.config import TrainingConfig
+from heldout.training.config import LEGACY_DEFINING_VALUES, TrainingConfig
 from heldout.training.data import OpenedSource, TrainingData, load_training_data
 from heldout.training.plan import corruption_rng
 
@@ -56,9 +56,9 @@ def check_existing(
             "another --output_dir"
         )
     differ = [
-        f"{key}: recorded {recorded.get(key)!r}, asked {value!r}"
+        f"{key}: recorded {_recorded_value(recorded, key)!r}, asked {value!r}"
         for key, value in config.defining().items()
-        if recorded.get(key) != value
+        if _recorded_value(recorded, key) != value
     ]
     if meta.dataset != source_name:
         differ.append(f"data source: recorded {meta.dataset!r}, asked {source_name!r}")
@@ -68,6 +68,11 @@ def check_existing(
             "would mix two experiments. Differences: " + "; ".join(differ)
         )
     return meta
+
+
+def _recorded_value(recorded: dict, key: str):
+    """A recorded defining value; for a field the record predates, the value it implied."""
+    return recorded.get(key, LEGACY_DEFINING_VALUES.get(key))
 
 
 def prepare_corruption(
@@ -125,7 +130,7 @@ def experiment_meta(
     corruption_file = label_noise.LABEL_CORRUPTION_FILE if data.corruption is not None else None
     return release.ExperimentMeta(
         name=experiment_dir.absolute().name,
-        arch=config.arch,
+        arch=config.model_arch,
         num_classes=data.num_classes,
         dataset=data.source_name,
         index_order=data.index_order,
