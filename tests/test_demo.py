@@ -281,3 +281,20 @@ def test_expected_errors_are_one_line_and_bugs_keep_their_traceback(
     monkeypatch.setattr(evaluation, "check_run", buggy_check_run)  # fault injection
     with pytest.raises(ValueError, match="an internal bug"):
         run_demo([f"--model_dir={run_dir}"], capsys)
+
+
+def test_demo_and_evaluate_runs_share_one_definition_of_their_flags():
+    """Issue 13: both commands defined the same eight flags and the same --min_match rule."""
+    from absl import flags
+
+    from heldout.cli import eval_flags, evaluate_runs
+
+    shared = ["dataset", "data_dir", "split", "batch_size", "arch", "num_classes", "min_match"]
+    for name in shared:
+        assert flags.FLAGS.find_module_defining_flag(name) == eval_flags.__name__, name
+    for command in (demo, evaluate_runs):  # listed by each command's --help
+        key = {flag.name for flag in flags.FLAGS.get_key_flags_for_module(command.__name__)}
+        assert set(shared) <= key, command.__name__
+    assert eval_flags.match_verdict(9, 10, min_match=0.9).status == 0
+    assert eval_flags.match_verdict(10, 10, failed_runs=1, min_match=0.0).status == 1
+    assert eval_flags.match_verdict(0, 0, min_match=0.0).status == 1

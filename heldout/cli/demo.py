@@ -21,7 +21,7 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model_dir", None, "A run folder <experiment>/<subset_ratio>/<run_id>.")
 flags.DEFINE_integer("run_id", None, "Check only this run (with --experiment_dir).")
-eval_flags.define_flags()
+eval_flags.define_flags(__name__)
 
 NAME = "demo.py"
 _SHOW_MISMATCHES = 10

@@ -4,7 +4,7 @@ Both commands restore runs, re-evaluate them and cross-check the predictions wit
 runs' aux arrays, so they choose runs, data, model and the `--min_match` tolerance the
 same way; defining those flags here once keeps their names, defaults and help identical.
 
-    eval_flags.define_flags()                        # at import of the command module
+    eval_flags.define_flags(__name__)                # at import of the command module
     options = eval_flags.eval_options()              # heldout.distributed.EvalOptions
     verdict = eval_flags.match_verdict(matches, total, failed_runs=0)
 """
@@ -21,18 +21,40 @@ from heldout.errors import UsageError
 FLAGS = flags.FLAGS
 SPLIT_CHOICES = ("train", "test", "all")
 
+_NAMES = (
+    "experiment_dir",
+    "subset_ratio",
+    "max_runs",
+    "dataset",
+    "data_dir",
+    "split",
+    "batch_size",
+    "arch",
+    "num_classes",
+    "min_match",
+)
 _defined: set[int] = set()  # id() of the FlagValues the group was defined in
 
 
-def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-    """Defines the shared flags (once per FlagValues; a second call does nothing).
+def define_flags(command_module: str, flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines the shared flags (once per FlagValues) as key flags of `command_module`.
 
     Run selection: --experiment_dir, --subset_ratio, --max_runs. Data: --dataset,
     --data_dir, --split, --batch_size. Model: --arch, --num_classes. Verdict: --min_match.
+
+    Args:
+      command_module: the `__name__` of the command that uses them: absl's `--help`
+        lists a module's key flags, and these are defined here, not there.
+      flag_values: where to define them.
     """
-    if id(flag_values) in _defined:
-        return
-    _defined.add(id(flag_values))
+    if id(flag_values) not in _defined:
+        _define(flag_values)
+        _defined.add(id(flag_values))
+    for name in _NAMES:
+        flag_values.register_key_flag_for_module(command_module, flag_values[name])
+
+
+def _define(flag_values: flags.FlagValues) -> None:
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("experiment_dir", None, "An experiment folder <root>/<experiment>.", **fv)
     flags.DEFINE_float(

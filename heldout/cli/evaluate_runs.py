@@ -20,7 +20,7 @@ from heldout.errors import UsageError
 
 FLAGS = flags.FLAGS
 
-eval_flags.define_flags()
+eval_flags.define_flags(__name__)
 flags.DEFINE_string("output_dir", None, "Where the per-run JSON records go (resumable).")
 flags.DEFINE_string(
     "scheduler",
