@@ -1,24 +1,30 @@
 """Compare recomputed scores with published ones (or two of our own score files).
 
 A researcher who recomputes C-scores or memorization from the released aux arrays wants
-one number that says "this agrees with the paper's file": rank and linear correlation over
-the examples both sides define, plus how many were left out. For influence, the published
-artifact is a list of high-influence (train, test) pairs; we report how many of them our
-estimates recover. No TensorFlow, no pickles: it runs where the score tools run.
+to know whether they agree with the paper's file: rank (Spearman, Kendall tau-b) and
+linear correlation over the examples both sides define, plus how many were left out; the
+overlap of the lowest and highest 1 % and 10 % (the examples people look at); and rho
+within each class. For influence, the published artifact is a list of high-influence
+(train, test) pairs: we report how many of them our estimates recover, and the precision
+and recall of our own pair list against it. No TensorFlow, no pickles. The file formats
+are read by `heldout.published`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from heldout.errors import CompareError  # noqa: F401 - re-exported
-from heldout.io import load_npz
+from heldout.published import (  # noqa: F401 - re-exported: they lived here before
+    PAIR_KEYS,
+    InfluencePairs,
+    load_influence_pairs,
+)
 
-PAIR_KEYS = ("tr_idx", "tt_idx", "infl", "mem")
 _SHOW = 5  # offending values listed in an error message
+EXTREME_FRACTIONS = (0.01, 0.1)  # the lowest / highest 1 % and 10 %
 
 
 def _is_real(values: np.ndarray) -> bool:
@@ -32,7 +38,11 @@ def _is_real(values: np.ndarray) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class ScoreAgreement:
-    """How two per-example score vectors agree on the examples both define (not NaN)."""
+    """How two per-example score vectors agree on the examples both define (not NaN).
+
+    `kendall_tau_b` is Kendall's tau-b (ties in either vector handled as in
+    `scipy.stats.kendalltau`); NaN when scipy is not installed or fewer than 2 examples.
+    """
 
     num_examples: int
     num_compared: int
@@ -40,58 +50,61 @@ class ScoreAgreement:
     spearman: float
     mean_abs_difference: float
     max_abs_difference: float
+    kendall_tau_b: float = float("nan")
 
 
 @dataclasses.dataclass(frozen=True)
-class InfluencePairs:
-    """Published high-influence pairs: training index, test index, influence, memorization."""
+class ExtremeOverlap:
+    """How many of one side's lowest (or highest) examples are also the other side's.
 
-    train_index: np.ndarray
-    test_index: np.ndarray
-    influence: np.ndarray
-    memorization: np.ndarray
-    source: str = "<memory>"
+    Attributes:
+      fraction: the share of the compared examples taken (0.01 = 1 %).
+      side: "lowest" or "highest".
+      size: examples taken from each side, round(fraction * num_compared) (at least 1).
+      overlap: examples in both selections; `overlap / size` is the agreement (chance
+        level: `fraction`).
+      num_compared: examples defined on both sides (the pool they are taken from).
+    """
 
-    def __post_init__(self):
-        """Checks the pairs once, so every lookup can trust them.
+    fraction: float
+    side: str
+    size: int
+    overlap: int
+    num_compared: int
 
-        Negative indices would silently wrap around in numpy indexing (pair -1 would be
-        looked up in the last row), and float indices would be truncated: both are refused
-        here, with the offending values.
-        """
-        arrays = {
-            "tr_idx": np.asarray(self.train_index),
-            "tt_idx": np.asarray(self.test_index),
-            "infl": np.asarray(self.influence),
-            "mem": np.asarray(self.memorization),
-        }
-        shapes = {key: value.shape for key, value in arrays.items()}
-        if len(set(shapes.values())) != 1 or arrays["tr_idx"].ndim != 1:
-            raise CompareError(f"{self.source}: arrays must be 1-D and equally long, got {shapes}")
-        for key in ("tr_idx", "tt_idx"):
-            values = arrays[key]
-            if not np.issubdtype(values.dtype, np.integer):
-                raise CompareError(
-                    f"{self.source}: {key} has dtype {values.dtype}; expected integer indices"
-                )
-            negative = np.flatnonzero(values < 0)
-            if negative.size:
-                shown = values[negative[:_SHOW]].tolist()
-                raise CompareError(
-                    f"{self.source}: {key} holds {negative.size} negative index(es), e.g. "
-                    f"{shown} at pair(s) {negative[:_SHOW].tolist()}"
-                    f"{' ...' if negative.size > _SHOW else ''}; indices are positions "
-                    "0..N-1 in the split"
-                )
-        for key in ("infl", "mem"):
-            if not _is_real(arrays[key]):
-                raise CompareError(
-                    f"{self.source}: {key} has dtype {arrays[key].dtype}; expected numbers"
-                )
-        object.__setattr__(self, "train_index", arrays["tr_idx"].astype(np.int64))
-        object.__setattr__(self, "test_index", arrays["tt_idx"].astype(np.int64))
-        object.__setattr__(self, "influence", arrays["infl"].astype(np.float64))
-        object.__setattr__(self, "memorization", arrays["mem"].astype(np.float64))
+    @property
+    def share(self) -> float:
+        return self.overlap / self.size if self.size else float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassAgreement:
+    """Spearman's rho within one class, over the examples both sides define."""
+
+    label: int
+    num_compared: int
+    spearman: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PairSetAgreement:
+    """Our high-influence pairs against the published ones, as sets of (train, test).
+
+    precision = common / ours (our pairs the published list confirms), recall = common /
+    published (published pairs we find); NaN when the denominator is 0.
+    """
+
+    num_ours: int
+    num_published: int
+    num_common: int
+
+    @property
+    def precision(self) -> float:
+        return self.num_common / self.num_ours if self.num_ours else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.num_common / self.num_published if self.num_published else float("nan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +140,101 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def kendall_tau_b(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b of two equally long vectors without NaN (scipy's O(n log n) one).
+
+    NaN when scipy is missing (it is an optional dependency of the comparison), for fewer
+    than 2 values, or when either vector is constant.
+    """
+    try:
+        from scipy import stats
+    except ImportError:  # pragma: no cover - scipy is pinned in pyproject.toml
+        return float("nan")
+    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
+    return float(stats.kendalltau(a, b, variant="b").statistic)
+
+
+def _checked_pair(ours: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ours, reference = np.asarray(ours), np.asarray(reference)
+    for name, values in (("our scores", ours), ("the reference scores", reference)):
+        if not _is_real(values):
+            raise CompareError(f"{name} have dtype {values.dtype}; expected numbers")
+    ours, reference = ours.astype(np.float64), reference.astype(np.float64)
+    if ours.shape != reference.shape or ours.ndim != 1:
+        raise CompareError(
+            f"score vectors must be 1-D and equally long, got {ours.shape} and "
+            f"{reference.shape}; are both for the same split and dataset?"
+        )
+    return ours, reference
+
+
+def _ranked(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """`positions` sorted by value, ties by position (a reproducible selection)."""
+    return positions[np.lexsort((positions, values[positions]))]
+
+
+def extreme_overlaps(
+    ours: np.ndarray, reference: np.ndarray, fractions=EXTREME_FRACTIONS
+) -> list[ExtremeOverlap]:
+    """Overlap of the lowest and of the highest `fractions` of the two score vectors.
+
+    The examples with the lowest C-scores are the atypical or mislabeled ones a user
+    looks at, so agreement there matters more than a correlation over all examples.
+    Only examples both sides define are ranked.
+
+    Raises:
+      CompareError: as `compare_scores`, or a fraction outside (0, 1].
+    """
+    ours, reference = _checked_pair(ours, reference)
+    both = np.flatnonzero(~np.isnan(ours) & ~np.isnan(reference))
+    ranked_ours, ranked_reference = _ranked(ours, both), _ranked(reference, both)
+    result = []
+    for fraction in fractions:
+        if not 0 < fraction <= 1:
+            raise CompareError(f"fractions must lie in (0, 1], got {fraction}")
+        size = max(1, int(round(fraction * both.size))) if both.size else 0
+        for side, take in (("lowest", slice(0, size)), ("highest", slice(both.size - size, None))):
+            common = np.intersect1d(ranked_ours[take], ranked_reference[take]).size
+            result.append(ExtremeOverlap(fraction, side, size, int(common), int(both.size)))
+    return result
+
+
+def per_class_agreement(
+    ours: np.ndarray, reference: np.ndarray, labels: np.ndarray
+) -> list[ClassAgreement]:
+    """Spearman's rho inside each class (labels in the same example order as the scores).
+
+    A high overall rho can come from the class means alone (some classes are easier);
+    within-class rho says whether the examples are ranked alike inside a class.
+
+    Raises:
+      CompareError: as `compare_scores`, or labels of another length or not integers.
+    """
+    ours, reference = _checked_pair(ours, reference)
+    labels = np.asarray(labels)
+    if labels.shape != ours.shape or not np.issubdtype(labels.dtype, np.integer):
+        raise CompareError(
+            f"labels must be integers shaped like the scores {ours.shape}, got "
+            f"{labels.dtype} {labels.shape}"
+        )
+    both = ~np.isnan(ours) & ~np.isnan(reference)
+    result = []
+    for label in np.unique(labels):
+        members = both & (labels == label)
+        a, b = ours[members], reference[members]
+        result.append(
+            ClassAgreement(int(label), int(members.sum()), _pearson(rankdata(a), rankdata(b)))
+        )
+    return result
+
+
+def pair_set_agreement(ours: InfluencePairs, published: InfluencePairs) -> PairSetAgreement:
+    """Precision and recall of our high-influence pairs against the published ones."""
+    common = np.intersect1d(ours.keys(), published.keys()).size
+    return PairSetAgreement(len(ours), len(published), int(common))
+
+
 def compare_scores(ours: np.ndarray, reference: np.ndarray) -> ScoreAgreement:
     """Agreement of two score vectors in the same example order; NaNs on either side skipped.
 
@@ -139,16 +247,7 @@ def compare_scores(ours: np.ndarray, reference: np.ndarray) -> ScoreAgreement:
     Raises:
       CompareError: the vectors are not 1-D, differ in length, or are not numbers.
     """
-    ours, reference = np.asarray(ours), np.asarray(reference)
-    for name, values in (("our scores", ours), ("the reference scores", reference)):
-        if not _is_real(values):
-            raise CompareError(f"{name} have dtype {values.dtype}; expected numbers")
-    ours, reference = ours.astype(np.float64), reference.astype(np.float64)
-    if ours.shape != reference.shape or ours.ndim != 1:
-        raise CompareError(
-            f"score vectors must be 1-D and equally long, got {ours.shape} and "
-            f"{reference.shape}; are both for the same split and dataset?"
-        )
+    ours, reference = _checked_pair(ours, reference)
     both = ~np.isnan(ours) & ~np.isnan(reference)
     a, b = ours[both], reference[both]
     difference = np.abs(a - b)
@@ -159,32 +258,7 @@ def compare_scores(ours: np.ndarray, reference: np.ndarray) -> ScoreAgreement:
         spearman=_pearson(rankdata(a), rankdata(b)),
         mean_abs_difference=float(difference.mean()) if a.size else float("nan"),
         max_abs_difference=float(difference.max()) if a.size else float("nan"),
-    )
-
-
-def load_influence_pairs(path: str | os.PathLike) -> InfluencePairs:
-    """Reads a published `*_high_infl_pairs_*.npz` (keys tr_idx, tt_idx, infl, mem).
-
-    Args:
-      path: the pairs file.
-
-    Returns:
-      The pairs, checked (see `InfluencePairs`).
-
-    Raises:
-      CompareError: the file is missing, unreadable, lacks a key, or holds indices that are
-        not non-negative integers of one length; the message starts with the file.
-    """
-    source = os.fspath(path)
-    arrays = load_npz(
-        source, keys=PAIR_KEYS, error=CompareError, what="a high-influence pairs .npz file"
-    )
-    return InfluencePairs(
-        train_index=arrays["tr_idx"],
-        test_index=arrays["tt_idx"],
-        influence=arrays["infl"],
-        memorization=arrays["mem"],
-        source=source,
+        kendall_tau_b=kendall_tau_b(a, b),
     )
 
 

@@ -142,7 +142,7 @@ def test_pickled_score_files_are_refused(tmp_path):
     ):
         path = tmp_path / name
         np.savez(path, **arrays)
-        with pytest.raises(DatasetError, match=f"{name}: holds pickled object arrays"):
+        with pytest.raises(DatasetError, match=f"{name}: .* object array.*--allow_pickle"):
             load_published_scores(path)
 
 
@@ -158,11 +158,11 @@ def test_broken_score_files_name_the_file(tmp_path):
         load_published_scores(empty)
     words = tmp_path / "words.npz"
     np.savez(words, scores=np.array(["high", "low"]))
-    with pytest.raises(DatasetError, match="words.npz: scores have dtype <U4"):
+    with pytest.raises(DatasetError, match="words.npz: scores must be a 1-D array of numbers, got <U4"):
         load_published_scores(words)
     floats = tmp_path / "float-labels.npz"
     np.savez(floats, scores=np.zeros(2), labels=np.array([0.5, 1.0]))
-    with pytest.raises(DatasetError, match="float-labels.npz: labels must be integers"):
+    with pytest.raises(DatasetError, match="float-labels.npz: labels must be a 1-D integer array"):
         load_published_scores(floats)
 
 

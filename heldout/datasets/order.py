@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 
 import numpy as np
 
 from heldout.datasets.base import DatasetError
-from heldout.io import load_npz
+from heldout.published import (  # noqa: F401 - re-exported: the published formats live there
+    PublishedScores,
+    load_published_scores,
+)
 
 _SHOW = 10  # positions listed in an error message
 
@@ -272,50 +274,3 @@ def permute_scores(
                 "scores."
             )
     return scores[b_to_a]
-
-
-@dataclasses.dataclass(frozen=True)
-class PublishedScores:
-    """A published per-example score file: `scores` [N] and, when published, `labels` [N]."""
-
-    scores: np.ndarray
-    labels: np.ndarray | None
-    source: str
-
-
-def load_published_scores(path: str | os.PathLike) -> PublishedScores:
-    """Reads `*-cscores-orig-order.npz` (keys `scores`, `labels`) or a `.npy` of scores.
-
-    Args:
-      path: the published file (or one written by `tools/map_order.py`).
-
-    Returns:
-      The scores [N] and, when the file has them, the labels [N].
-
-    Raises:
-      DatasetError: the file is missing, unreadable, pickled (never unpickled), lacks
-        `scores`, or holds scores that are not a vector of numbers or labels that are not
-        integers of the same length; the message starts with the file.
-    """
-    path = os.fspath(path)
-    arrays = load_npz(path, error=DatasetError, what="a published score file (.npz or .npy)")
-    if "" in arrays:  # a .npy: the scores alone (MNIST's published file)
-        scores, labels = arrays[""], None
-    elif "scores" in arrays:
-        scores, labels = arrays["scores"], arrays.get("labels")
-    else:
-        raise DatasetError(f"{path}: no `scores` array (it has {sorted(arrays)}).")
-    if scores.ndim != 1:
-        raise DatasetError(f"{path}: scores must be [N], got shape {scores.shape}.")
-    if not (np.issubdtype(scores.dtype, np.number) or scores.dtype == np.bool_) or (
-        np.issubdtype(scores.dtype, np.complexfloating)
-    ):
-        raise DatasetError(f"{path}: scores have dtype {scores.dtype}; expected numbers.")
-    if labels is not None:
-        if labels.shape != scores.shape or not np.issubdtype(labels.dtype, np.integer):
-            raise DatasetError(
-                f"{path}: labels must be integers shaped like scores {scores.shape}, got "
-                f"{labels.dtype} {labels.shape}."
-            )
-        labels = labels.astype(np.int64)
-    return PublishedScores(scores=scores, labels=labels, source=path)
