@@ -241,3 +241,12 @@ def test_bad_flag_values_are_usage_errors_with_status_2(experiment, tmp_path):
     assert done.stderr.startswith("compute_scores: error: flag --influence_topk=-3")
     done = _run_tool(f"--output={tmp_path / 'o.npz'}")  # a required flag missing
     assert done.returncode == 2 and "--experiment_dir" in done.stderr
+
+
+def test_help_lists_the_commands_flags():
+    done = subprocess.run(
+        [sys.executable, str(TOOL), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0
+    for flag in ("--experiment_dir", "--output", "--scores", "--skip_bad_runs"):
+        assert flag in done.stdout, flag

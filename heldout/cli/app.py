@@ -87,7 +87,11 @@ def flags_parser(name: str) -> Callable[[Sequence[str]], list[str]]:
 
 def run_command(main: Main, name: str, error_status: int = EXIT_USAGE) -> None:
     """Parses the flags and runs `main` through `guarded`; exits with its status."""
-    from absl import app
+    from absl import app, flags
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+    # `--help` lists the key flags of the script absl runs (tools/x.py); the flags live in
+    # the command's module here, so make them the script's key flags too.
+    for flag in flags.FLAGS.get_key_flags_for_module(main.__module__):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(guarded(main, name, error_status), flags_parser=flags_parser(name))
