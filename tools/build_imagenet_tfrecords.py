@@ -1,4 +1,4 @@
-"""Builds indexed ImageNet TFRecords (with an `index` feature) from an image folder.
+r"""Builds indexed ImageNet TFRecords (with an `index` feature) from an image folder.
 
   python tools/build_imagenet_tfrecords.py \
       --image_dir=/data/imagenet/val --index_file=imagenet_index.npz --allow_pickle \

@@ -1,4 +1,4 @@
-"""Compare our scores with published ones (or with another scores file).
+r"""Compare our scores with published ones (or with another scores file).
 
   # C-scores recomputed from the release vs. the published file, both in TFDS order
   # (bring the published file into TFDS order first with tools/map_order.py):

@@ -1,4 +1,4 @@
-"""Compute C-scores, memorization and influence of an experiment into one `.npz` file.
+r"""Compute C-scores, memorization and influence of an experiment into one `.npz` file.
 
 Example:
   python tools/compute_scores.py --experiment_dir=/data/cifar10-inception \

@@ -1,4 +1,4 @@
-"""Re-evaluate and cross-check many runs of an experiment, fanned out over Dask.
+r"""Re-evaluate and cross-check many runs of an experiment, fanned out over Dask.
 
   # every run with a checkpoint, on a local cluster of 4 worker processes:
   python tools/evaluate_runs.py --experiment_dir=<root>/cifar10-inception \

@@ -1,4 +1,4 @@
-"""Brings a published per-example score file from the original order into TFDS order.
+r"""Brings a published per-example score file from the original order into TFDS order.
 
   python tools/map_order.py --scores=../shared/data/cifar10-cscores-orig-order.npz \
       --dataset=cifar10 --data_dir=~/tensorflow_datasets --output=cifar10-cscores-tfds.npz

@@ -1,4 +1,4 @@
-"""Draw the figures of a scores file (from tools/compute_scores.py) as PDF and PNG.
+r"""Draw the figures of a scores file (from tools/compute_scores.py) as PDF and PNG.
 
 Example:
   python tools/plot_scores.py --scores=/tmp/scores.npz \

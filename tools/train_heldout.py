@@ -1,4 +1,4 @@
-"""Train heldout models on MNIST-like data and write them in the released layout.
+r"""Train heldout models on MNIST-like data and write them in the released layout.
 
 Example (the paper's MNIST settings, on Debian's Fashion-MNIST files):
 
