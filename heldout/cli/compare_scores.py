@@ -1,8 +1,12 @@
 """`tools/compare_scores.py`: our scores against published ones (or another scores file).
 
-Both sides must index the same examples in the same order; the command checks lengths,
-not orders (bring published files into TFDS order with `tools/map_order.py` first). Exit
-status 2 when the inputs cannot be compared.
+Both sides must index the same examples in the same order; the command checks lengths
+(and labels, where both sides have them), not orders: bring published files into TFDS
+order with `tools/map_order.py` first. Printed: Spearman, Kendall tau-b and Pearson, the
+overlap of the lowest and highest 1 % and 10 %, per-class rho (with labels), and for
+pairs how many published pairs our influence recovers plus the precision and recall of
+our own pairs. `--output_dir` adds the figure (rank scatter, histograms). Exit status 2
+when the inputs cannot be compared.
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ def define_flags() -> None:
     )
     flags.DEFINE_string("pairs", None, "Published high-influence pairs .npz.")
     flags.DEFINE_float("threshold", 0.15, "Influence that counts as recovered.")
+    flags.DEFINE_float("min_influence", 0.15, "Our pairs: influence threshold.")
+    flags.DEFINE_float("min_memorization", 0.25, "Our pairs: memorization threshold.")
+    flags.DEFINE_string(
+        "labels", None, "Labels for per-class rho: an .npz with `labels` or `tr_labels`."
+    )
+    flags.DEFINE_string("output_dir", None, "Write the comparison figure here.")
+    flags.DEFINE_list("formats", ["pdf", "png"], "Figure file formats.")
+    flags.DEFINE_integer("classes_shown", 5, "Classes listed at each end of the per-class rho.")
 
 
 def _load_key(path: str, key: str) -> np.ndarray:
@@ -39,46 +51,140 @@ def _load_key(path: str, key: str) -> np.ndarray:
     return load_npz(path, keys=[key], error=CompareError, what=_SCORES_FILE)[key]
 
 
-def _load_reference(path: str, key: str) -> np.ndarray:
-    """Another scores file (it has `key` and no `scores`), or a published score file."""
-    from heldout.datasets.order import load_published_scores
+def _load_reference(path: str, key: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(scores, labels or None): another scores file (it has `key`, no `scores`), or a
+    published score file."""
     from heldout.errors import CompareError
     from heldout.io import load_npz
+    from heldout.published import load_cscores
 
     if path.endswith(".npz"):
         arrays = load_npz(path, error=CompareError, what="a score file (.npz)")
         if key in arrays and "scores" not in arrays:
-            return arrays[key]
-    return load_published_scores(path).scores
+            return arrays[key], None
+    record = load_cscores(path)
+    return record.scores, record.labels
 
 
-def main(argv: Sequence[str]) -> int:
-    del argv
-    from heldout import compare
-    from heldout.errors import UsageError
+def _labels(reference_labels: np.ndarray | None, size: int) -> np.ndarray | None:
+    from heldout.errors import CompareError
+    from heldout.io import load_npz
 
-    if not FLAGS.scores or not (FLAGS.reference or FLAGS.pairs):
-        raise UsageError("pass --scores and --reference and/or --pairs")
-    if FLAGS.reference:
-        ours = _load_key(FLAGS.scores, FLAGS.key)
-        agreement = compare.compare_scores(ours, _load_reference(FLAGS.reference, FLAGS.key))
-        print(
-            f"{FLAGS.key}: {agreement.num_compared} of {agreement.num_examples} examples "
-            f"compared (NaN on either side skipped)\n"
-            f"  Spearman {agreement.spearman:.4f}  Pearson {agreement.pearson:.4f}  "
-            f"mean |diff| {agreement.mean_abs_difference:.4f}  "
-            f"max |diff| {agreement.max_abs_difference:.4f}"
+    if not FLAGS.labels:
+        return reference_labels
+    arrays = load_npz(FLAGS.labels, error=CompareError, what="an .npz of labels")
+    key = next((k for k in ("labels", "tr_labels") if k in arrays), None)
+    if key is None:
+        raise CompareError(f"{FLAGS.labels}: no `labels` or `tr_labels` (it has {sorted(arrays)})")
+    labels = arrays[key]
+    if reference_labels is not None and not np.array_equal(labels, reference_labels):
+        raise CompareError(
+            f"{FLAGS.labels}: its labels disagree with the reference file's for "
+            f"{int(np.count_nonzero(labels != reference_labels))} of {size} examples: "
+            "the two are in different orders"
         )
-    if FLAGS.pairs:
-        influence = _load_key(FLAGS.scores, "influence")
-        pairs = compare.load_influence_pairs(FLAGS.pairs)
-        recovery = compare.pair_recovery(pairs, influence, FLAGS.threshold)
+    return labels
+
+
+def _print_scores(ours: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> None:
+    from heldout import compare
+
+    agreement = compare.compare_scores(ours, reference)
+    print(
+        f"{FLAGS.key}: {agreement.num_compared} of {agreement.num_examples} examples "
+        f"compared (NaN on either side skipped)\n"
+        f"  Spearman {agreement.spearman:.4f}  Kendall tau-b {agreement.kendall_tau_b:.4f}  "
+        f"Pearson {agreement.pearson:.4f}  mean |diff| {agreement.mean_abs_difference:.4f}  "
+        f"max |diff| {agreement.max_abs_difference:.4f}"
+    )
+    for overlap in compare.extreme_overlaps(ours, reference):
+        print(
+            f"  {overlap.side} {overlap.fraction:.0%}: {overlap.overlap} of {overlap.size} "
+            f"examples in both ({overlap.share:.1%}; chance {overlap.fraction:.0%}) of "
+            f"{overlap.num_compared} compared"
+        )
+    if labels is None:
+        return
+    classes = compare.per_class_agreement(ours, reference, labels)
+    rhos = np.array([c.spearman for c in classes])
+    defined = ~np.isnan(rhos)
+    print(
+        f"  per-class Spearman over {int(defined.sum())} classes: median "
+        f"{np.median(rhos[defined]):.4f}, range [{rhos[defined].min():.4f}, "
+        f"{rhos[defined].max():.4f}]"
+    )
+    order = [classes[k] for k in np.argsort(np.where(defined, rhos, np.inf), kind="stable")]
+    shown = FLAGS.classes_shown
+    for title, picks in (("lowest", order[:shown]), ("highest", order[::-1][:shown])):
+        listed = ", ".join(
+            f"class {c.label}: {c.spearman:.3f} (n={c.num_compared})"
+            for c in picks
+            if not np.isnan(c.spearman)
+        )
+        print(f"    {title}: {listed}")
+
+
+def _print_pairs(published_pairs) -> None:
+    from heldout import compare, published
+    from heldout.errors import CompareError
+    from heldout.io import load_npz
+
+    arrays = load_npz(FLAGS.scores, error=CompareError, what=_SCORES_FILE)
+    thresholds = {"min_influence": FLAGS.min_influence, "min_memorization": FLAGS.min_memorization}
+    if "influence" in arrays:
+        recovery = compare.pair_recovery(published_pairs, arrays["influence"], FLAGS.threshold)
         print(
             f"influence pairs: {recovery.num_pairs} published, {recovery.num_defined} "
             f"defined here, {recovery.num_above_threshold} with our influence >= "
             f"{recovery.threshold}\n"
             f"  Pearson {recovery.pearson:.4f}  mean |diff| {recovery.mean_abs_difference:.4f}"
         )
+        ours = None
+        if "memorization" in arrays:
+            ours = published.select_pairs_dense(
+                arrays["influence"], arrays["memorization"], **thresholds
+            )
+    elif "influence_topk_index" in arrays and "memorization" in arrays:
+        ours, _ = published.select_pairs_topk(
+            arrays["influence_topk_index"],
+            arrays["influence_topk_value"],
+            arrays["memorization"],
+            **thresholds,
+        )
+    else:
+        raise CompareError(f"{FLAGS.scores}: missing arrays ['influence'] (or top-k influence)")
+    if ours is None:
+        print("  (no memorization in the scores file: our own pair list cannot be formed)")
+        return
+    agreement = compare.pair_set_agreement(ours, published_pairs)
+    print(
+        f"  our pairs (influence >= {FLAGS.min_influence:g}, memorization >= "
+        f"{FLAGS.min_memorization:g}): {agreement.num_ours}; {agreement.num_common} also "
+        f"published: precision {agreement.precision:.3f}, recall {agreement.recall:.3f} "
+        f"(of {agreement.num_published} published)"
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    del argv
+    from heldout import compare, plots
+    from heldout.errors import UsageError
+
+    if not FLAGS.scores or not (FLAGS.reference or FLAGS.pairs):
+        raise UsageError("pass --scores and --reference and/or --pairs")
+    formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
+    if FLAGS.reference:
+        ours = _load_key(FLAGS.scores, FLAGS.key)
+        reference, reference_labels = _load_reference(FLAGS.reference, FLAGS.key)
+        compare.compare_scores(ours, reference)  # shapes and dtypes, before the rest
+        labels = _labels(reference_labels, len(reference))
+        _print_scores(ours, reference, labels)
+        if FLAGS.output_dir:
+            figure = plots.plot_score_comparison(ours, reference, "ours", "reference")
+            for path in plots.save_figure(figure, f"{FLAGS.output_dir}/comparison", formats):
+                print(path)
+    if FLAGS.pairs:
+        _print_pairs(compare.load_influence_pairs(FLAGS.pairs))
     return app.EXIT_OK
 
 

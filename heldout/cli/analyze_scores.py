@@ -1,0 +1,151 @@
+"""`tools/analyze_scores.py`: the papers' per-class analyses of C-scores, and their figures.
+
+Per-class mean and SD of the C-scores with the most and least regular classes and
+r(class mean, class SD); figures: class_statistics (mean against SD), cscore_histogram
+(integral C-scores, 30 bins), cscore_bins (C-score against subset ratio per bin of
+integral C-score; needs our scores file's `cscore_by_ratio`) and examples (the highest
+and lowest C-score images per class; needs the images). Works on our scores files
+(`--key`, default `cscore`) and on the published C-score files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from absl import flags
+
+from heldout.cli import app
+
+FLAGS = flags.FLAGS
+NAME = "analyze_scores"
+
+
+def define_flags() -> None:
+    """This command's flags (defined when it runs, so importing the module defines none)."""
+    flags.DEFINE_string(
+        "scores", None, "Our scores .npz, or a published C-score file (.npz/.npy).", required=True
+    )
+    flags.DEFINE_string("key", "cscore", "Which per-example score of our scores file.")
+    flags.DEFINE_boolean(
+        "allow_pickle",
+        False,
+        "Unpickle object arrays (only ImageNet's published file needs it, for `filenames`); "
+        "unpickling runs code from the file: only for a file you trust.",
+    )
+    flags.DEFINE_string("experiment_dir", None, "The experiment (its dataset gives labels/images).")
+    flags.DEFINE_string("dataset", None, "Data source for labels and images (heldout.datasets).")
+    flags.DEFINE_string("data_dir", None, "Its data folder.")
+    flags.DEFINE_string("output_dir", None, "Write the figures here (none when not given).")
+    flags.DEFINE_list("formats", ["pdf", "png"], "Figure file formats.")
+    flags.DEFINE_integer("top", 5, "Classes listed at each end of the table.")
+
+
+def _scores_and_labels(path: str):
+    """(scores, labels or None, cscore_by_ratio or None, subset_ratios or None)."""
+    from heldout import published
+    from heldout.errors import ScoresFileError
+    from heldout.io import load_npz
+
+    names = published._member_names(path)  # noqa: SLF001 - which format, before loading
+    if path.endswith(".npy") or "scores" in names:
+        record = published.load_cscores(path, allow_pickle=FLAGS.allow_pickle)
+        return record.scores, record.labels, None, None
+    arrays = load_npz(path, keys=[FLAGS.key], error=ScoresFileError, what="a scores .npz file")
+    by_ratio = arrays.get("cscore_by_ratio") if FLAGS.key == "cscore" else None
+    return arrays[FLAGS.key], None, by_ratio, arrays.get("subset_ratios")
+
+
+def _source():
+    from heldout import release
+    from heldout.datasets import get_source
+    from heldout.training import label_noise
+
+    if FLAGS.experiment_dir:
+        experiment = release.open_experiment(FLAGS.experiment_dir)
+        return label_noise.experiment_source(experiment, FLAGS.dataset, FLAGS.data_dir)
+    if FLAGS.dataset:
+        return get_source(FLAGS.dataset, FLAGS.data_dir)
+    return None
+
+
+def _table(stats, names: list[str], top: int) -> list[str]:
+    order = stats.ranked()
+    rows = []
+    for title, picks in (
+        ("most regular classes (highest mean C-score)", order[:top]),
+        ("least regular classes (lowest mean C-score)", order[::-1][:top]),
+    ):
+        rows.append(title + ":")
+        rows.append(f"  {'class':<24} {'examples':>8} {'mean':>7} {'SD':>7}")
+        for k in picks:
+            name = names[int(stats.labels[k])]
+            rows.append(
+                f"  {name:<24} {int(stats.counts[k]):>8} {stats.mean[k]:>7.4f} {stats.std[k]:>7.4f}"
+            )
+    return rows
+
+
+def main(argv: Sequence[str]) -> int:
+    del argv
+    from heldout import analysis, plots
+    from heldout.errors import DatasetError, UsageError
+
+    formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
+    if FLAGS.top < 1:
+        raise UsageError(f"--top must be at least 1, got {FLAGS.top}")
+    scores, labels, by_ratio, ratios = _scores_and_labels(FLAGS.scores)
+    source = _source()
+    train = source.load_arrays("train") if source is not None else None
+    if train is not None:
+        if len(train.labels) != len(scores):
+            raise DatasetError(
+                f"{FLAGS.scores}: {len(scores)} scores, but {source.name} has "
+                f"{len(train.labels)} training examples: another dataset?"
+            )
+        if labels is not None and not np.array_equal(labels, train.labels):
+            wrong = int(np.count_nonzero(labels != train.labels))
+            raise DatasetError(
+                f"{FLAGS.scores}: its labels disagree with {source.name}'s for {wrong} of "
+                f"{len(labels)} examples: the file is in another order than the dataset "
+                "(published CIFAR files are in the original order; see tools/map_order.py)"
+            )
+        labels = train.labels
+    if labels is None:
+        raise UsageError(
+            f"{FLAGS.scores} has no labels: give --dataset/--data_dir or --experiment_dir"
+        )
+    stats = analysis.class_statistics(scores, labels)
+    dataset_name = source.name if source is not None else FLAGS.scores.split("/")[-1]
+    names = plots.class_names_for(dataset_name, int(stats.labels.max()) + 1)
+    print(
+        f"{FLAGS.scores}: {stats.num_examples} examples with a score ({stats.num_undefined} "
+        f"undefined) in {len(stats.labels)} classes"
+    )
+    print(
+        f"r(class mean, class SD) = {stats.mean_std_correlation:.3f} over "
+        f"{len(stats.labels)} classes ({stats.num_examples} examples)"
+    )
+    print("\n".join(_table(stats, names, FLAGS.top)))
+    if not FLAGS.output_dir:
+        return app.EXIT_OK
+    figures = {
+        "class_statistics": plots.plot_class_statistics(
+            stats.labels, stats.mean, stats.std, stats.counts, names
+        ),
+        "cscore_histogram": plots.plot_cscore_histogram(scores),
+    }
+    if by_ratio is not None and ratios is not None:
+        figures["cscore_bins"] = plots.plot_cscore_bins(ratios, by_ratio, scores)
+    if train is not None:
+        figures["examples"] = plots.plot_examples(scores, train.images, labels, names)
+    for name, figure in figures.items():
+        for path in plots.save_figure(figure, f"{FLAGS.output_dir}/{name}", formats):
+            print(path)
+    return app.EXIT_OK
+
+
+def run() -> None:
+    """The console entry point."""
+    define_flags()
+    app.run_command(main, name=NAME)
