@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import pytest
 
@@ -184,3 +185,100 @@ def test_cli_reports_unusable_input(tmp_path):
     assert "ours.npz: missing arrays ['memorization']" in result.stderr
     result = _run(f"--scores={tmp_path / 'ours.npz'}")
     assert result.returncode == 2 and "pass --scores and --reference" in result.stderr
+
+
+def _tau_b_by_pairs(a, b) -> float:
+    """Kendall's tau-b from its definition, over all pairs (for small inputs)."""
+    concordant = discordant = ties_a = ties_b = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+            if da == 0 and db == 0:
+                continue
+            if da == 0:
+                ties_a += 1
+            elif db == 0:
+                ties_b += 1
+            elif da == db:
+                concordant += 1
+            else:
+                discordant += 1
+    n0 = concordant + discordant
+    return (concordant - discordant) / np.sqrt((n0 + ties_a) * (n0 + ties_b))
+
+
+def test_kendall_tau_b_with_ties_matches_its_definition():
+    pytest.importorskip("scipy", reason="Kendall's tau-b uses scipy.stats.kendalltau")
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, 40).astype(float)  # many ties
+    b = a + rng.integers(0, 3, 40)
+    agreement = compare.compare_scores(a, b)
+    assert agreement.kendall_tau_b == pytest.approx(_tau_b_by_pairs(a, b))
+
+
+def test_extreme_overlaps_count_the_shared_lowest_and_highest():
+    reference = np.arange(1000.0)
+    ours = reference.copy()
+    ours[:10], ours[10:20] = reference[10:20], reference[:10]  # lowest 1 % swapped out
+    ours[500] = np.nan  # compared over 999
+    overlaps = {(o.side, o.fraction): o for o in compare.extreme_overlaps(ours, reference)}
+    lowest1 = overlaps[("lowest", 0.01)]
+    assert (lowest1.size, lowest1.overlap, lowest1.num_compared) == (10, 0, 999)
+    assert overlaps[("lowest", 0.1)].overlap == 100
+    assert overlaps[("highest", 0.01)].share == 1.0
+
+
+def test_per_class_rho():
+    reference = np.tile(np.arange(10.0), 2)
+    labels = np.repeat([0, 1], 10)
+    ours = reference.copy()
+    ours[10:] = ours[10:][::-1]  # class 1 ranked backwards
+    classes = compare.per_class_agreement(ours, reference, labels)
+    assert [(c.label, c.num_compared) for c in classes] == [(0, 10), (1, 10)]
+    assert classes[0].spearman == pytest.approx(1.0)
+    assert classes[1].spearman == pytest.approx(-1.0)
+    with pytest.raises(compare.CompareError, match="labels must be integers"):
+        compare.per_class_agreement(ours, reference, labels[:5])
+
+
+def test_pair_precision_and_recall():
+    ours = compare.InfluencePairs(
+        np.array([0, 1, 2]), np.array([0, 0, 5]), np.zeros(3), np.zeros(3)
+    )
+    published = compare.InfluencePairs(np.array([1, 2]), np.array([0, 4]), np.zeros(2), np.zeros(2))
+    agreement = compare.pair_set_agreement(ours, published)
+    assert (agreement.num_common, agreement.precision, agreement.recall) == (1, 1 / 3, 0.5)
+
+
+def test_cli_prints_every_statistic_with_its_counts_and_draws_the_figure(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 50)
+    reference = rng.random(200)
+    ours = reference + rng.normal(0, 0.05, 200)
+    influence = np.zeros((3, 200), np.float32)
+    influence[0, 0], influence[1, 2] = 0.5, 0.3  # ours: (0, 0) and (2, 1)
+    memorization = np.full(200, 0.5)
+    np.savez(tmp_path / "ours.npz", cscore=ours, influence=influence, memorization=memorization)
+    np.savez(tmp_path / "published.npz", scores=reference, labels=labels)
+    _pairs_file(tmp_path / "pairs.npz", tr_idx=np.array([0, 5]), tt_idx=np.array([0, 2]))
+    out = tmp_path / "figures"
+    result = _run(
+        f"--scores={tmp_path / 'ours.npz'}",
+        f"--reference={tmp_path / 'published.npz'}",
+        f"--pairs={tmp_path / 'pairs.npz'}",
+        f"--output_dir={out}",
+        "--formats=png",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cscore: 200 of 200 examples compared" in result.stdout
+    tau = compare.compare_scores(ours, reference).kendall_tau_b
+    assert f"Kendall tau-b {tau:.4f}" in result.stdout and 0.8 < tau < 0.95
+    assert "lowest 1%: " in result.stdout and "of 2 examples in both" in result.stdout
+    assert "highest 10%: " in result.stdout and "of 20 examples in both" in result.stdout
+    assert "per-class Spearman over 4 classes" in result.stdout
+    assert (
+        "our pairs (influence >= 0.15, memorization >= 0.25): 2; 1 also published: "
+        "precision 0.500, recall 0.500 (of 2 published)" in result.stdout
+    )
+    figure = matplotlib.image.imread(out / "comparison.png")
+    assert figure.shape[0] > 300 and figure.shape[1] > 2 * figure.shape[0] * 0.9
