@@ -158,7 +158,9 @@ def test_broken_score_files_name_the_file(tmp_path):
         load_published_scores(empty)
     words = tmp_path / "words.npz"
     np.savez(words, scores=np.array(["high", "low"]))
-    with pytest.raises(DatasetError, match="words.npz: scores must be a 1-D array of numbers, got <U4"):
+    with pytest.raises(
+        DatasetError, match="words.npz: scores must be a 1-D array of numbers, got <U4"
+    ):
         load_published_scores(words)
     floats = tmp_path / "float-labels.npz"
     np.savez(floats, scores=np.zeros(2), labels=np.array([0.5, 1.0]))

@@ -38,9 +38,9 @@ def define_flags() -> None:
 def main(argv: Sequence[str]) -> int:
     del argv
     from heldout.datasets.order import permute_scores
-    from heldout.published import load_published_scores
     from heldout.datasets.tfds_source import TfdsSource, original_to_tfds_mapping
     from heldout.io import file_identity, write_npz_atomic
+    from heldout.published import load_published_scores
 
     published = load_published_scores(FLAGS.scores)
     source = TfdsSource(FLAGS.dataset, FLAGS.data_dir)
