@@ -25,17 +25,32 @@ tiles, one GEMM per tile. Two modes:
   produced tile by tile, each tile merged into a running top-k per row and dropped.
   ImageNet (1 281 167 x 50 000, 256 GB dense) takes a few hundred MB for a few hundred
   runs.
+
+Backends (`BACKENDS`; `influence_accumulator(backend=...)`, `--backend`):
+- `numpy`: the float32 GEMMs above;
+- `popcount`: every run kept bit-packed along runs (`heldout.bitplanes`) and S counted
+  exactly, 64 runs per AND + POPCOUNT (`heldout.popcount`, compiled by numba);
+- `tf-gpu`: the same packed runs as float16 0/1 blocks of at most 2048 runs multiplied on
+  a GPU through TensorFlow (exact: every block sum is an integer <= 2048), the top-k
+  taken per tile on the device (`heldout.influence_gpu`);
+- `auto`: the fastest available for the problem size (`choose_backend`).
+Every backend computes the same exact integer numerator and the same float32 scale, so
+the results are identical (bit for bit up to 4096 runs, where the float32 GEMMs are
+exact; beyond, the float32 path rounds its sums and agrees to float32 precision). Ties
+in the top-k go to the smaller training index, in every backend.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 
 import numpy as np
 
 from heldout.aux_arrays import AuxArrays
+from heldout.bitplanes import MAX_EXACT_RUNS, RunBits
 from heldout.errors import InconsistentRunError, ScoresError, UsageError
 
 
@@ -60,7 +75,8 @@ class Influence:
         fewer than k training examples have a defined (non-NaN) influence.
       topk_value: float32 [N_test, k]: their influence, NaN where the index is -1. "Most
         influential" means the largest (most helpful) influence, as in the published
-        high-influence pairs.
+        high-influence pairs; of equal values, the smaller training index comes first.
+      backend: the backend that computed it (`BACKENDS`, never "auto").
     """
 
     subset_ratio: float | None
@@ -70,6 +86,7 @@ class Influence:
     matrix: np.ndarray | None = None
     topk_index: np.ndarray | None = None
     topk_value: np.ndarray | None = None
+    backend: str = "numpy"
 
     @property
     def is_topk(self) -> bool:
@@ -173,6 +190,15 @@ class _InfluenceCounts:
         self.num_runs += 1
         self._runs.append(mask, test_correct)
 
+    def _check_dense_size(self) -> None:
+        needed = 4 * self.num_train * self.num_test
+        if needed > self.max_matrix_bytes:
+            raise InfluenceTooLargeError(
+                f"a dense influence matrix of {self.num_test} x {self.num_train} needs "
+                f"{needed / 2**30:.1f} GiB, more than the {self.max_matrix_bytes / 2**30:.1f} "
+                "GiB allowed; use the top-k mode (--influence_topk K) instead"
+            )
+
     def _start_result(self) -> None:
         if self._taken:
             raise ValueError("result() was already taken from this accumulator")
@@ -236,13 +262,7 @@ class DenseInfluenceAccumulator(_InfluenceCounts):
         self._sums: np.ndarray | None = None  # S, float32 [N_test, N]
 
     def _new_store(self) -> _PackedRuns:
-        needed = 4 * self.num_train * self.num_test
-        if needed > self.max_matrix_bytes:
-            raise InfluenceTooLargeError(
-                f"a dense influence matrix of {self.num_test} x {self.num_train} needs "
-                f"{needed / 2**30:.1f} GiB, more than the {self.max_matrix_bytes / 2**30:.1f} "
-                "GiB allowed; use the top-k mode (--influence_topk K) instead"
-            )
+        self._check_dense_size()
         per_run = (self.num_train + 7) // 8 + (self.num_test + 7) // 8
         return _PackedRuns(self.num_train, self.num_test, max(1, self.block_bytes // per_run))
 
@@ -381,7 +401,12 @@ class TopKInfluenceAccumulator(_InfluenceCounts):
 
 
 class _RunningTopK:
-    """Per row, the k largest values seen so far (NaN never counts) and their columns."""
+    """Per row, the k best values seen so far (NaN never counts) and their columns.
+
+    "Best" is the order (value descending, column ascending), the one every backend uses,
+    so ties are broken the same way everywhere. Tiles of a row arrive in increasing column
+    order, so a value enters only if it is strictly above the row's current k-th value.
+    """
 
     def __init__(self, num_rows: int, k: int):
         self.k = k
@@ -391,78 +416,328 @@ class _RunningTopK:
         self.threshold = np.full(num_rows, -np.inf, dtype=np.float32)
 
     def merge(self, row0: int, col0: int, tile: np.ndarray) -> None:
-        """Merges tile (rows row0.., columns col0..; overwritten) into the running top-k."""
+        """Merges tile (rows row0.., columns col0..) into the running top-k."""
         rows = slice(row0, row0 + tile.shape[0])
         above = tile > self.threshold[rows, None]  # False for NaN
         num_above = np.count_nonzero(above)
         if num_above == 0:
             return
         if num_above > 2 * self.k * tile.shape[0]:
-            cand_values, cand_index = self._tile_topk(tile, col0)
-        else:
-            cand_values, cand_index = self._gather(tile, above, col0)
-        values = np.concatenate([self.values[rows], cand_values], axis=1)
-        index = np.concatenate([self.index[rows], cand_index], axis=1)
-        best = np.argpartition(-values, self.k - 1, axis=1)[:, : self.k]
-        self.values[rows] = np.take_along_axis(values, best, axis=1)
-        self.index[rows] = np.take_along_axis(index, best, axis=1)
-        self.threshold[rows] = self.values[rows].min(axis=1)
-
-    def _tile_topk(self, tile: np.ndarray, col0: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's top-k of a whole tile (used while thresholds are still low)."""
-        kk = min(self.k, tile.shape[1])
-        np.negative(tile, out=tile)  # argpartition puts NaN last, so take the smallest
-        index = np.argpartition(tile, kk - 1, axis=1)[:, :kk]
-        values = -np.take_along_axis(tile, index, axis=1)
-        missing = np.isnan(values)
-        values[missing] = -np.inf
-        index += col0
-        index[missing] = -1
-        return values, index
-
-    def _gather(
-        self, tile: np.ndarray, above: np.ndarray, col0: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The values above threshold, packed to the left of a [rows, max count] array."""
-        # flatnonzero: 10x faster than a 2-D nonzero on a tile that is mostly False.
+            above = self._best_in_tile(tile, above)  # while thresholds are still low
+        # flatnonzero: 10x faster than a 2-D nonzero on a tile that is mostly False; the
+        # candidates of a row come out in column order.
         row, col = np.divmod(np.flatnonzero(above), above.shape[1])
         per_row = np.bincount(row, minlength=tile.shape[0])
         first = np.cumsum(per_row) - per_row
-        slot = np.arange(row.size) - first[row]
-        width = int(per_row.max())
+        slot = np.arange(row.size) - first[row] + self.k
+        width = self.k + int(per_row.max())
         values = np.full((tile.shape[0], width), -np.inf, dtype=np.float32)
         index = np.full((tile.shape[0], width), -1, dtype=np.int64)
+        values[:, : self.k] = self.values[rows]
+        index[:, : self.k] = self.index[rows]
         values[row, slot] = tile[row, col]
         index[row, slot] = col + col0
-        return values, index
+        best = np.lexsort((index, -values), axis=1)[:, : self.k]
+        self.values[rows] = np.take_along_axis(values, best, axis=1)
+        self.index[rows] = np.take_along_axis(index, best, axis=1)
+        self.threshold[rows] = self.values[rows, -1]
+
+    def _best_in_tile(self, tile: np.ndarray, above: np.ndarray) -> np.ndarray:
+        """`above` narrowed to each row's k best entries of the tile (ties: first columns)."""
+        kk = min(self.k, tile.shape[1])
+        candidates = np.where(above, tile, -np.inf)
+        kth = -np.partition(-candidates, kk - 1, axis=1)[:, kk - 1 : kk]  # k-th largest
+        better = candidates > kth
+        tied = above & (candidates == kth)
+        room = kk - np.count_nonzero(better, axis=1, keepdims=True)
+        return better | (tied & (np.cumsum(tied, axis=1) <= room))
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        """(index, value) sorted by decreasing value; padding becomes (-1, NaN)."""
-        order = np.argsort(-self.values, axis=1, kind="stable")
-        values = np.take_along_axis(self.values, order, axis=1)
-        index = np.take_along_axis(self.index, order, axis=1)
-        missing = ~np.isfinite(values)
-        values[missing] = np.nan
-        index[missing] = -1
-        return index, values
+        return finish_topk(self.values, self.index)
+
+
+def finish_topk(values: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, value) of running top-k arrays in the final order; padding becomes (-1, NaN).
+
+    Args:
+      values: float32 [rows, k], -inf in slots no defined influence filled.
+      index: int64 [rows, k], the training example of each value.
+
+    Returns:
+      (index int64, value float32), each row by decreasing value, equal values by
+      increasing index.
+    """
+    order = np.lexsort((index, -values), axis=1)
+    values = np.take_along_axis(values, order, axis=1)
+    index = np.take_along_axis(index, order, axis=1)
+    missing = ~np.isfinite(values)
+    values[missing] = np.nan
+    index[missing] = -1
+    return index, values
+
+
+class BitPackedInfluenceAccumulator(_InfluenceCounts):
+    """Influence from exact integer counts of bit-packed runs (popcount or tf-gpu backend).
+
+    `add` keeps every run packed along the run axis (`heldout.bitplanes.RunBits`: 64 runs
+    of an example in a word; CIFAR 7.5 KB a run, ImageNet 166 KB). `result` hands the
+    word planes to the backend, which counts S exactly and turns it into influence tile
+    by tile: the dense matrix (the only large array) or each row's top-k, without ever
+    holding the dense matrix.
+
+    Args:
+      topk: 0 for the dense matrix, else k per test example.
+      subset_ratio: recorded in the result.
+      backend: "popcount" (CPU, numba) or "tf-gpu" (TensorFlow on a GPU).
+      max_matrix_bytes: as for `DenseInfluenceAccumulator`.
+      num_runs: runs expected, to size the storage once (it grows if more come).
+    """
+
+    def __init__(
+        self,
+        topk: int = 0,
+        subset_ratio: float | None = None,
+        backend: str = "popcount",
+        max_matrix_bytes: int | None = None,
+        num_runs: int | None = None,
+    ):
+        super().__init__(subset_ratio)
+        if topk < 0:
+            raise UsageError(f"topk must be 0 (dense) or positive, got {topk}")
+        if backend not in ("popcount", "tf-gpu"):
+            raise UsageError(f"backend must be popcount or tf-gpu here, got {backend!r}")
+        self.k = topk
+        self.backend = backend
+        self.max_matrix_bytes = max_matrix_bytes or _physical_memory_bytes()
+        self._capacity_runs = max(64, min(num_runs or 256, MAX_EXACT_RUNS))
+
+    def _new_store(self) -> _BitRuns:
+        if self.k == 0:
+            self._check_dense_size()
+        return _BitRuns(self.num_train, self.num_test, self._capacity_runs)
+
+    def add(self, aux: AuxArrays) -> None:
+        if self.num_runs >= MAX_EXACT_RUNS:
+            raise ScoresError(
+                f"the {self.backend} backend counts exactly up to {MAX_EXACT_RUNS} runs per "
+                "ratio; use --backend=numpy for more"
+            )
+        super().add(aux)
+
+    def result(self) -> Influence:
+        """The dense matrix or the top-k; the accumulator drops its runs and is spent."""
+        self._start_result()
+        if self.backend == "popcount":
+            from heldout import popcount as kernels
+        else:
+            from heldout import influence_gpu as kernels
+        inputs = (
+            self._runs.tests.planes(),
+            self._runs.masks.planes(),
+            self.test_correct_count,
+            self.count_in,
+            self._column_scale(),
+            self.num_runs,
+        )
+        if self.k == 0:
+            return self._result(matrix=kernels.dense_influence(*inputs), backend=self.backend)
+        values, index = kernels.topk_influence(*inputs, self.k)
+        index, values = finish_topk(values, index)
+        return self._result(topk_index=index, topk_value=values, backend=self.backend)
+
+
+class _BitRuns:
+    """The training masks and test correctness of the runs, each packed along runs."""
+
+    def __init__(self, num_train: int, num_test: int, capacity_runs: int):
+        self.masks = RunBits(num_train, capacity_runs)
+        self.tests = RunBits(num_test, capacity_runs)
+
+    def append(self, mask: np.ndarray, test_correct: np.ndarray) -> None:
+        self.masks.append(mask)
+        self.tests.append(test_correct)
+
+
+# --- backends ------------------------------------------------------------------------------
+
+BACKENDS = ("auto", "numpy", "popcount", "tf-gpu")
+# Binary multiply-adds (R x N x N_test) below which numpy's float32 GEMM finishes before
+# numba is even loaded (~0.5 s: its import and the cached kernels); above, popcount wins
+# (measured: ~4-7 G words a second per core, 64 multiply-adds a word, against ~40 G
+# float32 multiply-adds per core, and half the products of the published formula).
+POPCOUNT_MIN_WORK = 5e10
+# Above this, a GPU pays for TensorFlow's start (~5-10 s) against all the CPU's cores.
+GPU_MIN_WORK = 5e13
+_NUMPY_OPTIONS = ("block_bytes", "tile_test", "tile_train")
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendChoice:
+    """The backend `auto` (or the user) chose, and why, for messages."""
+
+    backend: str
+    reason: str
+
+
+def choose_backend(
+    num_runs: int | None, num_train: int, num_test: int, requested: str = "auto"
+) -> BackendChoice:
+    """The backend to use for a problem: `requested`, or for "auto" the fastest available.
+
+    Args:
+      num_runs: R, if known (else 1000, a typical release ratio, is assumed).
+      num_train, num_test: N and N_test.
+      requested: one of `BACKENDS`.
+
+    Raises:
+      UsageError: an unknown backend, or one that cannot run here (no numba for popcount,
+        no GPU visible to TensorFlow for tf-gpu), named with what is missing.
+    """
+    if requested not in BACKENDS:
+        raise UsageError(f"unknown influence backend {requested!r}; choose from {list(BACKENDS)}")
+    runs = 1000 if num_runs is None else num_runs
+    work = float(runs) * num_train * num_test
+    size = f"{work:.1e} binary multiply-adds"
+    if requested == "numpy":
+        return BackendChoice("numpy", "requested")
+    if requested == "popcount":
+        if not popcount_available():
+            raise UsageError("the popcount backend needs numba (pip install numba)")
+        return BackendChoice("popcount", "requested")
+    if requested == "tf-gpu":
+        from heldout import influence_gpu
+
+        missing = influence_gpu.why_no_gpu()
+        if missing:
+            raise UsageError(f"the tf-gpu backend cannot run here: {missing}")
+        return BackendChoice("tf-gpu", "requested")
+    if runs > MAX_EXACT_RUNS:
+        return BackendChoice("numpy", f"more than {MAX_EXACT_RUNS} runs")
+    if work < POPCOUNT_MIN_WORK:
+        return BackendChoice("numpy", f"small problem ({size})")
+    if work >= GPU_MIN_WORK:
+        from heldout import influence_gpu
+
+        missing = influence_gpu.why_no_gpu()
+        if not missing:
+            return BackendChoice("tf-gpu", f"{size}, a GPU is visible")
+    if popcount_available():
+        return BackendChoice("popcount", size)
+    return BackendChoice("numpy", f"{size}, but numba is not installed")
+
+
+def popcount_available() -> bool:
+    """Whether numba can be imported (checked without importing it)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+class InfluenceAccumulator:
+    """Streams runs into influence with the backend chosen for the problem.
+
+    The backend is settled at the first run, when N and N_test are known (`choice` then
+    says which and why); a requested backend that cannot run here is refused at once,
+    before any reading.
+
+    Args:
+      topk: 0 for the dense matrix, else k per test example.
+      subset_ratio: recorded in the result.
+      backend: one of `BACKENDS`.
+      num_runs: runs that will be added, if known (for the choice and the storage).
+      **options: `max_matrix_bytes` for every backend; `block_bytes`, `tile_test` and
+        `tile_train` are the numpy backend's (giving one selects it under "auto").
+    """
+
+    def __init__(
+        self,
+        topk: int = 0,
+        subset_ratio: float | None = None,
+        backend: str = "auto",
+        num_runs: int | None = None,
+        **options,
+    ):
+        if topk < 0:
+            raise UsageError(f"topk must be 0 (dense) or positive, got {topk}")
+        unknown = sorted(set(options) - set(_NUMPY_OPTIONS) - {"max_matrix_bytes"})
+        if unknown:
+            raise TypeError(f"unknown influence options {unknown}")
+        numpy_only = sorted(set(options) & set(_NUMPY_OPTIONS))
+        if numpy_only and backend not in ("auto", "numpy"):
+            raise UsageError(f"{numpy_only} are options of the numpy backend, not {backend}")
+        self.topk, self.subset_ratio, self.num_runs_expected = topk, subset_ratio, num_runs
+        self._options = options
+        self._requested = "numpy" if numpy_only else backend
+        self.choice: BackendChoice | None = None
+        self._impl: _InfluenceCounts | None = None
+        if self._requested != "auto":  # refuse what cannot run before hours of reading
+            self._start(choose_backend(num_runs, 1, 1, self._requested))
+
+    def _start(self, choice: BackendChoice) -> None:
+        self.choice = choice
+        if choice.backend == "numpy":
+            if self.topk == 0:
+                self._impl = DenseInfluenceAccumulator(self.subset_ratio, **self._options)
+            else:
+                self._impl = TopKInfluenceAccumulator(self.topk, self.subset_ratio, **self._options)
+        else:
+            self._impl = BitPackedInfluenceAccumulator(
+                self.topk,
+                self.subset_ratio,
+                choice.backend,
+                self._options.get("max_matrix_bytes"),
+                self.num_runs_expected,
+            )
+
+    @property
+    def backend(self) -> str | None:
+        """The backend that runs (None before the first run under "auto")."""
+        return None if self.choice is None else self.choice.backend
+
+    def add(self, aux: AuxArrays) -> None:
+        """Adds one run (every run must have the first one's N and N_test)."""
+        if self._impl is None:
+            self._start(choose_backend(self.num_runs_expected, aux.num_train, aux.num_test))
+        self._impl.add(aux)
+
+    def result(self) -> Influence:
+        """The influence; the accumulator is spent afterwards.
+
+        Raises:
+          ScoresError: no run was added.
+        """
+        if self._impl is None:
+            raise ScoresError("no runs were added; influence needs at least one run")
+        return self._impl.result()
 
 
 def influence_accumulator(
-    topk: int = 0, subset_ratio: float | None = None, **options
-) -> DenseInfluenceAccumulator | TopKInfluenceAccumulator:
-    """The dense accumulator for `topk=0`, else the top-k one; options go to either."""
-    if topk < 0:
-        raise UsageError(f"topk must be 0 (dense) or positive, got {topk}")
-    if topk == 0:
-        return DenseInfluenceAccumulator(subset_ratio, **options)
-    return TopKInfluenceAccumulator(topk, subset_ratio, **options)
+    topk: int = 0,
+    subset_ratio: float | None = None,
+    backend: str = "auto",
+    num_runs: int | None = None,
+    **options,
+) -> InfluenceAccumulator:
+    """An `InfluenceAccumulator` (dense for `topk=0`, else top-k) on the given backend."""
+    return InfluenceAccumulator(topk, subset_ratio, backend, num_runs, **options)
 
 
 def compute_influence(
-    runs: Iterable[AuxArrays], topk: int = 0, subset_ratio: float | None = None, **options
+    runs: Iterable[AuxArrays],
+    topk: int = 0,
+    subset_ratio: float | None = None,
+    backend: str = "auto",
+    **options,
 ) -> Influence:
-    """Influence from runs of one subset ratio (dense, or top-k per test example)."""
-    accumulator = influence_accumulator(topk, subset_ratio, **options)
+    """Influence from runs of one subset ratio (dense, or top-k per test example).
+
+    Args:
+      runs: the runs' aux arrays (a sized collection lets "auto" count them first).
+      topk: 0 for the dense matrix, else k per test example.
+      subset_ratio: recorded in the result.
+      backend: one of `BACKENDS`; the result's `backend` says which ran.
+      **options: see `InfluenceAccumulator`.
+    """
+    num_runs = len(runs) if isinstance(runs, Sized) else None
+    accumulator = influence_accumulator(topk, subset_ratio, backend, num_runs, **options)
     for aux in runs:
         accumulator.add(aux)
     return accumulator.result()

@@ -295,6 +295,7 @@ class ExperimentScores:
                 influence_num_runs=np.int64(i.num_runs),
                 influence_count_in=i.count_in,
                 influence_count_out=i.count_out,
+                influence_backend=np.asarray(i.backend),  # which computed it (same result)
             )
             if i.is_topk:
                 out.update(influence_topk_index=i.topk_index, influence_topk_value=i.topk_value)
@@ -323,6 +324,7 @@ def score_experiment(
     on_bad_run: Callable[[RunLike, AuxArraysError], None] | None = None,
     progress: bool | ProgressCallback = False,
     influence_options: dict | None = None,
+    backend: str = "auto",
 ) -> ExperimentScores:
     """Reads the runs an experiment's requested scores need, once, and computes them.
 
@@ -334,6 +336,8 @@ def score_experiment(
       influence_topk: 0 for the dense matrix, else k per test example.
       workers, skip_bad_runs, on_bad_run, progress: see `heldout.reading.read_runs`.
       influence_options: passed to the influence accumulator (tile and block sizes).
+      backend: the influence backend (`heldout.influence.BACKENDS`; "auto" picks the
+        fastest for the problem, and the result's `influence.backend` says which ran).
     """
     unknown = sorted(set(scores) - set(SCORE_NAMES))
     if unknown or not scores:
@@ -369,7 +373,13 @@ def score_experiment(
     counts = ScoreAccumulator(ratios)
     influence = None
     if "influence" in scores:
-        influence = influence_accumulator(influence_topk, score_ratio, **(influence_options or {}))
+        influence = influence_accumulator(
+            influence_topk,
+            score_ratio,
+            backend,
+            len(experiment.runs_at(score_ratio)),
+            **(influence_options or {}),
+        )
     for run, aux in read_runs(
         runs,
         workers=workers,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
-from heldout import io, release, scores
+from heldout import influence, io, release, scores
 from heldout.cli import app
 from heldout.errors import AuxArraysError, UsageError
 
@@ -35,6 +35,15 @@ _INFLUENCE_TOPK = flags.DEFINE_integer(
     "0: the dense influence matrix [N_test, N_train]; K > 0: the K most influential "
     "training examples per test example (for ImageNet-sized experiments).",
     lower_bound=0,
+)
+_BACKEND = flags.DEFINE_enum(
+    "backend",
+    "auto",
+    list(influence.BACKENDS),
+    "How influence is computed (same result): numpy (float32 GEMM), popcount (bit-packed "
+    "runs, exact counts, all CPU cores), tf-gpu (TensorFlow on a GPU); auto: the fastest "
+    "available for the problem size. The summary and the file's influence_backend say "
+    "which ran.",
 )
 _WORKERS = flags.DEFINE_integer(
     "workers", None, "Threads reading aux_arrays.npz files; default min(8, CPUs).", lower_bound=1
@@ -97,6 +106,7 @@ def _summary(result: scores.ExperimentScores, seconds: float, output: str) -> st
             f"{np.count_nonzero(values >= 0.15)} test examples have a training example "
             "with influence >= 0.15"
         )
+        lines.append(f"    computed by the {i.backend} backend")
     return "\n".join(lines)
 
 
@@ -117,6 +127,7 @@ def main(argv: Sequence[str]) -> int:
         skip_bad_runs=_SKIP_BAD_RUNS.value,
         on_bad_run=_report_bad_run,
         progress=_PROGRESS.value,
+        backend=_BACKEND.value,
     )
     scores.save_scores(_OUTPUT.value, result.arrays())
     print(_summary(result, time.perf_counter() - start, _OUTPUT.value))
