@@ -78,6 +78,14 @@ class CompareError(InputFileError):
     """Published and computed scores that cannot be compared (lengths, orders, indices)."""
 
 
+class PublishedFileError(CompareError, DatasetError):
+    """A published (or exported) score file that is unreadable or not of its format.
+
+    Both a `CompareError` and a `DatasetError`: its loaders came from `heldout.compare` and
+    `heldout.datasets.order`, whose callers catch those.
+    """
+
+
 class StaleResultError(HeldoutError):
     """A stored result that belongs to other inputs or options than the ones asked for."""
 
@@ -117,6 +125,7 @@ __all__ = [
     "LockBusyError",
     "ModelError",
     "NpzFileError",
+    "PublishedFileError",
     "ReleaseLayoutError",
     "ScoresError",
     "ScoresFileError",

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from heldout.errors import CompareError, DatasetError
+from heldout.errors import CompareError, PublishedFileError
 from heldout.io import atomic_open, check_free_space, load_npz, write_npz_atomic
 
 CSCORE_KEYS = ("labels", "scores")
@@ -53,14 +53,6 @@ _THRESHOLDS_IN_NAME = re.compile(r"infl([0-9.]+?)_mem([0-9.]+?)(?:\.npz)?$")
 _MATRIX_KEY = re.compile(r"^infl_matrix_class(\d+)$", re.ASCII)
 _TRAIN_INDEX_KEY = re.compile(r"^tr_classidx_(\d+)$", re.ASCII)
 _TEST_INDEX_KEY = re.compile(r"^tt_classidx_(\d+)$", re.ASCII)
-
-
-class PublishedFileError(CompareError, DatasetError):
-    """A published (or exported) score file that is unreadable or not of its format.
-
-    Both a `CompareError` and a `DatasetError`: the loaders moved here from
-    `heldout.compare` and `heldout.datasets.order`, whose callers caught those.
-    """
 
 
 # ------------------------------------------------------------------------------ helpers
