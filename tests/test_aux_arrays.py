@@ -157,3 +157,124 @@ def test_save_is_atomic_and_leaves_no_temporary(tmp_path):
 def test_aux_from_predictions_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="full training split"):
         aux_from_predictions(np.ones(5, bool), np.ones(4, bool), np.ones(3, bool))
+
+
+# --- reading without zipfile's copies, validating without sorting --------------------------
+
+
+def _npz_bytes(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        {"a": np.arange(5), "b": np.array([True, False])},
+        {"scalar": np.float32(3.5), "empty": np.zeros(0), "matrix": np.arange(6).reshape(2, 3)},
+        {"big_endian": np.arange(4, dtype=">i4"), "text": np.array(["ab", "c"])},
+    ],
+)
+def test_direct_reader_gives_what_np_load_gives(tmp_path, arrays):
+    from heldout.npz_direct import read_stored_npz
+
+    path = _npz_bytes(tmp_path / "a.npz", **arrays)
+    got = read_stored_npz(path)
+    with np.load(path) as expected:
+        assert sorted(got) == sorted(expected.files)
+        for key in expected.files:
+            assert got[key].dtype == expected[key].dtype and got[key].shape == expected[key].shape
+            np.testing.assert_array_equal(got[key], expected[key])
+            assert got[key].flags.aligned and got[key].flags.writeable
+
+
+def test_direct_reader_leaves_other_files_to_the_one_loader(tmp_path):
+    from heldout.npz_direct import read_stored_npz
+
+    np.savez_compressed(tmp_path / "deflated.npz", a=np.arange(5))
+    np.savez(tmp_path / "objects.npz", a=np.array([object()], dtype=object))
+    np.savez(tmp_path / "fortran.npz", a=np.asfortranarray(np.ones((2, 3))))
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "text.npz").write_text("not a zip")
+    for name in ("deflated", "objects", "fortran", "empty", "text", "missing"):
+        assert read_stored_npz(tmp_path / f"{name}.npz") is None, name
+    # load_aux_arrays still reads a compressed run (through io.load_npz).
+    np.savez_compressed(tmp_path / "run.npz", **_valid_arrays())
+    assert load_aux_arrays(tmp_path / "run.npz").num_train == 10
+
+
+def test_a_flipped_bit_in_an_array_is_caught_by_the_crc(tmp_path):
+    path = _write(tmp_path / "a.npz", _valid_arrays())
+    data = bytearray(path.read_bytes())
+    start = data.index(b"correctness_test.npy")
+    header = data.index(b"\x93NUMPY", start)
+    data[header + 128] ^= 1  # the first correctness byte: still a valid bool array
+    path.write_bytes(bytes(data))
+    with pytest.raises(AuxArraysError, match=rf"{path}: cannot read.*CRC"):
+        load_aux_arrays(path)
+
+
+def test_validation_never_sorts(tmp_path, monkeypatch):
+    path = _write(tmp_path / "a.npz", _valid_arrays(num_train=1000, num_test=300))
+
+    def no_sorting(*args, **kwargs):
+        raise AssertionError("validation sorted an array")
+
+    for name in ("sort", "argsort", "unique", "lexsort"):
+        monkeypatch.setattr(np, name, no_sorting)
+    load_aux_arrays(path)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        # Sizes still add up to N; one example twice in index_train, another missing.
+        (lambda a: a["index_train"].__setitem__(1, a["index_train"][0]), "repeated"),
+        (lambda a: a["index_removed"].__setitem__(0, -1), r"values range -1\.\."),
+        (lambda a: a["index_test"].__setitem__(0, a["index_test"][1]), "index_test is not"),
+        (lambda a: a["subsample_idx"].__setitem__(1, a["subsample_idx"][0]), "subsample_idx"),
+        (lambda a: a["subsample_idx"].__setitem__(0, 10), "subsample_idx"),
+        (lambda a: a["subsample_idx"].__setitem__(0, -1), "subsample_idx"),
+    ],
+)
+def test_linear_checks_catch_repeats_gaps_and_wraparound(tmp_path, change, message):
+    arrays = {key: value.copy() for key, value in _valid_arrays().items()}
+    change(arrays)
+    with pytest.raises(AuxArraysError, match=message):
+        load_aux_arrays(_write(tmp_path / "a.npz", arrays))
+
+
+def test_index_order_views_are_built_once_and_read_only(tmp_path):
+    arrays = _valid_arrays()
+    aux = load_aux_arrays(_write(tmp_path / "a.npz", arrays))
+    assert aux.train_mask() is aux.train_mask()
+    for view in (aux.train_mask(), aux.train_correctness(), aux.test_correctness()):
+        assert not view.flags.writeable and view.dtype == np.bool_
+        assert set(np.unique(view.view(np.uint8))) <= {0, 1}  # proper bools
+    expected = aux_from_predictions(
+        aux.train_mask(), aux.train_correctness(), aux.test_correctness()
+    )
+    rebuilt = validate(expected.as_dict())
+    np.testing.assert_array_equal(rebuilt.train_mask(), aux.train_mask())
+    # Arrays of the right dtype are taken as they are, not copied.
+    validated = validate(arrays)
+    assert validated.index_train is arrays["index_train"]
+
+
+def test_non_canonical_bool_bytes_read_as_true(tmp_path):
+    arrays = _valid_arrays()
+    raw = arrays["correctness_test"].view(np.uint8).copy()
+    raw[raw == 1] = 7  # a bool array whose True bytes are not 1
+    arrays["correctness_test"] = raw.view(np.bool_)
+    aux = validate(arrays)
+    expected = np.zeros(aux.num_test, bool)
+    expected[arrays["index_test"]] = raw != 0
+    np.testing.assert_array_equal(aux.test_correctness().view(np.uint8), expected)
+
+
+def test_replace_does_not_carry_stale_views():
+    import dataclasses
+
+    aux = validate(_valid_arrays())
+    flipped = dataclasses.replace(aux, correctness_test=~aux.correctness_test)
+    np.testing.assert_array_equal(flipped.test_correctness(), ~aux.test_correctness())

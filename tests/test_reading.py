@@ -210,3 +210,29 @@ def test_split_sizes_come_from_the_headers(experiment, tmp_path):
     assert reading.split_sizes_of(experiment.runs[0].aux_path) == (40, 10)
     (tmp_path / "bad.npz").write_bytes(b"junk")
     assert reading.split_sizes_of(tmp_path / "bad.npz") is None
+
+
+def test_the_score_modules_and_the_cli_import_neither_numba_nor_tensorflow():
+    # numba is loaded when the popcount backend is chosen, TensorFlow for tf-gpu: a small
+    # experiment (or --backend=numpy) never pays their start-up.
+    code = (
+        "import sys, heldout.scores, heldout.influence, heldout.influence_gpu, "
+        "heldout.cli.compute_scores; "
+        "assert not {'numba', 'tensorflow'} & set(sys.modules), 'imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_runs_written_in_other_npz_flavours_read_the_same(experiment, tmp_path):
+    # The direct reader takes np.savez files; compressed files and other index dtypes go
+    # through the general loader, with the same result.
+    copy = _copy_experiment(experiment, tmp_path / "exp")
+    expected = load_aux_arrays(copy.runs[0].aux_path)
+    arrays = expected.as_dict()
+    np.savez_compressed(copy.runs[0].aux_path, **arrays)
+    np.savez(copy.runs[1].aux_path, **{k: v.astype(np.int32) for k, v in arrays.items()})
+    got = [aux for _, aux in read_runs(copy.runs[:2])]
+    for aux in got:
+        np.testing.assert_array_equal(aux.train_mask(), expected.train_mask())
+        np.testing.assert_array_equal(aux.train_correctness(), expected.train_correctness())
+        np.testing.assert_array_equal(aux.test_correctness(), expected.test_correctness())
