@@ -79,6 +79,18 @@ _EXPORTS: dict[str, str] = {
     # many runs at once (Dask)
     "evaluate_runs": "heldout.distributed",
     "select_runs": "heldout.distributed",
+    # the published files and the papers' analyses
+    "load_cscores": "heldout.published",
+    "load_influence_pairs": "heldout.published",
+    "load_classwise_influence": "heldout.published",
+    "write_cscores": "heldout.published",
+    "write_influence_pairs": "heldout.published",
+    "compute_classwise_influence": "heldout.classwise",
+    "class_statistics": "heldout.analysis",
+    # checkpoints outside TensorFlow
+    "export_run": "heldout.export",
+    "export_experiment": "heldout.export",
+    "numpy_forward": "heldout.export",
     # figures
     "write_figures": "heldout.plots",
 }
