@@ -8,7 +8,8 @@ Modules, each with one job (none but `loops` and `stacked_mlp` imports TensorFlo
 `data` (the dataset in memory), `record` (`experiment.json`), `resume` (finished, invalid
 and leftover runs), `locks` (several trainers in one folder), `experiment` (the driver),
 `events` (what is reported), `loops` and `stacked_mlp` (TensorFlow), `label_noise`
-(corrupted labels).
+(corrupted labels; `label_corrupt_prob=1.0` is the random-labels experiment), `curves`
+(learning curves collected from the events, and their figure).
 """
 
 from heldout.errors import TrainingError
