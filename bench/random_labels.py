@@ -123,7 +123,7 @@ def main(argv):
             f"Fashion-MNIST, MLP {','.join(_MLP_SPEC.value)}, subset ratio 1.0 "
             f"(Acc-val: {_VAL_EXAMPLES.value} test examples)"
         )
-        for path in save_learning_curves(curves, stem, ("png", "pdf"), title=title):
+        for path in save_learning_curves(curves, stem, ("png", "pdf"), title, chance=0.1):
             print(f"wrote {path}")
         arrays = {}
         for curve in curves:

@@ -281,13 +281,14 @@ def test_learning_curves_figure_shows_both_curves(random_labels, tmp_path):
     true_curve = dataclasses.replace(
         random_curve, label="true labels", acc_val=np.array([0.5, 0.8])
     )
-    figure = curves.learning_curve_figure([true_curve, random_curve])
+    figure = curves.learning_curve_figure([true_curve, random_curve], chance=0.1)
     (axes,) = figure.axes
     drawn = {line.get_label(): line.get_ydata() for line in axes.get_lines()}
     assert set(drawn) == {
         "true labels: Acc-tr", "true labels: Acc-val",
-        "random labels: Acc-tr", "random labels: Acc-val",
+        "random labels: Acc-tr", "random labels: Acc-val", "chance",
     }  # fmt: skip
+    np.testing.assert_allclose(drawn["chance"], [10.0, 10.0])
     np.testing.assert_allclose(drawn["true labels: Acc-val"], [50.0, 80.0])
     np.testing.assert_allclose(drawn["random labels: Acc-tr"], 100 * random_curve.acc_train)
     (png,) = curves.save_learning_curves([true_curve, random_curve], tmp_path / "c", ("png",))

@@ -81,12 +81,15 @@ class CurveRecorder:
         )
 
 
-def learning_curve_figure(curves: Sequence[LearningCurve], title: str | None = None):
+def learning_curve_figure(
+    curves: Sequence[LearningCurve], title: str | None = None, chance: float | None = None
+):
     """One axes: accuracy (%) against epoch, `Acc-tr` solid and `Acc-val` dashed per curve.
 
     Args:
       curves: the curves to draw (e.g. true labels and random labels).
       title: the figure's title.
+      chance: accuracy (fraction) of guessing, drawn as a dotted line (0.1 for 10 classes).
 
     Returns:
       The matplotlib `Figure` (not shown; save it with `save_learning_curves`).
@@ -99,14 +102,17 @@ def learning_curve_figure(curves: Sequence[LearningCurve], title: str | None = N
     colours = colormaps["tab10"].colors
     for k, curve in enumerate(curves):
         colour = colours[k % len(colours)]
+        every = max(1, curve.epochs.size // 25)  # markers stay legible over hundreds of epochs
         axes.plot(
             curve.epochs, 100 * curve.acc_train, "-o", color=colour, markersize=3,
-            label=f"{curve.label}: Acc-tr",
+            markevery=every, label=f"{curve.label}: Acc-tr",
         )  # fmt: skip
         axes.plot(
             curve.epochs, 100 * curve.acc_val, "--s", color=colour, markersize=3,
-            label=f"{curve.label}: Acc-val",
+            markevery=every, label=f"{curve.label}: Acc-val",
         )  # fmt: skip
+    if chance is not None:
+        axes.axhline(100 * chance, color="0.5", linestyle=":", linewidth=1, label="chance")
     axes.set_xlabel("epoch")
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(0, 101)
@@ -122,6 +128,7 @@ def save_learning_curves(
     path_stem: str | os.PathLike,
     formats: Sequence[str] = ("png", "pdf"),
     title: str | None = None,
+    chance: float | None = None,
 ) -> list[Path]:
     """Draws the curves and writes `<path_stem>.<format>` for each format, atomically.
 
@@ -134,4 +141,4 @@ def save_learning_curves(
     """
     from heldout.plots import save_figure
 
-    return save_figure(learning_curve_figure(curves, title), path_stem, formats)
+    return save_figure(learning_curve_figure(curves, title, chance), path_stem, formats)
