@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import threading
 from collections.abc import Iterable, Sized
 
 import numpy as np
@@ -510,6 +511,12 @@ class BitPackedInfluenceAccumulator(_InfluenceCounts):
         self.backend = backend
         self.max_matrix_bytes = max_matrix_bytes or _physical_memory_bytes()
         self._capacity_runs = max(64, min(num_runs or 256, MAX_EXACT_RUNS))
+        # Loading the backend (numba and its cached kernels: ~1 s; TensorFlow: seconds)
+        # overlaps the reading of the runs instead of following it.
+        self._warm_up = threading.Thread(
+            target=_warm_up, args=(backend, topk > 0), name="influence-warm-up", daemon=True
+        )
+        self._warm_up.start()
 
     def _new_store(self) -> _BitRuns:
         if self.k == 0:
@@ -527,6 +534,7 @@ class BitPackedInfluenceAccumulator(_InfluenceCounts):
     def result(self) -> Influence:
         """The dense matrix or the top-k; the accumulator drops its runs and is spent."""
         self._start_result()
+        self._warm_up.join()
         if self.backend == "popcount":
             from heldout import popcount as kernels
         else:
@@ -544,6 +552,18 @@ class BitPackedInfluenceAccumulator(_InfluenceCounts):
         values, index = kernels.topk_influence(*inputs, self.k)
         index, values = finish_topk(values, index)
         return self._result(topk_index=index, topk_value=values, backend=self.backend)
+
+
+def _warm_up(backend: str, topk: bool) -> None:
+    """Imports a backend and runs its kernel once on a tiny problem (errors: later, for real)."""
+    try:
+        if backend == "popcount":
+            from heldout import popcount as kernels
+        else:
+            from heldout import influence_gpu as kernels
+        kernels.warm_up(topk)
+    except Exception:  # noqa: BLE001 - the real call raises it again, in the caller's thread
+        pass
 
 
 class _BitRuns:

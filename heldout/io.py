@@ -33,6 +33,7 @@ from typing import IO, Any
 import numpy as np
 
 from heldout.errors import InsufficientSpaceError, LockBusyError, NpzFileError
+from heldout.npz_direct import write_stored_npz
 
 PathLike = str | os.PathLike
 _ZIP_MAGIC = b"PK"  # a local file header, or the end record of an empty .npz
@@ -145,7 +146,7 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
 def write_npz_atomic(path: PathLike, arrays: dict[str, np.ndarray]) -> None:
     """`np.savez` (uncompressed: the arrays are mostly random bits) written atomically."""
     with atomic_open(path, "wb") as f:
-        np.savez(f, **arrays)
+        write_stored_npz(f, arrays)  # what np.savez writes, without its copies
 
 
 def write_text_atomic(path: PathLike, text: str) -> None:

@@ -397,3 +397,14 @@ def topk_influence(
             _rows_per_task(num_test),
         )
     return values, index
+
+
+def warm_up(topk: bool = False) -> None:
+    """Compiles, or loads from numba's cache, the kernel `dense_influence` or
+    `topk_influence` uses, by running it on a tiny problem of the same types."""
+    planes = np.zeros((PLANE_GROUP, 2), dtype=np.uint64)
+    columns = np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2, np.float32), 1
+    if topk:
+        topk_influence(planes, planes, *columns, 1)
+    else:
+        dense_influence(planes, planes, *columns)

@@ -162,43 +162,7 @@ def test_aux_from_predictions_rejects_mismatched_shapes():
 # --- reading without zipfile's copies, validating without sorting --------------------------
 
 
-def _npz_bytes(path, **arrays):
-    np.savez(path, **arrays)
-    return path
-
-
-@pytest.mark.parametrize(
-    "arrays",
-    [
-        {"a": np.arange(5), "b": np.array([True, False])},
-        {"scalar": np.float32(3.5), "empty": np.zeros(0), "matrix": np.arange(6).reshape(2, 3)},
-        {"big_endian": np.arange(4, dtype=">i4"), "text": np.array(["ab", "c"])},
-    ],
-)
-def test_direct_reader_gives_what_np_load_gives(tmp_path, arrays):
-    from heldout.npz_direct import read_stored_npz
-
-    path = _npz_bytes(tmp_path / "a.npz", **arrays)
-    got = read_stored_npz(path)
-    with np.load(path) as expected:
-        assert sorted(got) == sorted(expected.files)
-        for key in expected.files:
-            assert got[key].dtype == expected[key].dtype and got[key].shape == expected[key].shape
-            np.testing.assert_array_equal(got[key], expected[key])
-            assert got[key].flags.aligned and got[key].flags.writeable
-
-
-def test_direct_reader_leaves_other_files_to_the_one_loader(tmp_path):
-    from heldout.npz_direct import read_stored_npz
-
-    np.savez_compressed(tmp_path / "deflated.npz", a=np.arange(5))
-    np.savez(tmp_path / "objects.npz", a=np.array([object()], dtype=object))
-    np.savez(tmp_path / "fortran.npz", a=np.asfortranarray(np.ones((2, 3))))
-    (tmp_path / "empty.npz").write_bytes(b"")
-    (tmp_path / "text.npz").write_text("not a zip")
-    for name in ("deflated", "objects", "fortran", "empty", "text", "missing"):
-        assert read_stored_npz(tmp_path / f"{name}.npz") is None, name
-    # load_aux_arrays still reads a compressed run (through io.load_npz).
+def test_compressed_runs_are_read_through_the_one_loader(tmp_path):
     np.savez_compressed(tmp_path / "run.npz", **_valid_arrays())
     assert load_aux_arrays(tmp_path / "run.npz").num_train == 10
 

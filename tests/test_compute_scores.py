@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import heldout.io
 from heldout import release, scores
 from heldout.aux_arrays import aux_from_predictions
 from heldout.influence import compute_influence
@@ -141,11 +142,11 @@ def test_save_scores_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "scores.npz"
     scores.save_scores(target, {"a": np.arange(3)})
 
-    def failing_savez(file, **arrays):
+    def failing_write(file, arrays):
         file.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", failing_savez)
+    monkeypatch.setattr(heldout.io, "write_stored_npz", failing_write)
     with pytest.raises(OSError, match="disk full"):
         scores.save_scores(target, {"a": np.arange(5)})
     np.testing.assert_array_equal(np.load(target)["a"], np.arange(3))  # old file intact

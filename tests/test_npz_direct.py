@@ -1,0 +1,67 @@
+"""The direct .npz reader and writer agree with np.load / np.savez, and step aside otherwise."""
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from heldout.npz_direct import read_stored_npz, write_stored_npz
+
+ARRAYS = [
+    {"a": np.arange(5), "b": np.array([True, False])},
+    {"scalar": np.float32(3.5), "empty": np.zeros((0, 3)), "matrix": np.arange(6).reshape(2, 3)},
+    {"big_endian": np.arange(4, dtype=">i4"), "text": np.array(["ab", "c"]), "s": np.asarray("x")},
+    {"fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)), "strided": np.arange(10)[::3]},
+]
+
+
+def _assert_same(got, expected):
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        value = np.asarray(value)
+        assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
+        np.testing.assert_array_equal(got[key], value)
+
+
+@pytest.mark.parametrize("arrays", ARRAYS[:3])
+def test_reader_gives_what_np_load_gives(tmp_path, arrays):
+    path = tmp_path / "a.npz"
+    np.savez(path, **arrays)
+    got = read_stored_npz(path)
+    with np.load(path) as expected:
+        _assert_same(got, {key: expected[key] for key in expected.files})
+    assert all(a.flags.aligned and a.flags.writeable for a in got.values())
+
+
+def test_reader_leaves_other_files_to_the_one_loader(tmp_path):
+    np.savez_compressed(tmp_path / "deflated.npz", a=np.arange(5))
+    np.savez(tmp_path / "objects.npz", a=np.array([object()], dtype=object))
+    np.savez(tmp_path / "fortran.npz", a=np.asfortranarray(np.ones((2, 3))))
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "text.npz").write_text("not a zip")
+    np.savez(tmp_path / "whole.npz", a=np.arange(100))
+    whole = (tmp_path / "whole.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(whole[: len(whole) - 30])
+    for name in ("deflated", "objects", "fortran", "empty", "text", "truncated", "missing"):
+        assert read_stored_npz(tmp_path / f"{name}.npz") is None, name
+
+
+@pytest.mark.parametrize("arrays", ARRAYS)
+def test_writer_writes_an_npz_that_np_load_and_zipfile_read(tmp_path, arrays):
+    path = tmp_path / "w.npz"
+    with open(path, "wb") as f:
+        write_stored_npz(f, arrays)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None  # every CRC right
+        assert sorted(archive.namelist()) == sorted(f"{key}.npy" for key in arrays)
+    with np.load(path) as loaded:
+        _assert_same({key: loaded[key] for key in loaded.files}, arrays)
+    _assert_same(read_stored_npz(path), arrays)
+
+
+def test_writer_leaves_object_arrays_to_np_savez(tmp_path):
+    path = tmp_path / "o.npz"
+    with open(path, "wb") as f:
+        write_stored_npz(f, {"o": np.array([None], dtype=object), "a": np.arange(2)})
+    with np.load(path, allow_pickle=True) as loaded:
+        assert loaded["o"][0] is None and loaded["a"].tolist() == [0, 1]
