@@ -9,10 +9,12 @@ labels) and predict `argmax_c K(x, X) alpha`. Their FAQ's MNIST run uses
 
 How the 60 000 x 60 000 system (14.4 GB in float32) fits a 24 GB machine: one matrix is
 allocated, Fortran-ordered, and its lower triangle is filled in place, column block by
-column block, from `x_i . x_j` products (`kernel_lower`); LAPACK's Cholesky (`?potrf`)
-then overwrites it with its factor L, and `?potrs` solves with L. No second copy and no
-float64 copy: f2py passes a Fortran-contiguous array of the right dtype straight through,
-and `overwrite_a` lets LAPACK write into it (checked: `np.shares_memory`).
+column block, from `x_i . x_j` products (`kernel_lower`); a blocked Cholesky
+factorization (`heldout.cholesky`) then overwrites it with its factor L, and the solves
+use L where it lies. No second copy and no float64 copy; pages above the diagonal blocks
+are never written, so they take no memory. (`heldout.cholesky` rather than LAPACK's
+`?potrf` because SciPy's 32-bit LAPACK crashes on matrices with n^2 > 2^31; it runs the
+same algorithm on NumPy's 64-bit-indexed GEMM.)
 
 Why Cholesky: K is symmetric positive definite (for distinct images), so it is the direct
 solver with the least work (n^3 / 3 flops, half of LU's); it needs no tolerance of its
@@ -34,7 +36,7 @@ not positive), or refinement stops reducing the residual. Either raises
 in memory), a ridge `jitter` (solving `(K + jitter I) alpha = Y`, then no longer an exact
 interpolant; none is added unless asked), or a larger gamma.
 
-No TensorFlow; numpy and scipy's LAPACK only.
+No TensorFlow; numpy and scipy only.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from scipy.linalg import lapack
 
+from heldout import cholesky
 from heldout.errors import HeldoutError
 
 DEFAULT_GAMMA = 0.02  # Zhang et al.'s FAQ, on pixels in [0, 1]
@@ -341,23 +343,20 @@ def solve_interpolant(
     seconds["kernel"] = time.perf_counter() - start
     notify(Stage("kernel", seconds["kernel"], f"{n}x{n} {dtype}, {_size(needed)}"))
 
-    potrf, potrs = lapack.get_lapack_funcs(("potrf", "potrs"), (kernel,))
     start = time.perf_counter()
-    factor, info = potrf(kernel, lower=1, clean=0, overwrite_a=1)
+    try:
+        factor = cholesky.cholesky_lower_in_place(kernel, block_size)
+    except cholesky.NotPositiveDefinite as error:
+        raise _singular(
+            n, dtype, jitter, f"the Cholesky factorization failed at pivot {error.pivot}"
+        ) from None
     seconds["cholesky"] = time.perf_counter() - start
-    if info != 0:
-        raise _singular(n, dtype, jitter, f"the Cholesky factorization failed at pivot {info}")
-    if not np.shares_memory(factor, kernel):  # f2py copied: memory would have doubled
-        raise AssertionError("LAPACK did not factor the kernel matrix in place")
-    del kernel
+    del kernel  # the same memory, now holding L
     rate = n**3 / 3 / max(seconds["cholesky"], 1e-9) / 1e9
     notify(Stage("cholesky", seconds["cholesky"], f"{rate:.0f} GFLOP/s"))
 
     def solve(right_hand_side: np.ndarray) -> np.ndarray:
-        solution, info = potrs(factor, np.asarray(right_hand_side, dtype=dtype, order="F"), lower=1)
-        if info != 0:  # only for invalid arguments: a bug
-            raise AssertionError(f"?potrs failed with info {info}")
-        return solution.astype(np.float64)
+        return cholesky.cholesky_solve(factor, right_hand_side, block_size).astype(np.float64)
 
     y = np.asarray(targets, dtype=np.float64)
     y_norm = float(np.linalg.norm(y)) or 1.0
