@@ -19,6 +19,7 @@ Nothing is ever unpickled here.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import os
 import re
@@ -47,6 +48,38 @@ _CANONICAL_HEADER = re.compile(
 _dtypes: dict[str, np.dtype] = {}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Member:
+    """Where one array lies in the file."""
+
+    key: str
+    raw_name: bytes
+    local_offset: int  # file offset of its local header
+    local_length: int  # local header + name + extra field
+    npy_header: bytes  # magic, version, length and the header dict
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    array_start: int  # file offset of the array's first byte
+    nbytes: int
+    crc_at: int = -1  # file offset of its CRC in the central directory
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """The byte layout of one `.npz`: files of one experiment usually share it exactly."""
+
+    file_size: int
+    members: tuple[_Member, ...]
+    tail_start: int  # after the last array: the central directory and end record
+    tail: bytes  # those bytes with every CRC zeroed
+
+
+# Layouts seen, by file size (the runs of an experiment have one or two). A file that does
+# not match its size's layout in every byte but the CRCs is parsed afresh.
+_layouts: dict[int, _Layout] = {}
+_MAX_LAYOUTS = 16
+
+
 def read_stored_npz(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
     """Every array of an uncompressed `.npz`, or None when this reader does not handle it.
 
@@ -63,15 +96,81 @@ def read_stored_npz(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
     except OSError:
         return None
     try:
-        return _read(fd)
+        size = os.fstat(fd).st_size
+        layout = _layouts.get(size)
+        arrays = _read_by_layout(fd, layout) if layout is not None else None
+        if arrays is None:
+            layout = _parse_layout(fd, size)
+            if layout is None:
+                return None
+            arrays = _read_by_layout(fd, layout)
+            if arrays is not None:
+                if len(_layouts) >= _MAX_LAYOUTS:
+                    _layouts.clear()
+                _layouts[size] = layout
+        return arrays
     except (OSError, ValueError, SyntaxError, TypeError, struct.error, MemoryError):
         return None  # MemoryError: a corrupt header's absurd shape; load_npz says more
     finally:
         os.close(fd)
 
 
-def _read(fd: int) -> dict[str, np.ndarray] | None:
-    size = os.fstat(fd).st_size
+def _read_by_layout(fd: int, layout: _Layout) -> dict[str, np.ndarray] | None:
+    """The arrays, read with one `preadv` when the file has exactly `layout` (else None).
+
+    Everything but the arrays' bytes is read into small buffers and compared with the
+    layout (CRC fields aside); each array's CRC-32 is then checked against its entry.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    buffers: list = []
+    prefixes = []
+    position = 0
+    for member in layout.members:
+        prefix = bytearray(member.array_start - position)
+        buffers.append(prefix)
+        prefixes.append((prefix, position))
+        array = np.empty(member.shape, dtype=member.dtype)
+        arrays[member.key] = array
+        if array.size:
+            buffers.append(memoryview(array.reshape(-1).view(np.uint8)))
+        position = member.array_start + member.nbytes
+    tail = bytearray(layout.file_size - position)
+    buffers.append(tail)
+    if os.preadv(fd, buffers, 0) != layout.file_size:
+        return None
+    # The tail (central directory, end record) must be the layout's, CRCs zeroed.
+    crcs = []
+    for member in layout.members:
+        at = member.crc_at - layout.tail_start
+        crcs.append(int.from_bytes(tail[at : at + 4], "little"))
+        tail[at : at + 4] = b"\0\0\0\0"
+    if tail != layout.tail:
+        return None
+    for member, (prefix, start), crc in zip(layout.members, prefixes, crcs, strict=True):
+        local = member.local_offset - start
+        header = _LOCAL.unpack_from(prefix, local)
+        name_at = local + _LOCAL.size
+        if (
+            header[0] != b"PK\x03\x04"
+            or header[10] != len(member.raw_name)
+            or _LOCAL.size + header[10] + header[11] != member.local_length
+            or prefix[name_at : name_at + header[10]] != member.raw_name
+        ):
+            return None
+        npy = prefix[len(prefix) - len(member.npy_header) :]
+        if npy != member.npy_header:
+            return None
+        array = arrays[member.key]
+        checksum = _crc32(npy)
+        if array.size:
+            checksum = _crc32(memoryview(array.reshape(-1).view(np.uint8)), checksum)
+        if checksum & 0xFFFFFFFF != crc:
+            return None
+    return arrays
+
+
+def _parse_layout(fd: int, size: int) -> _Layout | None:
+    """The layout of a stored `.npz` from its directory and headers (no array data read)."""
     if size < _END_RECORD.size:
         return None
     tail_start = max(0, size - _END_RECORD.size - _MAX_COMMENT)
@@ -84,45 +183,57 @@ def _read(fd: int) -> dict[str, np.ndarray] | None:
         return None  # multi-disk or zip64 archive: leave it to zipfile
     if cd_offset + cd_size > tail_start + end:
         return None
-    if cd_offset >= tail_start:
-        directory = tail[cd_offset - tail_start : cd_offset - tail_start + cd_size]
-    else:
-        directory = os.pread(fd, cd_size, cd_offset)
-    arrays: dict[str, np.ndarray] = {}
+    directory = os.pread(fd, cd_size, cd_offset)
+    members: list[_Member] = []
     position = 0
     for _ in range(entries):
         if position + _CENTRAL.size > len(directory):
             return None
         fields = _CENTRAL.unpack_from(directory, position)
-        signature, flags, method, crc = fields[0], fields[5], fields[6], fields[9]
+        signature, flags, method = fields[0], fields[5], fields[6]
         compressed, uncompressed, name_len, extra_len, comment_len = fields[10:15]
         offset = fields[18]
         if signature != b"PK\x01\x02" or flags & 0x1 or method != 0:
             return None  # encrypted or compressed: not ours to read
         if compressed != uncompressed or 0xFFFFFFFF in (compressed, offset):
             return None
+        entry_length = _CENTRAL.size + name_len + extra_len + comment_len
         raw_name = directory[position + _CENTRAL.size : position + _CENTRAL.size + name_len]
         name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
-        position += _CENTRAL.size + name_len + extra_len + comment_len
         key = name[:-4] if name.endswith(".npy") else name
-        if key in arrays:
+        if any(member.key == key for member in members):
             return None  # a name stored twice: zipfile's rules decide which one counts
-        array = _read_member(fd, offset, compressed, crc, size)
-        if array is None:
+        member = _parse_member(fd, key, raw_name, offset, compressed, size)
+        if member is None:
             return None
-        arrays[key] = array
-    return arrays
+        members.append(dataclasses.replace(member, crc_at=cd_offset + position + 16))
+        position += entry_length
+    members.sort(key=lambda member: member.local_offset)
+    end_of_arrays = 0
+    for member in members:
+        if member.local_offset < end_of_arrays:
+            return None  # overlapping members
+        end_of_arrays = member.array_start + member.nbytes
+    if end_of_arrays > cd_offset:
+        return None
+    tail = bytearray(os.pread(fd, size - end_of_arrays, end_of_arrays))
+    for member in members:
+        at = member.crc_at - end_of_arrays
+        tail[at : at + 4] = b"\0\0\0\0"
+    return _Layout(size, tuple(members), end_of_arrays, bytes(tail))
 
 
-def _read_member(fd: int, offset: int, length: int, crc: int, file_size: int):
+def _parse_member(fd: int, key: str, raw_name: bytes, offset: int, length: int, size: int):
     head = os.pread(fd, _FIRST_READ, offset)
     if len(head) < _LOCAL.size or head[:4] != b"PK\x03\x04":
         return None
     name_len, extra_len = _LOCAL.unpack_from(head)[10:12]
-    start = offset + _LOCAL.size + name_len + extra_len
-    if start + length > file_size or length < 10:
+    local_length = _LOCAL.size + name_len + extra_len
+    if head[_LOCAL.size : _LOCAL.size + name_len] != raw_name:
         return None
-    npy = head[_LOCAL.size + name_len + extra_len :]
+    if offset + local_length + length > size or length < 10:
+        return None
+    npy = head[local_length:]
     if len(npy) < 10 or npy[:6] != _NPY_MAGIC:
         return None
     major = npy[6]
@@ -138,7 +249,7 @@ def _read_member(fd: int, offset: int, length: int, crc: int, file_size: int):
     if data_offset > length:
         return None
     if len(npy) < data_offset:
-        npy = os.pread(fd, data_offset, start)
+        npy = os.pread(fd, data_offset, offset + local_length)
         if len(npy) < data_offset:
             return None
     else:
@@ -152,21 +263,10 @@ def _read_member(fd: int, offset: int, length: int, crc: int, file_size: int):
         count *= extent
     if data_offset + count * dtype.itemsize != length:
         return None
-    array = np.empty(shape, dtype=dtype)
-    if count:
-        view = memoryview(array.reshape(-1).view(np.uint8))
-        done = 0
-        while done < view.nbytes:
-            got = os.preadv(fd, [view[done:]], start + data_offset + done)
-            if got <= 0:
-                return None
-            done += got
-        checksum = _crc32(view, _crc32(npy))
-    else:
-        checksum = _crc32(npy)
-    if checksum & 0xFFFFFFFF != crc:
-        return None
-    return array
+    start = offset + local_length + data_offset
+    return _Member(
+        key, raw_name, offset, local_length, bytes(npy), dtype, shape, start, count * dtype.itemsize
+    )
 
 
 def _parse_header(text: str) -> tuple[np.dtype, tuple[int, ...]] | None:

@@ -401,7 +401,11 @@ def topk_influence(
 
 def warm_up(topk: bool = False) -> None:
     """Compiles, or loads from numba's cache, the kernel `dense_influence` or
-    `topk_influence` uses, by running it on a tiny problem of the same types."""
+    `topk_influence` uses, by running it on a tiny problem of the same types; and, numba
+    being loaded now, switches the runs' format checks to their compiled form."""
+    from heldout import aux_arrays
+
+    aux_arrays.use_compiled_checks()
     planes = np.zeros((PLANE_GROUP, 2), dtype=np.uint64)
     columns = np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2, np.float32), 1
     if topk:

@@ -6,6 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from heldout import aux_arrays
 from heldout.aux_arrays import (
     REQUIRED_KEYS,
     AuxArraysError,
@@ -199,13 +200,41 @@ def test_validation_never_sorts(tmp_path, monkeypatch):
         (lambda a: a["subsample_idx"].__setitem__(1, a["subsample_idx"][0]), "subsample_idx"),
         (lambda a: a["subsample_idx"].__setitem__(0, 10), "subsample_idx"),
         (lambda a: a["subsample_idx"].__setitem__(0, -1), "subsample_idx"),
+        (lambda a: a["index_train"].__setitem__(0, 10), r"values range .*\.\.10"),
+        (lambda a: a["index_test"].__setitem__(0, -6), "index_test is not"),
     ],
 )
-def test_linear_checks_catch_repeats_gaps_and_wraparound(tmp_path, change, message):
+def test_linear_checks_catch_repeats_gaps_and_wraparound(tmp_path, checks, change, message):
     arrays = {key: value.copy() for key, value in _valid_arrays().items()}
     change(arrays)
     with pytest.raises(AuxArraysError, match=message):
         load_aux_arrays(_write(tmp_path / "a.npz", arrays))
+
+
+@pytest.fixture(params=["numpy", "compiled"])
+def checks(request, monkeypatch):
+    """Runs a test with the numpy checks, and again with the compiled ones (numba)."""
+    if request.param == "compiled":
+        aux_kernels = pytest.importorskip("heldout.aux_kernels", reason="numba not installed")
+        aux_kernels.warm_up()
+        monkeypatch.setattr(aux_arrays, "_compiled", aux_kernels)
+    else:
+        monkeypatch.setattr(aux_arrays, "_compiled", None)
+    return request.param
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_and_numpy_checks_give_the_same_views(seed, monkeypatch):
+    from heldout import aux_kernels
+
+    arrays = _valid_arrays(num_train=301, num_test=77, seed=seed)
+    monkeypatch.setattr(aux_arrays, "_compiled", None)
+    by_numpy = validate(arrays)
+    aux_kernels.warm_up()
+    monkeypatch.setattr(aux_arrays, "_compiled", aux_kernels)
+    by_kernels = validate(arrays)
+    for view in ("train_mask", "train_correctness", "test_correctness"):
+        np.testing.assert_array_equal(getattr(by_kernels, view)(), getattr(by_numpy, view)())
 
 
 def test_index_order_views_are_built_once_and_read_only(tmp_path):
@@ -225,7 +254,7 @@ def test_index_order_views_are_built_once_and_read_only(tmp_path):
     assert validated.index_train is arrays["index_train"]
 
 
-def test_non_canonical_bool_bytes_read_as_true(tmp_path):
+def test_non_canonical_bool_bytes_read_as_true(tmp_path, checks):
     arrays = _valid_arrays()
     raw = arrays["correctness_test"].view(np.uint8).copy()
     raw[raw == 1] = 7  # a bool array whose True bytes are not 1
