@@ -16,8 +16,9 @@ over consecutive training examples become vector code, with VPOPCNTQ where the C
 AVX512-VPOPCNTDQ and a shuffle-based popcount on AVX2-only CPUs. Blocking: a task takes a
 block of test rows; for each chunk of `_COLUMNS` training examples it walks its rows two
 at a time, words four at a time, so the chunk's words are read once for two rows and the
-two rows' sums (int64, 4 KiB each) stay in the L1 cache. Tasks run on numba's threads
-(`NUMBA_NUM_THREADS`, default: every core) and release the GIL.
+two rows' sums (int32, 2 KiB each) stay in the L1 cache. The kernels release the GIL and
+the tasks run on plain threads, one per core the process may use (`HELDOUT_THREADS`
+overrides): numba's parallel loops would double the compile time for no gain here.
 
 Importing this module imports numba (~0.3 s) but compiles nothing; the first call
 compiles (seconds) or, usually, loads the machine code numba cached from an earlier
@@ -26,9 +27,12 @@ process. `heldout.influence` imports it only when the popcount backend is chosen
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numba.core.config
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import intrinsic
 
 from heldout.bitplanes import MAX_EXACT_RUNS, PLANE_GROUP
@@ -159,38 +163,26 @@ def _pair_influence(
     return above0, above1
 
 
-@njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def _dense_kernel(tests, trains, correct_count, count_in, scale, num_runs, out, rows_per_task):
-    num_test, num_train = out.shape
+@njit(nogil=True, cache=True, boundscheck=False)
+def _dense_rows(tests, trains, correct_count, count_in, scale, num_runs, out, r0, r1):
+    """Rows r0..r1 of the dense influence: one task (tasks run on threads, GIL released).
+
+    Chunk by chunk of training examples, the rows two at a time: the chunk's words are
+    reused by every row pair of the task while they are in cache.
+    """
+    num_train = out.shape[1]
     no_limit = np.float32(np.inf)
-    for task in prange((num_test + rows_per_task - 1) // rows_per_task):
-        sums0 = np.empty(_COLUMNS, np.int32)
-        sums1 = np.empty(_COLUMNS, np.int32)
-        r0 = task * rows_per_task
-        r1 = min(num_test, r0 + rows_per_task)
-        for j0 in range(0, num_train, _COLUMNS):
-            j1 = min(num_train, j0 + _COLUMNS)
-            for t in range(r0, r1, 2):
-                t1 = min(t + 1, r1 - 1)  # t1 == t: the row is written twice, identically
-                _pair_influence(
-                    tests,
-                    trains,
-                    t,
-                    t1,
-                    j0,
-                    j1 - j0,
-                    sums0,
-                    sums1,
-                    correct_count[t],
-                    correct_count[t1],
-                    count_in[j0:j1],
-                    scale[j0:j1],
-                    num_runs,
-                    out[t, j0:j1],
-                    out[t1, j0:j1],
-                    no_limit,
-                    no_limit,
-                )
+    sums0 = np.empty(_COLUMNS, np.int32)
+    sums1 = np.empty(_COLUMNS, np.int32)
+    for j0 in range(0, num_train, _COLUMNS):
+        j1 = min(num_train, j0 + _COLUMNS)
+        for t in range(r0, r1, 2):
+            t1 = min(t + 1, r1 - 1)  # t1 == t: the row is written twice, identically
+            _pair_influence(
+                tests, trains, t, t1, j0, j1 - j0, sums0, sums1, correct_count[t],
+                correct_count[t1], count_in[j0:j1], scale[j0:j1], num_runs, out[t, j0:j1],
+                out[t1, j0:j1], no_limit, no_limit,
+            )  # fmt: skip
 
 
 @njit(nogil=True, cache=True, boundscheck=False)
@@ -221,50 +213,61 @@ def _merge_row(values, index, t, worst, threshold, row, j0, width, candidates):
     threshold[row] = limit
 
 
-@njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def _topk_kernel(
-    tests, trains, correct_count, count_in, scale, num_runs, values, index, rows_per_task
-):
-    num_test = values.shape[0]
+@njit(nogil=True, cache=True, boundscheck=False)
+def _topk_rows(tests, trains, correct_count, count_in, scale, num_runs, values, index, r0, r1):
+    """Rows r0..r1 of the running top-k: one task, walked as in `_dense_rows`."""
     num_train = trains.shape[1]
-    for task in prange((num_test + rows_per_task - 1) // rows_per_task):
-        sums0 = np.empty(_COLUMNS, np.int32)
-        sums1 = np.empty(_COLUMNS, np.int32)
-        candidates0 = np.empty(_COLUMNS, np.float32)
-        candidates1 = np.empty(_COLUMNS, np.float32)
-        r0 = task * rows_per_task
-        r1 = min(num_test, r0 + rows_per_task)
-        worst = np.zeros(r1 - r0, np.int64)  # slot of each row's worst entry
-        threshold = np.full(r1 - r0, -np.inf, np.float32)  # each row's worst value
-        for j0 in range(0, num_train, _COLUMNS):
-            j1 = min(num_train, j0 + _COLUMNS)
-            for t in range(r0, r1, 2):
-                t1 = min(t + 1, r1 - 1)
-                above0, above1 = _pair_influence(
-                    tests,
-                    trains,
-                    t,
-                    t1,
-                    j0,
-                    j1 - j0,
-                    sums0,
-                    sums1,
-                    correct_count[t],
-                    correct_count[t1],
-                    count_in[j0:j1],
-                    scale[j0:j1],
-                    num_runs,
-                    candidates0,
-                    candidates1,
-                    threshold[t - r0],
-                    threshold[t1 - r0],
-                )
-                if above0:
-                    _merge_row(values, index, t, worst, threshold, t - r0, j0, j1 - j0, candidates0)
-                if above1 and t1 != t:
-                    _merge_row(
-                        values, index, t1, worst, threshold, t1 - r0, j0, j1 - j0, candidates1
-                    )
+    sums0 = np.empty(_COLUMNS, np.int32)
+    sums1 = np.empty(_COLUMNS, np.int32)
+    candidates0 = np.empty(_COLUMNS, np.float32)
+    candidates1 = np.empty(_COLUMNS, np.float32)
+    worst = np.zeros(r1 - r0, np.int64)  # slot of each row's worst entry
+    threshold = np.full(r1 - r0, -np.inf, np.float32)  # each row's worst value
+    for j0 in range(0, num_train, _COLUMNS):
+        j1 = min(num_train, j0 + _COLUMNS)
+        width = j1 - j0
+        for t in range(r0, r1, 2):
+            t1 = min(t + 1, r1 - 1)
+            above0, above1 = _pair_influence(
+                tests, trains, t, t1, j0, width, sums0, sums1, correct_count[t],
+                correct_count[t1], count_in[j0:j1], scale[j0:j1], num_runs, candidates0,
+                candidates1, threshold[t - r0], threshold[t1 - r0],
+            )  # fmt: skip
+            if above0:
+                _merge_row(values, index, t, worst, threshold, t - r0, j0, width, candidates0)
+            if above1 and t1 != t:
+                _merge_row(values, index, t1, worst, threshold, t1 - r0, j0, width, candidates1)
+
+
+def _run_tasks(kernel, num_rows: int, *args) -> None:
+    """Runs `kernel(*args, r0, r1)` over blocks of rows on one thread per core.
+
+    The kernels release the GIL, so plain threads run them in parallel; enough blocks
+    (8 a thread) balance the threads, each long enough (up to 256 rows) to reuse a chunk's
+    words many times.
+    """
+    threads = _threads()
+    rows = -(-num_rows // (8 * threads))
+    rows = int(min(256, max(2, rows + rows % 2)))
+    blocks = [(r0, min(num_rows, r0 + rows)) for r0 in range(0, num_rows, rows)]
+    if threads == 1 or len(blocks) == 1:
+        for r0, r1 in blocks:
+            kernel(*args, r0, r1)
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="popcount") as pool:
+        for done in [pool.submit(kernel, *args, r0, r1) for r0, r1 in blocks]:
+            done.result()
+
+
+def _threads() -> int:
+    """The cores this process may use (its CPU affinity), or HELDOUT_THREADS if set."""
+    configured = os.environ.get("HELDOUT_THREADS")
+    if configured:
+        return max(1, int(configured))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _check_planes(tests: np.ndarray, trains: np.ndarray) -> None:
@@ -276,14 +279,6 @@ def _check_planes(tests: np.ndarray, trains: np.ndarray) -> None:
             f"tests and trains must have the same number of planes, a multiple of "
             f"{PLANE_GROUP}; got {tests.shape[0]} and {trains.shape[0]}"
         )
-
-
-def _rows_per_task(num_test: int) -> int:
-    """Enough tasks to balance the threads, each long enough to amortize its start."""
-    from numba import get_num_threads
-
-    rows = -(-num_test // (8 * get_num_threads()))
-    return int(min(256, max(2, rows + rows % 2)))
 
 
 def count_products(tests: np.ndarray, trains: np.ndarray) -> np.ndarray:
@@ -348,16 +343,10 @@ def dense_influence(
     if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be C-contiguous float32 {shape}")
     if out.size:
-        _dense_kernel(
-            tests,
-            trains,
-            correct_count,
-            count_in,
-            scale,
-            np.int32(num_runs),
-            out,
-            _rows_per_task(shape[0]),
-        )
+        _run_tasks(
+            _dense_rows, shape[0], tests, trains, correct_count, count_in, scale,
+            np.int32(num_runs), out,
+        )  # fmt: skip
     return out
 
 
@@ -385,17 +374,10 @@ def topk_influence(
     values = np.full((num_test, k), -np.inf, dtype=np.float32)
     index = np.full((num_test, k), -1, dtype=np.int64)
     if num_test and trains.shape[1]:
-        _topk_kernel(
-            tests,
-            trains,
-            correct_count,
-            count_in,
-            scale,
-            np.int32(num_runs),
-            values,
-            index,
-            _rows_per_task(num_test),
-        )
+        _run_tasks(
+            _topk_rows, num_test, tests, trains, correct_count, count_in, scale,
+            np.int32(num_runs), values, index,
+        )  # fmt: skip
     return values, index
 
 
