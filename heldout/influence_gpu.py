@@ -4,10 +4,12 @@ The count behind influence, `S = T^T M` over runs, is a product of 0/1 matrices.
 tensor cores multiply float16 matrices (accumulating in float32) many times faster than
 its float32 units, and for 0/1 inputs float16 loses nothing: a block of at most
 `BLOCK_RUNS` = 2048 runs gives integer sums of at most 2048, which float16 (11-bit
-significand) holds exactly, whatever the accumulation order. Blocks are summed in int32,
-and the influence is computed exactly as on the CPU (`heldout.popcount`): the int32
-numerator `R * S - c * n_in` rounded once to float32, times the same float32 scale. So the
-results are bit for bit those of the other backends. The top-k is taken per tile on the
+significand) holds exactly, whatever the accumulation order. Blocks are summed in float32
+(exact: S <= R < 2^24) and the influence is computed as on the CPU (`heldout.popcount`):
+the exact integer numerator `R * S - c * n_in` (here in float64, exact below 2^53),
+rounded once to float32, times the same float32 scale. So the results are bit for bit
+those of the other backends. (Not int32: TensorFlow runs int32 element-wise ops of a
+"GPU" tensor on the host.) The top-k is taken per tile on the
 device (`tf.math.top_k` keeps the lower index first among equal values, the toolkit's
 order), and only k values per test example come back to the host.
 
@@ -29,7 +31,7 @@ import numpy as np
 BLOCK_RUNS = 2048  # float16 holds every integer up to 2048 exactly
 _BLOCK_WORDS = BLOCK_RUNS // 64
 _TILE_ROWS = 8192  # test examples per tile
-_TILE_COLUMNS = 32768  # training examples per tile: int32 sums of a tile are 1 GiB
+_TILE_COLUMNS = 32768  # training examples per tile: float32 sums of a tile are 1 GiB
 _GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")
 
 
@@ -69,8 +71,8 @@ class _Problem:
             # uint8 [W, size, 8]: byte b of word w holds runs 64w + 8b .. 64w + 8b + 7.
             self.test_bytes = tf.constant(_as_bytes(tests))
             self.train_bytes = tf.constant(_as_bytes(trains))
-            self.correct_count = tf.constant(np.asarray(correct_count, np.int32))
-            self.count_in = tf.constant(np.asarray(count_in, np.int32))
+            self.correct_count = tf.constant(np.asarray(correct_count, np.float64))
+            self.count_in = tf.constant(np.asarray(count_in, np.float64))
             self.scale = tf.constant(np.asarray(scale, np.float32))
             self.shifts = tf.constant(np.arange(8, dtype=np.uint8))
             # Every test example's runs, block by block: float16 [block runs, N_test].
@@ -100,13 +102,13 @@ class _Problem:
         with tf.device(self.device):
             counts = None
             for test_block, train_block in zip(self.test_blocks, train_blocks, strict=True):
-                # Exact: 0/1 inputs, integer sums of at most BLOCK_RUNS.
+                # Exact: 0/1 inputs, integer sums of at most BLOCK_RUNS (float16 output).
                 product = tf.matmul(
                     test_block[:, rows.start : rows.stop], train_block, transpose_a=True
                 )
-                product = tf.cast(product, tf.int32)
+                product = tf.cast(product, tf.float32)
                 counts = product if counts is None else counts + product
-            numerator = self.num_runs * counts - (
+            numerator = float(self.num_runs) * tf.cast(counts, tf.float64) - (
                 self.correct_count[rows.start : rows.stop, None]
                 * self.count_in[None, columns.start : columns.stop]
             )
