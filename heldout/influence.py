@@ -438,7 +438,9 @@ class _RunningTopK:
         index[:, : self.k] = self.index[rows]
         values[row, slot] = tile[row, col]
         index[row, slot] = col + col0
-        best = np.lexsort((index, -values), axis=1)[:, : self.k]
+        # A stable sort by value is the (value, index) order: the running entries (smaller
+        # indices, already in that order) come first, then the candidates in column order.
+        best = np.argsort(-values, axis=1, kind="stable")[:, : self.k]
         self.values[rows] = np.take_along_axis(values, best, axis=1)
         self.index[rows] = np.take_along_axis(index, best, axis=1)
         self.threshold[rows] = self.values[rows, -1]
@@ -446,12 +448,22 @@ class _RunningTopK:
     def _best_in_tile(self, tile: np.ndarray, above: np.ndarray) -> np.ndarray:
         """`above` narrowed to each row's k best entries of the tile (ties: first columns)."""
         kk = min(self.k, tile.shape[1])
-        candidates = np.where(above, tile, -np.inf)
-        kth = -np.partition(-candidates, kk - 1, axis=1)[:, kk - 1 : kk]  # k-th largest
-        better = candidates > kth
-        tied = above & (candidates == kth)
-        room = kk - np.count_nonzero(better, axis=1, keepdims=True)
-        return better | (tied & (np.cumsum(tied, axis=1) <= room))
+        negated = np.where(above, -tile, np.inf)  # partition's order: smallest first
+        negated.partition(kk - 1, axis=1)
+        kth = -negated[:, kk - 1 : kk]  # each row's k-th largest value above threshold
+        better = tile > kth  # False for NaN
+        short = np.isneginf(kth[:, 0])  # fewer than k values above: keep them all
+        if short.any():
+            better[short] = above[short]
+        # Values equal to the k-th go in column order until the row has k.
+        tied_row, tied_col = np.nonzero(tile == kth)  # never in short rows (no -inf values)
+        if tied_row.size:
+            per_row = np.bincount(tied_row, minlength=tile.shape[0])
+            rank = np.arange(tied_row.size) - (np.cumsum(per_row) - per_row)[tied_row]
+            room = kk - np.count_nonzero(better, axis=1)
+            keep = rank < room[tied_row]
+            better[tied_row[keep], tied_col[keep]] = True
+        return better
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         return finish_topk(self.values, self.index)
