@@ -37,6 +37,13 @@ from heldout.influence import (
 from heldout.io import write_npz_atomic
 from heldout.reading import ProgressCallback, RunLike, SplitSizeCheck, read_runs
 from heldout.release import Experiment
+from heldout.uncertainty.intervals import (
+    ScoreIntervals,
+    TestCorrectCounter,
+    check_confidence,
+    score_intervals,
+)
+from heldout.uncertainty.pairs import InfluencePairs, InfluencePairsAccumulator
 
 __all__ = [
     "CScores",
@@ -56,7 +63,7 @@ __all__ = [
     "score_experiment",
 ]
 
-SCORE_NAMES = ("cscore", "memorization", "influence")
+SCORE_NAMES = ("cscore", "memorization", "influence", "influence_pairs")
 DEFAULT_SCORE_RATIO = 0.7  # the ratio of the released influence and memorization estimates
 
 
@@ -252,6 +259,8 @@ class ExperimentScores:
       score_subset_ratio: the ratio of memorization and influence (None if neither).
       cscores, memorization, influence: None where not requested.
       skipped: one message per bad run skipped (each names its file).
+      intervals: confidence intervals of the estimates (`heldout.uncertainty`), or None.
+      influence_pairs: the FDR-selected pairs (`heldout.uncertainty.pairs`), or None.
     """
 
     experiment: str
@@ -262,6 +271,8 @@ class ExperimentScores:
     memorization: Memorization | None
     influence: Influence | None
     skipped: tuple[str, ...] = ()
+    intervals: ScoreIntervals | None = None
+    influence_pairs: InfluencePairs | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The output file's keys (documented in the README) mapped to their arrays."""
@@ -301,6 +312,10 @@ class ExperimentScores:
                 out.update(influence_topk_index=i.topk_index, influence_topk_value=i.topk_value)
             else:
                 out["influence"] = i.matrix
+        if self.intervals is not None:
+            out.update(self.intervals.arrays())
+        if self.influence_pairs is not None:
+            out.update(self.influence_pairs.arrays())
         return out
 
 
@@ -325,6 +340,9 @@ def score_experiment(
     progress: bool | ProgressCallback = False,
     influence_options: dict | None = None,
     backend: str = "auto",
+    confidence: float | None = None,
+    fdr: float = 0.05,
+    min_memorization: float | None = None,
 ) -> ExperimentScores:
     """Reads the runs an experiment's requested scores need, once, and computes them.
 
@@ -338,11 +356,17 @@ def score_experiment(
       influence_options: passed to the influence accumulator (tile and block sizes).
       backend: the influence backend (`heldout.influence.BACKENDS`; "auto" picks the
         fastest for the problem, and the result's `influence.backend` says which ran).
+      confidence: e.g. 0.95 for intervals beside every estimate (`heldout.uncertainty`);
+        None for none.
+      fdr, min_memorization: for "influence_pairs": the false-discovery rate, and the
+        memorization a pair's training example needs to be tested (None: any).
     """
     unknown = sorted(set(scores) - set(SCORE_NAMES))
     if unknown or not scores:
         raise ScoresError(f"unknown scores {unknown}; choose from {list(SCORE_NAMES)}")
-    at_one_ratio = "memorization" in scores or "influence" in scores
+    if confidence is not None:
+        confidence = check_confidence(confidence)  # before hours of reading
+    at_one_ratio = {"memorization", "influence", "influence_pairs"} & set(scores)
     score_ratio = None
     if at_one_ratio:
         present = experiment.subset_ratios
@@ -380,6 +404,12 @@ def score_experiment(
             len(experiment.runs_at(score_ratio)),
             **(influence_options or {}),
         )
+    # Beside influence: what its intervals need, and the FDR-selected pairs.
+    extras = []
+    if confidence is not None and influence is not None:
+        extras.append(TestCorrectCounter())
+    if "influence_pairs" in scores:
+        extras.append(InfluencePairsAccumulator(score_ratio, fdr, min_memorization))
     for run, aux in read_runs(
         runs,
         workers=workers,
@@ -391,11 +421,14 @@ def score_experiment(
         counts.add(run.subset_ratio, aux)
         if influence is not None and _ratio_key(run.subset_ratio) == _ratio_key(score_ratio):
             influence.add(aux)
+        if extras and _ratio_key(run.subset_ratio) == _ratio_key(score_ratio):
+            for extra in extras:
+                extra.add(aux)
     if counts.num_train is None:
         raise ScoresError(f"{experiment.path}: no readable runs ({len(skipped)} skipped)")
 
     cscores = counts.cscores()  # cheap; also gives the run counts per ratio
-    return ExperimentScores(
+    result = ExperimentScores(
         experiment=experiment.name,
         subset_ratios=cscores.subset_ratios,
         num_runs_by_ratio=cscores.num_runs_by_ratio,
@@ -404,6 +437,25 @@ def score_experiment(
         memorization=counts.memorization(score_ratio) if "memorization" in scores else None,
         influence=influence.result() if influence is not None else None,
         skipped=tuple(skipped),
+    )
+    return _with_uncertainty(result, confidence, extras)
+
+
+def _with_uncertainty(
+    result: ExperimentScores, confidence: float | None, extras: list
+) -> ExperimentScores:
+    """`result` with its intervals and influence pairs, where they were asked for."""
+    correct = next((e.counts for e in extras if isinstance(e, TestCorrectCounter)), None)
+    pairs = next((e for e in extras if isinstance(e, InfluencePairsAccumulator)), None)
+    intervals = None
+    if confidence is not None:
+        intervals = score_intervals(
+            confidence, result.cscores, result.memorization, result.influence, correct
+        )
+    return dataclasses.replace(
+        result,
+        intervals=intervals,
+        influence_pairs=pairs.result() if pairs is not None else None,
     )
 
 

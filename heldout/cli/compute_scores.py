@@ -52,6 +52,24 @@ _SKIP_BAD_RUNS = flags.DEFINE_bool(
     "skip_bad_runs", False, "Report and skip malformed runs instead of stopping."
 )
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.")
+_CONFIDENCE = flags.DEFINE_float(
+    "confidence",
+    None,
+    "E.g. 0.95: write a confidence interval beside every estimate (*_ci_low, *_ci_high; "
+    "the README says which intervals and their measured coverage).",
+)
+_FDR = flags.DEFINE_float(
+    "fdr",
+    0.05,
+    "influence_pairs: the false-discovery rate of the selected pairs (Benjamini-Hochberg "
+    "over Fisher's exact one-sided tests).",
+)
+_MIN_MEMORIZATION = flags.DEFINE_float(
+    "min_memorization",
+    None,
+    "influence_pairs: test only training examples with at least this memorization "
+    "(the published pairs used 0.25); default: all.",
+)
 
 flags.mark_flags_as_required(["experiment_dir", "output"])
 
@@ -107,7 +125,41 @@ def _summary(result: scores.ExperimentScores, seconds: float, output: str) -> st
             "with influence >= 0.15"
         )
         lines.append(f"    computed by the {i.backend} backend")
+    lines += _uncertainty_summary(result)
     return "\n".join(lines)
+
+
+def _uncertainty_summary(result: scores.ExperimentScores) -> list[str]:
+    """Lines about the intervals and the FDR-selected pairs, with what is behind them."""
+    lines = []
+    intervals = result.intervals
+    if intervals is not None:
+        lines.append(f"  {intervals.confidence:.0%} intervals written beside the estimates:")
+        for name, low, high in (
+            ("C-score", intervals.cscore_low, intervals.cscore_high),
+            ("memorization", intervals.memorization_low, intervals.memorization_high),
+            ("influence", intervals.influence_low, intervals.influence_high),
+        ):
+            if low is not None:
+                width = high - low
+                defined = ~np.isnan(width)
+                median = float(np.median(width[defined])) if defined.any() else float("nan")
+                lines.append(
+                    f"    {name}: median width {median:.3f} over {int(defined.sum())} estimates"
+                )
+    pairs = result.influence_pairs
+    if pairs is not None:
+        family = (
+            "all training examples"
+            if pairs.min_memorization is None
+            else f"training examples with memorization >= {pairs.min_memorization:g}"
+        )
+        lines.append(
+            f"  influence pairs at {pairs.subset_ratio:g} ({pairs.num_runs} runs): "
+            f"{pairs.train_index.size} selected at FDR {pairs.fdr:g} out of "
+            f"{pairs.num_tests} pairs tested ({family})"
+        )
+    return lines
 
 
 def main(argv: Sequence[str]) -> int:
@@ -128,6 +180,9 @@ def main(argv: Sequence[str]) -> int:
         on_bad_run=_report_bad_run,
         progress=_PROGRESS.value,
         backend=_BACKEND.value,
+        confidence=_CONFIDENCE.value,
+        fdr=_FDR.value,
+        min_memorization=_MIN_MEMORIZATION.value,
     )
     scores.save_scores(_OUTPUT.value, result.arrays())
     print(_summary(result, time.perf_counter() - start, _OUTPUT.value))

@@ -1,0 +1,123 @@
+"""The distribution of examples' true probabilities, recovered from binomial counts.
+
+Predicting how reliable a ranking becomes with more runs needs the spread of the true
+values apart from the per-example binomial noise. Spearman-Brown assumes the noise is the
+same for every example, but the variance p (1 - p) / n of a proportion is not: C-scores
+pile up near 1, where the noise is small but the true values barely differ, so stepping
+up a measured correlation over-predicts rank reliability (by 0.1 and more on CIFAR-like
+C-scores). Instead we estimate the population of true probability vectors (one entry
+per proportion an example's score uses: a C-score's ratios, or memorization's trained
+and held-out accuracy) by nonparametric maximum likelihood, and simulate from it.
+
+The estimate is a discrete mixture (Kiefer-Wolfowitz NPMLE, weights fitted by EM):
+- per proportion, a 1-D NPMLE on a logit grid, which gives each example's posterior mean;
+- candidate vectors ("atoms"): for a sample of examples, their posterior means moved
+  towards their raw proportions by 0, 1/2 and 1, so the atoms span from fully shrunk to
+  unshrunk and keep each example's own pattern across proportions (C-score curves cross:
+  an independent prior per ratio would lose the correlation between ratios);
+- the atoms' weights by EM on the joint likelihood of a sample of examples' counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["Prior", "fit_prior"]
+
+_EPS = 1e-4
+
+
+def _grid() -> np.ndarray:
+    inner = 1.0 / (1.0 + np.exp(-np.linspace(-8.0, 8.0, 161)))
+    return np.concatenate([[_EPS], inner, [1.0 - _EPS]])
+
+
+def _binomial_log_likelihood(x: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """[len(x), len(p)]: log P(x | n, p) without the binomial coefficient."""
+    return x[:, None] * np.log(p)[None, :] + (n - x)[:, None] * np.log1p(-p)[None, :]
+
+
+def _em_weights(log_likelihood: np.ndarray, counts: np.ndarray, iterations: int) -> np.ndarray:
+    """NPMLE mixture weights over the columns, by EM (rows weighted by `counts`)."""
+    likelihood = np.exp(log_likelihood - log_likelihood.max(axis=1, keepdims=True))
+    weights = np.full(likelihood.shape[1], 1.0 / likelihood.shape[1])
+    share = counts / counts.sum()
+    for _ in range(iterations):
+        mixture = likelihood @ weights
+        weights = weights * (likelihood.T @ (share / mixture))
+        weights /= weights.sum()
+    return weights
+
+
+def _posterior_means(x: np.ndarray, n: np.ndarray, iterations: int) -> np.ndarray:
+    """Each example's posterior mean under a 1-D NPMLE prior of this proportion."""
+    grid = _grid()
+    pairs, inverse, counts = np.unique(
+        np.stack([x, n], axis=1), axis=0, return_inverse=True, return_counts=True
+    )
+    log_likelihood = _binomial_log_likelihood(
+        pairs[:, 0].astype(np.float64), pairs[:, 1].astype(np.float64), grid
+    )
+    weights = _em_weights(log_likelihood, counts.astype(np.float64), iterations)
+    posterior = np.exp(log_likelihood - log_likelihood.max(axis=1, keepdims=True)) * weights
+    means = (posterior @ grid) / posterior.sum(axis=1)
+    return means[inverse.reshape(-1)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prior:
+    """A discrete distribution of true probability vectors.
+
+    Attributes:
+      atoms: float64 [K, D]: the support.
+      weights: float64 [K]: their probabilities (sum to 1).
+    """
+
+    atoms: np.ndarray
+    weights: np.ndarray
+
+    def sample(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """float64 [size, D] true vectors drawn from the prior."""
+        return self.atoms[rng.choice(self.weights.size, size, p=self.weights)]
+
+
+def fit_prior(
+    successes: np.ndarray,
+    counts: np.ndarray,
+    rng: np.random.Generator,
+    atom_examples: int = 400,
+    fit_examples: int = 4000,
+    iterations: int = 200,
+) -> Prior:
+    """The NPMLE of the distribution of true probability vectors behind the counts.
+
+    Args:
+      successes, counts: int [N, D]: per example, D binomial counts (count 0 allowed: that
+        proportion then carries no information about the example).
+      rng: for the samples of examples.
+      atom_examples: examples whose (shrunk) vectors become atoms (3 atoms each).
+      fit_examples: examples whose likelihood fits the weights.
+      iterations: EM iterations, for the per-proportion grids and for the weights.
+
+    Returns:
+      The fitted prior.
+    """
+    x = np.asarray(successes, dtype=np.int64)
+    n = np.asarray(counts, dtype=np.int64)
+    num, dims = x.shape
+    means = np.column_stack([_posterior_means(x[:, d], n[:, d], iterations) for d in range(dims)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = np.where(n > 0, x / n, means)
+    chosen = rng.choice(num, min(atom_examples, num), replace=False)
+    atoms = np.concatenate(
+        [means[chosen] + shrink * (raw[chosen] - means[chosen]) for shrink in (0.0, 0.5, 1.0)]
+    )
+    atoms = np.clip(atoms, _EPS, 1.0 - _EPS)
+    fitted = rng.choice(num, min(fit_examples, num), replace=False)
+    xf, nf = x[fitted].astype(np.float64), n[fitted].astype(np.float64)
+    log_likelihood = xf @ np.log(atoms).T + (nf - xf) @ np.log1p(-atoms).T
+    weights = _em_weights(log_likelihood, np.ones(fitted.size), iterations)
+    keep = weights > 1e-12
+    return Prior(atoms=atoms[keep], weights=weights[keep] / weights[keep].sum())

@@ -1,0 +1,465 @@
+"""Confidence intervals for C-scores, memorization and influence, from the counts alone.
+
+Each estimate is a proportion, a mean of proportions or a difference of two proportions
+of run outcomes, so its interval needs only the integer counts the score engine keeps.
+The binomial standard error sqrt(p (1 - p) / n) is 0 when all n runs agree, claiming
+certainty exactly where there is least data; the intervals here keep their coverage at
+a handful of runs (measured by simulation: `bench/bench_uncertainty.py`):
+
+- one proportion (C-score at a ratio): the Wilson score interval, except that the lower
+  limit at 1 success (and the upper at n - 1) is the Jeffreys one. Wilson's limit there
+  sits too close to the estimate, so coverage collapses for true values just inside it
+  (to about 0.85 for n = 8 near 1 / n); Brown, Cai & DasGupta (Statist. Sci. 2001) replace
+  it with a Poisson limit, which over-covers; the Jeffreys limit is between the two and
+  keeps the average coverage at 0.95-0.96. Wilson rather than Jeffreys elsewhere: the
+  plain Jeffreys interval over-covers at n = 8 (0.96-0.97 on C-score-like values).
+- mean of k proportions (integral C-score): Price & Bonett's adjusted Wald interval
+  (Amer. Statist. 2004: add 2 / k successes and 2 / k failures to each proportion).
+  Combining per-ratio Wilson limits (MOVER) under-covers here (0.91-0.93 at 8 runs a
+  ratio), because Wilson's limits are narrow around an estimate they also shrink.
+- difference of two proportions, memorization: Mee's score interval (inverting the score
+  test with the Miettinen-Nurminen constrained estimates, without their n / (n - 1)
+  factor). Trained-on examples are almost always right, and Newcombe's hybrid interval
+  then adds the full width of "19 of 19" to the held-out side: 0.97-0.98 coverage at 8
+  held-out runs against 0.955-0.966 for the score interval.
+- difference of two proportions, influence: Newcombe's hybrid score interval (MOVER with
+  the one-proportion interval above). It needs only per-group limits, so it is computed
+  from small tables, tile by tile, for a [T, N] matrix; an iterative score interval per
+  pair would cost far more than the estimate itself.
+
+Where the estimate is NaN (no run to average over) the interval is NaN too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from heldout.errors import ScoresError, UsageError
+
+if TYPE_CHECKING:  # the score engine imports this module
+    from heldout.influence import Influence
+    from heldout.scores import CScores, Memorization
+
+__all__ = [
+    "ScoreIntervals",
+    "TestCorrectCounter",
+    "binomial_interval",
+    "check_confidence",
+    "influence_intervals",
+    "mean_of_proportions_interval",
+    "mee_interval",
+    "newcombe_interval",
+    "score_intervals",
+]
+
+
+def check_confidence(confidence: float) -> float:
+    """`confidence` as a float in (0, 1); UsageError otherwise."""
+    value = float(confidence)
+    if not 0.0 < value < 1.0:
+        raise UsageError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
+    return value
+
+
+def _z(confidence: float) -> float:
+    from scipy import special  # imported when needed: `import heldout.scores` stays fast
+
+    return float(special.ndtri(1.0 - (1.0 - confidence) / 2.0))
+
+
+def _counts(successes, count) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(successes, dtype=np.float64), np.asarray(count, dtype=np.float64)
+
+
+def binomial_interval(
+    successes: np.ndarray, count: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided interval for a proportion: Wilson, with Jeffreys limits next to 0 and n.
+
+    Args:
+      successes, count: arrays of the same shape (integers, 0 <= successes <= count).
+      confidence: e.g. 0.95.
+
+    Returns:
+      (low, high), float64, NaN where count is 0.
+    """
+    from scipy import special
+
+    confidence = check_confidence(confidence)
+    x, n = _counts(successes, count)
+    z = _z(confidence)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = x / n
+        denominator = 1.0 + z * z / n
+        centre = (p + z * z / (2 * n)) / denominator
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+        low, high = centre - half, centre + half
+        # Jeffreys' lower limit for 1 success: the Beta(1.5, n - 0.5) quantile.
+        near = special.betaincinv(1.5, np.maximum(n - 0.5, 0.5), (1 - confidence) / 2)
+    low = np.where(x == 1, near, low)
+    high = np.where(n - x == 1, 1.0 - near, high)
+    low = np.where(x == 0, 0.0, np.clip(low, 0.0, 1.0))
+    high = np.where(x == n, 1.0, np.clip(high, 0.0, 1.0))
+    undefined = ~(n > 0)
+    low[undefined] = np.nan
+    high[undefined] = np.nan
+    return low, high
+
+
+def mean_of_proportions_interval(
+    successes: np.ndarray, count: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Interval for the mean of the defined proportions of each column (Price & Bonett).
+
+    Args:
+      successes, count: [K, N]: K proportions per example (e.g. one per subset ratio);
+        those with count 0 are left out of the mean, as the integral C-score does.
+      confidence: e.g. 0.95.
+
+    Returns:
+      (low, high) float64 [N], NaN where no proportion is defined; always containing the
+      plain mean of the proportions.
+    """
+    confidence = check_confidence(confidence)
+    x, n = _counts(successes, count)
+    z = _z(confidence)
+    defined = n > 0
+    k = defined.sum(axis=0).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        add = 2.0 / k  # per proportion, 2/k successes and 2/k failures
+        adjusted_n = n + 2.0 * add
+        adjusted = (x + add) / adjusted_n
+        centre = np.where(defined, adjusted, 0.0).sum(axis=0) / k
+        variance = np.where(defined, adjusted * (1 - adjusted) / adjusted_n, 0.0).sum(axis=0)
+        half = z * np.sqrt(variance) / k
+        estimate = np.where(defined, x / n, 0.0).sum(axis=0) / k
+    low = np.minimum(np.clip(centre - half, 0.0, 1.0), estimate)
+    high = np.maximum(np.clip(centre + half, 0.0, 1.0), estimate)
+    low[k == 0] = np.nan
+    high[k == 0] = np.nan
+    return low, high
+
+
+def newcombe_interval(
+    x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n2: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Newcombe's hybrid score interval for p1 - p2 (MOVER on `binomial_interval`).
+
+    Returns:
+      (low, high) float64, NaN where either count is 0.
+    """
+    x1, n1 = _counts(x1, n1)
+    x2, n2 = _counts(x2, n2)
+    low1, high1 = binomial_interval(x1, n1, confidence)
+    low2, high2 = binomial_interval(x2, n2, confidence)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p1, p2 = x1 / n1, x2 / n2
+    difference = p1 - p2
+    low = difference - np.sqrt((p1 - low1) ** 2 + (high2 - p2) ** 2)
+    high = difference + np.sqrt((high1 - p1) ** 2 + (p2 - low2) ** 2)
+    return np.clip(low, -1.0, 1.0), np.clip(high, -1.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Mee's score interval for a difference of proportions.
+
+
+def _constrained_estimates(x1, n1, x2, n2, delta):
+    """Maximum-likelihood (p1, p2) under p1 - p2 = delta (Miettinen & Nurminen's cubic)."""
+    p1_hat, p2_hat = x1 / n1, x2 / n2
+    theta = n2 / n1
+    a = 1.0 + theta
+    b = -(1.0 + theta + p1_hat + theta * p2_hat + delta * (theta + 2.0))
+    c = delta * delta + delta * (2.0 * p1_hat + theta + 1.0) + p1_hat + theta * p2_hat
+    d = -p1_hat * delta * (1.0 + delta)
+    v = b**3 / (27 * a**3) - b * c / (6 * a * a) + d / (2 * a)
+    u = np.sign(v) * np.sqrt(np.maximum(b * b / (9 * a * a) - c / (3 * a), 0.0))
+    safe_u = np.where(u == 0, 1.0, u)
+    cosine = np.clip(np.where(u == 0, 0.0, v / safe_u**3), -1.0, 1.0)
+    w = (np.pi + np.arccos(cosine)) / 3.0
+    p1 = np.clip(2.0 * u * np.cos(w) - b / (3 * a), 0.0, 1.0)
+    p2 = np.clip(p1 - delta, 0.0, 1.0)
+    return p1, p2
+
+
+def _score_statistic(x1, n1, x2, n2, delta):
+    p1, p2 = _constrained_estimates(x1, n1, x2, n2, delta)
+    variance = p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2
+    distance = x1 / n1 - x2 / n2 - delta
+    with np.errstate(divide="ignore", invalid="ignore"):
+        statistic = distance / np.sqrt(variance)
+        # A zero variance happens only at delta = +-1, where the distance is 0 or the
+        # difference is impossible: a distance of 0 is inside, anything else far outside.
+        outside = np.where(distance == 0, 0.0, np.sign(distance) * np.inf)
+    return np.where(variance > 0, statistic, outside)
+
+
+def mee_interval(
+    x1: np.ndarray,
+    n1: np.ndarray,
+    x2: np.ndarray,
+    n2: np.ndarray,
+    confidence: float = 0.95,
+    iterations: int = 50,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mee's score interval for p1 - p2: every delta the score test does not reject.
+
+    Computed once per distinct (x1, n1, x2, n2) (few, as counts are small integers) by
+    bisection on each side of the estimate; the score statistic is monotone there.
+
+    Returns:
+      (low, high) float64, NaN where either count is 0.
+    """
+    confidence = check_confidence(confidence)
+    x1, n1 = _counts(x1, n1)
+    x2, n2 = _counts(x2, n2)
+    shape = np.broadcast_shapes(x1.shape, n1.shape, x2.shape, n2.shape)
+    key = np.stack([np.broadcast_to(a, shape).reshape(-1) for a in (x1, n1, x2, n2)], axis=1)
+    defined = (key[:, 1] > 0) & (key[:, 3] > 0)
+    low = np.full(key.shape[0], np.nan)
+    high = np.full(key.shape[0], np.nan)
+    if defined.any():
+        unique, inverse = np.unique(key[defined], axis=0, return_inverse=True)
+        u1, m1, u2, m2 = unique.T
+        z = _z(confidence)
+        estimate = u1 / m1 - u2 / m2
+        # Lower limit: the smallest delta in [-1, estimate] with statistic <= z.
+        below, above = np.full(estimate.shape, -1.0), estimate.copy()
+        for _ in range(iterations):
+            middle = (below + above) / 2
+            inside = _score_statistic(u1, m1, u2, m2, middle) <= z
+            above = np.where(inside, middle, above)
+            below = np.where(inside, below, middle)
+        unique_low = np.where(_score_statistic(u1, m1, u2, m2, -1.0) <= z, -1.0, above)
+        # Upper limit: the largest delta in [estimate, 1] with statistic >= -z.
+        below, above = estimate.copy(), np.full(estimate.shape, 1.0)
+        for _ in range(iterations):
+            middle = (below + above) / 2
+            inside = _score_statistic(u1, m1, u2, m2, middle) >= -z
+            below = np.where(inside, middle, below)
+            above = np.where(inside, above, middle)
+        unique_high = np.where(_score_statistic(u1, m1, u2, m2, 1.0) >= -z, 1.0, below)
+        low[defined] = unique_low[inverse.reshape(-1)]
+        high[defined] = unique_high[inverse.reshape(-1)]
+    return low.reshape(shape), high.reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------
+# Influence: Newcombe's interval from per-group tables, tile by tile.
+
+
+class _WidthTables:
+    """For each distinct count n, (p - low)^2 and (high - p)^2 of x = 0..n, concatenated.
+
+    Newcombe's limits are the estimate minus / plus the root of a sum of two such squared
+    widths, one per group, so a [T, N] matrix of intervals costs four table lookups per
+    entry: the tables (sum of (n + 1) over the distinct counts) stay in cache.
+    """
+
+    def __init__(self, counts: np.ndarray, confidence: float):
+        distinct, self.which = np.unique(counts, return_inverse=True)
+        sizes = distinct + 1
+        self.offset_of_distinct = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        x = np.concatenate([np.arange(size) for size in sizes]).astype(np.float64)
+        n = np.repeat(distinct, sizes).astype(np.float64)
+        low, high = binomial_interval(x, n, confidence)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = x / n
+        self.below = ((p - low) ** 2).astype(np.float32)  # NaN rows for n = 0
+        self.above = ((high - p) ** 2).astype(np.float32)
+        self.offset = self.offset_of_distinct[self.which.reshape(-1)]
+        self.counts = np.asarray(counts, dtype=np.int64)
+
+
+def _influence_limits(
+    values: np.ndarray,
+    count_in: np.ndarray,
+    count_out: np.ndarray,
+    correct: np.ndarray,
+    in_tables: _WidthTables,
+    out_tables: _WidthTables,
+    columns: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Limits for influence `values` [rows, width] whose training examples are `columns`.
+
+    The successes behind each value are recovered exactly from the float32 estimate:
+    S = (infl * n_in * n_out + c * n_in) / R is an integer, off by far less than 1/2.
+    """
+    n_in = count_in[columns].astype(np.float64)
+    n_out = count_out[columns].astype(np.float64)
+    runs = n_in + n_out
+    with np.errstate(invalid="ignore"):
+        successes = np.rint((values * (n_in * n_out) + correct[:, None] * n_in) / runs)
+    successes = np.nan_to_num(successes, nan=0.0)
+    successes = np.clip(successes, 0, n_in)
+    failures_out = np.clip(correct[:, None] - successes, 0, n_out)
+    index_in = in_tables.offset[columns] + successes.astype(np.int64)
+    index_out = out_tables.offset[columns] + failures_out.astype(np.int64)
+    low = values - np.sqrt(in_tables.below[index_in] + out_tables.above[index_out])
+    high = values + np.sqrt(in_tables.above[index_in] + out_tables.below[index_out])
+    np.clip(low, -1.0, 1.0, out=low)
+    np.clip(high, -1.0, 1.0, out=high)
+    undefined = np.isnan(values)
+    low[undefined] = np.nan
+    high[undefined] = np.nan
+    return low, high
+
+
+def influence_intervals(
+    influence: Influence,
+    test_correct_count: np.ndarray,
+    confidence: float = 0.95,
+    tile_elements: int = 1 << 20,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Newcombe intervals beside dense or top-k influence estimates, row block by row block.
+
+    Args:
+      influence: the estimates (`heldout.influence`).
+      test_correct_count: int [T]: runs (of those behind `influence`) that got each test
+        example right.
+      confidence: e.g. 0.95.
+      tile_elements: entries per block (bounds the temporaries: ~40 bytes an entry).
+
+    Returns:
+      (low, high) float32, shaped like `influence.matrix` or `influence.topk_value`; NaN
+      where the estimate is NaN.
+    """
+    confidence = check_confidence(confidence)
+    correct = np.asarray(test_correct_count, dtype=np.float64)
+    count_in = np.asarray(influence.count_in, dtype=np.int64)
+    count_out = np.asarray(influence.count_out, dtype=np.int64)
+    values = influence.topk_value if influence.is_topk else influence.matrix
+    if values.shape[0] != correct.size:
+        raise ScoresError(
+            f"test_correct_count has {correct.size} entries; the influence has "
+            f"{values.shape[0]} test examples"
+        )
+    in_tables = _WidthTables(count_in, confidence)
+    out_tables = _WidthTables(count_out, confidence)
+    low = np.empty(values.shape, dtype=np.float32)
+    high = np.empty(values.shape, dtype=np.float32)
+    rows_per_block = max(1, tile_elements // max(1, values.shape[1]))
+    all_columns = np.arange(values.shape[1])
+    for start in range(0, values.shape[0], rows_per_block):
+        rows = slice(start, min(start + rows_per_block, values.shape[0]))
+        block = values[rows].astype(np.float64)
+        if influence.is_topk:
+            columns = np.maximum(influence.topk_index[rows], 0)
+        else:
+            columns = all_columns[None, :]
+        block_low, block_high = _influence_limits(
+            block, count_in, count_out, correct[rows], in_tables, out_tables, columns
+        )
+        low[rows], high[rows] = block_low, block_high
+    return low, high
+
+
+class TestCorrectCounter:
+    """Counts, run by run, how often each test example was right (influence intervals).
+
+    The influence estimate keeps only S / n_in - (c - S) / n_out; with c, the count of
+    runs that got the test example right, the integer S behind it comes back exactly.
+    """
+
+    def __init__(self) -> None:
+        self.num_runs = 0
+        self.counts: np.ndarray | None = None  # int64 [T]
+
+    def add(self, aux) -> None:
+        correct = aux.test_correctness()
+        if self.counts is None:
+            self.counts = np.zeros(correct.size, dtype=np.int64)
+        self.counts += correct
+        self.num_runs += 1
+
+
+# ---------------------------------------------------------------------------------------
+# All intervals of a scores file.
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreIntervals:
+    """Intervals beside the estimates of `heldout.scores.ExperimentScores`.
+
+    Attributes:
+      confidence: the nominal coverage, e.g. 0.95.
+      cscore_by_ratio_low / _high: float64 [S, N] (Wilson/Jeffreys), or None.
+      cscore_low / _high: float64 [N] (Price-Bonett), or None.
+      memorization_low / _high: float64 [N] (Mee's score interval), or None.
+      influence_low / _high: float32, shaped like the dense matrix or the top-k values
+        (Newcombe), or None.
+    """
+
+    confidence: float
+    cscore_by_ratio_low: np.ndarray | None = None
+    cscore_by_ratio_high: np.ndarray | None = None
+    cscore_low: np.ndarray | None = None
+    cscore_high: np.ndarray | None = None
+    memorization_low: np.ndarray | None = None
+    memorization_high: np.ndarray | None = None
+    influence_low: np.ndarray | None = None
+    influence_high: np.ndarray | None = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The scores-file keys (README: output file formats)."""
+        out = {"confidence": np.float64(self.confidence)}
+        for name in ("cscore_by_ratio", "cscore", "memorization", "influence"):
+            low = getattr(self, f"{name}_low")
+            if low is not None:
+                out[f"{name}_ci_low"] = low
+                out[f"{name}_ci_high"] = getattr(self, f"{name}_high")
+        return out
+
+
+def _successes(proportion: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The integer numerator behind a proportion of `count` runs (0 where undefined)."""
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(np.rint(proportion * count), nan=0.0)
+
+
+def score_intervals(
+    confidence: float,
+    cscores: CScores | None = None,
+    memorization: Memorization | None = None,
+    influence: Influence | None = None,
+    test_correct_count: np.ndarray | None = None,
+) -> ScoreIntervals:
+    """Intervals for whichever estimates are given, from their counts.
+
+    Args:
+      confidence: nominal coverage in (0, 1).
+      cscores, memorization, influence: results of the score engine (any may be None).
+      test_correct_count: needed with `influence`: runs that got each test example right.
+
+    Raises:
+      UsageError: a confidence outside (0, 1).
+      ScoresError: influence without `test_correct_count`.
+    """
+    confidence = check_confidence(confidence)
+    fields: dict[str, np.ndarray] = {}
+    if cscores is not None:
+        count = cscores.heldout_count_by_ratio
+        successes = _successes(cscores.cscore_by_ratio, count)
+        low, high = binomial_interval(successes, count, confidence)
+        fields.update(cscore_by_ratio_low=low, cscore_by_ratio_high=high)
+        low, high = mean_of_proportions_interval(successes, count, confidence)
+        fields.update(cscore_low=low, cscore_high=high)
+    if memorization is not None:
+        m = memorization
+        low, high = mee_interval(
+            _successes(m.p_correct_in, m.count_in),
+            m.count_in,
+            _successes(m.p_correct_out, m.count_out),
+            m.count_out,
+            confidence,
+        )
+        fields.update(memorization_low=low, memorization_high=high)
+    if influence is not None:
+        if test_correct_count is None:
+            raise ScoresError("influence intervals need the test examples' correct counts")
+        low, high = influence_intervals(influence, test_correct_count, confidence)
+        fields.update(influence_low=low, influence_high=high)
+    return ScoreIntervals(confidence=confidence, **fields)
