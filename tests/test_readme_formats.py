@@ -33,7 +33,7 @@ def test_every_written_key_is_in_the_table_with_its_dtype(tmp_path):
     written = {}
     for topk in (0, 2):
         result = scores.score_experiment(
-            experiment, scores=scores.SCORE_NAMES, influence_topk=topk
+            experiment, scores=scores.SCORE_NAMES, influence_topk=topk, confidence=0.95
         )
         written.update(result.arrays())
     assert sorted(written) == sorted(rows)
