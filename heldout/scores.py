@@ -38,8 +38,8 @@ from heldout.io import write_npz_atomic
 from heldout.reading import ProgressCallback, RunLike, SplitSizeCheck, read_runs
 from heldout.release import Experiment
 from heldout.uncertainty.intervals import (
+    CorrectTestCounts,
     ScoreIntervals,
-    TestCorrectCounter,
     check_confidence,
     score_intervals,
 )
@@ -407,7 +407,7 @@ def score_experiment(
     # Beside influence: what its intervals need, and the FDR-selected pairs.
     extras = []
     if confidence is not None and influence is not None:
-        extras.append(TestCorrectCounter())
+        extras.append(CorrectTestCounts())
     if "influence_pairs" in scores:
         extras.append(InfluencePairsAccumulator(score_ratio, fdr, min_memorization))
     for run, aux in read_runs(
@@ -445,7 +445,7 @@ def _with_uncertainty(
     result: ExperimentScores, confidence: float | None, extras: list
 ) -> ExperimentScores:
     """`result` with its intervals and influence pairs, where they were asked for."""
-    correct = next((e.counts for e in extras if isinstance(e, TestCorrectCounter)), None)
+    correct = next((e.counts for e in extras if isinstance(e, CorrectTestCounts)), None)
     pairs = next((e for e in extras if isinstance(e, InfluencePairsAccumulator)), None)
     intervals = None
     if confidence is not None:

@@ -1,6 +1,7 @@
 """The synthetic experiments: released layout, determinism, and a recoverable planted truth."""
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import pytest
@@ -9,7 +10,17 @@ from heldout import release
 from heldout.aux_arrays import load_aux_arrays
 from heldout.influence import compute_influence
 from heldout.scores import compute_memorization
-from heldout.synthetic import SyntheticExperiment, SyntheticSpec, write_synthetic_experiment
+from heldout.synthetic import (
+    KnownProbabilities,
+    ProbabilityExperiment,
+    SyntheticExperiment,
+    SyntheticSpec,
+    cscore_like_probabilities,
+    plant_pairs,
+    planted_structure,
+    probabilities_from_spec,
+    write_synthetic_experiment,
+)
 
 
 def test_written_experiment_has_the_released_layout(tmp_path):
@@ -116,3 +127,156 @@ def test_refusing_to_write_leaves_the_existing_meta_untouched(tmp_path):
     assert meta_path.read_bytes() == before
     meta = release.open_experiment(tmp_path / "e").meta
     assert (meta.num_train, meta.num_test) == (20, 5)
+
+
+# ---------------------------------------------------------------------------------------
+# The known-probability mode.
+
+
+def _run_digest(experiment) -> str:
+    digest = hashlib.sha256()
+    for _, _, aux in experiment.iter_runs():
+        for key, value in sorted(aux.as_dict().items()):
+            digest.update(key.encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
+def test_the_planted_model_draws_the_same_runs_as_before_the_new_mode():
+    # Digest of these runs drawn by the code before the known-probability mode existed.
+    spec = SyntheticSpec(
+        num_train=97, num_test=31, subset_ratios=(0.3, 0.7), runs_per_ratio=3, seed=4
+    )
+    assert (
+        _run_digest(SyntheticExperiment(spec))
+        == "f947168ab6526bd2868ab5853c646aa81edbaeeafafd433026baaea1960351a3"
+    )
+
+
+def _small_truth(num_train=300, num_test=40, ratios=(0.25, 0.5, 0.75), seed=0):
+    rng = np.random.default_rng(seed)
+    p_heldout = rng.uniform(0.05, 0.95, (len(ratios), num_train))
+    return KnownProbabilities(
+        subset_ratios=ratios,
+        p_heldout=p_heldout,
+        p_trained=1 - (1 - p_heldout) * 0.1,
+        p_test=rng.uniform(0.05, 0.95, (len(ratios), num_test)),
+    )
+
+
+def test_runs_follow_the_known_probabilities():
+    truth = _small_truth()
+    experiment = ProbabilityExperiment(truth, runs_per_ratio=400, seed=3)
+    s = truth.ratio_index(0.5)
+    heldout_correct = np.zeros(truth.num_train)
+    heldout = np.zeros(truth.num_train)
+    trained_correct = np.zeros(truth.num_train)
+    test_correct = np.zeros(truth.num_test)
+    for run_id in range(400):
+        mask, correct, test, _ = experiment.draw_predictions(0.5, run_id)
+        assert mask.sum() == 150  # the release's design: round(ratio * N) trained on
+        heldout += ~mask
+        heldout_correct += correct & ~mask
+        trained_correct += correct & mask
+        test_correct += test
+    p_out = heldout_correct / heldout
+    p_in = trained_correct / (400 - heldout)
+    # Every example's frequency within 5 binomial standard errors of its probability.
+    for estimate, p, n in (
+        (p_out, truth.p_heldout[s], heldout),
+        (p_in, truth.p_trained[s], 400 - heldout),
+        (test_correct / 400, truth.p_test[s], 400),
+    ):
+        assert np.all(np.abs(estimate - p) <= 5 * np.sqrt(p * (1 - p) / n) + 1e-9)
+
+
+def test_fixed_count_design_holds_every_example_out_exactly_n_times():
+    truth = _small_truth(num_train=500)
+    experiment = ProbabilityExperiment(truth, runs_per_ratio=[11, 16, 32], design="fixed_count")
+    for ratio, runs in zip(truth.subset_ratios, (11, 16, 32), strict=True):
+        heldout = sum(~experiment.draw_predictions(ratio, r)[0] for r in range(runs))
+        assert experiment.heldout_runs(ratio) == 8
+        np.testing.assert_array_equal(heldout, 8)
+    with pytest.raises(ValueError, match="does not exist"):
+        experiment.draw_run(0.5, 16)
+    # Memberships are independent across examples: the unplanted influences are all 0.
+    assert not experiment.true_influence(0.5).any()
+
+
+def test_probability_runs_are_reproducible_and_written_in_the_released_layout(tmp_path):
+    truth = _small_truth(num_train=60, num_test=12)
+    first = ProbabilityExperiment(truth, runs_per_ratio=[2, 3, 4], seed=9)
+    again = ProbabilityExperiment(truth, runs_per_ratio=[2, 3, 4], seed=9)
+    again.draw_run(0.75, 3)  # draw something else first
+    assert _run_digest(first) == _run_digest(again)
+    assert _run_digest(first) != _run_digest(ProbabilityExperiment(truth, [2, 3, 4], seed=10))
+    written = first.write(tmp_path / "known")
+    assert [len(written.runs_at(r)) for r in truth.subset_ratios] == [2, 3, 4]
+    for run in written.runs:
+        load_aux_arrays(run.aux_path)  # validates every rule of the format
+    recorded = written.meta.extra["known_probabilities"]
+    assert recorded["design"] == "subset" and recorded["seed"] == 9
+    assert (written.meta.num_train, written.meta.num_test) == (60, 12)
+    with pytest.raises(FileExistsError):
+        first.write(tmp_path / "known")
+
+
+def test_planted_pairs_have_the_influence_they_were_given():
+    truth = _small_truth(num_train=400, num_test=100, ratios=(0.7,))
+    truth = plant_pairs(truth, [0.3, 0.6, 0.9], subset_ratio=0.7, min_memorization=0.2, seed=1)
+    np.testing.assert_allclose(truth.true_pair_influence, [0.3, 0.6, 0.9])
+    assert np.all(truth.true_memorization(0.7)[truth.pair_train] >= 0.2)
+    experiment = ProbabilityExperiment(truth, runs_per_ratio=1500, seed=2)
+    runs = [aux for _, _, aux in experiment.iter_runs(shuffle=False)]
+    influence = compute_influence(runs, topk=0).matrix
+    true = experiment.true_influence(0.7)
+    planted = influence[truth.pair_test, truth.pair_train]
+    np.testing.assert_allclose(planted, true[truth.pair_test, truth.pair_train], atol=0.1)
+    # Another training example of the first pair's row: -effect / (N - 1) (a fixed subset size).
+    assert true[truth.pair_test[0], truth.pair_train[1]] == pytest.approx(-0.3 / 399)
+
+
+def test_the_planted_model_as_known_probabilities_has_the_same_truth():
+    spec = SyntheticSpec(num_train=80, num_test=20, subset_ratios=(0.3, 0.7))
+    truth = probabilities_from_spec(spec)
+    planted = planted_structure(spec)
+    np.testing.assert_allclose(truth.true_memorization(0.7), planted.expected_memorization(0.7))
+    np.testing.assert_array_equal(truth.pair_train, planted.pair_train)
+    np.testing.assert_allclose(truth.true_pair_influence, planted.expected_pair_influence)
+
+
+def test_cscore_like_probabilities_follow_the_given_scores():
+    scores = np.linspace(0.05, 0.95, 1000)
+    truth = cscore_like_probabilities(scores, (0.1, 0.5, 0.9), num_test=50, seed=0)
+    assert truth.num_train == 1000 and truth.num_test == 50
+    s = truth.ratio_index(0.5)  # at the middle ratio, the curve passes through the score
+    np.testing.assert_allclose(truth.p_heldout[s], scores, atol=1e-12)
+    assert np.all(truth.p_trained >= truth.p_heldout)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"p_heldout": np.full((3, 5), 1.5)}, "probabilities"),
+        ({"p_trained": np.zeros((2, 5))}, "shape"),
+        ({"subset_ratios": (0.5, 0.25, 0.75)}, "increasing"),
+        (
+            {
+                "pair_train": [0, 1],
+                "pair_test": [0, 0],
+                "pair_p_trained": [1, 1],
+                "pair_p_heldout": [0, 0],
+            },
+            "at most one",
+        ),
+    ],
+)
+def test_bad_known_probabilities_are_refused(change, message):
+    fields = {
+        "subset_ratios": (0.25, 0.5, 0.75),
+        "p_heldout": np.full((3, 5), 0.5),
+        "p_trained": np.full((3, 5), 0.9),
+        "p_test": np.full((3, 4), 0.5),
+    }
+    with pytest.raises(ValueError, match=message):
+        KnownProbabilities(**{**fields, **change})

@@ -8,8 +8,8 @@
 """
 
 from heldout.uncertainty.intervals import (
+    CorrectTestCounts,
     ScoreIntervals,
-    TestCorrectCounter,
     binomial_interval,
     check_confidence,
     influence_intervals,
@@ -43,7 +43,7 @@ __all__ = [
     "ScoreIntervals",
     "ScorePlan",
     "SplitHalfAccumulator",
-    "TestCorrectCounter",
+    "CorrectTestCounts",
     "benjamini_hochberg",
     "binomial_interval",
     "check_confidence",

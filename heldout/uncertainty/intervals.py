@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # the score engine imports this module
 
 __all__ = [
     "ScoreIntervals",
-    "TestCorrectCounter",
+    "CorrectTestCounts",
     "binomial_interval",
     "check_confidence",
     "influence_intervals",
@@ -71,7 +71,9 @@ def _z(confidence: float) -> float:
 
 
 def _counts(successes, count) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(successes, dtype=np.float64), np.asarray(count, dtype=np.float64)
+    """float64 arrays broadcast to one shape."""
+    x, n = np.asarray(successes, dtype=np.float64), np.asarray(count, dtype=np.float64)
+    return tuple(np.array(a) for a in np.broadcast_arrays(x, n))
 
 
 def binomial_interval(
@@ -357,7 +359,7 @@ def influence_intervals(
     return low, high
 
 
-class TestCorrectCounter:
+class CorrectTestCounts:
     """Counts, run by run, how often each test example was right (influence intervals).
 
     The influence estimate keeps only S / n_in - (c - S) / n_out; with c, the count of

@@ -1,0 +1,139 @@
+"""`tools/plan_runs.py` / `heldout-plan-runs`: how reliable each score's ranking is now, and
+how many runs per ratio a target reliability needs, from the aux arrays alone.
+
+Per score it prints the runs per ratio read, the measured split-half reliability (Spearman
+rho between the scores of two random halves of every ratio's runs, averaged over
+--repeats splits), the predicted reliability at 2x, 4x and 8x the runs, and the runs per
+ratio that reach --target_rho; --output writes the same as JSON and --figure draws the
+reliability-versus-runs curve. See `heldout.uncertainty.reliability` for the method.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from absl import flags
+
+from heldout.cli import app
+
+FLAGS = flags.FLAGS
+NAME = "plan_runs"
+
+
+def define_flags() -> None:
+    """This command's flags (defined when it runs, so importing the module defines none)."""
+    flags.DEFINE_string(
+        "experiment_dir", None, "Experiment folder: <dir>/<subset_ratio>/<run_id>/.", required=True
+    )
+    flags.DEFINE_list("scores", ["cscore", "memorization"], "Comma list of cscore, memorization.")
+    flags.DEFINE_float(
+        "subset_ratio",
+        None,
+        "Ratio of the memorization runs; default 0.7 when present, else the largest.",
+    )
+    flags.DEFINE_float("target_rho", 0.9, "The split-half reliability to plan for.")
+    flags.DEFINE_integer("repeats", 10, "Random splits into halves.", lower_bound=1)
+    flags.DEFINE_integer("seed", 0, "Fixes the splits and the simulations.")
+    flags.DEFINE_string("output", None, "Write the plan as JSON here.")
+    flags.DEFINE_string(
+        "figure", None, "Draw reliability against runs into this .png, .pdf or .svg file."
+    )
+    flags.DEFINE_integer(
+        "workers",
+        None,
+        "Threads reading aux_arrays.npz files; default min(8, CPUs).",
+        lower_bound=1,
+    )
+    flags.DEFINE_bool("skip_bad_runs", False, "Report and skip malformed runs instead of stopping.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.")
+
+
+def _runs_text(ratios, runs) -> str:
+    if len(set(runs)) == 1:
+        return f"{runs[0]}"
+    return ", ".join(f"{ratio:g}: {n}" for ratio, n in zip(ratios, runs, strict=True))
+
+
+def format_plan(plan) -> str:
+    """The printed table: every number with the runs or examples behind it."""
+    lines = [f"experiment {plan.experiment}: split-half reliability of each score's ranking"]
+    if plan.skipped:
+        lines.append(f"  skipped bad runs: {len(plan.skipped)}")
+    for score in plan.scores:
+        what = (
+            f"integral C-score over {len(score.subset_ratios)} ratios"
+            if score.score == "cscore"
+            else f"memorization at {score.subset_ratios[0]:g}"
+        )
+        runs = list(score.runs_per_ratio)
+        lines.append(f"  {score.score} ({what}; {score.num_examples} examples):")
+        lines.append(f"    runs per ratio now: {_runs_text(score.subset_ratios, runs)}")
+        lines.append(
+            f"    measured: rho = {score.measured_rho:.3f} +- {score.measured_rho_sd:.3f} "
+            f"(two halves of ~{max(runs) // 2} runs per ratio, {score.repeats} random splits)"
+        )
+        for m in (2.0, 4.0, 8.0):
+            lines.append(
+                f"    predicted at {m:g}x ({int(m * max(runs))} runs per ratio): "
+                f"rho = {score.predicted_rho[m]:.3f}   "
+                f"(Spearman-Brown: {score.spearman_brown_rho[m]:.3f})"
+            )
+        if score.runs_for_target is None:
+            lines.append(f"    rho = {score.target_rho:g} is not reached within 1024x the runs")
+        else:
+            lines.append(
+                f"    runs per ratio for rho = {score.target_rho:g}: "
+                f"{_runs_text(score.subset_ratios, list(score.runs_for_target))} "
+                f"({score.multiplier_for_target:.3g}x)"
+            )
+    lines.append(
+        "  (rho at R runs per ratio: Spearman between the scores of two disjoint halves of "
+        "R / 2 runs each; the prediction at 2x is also how well the scores of all current "
+        "runs would agree with an independent repetition of as many runs)"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    del argv
+    from heldout import io, release
+    from heldout.errors import UsageError
+    from heldout.uncertainty import plan_runs
+
+    if FLAGS.output:
+        io.probe_writable(FLAGS.output)
+    if FLAGS.figure:
+        from heldout.uncertainty_plots import FORMATS
+
+        if FLAGS.figure.rsplit(".", 1)[-1].lower() not in FORMATS:
+            raise UsageError(f"--figure must end with .png, .pdf or .svg, got {FLAGS.figure}")
+        io.probe_writable(FLAGS.figure)
+    experiment = release.open_experiment(FLAGS.experiment_dir)
+    plan = plan_runs(
+        experiment,
+        scores=FLAGS.scores,
+        subset_ratio=FLAGS.subset_ratio,
+        repeats=FLAGS.repeats,
+        target_rho=FLAGS.target_rho,
+        seed=FLAGS.seed,
+        workers=FLAGS.workers,
+        skip_bad_runs=FLAGS.skip_bad_runs,
+        on_bad_run=lambda run, error: print(f"skipping bad run: {error}", file=sys.stderr),
+        progress=FLAGS.progress,
+    )
+    print(format_plan(plan))
+    if FLAGS.output:
+        io.write_json_atomic(FLAGS.output, plan.to_json())
+        print(f"plan written to {FLAGS.output}")
+    if FLAGS.figure:
+        from heldout.uncertainty_plots import plot_reliability_curve, save_figure
+
+        print(f"figure written to {save_figure(plot_reliability_curve(plan), FLAGS.figure)}")
+    return app.EXIT_OK
+
+
+def run() -> None:
+    """Console entry point `heldout-plan-runs`."""
+    define_flags()
+    app.run_command(main, name=NAME)
