@@ -114,6 +114,11 @@ def plot_cscore_bands(
     return figure
 
 
+def _number(value) -> float:
+    """JSON's null (an undefined reliability) as NaN, which matplotlib leaves out."""
+    return float("nan") if value is None else float(value)
+
+
 def _plan_dict(plan) -> dict:
     return plan.to_json() if hasattr(plan, "to_json") else dict(plan)
 
@@ -140,14 +145,14 @@ def plot_reliability_curve(plan) -> Figure:
         runs = max(score["runs_per_ratio"])
         multipliers = sorted(float(m) for m in score["predicted_rho"])
         budget = [m * runs for m in multipliers]
-        predicted = [score["predicted_rho"][f"{m:g}"] for m in multipliers]
-        brown = [score["spearman_brown_rho"][f"{m:g}"] for m in multipliers]
+        predicted = [_number(score["predicted_rho"][f"{m:g}"]) for m in multipliers]
+        brown = [_number(score["spearman_brown_rho"][f"{m:g}"]) for m in multipliers]
         ax.plot(budget, predicted, "-o", color=color, ms=3, label=f"{score['score']}: predicted")
         ax.plot(budget, brown, "--", color=color, lw=0.8, label=f"{score['score']}: Spearman-Brown")
         ax.errorbar(
             [runs],
-            [score["measured_rho"]],
-            yerr=[score["measured_rho_sd"]],
+            [_number(score["measured_rho"])],
+            yerr=[_number(score["measured_rho_sd"])],
             fmt="s",
             color=color,
             ms=6,

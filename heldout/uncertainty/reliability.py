@@ -303,21 +303,25 @@ class ScorePlan:
     runs_for_target: tuple[int, ...] | None
 
     def to_json(self) -> dict:
-        """A JSON-ready dict (multipliers as strings, e.g. "2")."""
-        return {
-            "score": self.score,
-            "subset_ratios": list(self.subset_ratios),
-            "runs_per_ratio": list(self.runs_per_ratio),
-            "repeats": self.repeats,
-            "num_examples": self.num_examples,
-            "measured_rho": self.measured_rho,
-            "measured_rho_sd": self.measured_rho_sd,
-            "predicted_rho": {f"{m:g}": rho for m, rho in self.predicted_rho.items()},
-            "spearman_brown_rho": {f"{m:g}": r for m, r in self.spearman_brown_rho.items()},
-            "target_rho": self.target_rho,
-            "multiplier_for_target": self.multiplier_for_target,
-            "runs_for_target": None if self.runs_for_target is None else list(self.runs_for_target),
-        }
+        """A JSON-ready dict (multipliers as strings, e.g. "2"; undefined values null)."""
+        return _finite_or_none(
+            {
+                "score": self.score,
+                "subset_ratios": list(self.subset_ratios),
+                "runs_per_ratio": list(self.runs_per_ratio),
+                "repeats": self.repeats,
+                "num_examples": self.num_examples,
+                "measured_rho": self.measured_rho,
+                "measured_rho_sd": self.measured_rho_sd,
+                "predicted_rho": {f"{m:g}": rho for m, rho in self.predicted_rho.items()},
+                "spearman_brown_rho": {f"{m:g}": r for m, r in self.spearman_brown_rho.items()},
+                "target_rho": self.target_rho,
+                "multiplier_for_target": self.multiplier_for_target,
+                "runs_for_target": None
+                if self.runs_for_target is None
+                else list(self.runs_for_target),
+            }
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,6 +343,17 @@ class RunPlan:
             "skipped_runs": len(self.skipped),
             "scores": [plan.to_json() for plan in self.scores],
         }
+
+
+def _finite_or_none(value):
+    """NaN (e.g. memorization at one run per half: nothing defined) as None, recursively."""
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _half_budget(runs: np.ndarray, multiplier: float) -> np.ndarray:

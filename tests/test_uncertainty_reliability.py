@@ -1,0 +1,196 @@
+"""Split-half reliability, its prediction for more runs, and tools/plan_runs.py."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from heldout import synthetic
+from heldout.errors import ScoresError, UsageError
+from heldout.uncertainty import (
+    SplitHalfAccumulator,
+    plan_runs,
+    predict_score_plan,
+    spearman,
+    spearman_brown,
+)
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "plan_runs.py"
+CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-cscores-orig-order.npz"
+RATIOS = (0.1, 0.5, 0.9)
+
+
+def test_spearman_leaves_out_nan_and_ranks_ties_by_their_average():
+    a = np.array([1.0, 2.0, 2.0, np.nan, 5.0, 3.0])
+    b = np.array([1.0, 3.0, 2.0, 7.0, np.nan, 4.0])
+    rho, count = spearman(a, b)
+    assert count == 4
+    assert rho == pytest.approx(stats.spearmanr([1, 2, 2, 3], [1, 3, 2, 4])[0])
+    assert np.isnan(spearman(np.ones(5), np.arange(5.0))[0])
+    assert spearman_brown(0.5, 1.0) == 0.5 and spearman_brown(0.5, 3.0) == pytest.approx(0.75)
+
+
+def _halves(experiment, runs: int, repeats: int = 4, seed: int = 0) -> SplitHalfAccumulator:
+    ratios = experiment.subset_ratios
+    keys = {ratio: [(ratio, i) for i in range(runs)] for ratio in ratios}
+    halves = SplitHalfAccumulator(keys, repeats, memorization_ratio=0.5, seed=seed)
+    for ratio in ratios:
+        for run_id in range(runs):
+            halves.add((ratio, run_id), experiment.draw_run(ratio, run_id, shuffle=False))
+    return halves
+
+
+def test_each_half_holds_exactly_its_runs():
+    truth = synthetic.probabilities_from_spec(
+        synthetic.SyntheticSpec(num_train=50, num_test=5, subset_ratios=RATIOS)
+    )
+    experiment = synthetic.ProbabilityExperiment(truth, 7, seed=1)
+    halves = _halves(experiment, 7, repeats=3)
+    for q in range(3):
+        for s, ratio in enumerate(RATIOS):
+            first = [
+                run for run in range(7) if q in halves._half_of[(ratio, run)][1]
+            ]  # the runs drawn into half A of split q
+            assert len(first) == 3  # floor(7 / 2); half B has the other 4
+            held = sum(~experiment.draw_predictions(ratio, r)[0] for r in first)
+            np.testing.assert_array_equal(halves.half_heldout_count[q, s], held)
+        # Half A's memorization counts at 0.5 come from the same runs.
+        first = [run for run in range(7) if q in halves._half_of[(0.5, run)][1]]
+        trained = sum((lambda m, c: m & c)(*experiment.draw_predictions(0.5, r)[:2]) for r in first)
+        np.testing.assert_array_equal(halves.half_trained_correct[q], trained)
+    with pytest.raises(ScoresError, match="not one of the runs"):
+        halves.add((0.5, 99), experiment.draw_run(0.5, 0))
+
+
+def _prediction_error(truth, k: int, score: str) -> tuple[float, float, float]:
+    experiment = synthetic.ProbabilityExperiment(truth, 4 * k, seed=5)
+    plan = predict_score_plan(_halves(experiment, k), score, multipliers=(1.0, 4.0))
+    measured = float(np.nanmean(_halves(experiment, 4 * k, seed=1).measured(score)[0]))
+    return plan.predicted_rho[4.0], measured, plan.spearman_brown_rho[4.0]
+
+
+def test_prediction_from_k_runs_matches_the_reliability_measured_with_4k():
+    truth = synthetic.probabilities_from_spec(
+        synthetic.SyntheticSpec(num_train=2000, num_test=5, subset_ratios=RATIOS, seed=2)
+    )
+    predicted, measured, _ = _prediction_error(truth, 8, "cscore")
+    assert abs(predicted - measured) <= 0.03, (predicted, measured)
+
+
+def test_prediction_on_cifar10_like_scores_where_spearman_brown_over_predicts():
+    if not CIFAR10.is_file():
+        pytest.skip(f"{CIFAR10} is absent: the CIFAR-10-like distribution needs it")
+    with np.load(CIFAR10) as npz:
+        published = npz["scores"]
+    truth = synthetic.cscore_like_probabilities(
+        published, RATIOS, num_train=2000, num_test=5, seed=4
+    )
+    predicted, measured, brown = _prediction_error(truth, 8, "cscore")
+    assert abs(predicted - measured) <= 0.03, (predicted, measured)
+    assert brown - measured > 0.05  # the reason for not stepping up with Spearman-Brown
+
+
+def test_memorization_prediction_and_the_target_budget():
+    truth = synthetic.probabilities_from_spec(
+        synthetic.SyntheticSpec(num_train=2000, num_test=5, subset_ratios=RATIOS, seed=3)
+    )
+    experiment = synthetic.ProbabilityExperiment(truth, 64, seed=6)
+    plan = predict_score_plan(_halves(experiment, 16), "memorization", target_rho=0.6)
+    measured = float(np.nanmean(_halves(experiment, 64, seed=2).measured("memorization")[0]))
+    assert abs(plan.predicted_rho[4.0] - measured) <= 0.04
+    assert plan.multiplier_for_target is not None
+    runs = plan.runs_for_target[0]
+    assert runs == int(np.ceil(plan.multiplier_for_target * 16))
+    # The search doubles the budget, then bisects: every curve point below the budget it
+    # found falls short of the target, and the next power of two reaches it.
+    for m, rho in plan.predicted_rho.items():
+        if m * 16 < runs:
+            assert rho < 0.6, (m, rho, runs)
+    above = min(m for m in plan.predicted_rho if m * 16 >= runs)
+    assert plan.predicted_rho[above] >= 0.6
+
+
+@pytest.fixture(scope="module")
+def small_experiment(tmp_path_factory):
+    spec = synthetic.SyntheticSpec(
+        num_train=400, num_test=10, subset_ratios=(0.3, 0.7), runs_per_ratio=8, seed=1
+    )
+    return synthetic.write_synthetic_experiment(tmp_path_factory.mktemp("plan") / "e", spec)
+
+
+def test_plan_runs_on_an_experiment(small_experiment):
+    plan = plan_runs(small_experiment, repeats=3, target_rho=0.8)
+    assert [p.score for p in plan.scores] == ["cscore", "memorization"]
+    cscore, memorization = plan.scores
+    assert cscore.runs_per_ratio == (8, 8) and cscore.subset_ratios == (0.3, 0.7)
+    assert memorization.subset_ratios == (0.7,)
+    assert cscore.repeats == 3 and 0 < cscore.num_examples <= 400
+    assert cscore.predicted_rho[2.0] > cscore.measured_rho
+    json.dumps(plan.to_json())  # JSON-ready
+    with pytest.raises(UsageError, match="unknown scores"):
+        plan_runs(small_experiment, scores=["influence"])
+    with pytest.raises(UsageError, match="target"):
+        plan_runs(small_experiment, target_rho=1.0)
+
+
+def test_plan_runs_needs_two_runs_per_ratio(tmp_path):
+    spec = synthetic.SyntheticSpec(num_train=30, num_test=5, subset_ratios=(0.5,), runs_per_ratio=1)
+    experiment = synthetic.write_synthetic_experiment(tmp_path / "one", spec)
+    with pytest.raises(ScoresError, match="at least 2 runs per ratio"):
+        plan_runs(experiment)
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, str(TOOL), "--noprogress", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+def test_plan_runs_command_prints_writes_json_and_draws(small_experiment, tmp_path):
+    output, figure = tmp_path / "plan.json", tmp_path / "plan.png"
+    old = os.umask(0o022)
+    try:
+        done = _run(
+            f"--experiment_dir={small_experiment.path}",
+            "--repeats=3",
+            f"--output={output}",
+            f"--figure={figure}",
+        )
+    finally:
+        os.umask(old)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "cscore (integral C-score over 2 ratios; " in text
+    assert "runs per ratio now: 8" in text
+    assert "(two halves of ~4 runs per ratio, 3 random splits)" in text
+    assert "predicted at 4x (32 runs per ratio): rho = " in text
+    assert "runs per ratio for rho = 0.9: " in text or "not reached" in text
+    plan = json.loads(output.read_text())
+    assert plan["experiment"] == "e" and len(plan["scores"]) == 2
+    assert set(plan["scores"][0]["predicted_rho"]) >= {"2", "4", "8"}
+    assert figure.read_bytes().startswith(b"\x89PNG")
+    for path in (output, figure):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # the umask's mode
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_plan_runs_command_errors_are_one_line(small_experiment, tmp_path):
+    done = _run(f"--experiment_dir={small_experiment.path}", "--target_rho=2")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "plan_runs: error: the target reliability must be between 0 and 1, got 2.0"
+    ]
+    done = _run(f"--experiment_dir={small_experiment.path}", f"--figure={tmp_path / 'x.jpg'}")
+    assert done.returncode == 2 and "--figure must end with" in done.stderr
+    done = _run(f"--experiment_dir={tmp_path / 'missing'}")
+    assert done.returncode == 2 and done.stderr.startswith("plan_runs: error:")
