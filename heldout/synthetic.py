@@ -18,6 +18,12 @@ The model behind each run (probabilities, all per example):
 Each run is drawn from its own seed `(seed, subset ratio, run_id)`, so the same run comes
 out the same whatever order or subset of runs is generated: two processes of a benchmark
 see identical data without sharing files.
+
+`ProbabilityExperiment` is the second mode: runs drawn from probabilities the caller gives
+(`KnownProbabilities`: per example and per ratio, held out and trained on, plus planted
+influence pairs of known effect; built e.g. by `cscore_like_probabilities` from published
+C-scores and `plant_pairs`), so that intervals, reliability predictions and false-discovery
+rates can be checked against exact true values (`heldout.uncertainty`).
 """
 
 from __future__ import annotations
