@@ -29,6 +29,8 @@ __all__ = ["Prior", "fit_prior"]
 _EPS = 1e-4
 # Stop EM once a step gains less mean log-likelihood per example than this.
 _CONVERGED = 1e-6
+# Distinct count patterns fitted on a grid at most (x 2 209 atoms x 4 bytes: 180 MB).
+_MAX_GRID_PATTERNS = 20_000
 
 
 def _grid() -> np.ndarray:
@@ -132,7 +134,9 @@ def fit_prior(
         proportion then carries no information about the example).
       rng: for the samples of examples.
       atom_examples: examples whose (shrunk) vectors become atoms (3 atoms each).
-      fit_examples: examples whose likelihood fits the weights.
+      fit_examples: examples whose likelihood fits the atoms' weights (more than two
+        proportions; one or two are fitted on a grid from every example's counts, or
+        20 000 examples' where their patterns are more).
       iterations: EM iterations, for the per-proportion grids and for the weights.
 
     Returns:
@@ -142,7 +146,7 @@ def fit_prior(
     n = np.asarray(counts, dtype=np.int64)
     num, dims = x.shape
     if dims <= 2:
-        return _fit_on_grid(x, n, rng, fit_examples, iterations)
+        return _fit_on_grid(x, n, rng, iterations)
     means = np.column_stack([_posterior_means(x[:, d], n[:, d], iterations) for d in range(dims)])
     with np.errstate(divide="ignore", invalid="ignore"):
         raw = np.where(n > 0, x / n, means)
@@ -159,7 +163,7 @@ def fit_prior(
     return Prior(atoms=atoms[keep], weights=weights[keep] / weights[keep].sum())
 
 
-def _fit_on_grid(x, n, rng, fit_examples: int, iterations: int) -> Prior:
+def _fit_on_grid(x, n, rng, iterations: int) -> Prior:
     """The NPMLE over a full logit grid, for one or two proportions per example.
 
     A grid can hold a point mass exactly, which data-derived atoms cannot: a population
@@ -170,10 +174,14 @@ def _fit_on_grid(x, n, rng, fit_examples: int, iterations: int) -> Prior:
     axis = 1.0 / (1.0 + np.exp(-np.linspace(-7.0, 7.0, 45 if dims == 2 else 161)))
     axis = np.concatenate([[_EPS], axis, [1.0 - _EPS]])
     atoms = np.stack(np.meshgrid(*[axis] * dims, indexing="ij"), axis=-1).reshape(-1, dims)
-    fitted = rng.choice(x.shape[0], min(fit_examples, x.shape[0]), replace=False)
-    patterns, weights_of = np.unique(
-        np.concatenate([x[fitted], n[fitted]], axis=1), axis=0, return_counts=True
-    )
+    # Every example when their count patterns are few (small budgets, where a sample's
+    # noise would show most in the prediction), else a sample of them.
+    patterns, weights_of = np.unique(np.concatenate([x, n], axis=1), axis=0, return_counts=True)
+    if patterns.shape[0] > _MAX_GRID_PATTERNS:
+        fitted = rng.choice(x.shape[0], _MAX_GRID_PATTERNS, replace=False)
+        patterns, weights_of = np.unique(
+            np.concatenate([x[fitted], n[fitted]], axis=1), axis=0, return_counts=True
+        )
     px, pn = patterns[:, :dims].astype(np.float64), patterns[:, dims:].astype(np.float64)
     log_likelihood = px @ np.log(atoms).T + (pn - px) @ np.log1p(-atoms).T
     weights = _em_weights(log_likelihood, weights_of.astype(np.float64), iterations)
