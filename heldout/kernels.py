@@ -27,8 +27,10 @@ Why refinement: in float32 the factor is only accurate to about cond(K) * 6e-8, 
 first solution's residual is around 1e-4. The residual `||K alpha - Y|| / ||Y||` is
 measured by recomputing K alpha from the images (the factor overwrote K), with the very
 same kernel values as the factored matrix and float64 products; iterative refinement
-(`alpha += L^-T L^-1 (Y - K alpha)`) reuses each such pass to shrink it by about 10^3,
-until it is below `tolerance` (1e-6 by default; a stated tolerance, not a hope).
+(`alpha += L^-T L^-1 (Y - K alpha)`) reuses each such pass to shrink it by one to two
+orders of magnitude, until it is below `tolerance` (1e-6 by default; a stated tolerance,
+not a hope). At n = 60 000 on Fashion-MNIST: 2.8e-4 -> 1.8e-6 -> 4.2e-8 with the true
+labels, 6.1e-3 -> 1.1e-4 -> 1.3e-5 -> 3.5e-7 with random labels.
 
 Numerically singular at the chosen precision: the factorization fails (a pivot that is
 not positive), or refinement stops reducing the residual. Either raises
@@ -55,7 +57,7 @@ DEFAULT_GAMMA = 0.02  # Zhang et al.'s FAQ, on pixels in [0, 1]
 DTYPES = ("float32", "float64")
 DEFAULT_BLOCK_SIZE = 1024  # columns (build) or rows (products) per block: ~0.25 GB at 60k
 DEFAULT_TOLERANCE = 1e-6  # relative residual ||K alpha - Y|| / ||Y|| to reach
-DEFAULT_MAX_REFINE_STEPS = 4
+DEFAULT_MAX_REFINE_STEPS = 6  # 60k random labels needed 3 (residual 6e-3 -> 3e-7)
 
 
 class KernelError(HeldoutError, ValueError):

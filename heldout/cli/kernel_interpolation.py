@@ -54,7 +54,7 @@ _TOLERANCE = flags.DEFINE_float(
 )
 _MAX_REFINE_STEPS = flags.DEFINE_integer(
     "max_refine_steps",
-    4,
+    6,
     "Iterative refinement steps allowed to reach --tolerance (each recomputes K alpha).",
 )
 _BLOCK_SIZE = flags.DEFINE_integer(
