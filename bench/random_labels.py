@@ -1,6 +1,6 @@
 """Measurement: an MLP fits random labels (Zhang et al., 2017) on Fashion-MNIST.
 
-    python bench/random_labels.py --output_dir=/tmp/random-labels [--epochs=200]
+    python bench/random_labels.py --output_dir=/tmp/random-labels [--epochs=1200]
 
 Trains, through the library (`heldout.training`, what `tools/train_heldout.py` runs),
 two experiments of one run each at subset ratio 1.0 (every training example, no
@@ -28,8 +28,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder of both experiments.", required=True)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "IDX folder (default: Debian's Fashion-MNIST).")
-_EPOCHS = flags.DEFINE_integer("epochs", 200, "Epochs of both runs.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Batch size.")
+# The recipe of the reported run. Batch 512 rather than the heldout default 256: with less
+# gradient noise the random labels are fitted faster (on 20 000 examples, 200 epochs:
+# 95.8% with 512, 93.2% with 256, 87.0% with 128, 90.5% with 1024; 600 epochs of batch
+# 256 on all 60 000 reached only 94.9%).
+_EPOCHS = flags.DEFINE_integer("epochs", 1200, "Epochs of both runs.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 512, "Batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.1, "Peak learning rate.")
 _WARMUP = flags.DEFINE_float("warmup_fraction", 0.15, "Linear warm-up fraction of the steps.")
 _WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.0, "L2 weight decay.")
