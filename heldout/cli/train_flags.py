@@ -17,7 +17,7 @@ import dataclasses
 from absl import flags
 
 from heldout.errors import UsageError
-from heldout.training.config import DATASETS  # no TensorFlow behind this import
+from heldout.training.config import ARCHS, DATASETS  # no TensorFlow behind this import
 
 FLAGS = flags.FLAGS
 
@@ -30,12 +30,20 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         return
     _defined.add(id(flag_values))
     fv = {"flag_values": flag_values}
-    flags.DEFINE_enum("dataset", "fashion_mnist", list(DATASETS), "Dataset to learn.", **fv)
+    flags.DEFINE_string(
+        "dataset",
+        "fashion_mnist",
+        f"Dataset to learn: {' or '.join(DATASETS)} (IDX files or TFDS), npz (--data_dir is "
+        "a .npz file with x_train, y_train, x_test, y_test), or the name of any TFDS "
+        "image-classification dataset prepared in --data_dir (cifar10, cifar100, ...).",
+        **fv,
+    )
     flags.DEFINE_string(
         "data_dir",
         None,
-        "Folder of IDX files, or a prepared TFDS data_dir. Default: Debian's Fashion-MNIST "
-        "IDX folder (/usr/share/datasets/fashion-mnist). Recorded as an absolute path.",
+        "Folder of IDX files, a prepared TFDS data_dir, or the .npz file. Default: Debian's "
+        "Fashion-MNIST IDX folder (/usr/share/datasets/fashion-mnist). Recorded as an "
+        "absolute path.",
         **fv,
     )
     flags.DEFINE_float(
@@ -52,6 +60,24 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         "Root of every random choice: label corruption, and for training also subsets, "
         "initialisations and shuffling.",
         **fv,
+    )
+
+
+_recording_defined: set[int] = set()
+
+
+def define_recording_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines --record_heldout_probs (once per FlagValues): files a run writes besides aux."""
+    if id(flag_values) in _recording_defined:
+        return
+    _recording_defined.add(id(flag_values))
+    flags.DEFINE_bool(
+        "record_heldout_probs",
+        False,
+        "Each run also writes heldout_probs.npz: the softmax of its held-out training "
+        "examples (float16, with their index), for compute_scores --scores=soft_cscore and "
+        "cleanlab. aux_arrays.npz stays exactly as without it.",
+        flag_values=flag_values,
     )
 
 
@@ -72,6 +98,68 @@ def data_options(flag_values: flags.FlagValues = FLAGS) -> DataOptions:
       UsageError: --label_corrupt_prob outside [0, 1] (exit status 2).
     """
     fv = flag_values
+    if not fv.dataset:
+        raise UsageError("--dataset is empty: name the data to learn")
     if not 0.0 <= fv.label_corrupt_prob <= 1.0:
         raise UsageError(f"--label_corrupt_prob must be in [0, 1], got {fv.label_corrupt_prob:g}")
     return DataOptions(fv.dataset, fv.data_dir, fv.label_corrupt_prob, fv.seed)
+
+
+_recipe_defined: set[int] = set()
+
+
+def define_recipe_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines --arch, --epochs, --batch_size, --learning_rate, --mlp_spec (once per FlagValues).
+
+    The training recipe, for commands that train models like an experiment's without
+    writing one (`compute_proxies`, the benchmarks); defaults are the paper's MNIST recipe
+    (Table 2), those of `train_heldout`.
+    """
+    if id(flag_values) in _recipe_defined:
+        return
+    _recipe_defined.add(id(flag_values))
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_enum("arch", "mlp", list(ARCHS), "Model architecture.", **fv)
+    flags.DEFINE_integer("epochs", 20, "Training epochs (paper: 20 for MNIST).", **fv)
+    flags.DEFINE_integer("batch_size", 256, "Batch size (paper: 256).", **fv)
+    flags.DEFINE_float("learning_rate", 0.1, "Base learning rate (paper: 0.1).", **fv)
+    flags.DEFINE_string(
+        "mlp_spec",
+        "512,256",
+        "Hidden layer sizes of the MLP, comma-separated (512,256: the published MNIST MLP).",
+        **fv,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeOptions:
+    """What the recipe flags ask for."""
+
+    arch: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    mlp_hidden_sizes: tuple[int, ...]
+
+
+def recipe_options(flag_values: flags.FlagValues = FLAGS) -> RecipeOptions:
+    """The recipe flags' values, checked.
+
+    Raises:
+      UsageError: a malformed --mlp_spec, or epochs / batch size / learning rate below range.
+    """
+    fv = flag_values
+    try:
+        sizes = tuple(int(part) for part in fv.mlp_spec.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise UsageError(
+            f"--mlp_spec must be comma-separated positive layer sizes, got {fv.mlp_spec!r}"
+        )
+    if fv.epochs < 1 or fv.batch_size < 1 or not fv.learning_rate > 0:
+        raise UsageError(
+            f"--epochs and --batch_size must be at least 1 and --learning_rate positive, got "
+            f"{fv.epochs}, {fv.batch_size}, {fv.learning_rate:g}"
+        )
+    return RecipeOptions(fv.arch, fv.epochs, fv.batch_size, fv.learning_rate, sizes)

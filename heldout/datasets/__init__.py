@@ -11,6 +11,8 @@ yields batches of `image` (float32, preprocessed as the release evaluates), `lab
   Debian's folder); original file order.
 * `npz`: the `.npz` file; row order.
 * `imagenet`: a folder of indexed TFRecords; order of the `index` feature.
+* any other name: a TFDS image-classification dataset (`image` and `label` features)
+  prepared in data_dir, e.g. `svhn_cropped` or a dataset of one's own; TFDS order.
 
 Only the TFDS and ImageNet sources import TensorFlow Datasets / build TFRecord readers,
 and only when asked for.
@@ -19,6 +21,7 @@ and only when asked for.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from heldout.datasets.base import ArraySource, ArraySplit, DatasetError, DataSource
 from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR, IdxSource, load_idx_split
@@ -67,7 +70,15 @@ def get_source(name: str, data_dir: str | os.PathLike | None = None) -> DataSour
         from heldout.datasets.imagenet import ImageNetSource
 
         return ImageNetSource(data_dir)
-    raise DatasetError(f"unknown data source {name!r}; known: {', '.join(SOURCE_NAMES)}.")
+    if data_dir is not None and Path(data_dir).is_dir():
+        # Any other TFDS dataset prepared there; TfdsSource says so when it is not.
+        from heldout.datasets.tfds_source import TfdsSource
+
+        return TfdsSource(name, data_dir=data_dir)
+    raise DatasetError(
+        f"unknown data source {name!r}; known: {', '.join(SOURCE_NAMES)}, or the name of a "
+        "TFDS image-classification dataset prepared in a data_dir given with it."
+    )
 
 
 def source_name_for(dataset: str | None, index_order: str | None) -> str | None:

@@ -3,8 +3,12 @@
 Key layout (choose one):
   * per split: `<split>_images` and `<split>_labels` (e.g. `train_images`, `test_images`,
     `train_labels`, `test_labels`); every such pair is a split;
-  * single split: `images` and `labels`, served as split `train`.
-Mixing `images` with `train_images` is ambiguous and rejected.
+  * single split: `images` and `labels`, served as split `train`;
+  * Keras style: `x_<split>` and `y_<split>` (`x_train`, `y_train`, `x_test`, `y_test`, as
+    `keras.datasets.*.load_data()` returns them), the layout `train_heldout --dataset=npz`
+    documents.
+Mixing two layouts for one split (`images` with `train_images`, `x_train` with
+`train_images`) is ambiguous and rejected.
 
 Images are uint8 `[N, H, W, C]` (or `[N, H, W]`, given a channel axis); labels are integer
 class ids `[N]`. An optional scalar `num_classes` key sets the class count; otherwise it is
@@ -22,6 +26,7 @@ from heldout.datasets.base import ArraySource, ArraySplit, DatasetError
 from heldout.io import load_npz, write_npz_atomic
 
 _SUFFIXES = ("_images", "_labels")
+_PREFIXES = ("x_", "y_")
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -47,10 +52,22 @@ def _splits_in(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, tuple[str
                         "`<split>_labels`."
                     )
                 splits[split] = (f"{split}_images", f"{split}_labels")
+    for key in arrays:
+        for prefix in _PREFIXES:
+            if key.startswith(prefix) and len(key) > len(prefix):
+                split = key[len(prefix) :]
+                keys = (f"x_{split}", f"y_{split}")
+                if splits.get(split, keys) != keys:
+                    raise DatasetError(
+                        f"{path}: has both `{key}` and `{splits[split][0]}`/"
+                        f"`{splits[split][1]}` for split {split!r}; use one key layout."
+                    )
+                splits[split] = keys
     if not splits:
         raise DatasetError(
-            f"{path}: no images found; expected keys `images` and `labels`, or "
-            f"`<split>_images` and `<split>_labels`. Keys present: {sorted(arrays)}."
+            f"{path}: no images found; expected keys `x_train`, `y_train`, `x_test`, "
+            "`y_test`, or `<split>_images` and `<split>_labels`, or `images` and `labels`. "
+            f"Keys present: {sorted(arrays)}."
         )
     for split, (image_key, label_key) in splits.items():
         for key in (image_key, label_key):

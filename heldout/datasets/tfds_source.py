@@ -47,17 +47,47 @@ def parse_original_index(ids):
     return tf.strings.to_number(tf.strings.regex_replace(ids, r"^.*_", ""), tf.int64)
 
 
+def _image_features(full_name: str, features) -> tuple[int, tuple[int, int, int]]:
+    """(classes, image shape) of a TFDS dataset outside `TFDS_DATASETS`, from its features.
+
+    Raises:
+      DatasetError: no `image` feature of a fixed [H, W, C] shape, or no `label` class
+        feature: not an image-classification dataset this toolkit can train and score.
+    """
+    import tensorflow_datasets as tfds
+
+    image = features["image"] if "image" in features else None
+    label = features["label"] if "label" in features else None
+    shape = tuple(getattr(image, "shape", ()) or ())
+    if (
+        not isinstance(image, tfds.features.Image)
+        or len(shape) != 3
+        or any(d is None for d in shape)
+        or not isinstance(label, tfds.features.ClassLabel)
+    ):
+        raise DatasetError(
+            f"TFDS dataset {full_name!r} is not an image-classification dataset of fixed-size "
+            "images: it needs an `image` feature of shape [H, W, C] and a `label` class "
+            f"feature; its features are {sorted(features.keys())}."
+        )
+    return int(label.num_classes), tuple(int(d) for d in shape)
+
+
 class TfdsSource(DataSource):
-    """One TFDS dataset; `name` may carry a version (`cifar10:3.0.2`)."""
+    """One TFDS dataset; `name` may carry a version (`cifar10:3.0.2`).
+
+    The datasets of `TFDS_DATASETS` are checked against their known class count and image
+    shape. Any other TFDS image-classification dataset prepared in `data_dir` (one with an
+    `image` and a `label` feature, e.g. `svhn_cropped`, or a dataset of one's own built
+    with `tfds.core`) is read the same way, its class count and image shape taken from its
+    `dataset_info.json`: registered TFDS builders and builders only known from their
+    prepared files (`tfds.builder` reads those) both work.
+    """
 
     def __init__(self, name: str, data_dir: str | os.PathLike | None = None):
         import tensorflow_datasets as tfds
 
         base_name, _, version = name.partition(":")
-        if base_name not in TFDS_DATASETS:
-            raise DatasetError(
-                f"unsupported TFDS dataset {name!r}; supported: {', '.join(TFDS_DATASETS)}."
-            )
         version = version or DEFAULT_VERSIONS.get(base_name, "")
         full_name = f"{base_name}:{version}" if version else base_name
         try:
@@ -68,7 +98,12 @@ class TfdsSource(DataSource):
         # ValueError) for an unknown name, OSError for an unreadable folder; anything else
         # is a bug and keeps its traceback.
         except (AssertionError, ValueError, OSError) as e:
-            raise DatasetError(f"cannot open TFDS dataset {full_name!r} in {data_dir}: {e}") from e
+            # The first line: TFDS appends its whole catalogue of dataset names.
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise DatasetError(
+                f"cannot open TFDS dataset {full_name!r} in {data_dir}: {reason} (a TFDS "
+                "dataset must be registered with TFDS or prepared in that data_dir)"
+            ) from e
         if not builder.is_prepared():
             raise DatasetError(
                 f"TFDS dataset {full_name!r} is not prepared in {builder.data_dir} (looked "
@@ -79,7 +114,9 @@ class TfdsSource(DataSource):
             )
         self.builder = builder
         self.name = full_name
-        self.num_classes, self.image_shape = TFDS_DATASETS[base_name]
+        self.num_classes, self.image_shape = TFDS_DATASETS.get(base_name) or _image_features(
+            full_name, builder.info.features
+        )
         self.splits = tuple(sorted(builder.info.splits.keys()))
         self.has_original_index = "id" in builder.info.features
         self._arrays: dict[str, ArraySplit] = {}  # load_arrays cache (small datasets only)

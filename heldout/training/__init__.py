@@ -13,7 +13,14 @@ and leftover runs), `locks` (several trainers in one folder), `experiment` (the 
 """
 
 from heldout.errors import TrainingError
-from heldout.training.config import ARCHS, DATASETS, TrainingConfig, default_config
+from heldout.training.config import (
+    ARCHS,
+    DATASETS,
+    LR_SCHEDULES,
+    RECIPES,
+    TrainingConfig,
+    default_config,
+)
 from heldout.training.events import (
     EpochLog,
     Event,
@@ -30,6 +37,8 @@ from heldout.training.plan import run_subset, subset_size
 __all__ = [
     "ARCHS",
     "DATASETS",
+    "LR_SCHEDULES",
+    "RECIPES",
     "EpochLog",
     "Event",
     "RunSetAside",

@@ -1,14 +1,27 @@
 """The training data: which source `--dataset`/`--data_dir` name, loaded into memory.
 
-A folder of IDX files is read in the files' order (`<dataset>_idx`, index order `idx`);
-anything else is taken as a prepared TFDS data_dir (TFDS order). The data_dir is made
-absolute here, once, because it is recorded in `experiment.json`: a relative path there
-would point elsewhere for every later tool run from another directory.
+Three kinds of source (`SourceRecord.kind`):
+
+* `idx`: `fashion_mnist` / `mnist` with a folder of IDX files (Fashion-MNIST defaults to
+  Debian's folder), read in the files' order (index order `idx`);
+* `npz`: `--dataset=npz` with `--data_dir` the path of a `.npz` file holding `x_train`,
+  `y_train`, `x_test`, `y_test` (uint8 images `[N, H, W(, C)]`, integer labels), read in
+  row order (index order `npz`);
+* `tfds`: any other name, a TFDS image-classification dataset (`cifar10`, `cifar100`,
+  `mnist`, `svhn_cropped`, a dataset of one's own) prepared in the `--data_dir` TFDS
+  data_dir, read in TFDS order (index order `tfds`, as the release indexes CIFAR).
+
+The data_dir is made absolute here, once, because it is recorded in `experiment.json`: a
+relative path there would point elsewhere for every later tool run from another
+directory. What was read is recorded too (`SourceRecord`: kind, name, path, the files'
+identities and a digest of the arrays in index order), so a resume on other data is
+refused and every later tool can tell it reads the same examples in the same order.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
@@ -16,9 +29,13 @@ import numpy as np
 
 from heldout.datasets import DataSource, get_source
 from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR, IDX_FILES
-from heldout.errors import TrainingError
+from heldout.errors import DatasetError, TrainingError
+from heldout.io import file_identity
 from heldout.training import label_noise
-from heldout.training.config import DATASETS, TrainingConfig
+from heldout.training.config import DATASETS, NPZ_DATASET, TrainingConfig
+
+SOURCE_META_KEY = "source"  # ExperimentMeta.extra key of the `SourceRecord`
+TRAINING_SPLITS = ("train", "test")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,8 +44,39 @@ class OpenedSource:
 
     source: DataSource
     name: str  # the source name recorded as the experiment's dataset
-    index_order: str  # `idx` or `tfds`
-    data_dir: str  # absolute
+    index_order: str  # `idx`, `npz` or `tfds`
+    data_dir: str  # absolute: a folder, or the `.npz` file
+    kind: str = "idx"  # `idx`, `npz` or `tfds`
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceRecord:
+    """What an experiment was trained on, recorded in `experiment.json` (`extra["source"]`).
+
+    `sha256` digests each split's images and labels in index order (the clean labels),
+    so two records are the same data in the same order exactly when they compare equal
+    on (`kind`, `name`, `sha256`); `files` (path, size, mtime of what was read) says where
+    it came from. The path may change (a moved folder) without making it other data.
+    """
+
+    kind: str
+    name: str
+    path: str
+    index_order: str
+    num_examples: dict[str, int]
+    sha256: dict[str, str]
+    files: tuple[dict, ...]
+
+    def as_json(self) -> dict:
+        return {**dataclasses.asdict(self), "files": list(self.files)}
+
+    def differences(self, recorded: dict) -> list[str]:
+        """What differs from a recorded `as_json()` in what decides the data (empty: same)."""
+        return [
+            f"data source {key}: recorded {recorded.get(key)!r}, now {getattr(self, key)!r}"
+            for key in ("kind", "name", "num_examples", "sha256")
+            if recorded.get(key) != getattr(self, key)
+        ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,11 +92,12 @@ class TrainingData:
     data_dir: str
     index_order: str
     num_classes: int
-    train_images: np.ndarray  # uint8 [N, 28, 28, 1]
+    train_images: np.ndarray  # uint8 [N, H, W, C]
     train_labels: np.ndarray  # int64 [N], trained-on labels
     test_images: np.ndarray
     test_labels: np.ndarray
     corruption: label_noise.LabelCorruption | None
+    record: SourceRecord | None = None  # what was read (recorded in experiment.json)
 
     @property
     def num_train(self) -> int:
@@ -69,22 +118,26 @@ def open_source(dataset: str, data_dir: str | os.PathLike | None) -> OpenedSourc
     """The source for `--dataset` and `--data_dir` (see the module docstring).
 
     Args:
-      dataset: one of `heldout.training.config.DATASETS`.
-      data_dir: a folder of IDX files or a TFDS data_dir; None: Debian's Fashion-MNIST.
+      dataset: `fashion_mnist` / `mnist` (IDX folder, or a TFDS data_dir), `npz`, or the
+        name of a TFDS dataset (optionally `name:version`).
+      data_dir: a folder of IDX files, a TFDS data_dir, or the `.npz` file; None only for
+        Debian's Fashion-MNIST.
 
     Returns:
       The opened source, with `data_dir` absolute.
 
     Raises:
-      TrainingError: unknown dataset, or no data where the default points.
+      TrainingError: no data where the default points, or a missing data_dir.
+      DatasetError: the data cannot be read (the message names the file or folder).
     """
-    if dataset not in DATASETS:
-        raise TrainingError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    if not dataset:
+        raise TrainingError("dataset is empty: name the data to train on (--dataset)")
     if data_dir is None:
         if dataset != "fashion_mnist":
             raise TrainingError(
                 f"{dataset} has no default data: pass --data_dir, a folder of IDX files "
-                "(train-images-idx3-ubyte.gz, ...) or a prepared TFDS data_dir"
+                "(train-images-idx3-ubyte.gz, ...), a prepared TFDS data_dir, or (with "
+                "--dataset=npz) a .npz file"
             )
         data_dir = DEBIAN_FASHION_MNIST_DIR
         if not _is_idx_folder(data_dir):
@@ -93,17 +146,86 @@ def open_source(dataset: str, data_dir: str | os.PathLike | None) -> OpenedSourc
                 "or `apt-get install dataset-fashion-mnist`), or pass --data_dir"
             )
     data_dir = str(Path(data_dir).expanduser().absolute())
-    if _is_idx_folder(data_dir):
-        name, order = f"{dataset}_idx", "idx"
-    else:
-        name, order = dataset, "tfds"
-    return OpenedSource(get_source(name, data_dir), name, order, data_dir)
+    if dataset == NPZ_DATASET:
+        if not Path(data_dir).is_file():
+            raise TrainingError(
+                f"{data_dir}: --dataset=npz needs --data_dir to be a .npz file holding "
+                "x_train, y_train, x_test and y_test"
+            )
+        source = get_source("npz", data_dir)
+        missing = [split for split in TRAINING_SPLITS if split not in source.splits]
+        if missing:
+            raise DatasetError(
+                f"{data_dir}: has no {' and '.join(missing)} split; training needs x_train, "
+                f"y_train, x_test and y_test (splits found: {', '.join(source.splits)})"
+            )
+        return OpenedSource(source, "npz", "npz", data_dir, kind="npz")
+    if dataset in DATASETS and _is_idx_folder(data_dir):
+        name = f"{dataset}_idx"
+        return OpenedSource(get_source(name, data_dir), name, "idx", data_dir, kind="idx")
+    if not Path(data_dir).is_dir():
+        raise TrainingError(
+            f"{data_dir}: not a folder; --dataset={dataset} reads a prepared TFDS data_dir "
+            "(or, for fashion_mnist/mnist, a folder of IDX files)"
+        )
+    from heldout.datasets.tfds_source import TfdsSource
+
+    source = TfdsSource(dataset, data_dir=data_dir)
+    missing = [split for split in TRAINING_SPLITS if split not in source.splits]
+    if missing:
+        raise DatasetError(
+            f"TFDS dataset {source.name!r} in {data_dir} has no {' and '.join(missing)} "
+            f"split (splits: {', '.join(source.splits)}); training needs train and test"
+        )
+    # The name as given (a bare `fashion_mnist` stays so: experiments recorded it so).
+    name = source.name if ":" in source.name else dataset
+    return OpenedSource(source, name, "tfds", data_dir, kind="tfds")
+
+
+def _source_files(opened: OpenedSource) -> tuple[dict, ...]:
+    """Identities of the files read: the IDX files, the .npz, or TFDS's dataset_info.json."""
+    if opened.kind == "npz":
+        return (file_identity(opened.data_dir),)
+    if opened.kind == "idx":
+        folder = Path(opened.data_dir)
+        return tuple(
+            file_identity(folder / name)
+            for stems in IDX_FILES.values()
+            for stem in stems
+            for name in (stem + ".gz", stem)
+            if (folder / name).is_file()
+        )
+    info = Path(opened.source.builder.data_dir) / "dataset_info.json"
+    return (file_identity(info),) if info.is_file() else ()
+
+
+def _digest(images: np.ndarray, labels: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    digest.update(repr((images.shape, str(images.dtype))).encode())
+    digest.update(np.ascontiguousarray(images).data)
+    digest.update(np.ascontiguousarray(labels, dtype="<i8").data)
+    return digest.hexdigest()
+
+
+def source_record(opened: OpenedSource) -> SourceRecord:
+    """The record of what `opened` serves (loads its splits; the source caches them)."""
+    arrays = {split: opened.source.load_arrays(split) for split in TRAINING_SPLITS}
+    return SourceRecord(
+        kind=opened.kind,
+        name=opened.name,
+        path=opened.data_dir,
+        index_order=opened.index_order,
+        num_examples={split: int(len(a)) for split, a in arrays.items()},
+        sha256={split: _digest(a.images, a.labels) for split, a in arrays.items()},
+        files=_source_files(opened),
+    )
 
 
 def load_training_data(
     config: TrainingConfig,
     corruption: label_noise.LabelCorruption | None = None,
     opened: OpenedSource | None = None,
+    record: SourceRecord | None = None,
 ) -> TrainingData:
     """Loads both splits into memory and applies `corruption` to the training labels.
 
@@ -111,6 +233,7 @@ def load_training_data(
       config: the experiment's config (its dataset and data_dir).
       corruption: the experiment's label corruption, or None for clean labels.
       opened: what `open_source` returned for this config, to avoid opening it twice.
+      record: `source_record(opened)` when already computed (it digests every array).
 
     Returns:
       The data, with the trained-on labels.
@@ -132,4 +255,5 @@ def load_training_data(
         test_images=test.images,
         test_labels=test.labels,
         corruption=corruption,
+        record=record or source_record(opened),
     )

@@ -11,7 +11,12 @@ import math
 
 import numpy as np
 
-_STREAMS = ("subset", "init", "shuffle", "aux_order")
+from heldout.errors import TrainingError
+from heldout.training.config import LR_SCHEDULES, STEP_BOUNDARIES, STEP_FACTOR
+
+# Appended, never reordered: stream k is child k of the run's SeedSequence whatever the
+# number of streams, so a new stream leaves every earlier run's draws as they were.
+_STREAMS = ("subset", "init", "shuffle", "aux_order", "augment")
 
 
 def _ratio_key(subset_ratio: float) -> int:
@@ -43,15 +48,30 @@ def corruption_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), 0x1AB3_1005]))
 
 
-def learning_rates(base: float, total_steps: int, warmup_fraction: float) -> np.ndarray:
-    """float32 [total_steps]: linear warm-up to `base`, then linear decay towards 0."""
+def learning_rates(
+    base: float,
+    total_steps: int,
+    warmup_fraction: float,
+    schedule: str = "linear",
+    boundaries: tuple[float, ...] = STEP_BOUNDARIES,
+    factor: float = STEP_FACTOR,
+) -> np.ndarray:
+    """float32 [total_steps]: linear warm-up to `base`, then the schedule.
+
+    `linear`: linear decay towards 0 (the paper's MNIST and CIFAR schedule). `step`: the
+    base rate, multiplied by `factor` at each of the `boundaries` (fractions of all steps;
+    the paper's ImageNet schedule: x0.1 at 30%, 60%, 90%).
+    """
     steps = np.arange(total_steps, dtype=np.float64)
     warmup = min(total_steps, max(1, int(round(warmup_fraction * total_steps))))
-    rates = np.where(
-        steps < warmup,
-        base * (steps + 1) / warmup,
-        base * (total_steps - steps) / max(1, total_steps - warmup),
-    )
+    if schedule == "linear":
+        after = base * (total_steps - steps) / max(1, total_steps - warmup)
+    elif schedule == "step":
+        drops = sum(steps >= round(b * total_steps) for b in boundaries)
+        after = base * factor ** np.asarray(drops, dtype=np.float64)
+    else:
+        raise TrainingError(f"unknown learning-rate schedule {schedule!r}; known: {LR_SCHEDULES}")
+    rates = np.where(steps < warmup, base * (steps + 1) / warmup, after)
     return rates.astype(np.float32)
 
 

@@ -18,7 +18,14 @@ from heldout.errors import ExperimentMetaError, TrainingError
 from heldout.io import FileLock
 from heldout.training import label_noise
 from heldout.training.config import LEGACY_DEFINING_VALUES, TrainingConfig
-from heldout.training.data import OpenedSource, TrainingData, load_training_data
+from heldout.training.data import (
+    SOURCE_META_KEY,
+    OpenedSource,
+    SourceRecord,
+    TrainingData,
+    load_training_data,
+    source_record,
+)
 from heldout.training.plan import corruption_rng
 
 TRAINING_META_KEY = "training"  # ExperimentMeta.extra key holding the hyperparameters
@@ -36,13 +43,20 @@ def record_lock(experiment_dir: Path) -> FileLock:
 
 
 def check_existing(
-    experiment_dir: Path, config: TrainingConfig, source_name: str
+    experiment_dir: Path,
+    config: TrainingConfig,
+    source_name: str,
+    source: SourceRecord | None = None,
 ) -> release.ExperimentMeta | None:
     """The recorded meta if `experiment_dir` holds this experiment; None if it holds none.
 
+    `source`: the data now read; compared with the recorded `SourceRecord` (when the
+    record has one: experiments trained before it was recorded are not refused for it).
+
     Raises:
       TrainingError: the folder holds another experiment (not ours, or other defining
-        settings, or another data source); the message lists the differences.
+        settings, or another data source or other data); the message lists the
+        differences.
     """
     meta_path = experiment_dir / release.EXPERIMENT_META_FILE
     if not meta_path.is_file():
@@ -62,6 +76,9 @@ def check_existing(
     ]
     if meta.dataset != source_name:
         differ.append(f"data source: recorded {meta.dataset!r}, asked {source_name!r}")
+    recorded_source = meta.extra.get(SOURCE_META_KEY)
+    if source is not None and isinstance(recorded_source, dict):
+        differ.extend(source.differences(recorded_source))
     if differ:
         raise TrainingError(
             f"{experiment_dir}: already holds runs trained with other settings; resuming "
@@ -145,6 +162,7 @@ def experiment_meta(
             "label_corrupt_prob": config.label_corrupt_prob,
             label_noise.META_KEY: corruption_file,
             TRAINING_META_KEY: config.defining(),
+            SOURCE_META_KEY: data.record.as_json() if data.record is not None else None,
             "trainer": "heldout.training",
         },
     )
@@ -177,12 +195,13 @@ def update_record(
     # Loaded before taking the lock (the source keeps them): reading is the slow part.
     clean = opened.source.load_arrays("train")
     opened.source.load_arrays("test")
+    recorded_source = source_record(opened)
     with record_lock(experiment_dir):
-        previous = check_existing(experiment_dir, config, opened.name)
+        previous = check_existing(experiment_dir, config, opened.name, recorded_source)
         corruption = prepare_corruption(
             experiment_dir, config, clean.labels, opened.source.num_classes
         )
-        data = load_training_data(config, corruption, opened)
+        data = load_training_data(config, corruption, opened, recorded_source)
         release.write_experiment_meta(
             experiment_dir, experiment_meta(experiment_dir, config, data, previous)
         )
