@@ -175,6 +175,32 @@ class ScoreAccumulator:
         counts.heldout_correct += correct & heldout
         counts.trained_correct += correct & mask
 
+    def merge(self, other: ScoreAccumulator) -> ScoreAccumulator:
+        """Adds the runs `other` counted to this one's (for partial counts of shares of
+        runs, read by several workers); integer sums, so the order never matters.
+
+        Raises:
+          InconsistentRunError: the two counted runs of different training-set sizes.
+        """
+        if other.num_train is not None:
+            if self.num_train is None:
+                self.num_train = other.num_train
+            elif other.num_train != self.num_train:
+                raise InconsistentRunError(
+                    f"partial counts of N={other.num_train} and N={self.num_train} "
+                    "training examples cannot be added"
+                )
+        self._declared |= other._declared
+        for key, theirs in other._counts.items():
+            mine = self._counts.get(key)
+            if mine is None:
+                mine = self._counts[key] = _RatioCounts.zeros(self.num_train)
+            mine.num_runs += theirs.num_runs
+            mine.heldout_count += theirs.heldout_count
+            mine.heldout_correct += theirs.heldout_correct
+            mine.trained_correct += theirs.trained_correct
+        return self
+
     def _counts_at(self, subset_ratio: float) -> _RatioCounts:
         if self.num_train is None:
             raise ScoresError("no runs were added")
@@ -361,6 +387,69 @@ def score_experiment(
       fdr, min_memorization: for "influence_pairs": the false-discovery rate, and the
         memorization a pair's training example needs to be tested (None: any).
     """
+    plan = plan_scores(experiment, scores, subset_ratio, confidence)
+    state = ScoreState(
+        plan,
+        len(experiment.runs_at(plan.score_ratio)) if plan.score_ratio is not None else 0,
+        influence_topk=influence_topk,
+        backend=backend,
+        influence_options=influence_options,
+        fdr=fdr,
+        min_memorization=min_memorization,
+    )
+
+    skipped: list[str] = []
+
+    def record_bad_run(run: RunLike, error: AuxArraysError) -> None:
+        skipped.append(str(error))
+        if on_bad_run is not None:
+            on_bad_run(run, error)
+
+    for run, aux in read_runs(
+        plan.runs,
+        workers=workers,
+        skip_bad_runs=skip_bad_runs,
+        on_bad_run=record_bad_run,
+        progress=progress,
+        size_check=known_split_sizes(experiment),
+    ):
+        state.counts.add(run.subset_ratio, aux)
+        if state.at_score_ratio(run.subset_ratio):
+            state.add_at_score_ratio(aux)
+    return state.result(experiment, skipped)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScorePlan:
+    """What a `score_experiment` call reads: checked before any reading.
+
+    Attributes:
+      scores: the requested `SCORE_NAMES`.
+      runs: the runs to read (every ratio for C-scores, else those at `score_ratio`).
+      subset_ratios: the ratios reported.
+      score_ratio: the ratio of memorization and influence (None if neither is asked).
+      confidence: checked, or None.
+    """
+
+    scores: tuple[str, ...]
+    runs: tuple
+    subset_ratios: tuple[float, ...]
+    score_ratio: float | None
+    confidence: float | None
+
+
+def plan_scores(
+    experiment: Experiment,
+    scores: Sequence[str],
+    subset_ratio: float | None = None,
+    confidence: float | None = None,
+) -> ScorePlan:
+    """Checks the request against the experiment and chooses the runs to read.
+
+    Raises:
+      ScoresError: unknown scores, or no runs at `subset_ratio`.
+      UsageError: a confidence outside (0, 1).
+    """
     unknown = sorted(set(scores) - set(SCORE_NAMES))
     if unknown or not scores:
         raise ScoresError(f"unknown scores {unknown}; choose from {list(SCORE_NAMES)}")
@@ -386,59 +475,87 @@ def score_experiment(
     else:
         runs = experiment.runs_at(score_ratio)
         ratios = (score_ratio,)
+    return ScorePlan(tuple(scores), tuple(runs), tuple(ratios), score_ratio, confidence)
 
-    skipped: list[str] = []
 
-    def record_bad_run(run: RunLike, error: AuxArraysError) -> None:
-        skipped.append(str(error))
-        if on_bad_run is not None:
-            on_bad_run(run, error)
+class ScoreState:
+    """The accumulators of one scoring: counts of every ratio, and at the score ratio the
+    influence, the test counts of its intervals and the influence pairs.
 
-    counts = ScoreAccumulator(ratios)
-    influence = None
-    if "influence" in scores:
-        influence = influence_accumulator(
-            influence_topk,
-            score_ratio,
-            backend,
-            len(experiment.runs_at(score_ratio)),
-            **(influence_options or {}),
-        )
-    # Beside influence: what its intervals need, and the FDR-selected pairs.
-    extras = []
-    if confidence is not None and influence is not None:
-        extras.append(CorrectTestCounts())
-    if "influence_pairs" in scores:
-        extras.append(InfluencePairsAccumulator(score_ratio, fdr, min_memorization))
-    for run, aux in read_runs(
-        runs,
-        workers=workers,
-        skip_bad_runs=skip_bad_runs,
-        on_bad_run=record_bad_run,
-        progress=progress,
-        size_check=known_split_sizes(experiment),
+    Args:
+      plan: from `plan_scores`.
+      runs_at_score_ratio: how many runs the influence will get (sizes its storage).
+      influence_topk, backend, influence_options, fdr, min_memorization: see
+        `score_experiment`.
+    """
+
+    def __init__(
+        self,
+        plan: ScorePlan,
+        runs_at_score_ratio: int,
+        influence_topk: int = 0,
+        backend: str = "auto",
+        influence_options: dict | None = None,
+        fdr: float = 0.05,
+        min_memorization: float | None = None,
     ):
-        counts.add(run.subset_ratio, aux)
-        if influence is not None and _ratio_key(run.subset_ratio) == _ratio_key(score_ratio):
-            influence.add(aux)
-        if extras and _ratio_key(run.subset_ratio) == _ratio_key(score_ratio):
-            for extra in extras:
-                extra.add(aux)
-    if counts.num_train is None:
-        raise ScoresError(f"{experiment.path}: no readable runs ({len(skipped)} skipped)")
+        self.plan = plan
+        self.counts = ScoreAccumulator(plan.subset_ratios)
+        self.influence = None
+        if "influence" in plan.scores:
+            self.influence = influence_accumulator(
+                influence_topk,
+                plan.score_ratio,
+                backend,
+                runs_at_score_ratio,
+                **(influence_options or {}),
+            )
+        # Beside influence: what its intervals need, and the FDR-selected pairs.
+        self.extras = []
+        if plan.confidence is not None and self.influence is not None:
+            self.extras.append(CorrectTestCounts())
+        if "influence_pairs" in plan.scores:
+            self.extras.append(InfluencePairsAccumulator(plan.score_ratio, fdr, min_memorization))
 
-    cscores = counts.cscores()  # cheap; also gives the run counts per ratio
-    result = ExperimentScores(
-        experiment=experiment.name,
-        subset_ratios=cscores.subset_ratios,
-        num_runs_by_ratio=cscores.num_runs_by_ratio,
-        score_subset_ratio=score_ratio,
-        cscores=cscores if "cscore" in scores else None,
-        memorization=counts.memorization(score_ratio) if "memorization" in scores else None,
-        influence=influence.result() if influence is not None else None,
-        skipped=tuple(skipped),
-    )
-    return _with_uncertainty(result, confidence, extras)
+    @property
+    def needs_score_ratio_runs(self) -> bool:
+        """Whether any accumulator but the counts takes runs (influence or its extras)."""
+        return self.influence is not None or bool(self.extras)
+
+    def at_score_ratio(self, subset_ratio: float) -> bool:
+        score_ratio = self.plan.score_ratio
+        return score_ratio is not None and _ratio_key(subset_ratio) == _ratio_key(score_ratio)
+
+    def add_at_score_ratio(self, aux) -> None:
+        """Adds a run of the score ratio to the influence and its extras (not the counts)."""
+        if self.influence is not None:
+            self.influence.add(aux)
+        for extra in self.extras:
+            extra.add(aux)
+
+    def result(self, experiment: Experiment, skipped: Sequence[str]) -> ExperimentScores:
+        """The scores; the accumulators are spent afterwards.
+
+        Raises:
+          ScoresError: no run could be read.
+        """
+        counts, plan = self.counts, self.plan
+        if counts.num_train is None:
+            raise ScoresError(f"{experiment.path}: no readable runs ({len(skipped)} skipped)")
+        cscores = counts.cscores()  # cheap; also gives the run counts per ratio
+        result = ExperimentScores(
+            experiment=experiment.name,
+            subset_ratios=cscores.subset_ratios,
+            num_runs_by_ratio=cscores.num_runs_by_ratio,
+            score_subset_ratio=plan.score_ratio,
+            cscores=cscores if "cscore" in plan.scores else None,
+            memorization=(
+                counts.memorization(plan.score_ratio) if "memorization" in plan.scores else None
+            ),
+            influence=self.influence.result() if self.influence is not None else None,
+            skipped=tuple(skipped),
+        )
+        return _with_uncertainty(result, plan.confidence, self.extras)
 
 
 def _with_uncertainty(
