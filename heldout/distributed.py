@@ -50,12 +50,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from heldout import release
+from heldout import cluster, release
+from heldout.cluster import SCHEDULER_LOCAL, SCHEDULER_NONE, check_scheduler
 from heldout.errors import HeldoutError, InputFileError, StaleResultError, UsageError
 from heldout.io import FileLock, file_identity, write_json_atomic, write_text_atomic
 
-SCHEDULER_LOCAL = "local"
-SCHEDULER_NONE = "none"
 DEFAULT_WORKERS = 2
 MAX_MISMATCHES_RECORDED = 20  # first mismatching indices kept per split in a record
 RECORD_VERSION = 2  # 2: records carry their identity
@@ -597,42 +596,6 @@ def _same_dir(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 Progress = Callable[[RunRecord, bool], None]  # (record, reused from an earlier call)
 
 
-def check_scheduler(scheduler: str) -> None:
-    """Raises UsageError unless `scheduler` is "local", "none" or an address."""
-    if scheduler in (SCHEDULER_LOCAL, SCHEDULER_NONE) or "://" in scheduler:
-        return
-    raise UsageError(
-        f"scheduler must be {SCHEDULER_LOCAL!r}, {SCHEDULER_NONE!r} or a scheduler address "
-        f"such as 'tcp://10.0.0.5:8786'; got {scheduler!r}"
-    )
-
-
-def _local_cluster(n_workers: int, memory_limit: str | float | None):
-    """A LocalCluster of single-threaded worker processes sharing the cores evenly."""
-    from distributed import LocalCluster
-
-    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
-    env = {
-        "TF_NUM_INTRAOP_THREADS": threads,
-        "TF_NUM_INTEROP_THREADS": "1",
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        # Several workers may share one GPU: each takes memory as it needs it.
-        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-    }
-    kwargs = {} if memory_limit is None else {"memory_limit": memory_limit}
-    return LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        # No dashboard; Dask's HTTP routes still listen: on a free local port, not 8787,
-        # so that concurrent jobs on one machine do not collide.
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        env=env,
-        **kwargs,
-    )
-
-
 def _run_distributed(
     scheduler: str,
     n_workers: int,
@@ -641,15 +604,9 @@ def _run_distributed(
     options: EvalOptions,
     finish: Callable[[release.Run, RunRecord], None],
 ) -> None:
-    from distributed import Client, as_completed
+    from distributed import as_completed
 
-    cluster = client = None
-    try:
-        if scheduler == SCHEDULER_LOCAL:
-            cluster = _local_cluster(n_workers, memory_limit)
-            client = Client(cluster)
-        else:
-            client = Client(scheduler)
+    with cluster.connect(scheduler, n_workers, memory_limit) as client:
         futures = client.map(evaluate_run, pending, options=options, pure=False)
         run_of = {future.key: run for future, run in zip(futures, pending, strict=True)}
         for future in as_completed(futures):
@@ -662,11 +619,6 @@ def _run_distributed(
                 record = error_record(run, error)
             future.release()  # results are small, but thousands of them add up
             finish(run, record)
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def evaluate_runs(

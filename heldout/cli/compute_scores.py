@@ -13,7 +13,7 @@ import numpy as np
 from absl import flags
 
 from heldout import influence, io, release, scores
-from heldout.cli import app
+from heldout.cli import app, cluster_flags
 from heldout.errors import AuxArraysError, UsageError
 
 _EXPERIMENT_DIR = flags.DEFINE_string(
@@ -45,9 +45,7 @@ _BACKEND = flags.DEFINE_enum(
     "available for the problem size. The summary and the file's influence_backend say "
     "which ran.",
 )
-_WORKERS = flags.DEFINE_integer(
-    "workers", None, "Threads reading aux_arrays.npz files; default min(8, CPUs).", lower_bound=1
-)
+cluster_flags.define_flags()  # --scheduler, --workers (reader threads without a cluster)
 _SKIP_BAD_RUNS = flags.DEFINE_bool(
     "skip_bad_runs", False, "Report and skip malformed runs instead of stopping."
 )
@@ -170,12 +168,19 @@ def main(argv: Sequence[str]) -> int:
     experiment = release.open_experiment(_EXPERIMENT_DIR.value)
     # Hours of reading must not end in "permission denied": try the folder first.
     io.probe_writable(_OUTPUT.value)
-    result = scores.score_experiment(
+    fan_out = cluster_flags.cluster_options()
+    if fan_out.distributed:
+        from heldout import scores_distributed
+
+        score, workers = scores_distributed.cluster_scorer(fan_out), None
+    else:
+        score, workers = scores.score_experiment, flags.FLAGS.workers
+    result = score(
         experiment,
         scores=_SCORES.value,
         subset_ratio=_SUBSET_RATIO.value,
         influence_topk=_INFLUENCE_TOPK.value,
-        workers=_WORKERS.value,
+        workers=workers,
         skip_bad_runs=_SKIP_BAD_RUNS.value,
         on_bad_run=_report_bad_run,
         progress=_PROGRESS.value,

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 from absl import flags, logging
 
-from heldout.cli import app, train_flags
+from heldout.cli import app, cluster_flags, train_flags
 from heldout.errors import UsageError
 
 train_flags.define_flags()  # --dataset, --data_dir, --label_corrupt_prob, --seed
+cluster_flags.define_flags()  # --scheduler, --workers
+cluster_flags.define_gpu_flag()  # --gpu_tasks
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "The experiment folder to write.", required=True
 )
@@ -105,6 +107,11 @@ def main(argv: Sequence[str]) -> int:
         weight_decay=_WEIGHT_DECAY.value,
         mlp_hidden_sizes=_mlp_spec(_MLP_SPEC.value),
     )
+    cluster = cluster_flags.cluster_options()
+    if cluster.distributed:
+        from heldout.cli import train_cluster
+
+        return train_cluster.train(config, _OUTPUT_DIR.value, cluster, flags.FLAGS.gpu_tasks)
     with TrainingProgress() as progress:
         result = training.train_experiment(config, _OUTPUT_DIR.value, on_event=progress)
     line = (

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -65,6 +67,7 @@ class _Session:
         data: TrainingData,
         experiment_dir: Path,
         notify: Callable[[Event], None],
+        trainer=None,
     ):
         self.config = config
         self.data = data
@@ -74,7 +77,7 @@ class _Session:
         self.skipped: list[RunKey] = []
         self.busy: list[RunKey] = []
         self.set_aside: list[RunSetAside] = []
-        self._trainer = None
+        self._trainer = trainer
 
     def trainer(self):
         if self._trainer is None:
@@ -92,6 +95,9 @@ class _Session:
         )
         if state == resume.FINISHED:  # another process wrote it since the scan
             return False
+        # Holding the claim, no one else writes this run: what a killed trainer of it left
+        # (a half-written `release.write_run` temporary) can go now, not only when alone.
+        remove_run_temporaries(claim.path.parent, run_id)
         if state == resume.INVALID:
             moved = resume.set_aside(run_dir)
             event = RunSetAside(ratio, run_id, run_dir, moved, why)
@@ -134,11 +140,86 @@ class _Session:
                 claim.release()
 
     def train_ratio(self, ratio: float, run_ids: Sequence[int]) -> None:
-        group_size = self.config.models_per_step if self.config.arch == "mlp" else 1
+        for _, run_group in training_groups(self.config, [(ratio, r) for r in run_ids]):
+            self.train_group(ratio, run_group)
+
+    def train_group(self, ratio: float, run_ids: Sequence[int]) -> None:
+        with self.claimed(ratio, run_ids) as group:
+            if group:
+                self.written.extend(self.trainer().train_group(ratio, group))
+
+    def result(self) -> TrainingResult:
+        return TrainingResult(
+            self.experiment_dir,
+            tuple(self.written),
+            tuple(self.skipped),
+            tuple(self.set_aside),
+            tuple(self.busy),
+        )
+
+
+def training_groups(
+    config: TrainingConfig, pending: Sequence[RunKey]
+) -> list[tuple[float, tuple[int, ...]]]:
+    """The groups of runs trained together, in training order: (ratio, run ids) each.
+
+    MLPs of one ratio go `models_per_step` at a time (stacked), other architectures one
+    at a time. A fan-out makes each group one task, so a group is trained by the same
+    code, with the same companions, wherever it runs.
+    """
+    group_size = config.models_per_step if config.arch == "mlp" else 1
+    groups = []
+    for ratio in sorted({ratio for ratio, _ in pending}):
+        run_ids = [run_id for r, run_id in pending if r == ratio]
         for start in range(0, len(run_ids), group_size):
-            with self.claimed(ratio, run_ids[start : start + group_size]) as group:
-                if group:
-                    self.written.extend(self.trainer().train_group(ratio, group))
+            groups.append((ratio, tuple(run_ids[start : start + group_size])))
+    return groups
+
+
+def remove_run_temporaries(ratio_dir: Path, run_id: int) -> list[Path]:
+    """Removes run `run_id`'s `release.write_run` temporaries; call it holding its claim."""
+    removed = []
+    for entry in sorted(ratio_dir.glob(f".{int(run_id)}.*.tmp")):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def prepared_experiment(
+    config: TrainingConfig, experiment_dir: Path, notify: Callable[[Event], None]
+) -> Iterator[tuple[TrainingData, resume.RunStates]]:
+    """The first steps of every training call; holds the training lock (shared) inside.
+
+    Refuses a folder of another experiment before creating anything in it, removes the
+    leftovers of interrupted calls when alone in the folder, writes the record and scans
+    the runs; sends `TemporariesRemoved` (if any) and the `TrainingPlan`.
+
+    Yields:
+      (the training data, the runs' states).
+    """
+    opened = open_source(config.dataset, config.data_dir)
+    record.check_existing(experiment_dir, config, opened.name)
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    with locks.TrainingLock(experiment_dir) as training_lock:
+        if training_lock.alone:
+            removed = resume.remove_stale_temporaries(experiment_dir)
+            if removed:
+                notify(TemporariesRemoved(tuple(removed)))
+        training_lock.share()
+        data = record.update_record(experiment_dir, config, opened)
+        states = resume.scan_runs(experiment_dir, config, data.num_train, data.num_test)
+        notify(
+            TrainingPlan(
+                experiment_dir,
+                states.pending,
+                states.finished,
+                config.epochs,
+                tuple(states.invalid),
+            )
+        )
+        yield data, states
 
 
 def train_experiment(
@@ -170,35 +251,77 @@ def train_experiment(
     """
     notify = on_event or (lambda event: None)
     experiment_dir = Path(output_dir)
-    opened = open_source(config.dataset, config.data_dir)
-    # Refuse a folder of another experiment before creating anything in it.
-    record.check_existing(experiment_dir, config, opened.name)
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    with locks.TrainingLock(experiment_dir) as training_lock:
-        if training_lock.alone:
-            removed = resume.remove_stale_temporaries(experiment_dir)
-            if removed:
-                notify(TemporariesRemoved(tuple(removed)))
-        training_lock.share()
-        data = record.update_record(experiment_dir, config, opened)
-        states = resume.scan_runs(experiment_dir, config, data.num_train, data.num_test)
-        notify(
-            TrainingPlan(
-                experiment_dir,
-                states.pending,
-                states.finished,
-                config.epochs,
-                tuple(states.invalid),
-            )
-        )
+    with prepared_experiment(config, experiment_dir, notify) as (data, states):
         session = _Session(config, data, experiment_dir, notify)
         session.skipped.extend(states.finished)
-        for ratio in sorted({ratio for ratio, _ in states.pending}):
-            session.train_ratio(ratio, [run_id for r, run_id in states.pending if r == ratio])
-    return TrainingResult(
-        experiment_dir,
-        tuple(session.written),
-        tuple(session.skipped),
-        tuple(session.set_aside),
-        tuple(session.busy),
-    )
+        for ratio, run_ids in training_groups(config, states.pending):
+            session.train_group(ratio, run_ids)
+    return session.result()
+
+
+# ------------------------------------------------------------- one group, for a fan-out
+
+
+class _Forward:
+    """An event callback whose target each task sets: a kept trainer outlives its task."""
+
+    def __init__(self):
+        self.target: Callable[[Event], None] = lambda event: None
+
+    def __call__(self, event: Event) -> None:
+        self.target(event)
+
+
+_kept = threading.local()  # per thread that trains: (key, data, forward, trainer)
+
+
+def train_group(
+    config: TrainingConfig,
+    output_dir: str | os.PathLike,
+    subset_ratio: float,
+    run_ids: Sequence[int],
+    on_event: Callable[[Event], None] | None = None,
+) -> TrainingResult:
+    """Trains one group of runs (see `training_groups`) into a prepared experiment folder.
+
+    The task of a fan-out (`heldout.training.cluster`): the caller has checked the folder
+    and written its record (`train_experiment`'s first steps); this joins the training
+    lock, claims the runs (a run claimed or finished by another process is skipped and
+    reported), trains and writes them exactly as `train_experiment` would. The data and
+    the trainer (with its compiled steps) are kept by the calling thread for the next
+    group of the same experiment, so a worker loads the dataset once.
+
+    Args:
+      config: the experiment's configuration.
+      output_dir: its folder.
+      subset_ratio, run_ids: the group.
+      on_event: receives `EpochLog`, `RunWritten`, `RunSetAside` and `RunsSkipped`.
+
+    Returns:
+      What was written, skipped, set aside or left to another process.
+
+    Raises:
+      TrainingError, DatasetError, LockBusyError: as `train_experiment`.
+    """
+    notify = on_event or (lambda event: None)
+    experiment_dir = Path(output_dir)
+    key = (str(experiment_dir.resolve()), config)
+    kept = getattr(_kept, "entry", None)
+    with locks.TrainingLock(experiment_dir) as training_lock:
+        training_lock.share()  # never cleans up: the caller's call owns the folder
+        if kept is None or kept[0] != key:
+            _kept.entry = None  # drop the old data before loading the new
+            opened = open_source(config.dataset, config.data_dir)
+            record.check_existing(experiment_dir, config, opened.name)
+            data = record.update_record(experiment_dir, config, opened)
+            kept = [key, data, _Forward(), None]
+        forward = kept[2]
+        forward.target = notify
+        session = _Session(config, kept[1], experiment_dir, forward, trainer=kept[3])
+        try:
+            session.train_group(subset_ratio, tuple(run_ids))
+        finally:
+            forward.target = lambda event: None
+            kept[3] = session._trainer
+            _kept.entry = kept
+    return session.result()

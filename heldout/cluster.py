@@ -1,0 +1,185 @@
+"""Connecting to Dask: a local cluster of worker processes, or a running scheduler.
+
+    with cluster.connect("local", n_workers=2) as client:
+        futures = client.map(task, items, pure=False)
+
+Every fan-out of the toolkit (re-evaluation in `heldout.distributed`, training in
+`heldout.training.cluster`, scores in `heldout.scores_distributed`) starts its cluster
+here, so that the three agree on what a scheduler name means and how the cores are
+shared:
+
+* "local": a `distributed.LocalCluster` of `n_workers` processes with one task thread
+  each; the machine's cores are split evenly between them through
+  TF_NUM_INTRAOP_THREADS (TensorFlow parallelizes inside a process) and the thread
+  counts of numpy's BLAS, so two workers on two cores do not fight over them, and a
+  run trained on a worker sees the same thread count wherever it is trained.
+* an address ("tcp://host:8786"): a running scheduler (e.g. one a `SLURMCluster`
+  started); its workers must import `heldout` and see the same files.
+* "none": no Dask at all; the callers then work in their own process.
+
+Dask is imported only when a cluster is asked for: commands that run with
+`--scheduler=none` never load it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from heldout.errors import UsageError
+
+SCHEDULER_LOCAL = "local"
+SCHEDULER_NONE = "none"
+GPU_RESOURCE = "GPU"  # the worker resource a GPU task asks for (`--resources GPU=1`)
+# Threads libraries start per process; set in each local worker to its share of the cores.
+_THREAD_VARIABLES = (
+    "TF_NUM_INTRAOP_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Raises UsageError unless `scheduler` is "local", "none" or an address."""
+    if scheduler in (SCHEDULER_LOCAL, SCHEDULER_NONE) or "://" in scheduler:
+        return
+    raise UsageError(
+        f"scheduler must be {SCHEDULER_LOCAL!r}, {SCHEDULER_NONE!r} or a scheduler address "
+        f"such as 'tcp://10.0.0.5:8786'; got {scheduler!r}"
+    )
+
+
+def check_workers(n_workers: int) -> None:
+    """Raises UsageError for fewer than one worker."""
+    if int(n_workers) != n_workers or n_workers < 1:
+        raise UsageError(f"workers must be a positive integer, got {n_workers}")
+
+
+def threads_per_worker(n_workers: int) -> int:
+    """The cores this process may use, split evenly between `n_workers` (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // n_workers)
+
+
+def worker_environment(n_workers: int) -> dict[str, str]:
+    """The environment of each local worker process: its share of the cores and quiet TF."""
+    threads = str(threads_per_worker(n_workers))
+    env = dict.fromkeys(_THREAD_VARIABLES, threads)
+    env.update(
+        TF_NUM_INTEROP_THREADS="1",
+        TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        # Several workers may share one GPU: each takes memory as it needs it.
+        TF_FORCE_GPU_ALLOW_GROWTH="true",
+    )
+    return env
+
+
+def local_cluster(
+    n_workers: int,
+    memory_limit: str | float | None = None,
+    dashboard: bool = False,
+):
+    """A LocalCluster of single-threaded worker processes sharing the cores evenly.
+
+    Args:
+      n_workers: worker processes.
+      memory_limit: per worker (Dask's default: the machine's memory split evenly).
+      dashboard: serve the dashboard on a free loopback port (its pages need bokeh);
+        False: Dask's HTTP routes still listen, on a free port rather than 8787, so that
+        concurrent jobs on one machine do not collide.
+
+    Returns:
+      The started `distributed.LocalCluster` (close it, or use it as a context manager).
+    """
+    from distributed import LocalCluster
+
+    check_workers(n_workers)
+    kwargs = {} if memory_limit is None else {"memory_limit": memory_limit}
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address="127.0.0.1:0" if dashboard else None,
+        scheduler_kwargs={} if dashboard else {"dashboard_address": "127.0.0.1:0"},
+        env=worker_environment(n_workers),
+        **kwargs,
+    )
+
+
+@contextlib.contextmanager
+def connect(
+    scheduler: str,
+    n_workers: int = 2,
+    memory_limit: str | float | None = None,
+    dashboard: bool = False,
+) -> Iterator:
+    """A `distributed.Client` of a fresh local cluster or of a running scheduler.
+
+    Everything started here is closed on exit (a running scheduler is left running).
+
+    Args:
+      scheduler: "local" or an address (not "none": callers handle that themselves).
+      n_workers, memory_limit, dashboard: of the local cluster (see `local_cluster`).
+
+    Yields:
+      The connected client.
+
+    Raises:
+      UsageError: a bad scheduler name, or "none".
+      OSError: the scheduler cannot be reached (Dask's own timeout and message).
+    """
+    check_scheduler(scheduler)
+    if scheduler == SCHEDULER_NONE:
+        raise UsageError("connect() needs a cluster: 'local' or a scheduler address")
+    from distributed import Client
+
+    cluster = client = None
+    try:
+        if scheduler == SCHEDULER_LOCAL:
+            cluster = local_cluster(n_workers, memory_limit, dashboard)
+            client = Client(cluster)
+        else:
+            client = Client(scheduler)
+        yield client
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def dashboard_link(client) -> str | None:
+    """The dashboard address of the client's scheduler, if it serves one."""
+    try:
+        return client.dashboard_link or None
+    except (AttributeError, KeyError):
+        return None
+
+
+def gpu_workers(client) -> int:
+    """How many of the connected workers declare a GPU resource (`--resources GPU=1`)."""
+    workers = client.scheduler_info().get("workers", {})
+    return sum(1 for info in workers.values() if info.get("resources", {}).get(GPU_RESOURCE))
+
+
+def task_resources(client, gpu: str = "auto") -> dict | None:
+    """The resources each task asks for: one GPU, or nothing.
+
+    Args:
+      gpu: "yes" (every task needs a GPU: tasks wait for a worker that declares one, e.g.
+        while an adaptive SLURM cluster starts them), "no", or "auto" (yes when a
+        connected worker declares a GPU now).
+
+    Raises:
+      UsageError: an unknown `gpu` value.
+    """
+    if gpu not in ("auto", "yes", "no"):
+        raise UsageError(f"gpu must be 'auto', 'yes' or 'no', got {gpu!r}")
+    wants = gpu == "yes" or (gpu == "auto" and gpu_workers(client) > 0)
+    return {GPU_RESOURCE: 1} if wants else None
