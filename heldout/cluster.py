@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 from heldout.errors import UsageError
@@ -183,3 +184,66 @@ def task_resources(client, gpu: str = "auto") -> dict | None:
         raise UsageError(f"gpu must be 'auto', 'yes' or 'no', got {gpu!r}")
     wants = gpu == "yes" or (gpu == "auto" and gpu_workers(client) > 0)
     return {GPU_RESOURCE: 1} if wants else None
+
+
+def slurm_cluster(
+    *,
+    cores: int = 8,
+    memory: str = "32GB",
+    walltime: str = "04:00:00",
+    gpus: int = 1,
+    queue: str | None = None,
+    account: str | None = None,
+    python: str | None = None,
+    job_extra_directives: tuple[str, ...] = (),
+    **kwargs,
+):
+    """A `dask_jobqueue.SLURMCluster` whose jobs are one worker each, set up for heldout.
+
+    Each job is one worker process with `cores` threads' worth of cores; with `gpus` > 0 it
+    asks SLURM for that many GPUs (`--gres=gpu:N`) and declares them to Dask
+    (`--resources GPU=N`), so training tasks (which ask for `{"GPU": 1}`) run there one per
+    GPU. The worker runs one task at a time (TensorFlow uses the job's cores inside it:
+    TF_NUM_INTRAOP_THREADS is set to `cores`). Scale it with `cluster.scale(jobs=N)` or
+    `cluster.adapt(minimum_jobs=0, maximum_jobs=N)`, and pass `cluster.scheduler_address`
+    as `--scheduler`.
+
+    Args:
+      cores, memory, walltime: per job (SLURM's --cpus-per-task, --mem, -t).
+      gpus: GPUs per job (0 for CPU jobs).
+      queue, account: SLURM partition and account.
+      python: the interpreter the jobs run (default: this one, e.g. the project's venv).
+      job_extra_directives: more `#SBATCH` options.
+      **kwargs: any other `SLURMCluster` argument.
+
+    Returns:
+      The cluster (no job is submitted until it is scaled).
+
+    Raises:
+      UsageError: dask-jobqueue is not installed, or bad sizes.
+    """
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise UsageError("SLURM clusters need dask-jobqueue: pip install dask-jobqueue") from None
+    if cores < 1 or gpus < 0:
+        raise UsageError(f"cores must be >= 1 and gpus >= 0, got {cores} and {gpus}")
+    directives = [f"--gres=gpu:{gpus}"] if gpus else []
+    directives += list(job_extra_directives)
+    worker_args = ["--resources", f"{GPU_RESOURCE}={gpus}"] if gpus else []
+    prologue = [f"export {name}={cores}" for name in _THREAD_VARIABLES]
+    prologue += ["export TF_NUM_INTEROP_THREADS=1", "export TF_CPP_MIN_LOG_LEVEL=2"]
+    return SLURMCluster(
+        cores=1,  # Dask threads: one task at a time; the job's cores go to TensorFlow
+        job_cpu=cores,
+        processes=1,
+        memory=memory,
+        walltime=walltime,
+        queue=queue,
+        account=account,
+        python=python or sys.executable,
+        job_extra_directives=directives,
+        worker_extra_args=worker_args,
+        job_script_prologue=prologue,
+        **kwargs,
+    )

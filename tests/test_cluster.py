@@ -1,0 +1,84 @@
+"""heldout.cluster: scheduler names, the cores' split, and a SLURMCluster's job script."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from heldout import cluster
+from heldout.errors import UsageError
+
+
+@pytest.mark.parametrize("name", ["local", "none", "tcp://10.0.0.5:8786", "tls://h:1"])
+def test_scheduler_names_accepted(name):
+    cluster.check_scheduler(name)
+
+
+@pytest.mark.parametrize("name", ["", "locale", "10.0.0.5:8786"])
+def test_other_scheduler_names_are_usage_errors(name):
+    with pytest.raises(UsageError, match="scheduler must be 'local', 'none' or a scheduler"):
+        cluster.check_scheduler(name)
+
+
+def test_cores_are_split_evenly_between_local_workers():
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    env = cluster.worker_environment(2)
+    assert env["TF_NUM_INTRAOP_THREADS"] == str(max(1, cores // 2))
+    assert env["OMP_NUM_THREADS"] == env["TF_NUM_INTRAOP_THREADS"]
+    assert env["TF_NUM_INTEROP_THREADS"] == "1"
+    assert cluster.threads_per_worker(10 * cores) == 1
+
+
+def test_connect_refuses_none():
+    with pytest.raises(UsageError, match="needs a cluster"):
+        with cluster.connect("none"):
+            pass
+
+
+def test_slurm_cluster_job_script_asks_for_gpus_memory_and_walltime():
+    """Builds the real SLURMCluster object (no SLURM needed) and reads its job script."""
+    pytest.importorskip("dask_jobqueue", reason="pip install dask-jobqueue")
+    slurm = cluster.slurm_cluster(
+        cores=6,
+        memory="24GB",
+        walltime="02:30:00",
+        gpus=2,
+        queue="gpu",
+        account="lab",
+        job_extra_directives=("--constraint=a100",),
+        scheduler_options={"dashboard_address": "127.0.0.1:0"},
+    )
+    try:
+        script = slurm.job_script()
+        lines = script.splitlines()
+        for directive in (
+            "#SBATCH -p gpu",
+            "#SBATCH -A lab",
+            "#SBATCH --cpus-per-task=6",
+            "#SBATCH -t 02:30:00",
+            "#SBATCH --gres=gpu:2",
+            "#SBATCH --constraint=a100",
+        ):
+            assert directive in lines, (directive, script)
+        assert any(line.startswith("#SBATCH --mem=") for line in lines)
+        assert "export TF_NUM_INTRAOP_THREADS=6" in lines
+        (command,) = [line for line in lines if "distributed.cli.dask_worker" in line]
+        assert command.startswith(sys.executable)
+        assert "--nthreads 1" in command and "--resources GPU=2" in command
+        assert slurm.scheduler_address.startswith("tcp://")
+        slurm.adapt(minimum_jobs=0, maximum_jobs=4)  # adaptive: no job until work comes
+    finally:
+        slurm.close()
+
+
+def test_cpu_only_slurm_jobs_declare_no_gpu():
+    pytest.importorskip("dask_jobqueue", reason="pip install dask-jobqueue")
+    slurm = cluster.slurm_cluster(gpus=0, scheduler_options={"dashboard_address": "127.0.0.1:0"})
+    try:
+        script = slurm.job_script()
+        assert "--gres" not in script and "--resources" not in script
+    finally:
+        slurm.close()
