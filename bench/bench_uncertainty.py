@@ -154,7 +154,7 @@ def coverage_rows(truth, design: str, heldout: int, seed: int, mem_ratio: float 
     # Unplanted pairs all have the same true value (0, or -effect/(N-1)): their deciles
     # are taken by the test example's accuracy, which is what their coverage depends on.
     accuracy = np.broadcast_to(truth.p_test[truth.ratio_index(mem_ratio)][:, None], ok.shape)
-    rows["influence (Newcombe)"] = _decile_coverage(
+    rows["influence (Mee / Newcombe by runs)"] = _decile_coverage(
         covered[ok], np.round(true_infl[ok], 6), tie=accuracy[ok]
     )
     planted = covered[truth.pair_test, truth.pair_train]

@@ -50,7 +50,7 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
-FIGURE_NAMES = ("examples", "histograms", "cscore_bins", "influence")
+FIGURE_NAMES = ("examples", "histograms", "cscore_bins", "cscore_bands", "influence")
 
 
 def class_names_for(dataset: str | None, num_classes: int) -> list[str]:
@@ -507,7 +507,8 @@ def draw_figures(
     corrupted labels: `heldout.training.label_noise.experiment_labels`), so that a mislabeled
     image shows up among the low C-scores of the class it was labeled as. The influence figure
     needs influence scores and the test split; it leaves out training examples that were
-    in or out of fewer than `min_influence_runs` runs.
+    in or out of fewer than `min_influence_runs` runs. The band figure (`cscore_bands`)
+    needs the intervals `tools/compute_scores.py --confidence` writes.
 
     Raises:
       ScoresFileError: the scores lack the C-score keys, or cover another number of
@@ -530,6 +531,18 @@ def draw_figures(
         "histograms": plot_histograms(scores["subset_ratios"], scores["cscore_by_ratio"], cscore),
         "cscore_bins": plot_cscore_bins(scores["subset_ratios"], scores["cscore_by_ratio"], cscore),
     }
+    from heldout import uncertainty_plots  # draws with this module's conventions
+
+    if all(key in scores for key in uncertainty_plots.BAND_KEYS):
+        figures["cscore_bands"] = uncertainty_plots.plot_cscore_bands(
+            cscore,
+            scores["cscore_ci_low"],
+            scores["cscore_ci_high"],
+            labels=train_labels,
+            class_names=class_names,
+            confidence=float(scores["confidence"]) if "confidence" in scores else None,
+            num_runs=uncertainty_plots.total_runs(scores),
+        )
     top = influence_topk(scores, min_runs=min_influence_runs)
     if top is not None and test_images is not None and test_labels is not None:
         runs = int(scores.get("influence_num_runs", 0))

@@ -24,7 +24,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from heldout.errors import ScoresFileError, UsageError
-from heldout.io import atomic_open
 
 __all__ = [
     "BAND_KEYS",
@@ -32,6 +31,7 @@ __all__ = [
     "plot_cscore_bands",
     "plot_reliability_curve",
     "save_figure",
+    "total_runs",
     "write_cscore_bands",
 ]
 
@@ -53,6 +53,7 @@ def plot_cscore_bands(
     class_names: Sequence[str] | None = None,
     confidence: float | None = None,
     max_classes: int = 10,
+    num_runs: int | None = None,
 ) -> Figure:
     """Per class, examples sorted by C-score: the score and its interval as a band.
 
@@ -62,6 +63,7 @@ def plot_cscore_bands(
       class_names: names of the classes (default: the ids).
       confidence: the intervals' nominal coverage, for the title.
       max_classes: panels at most (the first classes by id).
+      num_runs: the runs behind the scores, for the title.
 
     Returns:
       The figure: one axes per class shown; in each, the line is the sorted C-scores and
@@ -110,8 +112,15 @@ def plot_cscore_bands(
         ax.tick_params(labelsize=7)
     axes[0, 0].set_ylabel("C-score", fontsize=8)
     level = f"{confidence:.0%} " if confidence is not None else ""
-    figure.suptitle(f"C-scores with their {level}confidence intervals", fontsize=10)
+    runs = f", from {num_runs} runs" if num_runs is not None else ""
+    figure.suptitle(f"C-scores with their {level}confidence intervals{runs}", fontsize=10)
     return figure
+
+
+def total_runs(scores: dict[str, np.ndarray]) -> int | None:
+    """All runs behind a scores file's C-scores (`num_runs_by_ratio`), if it says."""
+    runs = scores.get("num_runs_by_ratio")
+    return None if runs is None else int(np.sum(runs))
 
 
 def _number(value) -> float:
@@ -180,13 +189,13 @@ def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 150) -> Path
     Raises:
       UsageError: a suffix other than .png, .pdf or .svg.
     """
+    from heldout import plots
+
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise UsageError(f"{path}: figures are written as {', '.join(FORMATS)} (by suffix)")
-    with atomic_open(path, "wb") as f:
-        figure.savefig(f, format=fmt, dpi=dpi)
-    return path
+    return plots.save_figure(figure, path.with_suffix(""), [fmt], dpi)[0]
 
 
 def write_cscore_bands(
@@ -216,5 +225,6 @@ def write_cscore_bands(
         labels=labels,
         class_names=class_names,
         confidence=confidence,
+        num_runs=total_runs(scores),
     )
     return [save_figure(figure, f"{os.fspath(path_stem)}.{fmt}") for fmt in formats]

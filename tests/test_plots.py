@@ -39,6 +39,9 @@ def data():
         "influence_count_in": np.full(NUM_TRAIN, 10, np.int32),
         "influence_count_out": np.full(NUM_TRAIN, 6, np.int32),
         "score_subset_ratio": np.float64(0.7),
+        "cscore_ci_low": np.clip(cscore - 0.1, 0, 1),
+        "cscore_ci_high": np.clip(cscore + 0.1, 0, 1),
+        "confidence": np.float64(0.95),
     }
     return scores, train_images, train_labels, test_images, test_labels
 
@@ -163,6 +166,11 @@ def test_written_files_are_the_drawn_figures(tmp_path, data):
     assert sorted(figures) == sorted(plots.FIGURE_NAMES)
     for name, figure in figures.items():
         formats = ("png", "pdf") if name == "cscore_bins" else ("png",)
+        if figure.get_layout_engine() is not None:
+            # A constrained layout is solved at each draw from the last one's positions:
+            # settle it at this dpi, so the file and the redraw below share one layout.
+            figure.set_dpi(40)
+            figure.canvas.draw()
         written = plots.save_figure(figure, tmp_path / name, formats, dpi=40)
         assert [p.name for p in written] == [f"{name}.{fmt}" for fmt in formats]
         png = matplotlib.image.imread(tmp_path / f"{name}.png")
@@ -231,6 +239,10 @@ def test_topk_scores_and_no_influence(data):
     for key in ("influence_topk_index", "influence_topk_value"):
         scores.pop(key)
     figures = plots.draw_figures(scores, train_images, train_labels)
+    assert sorted(figures) == ["cscore_bands", "cscore_bins", "examples", "histograms"]
+    for key in ("cscore_ci_low", "cscore_ci_high"):
+        scores.pop(key)
+    figures = plots.draw_figures(scores, train_images, train_labels)
     assert sorted(figures) == ["cscore_bins", "examples", "histograms"]
 
 
@@ -247,8 +259,50 @@ def test_mismatched_dataset_is_an_error(tmp_path, data):
         )
 
 
+def _run_plot_scores(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    tool = Path(__file__).resolve().parents[1] / "tools" / "plot_scores.py"
+    return subprocess.run(
+        [
+            sys.executable,
+            str(tool),
+            f"--scores={tmp_path / 'scores.npz'}",
+            "--dataset=npz",
+            f"--data_dir={tmp_path / 'data.npz'}",
+            f"--output_dir={tmp_path / 'figs'}",
+            "--formats=png",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _plan(runs: int) -> dict:
+    """The JSON shape `tools/plan_runs.py --output` writes (one score)."""
+    return {
+        "experiment": "e",
+        "scores": [
+            {
+                "score": "cscore",
+                "runs_per_ratio": [runs, runs],
+                "repeats": 3,
+                "num_examples": 300,
+                "measured_rho": 0.5,
+                "measured_rho_sd": 0.02,
+                "predicted_rho": {"1": 0.5, "2": 0.65, "4": 0.8, "8": 0.9},
+                "spearman_brown_rho": {"1": 0.5, "2": 0.67, "4": 0.8, "8": 0.89},
+                "target_rho": 0.9,
+                "runs_for_target": [8 * runs, 8 * runs],
+            }
+        ],
+    }
+
+
 def test_command_line(tmp_path, data):
-    """tools/plot_scores.py on an .npz data source."""
+    """tools/plot_scores.py on an .npz data source, with intervals and a run plan."""
+    import json
+
     from heldout.datasets.base import ArraySplit
     from heldout.datasets.numpy_source import save_npz
 
@@ -261,31 +315,27 @@ def test_command_line(tmp_path, data):
             "test": ArraySplit(test_images, test_labels.astype(np.int64)),
         },
     )
-    tool = Path(__file__).resolve().parents[1] / "tools" / "plot_scores.py"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(tool),
-            f"--scores={tmp_path / 'scores.npz'}",
-            "--dataset=npz",
-            f"--data_dir={tmp_path / 'data.npz'}",
-            f"--output_dir={tmp_path / 'figs'}",
-            "--formats=png",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    (tmp_path / "plan.json").write_text(json.dumps(_plan(16)))
+    completed = _run_plot_scores(tmp_path, f"--plan={tmp_path / 'plan.json'}")
     assert completed.returncode == 0, completed.stderr
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [
+        "cscore_bands.png",
         "cscore_bins.png",
         "examples.png",
         "histograms.png",
         "influence.png",
+        "reliability.png",
     ]
     # The examples figure is 21 x 3 panels of 0.62 x 0.72 inches (+ margins) at 150 dpi.
     examples = matplotlib.image.imread(tmp_path / "figs" / "examples.png")
     assert examples.shape == (round(150 * (0.72 * 3 + 0.8)), round(150 * (0.62 * 21 + 1.2)), 4)
+    # Not a plan: refused with the file named, before any figure is written.
+    (tmp_path / "bad.json").write_text(json.dumps({"scores": [{"score": "cscore"}]}))
+    (tmp_path / "figs" / "reliability.png").unlink()
+    completed = _run_plot_scores(tmp_path, f"--plan={tmp_path / 'bad.json'}")
+    assert completed.returncode == 2
+    assert "bad.json: not a run plan" in completed.stderr
+    assert not (tmp_path / "figs" / "reliability.png").exists()
 
 
 def test_cscore_histogram_has_30_bins_holding_every_defined_example(data):

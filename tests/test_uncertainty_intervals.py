@@ -21,6 +21,7 @@ from heldout.uncertainty import (
     newcombe_interval,
     score_intervals,
 )
+from heldout.uncertainty import intervals as intervals_module
 from heldout.uncertainty.intervals import _score_statistic
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
@@ -177,13 +178,20 @@ def influence_runs():
     return [aux for _, _, aux in synthetic.SyntheticExperiment(spec).iter_runs()]
 
 
-def test_influence_intervals_are_newcombe_on_the_exact_counts(influence_runs):
+@pytest.mark.parametrize("method", ["mee", "newcombe"])
+def test_influence_intervals_are_the_named_method_on_the_exact_counts(
+    influence_runs, method, monkeypatch
+):
+    # 40 runs: the table of count pairs is small, so Mee's; with no table allowed, Newcombe's.
+    if method == "newcombe":
+        monkeypatch.setattr(intervals_module, "MEE_TABLE_ENTRIES", 0)
     masks = np.stack([aux.train_mask() for aux in influence_runs]).astype(np.int64)
     tests = np.stack([aux.test_correctness() for aux in influence_runs]).astype(np.int64)
     both = tests.T @ masks  # runs with j in and t right
     n_in = masks.sum(axis=0)
     correct = tests.sum(axis=0)
-    expected_low, expected_high = newcombe_interval(
+    reference = mee_interval if method == "mee" else newcombe_interval
+    expected_low, expected_high = reference(
         both, n_in[None, :], correct[:, None] - both, len(influence_runs) - n_in[None, :]
     )
     counter = CorrectTestCounts()

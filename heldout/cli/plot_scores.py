@@ -2,8 +2,12 @@
 
 Writes examples (per class, the 10 highest and 10 lowest C-score training images),
 histograms (C-score per subset ratio), cscore_bins (mean C-score per bin of integral
-C-score against subset ratio) and, when the scores hold influence, influence (test images
-with their most influential training images). The images come from the experiment's
+C-score against subset ratio), when the scores hold intervals (`compute_scores.py
+--confidence`) cscore_bands (per class, examples sorted by C-score with their interval
+as a band), when the scores hold influence, influence (test images with their most
+influential training images) and, with --plan (the JSON of `plan_runs.py --output`),
+reliability (split-half ranking reliability against runs per ratio, measured and
+predicted). The images come from the experiment's
 recorded dataset (with its corrupted labels, if it was trained on any), or from --dataset
 and --data_dir. Each file is written under a temporary name and renamed.
 """
@@ -11,6 +15,7 @@ and --data_dir. Each file is written under a temporary name and renamed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from absl import flags
 
@@ -35,6 +40,12 @@ def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "Data folder, overriding the experiment's.")
     flags.DEFINE_string("output_dir", None, "Where to write the figures.", required=True)
     flags.DEFINE_list("formats", ["pdf", "png"], "File formats to write.")
+    flags.DEFINE_string(
+        "plan",
+        None,
+        "A run plan (the JSON `tools/plan_runs.py --output` writes): also draw reliability "
+        "against runs per ratio.",
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -46,6 +57,7 @@ def main(argv: Sequence[str]) -> int:
 
     formats = plots.check_formats(FLAGS.formats)  # before anything slow
     scores = plots.load_scores(FLAGS.scores)
+    plan = load_plan(FLAGS.plan) if FLAGS.plan else None
     if FLAGS.experiment_dir:
         experiment = release.open_experiment(FLAGS.experiment_dir)
         source = label_noise.experiment_source(experiment, FLAGS.dataset, FLAGS.data_dir)
@@ -65,9 +77,44 @@ def main(argv: Sequence[str]) -> int:
         class_names=plots.class_names_for(source.name, source.num_classes),
         formats=formats,
     )
+    if plan is not None:
+        from heldout.uncertainty_plots import plot_reliability_curve
+
+        figure = plot_reliability_curve(plan)
+        written += plots.save_figure(figure, Path(FLAGS.output_dir) / "reliability", formats)
     for path in written:
         print(path)
     return app.EXIT_OK
+
+
+def load_plan(path: str) -> dict:
+    """A `plan_runs.py --output` JSON file, checked for what the figure reads.
+
+    Raises:
+      UsageError: the file is missing, not JSON, or not a run plan; the message names it.
+    """
+    import json
+
+    from heldout.errors import UsageError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            plan = json.load(f)
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read the run plan: {error.strerror or error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path}: not a JSON run plan ({error})") from None
+    needed = ("runs_per_ratio", "predicted_rho", "spearman_brown_rho", "measured_rho")
+    if (
+        not isinstance(plan, dict)
+        or not isinstance(plan.get("scores"), list)
+        or not all(isinstance(s, dict) and all(k in s for k in needed) for s in plan["scores"])
+    ):
+        raise UsageError(
+            f"{path}: not a run plan (expected the JSON of tools/plan_runs.py --output, "
+            "with a 'scores' list)"
+        )
+    return plan
 
 
 def run() -> None:
