@@ -23,7 +23,8 @@ from heldout import checkpoints, evaluation, release
 from heldout.aux_arrays import aux_from_predictions
 from heldout.errors import TrainingError
 from heldout.models import build_model, ensure_variables
-from heldout.training import stacked_mlp
+from heldout.training import augment as augment_ops
+from heldout.training import partial, stacked_mlp
 from heldout.training.config import TrainingConfig
 from heldout.training.data import TrainingData
 from heldout.training.events import EpochLog, Event, RunWritten
@@ -53,6 +54,7 @@ class Trainer:
         self._stacks = {}  # num_models -> StackedMLP (reused: keeps compiled functions)
         self._mlp_evaluator = None  # evaluation.Evaluator of the one evaluation MLP
         self._eval_datasets = {}  # split -> the source's batches, built once
+        self._images = None  # uint8 training images of the one-at-a-time models
 
     # -- MLPs, stacked ---------------------------------------------------------------------
     def _stack(self, num_models: int) -> stacked_mlp.StackedMLP:
@@ -147,12 +149,20 @@ class Trainer:
 
     # -- other architectures, one model at a time -----------------------------------------
     def _train_single(self, subset_ratio: float, run_id: int) -> release.Run:
+        """Trains one convolutional model (the papers' recipe) and writes it as a run.
+
+        Mid-training checkpoints (`config.checkpoint_every`, `heldout.training.partial`)
+        are written after the epoch's `EpochLog` values are computed and before it is
+        sent, so a callback that stops the call at epoch k leaves epoch k's checkpoint.
+        """
         config, n = self.config, self.data.num_train
         rngs = run_rngs(config.seed, subset_ratio, run_id)
         subset = run_subset(config.seed, subset_ratio, run_id, n)
         batch = min(config.batch_size, subset.size)
         steps = math.ceil(subset.size / batch)
-        rates = learning_rates(config.learning_rate, steps * config.epochs, config.warmup_fraction)
+        rates = learning_rates(
+            config.learning_rate, steps * config.epochs, config.warmup_fraction, config.lr_schedule
+        )
         # Sonnet's initialisers draw from TensorFlow's global generator: seed it per run.
         tf.random.set_seed(int(rngs["init"].integers(2**31 - 1)))
         model = build_model(config.arch, self.data.num_classes)
@@ -160,11 +170,33 @@ class Trainer:
         optimizer = snt.optimizers.Momentum(
             learning_rate=tf.Variable(0.0), momentum=config.momentum
         )
-        images = tf.constant(self.data.train_images)
+        # The momentum accumulators, created now (zero updates at rate 0 leave every
+        # weight as it is) so that a mid-training checkpoint can be restored into them.
+        variables = model.trainable_variables
+        optimizer.apply([tf.zeros_like(v) for v in variables], variables)
+        epoch_done = tf.Variable(0, dtype=tf.int64)
+        step_done = tf.Variable(0, dtype=tf.int64)
+        state = tf.train.Checkpoint(
+            model=model, momentum=optimizer.accumulated_momentum, epoch=epoch_done, step=step_done
+        )
+        streams = {"shuffle": rngs["shuffle"], "augment": rngs["augment"]}
+        ratio_dir = self.experiment_dir / release.ratio_dir_name(subset_ratio)
+        identity = partial.run_identity(config, self.data.record, subset_ratio, run_id)
+        first_epoch = 0
+        if config.checkpoint_every:
+            found = partial.find(ratio_dir, run_id, identity, config.epochs)
+            if found is not None:
+                partial.restore(found, state, streams)
+                first_epoch = found.epoch
+        images = self._single_images()
+        augment = config.augment
 
         @tf.function
-        def step(index, lr):
-            x = tf.cast(tf.gather(images, index), tf.float32) / 255.0
+        def step(index, lr, offsets, flips):
+            x = tf.gather(images, index)
+            if augment:  # on the uint8 pixels: zero padding is black, as in the papers
+                x = augment_ops.apply(x, offsets, flips)
+            x = tf.cast(x, tf.float32) / 255.0
             y = tf.gather(self.labels, index)
             with tf.GradientTape() as tape:
                 logits = model(x, is_training=True)
@@ -191,12 +223,19 @@ class Trainer:
             / 255.0
         )
         val_count = max(1, int(self.val_labels.shape[0]))
-        for epoch in range(config.epochs):
+        no_offsets = tf.zeros([batch, 2], tf.int32)
+        no_flips = tf.zeros([batch], tf.bool)
+        for epoch in range(first_epoch, config.epochs):
             batches = epoch_batches(subset, batch, rngs["shuffle"])
+            draws = augment_ops.draw(rngs["augment"], steps, batch) if augment else None
             start = time.perf_counter()
             loss_sum, hits_sum = 0.0, 0
             for s, index in enumerate(batches):
-                loss, hits = step(tf.constant(index), tf.constant(rates[epoch * steps + s]))
+                offsets = tf.constant(draws.offsets[s]) if augment else no_offsets
+                flips = tf.constant(draws.flips[s]) if augment else no_flips
+                loss, hits = step(
+                    tf.constant(index), tf.constant(rates[epoch * steps + s]), offsets, flips
+                )
                 loss_sum += float(loss) * batch
                 hits_sum += int(hits)
             seconds = time.perf_counter() - start
@@ -210,6 +249,11 @@ class Trainer:
                     )
                 )
             )
+            every = config.checkpoint_every
+            if every and (epoch + 1) % every == 0 and epoch + 1 < config.epochs:
+                epoch_done.assign(epoch + 1)
+                step_done.assign((epoch + 1) * steps)
+                partial.save(ratio_dir, run_id, epoch + 1, state, identity, streams)
             examples = steps * batch
             self.notify(
                 EpochLog(
@@ -224,9 +268,17 @@ class Trainer:
                     seconds=seconds,
                 )
             )
-        return self._write(
+        run = self._write(
             subset_ratio, run_id, model, subset, rngs["aux_order"], steps * config.epochs
         )
+        partial.remove(ratio_dir, run_id)  # the run is written: nothing to resume
+        return run
+
+    def _single_images(self):
+        """uint8 [N, H, W, C] training images on the device, placed once for all runs."""
+        if self._images is None:
+            self._images = tf.constant(self.data.train_images)
+        return self._images
 
     # -- evaluation and writing ------------------------------------------------------------
     def _write(self, subset_ratio, run_id, model, subset, aux_rng, global_step) -> release.Run:
