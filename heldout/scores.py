@@ -145,12 +145,16 @@ class ScoreAccumulator:
     Args:
       subset_ratios: ratios to report even if no run of them gets added (their rows are
         then NaN with count 0, e.g. when every run of a ratio was skipped as bad).
+      per_example: False to count only runs (and check their N): what influence alone
+        needs of these counts. Its C-scores and memorization are then NaN, never to be
+        reported; skipping the per-example sums saves ~0.1-0.4 ms a run of 20 000.
     """
 
-    def __init__(self, subset_ratios: Sequence[float] = ()):
+    def __init__(self, subset_ratios: Sequence[float] = (), per_example: bool = True):
         self._declared = {_ratio_key(ratio) for ratio in subset_ratios}
         self._counts: dict[float, _RatioCounts] = {}
         self.num_train: int | None = None
+        self.per_example = per_example
 
     @property
     def subset_ratios(self) -> tuple[float, ...]:
@@ -168,9 +172,11 @@ class ScoreAccumulator:
         counts = self._counts.get(key)
         if counts is None:
             counts = self._counts[key] = _RatioCounts.zeros(self.num_train)
+        counts.num_runs += 1
+        if not self.per_example:
+            return
         mask, correct = aux.train_mask(), aux.train_correctness()
         heldout = ~mask
-        counts.num_runs += 1
         counts.heldout_count += heldout
         counts.heldout_correct += correct & heldout
         counts.trained_correct += correct & mask
@@ -182,6 +188,11 @@ class ScoreAccumulator:
         Raises:
           InconsistentRunError: the two counted runs of different training-set sizes.
         """
+        if other.per_example != self.per_example:
+            raise ScoresError(
+                "partial counts with and without per-example sums cannot be added "
+                "(count them with the same scores requested)"
+            )
         if other.num_train is not None:
             if self.num_train is None:
                 self.num_train = other.num_train
@@ -500,7 +511,9 @@ class ScoreState:
         min_memorization: float | None = None,
     ):
         self.plan = plan
-        self.counts = ScoreAccumulator(plan.subset_ratios)
+        self.counts = ScoreAccumulator(
+            plan.subset_ratios, per_example=bool({"cscore", "memorization"} & set(plan.scores))
+        )
         self.influence = None
         if "influence" in plan.scores:
             self.influence = influence_accumulator(

@@ -156,6 +156,44 @@ def test_runs_with_different_sizes_are_refused():
             influence.add(wider_test[0])
 
 
+def test_run_counts_alone_skip_the_sums_but_still_check_sizes_and_kinds():
+    runs, *_ = _random_runs(3, 5, 2)
+    counting = ScoreAccumulator((0.5,), per_example=False)
+    for aux in runs:
+        counting.add(0.5, aux)
+    full = ScoreAccumulator((0.5,))
+    for aux in runs:
+        full.add(0.5, aux)
+    np.testing.assert_array_equal(
+        counting.cscores().num_runs_by_ratio, full.cscores().num_runs_by_ratio
+    )
+    assert counting.cscores().heldout_count_by_ratio.sum() == 0  # no per-example sums
+    bigger, *_ = _random_runs(1, 6, 2)
+    with pytest.raises(ValueError, match="N=6"):
+        counting.add(0.5, bigger[0])
+    with pytest.raises(ValueError, match="per-example sums"):
+        full.merge(counting)
+
+
+def test_influence_alone_equals_influence_beside_the_counts(tmp_path):
+    from heldout import scores, synthetic
+
+    spec = synthetic.SyntheticSpec(
+        num_train=50, num_test=8, subset_ratios=(0.5, 0.7), runs_per_ratio=6, seed=4
+    )
+    experiment = synthetic.write_synthetic_experiment(tmp_path / "e", spec)
+    alone = scores.score_experiment(experiment, scores=["influence"]).arrays()
+    beside = scores.score_experiment(experiment, scores=["cscore", "influence"]).arrays()
+    assert "cscore" not in alone
+    # Influence alone reads only the score ratio's runs, and counts them.
+    assert alone["subset_ratios"].tolist() == [0.7]
+    assert alone["num_runs_by_ratio"].tolist() == [beside["num_runs_by_ratio"][1]] == [6]
+    influence_keys = [key for key in alone if key.startswith("influence")]
+    assert "influence" in influence_keys
+    for key in influence_keys:
+        np.testing.assert_array_equal(alone[key], beside[key], err_msg=key)
+
+
 def test_nothing_added_is_an_error_not_zeros():
     with pytest.raises(ValueError, match="no runs"):
         ScoreAccumulator().cscores()
