@@ -62,6 +62,9 @@ _EXPORTS: dict[str, str] = {
     "compute_influence": "heldout.influence",
     "ScoreAccumulator": "heldout.scores",
     "ExperimentScores": "heldout.scores",
+    "score_intervals": "heldout.uncertainty",
+    "plan_runs": "heldout.uncertainty",
+    "compute_influence_pairs": "heldout.uncertainty",
     "SyntheticSpec": "heldout.synthetic",
     "write_synthetic_experiment": "heldout.synthetic",
     # models, checkpoints, data, evaluation (TensorFlow)

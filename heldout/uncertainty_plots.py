@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -175,6 +176,7 @@ def plot_reliability_curve(plan) -> Figure:
     if target is not None:
         ax.axhline(target, color="grey", lw=0.8)
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xlabel("runs per subset ratio")
     ax.set_ylabel("split-half Spearman rho")
     ax.set_ylim(0, 1)
