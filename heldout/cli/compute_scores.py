@@ -21,7 +21,10 @@ _EXPERIMENT_DIR = flags.DEFINE_string(
 )
 _OUTPUT = flags.DEFINE_string("output", None, "The .npz file to write.")
 _SCORES = flags.DEFINE_list(
-    "scores", ["cscore", "memorization"], f"Comma list of {', '.join(scores.SCORE_NAMES)}."
+    "scores",
+    ["cscore", "memorization"],
+    f"Comma list of {', '.join(scores.SCORE_NAMES)}, soft_cscore (the runs' held-out "
+    "probability of the label; needs runs trained with --record_heldout_probs).",
 )
 _SUBSET_RATIO = flags.DEFINE_float(
     "subset_ratio",
@@ -168,6 +171,8 @@ def main(argv: Sequence[str]) -> int:
     experiment = release.open_experiment(_EXPERIMENT_DIR.value)
     # Hours of reading must not end in "permission denied": try the folder first.
     io.probe_writable(_OUTPUT.value)
+    soft = "soft_cscore" in _SCORES.value  # heldout.soft_cscore: from other files than aux
+    requested = [name for name in _SCORES.value if name != "soft_cscore"] or ["cscore"]
     fan_out = cluster_flags.cluster_options()
     if fan_out.distributed:
         from heldout import scores_distributed
@@ -177,7 +182,7 @@ def main(argv: Sequence[str]) -> int:
         score, workers = scores.score_experiment, flags.FLAGS.workers
     result = score(
         experiment,
-        scores=_SCORES.value,
+        scores=requested,
         subset_ratio=_SUBSET_RATIO.value,
         influence_topk=_INFLUENCE_TOPK.value,
         workers=workers,
@@ -189,8 +194,19 @@ def main(argv: Sequence[str]) -> int:
         fdr=_FDR.value,
         min_memorization=_MIN_MEMORIZATION.value,
     )
-    scores.save_scores(_OUTPUT.value, result.arrays())
+    arrays = result.arrays()
+    if soft:
+        from heldout.soft_cscore import experiment_soft_cscores
+
+        arrays.update(experiment_soft_cscores(experiment))
+    scores.save_scores(_OUTPUT.value, arrays)
     print(_summary(result, time.perf_counter() - start, _OUTPUT.value))
+    if soft:
+        defined = arrays["soft_cscore_count"] > 0
+        print(
+            f"  soft C-score: mean {np.mean(arrays['soft_cscore'][defined]):.4f} over "
+            f"{int(defined.sum())} training examples held out by at least one run"
+        )
     return 0
 
 

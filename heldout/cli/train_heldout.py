@@ -16,6 +16,7 @@ from heldout.cli import app, cluster_flags, train_flags
 from heldout.errors import UsageError
 
 train_flags.define_flags()  # --dataset, --data_dir, --label_corrupt_prob, --seed
+train_flags.define_recording_flags()  # --record_heldout_probs
 cluster_flags.define_flags()  # --scheduler, --workers
 cluster_flags.define_gpu_flag()  # --gpu_tasks
 _OUTPUT_DIR = flags.DEFINE_string(
@@ -106,6 +107,7 @@ def main(argv: Sequence[str]) -> int:
         compute_dtype=_COMPUTE_DTYPE.value,
         weight_decay=_WEIGHT_DECAY.value,
         mlp_hidden_sizes=_mlp_spec(_MLP_SPEC.value),
+        record_heldout_probs=flags.FLAGS.record_heldout_probs,
     )
     cluster = cluster_flags.cluster_options()
     if cluster.distributed:

@@ -8,6 +8,7 @@ The library never prints: it sends these records to the caller's `on_event` call
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,24 @@ class EpochLog:
 
 
 @dataclasses.dataclass(frozen=True)
+class EpochEnd:
+    """Sent after each epoch's `EpochLog`, with access to the models as they are then.
+
+    `predict_train(with_features)` evaluates every model of the group in inference mode on
+    every training example, in index order: (logits float32 [M, N, C], penultimate-layer
+    features float32 [M, N, H], or None unless `with_features`; MLPs only). It is the
+    per-epoch statistics hook (`heldout.proxies.recording`): it costs nothing unless a
+    callback calls it, and is valid only during the callback (the weights move on after).
+    """
+
+    subset_ratio: float
+    run_ids: tuple[int, ...]
+    epoch: int  # 1-based
+    epochs: int
+    predict_train: Callable[[bool], tuple[np.ndarray, np.ndarray | None]]
+
+
+@dataclasses.dataclass(frozen=True)
 class RunWritten:
     """Sent when a run folder has been written."""
 
@@ -90,7 +109,9 @@ class RunWritten:
     test_accuracy: float
 
 
-Event = TrainingPlan | TemporariesRemoved | RunSetAside | RunsSkipped | EpochLog | RunWritten
+Event = (
+    TrainingPlan | TemporariesRemoved | RunSetAside | RunsSkipped | EpochLog | EpochEnd | RunWritten
+)
 
 
 @dataclasses.dataclass(frozen=True)

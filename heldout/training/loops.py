@@ -19,7 +19,7 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from heldout import checkpoints, evaluation, release
+from heldout import checkpoints, evaluation, release, soft_cscore
 from heldout.aux_arrays import aux_from_predictions
 from heldout.errors import TrainingError
 from heldout.models import build_model, ensure_variables
@@ -27,8 +27,11 @@ from heldout.training import augment as augment_ops
 from heldout.training import partial, stacked_mlp
 from heldout.training.config import TrainingConfig
 from heldout.training.data import TrainingData
-from heldout.training.events import EpochLog, Event, RunWritten
+from heldout.training.events import EpochEnd, EpochLog, Event, RunWritten
 from heldout.training.plan import epoch_batches, learning_rates, run_rngs, run_subset
+
+# Rows per inference call of the per-epoch hook: large products, bounded memory.
+PREDICT_CHUNK = 8192
 
 
 class Trainer:
@@ -118,6 +121,15 @@ class Trainer:
                     seconds=seconds,
                 )
             )
+            self.notify(
+                EpochEnd(
+                    subset_ratio,
+                    tuple(run_ids),
+                    epoch + 1,
+                    config.epochs,
+                    lambda with_features, stack=stack: self._stack_predict(stack, with_features),
+                )
+            )
         written = []
         for m, run_id in enumerate(run_ids):
             model = self._mlp_from(stack.get_params(m))
@@ -132,6 +144,20 @@ class Trainer:
                 )
             )
         return written
+
+    def _stack_predict(self, stack, with_features: bool):
+        """`EpochEnd.predict_train` of a stack: logits [M, N, C] (and features [M, N, H])."""
+        logits, features = [], []
+        n = int(self.images_flat.shape[0])
+        for start in range(0, n, PREDICT_CHUNK):
+            hidden, out = stack.infer(self.images_flat[start : start + PREDICT_CHUNK])
+            logits.append(out.numpy())
+            if with_features:
+                features.append(hidden.numpy())
+        return (
+            np.concatenate(logits, axis=1),
+            np.concatenate(features, axis=1) if with_features else None,
+        )
 
     def _mlp_from(self, params):
         """The evaluation MLP (one, reused: its compiled step is traced once) with `params`."""
@@ -291,14 +317,22 @@ class Trainer:
         mask = np.zeros(self.data.num_train, dtype=bool)
         mask[subset] = True
         aux = aux_from_predictions(mask, correct_train, correct_test, rng=aux_rng)
+        probs = None
+        if self.config.record_heldout_probs:  # beside the aux arrays, which stay as they are
+            probs = soft_cscore.heldout_softmax(
+                lambda images: model(tf.cast(images, tf.float32) / 255.0, is_training=False),
+                self.data.train_images,
+                np.flatnonzero(~mask),
+                self.data.num_classes,
+            )
+
+        def write_files(folder):  # `folder`: the run's temporary checkpoints/ folder
+            checkpoints.save(model, folder, epoch=self.config.epochs, global_step=global_step)
+            if probs is not None:
+                soft_cscore.write_heldout_probs(folder.parent, np.flatnonzero(~mask), probs)
+
         run = release.write_run(
-            self.experiment_dir,
-            subset_ratio,
-            run_id,
-            aux,
-            write_checkpoint=lambda folder: checkpoints.save(
-                model, folder, epoch=self.config.epochs, global_step=global_step
-            ),
+            self.experiment_dir, subset_ratio, run_id, aux, write_checkpoint=write_files
         )
         self.notify(
             RunWritten(

@@ -224,6 +224,17 @@ class StackedMLP(tf.Module):
         return loss_sum, correct
 
     @tf.function
+    def infer(self, images_u8):
+        """Every model on the same examples, in inference mode (the per-epoch statistics).
+
+        images_u8: uint8 [B, in]. Returns (penultimate-layer activations float32 [M, B, H],
+        logits float32 [M, B, C]).
+        """
+        x = tf.cast(tf.cast(images_u8, tf.float32) / 255.0, self.compute_dtype)[tf.newaxis]
+        hidden, logits = self._forward(x)
+        return tf.cast(hidden[-1], tf.float32), logits
+
+    @tf.function
     def evaluate(self, images_u8, labels, batch_size):
         """Summed cross-entropy and correct predictions of every model on the same examples.
 

@@ -1,0 +1,410 @@
+"""Every proxy from one (or `num_seeds`) training run(s), and its rank agreement with a reference.
+
+The model is trained on the full training set (or its first `num_train` examples) with
+the experiment's recipe, through the heldout trainer itself (`heldout.training.loops.
+Trainer`, one group of `num_seeds` models at subset ratio 1.0, written into a temporary
+experiment folder and discarded); the per-epoch statistics come from its `EpochEnd` hook
+(`heldout.proxies.recording`). Proxies of several seeds are averaged example by example.
+Definitions: `learning_speed`, `confidence`, `kde` modules.
+
+Correlations (`spearman_<proxy>`, `kendall_<proxy>`, `spearman_by_epoch_<proxy>`) are of
+the proxy oriented so that higher means more regular, i.e. like the C-score: proxies that
+grow with difficulty (`ORIENTED_NEGATIVE`: losses, forgetting, first-learned epoch,
+entropies) are negated first, so every rho reads the same way and the orderings the
+paper reports can be compared directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from heldout.errors import UsageError
+from heldout.proxies import confidence, kde, learning_speed
+from heldout.proxies.ranking import kendall_tau_b, spearman_rho
+
+PROXY_GROUPS = ("learning_speed", "confidence", "kde_input", "kde_hidden")
+GROUP_KEYS = {
+    "learning_speed": learning_speed.LEARNING_SPEED_KEYS,
+    "confidence": confidence.CONFIDENCE_KEYS,
+    "kde_input": tuple(f"kde_input_{v}" for v in kde.KDE_VARIANTS),
+    "kde_hidden": tuple(f"kde_hidden_{v}" for v in kde.KDE_VARIANTS),
+}
+ORIENTED_NEGATIVE = frozenset(
+    {"cumulative_loss", "forgetting_events", "first_learned_epoch", "entropy", "entropy_mean"}
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyOptions:
+    """What to train and which proxies to compute.
+
+    Attributes:
+      dataset, data_dir: as `train_heldout.py` (`heldout.training.data.open_source`).
+      arch: `mlp` only (the per-epoch hook evaluates the stacked MLPs).
+      epochs, batch_size, learning_rate: the experiment's recipe; defaults are the paper's
+        MNIST recipe (Table 2), the ones `train_heldout.py` uses.
+      seed: the root of the trained models' random choices (and of label corruption).
+      num_seeds: models trained independently (run ids 0..num_seeds-1 at ratio 1.0);
+        their proxies are averaged.
+      num_train: the first n training examples only (quick runs); None: all.
+      proxies: any of `PROXY_GROUPS`.
+      label_corrupt_prob: as the experiment's, so the proxies see its corrupted labels.
+      kde_hidden_by_epoch: the hidden densities at every epoch (for the rho-by-epoch
+        curve), else at the last one only (one density pass per seed instead of E).
+      mlp_hidden_sizes: the MLP (the experiment's `--mlp_spec`).
+    """
+
+    dataset: str = "fashion_mnist"
+    data_dir: str | None = None
+    arch: str = "mlp"
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 0.1
+    seed: int = 0
+    num_seeds: int = 1
+    num_train: int | None = None
+    proxies: tuple[str, ...] = PROXY_GROUPS
+    label_corrupt_prob: float = 0.0
+    kde_hidden_by_epoch: bool = True
+    mlp_hidden_sizes: tuple[int, ...] = (512, 256)
+
+    def __post_init__(self):
+        object.__setattr__(self, "proxies", tuple(self.proxies))
+        unknown = sorted(set(self.proxies) - set(PROXY_GROUPS))
+        if unknown or not self.proxies:
+            raise UsageError(f"unknown proxies {unknown}; choose from {list(PROXY_GROUPS)}")
+        if self.arch != "mlp":
+            raise UsageError(
+                f"proxies are recorded for --arch=mlp only (the per-epoch hook evaluates the "
+                f"stacked MLPs), got {self.arch!r}"
+            )
+        if self.num_seeds < 1:
+            raise UsageError(f"--num_seeds must be at least 1, got {self.num_seeds}")
+        if self.num_train is not None and self.num_train < 2:
+            raise UsageError(f"--num_train must be at least 2, got {self.num_train}")
+
+    def training_config(self):
+        """The `TrainingConfig` of the proxies' models: ratio 1.0, `num_seeds` runs."""
+        from heldout.training.config import TrainingConfig
+
+        return TrainingConfig(
+            dataset=self.dataset,
+            data_dir=self.data_dir,
+            subset_ratios=(1.0,),
+            runs_per_ratio=self.num_seeds,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            models_per_step=self.num_seeds,
+            label_corrupt_prob=self.label_corrupt_prob,
+            seed=self.seed,
+            arch=self.arch,
+            mlp_hidden_sizes=self.mlp_hidden_sizes,
+        )
+
+    def as_json(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["proxies"] = list(self.proxies)
+        values["mlp_hidden_sizes"] = list(self.mlp_hidden_sizes)
+        return values
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyResult:
+    """The proxies of the first `num_train` training examples, in the experiment's order.
+
+    Attributes:
+      labels: int64 [N], the labels trained on (corrupted where asked).
+      clean_labels: int64 [N], the dataset's labels.
+      proxies: name -> float64 / int64 [N] (averaged over seeds).
+      by_epoch: name -> [E, N], each per-epoch proxy from the first e epochs (hidden
+        densities: at epoch e), averaged over seeds.
+      bandwidth_input: h of the input densities, or None.
+      bandwidth_hidden: float64 [num_seeds], h at the last epoch per seed, or None.
+      num_train_full: the dataset's training-set size.
+      seconds: wall time per part (`training`, `hook`, `kde_input`, `kde_hidden`).
+      options: what was asked.
+      source: the dataset's name and folder.
+    """
+
+    labels: np.ndarray
+    clean_labels: np.ndarray
+    proxies: dict[str, np.ndarray]
+    by_epoch: dict[str, np.ndarray]
+    bandwidth_input: float | None
+    bandwidth_hidden: np.ndarray | None
+    num_train_full: int
+    seconds: dict[str, float]
+    options: ProxyOptions
+    source: dict
+
+    @property
+    def num_train(self) -> int:
+        return int(self.labels.size)
+
+    @property
+    def model_epochs(self) -> int:
+        """The training budget: models x epochs (each epoch a pass over `num_train`)."""
+        return self.options.num_seeds * self.options.epochs
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The output file's keys (see `tools/compute_proxies.py`)."""
+        out = {"index": np.arange(self.num_train, dtype=np.int64), "labels": self.labels}
+        out.update(self.proxies)
+        if self.bandwidth_input is not None:
+            out["kde_bandwidth_input"] = np.float64(self.bandwidth_input)
+        if self.bandwidth_hidden is not None:
+            out["kde_bandwidth_hidden"] = np.asarray(self.bandwidth_hidden, np.float64)
+        out["provenance"] = np.asarray(
+            json.dumps(
+                {
+                    "options": self.options.as_json(),
+                    "source": self.source,
+                    "num_train_full": self.num_train_full,
+                    "model_epochs": self.model_epochs,
+                },
+                sort_keys=True,
+            )
+        )
+        return out
+
+
+def oriented(name: str, values: np.ndarray) -> np.ndarray:
+    """`values` with higher = more regular (negated for `ORIENTED_NEGATIVE` proxies)."""
+    base = name.removeprefix("spearman_").removeprefix("kendall_")
+    return -np.asarray(values, np.float64) if base in ORIENTED_NEGATIVE else values
+
+
+def correlations(result: ProxyResult, reference: np.ndarray) -> dict[str, np.ndarray]:
+    """`spearman_<proxy>`, `kendall_<proxy>` and `spearman_by_epoch_<proxy>` [E] arrays.
+
+    Args:
+      result: the proxies.
+      reference: float [N] C-scores of the same examples (NaN: left out).
+    """
+    out = {}
+    for name, values in result.proxies.items():
+        values = oriented(name, values)
+        out[f"spearman_{name}"] = np.float64(spearman_rho(values, reference))
+        out[f"kendall_{name}"] = np.float64(kendall_tau_b(values, reference))
+    for name, table in result.by_epoch.items():
+        out[f"spearman_by_epoch_{name}"] = np.array(
+            [spearman_rho(oriented(name, row), reference) for row in table]
+        )
+    return out
+
+
+def _sliced_data(data, num_train: int | None):
+    """`data` (a `TrainingData`) restricted to its first `num_train` training examples."""
+    if num_train is None or num_train >= data.num_train:
+        return data
+    from heldout.datasets.base import ArraySource, ArraySplit
+
+    class FirstExamples(ArraySource):
+        """`base` with only the first `num_train` training examples."""
+
+        def __init__(self, base):
+            super().__init__(base.name, base.num_classes, base.image_shape, splits=base.splits)
+            self.base = base
+
+        def _load(self, split: str) -> ArraySplit:
+            arrays = self.base.load_arrays(split)
+            if split != "train":
+                return arrays
+            original = arrays.original_index
+            return ArraySplit(
+                images=arrays.images[:num_train],
+                labels=arrays.labels[:num_train],
+                original_index=None if original is None else original[:num_train],
+            )
+
+    return dataclasses.replace(
+        data,
+        source=FirstExamples(data.source),
+        train_images=data.train_images[:num_train],
+        train_labels=data.train_labels[:num_train],
+    )
+
+
+def _load_data(options: ProxyOptions, config):
+    from heldout.training import label_noise
+    from heldout.training.data import load_training_data, open_source
+    from heldout.training.plan import corruption_rng
+
+    opened = open_source(options.dataset, options.data_dir)
+    clean = opened.source.load_arrays("train")
+    corruption = None
+    if options.label_corrupt_prob > 0:
+        # The same draw as the experiment's (heldout.training.record.prepare_corruption).
+        corruption = label_noise.corrupt_labels(
+            clean.labels,
+            options.label_corrupt_prob,
+            opened.source.num_classes,
+            corruption_rng(options.seed),
+        )
+    data = load_training_data(config, corruption, opened)
+    if options.num_train is not None and options.num_train > data.num_train:
+        raise UsageError(
+            f"--num_train={options.num_train} is more than the {data.num_train} training "
+            f"examples of {opened.name}"
+        )
+    return data, np.asarray(clean.labels, np.int64), opened
+
+
+def training_labels(options: ProxyOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, trained-on) labels int64 [N] of the whole training set, without training.
+
+    What a reference is checked against before any training starts (the first
+    `num_train` of them are the proxies' examples).
+    """
+    data, clean, _ = _load_data(options, options.training_config())
+    return clean, np.asarray(data.train_labels, np.int64)
+
+
+def compute_proxies(
+    options: ProxyOptions,
+    on_event: Callable | None = None,
+    kde_block: int | None = None,
+) -> ProxyResult:
+    """Trains the proxies' model(s) and computes every proxy asked for.
+
+    Args:
+      options: what to train and compute.
+      on_event: receives the trainer's events (`heldout.training.events`) as they come.
+      kde_block: rows per tile of the densities (default `heldout.proxies.kde.DEFAULT_BLOCK`).
+
+    Returns:
+      A `ProxyResult`.
+
+    Raises:
+      UsageError: options out of range.
+      TrainingError, DatasetError: the data cannot be read or trained on.
+    """
+    config = options.training_config()
+    data, clean_full, opened = _load_data(options, config)
+    num_train_full = data.num_train
+    data = _sliced_data(data, options.num_train)
+    labels = np.asarray(data.train_labels, np.int64)
+    groups = set(options.proxies)
+    seconds = {}
+    proxies: dict[str, np.ndarray] = {}
+    by_epoch: dict[str, np.ndarray] = {}
+    bandwidth_hidden = None
+    trained = groups & {"learning_speed", "confidence", "kde_hidden"}
+    if trained:
+        recorder = _train(options, config, data, labels, on_event, kde_block, seconds)
+        tables = recorder.tables  # [M, E, N]
+        if "learning_speed" in groups:
+            _add_averaged(
+                proxies,
+                by_epoch,
+                [
+                    (
+                        learning_speed.learning_speed_proxies(c, loss),
+                        learning_speed.learning_speed_by_epoch(c, loss),
+                    )
+                    for c, loss in zip(tables["correct"], tables["loss"], strict=True)
+                ],
+            )
+        if "confidence" in groups:
+            _add_averaged(
+                proxies,
+                by_epoch,
+                [
+                    (
+                        confidence.confidence_proxies(p, m, e),
+                        confidence.confidence_by_epoch(p, m, e),
+                    )
+                    for p, m, e in zip(
+                        tables["p_label"], tables["p_max"], tables["entropy"], strict=True
+                    )
+                ],
+            )
+        if "kde_hidden" in groups:
+            hidden = recorder.kde_hidden  # variant -> [M, E', N]
+            for variant, table in hidden.items():
+                proxies[f"kde_hidden_{variant}"] = table[:, -1].mean(axis=0)
+                if options.kde_hidden_by_epoch:
+                    by_epoch[f"kde_hidden_{variant}"] = table.mean(axis=0)
+            bandwidth_hidden = recorder.kde_hidden_bandwidth[:, -1]
+    bandwidth_input = None
+    if "kde_input" in groups:
+        start = time.perf_counter()
+        pixels = data.train_images.reshape(data.num_train, -1).astype(np.float32) / 255.0
+        kwargs = {} if kde_block is None else {"block": kde_block}
+        values, bandwidth_input = kde.kde_proxies(pixels, labels, data.num_classes, **kwargs)
+        for variant, array in values.items():
+            proxies[f"kde_input_{variant}"] = array
+        seconds["kde_input"] = time.perf_counter() - start
+    order = [key for group in PROXY_GROUPS if group in groups for key in GROUP_KEYS[group]]
+    return ProxyResult(
+        labels=labels,
+        clean_labels=clean_full[: data.num_train],
+        proxies={key: proxies[key] for key in order},
+        by_epoch={key: by_epoch[key] for key in order if key in by_epoch},
+        bandwidth_input=bandwidth_input,
+        bandwidth_hidden=bandwidth_hidden,
+        num_train_full=num_train_full,
+        seconds=seconds,
+        options=options,
+        source={"name": opened.name, "data_dir": opened.data_dir, "order": opened.index_order},
+    )
+
+
+def _add_averaged(proxies: dict, by_epoch: dict, per_seed: Sequence[tuple[dict, dict]]) -> None:
+    """Averages each seed's proxies (and by-epoch tables); one seed keeps its dtypes."""
+    for key in per_seed[0][0]:
+        values = [final[key] for final, _ in per_seed]
+        proxies[key] = values[0] if len(values) == 1 else np.mean(values, axis=0)
+        by_epoch[key] = np.mean([epochs[key] for _, epochs in per_seed], axis=0)
+
+
+def _train(options, config, data, labels, on_event, kde_block, seconds):
+    """Trains `num_seeds` MLPs together in a throw-away folder; returns the recorder."""
+    from heldout.proxies.recording import EpochRecorder
+    from heldout.training.loops import Trainer
+
+    recorder = EpochRecorder(
+        labels,
+        data.num_classes,
+        kde_hidden="kde_hidden" in options.proxies,
+        kde_hidden_by_epoch=options.kde_hidden_by_epoch,
+        forward=on_event,
+        kde_block=kde_block,
+    )
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="heldout-proxies-") as folder:
+        trainer = Trainer(config, data, _experiment_dir(folder), recorder)
+        trainer.train_group(1.0, list(range(options.num_seeds)))
+    total = time.perf_counter() - start
+    seconds["hook"] = recorder.seconds
+    seconds["kde_hidden"] = recorder.kde_seconds
+    seconds["training"] = total - recorder.seconds - recorder.kde_seconds
+    return recorder
+
+
+def _experiment_dir(folder: str) -> str:
+    path = os.path.join(folder, "experiment")
+    os.makedirs(path)
+    return path
+
+
+def model_epochs_of_experiment(experiment) -> tuple[int, float]:
+    """(models x epochs, the same in full-training-set passes) of a heldout experiment.
+
+    A run at subset ratio s passes over s N examples per epoch; the second number counts
+    the budget in passes over the whole training set (what the proxies' budget counts).
+    """
+    epochs = experiment.meta.extra.get("training", {}).get("epochs")
+    if epochs is None:
+        return 0, math.nan
+    runs = list(experiment.runs)
+    return len(runs) * int(epochs), sum(run.subset_ratio for run in runs) * int(epochs)

@@ -1,0 +1,113 @@
+"""The per-epoch statistics of a training run: a callback on the trainer's `EpochEnd` event.
+
+The trainer sends `heldout.training.events.EpochEnd` after every epoch with a function
+that evaluates the models of the group, in inference mode, on every training example
+(one forward pass: no second copy of the training loop, and nothing is computed when no
+one listens). `EpochRecorder` calls it and keeps, per model and epoch, what the proxies
+need: correctness, cross-entropy loss, p_label, p_max, entropy (from the logits, against
+the trained-on labels), and when asked the hidden-space densities of the penultimate
+features (computed at once, so the [N, H] features of every epoch are never stored).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from heldout.errors import TrainingError
+from heldout.proxies.confidence import softmax_statistics
+from heldout.proxies.kde import KDE_VARIANTS, kde_proxies
+from heldout.training.events import EpochEnd, Event
+
+STATISTICS = ("correct", "loss", "p_label", "p_max", "entropy")
+
+
+class EpochRecorder:
+    """Collects per-epoch statistics of one group of models; forwards every event.
+
+    Args:
+      labels: int [N], the labels the models train on (the statistics' given labels).
+      num_classes: C.
+      kde_hidden: also compute the hidden-space densities; at every epoch when
+        `kde_hidden_by_epoch`, else at the last epoch only.
+      forward: another callback receiving every event (e.g. a progress printer).
+      kde_block: rows per tile of the densities.
+
+    After training: `tables[name]` [M, E, N] per statistic, `kde_hidden[variant]`
+    [M, E', N] and `kde_hidden_bandwidth` [M, E'] (E' = E, or 1 for the last epoch only),
+    `kde_hidden_epochs` (the 1-based epochs of those rows), `seconds` (wall time spent
+    in the hook, without the densities) and `kde_seconds`.
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        num_classes: int,
+        kde_hidden: bool = False,
+        kde_hidden_by_epoch: bool = True,
+        forward: Callable[[Event], None] | None = None,
+        kde_block: int | None = None,
+    ):
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.num_classes = int(num_classes)
+        self.want_kde = bool(kde_hidden)
+        self.kde_by_epoch = bool(kde_hidden_by_epoch)
+        self.forward = forward
+        self.kde_block = kde_block
+        self._rows: dict[str, list[np.ndarray]] = {name: [] for name in STATISTICS}
+        self._kde: dict[str, list[np.ndarray]] = {name: [] for name in KDE_VARIANTS}
+        self._bandwidth: list[np.ndarray] = []
+        self.kde_hidden_epochs: list[int] = []
+        self.epochs_seen: list[int] = []
+        self.seconds = 0.0
+        self.kde_seconds = 0.0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, EpochEnd):
+            self._record(event)
+        if self.forward is not None:
+            self.forward(event)
+
+    def _record(self, event: EpochEnd) -> None:
+        if self.epochs_seen and event.epoch != self.epochs_seen[-1] + 1:
+            raise TrainingError(
+                f"epoch {event.epoch} after epoch {self.epochs_seen[-1]}: one recorder per group"
+            )
+        start = time.perf_counter()
+        kde_now = self.want_kde and (self.kde_by_epoch or event.epoch == event.epochs)
+        logits, features = event.predict_train(kde_now)
+        stats = softmax_statistics(logits, self.labels)  # each [M, N]
+        for name in STATISTICS:
+            self._rows[name].append(stats[name])
+        self.epochs_seen.append(event.epoch)
+        self.seconds += time.perf_counter() - start
+        if kde_now:
+            start = time.perf_counter()
+            per_model = [self._kde_of(f) for f in features]
+            for name in KDE_VARIANTS:
+                self._kde[name].append(np.stack([values[name] for values, _ in per_model]))
+            self._bandwidth.append(np.array([h for _, h in per_model]))
+            self.kde_hidden_epochs.append(event.epoch)
+            self.kde_seconds += time.perf_counter() - start
+
+    def _kde_of(self, features: np.ndarray):
+        kwargs = {} if self.kde_block is None else {"block": self.kde_block}
+        return kde_proxies(features, self.labels, self.num_classes, **kwargs)
+
+    @property
+    def tables(self) -> dict[str, np.ndarray]:
+        """Each statistic as [M, E, N] (models, epochs, examples)."""
+        if not self.epochs_seen:
+            raise TrainingError("no epoch was recorded (was anything trained?)")
+        return {name: np.stack(rows, axis=1) for name, rows in self._rows.items()}
+
+    @property
+    def kde_hidden(self) -> dict[str, np.ndarray]:
+        """Each hidden-space density as [M, E', N]."""
+        return {name: np.stack(rows, axis=1) for name, rows in self._kde.items() if rows}
+
+    @property
+    def kde_hidden_bandwidth(self) -> np.ndarray:
+        return np.stack(self._bandwidth, axis=1) if self._bandwidth else np.zeros((0, 0))
