@@ -15,6 +15,11 @@ The published one-model-at-a-time code reaches about 0.6 of the matmul rate on a
 CPU (7.8 s per model at ratio 0.5 for 10 epochs). On a GPU the goal is 32 models per step
 >= 10x faster than 1. --bfloat16 also runs 32 models with bfloat16 matrix products
 (reported separately; it may exceed the float32 limit on CPUs with AVX512-BF16).
+  (c) the per-epoch statistics' overhead (`heldout.proxies.recording`, the `EpochEnd`
+      hook of `tools/compute_proxies.py`): one model trained on all 60 000 examples
+      (--overhead_models to stack more), evaluated in inference mode on every training
+      example after every epoch; the hook's wall time as a fraction of the training
+      steps' (goal <= 10 %). `--overhead_only` runs this part alone.
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Epochs per configuration (>= 2).")
 _SUBSET_RATIO = flags.DEFINE_float("subset_ratio", 0.5, "Subset ratio of the runs.")
 _BFLOAT16 = flags.DEFINE_bool("bfloat16", False, "Also measure bfloat16 matrix products.")
+_OVERHEAD_ONLY = flags.DEFINE_bool(
+    "overhead_only", False, "Only part (c): the per-epoch statistics' overhead."
+)
+_OVERHEAD_MODELS = flags.DEFINE_integer(
+    "overhead_models", 1, "Part (c): models trained together (the proxies' --num_seeds)."
+)
 
 MFLOP_PER_EXAMPLE = 3.2  # MLP(512,256,10): ~1.07 forward + ~2.1 backward, per example
 
@@ -117,6 +128,33 @@ def run_trainer(
     }
 
 
+def logging_overhead(epochs: int, models: int) -> None:
+    """Part (c): the `EpochEnd` statistics hook against the training steps, full data."""
+    from heldout import training
+    from heldout.proxies.compute import ProxyOptions, compute_proxies
+
+    step_seconds = []
+
+    def on_event(event):
+        if isinstance(event, training.EpochLog) and event.epoch > 1:  # 1st: tracing
+            step_seconds.append(event.seconds)
+
+    options = ProxyOptions(
+        epochs=epochs, num_seeds=models, proxies=("learning_speed", "confidence")
+    )
+    start_load = os.getloadavg()[0]
+    result = compute_proxies(options, on_event=on_event)
+    hook = result.seconds["hook"] * (epochs - 1) / epochs  # the timed epochs' share
+    steps = sum(step_seconds)
+    print(
+        f"(c) per-epoch statistics hook, {models} model(s) x {epochs} epochs on "
+        f"{result.num_train} examples (load average {start_load:.2f} -> "
+        f"{os.getloadavg()[0]:.2f}): training steps {steps:.1f} s over epochs 2..{epochs}, "
+        f"hook {hook:.1f} s (inference on every training example + statistics), overhead "
+        f"{100 * hook / steps:.1f} % (goal <= 10 %: {'met' if hook <= 0.1 * steps else 'NOT met'})"
+    )
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -129,6 +167,9 @@ def main(argv):
         f"{[d.device_type for d in tf.config.list_physical_devices()]}; "
         f"CPU cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.2f}"
     )
+    if _OVERHEAD_ONLY.value:
+        logging_overhead(_EPOCHS.value, _OVERHEAD_MODELS.value)
+        return
     probe = MatmulProbe()
     results = {"32": run_trainer(probe, 32, 32), "1": run_trainer(probe, 1, 2)}
     if _BFLOAT16.value:
@@ -162,6 +203,7 @@ def main(argv):
         f"model-epochs/s at ratio 0.5 (about 0.6 of the matmul rate); ours with 32 per "
         f"step: {results['32']['model_epochs_per_s']:.2f}"
     )
+    logging_overhead(_EPOCHS.value, _OVERHEAD_MODELS.value)
 
 
 if __name__ == "__main__":

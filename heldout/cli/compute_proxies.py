@@ -50,10 +50,12 @@ _REFERENCE_EXPERIMENT_DIR = flags.DEFINE_string(
 _FIGURE = flags.DEFINE_string(
     "figure", None, "With --reference: the figure (.png or .pdf): rho by epoch, rank scatters."
 )
-_KDE_HIDDEN_BY_EPOCH = flags.DEFINE_bool(
-    "kde_hidden_by_epoch",
-    True,
-    "Hidden-space densities at every epoch (the rho-by-epoch curve); False: last epoch only.",
+_KDE_HIDDEN_EVERY = flags.DEFINE_integer(
+    "kde_hidden_every",
+    1,
+    "Hidden-space densities at every k-th epoch and the last (the rho-by-epoch curve); "
+    "0: the last epoch only (each costs a pass over all pairs).",
+    lower_bound=0,
 )
 _RELIABILITY_REPEATS = 5
 
@@ -117,7 +119,7 @@ def main(argv: Sequence[str]) -> int:
         num_train=_NUM_TRAIN.value,
         proxies=tuple(_PROXIES.value),
         label_corrupt_prob=data.label_corrupt_prob,
-        kde_hidden_by_epoch=_KDE_HIDDEN_BY_EPOCH.value,
+        kde_hidden_every=_KDE_HIDDEN_EVERY.value,
         mlp_hidden_sizes=recipe.mlp_hidden_sizes,
     )
     if _FIGURE.value is not None:

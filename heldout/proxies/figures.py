@@ -58,6 +58,8 @@ def plot_proxies(
     top = figure.add_subplot(grid[0, :])
     for name, curve in rho_by_epoch.items():
         epochs = np.arange(1, len(curve) + 1)
+        shown = np.isfinite(curve)  # hidden densities may skip epochs
+        epochs, curve = epochs[shown], np.asarray(curve)[shown]
         style = "--" if name.startswith("kde_") else "-"
         top.plot(epochs, curve, style, marker="o", markersize=3, label=name)
     top.set_xlabel("epoch (proxy from the first e epochs)")

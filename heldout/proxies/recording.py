@@ -30,13 +30,13 @@ class EpochRecorder:
     Args:
       labels: int [N], the labels the models train on (the statistics' given labels).
       num_classes: C.
-      kde_hidden: also compute the hidden-space densities; at every epoch when
-        `kde_hidden_by_epoch`, else at the last epoch only.
+      kde_hidden: also compute the hidden-space densities: at every `kde_hidden_every`-th
+        epoch and the last (0: the last only).
       forward: another callback receiving every event (e.g. a progress printer).
       kde_block: rows per tile of the densities.
 
     After training: `tables[name]` [M, E, N] per statistic, `kde_hidden[variant]`
-    [M, E', N] and `kde_hidden_bandwidth` [M, E'] (E' = E, or 1 for the last epoch only),
+    [M, E', N] and `kde_hidden_bandwidth` [M, E'] (E' epochs where they were computed),
     `kde_hidden_epochs` (the 1-based epochs of those rows), `seconds` (wall time spent
     in the hook, without the densities) and `kde_seconds`.
     """
@@ -46,14 +46,14 @@ class EpochRecorder:
         labels: np.ndarray,
         num_classes: int,
         kde_hidden: bool = False,
-        kde_hidden_by_epoch: bool = True,
+        kde_hidden_every: int = 1,
         forward: Callable[[Event], None] | None = None,
         kde_block: int | None = None,
     ):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.num_classes = int(num_classes)
         self.want_kde = bool(kde_hidden)
-        self.kde_by_epoch = bool(kde_hidden_by_epoch)
+        self.kde_every = int(kde_hidden_every)
         self.forward = forward
         self.kde_block = kde_block
         self._rows: dict[str, list[np.ndarray]] = {name: [] for name in STATISTICS}
@@ -76,7 +76,10 @@ class EpochRecorder:
                 f"epoch {event.epoch} after epoch {self.epochs_seen[-1]}: one recorder per group"
             )
         start = time.perf_counter()
-        kde_now = self.want_kde and (self.kde_by_epoch or event.epoch == event.epochs)
+        every = self.kde_every
+        kde_now = self.want_kde and (
+            event.epoch == event.epochs or (every > 0 and event.epoch % every == 0)
+        )
         logits, features = event.predict_train(kde_now)
         stats = softmax_statistics(logits, self.labels)  # each [M, N]
         for name in STATISTICS:

@@ -1,0 +1,228 @@
+r"""Measurement: do one-run proxies rank Fashion-MNIST like its holdout C-score? (issue 8)
+
+Full size (the acceptance run, about 30 minutes on 2 idle cores):
+  python bench/proxies_vs_cscore.py --reference_dir=/tmp/fashion-ref-0.1 \
+      --figure=/tmp/proxies_vs_cscore.png
+
+Small (a few minutes; numbers are not the acceptance ones):
+  python bench/proxies_vs_cscore.py --num_train=3000 --runs_per_ratio=32 --epochs=6 \
+      --kde_hidden_every=3 --reference_dir=/tmp/fashion-ref-small
+
+The reference is a heldout experiment with the paper's MNIST recipe (MLP 512-256, 20
+epochs, batch 256, lr 0.1, momentum 0.9, linear warm-up and decay) at ONE subset ratio,
+10 %: the paper's best single ratio for MNIST (its C-score at 10 % tracks the integral one
+most closely), and the cheapest, since a run at 10 % costs a tenth of a full-set epoch
+per epoch while every example is held out by 90 % of the runs. 256 runs: each example is
+then held out about 230 times, 115 per half, which puts the reference's own split-half
+reliability (printed; the ceiling for any proxy's rho) above 0.85 -- measured, not
+assumed; if it falls short the bench says so, and --runs_per_ratio raises it. The
+experiment is kept in --reference_dir and resumed there. The proxies are computed by
+`heldout.proxies.compute_proxies`: an MLP with the same recipe trained on the full
+training set, evaluated after every epoch on every training example.
+
+Printed: each proxy's Spearman rho and Kendall tau-b against the reference, the
+reference's split-half reliability, both training budgets in model-epochs side by side
+(and in passes over the full training set), the paper's orderings as hard requirements
+(hidden-space densities pm_label > label > unlabeled; p_label above p_max; CBTL above
+every input-space density), the target (CBTL or cumulative loss rho >= 0.80, at least
+0.70), the wall time and the CPU / load line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags, logging
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from heldout.cli import train_flags  # noqa: E402
+
+train_flags.define_flags()  # --dataset, --data_dir, --label_corrupt_prob, --seed
+train_flags.define_recipe_flags()  # --arch, --epochs, --batch_size, --learning_rate, --mlp_spec
+_REFERENCE_DIR = flags.DEFINE_string(
+    "reference_dir", None, "The reference experiment's folder (trained or resumed there)."
+)
+_SUBSET_RATIOS = flags.DEFINE_list("subset_ratios", ["0.1"], "The reference's subset ratios.")
+_RUNS_PER_RATIO = flags.DEFINE_integer("runs_per_ratio", 256, "The reference's runs per ratio.")
+_NUM_SEEDS = flags.DEFINE_integer("num_seeds", 1, "Proxies: models averaged.")
+_NUM_TRAIN = flags.DEFINE_integer(
+    "num_train", None, "Proxies and reference on the first n examples (small runs)."
+)
+_KDE_HIDDEN_EVERY = flags.DEFINE_integer(
+    "kde_hidden_every", 2, "Hidden densities every k-th epoch and the last (0: last only)."
+)
+_FIGURE = flags.DEFINE_string("figure", None, "Where to draw the figure (.png or .pdf).")
+_RELIABILITY_REPEATS = 5
+
+
+def _reference_scores(config, folder: str, num_train: int | None):
+    """Trains (or resumes) the reference; returns (C-scores, experiment, seconds)."""
+    from heldout import release, scores, training
+
+    start = time.perf_counter()
+    if num_train is not None:
+        from heldout.training.data import open_source
+
+        # A slice of the data as its own IDX folder: the reference trains on exactly the
+        # examples the proxies see, in the same order.
+        config = _sliced_config(config, open_source(config.dataset, config.data_dir), num_train)
+    written = []
+    training.train_experiment(
+        config,
+        folder,
+        on_event=lambda e: written.append(e) if isinstance(e, training.RunWritten) else None,
+    )
+    experiment = release.open_experiment(folder)
+    cscores = scores.score_experiment(experiment, scores=("cscore",)).cscores.cscore
+    return cscores, experiment, time.perf_counter() - start, len(written), config
+
+
+def _sliced_config(config, opened, num_train: int):
+    import dataclasses
+
+    from heldout.datasets import idx
+
+    folder = Path(_REFERENCE_DIR.value).with_name(Path(_REFERENCE_DIR.value).name + "-data")
+    if not (folder / (idx.IDX_FILES["train"][0] + ".gz")).is_file():
+        import gzip
+        import struct
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for split in ("train", "test"):
+            arrays = opened.source.load_arrays(split)
+            count = num_train if split == "train" else arrays.labels.size
+            for stem, array in zip(
+                idx.IDX_FILES[split],
+                (arrays.images[:count, ..., 0], arrays.labels[:count].astype(np.uint8)),
+                strict=True,
+            ):
+                header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(
+                    f">{array.ndim}I", *array.shape
+                )
+                data = header + np.ascontiguousarray(array, np.uint8).tobytes()
+                (folder / f"{stem}.gz").write_bytes(gzip.compress(data, 1))
+    return dataclasses.replace(config, data_dir=str(folder))
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    from heldout import training
+    from heldout.proxies import compute, reference
+    from heldout.proxies.compute import ProxyOptions
+
+    if _REFERENCE_DIR.value is None:
+        raise app.UsageError("--reference_dir is required (the reference is kept there)")
+    data = train_flags.data_options()
+    recipe = train_flags.recipe_options()
+    start = time.perf_counter()
+    load = os.getloadavg()
+    print(f"CPU cores: {os.cpu_count()}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    config = training.TrainingConfig(
+        dataset=data.dataset,
+        data_dir=data.data_dir,
+        subset_ratios=tuple(float(r) for r in _SUBSET_RATIOS.value),
+        runs_per_ratio=_RUNS_PER_RATIO.value,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        learning_rate=recipe.learning_rate,
+        label_corrupt_prob=data.label_corrupt_prob,
+        seed=data.seed,
+        arch=recipe.arch,
+        mlp_hidden_sizes=recipe.mlp_hidden_sizes,
+    )
+    cscore, experiment, reference_seconds, trained_runs, config = _reference_scores(
+        config, _REFERENCE_DIR.value, _NUM_TRAIN.value
+    )
+    reliability = reference.split_half_reliability(experiment, _RELIABILITY_REPEATS, data.seed)
+    options = ProxyOptions(
+        dataset=data.dataset,
+        data_dir=config.data_dir,  # the slice when --num_train: the same examples
+        arch=recipe.arch,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        learning_rate=recipe.learning_rate,
+        seed=data.seed,
+        num_seeds=_NUM_SEEDS.value,
+        label_corrupt_prob=data.label_corrupt_prob,
+        kde_hidden_every=_KDE_HIDDEN_EVERY.value,
+        mlp_hidden_sizes=recipe.mlp_hidden_sizes,
+    )
+    proxy_start = time.perf_counter()
+    result = compute.compute_proxies(options)
+    proxy_seconds = time.perf_counter() - proxy_start
+    labels_there = reference.reference_labels(experiment)
+    if not np.array_equal(labels_there, result.labels):
+        raise app.UsageError("the reference and the proxies train on different labels")
+    correlations = compute.correlations(result, cscore)
+    rho = {name: float(correlations[f"spearman_{name}"]) for name in result.proxies}
+    tau = {name: float(correlations[f"kendall_{name}"]) for name in result.proxies}
+
+    runs = len(experiment.runs)
+    ref_model_epochs, ref_passes = compute.model_epochs_of_experiment(experiment)
+    print(
+        f"reference: {experiment.path} ({runs} runs at ratios "
+        f"{list(experiment.subset_ratios)}; {trained_runs} trained now, in "
+        f"{reference_seconds:.0f} s incl. scoring); C-score defined for "
+        f"{int(np.isfinite(cscore).sum())} of {cscore.size} examples"
+    )
+    print(
+        f"reference split-half reliability: {reliability.rho:.4f} (mean of "
+        f"{reliability.repeats} random halves; the goal >= 0.85 is "
+        f"{'met' if reliability.rho >= 0.85 else 'NOT met: raise --runs_per_ratio'})"
+    )
+    print(
+        f"training budget: reference {ref_model_epochs} model-epochs "
+        f"({ref_passes:.0f} full-set passes) | proxies {result.model_epochs} model-epochs "
+        f"({result.model_epochs} full-set passes); proxies took {proxy_seconds:.0f} s "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in result.seconds.items())})"
+    )
+    print(f"{'proxy':<22} {'Spearman rho':>12} {'Kendall tau-b':>13}")
+    for name in result.proxies:
+        print(f"{name:<22} {rho[name]:12.4f} {tau[name]:13.4f}")
+    checks = []
+    if {"kde_hidden_pm_label", "kde_hidden_label", "kde_hidden_unlabeled"} <= set(rho):
+        checks.append(
+            (
+                "hidden densities: pm_label > label > unlabeled",
+                rho["kde_hidden_pm_label"] > rho["kde_hidden_label"] > rho["kde_hidden_unlabeled"],
+            )
+        )
+    checks.append(("p_label above p_max", rho["p_label"] > rho["p_max"]))
+    inputs = [rho[k] for k in rho if k.startswith("kde_input_")]
+    if inputs:
+        checks.append(("CBTL above every input-space density", rho["cbtl"] > max(inputs)))
+    best = max(rho["cbtl"], rho["cumulative_loss"])
+    for what, ok in checks:
+        print(f"  paper's ordering: {what}: {'holds' if ok else 'DOES NOT HOLD'}")
+    print(
+        f"  target: CBTL or cumulative loss rho >= 0.80 (at least 0.70): {best:.4f} -> "
+        f"{'met' if best >= 0.8 else 'minimum met' if best >= 0.7 else 'NOT met'}"
+    )
+    if _FIGURE.value:
+        from heldout.proxies.figures import plot_proxies, save_figure
+
+        figure = plot_proxies(
+            {name: compute.oriented(name, v) for name, v in result.proxies.items()},
+            cscore,
+            {name: correlations[f"spearman_by_epoch_{name}"] for name in result.by_epoch},
+            rho,
+            title=f"Fashion-MNIST: one-run proxies vs the holdout C-score ({runs} runs)",
+        )
+        save_figure(figure, _FIGURE.value)
+        print(f"figure: {_FIGURE.value}")
+    load = os.getloadavg()
+    print(
+        f"whole run {time.perf_counter() - start:.0f} s (goal <= 1800 s on 2 cores); load "
+        f"average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
