@@ -167,3 +167,43 @@ def test_orientation_makes_higher_mean_regular():
     for name in ORIENTED_NEGATIVE:
         np.testing.assert_array_equal(oriented(name, values), -values)
     np.testing.assert_array_equal(oriented("cbtl", values), values)
+
+
+def test_check_reference_names_the_file_and_what_disagrees(tmp_path):
+    from heldout.errors import ScoresFileError
+    from heldout.io import write_npz_atomic
+    from heldout.proxies import reference
+
+    labels = np.arange(20) % 10
+    path = tmp_path / "scores.npz"
+    write_npz_atomic(path, {"cscore": np.linspace(0, 1, 20), "experiment": np.asarray("e")})
+    ref = reference.load_reference(path)
+    assert ref.kind == "scores" and ref.experiment == "e" and ref.labels is None
+    # The full-length reference is sliced to the proxies' first examples.
+    np.testing.assert_array_equal(
+        reference.check_reference(ref, 20, 8, labels[:8], labels[:8]), np.linspace(0, 1, 20)[:8]
+    )
+    with pytest.raises(ScoresFileError, match=f"{path}.*20 C-scores.*21 examples"):
+        reference.check_reference(ref, 21, 21, labels, labels)
+    # The reference experiment trained on other (e.g. otherly corrupted) labels.
+    other = labels.copy()
+    other[[3, 7]] = 0
+    with pytest.raises(ScoresFileError, match=f"{path}.*disagree.*at 2 of 20 positions"):
+        reference.check_reference(ref, 20, 20, labels, labels, reference_labels=other)
+    published = tmp_path / "published.npz"
+    write_npz_atomic(published, {"scores": np.linspace(0, 1, 20), "labels": labels[::-1]})
+    ref = reference.load_reference(published)
+    assert ref.kind == "published"
+    with pytest.raises(ScoresFileError, match=f"{published}.*labels disagree"):
+        reference.check_reference(ref, 20, 20, labels, labels)
+
+
+def test_proxy_options_refuse_what_cannot_be_recorded():
+    from heldout.proxies import ProxyOptions
+
+    with pytest.raises(UsageError, match="unknown proxies"):
+        ProxyOptions(proxies=("cbtl",))
+    with pytest.raises(UsageError, match="mlp only"):
+        ProxyOptions(arch="small_inception")
+    with pytest.raises(UsageError, match="num_seeds"):
+        ProxyOptions(num_seeds=0)
