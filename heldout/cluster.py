@@ -68,9 +68,10 @@ def threads_per_worker(n_workers: int) -> int:
     return max(1, cores // n_workers)
 
 
-def worker_environment(n_workers: int) -> dict[str, str]:
-    """The environment of each local worker process: its share of the cores and quiet TF."""
-    threads = str(threads_per_worker(n_workers))
+def worker_environment(n_workers: int, threads: int | None = None) -> dict[str, str]:
+    """The environment of each local worker process: its share of the cores (or `threads`)
+    and quiet TensorFlow."""
+    threads = str(threads or threads_per_worker(n_workers))
     env = dict.fromkeys(_THREAD_VARIABLES, threads)
     env.update(
         TF_NUM_INTEROP_THREADS="1",
@@ -85,6 +86,7 @@ def local_cluster(
     n_workers: int,
     memory_limit: str | float | None = None,
     dashboard: bool = False,
+    threads: int | None = None,
 ):
     """A LocalCluster of single-threaded worker processes sharing the cores evenly.
 
@@ -94,6 +96,8 @@ def local_cluster(
       dashboard: serve the dashboard on a free loopback port (its pages need bokeh);
         False: Dask's HTTP routes still listen, on a free port rather than 8787, so that
         concurrent jobs on one machine do not collide.
+      threads: library threads per worker (default: the cores split evenly); e.g. 1 to
+        compare one worker with two on equal terms.
 
     Returns:
       The started `distributed.LocalCluster` (close it, or use it as a context manager).
@@ -108,7 +112,7 @@ def local_cluster(
         processes=True,
         dashboard_address="127.0.0.1:0" if dashboard else None,
         scheduler_kwargs={} if dashboard else {"dashboard_address": "127.0.0.1:0"},
-        env=worker_environment(n_workers),
+        env=worker_environment(n_workers, threads),
         **kwargs,
     )
 

@@ -82,3 +82,20 @@ def test_cpu_only_slurm_jobs_declare_no_gpu():
         assert "--gres" not in script and "--resources" not in script
     finally:
         slurm.close()
+
+
+def test_tasks_ask_for_a_gpu_when_workers_declare_one():
+    pytest.importorskip("distributed", reason="needs Dask's distributed")
+    from distributed import Client, LocalCluster
+
+    threads = {"processes": False, "n_workers": 1, "dashboard_address": None}
+    with LocalCluster(resources={"GPU": 1}, **threads) as local, Client(local) as client:
+        assert cluster.gpu_workers(client) == 1
+        assert cluster.task_resources(client) == {"GPU": 1}
+        assert cluster.task_resources(client, "no") is None
+        assert client.submit(int, "7", resources={"GPU": 1}).result() == 7
+    with LocalCluster(**threads) as local, Client(local) as client:
+        assert cluster.task_resources(client) is None
+        assert cluster.task_resources(client, "yes") == {"GPU": 1}
+    with pytest.raises(UsageError, match="gpu must be"):
+        cluster.task_resources(None, "maybe")
