@@ -30,9 +30,10 @@ traced once per architecture, and each run only restores its weights. TensorFlow
 imported only inside the workers (or, with `scheduler="none"`, on the first run in this
 process): a client that only schedules stays light.
 
-Schedulers: "local" starts a `distributed.LocalCluster` of `n_workers` processes with one
-thread each (TensorFlow parallelizes inside a process; the cores are split evenly between
-the workers through TF_NUM_INTRAOP_THREADS); an address ("tcp://host:8786") joins an
+Schedulers (started by `heldout.cluster`, as for training and scores): "local" starts a
+`distributed.LocalCluster` of `n_workers` processes with one thread each (TensorFlow
+parallelizes inside a process; the cores are split evenly between the workers through
+TF_NUM_INTRAOP_THREADS); an address ("tcp://host:8786") joins an
 existing cluster whose workers can import `heldout` and read the experiment; "none"
 evaluates in this process, one run after another (tests, laptops, debugging).
 """
