@@ -255,15 +255,17 @@ class Trainer:
             batches = epoch_batches(subset, batch, rngs["shuffle"])
             draws = augment_ops.draw(rngs["augment"], steps, batch) if augment else None
             start = time.perf_counter()
-            loss_sum, hits_sum = 0.0, 0
+            losses, hits = [], []  # device tensors: read once per epoch, not once per step
             for s, index in enumerate(batches):
                 offsets = tf.constant(draws.offsets[s]) if augment else no_offsets
                 flips = tf.constant(draws.flips[s]) if augment else no_flips
-                loss, hits = step(
+                loss, hit = step(
                     tf.constant(index), tf.constant(rates[epoch * steps + s]), offsets, flips
                 )
-                loss_sum += float(loss) * batch
-                hits_sum += int(hits)
+                losses.append(loss)
+                hits.append(hit)
+            loss_sum = float(np.sum(tf.stack(losses).numpy(), dtype=np.float64)) * batch
+            hits_sum = int(np.sum(tf.stack(hits).numpy()))
             seconds = time.perf_counter() - start
             val_logits = model(val_x, is_training=False)
             predicted = tf.argmax(val_logits, -1, output_type=tf.int32)
