@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps, ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -56,17 +57,20 @@ def plot_proxies(
     FigureCanvasAgg(figure)
     grid = figure.add_gridspec(rows + 1, cols, height_ratios=[1.35] + [1.0] * rows)
     top = figure.add_subplot(grid[0, :])
-    for name, curve in rho_by_epoch.items():
+    palette = colormaps["tab20"].colors  # 16 proxies: no colour used twice
+    for k, (name, curve) in enumerate(rho_by_epoch.items()):
         epochs = np.arange(1, len(curve) + 1)
         shown = np.isfinite(curve)  # hidden densities may skip epochs
         epochs, curve = epochs[shown], np.asarray(curve)[shown]
         style = "--" if name.startswith("kde_") else "-"
-        top.plot(epochs, curve, style, marker="o", markersize=3, label=name)
+        color = palette[k % len(palette)]
+        top.plot(epochs, curve, style, color=color, marker="o", markersize=3, label=name)
     top.set_xlabel("epoch (proxy from the first e epochs)")
     top.set_ylabel("Spearman rho with the C-score")
     top.grid(alpha=0.3)
+    top.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     if rho_by_epoch:
-        top.legend(fontsize=7, ncol=3, loc="lower right")
+        top.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     top.set_title(title or "proxies against the holdout C-score")
     defined = ~np.isnan(reference)
     index = np.flatnonzero(defined)
