@@ -8,7 +8,7 @@ table), `confidence` (softmax confidences), `kde` (kernel densities, tiled over 
 `ranking` (Spearman and Kendall tau-b against a reference), `reference` (the reference
 scores file, checked), `recording` (the per-epoch statistics, a training-loop hook),
 `figures` (rho by epoch, rank scatters), `compute` (the entry point the CLI calls). Only
-`recording` and `compute` import TensorFlow (when training).
+`compute` imports TensorFlow, and only when it trains.
 """
 
 from heldout.proxies.compute import PROXY_GROUPS, ProxyOptions, ProxyResult, compute_proxies
