@@ -9,11 +9,15 @@ written; several commands may train into one `--output_dir` at once (e.g. one pe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from absl import flags, logging
 
 from heldout.cli import app, cluster_flags, train_flags
 from heldout.errors import UsageError
+
+if TYPE_CHECKING:
+    from heldout.training.config import TrainingConfig
 
 train_flags.define_flags()  # --dataset, --data_dir, --label_corrupt_prob, --seed
 train_flags.define_recording_flags()  # --record_heldout_probs
@@ -113,12 +117,17 @@ def _mlp_spec(value: str) -> tuple[int, ...]:
     return sizes
 
 
-def main(argv: Sequence[str]) -> int:
-    """Trains the experiment the flags describe; 0 when done (errors: `app.guarded`)."""
-    del argv
-    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
+def config_from_flags() -> TrainingConfig:
+    """The `TrainingConfig` the parsed flags describe.
+
+    The dataset's recipe (`TrainingConfig.for_dataset`: the papers' CIFAR settings for
+    cifar10/cifar100) gives the [recipe] flags the user did not pass; flags given win.
+
+    Raises:
+      UsageError: a malformed flag value.
+      TrainingError: a value out of range.
+    """
     from heldout import training
-    from heldout.cli.progress import TrainingProgress
 
     data = train_flags.data_options()
     # The recipe flags the user gave win over the dataset's recipe; the others take it.
@@ -134,7 +143,7 @@ def main(argv: Sequence[str]) -> int:
         if flags.FLAGS[flag.name].present
         or flag.name not in training.RECIPES.get(data.dataset.split(":", 1)[0], {})
     }
-    config = training.TrainingConfig.for_dataset(
+    return training.TrainingConfig.for_dataset(
         data.dataset,
         **recipe,
         data_dir=data.data_dir,
@@ -151,6 +160,16 @@ def main(argv: Sequence[str]) -> int:
         mlp_hidden_sizes=_mlp_spec(_MLP_SPEC.value),
         record_heldout_probs=flags.FLAGS.record_heldout_probs,
     )
+
+
+def main(argv: Sequence[str]) -> int:
+    """Trains the experiment the flags describe; 0 when done (errors: `app.guarded`)."""
+    del argv
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
+    from heldout import training
+    from heldout.cli.progress import TrainingProgress
+
+    config = config_from_flags()
     cluster = cluster_flags.cluster_options()
     if cluster.distributed:
         from heldout.cli import train_cluster
