@@ -1,15 +1,19 @@
-"""Heldout training on MNIST-like data, written in the released layout.
+"""Heldout training on image-classification data, written in the released layout.
 
     config = TrainingConfig(subset_ratios=(0.3, 0.7), runs_per_ratio=16, epochs=6)
     result = train_experiment(config, "experiments/fashion_mnist-mlp", on_event=print)
+    cifar = TrainingConfig.for_dataset("cifar10", data_dir="~/tensorflow_datasets")
 
-Modules, each with one job (none but `loops` and `stacked_mlp` imports TensorFlow):
-`config` (what is trained), `plan` (each run's subset, random streams and schedule),
-`data` (the dataset in memory), `record` (`experiment.json`), `resume` (finished, invalid
-and leftover runs), `locks` (several trainers in one folder), `experiment` (the driver),
-`events` (what is reported), `loops` and `stacked_mlp` (TensorFlow), `label_noise`
-(corrupted labels; `label_corrupt_prob=1.0` is the random-labels experiment), `curves`
-(learning curves collected from the events, and their figure).
+Modules, each with one job (none but `loops` and `stacked_mlp` imports TensorFlow on
+import): `config` (what is trained, and the papers' recipes), `plan` (each
+run's subset, random streams and schedule), `data` (the source -- IDX files, a .npz, any
+TFDS dataset -- in memory, and its record), `record` (`experiment.json`), `resume`
+(finished, invalid and leftover runs), `partial` (mid-training checkpoints of a run),
+`augment` (the CIFAR training augmentation), `locks` (several trainers in one folder),
+`experiment` (the driver), `events` (what is reported), `loops` and `stacked_mlp`
+(TensorFlow), `label_noise` (corrupted labels; `label_corrupt_prob=1.0` is the
+random-labels experiment), `curves` (learning curves collected from the events, and
+their figure).
 """
 
 from heldout.errors import TrainingError
