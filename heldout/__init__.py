@@ -65,6 +65,8 @@ _EXPORTS: dict[str, str] = {
     "score_intervals": "heldout.uncertainty",
     "plan_runs": "heldout.uncertainty",
     "compute_influence_pairs": "heldout.uncertainty",
+    "compute_proxies": "heldout.proxies",
+    "ProxyOptions": "heldout.proxies",
     "SyntheticSpec": "heldout.synthetic",
     "write_synthetic_experiment": "heldout.synthetic",
     # models, checkpoints, data, evaluation (TensorFlow)
