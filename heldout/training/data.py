@@ -168,7 +168,7 @@ def open_source(dataset: str, data_dir: str | os.PathLike | None) -> OpenedSourc
             f"{data_dir}: not a folder; --dataset={dataset} reads a prepared TFDS data_dir "
             "(or, for fashion_mnist/mnist, a folder of IDX files)"
         )
-    from heldout.datasets.tfds_source import TfdsSource
+    from heldout.datasets.tfds_source import TFDS_DATASETS, TfdsSource
 
     source = TfdsSource(dataset, data_dir=data_dir)
     missing = [split for split in TRAINING_SPLITS if split not in source.splits]
@@ -177,8 +177,12 @@ def open_source(dataset: str, data_dir: str | os.PathLike | None) -> OpenedSourc
             f"TFDS dataset {source.name!r} in {data_dir} has no {' and '.join(missing)} "
             f"split (splits: {', '.join(source.splits)}); training needs train and test"
         )
-    # The name as given (a bare `fashion_mnist` stays so: experiments recorded it so).
-    name = source.name if ":" in source.name else dataset
+    # Recorded with the version read, so later tools read that version even when a newer
+    # one is prepared beside it; the four datasets the toolkit knew before keep the name
+    # their experiments recorded (a bare `fashion_mnist`; `cifar10` means 3.0.2).
+    name = source.name
+    if ":" not in name and name not in TFDS_DATASETS:
+        name = f"{name}:{source.builder.info.version}"
     return OpenedSource(source, name, "tfds", data_dir, kind="tfds")
 
 
