@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -91,7 +92,7 @@ class GroupRecord:
     busy: tuple[int, ...] = ()  # claimed by another process
     set_aside: tuple[RunSetAside, ...] = ()
     failed: tuple[FailedRun, ...] = ()
-    worker: str = ""  # host:pid that ran it
+    worker: str = ""  # host:pid:thread that ran it
     elapsed_s: float = 0.0
 
 
@@ -125,6 +126,7 @@ class ClusterTrainingResult:
     failed: tuple[FailedRun, ...] = ()
     tasks: int = 0
     dashboard_link: str | None = None
+    task_seconds: tuple[float, ...] = ()  # each finished task's time in its worker
 
 
 def _run_path(experiment_dir: str | os.PathLike, ratio: float, run_id: int) -> str:
@@ -193,7 +195,7 @@ def train_group_task(
         subset_ratio=float(subset_ratio),
         run_ids=tuple(int(r) for r in run_ids),
         written=tuple(written),
-        worker=f"{socket.gethostname()}:{os.getpid()}",
+        worker=f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}",
         elapsed_s=round(time.perf_counter() - start, 3),
         **fields,
     )
@@ -254,6 +256,7 @@ def train_on_cluster(
     set_aside: list[RunSetAside] = []
     busy: list[RunKey] = []
     failed: list[FailedRun] = []
+    task_seconds: list[float] = []
     dashboard = None
     with experiment.prepared_experiment(config, experiment_dir, notify) as (data, states):
         del data  # the workers load their own; the client needs only the plan
@@ -270,7 +273,7 @@ def train_on_cluster(
                 max_worker_deaths,
                 memory_limit,
                 notify,
-                (written, skipped, set_aside, busy, failed),
+                (written, skipped, set_aside, busy, failed, task_seconds),
             )
     if failed:
         _remove_leftovers(experiment_dir, notify)
@@ -283,6 +286,7 @@ def train_on_cluster(
         tuple(failed),
         tasks=len(groups),
         dashboard_link=dashboard,
+        task_seconds=tuple(task_seconds),
     )
 
 
@@ -302,7 +306,7 @@ def _run_tasks(
     import dask
     from distributed import as_completed
 
-    written, skipped, set_aside, busy, failed = out
+    written, skipped, set_aside, busy, failed, task_seconds = out
     settings = {"distributed.scheduler.allowed-failures": int(max_worker_deaths)}
     with (
         dask.config.set(settings),
@@ -338,6 +342,7 @@ def _run_tasks(
                     ratio, run_ids, failed=failed_runs(experiment_dir, ratio, run_ids, error)
                 )
             future.release()
+            task_seconds.append(record.elapsed_s)
             _file(record, experiment_dir, notify, written, skipped, set_aside, busy, failed)
     return dashboard
 
