@@ -21,7 +21,7 @@ from heldout.datasets import idx
 from heldout.errors import DatasetError
 
 REPO = Path(__file__).resolve().parents[1]
-NUM_TRAIN, NUM_TEST = 384, 128
+NUM_TRAIN, NUM_TEST = 256, 64
 
 
 def _cifar_like_fashion(path: Path) -> Path:
