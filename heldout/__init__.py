@@ -82,6 +82,9 @@ _EXPORTS: dict[str, str] = {
     "default_config": "heldout.training",
     "train_experiment": "heldout.training",
     # many runs at once (Dask)
+    "train_on_cluster": "heldout.training.cluster",
+    "score_on_cluster": "heldout.scores_distributed",
+    "slurm_cluster": "heldout.cluster",
     "evaluate_runs": "heldout.distributed",
     "select_runs": "heldout.distributed",
     # the published files and the papers' analyses
