@@ -148,7 +148,7 @@ def read_runs(
     if size_check is None:
         # Skipping bad runs needs to know which sizes are the good ones before the first.
         size_check = majority_split_sizes(runs, workers) if skip_bad_runs else SplitSizeCheck()
-    report = _progress_reporter(progress, len(runs))
+    report = progress_reporter(progress, len(runs))
     pending: collections.deque[tuple[RunLike, Future]] = collections.deque()
     to_submit = iter(runs)
     done = 0
@@ -187,8 +187,9 @@ def read_runs(
             report(None)
 
 
-def _progress_reporter(progress: bool | ProgressCallback, total: int) -> Callable:
-    """A function taking the number done (or None at the end) that drives the display."""
+def progress_reporter(progress: bool | ProgressCallback, total: int) -> Callable:
+    """A function taking the runs done (or None at the end) that drives the display: a tqdm
+    bar for `True`, the callable `progress(done, total)`, or nothing for False."""
     if callable(progress):
         return lambda done: None if done is None else progress(done, total)
     if not progress:

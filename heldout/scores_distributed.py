@@ -43,6 +43,7 @@ from heldout.reading import (
     RunLike,
     SplitSizeCheck,
     majority_split_sizes,
+    progress_reporter,
     read_runs,
     split_sizes_of,
 )
@@ -287,7 +288,7 @@ def _fan_out(
     shares = [
         (first, items[first : first + per_share]) for first in range(0, len(items), per_share)
     ]
-    report = _progress(progress, len(items))
+    report = progress_reporter(progress, len(items))
     with cluster.connect(scheduler, n_workers) as client:
         level = [
             client.submit(
@@ -328,25 +329,6 @@ def _tree(client, level: list):
             paired.append(level[-1])
         level = paired
     return level[0]
-
-
-def _progress(progress: bool | ProgressCallback, total: int) -> Callable[[int | None], None]:
-    """A function of the runs read so far (None at the end) that drives the display."""
-    if callable(progress):
-        return lambda done: None if done is None else progress(done, total)
-    if not progress:
-        return lambda done: None
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="run", desc="reading runs", dynamic_ncols=True)
-
-    def update(done: int | None) -> None:
-        if done is None:
-            bar.close()
-        else:
-            bar.update(done - bar.n)
-
-    return update
 
 
 def default_share(num_runs: int, n_workers: int) -> int:
