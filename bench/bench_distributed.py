@@ -28,9 +28,7 @@ machine the ratios mean little.
 
 from __future__ import annotations
 
-import gzip
 import os
-import struct
 import tempfile
 import time
 from pathlib import Path
@@ -88,19 +86,8 @@ def load() -> str:
 
 def write_slice(folder: Path, num_train: int, num_test: int) -> str:
     """The first examples of Debian's Fashion-MNIST as gzipped IDX files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, count in (("train", num_train), ("test", num_test)):
-        arrays = idx.load_idx_split(idx.DEBIAN_FASHION_MNIST_DIR, split)
-        image_stem, label_stem = idx.IDX_FILES[split]
-        for stem, array in (
-            (image_stem, arrays.images[:count, ..., 0]),
-            (label_stem, arrays.labels[:count].astype(np.uint8)),
-        ):
-            header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-            header += struct.pack(f">{array.ndim}I", *array.shape)
-            data = header + np.ascontiguousarray(array, np.uint8).tobytes()
-            (folder / f"{stem}.gz").write_bytes(gzip.compress(data, 1))
-    return str(folder)
+    source = idx.IdxSource("fashion_mnist", idx.DEBIAN_FASHION_MNIST_DIR)
+    return str(idx.write_idx_slice(folder, source, num_train, num_test))
 
 
 def config_for(data_dir: str, runs: int, epochs: int) -> TrainingConfig:

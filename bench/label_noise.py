@@ -56,26 +56,10 @@ _NUM_TRAIN = flags.DEFINE_integer(
 
 def _slice(opened, folder: Path, num_train: int) -> str:
     """The first `num_train` training examples (all test ones) as an IDX folder."""
-    import gzip
-    import struct
-
     from heldout.datasets import idx
 
-    if (folder / (idx.IDX_FILES["train"][0] + ".gz")).is_file():
-        return str(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "test"):
-        arrays = opened.source.load_arrays(split)
-        count = num_train if split == "train" else arrays.labels.size
-        for stem, array in zip(
-            idx.IDX_FILES[split],
-            (arrays.images[:count, ..., 0], arrays.labels[:count].astype(np.uint8)),
-            strict=True,
-        ):
-            header = struct.pack(">BBBB", 0, 0, 8, array.ndim)
-            header += struct.pack(f">{array.ndim}I", *array.shape)
-            payload = header + np.ascontiguousarray(array, np.uint8).tobytes()
-            (folder / f"{stem}.gz").write_bytes(gzip.compress(payload, 1))
+    if not (folder / (idx.IDX_FILES["train"][0] + ".gz")).is_file():
+        idx.write_idx_slice(folder, opened.source, num_train)
     return str(folder)
 
 

@@ -93,23 +93,7 @@ def _sliced_config(config, opened, num_train: int):
 
     folder = Path(_REFERENCE_DIR.value).with_name(Path(_REFERENCE_DIR.value).name + "-data")
     if not (folder / (idx.IDX_FILES["train"][0] + ".gz")).is_file():
-        import gzip
-        import struct
-
-        folder.mkdir(parents=True, exist_ok=True)
-        for split in ("train", "test"):
-            arrays = opened.source.load_arrays(split)
-            count = num_train if split == "train" else arrays.labels.size
-            for stem, array in zip(
-                idx.IDX_FILES[split],
-                (arrays.images[:count, ..., 0], arrays.labels[:count].astype(np.uint8)),
-                strict=True,
-            ):
-                header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(
-                    f">{array.ndim}I", *array.shape
-                )
-                data = header + np.ascontiguousarray(array, np.uint8).tobytes()
-                (folder / f"{stem}.gz").write_bytes(gzip.compress(data, 1))
+        idx.write_idx_slice(folder, opened.source, num_train)
     return dataclasses.replace(config, data_dir=str(folder))
 
 

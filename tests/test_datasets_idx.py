@@ -114,3 +114,27 @@ def test_debian_fashion_mnist():
     # First labels of the published train-labels-idx1-ubyte (Ankle boot, T-shirt, ...).
     np.testing.assert_array_equal(train.labels[:6], [9, 0, 0, 3, 0, 2])
     np.testing.assert_array_equal(np.bincount(train.labels), [6000] * 10)
+
+
+def test_written_slice_reads_back_as_the_first_examples(tiny_idx, tmp_path):
+    from heldout.datasets.idx import IdxSource, write_idx, write_idx_slice
+
+    array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a.gz", array)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a.gz", expected_ndim=3), array)
+    directory, _, _ = tiny_idx
+    source = IdxSource("mnist", directory)
+    folder = write_idx_slice(tmp_path / "slice", source, num_train=2)
+    sliced = IdxSource("mnist", folder)
+    for split, count in (("train", 2), ("test", None)):
+        full, part = source.load_arrays(split), sliced.load_arrays(split)
+        np.testing.assert_array_equal(part.images, full.images[:count])
+        np.testing.assert_array_equal(part.labels, full.labels[:count])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{stem}.gz"
+        for pair in (
+            ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+            ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        )
+        for stem in pair
+    )  # no temporary left

@@ -7,8 +7,6 @@ the tests that need them are skipped, saying why; they never fall back to other 
 
 from __future__ import annotations
 
-import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +18,7 @@ from heldout.errors import DatasetError
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """One gzipped IDX file of unsigned bytes (the format of the MNIST distribution)."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
-        f">{array.ndim}I", *array.shape
-    )
-    path.write_bytes(gzip.compress(header + np.ascontiguousarray(array, np.uint8).tobytes()))
+    idx.write_idx(path, array, compresslevel=9)
 
 
 def write_fashion_slice(folder: Path, num_train: int, num_test: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,37 @@ class IdxSource(ArraySource):
 
     def _load(self, split: str) -> ArraySplit:
         return load_idx_split(self.directory, split)
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray, compresslevel: int = 1) -> None:
+    """Writes `array` (unsigned bytes) as one gzipped IDX file, `read_idx`'s inverse.
+
+    For slices of a dataset that the trainer, which reads any IDX folder, can train on;
+    written under a temporary name and renamed (`heldout.io.atomic_open`).
+    """
+    from heldout.io import atomic_open
+
+    array = np.ascontiguousarray(array, np.uint8)
+    header = struct.pack(">BBBB", 0, 0, _UBYTE, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    with atomic_open(path, "wb") as f:
+        f.write(gzip.compress(header + array.tobytes(), compresslevel))
+
+
+def write_idx_slice(
+    folder: str | os.PathLike, source: ArraySource, num_train: int, num_test: int | None = None
+) -> Path:
+    """The first `num_train` training and `num_test` (default: all) test examples of
+    `source` (single-channel images), as an IDX folder in the files' usual names.
+
+    Returns:
+      The folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", num_train), ("test", num_test)):
+        arrays = source.load_arrays(split)
+        image_stem, label_stem = IDX_FILES[split]
+        write_idx(folder / f"{image_stem}.gz", arrays.images[:count, ..., 0])
+        write_idx(folder / f"{label_stem}.gz", arrays.labels[:count].astype(np.uint8))
+    return folder
