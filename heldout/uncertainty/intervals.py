@@ -376,9 +376,7 @@ class _InfluenceTables:
         self.out_offset = outside.offset.astype(np.int32)
         self.in_pairs = _paired(inside.below, inside.above)
         self.out_pairs = _paired(outside.below, outside.above)
-        self.mee: _MeeTable | None = None
-        if _MeeTable.entries(count_in, count_out) <= MEE_TABLE_ENTRIES:
-            self.mee = _MeeTable(count_in, count_out, confidence)
+        self.mee = _MeeTable.if_small(count_in, count_out, confidence)
 
 
 def _paired(below: np.ndarray, above: np.ndarray) -> np.ndarray:
@@ -393,9 +391,7 @@ class _MeeTable:
     example j; both limits interleaved as one float64 per pair, fetched in one gather.
     """
 
-    def __init__(self, count_in: np.ndarray, count_out: np.ndarray, confidence: float):
-        pairs = np.stack([count_in, count_out], axis=1)
-        distinct, which = np.unique(pairs, axis=0, return_inverse=True)
+    def __init__(self, count_in, count_out, distinct, which, confidence: float):
         sizes = (distinct[:, 0] + 1) * (distinct[:, 1] + 1)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         x_in = np.concatenate([np.repeat(np.arange(a + 1), b + 1) for a, b in distinct])
@@ -407,11 +403,15 @@ class _MeeTable:
         self.offset = starts[which.reshape(-1)].astype(np.int32)
         self.stride = (count_out + 1).astype(np.int32)
 
-    @staticmethod
-    def entries(count_in: np.ndarray, count_out: np.ndarray) -> int:
-        """Table size for these counts (pairs with a zero count are never looked up)."""
-        distinct = np.unique(np.stack([count_in, count_out], axis=1), axis=0)
-        return int(((distinct[:, 0] + 1) * (distinct[:, 1] + 1)).sum())
+    @classmethod
+    def if_small(cls, count_in: np.ndarray, count_out: np.ndarray, confidence: float):
+        """The table, or None when it would hold more than `MEE_TABLE_ENTRIES` pairs."""
+        distinct, which = np.unique(
+            np.stack([count_in, count_out], axis=1), axis=0, return_inverse=True
+        )
+        if int(((distinct[:, 0] + 1) * (distinct[:, 1] + 1)).sum()) > MEE_TABLE_ENTRIES:
+            return None
+        return cls(count_in, count_out, distinct, which, confidence)
 
 
 def influence_intervals(
