@@ -20,6 +20,10 @@ CPU (7.8 s per model at ratio 0.5 for 10 epochs). On a GPU the goal is 32 models
       (--overhead_models to stack more), evaluated in inference mode on every training
       example after every epoch; the hook's wall time as a fraction of the training
       steps' (goal <= 10 %). `--overhead_only` runs this part alone.
+  (d) with --bfloat16 (or `--precision_only`, alone): SmallInception on 32x32x3 images
+      (synthetic, 4 096 examples, batch 128) through the trainer, float32 against mixed
+      precision (`--compute_dtype=bfloat16`, `heldout.training.precision`), in training
+      images per second (epochs after the first), beside what the device supports.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ _SUBSET_RATIO = flags.DEFINE_float("subset_ratio", 0.5, "Subset ratio of the run
 _BFLOAT16 = flags.DEFINE_bool("bfloat16", False, "Also measure bfloat16 matrix products.")
 _OVERHEAD_ONLY = flags.DEFINE_bool(
     "overhead_only", False, "Only part (c): the per-epoch statistics' overhead."
+)
+_PRECISION_ONLY = flags.DEFINE_bool(
+    "precision_only", False, "Only part (d): SmallInception float32 vs bfloat16."
 )
 _OVERHEAD_MODELS = flags.DEFINE_integer(
     "overhead_models", 1, "Part (c): models trained together (the proxies' --num_seeds)."
@@ -155,6 +162,52 @@ def logging_overhead(epochs: int, models: int) -> None:
     )
 
 
+def mixed_precision_speed(epochs: int, num_train: int = 4096, batch: int = 128) -> None:
+    """Part (d): SmallInception training images/s, float32 against bfloat16 products."""
+    from heldout import training
+    from heldout.training import precision
+
+    rng = np.random.default_rng(0)
+    supported, why = precision.bfloat16_support()
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "synthetic32.npz")
+        np.savez(
+            data,
+            x_train=rng.integers(0, 256, (num_train, 32, 32, 3), dtype=np.uint8),
+            y_train=rng.integers(0, 10, num_train),
+            x_test=rng.integers(0, 256, (256, 32, 32, 3), dtype=np.uint8),
+            y_test=rng.integers(0, 10, 256),
+        )
+        for dtype in ("float32", "bfloat16"):
+            seconds = []
+
+            def on_event(event, seconds=seconds):
+                if isinstance(event, training.EpochLog) and event.epoch > 1:  # 1st: tracing
+                    seconds.append(event.seconds)
+
+            config = training.TrainingConfig(
+                dataset="npz",
+                data_dir=data,
+                arch="small_inception",
+                subset_ratios=(1.0,),
+                runs_per_ratio=1,
+                epochs=epochs,
+                batch_size=batch,
+                val_examples=256,
+                compute_dtype=dtype,
+            )
+            training.train_experiment(config, os.path.join(tmp, dtype), on_event=on_event)
+            rates[dtype] = (epochs - 1) * (num_train // batch) * batch / sum(seconds)
+    print(
+        f"(d) SmallInception 32x32x3, {num_train} examples, batch {batch}, epochs 2..{epochs} "
+        f"timed (load average {os.getloadavg()[0]:.2f}); bfloat16 native: "
+        f"{'yes' if supported else 'no'} ({why}): float32 {rates['float32']:.0f} images/s, "
+        f"bfloat16 products {rates['bfloat16']:.0f} images/s, "
+        f"ratio {rates['bfloat16'] / rates['float32']:.2f}x"
+    )
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -169,6 +222,9 @@ def main(argv):
     )
     if _OVERHEAD_ONLY.value:
         logging_overhead(_EPOCHS.value, _OVERHEAD_MODELS.value)
+        return
+    if _PRECISION_ONLY.value:
+        mixed_precision_speed(_EPOCHS.value)
         return
     probe = MatmulProbe()
     results = {"32": run_trainer(probe, 32, 32), "1": run_trainer(probe, 1, 2)}
@@ -204,6 +260,8 @@ def main(argv):
         f"step: {results['32']['model_epochs_per_s']:.2f}"
     )
     logging_overhead(_EPOCHS.value, _OVERHEAD_MODELS.value)
+    if _BFLOAT16.value:
+        mixed_precision_speed(_EPOCHS.value)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Fashion-MNIST (Debian's files) padded from 28x28 to 32x32 with zeros and tiled to three
 channels, written as a `.npz` (`x_train`, ...), trained by `tools/train_heldout.py
 --dataset=npz --arch=small_inception` for one epoch on a few hundred examples with the
-CIFAR augmentation and a mid-training checkpoint setting; the run must be written in the
+CIFAR augmentation, bfloat16 products (mixed precision) and a mid-training checkpoint
+setting; the run must be written in the
 release layout and `demo.py` must reproduce its aux arrays N out of N.
 """
 
@@ -63,6 +64,7 @@ def test_small_inception_on_32x32x3_trains_and_demo_cross_checks(tmp_path):
             "--augment",
             "--checkpoint_every=1",
             "--val_examples=64",
+            "--compute_dtype=bfloat16",
         ],
         capture_output=True,
         text=True,
@@ -73,6 +75,7 @@ def test_small_inception_on_32x32x3_trains_and_demo_cross_checks(tmp_path):
     meta = experiment.meta
     assert (meta.arch, meta.image_shape, meta.dataset) == ("small_inception", (32, 32, 3), "npz")
     assert meta.extra["training"]["augment"] is True
+    assert meta.extra["training"]["compute_dtype"] == "bfloat16"  # mixed precision
     (run,) = experiment.runs
     assert (run.path / release.AUX_ARRAYS_FILE).is_file()
     assert (run.checkpoint_dir / "ckpt-1.index").is_file()

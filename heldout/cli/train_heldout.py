@@ -90,9 +90,24 @@ _MLP_SPEC = flags.DEFINE_string(
 _COMPUTE_DTYPE = flags.DEFINE_enum(
     "compute_dtype",
     "float32",
-    ["float32", "bfloat16"],
-    "dtype of the MLP's matrix products (bfloat16: faster on CPUs with AVX512-BF16).",
+    ["float32", "bfloat16", "auto"],
+    "dtype of the matrix products and convolutions while training (mixed precision: "
+    "weights, batch norm, loss and checkpoints stay float32; evaluation is float32). "
+    "bfloat16 is native on GPUs of compute capability >= 8.0 and on CPUs with "
+    "AVX512-BF16 or AMX; auto picks it there and float32 elsewhere, and the experiment "
+    "records which ran.",
 )
+
+
+def _compute_dtype(requested: str) -> str:
+    """`--compute_dtype` resolved for this device (said when `auto` chose)."""
+    if requested != "auto":
+        return requested
+    from heldout.training import precision
+
+    dtype, why = precision.resolve_compute_dtype(requested)
+    print(f"--compute_dtype=auto: training in {dtype} ({why})")
+    return dtype
 
 
 def _subset_ratios(values: Sequence[str]) -> tuple[float, ...]:
@@ -155,7 +170,7 @@ def config_from_flags() -> TrainingConfig:
         label_corrupt_prob=data.label_corrupt_prob,
         seed=data.seed,
         val_examples=_VAL_EXAMPLES.value,
-        compute_dtype=_COMPUTE_DTYPE.value,
+        compute_dtype=_compute_dtype(_COMPUTE_DTYPE.value),
         weight_decay=_WEIGHT_DECAY.value,
         mlp_hidden_sizes=_mlp_spec(_MLP_SPEC.value),
         record_heldout_probs=flags.FLAGS.record_heldout_probs,

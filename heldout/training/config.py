@@ -110,7 +110,10 @@ class TrainingConfig:
       val_examples: test examples behind the per-epoch held-out accuracy (`Acc-val`); the
         first ones of the test split. Kept small: it is only a progress signal.
       eval_batch_size: batch size of the final evaluation that fills the aux arrays.
-      compute_dtype: `float32`, or `bfloat16` for the MLP's matrix products (MLP only).
+      compute_dtype: `float32`, or `bfloat16` for the matrix products and convolutions
+        (mixed precision: weights, batch normalisation, loss and checkpoints stay
+        float32; `heldout.training.precision`). Resolve `auto` with
+        `precision.resolve_compute_dtype` first: the experiment records the dtype used.
       weight_decay: L2 penalty `weight_decay / 2 * sum ||W||^2` over the weight matrices
         (not the biases), i.e. `weight_decay * W` added to each weight gradient. Default
         0: the paper's MNIST runs use none. The reported losses are the cross-entropy only.
@@ -229,11 +232,6 @@ class TrainingConfig:
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise TrainingError(
                 f"compute_dtype must be float32 or bfloat16, got {self.compute_dtype!r}"
-            )
-        if self.arch != "mlp" and self.compute_dtype != "float32":
-            raise TrainingError(
-                f"compute_dtype {self.compute_dtype} applies to the MLP's matrix products "
-                f"only; {self.arch} trains in float32"
             )
 
     def defining(self) -> dict:

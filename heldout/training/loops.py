@@ -24,7 +24,7 @@ from heldout.aux_arrays import aux_from_predictions
 from heldout.errors import TrainingError
 from heldout.models import build_model, ensure_variables
 from heldout.training import augment as augment_ops
-from heldout.training import partial, stacked_mlp
+from heldout.training import partial, precision, stacked_mlp
 from heldout.training.config import TrainingConfig
 from heldout.training.data import TrainingData
 from heldout.training.events import EpochEnd, EpochLog, Event, RunWritten
@@ -224,7 +224,7 @@ class Trainer:
                 x = augment_ops.apply(x, offsets, flips)
             x = tf.cast(x, tf.float32) / 255.0
             y = tf.gather(self.labels, index)
-            with tf.GradientTape() as tape:
+            with tf.GradientTape() as tape, precision.bfloat16_products(config.compute_dtype):
                 logits = model(x, is_training=True)
                 loss = tf.reduce_mean(
                     tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
