@@ -25,19 +25,28 @@ DEFAULT_LOCAL_WORKERS = 2
 _defined: set[int] = set()  # id() of the FlagValues the group was defined in
 
 
-def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-    """Defines --scheduler and --workers (once per FlagValues)."""
+def define_flags(
+    flag_values: flags.FlagValues = FLAGS, default_scheduler: str = cluster.SCHEDULER_NONE
+) -> None:
+    """Defines --scheduler and --workers (once per FlagValues).
+
+    Args:
+      flag_values: where to define them.
+      default_scheduler: `none` for the commands that ran in one process before they
+        could fan out (train_heldout, compute_scores); `local` for evaluate_runs, which
+        has always started a local cluster.
+    """
     if id(flag_values) in _defined:
         return
     _defined.add(id(flag_values))
     fv = {"flag_values": flag_values}
     flags.DEFINE_string(
         "scheduler",
-        cluster.SCHEDULER_NONE,
-        "'none' (default): this process; 'local': a Dask LocalCluster of --workers "
-        "processes (the CPUs split evenly); or the address of a running Dask scheduler "
+        default_scheduler,
+        f"'none': this process; 'local': a Dask LocalCluster of --workers processes (the "
+        "CPUs split evenly); or the address of a running Dask scheduler "
         "(tcp://host:8786), whose workers see the same files. The dashboard address is "
-        "printed.",
+        f"printed. Default {default_scheduler!r}.",
         **fv,
     )
     flags.DEFINE_integer(

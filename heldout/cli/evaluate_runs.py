@@ -10,25 +10,18 @@ output folder another process is writing into); those are one line each.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import flags
 
-from heldout.cli import app, eval_flags
+from heldout.cli import app, cluster_flags, eval_flags
 from heldout.errors import UsageError
 
 FLAGS = flags.FLAGS
 
 eval_flags.define_flags(__name__)
 flags.DEFINE_string("output_dir", None, "Where the per-run JSON records go (resumable).")
-flags.DEFINE_string(
-    "scheduler",
-    "local",
-    "'local' (a local cluster of --workers processes), 'none' (this process, one run "
-    "after another) or a Dask scheduler address such as tcp://host:8786.",
-)
-flags.DEFINE_integer("workers", 2, "Worker processes of the local cluster.")
+cluster_flags.define_flags(default_scheduler="local")  # --scheduler, --workers
 flags.DEFINE_bool("retry_errors", False, "Evaluate runs with an error record again.")
 
 NAME = "evaluate_runs"
@@ -66,17 +59,12 @@ def main(argv) -> int:
     eval_flags.check_flags()
     if not FLAGS.experiment_dir or not FLAGS.output_dir:
         raise UsageError("--experiment_dir and --output_dir are required")
-    if FLAGS.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {FLAGS.workers}")
-    # Dask logs every cluster event at INFO, which absl shows; the progress bar says enough.
-    # Dask reads this when first imported (below), and its worker processes inherit it.
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    cluster = cluster_flags.cluster_options()  # checks --scheduler, quiets Dask's INFO
     from tqdm import tqdm
 
     from heldout import distributed
 
     options = eval_flags.eval_options()
-    distributed.check_scheduler(FLAGS.scheduler)
     runs = distributed.select_runs(FLAGS.experiment_dir, FLAGS.subset_ratio, FLAGS.max_runs)
     bar = None  # started with the first result, so that a refusal stays one line
 
@@ -93,8 +81,8 @@ def main(argv) -> int:
             runs,
             FLAGS.output_dir,
             options,
-            scheduler=FLAGS.scheduler,
-            n_workers=FLAGS.workers,
+            scheduler=cluster.scheduler,
+            n_workers=cluster.local_workers,
             retry_errors=FLAGS.retry_errors,
             progress=progress,
         )
