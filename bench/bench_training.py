@@ -160,6 +160,18 @@ def logging_overhead(epochs: int, models: int) -> None:
         f"hook {hook:.1f} s (inference on every training example + statistics), overhead "
         f"{100 * hook / steps:.1f} % (goal <= 10 %: {'met' if hook <= 0.1 * steps else 'NOT met'})"
     )
+    # What the definition costs at best: one inference pass per epoch against the
+    # epoch's training steps, in multiply-adds (the first layer needs no input gradient).
+    sizes = (784, *ProxyOptions().mlp_hidden_sizes, 10)
+    layers = [a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    forward = sum(layers)
+    train = 2 * forward + sum(layers[1:])  # forward, weight gradients, input gradients
+    print(
+        f"    floor: the inference pass is {forward / train:.2f} of a training step's "
+        f"multiply-adds for MLP{sizes[1:-1]} ({forward / 1e3:.0f}k vs {train / 1e3:.0f}k per "
+        f"example), so at equal efficiency the hook costs {100 * forward / train:.0f} % of the "
+        "steps; the measured figure is that ratio times (training rate / inference rate)"
+    )
 
 
 def mixed_precision_speed(epochs: int, num_train: int = 4096, batch: int = 128) -> None:

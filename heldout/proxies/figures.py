@@ -71,11 +71,14 @@ def plot_proxies(
     top.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     if rho_by_epoch:
         top.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    top.set_title(title or "proxies against the holdout C-score")
     defined = ~np.isnan(reference)
     index = np.flatnonzero(defined)
     rng = np.random.default_rng(seed)
     sample = index if index.size <= _SCATTER_POINTS else rng.choice(index, _SCATTER_POINTS, False)
+    counts = f"rho over {index.size} examples with a C-score"
+    if sample.size < index.size:
+        counts += f"; scatters: a random {sample.size} of them"
+    top.set_title(f"{title or 'proxies against the holdout C-score'}\n{counts}", fontsize=10)
     reference_rank = np.full(reference.shape, np.nan)
     reference_rank[index] = _ranks(reference[index])
     for k, name in enumerate(names):
