@@ -68,6 +68,28 @@ def threads_per_worker(n_workers: int) -> int:
     return max(1, cores // n_workers)
 
 
+# Dask settings of the local clusters started here, where the workers' tasks are long
+# (seconds to hours of numeric work) and the workers as many as the cores, so whatever
+# else a Dask process does comes out of the tasks' time (with one worker it runs on the
+# idle core, which flattered 1 worker against 2 in bench/bench_distributed.py):
+LOCAL_CLUSTER_CONFIG = {
+    # The nannies would set MALLOC_TRIM_THRESHOLD_=65536 in every worker (against the
+    # fragmentation of many small pandas objects). Setting it at all also pins glibc's
+    # mmap threshold at 128 KiB, so every large temporary of a training step or an
+    # evaluation is mmapped and page-faulted afresh: tasks ran 13-15 % slower in a worker
+    # than in a plain process. None: unset, glibc's defaults, as in a plain process.
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    # The statistical profiler samples every thread's stack 100 times a second.
+    "distributed.worker.profile.enabled": False,
+    # Event-loop health checks 50 times a second, system and memory monitors 2 and 10
+    # times, work stealing 10 times: an idle worker used 4 % of a core, the scheduler 5 %.
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+    "distributed.scheduler.work-stealing-interval": "500ms",
+}
+
+
 def worker_environment(n_workers: int, threads: int | None = None) -> dict[str, str]:
     """The environment of each local worker process: its share of the cores (or `threads`)
     and quiet TensorFlow."""
@@ -102,19 +124,23 @@ def local_cluster(
     Returns:
       The started `distributed.LocalCluster` (close it, or use it as a context manager).
     """
+    import dask
     from distributed import LocalCluster
 
     check_workers(n_workers)
     kwargs = {} if memory_limit is None else {"memory_limit": memory_limit}
-    return LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address="127.0.0.1:0" if dashboard else None,
-        scheduler_kwargs={} if dashboard else {"dashboard_address": "127.0.0.1:0"},
-        env=worker_environment(n_workers, threads),
-        **kwargs,
-    )
+    # Read when the scheduler and the nannies are made (a nanny hands its config to its
+    # worker process, over the worker's own environment): see LOCAL_CLUSTER_CONFIG.
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):
+        return LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address="127.0.0.1:0" if dashboard else None,
+            scheduler_kwargs={} if dashboard else {"dashboard_address": "127.0.0.1:0"},
+            env=worker_environment(n_workers, threads),
+            **kwargs,
+        )
 
 
 @contextlib.contextmanager

@@ -99,3 +99,21 @@ def test_tasks_ask_for_a_gpu_when_workers_declare_one():
         assert cluster.task_resources(client, "yes") == {"GPU": 1}
     with pytest.raises(UsageError, match="gpu must be"):
         cluster.task_resources(None, "maybe")
+
+
+def test_local_workers_keep_glibc_malloc_defaults_and_run_no_profiler(monkeypatch):
+    """Dask's nannies would set MALLOC_TRIM_THRESHOLD_ (mmapping every large temporary)
+    and its profiler would sample the task's stack 100 times a second."""
+    from distributed import Client
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with cluster.local_cluster(1, threads=1) as local, Client(local.scheduler_address) as client:
+        (settings,) = client.run(
+            lambda: {
+                "trim": __import__("os").environ.get("MALLOC_TRIM_THRESHOLD_"),
+                "profile": __import__("dask").config.get("distributed.worker.profile.enabled"),
+                "threads": __import__("os").environ.get("TF_NUM_INTRAOP_THREADS"),
+            }
+        ).values()
+    assert settings == {"trim": None, "profile": False, "threads": "1"}
+    assert "MALLOC_TRIM_THRESHOLD_" not in __import__("os").environ  # nor set in this process

@@ -121,3 +121,20 @@ def test_bad_batch_size_is_a_usage_error(tmp_path, batch_size):
     save_npz(path, {"train": _split(3)})
     with pytest.raises(UsageError, match="batch_size must be a positive integer"):
         get_source("npz", path).as_dataset("train", batch_size)
+
+
+def test_a_thread_budget_reaches_the_datasets_pool_and_changes_no_batch(tmp_path, monkeypatch):
+    path = tmp_path / "data.npz"
+    save_npz(path, {"train": _split(23), "test": _split(4, seed=1)}, num_classes=5)
+    source = get_source("npz", path)
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    free = source.as_dataset("train", 5)
+    assert free.options().threading.private_threadpool_size is None
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")  # as a Dask worker given one core
+    limited = source.as_dataset("train", 5)
+    assert limited.options().threading.private_threadpool_size == 1
+    assert limited.options().threading.max_intra_op_parallelism == 1
+    for a, b in zip(free.as_numpy_iterator(), limited.as_numpy_iterator(), strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])

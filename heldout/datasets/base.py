@@ -12,6 +12,7 @@ and `.npz` loading, order mapping) start fast.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -179,4 +180,28 @@ class ArraySource(DataSource):
             return {**batch, "image": scale_to_unit(batch["image"])}
 
         ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return within_thread_limit(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def within_thread_limit(ds):
+    """`ds` kept to the process's thread budget when one is set (TF_NUM_INTRAOP_THREADS).
+
+    tf.data runs its parallel maps and prefetching on a thread pool of its own, sized to
+    every core of the machine and deaf to TensorFlow's thread settings: a Dask worker given
+    one of two cores (`heldout.cluster.worker_environment`) still ran its evaluations on
+    both, so two such workers oversubscribed the machine. With the variable set, the
+    dataset gets a private pool of that many threads and single-threaded ops; without,
+    it is returned as it is. The batches and their order do not change.
+    """
+    try:
+        threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        return ds
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = threads
+    options.threading.max_intra_op_parallelism = 1
+    return ds.with_options(options)

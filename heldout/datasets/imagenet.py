@@ -26,7 +26,7 @@ import os
 import re
 from pathlib import Path
 
-from heldout.datasets.base import DatasetError, DataSource, check_batch_size
+from heldout.datasets.base import DatasetError, DataSource, check_batch_size, within_thread_limit
 
 IMAGE_SIZE = 224
 CROP_PADDING = 32  # crop side = IMAGE_SIZE / (IMAGE_SIZE + CROP_PADDING) of the short side
@@ -209,7 +209,7 @@ class ImageNetSource(DataSource):
         ds = self.raw_dataset(split).map(
             preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return within_thread_limit(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
     def load_arrays(self, split: str):
         raise DatasetError(

@@ -25,6 +25,7 @@ from heldout.datasets.base import (
     DataSource,
     check_batch_size,
     scale_to_unit,
+    within_thread_limit,
 )
 from heldout.io import write_text_atomic
 
@@ -160,7 +161,7 @@ class TfdsSource(DataSource):
             lambda batch: {**batch, "image": scale_to_unit(batch["image"])},
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return within_thread_limit(ds.prefetch(tf.data.AUTOTUNE))
 
     def load_arrays(self, split: str) -> ArraySplit:
         """The whole split in memory (decoded once, then cached on this source)."""
