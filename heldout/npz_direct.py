@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import errno
 import io
+import mmap
 import os
 import re
 import struct
@@ -341,7 +343,7 @@ def write_stored_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
         )
         file.write(raw_name)
         file.write(header)
-        file.write(data)
+        _write_data(file, data)
         directory.append(
             _CENTRAL.pack(
                 b"PK\x01\x02",
@@ -377,6 +379,69 @@ def write_stored_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
             b"PK\x05\x06", 0, 0, len(prepared), len(prepared), len(directory), offset, 0
         )
     )
+
+
+# Members this large have their block-aligned middle written with O_DIRECT.
+DIRECT_WRITE_MIN_BYTES = 64 << 20
+DIRECT_WRITE_CHUNK = 8 << 20  # bytes per O_DIRECT write, through one aligned buffer
+_BLOCK = 4096  # O_DIRECT alignment of file offsets, lengths and memory (every device's)
+
+
+def _write_data(file: BinaryIO, data: memoryview) -> None:
+    """Writes `data` at the file's position: large data mostly past the page cache.
+
+    Why: a buffered write of a 400 MB influence matrix allocates and fills 400 MB of page
+    cache and copies into it, and on a virtual machine whose host has taken the guest's
+    free pages back every new page costs a fault on the host: 0.2-1.2 s measured here for
+    what O_DIRECT writes in 0.11-0.14 s, the disk reading straight from one reused 8 MB
+    buffer. The unaligned head and tail go through the file object as before, so the
+    bytes written are the same either way; file systems without O_DIRECT (or a file
+    object without a descriptor) get the buffered write. Durability is unchanged: the
+    caller's fsync covers both kinds of write.
+    """
+    if data.nbytes < DIRECT_WRITE_MIN_BYTES or not hasattr(os, "O_DIRECT"):
+        file.write(data)
+        return
+    try:
+        fd = file.fileno()
+    except (AttributeError, io.UnsupportedOperation):
+        file.write(data)
+        return
+    file.flush()
+    start = file.tell()
+    head = -start % _BLOCK
+    body = (data.nbytes - head) // _BLOCK * _BLOCK
+    try:
+        direct = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT)
+    except OSError:
+        file.write(data)
+        return
+    done = 0
+    try:
+        file.write(data[:head])
+        file.flush()
+        done = head
+        buffer = mmap.mmap(-1, DIRECT_WRITE_CHUNK)  # page aligned
+        view = memoryview(buffer)
+        try:
+            while done < head + body:
+                n = min(DIRECT_WRITE_CHUNK, head + body - done)
+                view[:n] = data[done : done + n]
+                written = os.pwrite(direct, view[:n], start + done)
+                if written != n:  # short O_DIRECT write: the rest goes buffered
+                    done += written - written % _BLOCK
+                    break
+                done += n
+        finally:
+            view.release()
+            buffer.close()
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+            raise  # a real write error (no space, I/O): the caller's temporary is removed
+    finally:
+        os.close(direct)
+    file.seek(start + done)
+    file.write(data[done:])
 
 
 def _savez(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:

@@ -236,3 +236,23 @@ def test_runs_written_in_other_npz_flavours_read_the_same(experiment, tmp_path):
         np.testing.assert_array_equal(aux.train_mask(), expected.train_mask())
         np.testing.assert_array_equal(aux.train_correctness(), expected.train_correctness())
         np.testing.assert_array_equal(aux.test_correctness(), expected.test_correctness())
+
+
+def test_the_cyclic_collector_is_off_while_reading_and_restored_after(experiment):
+    import gc
+
+    states = [gc.isenabled()]
+    for _run, _aux in read_runs(experiment.runs, workers=2):
+        states.append(gc.isenabled())
+    states.append(gc.isenabled())
+    assert states[0] and not any(states[1:-1]) and states[-1]
+    gc.disable()  # a caller that had it off keeps it off
+    try:
+        list(read_runs(experiment.runs[:2]))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    reader = read_runs(experiment.runs)
+    next(reader)
+    reader.close()  # left early: restored too
+    assert gc.isenabled()
