@@ -17,8 +17,9 @@ warm-up experiment trained) before timing, since starting workers is paid once p
 command, not per task; the timed training includes loading the data and tracing the
 steps, as each command does (once per worker on a cluster).
 Each time is the best of --repeats, the three training ways timed in turn, round after
-round, so that a slow spell of a shared machine does not fall on one of them only. The results are checked: the runs of all three
-training ways are bit-identical, the scores of all three scoring ways are equal. The
+round, so that a slow spell of a shared machine does not fall on one of them only. The
+results are checked: the runs of all three training ways are bit-identical, the scores
+of all three scoring ways are equal. The
 CPU's vector features and the load average are printed beside the ratios: on a busy
 machine the ratios mean little.
 

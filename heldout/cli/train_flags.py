@@ -108,27 +108,79 @@ def data_options(flag_values: flags.FlagValues = FLAGS) -> DataOptions:
 _recipe_defined: set[int] = set()
 
 
-def define_recipe_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+def define_recipe_flags(
+    flag_values: flags.FlagValues = FLAGS, dataset_recipes: bool = False
+) -> None:
     """Defines --arch, --epochs, --batch_size, --learning_rate, --mlp_spec (once per FlagValues).
 
-    The training recipe, for commands that train models like an experiment's without
-    writing one (`compute_proxies`, the benchmarks); defaults are the paper's MNIST recipe
-    (Table 2), those of `train_heldout`.
+    The training recipe; defaults are the paper's MNIST recipe (Table 2).
+
+    Args:
+      flag_values: where to define them.
+      dataset_recipes: True for `train_heldout`, where the flags left unset take the
+        dataset's recipe (`heldout.training.config.RECIPES`: CIFAR's SmallInception, batch
+        512, ...); the help marks them "[recipe]" and gives the papers' values. False for
+        the commands that train MLPs like an experiment's without writing one
+        (`compute_proxies`, the benchmarks).
     """
     if id(flag_values) in _recipe_defined:
         return
     _recipe_defined.add(id(flag_values))
     fv = {"flag_values": flag_values}
-    flags.DEFINE_enum("arch", "mlp", list(ARCHS), "Model architecture.", **fv)
-    flags.DEFINE_integer("epochs", 20, "Training epochs (paper: 20 for MNIST).", **fv)
-    flags.DEFINE_integer("batch_size", 256, "Batch size (paper: 256).", **fv)
-    flags.DEFINE_float("learning_rate", 0.1, "Base learning rate (paper: 0.1).", **fv)
+    tag = "[recipe] " if dataset_recipes else ""
+    cifar = dataset_recipes
+    flags.DEFINE_enum(
+        "arch",
+        "mlp",
+        list(ARCHS),
+        f"{tag}Model: mlp (trained stacked), small_inception or resnet50 (one at a time, on "
+        "the GPU when TensorFlow sees one)" + (". CIFAR: small_inception." if cifar else "."),
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "epochs",
+        20,
+        f"{tag}Training epochs (paper: MNIST 20"
+        + (", CIFAR-10 80, CIFAR-100 160)." if cifar else ")."),
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "batch_size",
+        256,
+        f"{tag}Batch size (paper: MNIST 256" + (", CIFAR 512)." if cifar else ")."),
+        **fv,
+    )
+    flags.DEFINE_float(
+        "learning_rate",
+        0.1,
+        f"{tag}Base learning rate (paper: MNIST 0.1" + (", CIFAR 0.4)." if cifar else ")."),
+        **fv,
+    )
     flags.DEFINE_string(
         "mlp_spec",
         "512,256",
-        "Hidden layer sizes of the MLP, comma-separated (512,256: the published MNIST MLP).",
+        "Hidden layer sizes of the MLP, comma-separated: 512,256 (default) is the published "
+        "MNIST MLP, 512 one hidden layer of 512 units.",
         **fv,
     )
+
+
+def mlp_hidden_sizes(spec: str) -> tuple[int, ...]:
+    """`--mlp_spec` as layer sizes.
+
+    Raises:
+      UsageError: not comma-separated positive integers.
+    """
+    try:
+        sizes = tuple(int(part) for part in spec.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise UsageError(
+            f"--mlp_spec must be comma-separated positive layer sizes (e.g. 512,256 or 512), "
+            f"got {spec!r}"
+        )
+    return sizes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,14 +201,7 @@ def recipe_options(flag_values: flags.FlagValues = FLAGS) -> RecipeOptions:
       UsageError: a malformed --mlp_spec, or epochs / batch size / learning rate below range.
     """
     fv = flag_values
-    try:
-        sizes = tuple(int(part) for part in fv.mlp_spec.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise UsageError(
-            f"--mlp_spec must be comma-separated positive layer sizes, got {fv.mlp_spec!r}"
-        )
+    sizes = mlp_hidden_sizes(fv.mlp_spec)
     if fv.epochs < 1 or fv.batch_size < 1 or not fv.learning_rate > 0:
         raise UsageError(
             f"--epochs and --batch_size must be at least 1 and --learning_rate positive, got "

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 train_flags.define_flags()  # --dataset, --data_dir, --label_corrupt_prob, --seed
 train_flags.define_recording_flags()  # --record_heldout_probs
+# --arch, --epochs, --batch_size, --learning_rate ("[recipe]": unset, they take the
+# dataset's recipe, `heldout.training.config.RECIPES`; the defaults shown are MNIST's),
+# --mlp_spec.
+train_flags.define_recipe_flags(dataset_recipes=True)
 cluster_flags.define_flags()  # --scheduler, --workers
 cluster_flags.define_gpu_flag()  # --gpu_tasks
 _OUTPUT_DIR = flags.DEFINE_string(
@@ -30,17 +34,6 @@ _SUBSET_RATIOS = flags.DEFINE_list(
     "subset_ratios", ["0.1", "0.3", "0.5", "0.7", "0.9"], "Comma-separated subset ratios."
 )
 _RUNS_PER_RATIO = flags.DEFINE_integer("runs_per_ratio", 16, "Runs per subset ratio.")
-# Flags marked [recipe] default to the papers' CIFAR recipe when --dataset is cifar10 or
-# cifar100 (`heldout.training.config.RECIPES`); the defaults shown are the MNIST recipe.
-_EPOCHS = flags.DEFINE_integer(
-    "epochs", 20, "[recipe] Training epochs (paper: MNIST 20, CIFAR-10 80, CIFAR-100 160)."
-)
-_BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", 256, "[recipe] Batch size (paper: MNIST 256, CIFAR 512)."
-)
-_LEARNING_RATE = flags.DEFINE_float(
-    "learning_rate", 0.1, "[recipe] Base learning rate (paper: MNIST 0.1, CIFAR 0.4)."
-)
 _LR_SCHEDULE = flags.DEFINE_enum(
     "lr_schedule",
     "linear",
@@ -65,13 +58,6 @@ _CHECKPOINT_EVERY = flags.DEFINE_integer(
 _MODELS_PER_STEP = flags.DEFINE_integer(
     "models_per_step", 32, "MLPs trained simultaneously (speed only; results do not change)."
 )
-_ARCH = flags.DEFINE_enum(
-    "arch",
-    "mlp",
-    ["mlp", "small_inception", "resnet50"],
-    "[recipe] Model: mlp (trained stacked), small_inception or resnet50 (one at a time, "
-    "on the GPU when TensorFlow sees one). CIFAR: small_inception.",
-)
 _VAL_EXAMPLES = flags.DEFINE_integer(
     "val_examples", 1000, "Test examples behind the per-epoch Acc-val."
 )
@@ -80,12 +66,6 @@ _WEIGHT_DECAY = flags.DEFINE_float(
     0.0,
     "L2 weight decay: weight_decay * W added to each weight matrix's gradient (biases "
     "excluded). Default 0, as in the paper's MNIST runs.",
-)
-_MLP_SPEC = flags.DEFINE_string(
-    "mlp_spec",
-    "512,256",
-    "Hidden layer sizes of the MLP, comma-separated: 512,256 (default) is the published "
-    "MNIST MLP, 512 one hidden layer of 512 units.",
 )
 _COMPUTE_DTYPE = flags.DEFINE_enum(
     "compute_dtype",
@@ -119,19 +99,6 @@ def _subset_ratios(values: Sequence[str]) -> tuple[float, ...]:
         ) from None
 
 
-def _mlp_spec(value: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in value.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise UsageError(
-            f"--mlp_spec must be comma-separated positive layer sizes (e.g. 512,256 or 512), "
-            f"got {value!r}"
-        )
-    return sizes
-
-
 def config_from_flags() -> TrainingConfig:
     """The `TrainingConfig` the parsed flags describe.
 
@@ -147,16 +114,10 @@ def config_from_flags() -> TrainingConfig:
     data = train_flags.data_options()
     # The recipe flags the user gave win over the dataset's recipe; the others take it.
     recipe = {
-        name: flag.value
-        for name, flag in (
-            ("arch", _ARCH),
-            ("epochs", _EPOCHS),
-            ("batch_size", _BATCH_SIZE),
-            ("learning_rate", _LEARNING_RATE),
-            ("augment", _AUGMENT),
-        )
-        if flags.FLAGS[flag.name].present
-        or flag.name not in training.RECIPES.get(data.dataset.split(":", 1)[0], {})
+        name: flags.FLAGS[name].value
+        for name in ("arch", "epochs", "batch_size", "learning_rate", "augment")
+        if flags.FLAGS[name].present
+        or name not in training.RECIPES.get(data.dataset.split(":", 1)[0], {})
     }
     return training.TrainingConfig.for_dataset(
         data.dataset,
@@ -172,7 +133,7 @@ def config_from_flags() -> TrainingConfig:
         val_examples=_VAL_EXAMPLES.value,
         compute_dtype=_compute_dtype(_COMPUTE_DTYPE.value),
         weight_decay=_WEIGHT_DECAY.value,
-        mlp_hidden_sizes=_mlp_spec(_MLP_SPEC.value),
+        mlp_hidden_sizes=train_flags.mlp_hidden_sizes(flags.FLAGS.mlp_spec),
         record_heldout_probs=flags.FLAGS.record_heldout_probs,
     )
 
