@@ -53,6 +53,7 @@ import numpy as np
 from heldout.aux_arrays import AuxArrays
 from heldout.bitplanes import MAX_EXACT_RUNS, RunBits
 from heldout.errors import InconsistentRunError, ScoresError, UsageError
+from heldout.row_blocks import RowBlocks
 
 
 class InfluenceTooLargeError(ScoresError, MemoryError):
@@ -504,6 +505,9 @@ class BitPackedInfluenceAccumulator(_InfluenceCounts):
       backend: "popcount" (CPU, numba) or "tf-gpu" (TensorFlow on a GPU).
       max_matrix_bytes: as for `DenseInfluenceAccumulator`.
       num_runs: runs expected, to size the storage once (it grows if more come).
+      stream_dense: with the popcount backend, the dense result's `matrix` is a
+        `heldout.row_blocks.RowBlocks` computed while it is written (`save_scores`), never
+        held whole; for callers that only write it (`compute_scores --scores=influence`).
     """
 
     def __init__(
@@ -513,8 +517,10 @@ class BitPackedInfluenceAccumulator(_InfluenceCounts):
         backend: str = "popcount",
         max_matrix_bytes: int | None = None,
         num_runs: int | None = None,
+        stream_dense: bool = False,
     ):
         super().__init__(subset_ratio)
+        self.stream_dense = bool(stream_dense)
         if topk < 0:
             raise UsageError(f"topk must be 0 (dense) or positive, got {topk}")
         if backend not in ("popcount", "tf-gpu"):
@@ -559,6 +565,10 @@ class BitPackedInfluenceAccumulator(_InfluenceCounts):
             self._column_scale(),
             self.num_runs,
         )
+        if self.k == 0 and self.stream_dense and self.backend == "popcount":
+            shape = (self.num_test, self.num_train)
+            blocks = RowBlocks(shape, np.float32, lambda: kernels.dense_influence_blocks(*inputs))
+            return self._result(matrix=blocks, backend=self.backend)
         if self.k == 0:
             return self._result(matrix=kernels.dense_influence(*inputs), backend=self.backend)
         values, index = kernels.topk_influence(*inputs, self.k)
@@ -676,7 +686,9 @@ class InfluenceAccumulator:
       backend: one of `BACKENDS`.
       num_runs: runs that will be added, if known (for the choice and the storage).
       **options: `max_matrix_bytes` for every backend; `block_bytes`, `tile_test` and
-        `tile_train` are the numpy backend's (giving one selects it under "auto").
+        `tile_train` are the numpy backend's (giving one selects it under "auto");
+        `stream_dense` (see `BitPackedInfluenceAccumulator`) is the popcount backend's
+        and ignored by the others.
     """
 
     def __init__(
@@ -689,9 +701,13 @@ class InfluenceAccumulator:
     ):
         if topk < 0:
             raise UsageError(f"topk must be 0 (dense) or positive, got {topk}")
-        unknown = sorted(set(options) - set(_NUMPY_OPTIONS) - {"max_matrix_bytes"})
+        unknown = sorted(
+            set(options) - set(_NUMPY_OPTIONS) - {"max_matrix_bytes", "stream_dense"}
+        )
         if unknown:
             raise TypeError(f"unknown influence options {unknown}")
+        # Only the popcount backend streams; the others return the array as always.
+        self._stream_dense = bool(options.pop("stream_dense", False))
         numpy_only = sorted(set(options) & set(_NUMPY_OPTIONS))
         if numpy_only and backend not in ("auto", "numpy"):
             raise UsageError(f"{numpy_only} are options of the numpy backend, not {backend}")
@@ -717,6 +733,7 @@ class InfluenceAccumulator:
                 choice.backend,
                 self._options.get("max_matrix_bytes"),
                 self.num_runs_expected,
+                stream_dense=self._stream_dense,
             )
 
     @property

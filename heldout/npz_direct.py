@@ -31,6 +31,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from heldout.row_blocks import RowBlocks
+
 try:  # ISA-L's CRC-32 is ~30x faster than zlib's; isal is a dependency, zlib the fallback
     from isal.isal_zlib import crc32 as _crc32
 except ImportError:  # pragma: no cover - isal is installed with the package
@@ -311,39 +313,67 @@ def write_stored_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
 
     Args:
       file: a binary file open for writing, positioned at 0 (e.g. from `io.atomic_open`).
-      arrays: name -> array.
+      arrays: name -> array, or a `heldout.row_blocks.RowBlocks` (consumed here: its
+        blocks are written as they come, and the whole array never exists).
     """
     prepared = []
     offset = 0
     for name, value in arrays.items():
-        array = np.asanyarray(value)
-        if array.dtype.hasobject:
-            return _savez(file, arrays)
-        if not array.flags.c_contiguous:
-            array = np.ascontiguousarray(array)
+        if isinstance(value, RowBlocks):  # computed while written, checksummed as it goes
+            array, nbytes = value, value.nbytes
+            descr = np.lib.format.dtype_to_descr(value.dtype)
+            header_fields = {"descr": descr, "fortran_order": False, "shape": value.shape}
+        else:
+            array = np.asanyarray(value)
+            if array.dtype.hasobject:
+                return _savez(file, arrays)
+            if not array.flags.c_contiguous:
+                array = np.ascontiguousarray(array)
+            header_fields = np.lib.format.header_data_from_array_1_0(array)
+            nbytes = array.nbytes
         header = io.BytesIO()
-        np.lib.format.write_array_header_1_0(
-            header, np.lib.format.header_data_from_array_1_0(array)
-        )
+        np.lib.format.write_array_header_1_0(header, header_fields)
         header = header.getvalue()
-        data = memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
-        size = len(header) + data.nbytes
+        size = len(header) + nbytes
         if size >= _ZIP64_LIMIT or offset >= _ZIP64_LIMIT:
             return _savez(file, arrays)
         raw_name = f"{name}.npy".encode()
-        crc = _crc32(data, _crc32(header)) & 0xFFFFFFFF
-        prepared.append((raw_name, header, data, size, crc, offset))
+        prepared.append([raw_name, header, array, size, None, offset])
         offset += _LOCAL.size + len(raw_name) + size
+    directory_size = sum(_CENTRAL.size + len(entry[0]) for entry in prepared)
+    if offset + directory_size >= _ZIP64_LIMIT or len(prepared) >= 0xFFFF:
+        return _savez(file, arrays)
     directory = []
-    for raw_name, header, data, size, crc, member_offset in prepared:
+    for raw_name, header, array, size, _, member_offset in prepared:
         # version 2.0 (stored), no flags, DOS time 1980-01-01 00:00: the bytes depend on
         # the arrays alone.
-        file.write(
-            _LOCAL.pack(b"PK\x03\x04", 20, 0, 0, 0, 0, 0x21, crc, size, size, len(raw_name), 0)
-        )
+        local = [b"PK\x03\x04", 20, 0, 0, 0, 0, 0x21, 0, size, size, len(raw_name), 0]
+        streamed = isinstance(array, RowBlocks)
+        if streamed:  # checksummed as it is written: its CRC replaces a placeholder after
+            pieces, crc, local_at = array.blocks(), _crc32(header), file.tell()
+        else:
+            pieces = [array.reshape(-1).view(np.uint8)] if array.size else []
+            crc = _crc32(memoryview(pieces[0]) if pieces else b"", _crc32(header))
+            local[7] = crc & 0xFFFFFFFF
+        file.write(_LOCAL.pack(*local))
         file.write(raw_name)
         file.write(header)
-        _write_data(file, data)
+        writer = _DataWriter(file, size - len(header))
+        for piece in pieces:
+            data = memoryview(np.ascontiguousarray(piece).reshape(-1).view(np.uint8))
+            if streamed:
+                crc = _crc32(data, crc)
+            writer.write(data)
+        writer.close()
+        crc &= 0xFFFFFFFF
+        if streamed:
+            end = file.tell()
+            if end != local_at + _LOCAL.size + len(raw_name) + size:
+                raise ValueError(f"{raw_name.decode()}: {end - local_at} bytes, not {size}")
+            local[7] = crc
+            file.seek(local_at)
+            file.write(_LOCAL.pack(*local))
+            file.seek(end)
         directory.append(
             _CENTRAL.pack(
                 b"PK\x01\x02",
@@ -369,10 +399,6 @@ def write_stored_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
             + raw_name
         )
     directory = b"".join(directory)
-    if offset + len(directory) >= _ZIP64_LIMIT or len(prepared) >= 0xFFFF:
-        file.seek(0)
-        file.truncate()
-        return _savez(file, arrays)
     file.write(directory)
     file.write(
         _END_RECORD.pack(
@@ -387,8 +413,9 @@ DIRECT_WRITE_CHUNK = 8 << 20  # bytes per O_DIRECT write, through one aligned bu
 _BLOCK = 4096  # O_DIRECT alignment of file offsets, lengths and memory (every device's)
 
 
-def _write_data(file: BinaryIO, data: memoryview) -> None:
-    """Writes `data` at the file's position: large data mostly past the page cache.
+class _DataWriter:
+    """Writes one member's data at the file's position, in pieces; large data mostly past
+    the page cache.
 
     Why: a buffered write of a 400 MB influence matrix allocates and fills 400 MB of page
     cache and copies into it, and on a virtual machine whose host has taken the guest's
@@ -397,51 +424,87 @@ def _write_data(file: BinaryIO, data: memoryview) -> None:
     buffer. The unaligned head and tail go through the file object as before, so the
     bytes written are the same either way; file systems without O_DIRECT (or a file
     object without a descriptor) get the buffered write. Durability is unchanged: the
-    caller's fsync covers both kinds of write.
+    caller's fsync covers both kinds of write. `close()` ends the member.
     """
-    if data.nbytes < DIRECT_WRITE_MIN_BYTES or not hasattr(os, "O_DIRECT"):
-        file.write(data)
-        return
-    try:
-        fd = file.fileno()
-    except (AttributeError, io.UnsupportedOperation):
-        file.write(data)
-        return
-    file.flush()
-    start = file.tell()
-    head = -start % _BLOCK
-    body = (data.nbytes - head) // _BLOCK * _BLOCK
-    try:
-        direct = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT)
-    except OSError:
-        file.write(data)
-        return
-    done = 0
-    try:
-        file.write(data[:head])
-        file.flush()
-        done = head
-        buffer = mmap.mmap(-1, DIRECT_WRITE_CHUNK)  # page aligned
-        view = memoryview(buffer)
+
+    def __init__(self, file: BinaryIO, nbytes: int):
+        self.file = file
+        self.direct = -1
+        if nbytes < DIRECT_WRITE_MIN_BYTES or not hasattr(os, "O_DIRECT"):
+            return
         try:
-            while done < head + body:
-                n = min(DIRECT_WRITE_CHUNK, head + body - done)
-                view[:n] = data[done : done + n]
-                written = os.pwrite(direct, view[:n], start + done)
-                if written != n:  # short O_DIRECT write: the rest goes buffered
-                    done += written - written % _BLOCK
-                    break
-                done += n
-        finally:
-            view.release()
-            buffer.close()
-    except OSError as error:
-        if error.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
-            raise  # a real write error (no space, I/O): the caller's temporary is removed
-    finally:
-        os.close(direct)
-    file.seek(start + done)
-    file.write(data[done:])
+            fd = file.fileno()
+        except (AttributeError, io.UnsupportedOperation):
+            return
+        file.flush()
+        self.start = file.tell()
+        self.position = self.start  # the next byte's offset in the file
+        self.aligned_from = self.start + (-self.start % _BLOCK)
+        try:
+            self.direct = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT)
+        except OSError:
+            return
+        self.buffer = mmap.mmap(-1, DIRECT_WRITE_CHUNK)  # page aligned
+        self.view = memoryview(self.buffer)
+        self.filled = 0  # bytes waiting in the buffer, from `position` on
+
+    def write(self, data: memoryview) -> None:
+        if self.direct < 0:
+            self.file.write(data)
+            return
+        data = memoryview(data).cast("B")
+        if self.position < self.aligned_from:  # the head, up to a block boundary
+            n = min(data.nbytes, self.aligned_from - self.position)
+            self.file.write(data[:n])
+            self.file.flush()
+            self.position += n
+            data = data[n:]
+        while data.nbytes:
+            n = min(data.nbytes, DIRECT_WRITE_CHUNK - self.filled)
+            self.view[self.filled : self.filled + n] = data[:n]
+            self.filled += n
+            data = data[n:]
+            if self.filled == DIRECT_WRITE_CHUNK:
+                self._flush(DIRECT_WRITE_CHUNK)
+                if self.direct < 0:  # O_DIRECT refused: buffered from here on
+                    self.file.write(data)
+                    return
+
+    def _flush(self, n: int) -> None:
+        """Writes the buffer's first n bytes (whole blocks) with O_DIRECT; on refusal,
+        writes everything waiting through the file object and stops using O_DIRECT."""
+        written = 0
+        try:
+            written = os.pwrite(self.direct, self.view[:n], self.position)
+        except OSError as error:
+            if error.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                raise  # a real write error (no space, I/O): the caller's temporary goes
+        written -= written % _BLOCK
+        self.position += written
+        rest = self.filled - written
+        self.view[:rest] = self.view[written : self.filled]
+        self.filled = rest
+        if written < n:
+            self._stop_direct()
+
+    def _stop_direct(self) -> None:
+        self.file.seek(self.position)
+        self.file.write(self.view[: self.filled])
+        self.position += self.filled
+        self.filled = 0
+        os.close(self.direct)
+        self.direct = -1
+        self.view.release()
+        self.buffer.close()
+
+    def close(self) -> None:
+        if self.direct < 0:
+            return
+        whole = self.filled - self.filled % _BLOCK
+        if whole:
+            self._flush(whole)
+        if self.direct >= 0:
+            self._stop_direct()  # the tail, through the file object, and the file's end
 
 
 def _savez(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:

@@ -28,6 +28,7 @@ process. `heldout.influence` imports it only when the popcount backend is chosen
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numba.core.config
@@ -348,6 +349,39 @@ def dense_influence(
             np.int32(num_runs), out,
         )  # fmt: skip
     return out
+
+
+def dense_influence_blocks(
+    tests: np.ndarray,
+    trains: np.ndarray,
+    correct_count: np.ndarray,
+    count_in: np.ndarray,
+    scale: np.ndarray,
+    num_runs: int,
+    block_bytes: int = 32 << 20,
+) -> Iterator[np.ndarray]:
+    """`dense_influence`'s rows, a block at a time, in one reused buffer.
+
+    For `heldout.row_blocks.RowBlocks`: each block (about `block_bytes`, a whole number of
+    rows, every core working on it) is valid until the next is asked for. The values are
+    those of `dense_influence`, bit for bit: the same kernel computes each row.
+
+    Args: as `dense_influence`, and block_bytes: the buffer's size.
+    """
+    _check_planes(tests, trains)
+    count_in, scale, correct_count = _columns(count_in, scale, num_runs, correct_count)
+    num_test, num_train = tests.shape[1], trains.shape[1]
+    rows = int(max(1, min(num_test, block_bytes // max(1, 4 * num_train))))
+    buffer = np.empty((rows, num_train), dtype=np.float32)
+    for r0 in range(0, num_test, rows):
+        r1 = min(num_test, r0 + rows)
+        out = buffer[: r1 - r0]
+        if out.size:
+            _run_tasks(
+                _dense_rows, r1 - r0, np.ascontiguousarray(tests[:, r0:r1]), trains,
+                correct_count[r0:r1], count_in, scale, np.int32(num_runs), out,
+            )  # fmt: skip
+        yield out
 
 
 def topk_influence(

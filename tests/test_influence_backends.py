@@ -228,3 +228,39 @@ def test_cli_backend_flag(experiment, tmp_path):
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().count("\n") == 0 and "tf-gpu backend cannot run" in done.stderr
         assert not (tmp_path / "g.npz").exists()
+
+
+@pytest.mark.parametrize("num_runs, num_train, num_test", SIZES)
+def test_streamed_dense_influence_is_the_same_bits_block_by_block(num_runs, num_train, num_test):
+    from heldout import popcount
+    from heldout.row_blocks import RowBlocks
+
+    runs, masks, tests = _problem(num_runs, num_train, num_test, seed=num_runs + 1)
+    whole = compute_influence(runs, backend="popcount").matrix
+    streamed = compute_influence(runs, backend="popcount", stream_dense=True)
+    assert isinstance(streamed.matrix, RowBlocks) and streamed.matrix.shape == whole.shape
+    np.testing.assert_array_equal(np.asarray(streamed.matrix), whole)
+    with pytest.raises(ValueError, match="already consumed"):
+        np.asarray(streamed.matrix)  # produced once
+    # Blocks of 3 rows (a last, shorter one for odd N_test), one reused buffer.
+    planes = [RunBits(num_test), RunBits(num_train)]
+    for mask, test in zip(masks, tests, strict=True):
+        planes[0].append(test)
+        planes[1].append(mask)
+    count_in = masks.sum(axis=0).astype(np.int32)
+    with np.errstate(divide="ignore"):
+        scale = (1.0 / (count_in * (num_runs - count_in))).astype(np.float32)
+    scale[~np.isfinite(scale)] = np.nan
+    inputs = (planes[0].planes(), planes[1].planes(), tests.sum(axis=0), count_in, scale)
+    blocks = [
+        block.copy()
+        for block in popcount.dense_influence_blocks(
+            *inputs, num_runs, block_bytes=3 * 4 * num_train
+        )
+    ]
+    assert [len(b) for b in blocks[:-1]] == [3] * (len(blocks) - 1)
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+    # The numpy backend takes the option and returns the array, as always.
+    assert isinstance(
+        compute_influence(runs, backend="numpy", stream_dense=True).matrix, np.ndarray
+    )

@@ -112,3 +112,44 @@ def test_large_members_written_past_the_page_cache_hold_the_same_bytes(
         _assert_same(read_stored_npz(direct), arrays)
     finally:
         direct.unlink(missing_ok=True)
+
+
+def test_row_blocks_are_written_as_the_array_would_be_and_only_once(tmp_path, monkeypatch):
+    import heldout.npz_direct as npz_direct
+    from heldout.io import write_npz_atomic
+    from heldout.row_blocks import RowBlocks
+
+    rng = np.random.default_rng(8)
+    matrix = rng.random((37, 1001)).astype(np.float32)
+    matrix[5] = np.nan  # an all-NaN row: its maximum is NaN
+    matrix[6, ::2] = np.nan
+
+    def streamed():
+        return RowBlocks(matrix.shape, np.float32, lambda: iter(np.array_split(matrix, 5)))
+
+    others = {"count": np.arange(9, dtype=np.int32), "name": np.asarray("popcount")}
+    as_array = tmp_path / "array.npz"
+    write_npz_atomic(as_array, {"first": others["count"], "m": matrix, **others})
+    for threshold in (1 << 40, 10_000):  # buffered, and O_DIRECT for the member's middle
+        monkeypatch.setattr(npz_direct, "DIRECT_WRITE_MIN_BYTES", threshold)
+        monkeypatch.setattr(npz_direct, "DIRECT_WRITE_CHUNK", 2 * 4096)
+        blocks = streamed()
+        path = tmp_path / f"blocks-{threshold}.npz"
+        write_npz_atomic(path, {"first": others["count"], "m": blocks, **others})
+        assert path.read_bytes() == as_array.read_bytes()
+        with zipfile.ZipFile(path) as archive:
+            assert archive.testzip() is None
+        np.testing.assert_array_equal(blocks.row_fmax, np.fmax.reduce(matrix, axis=1))
+        with pytest.raises(ValueError, match="already consumed"):
+            write_npz_atomic(tmp_path / "again.npz", {"m": blocks})
+    assert not (tmp_path / "again.npz").exists()
+
+    bad = RowBlocks((37, 1001), np.float32, lambda: iter([matrix[:30]]))  # rows missing
+    with pytest.raises(ValueError, match="held 30 rows of 37"):
+        write_npz_atomic(tmp_path / "short.npz", {"m": bad})
+    wrong = RowBlocks((37, 1001), np.float32, lambda: iter([matrix.astype(np.float64)]))
+    with pytest.raises(ValueError, match="does not fit"):
+        write_npz_atomic(tmp_path / "wrong.npz", {"m": wrong})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["array.npz", "blocks-1099511627776.npz", "blocks-10000.npz"]
+    )

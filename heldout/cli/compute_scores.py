@@ -114,7 +114,12 @@ def _summary(result: scores.ExperimentScores, seconds: float, output: str) -> st
         )
     if result.influence is not None:
         i = result.influence
-        values = i.topk_value[:, 0] if i.is_topk else np.fmax.reduce(i.matrix, axis=1)
+        if i.is_topk:
+            values = i.topk_value[:, 0]
+        else:  # a streamed matrix kept its rows' maxima as it was written
+            values = getattr(i.matrix, "row_fmax", None)
+            if values is None:
+                values = np.fmax.reduce(i.matrix, axis=1)
         shape = (
             f"top-{i.topk_index.shape[1]} per test example"
             if i.is_topk
@@ -163,6 +168,16 @@ def _uncertainty_summary(result: scores.ExperimentScores) -> list[str]:
     return lines
 
 
+def _streams_influence(requested: Sequence[str]) -> bool:
+    """Whether the dense influence is only written, so it can be streamed to the file:
+    nothing else asked for (intervals and other scores read the matrix)."""
+    return (
+        list(requested) == ["influence"]
+        and _INFLUENCE_TOPK.value == 0
+        and _CONFIDENCE.value is None
+    )
+
+
 def main(argv: Sequence[str]) -> int:
     del argv  # checked by app.guarded
     if not _OUTPUT.value.endswith(".npz"):
@@ -180,6 +195,10 @@ def main(argv: Sequence[str]) -> int:
         score, workers = scores_distributed.cluster_scorer(fan_out), None
     else:
         score, workers = scores.score_experiment, flags.FLAGS.workers
+    extra = {}
+    if not fan_out.distributed and _streams_influence(requested):
+        # Only written: computed block by block while it is (never held whole).
+        extra["influence_options"] = {"stream_dense": True}
     result = score(
         experiment,
         scores=requested,
@@ -193,6 +212,7 @@ def main(argv: Sequence[str]) -> int:
         confidence=_CONFIDENCE.value,
         fdr=_FDR.value,
         min_memorization=_MIN_MEMORIZATION.value,
+        **extra,
     )
     arrays = result.arrays()
     if soft:
