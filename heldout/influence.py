@@ -701,9 +701,7 @@ class InfluenceAccumulator:
     ):
         if topk < 0:
             raise UsageError(f"topk must be 0 (dense) or positive, got {topk}")
-        unknown = sorted(
-            set(options) - set(_NUMPY_OPTIONS) - {"max_matrix_bytes", "stream_dense"}
-        )
+        unknown = sorted(set(options) - set(_NUMPY_OPTIONS) - {"max_matrix_bytes", "stream_dense"})
         if unknown:
             raise TypeError(f"unknown influence options {unknown}")
         # Only the popcount backend streams; the others return the array as always.
