@@ -338,13 +338,13 @@ def write_stored_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
         if size >= _ZIP64_LIMIT or offset >= _ZIP64_LIMIT:
             return _savez(file, arrays)
         raw_name = f"{name}.npy".encode()
-        prepared.append([raw_name, header, array, size, None, offset])
+        prepared.append((raw_name, header, array, size, offset))
         offset += _LOCAL.size + len(raw_name) + size
     directory_size = sum(_CENTRAL.size + len(entry[0]) for entry in prepared)
     if offset + directory_size >= _ZIP64_LIMIT or len(prepared) >= 0xFFFF:
         return _savez(file, arrays)
     directory = []
-    for raw_name, header, array, size, _, member_offset in prepared:
+    for raw_name, header, array, size, member_offset in prepared:
         # version 2.0 (stored), no flags, DOS time 1980-01-01 00:00: the bytes depend on
         # the arrays alone.
         local = [b"PK\x03\x04", 20, 0, 0, 0, 0, 0x21, 0, size, size, len(raw_name), 0]

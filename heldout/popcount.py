@@ -368,20 +368,15 @@ def dense_influence_blocks(
 
     Args: as `dense_influence`, and block_bytes: the buffer's size.
     """
-    _check_planes(tests, trains)
-    count_in, scale, correct_count = _columns(count_in, scale, num_runs, correct_count)
     num_test, num_train = tests.shape[1], trains.shape[1]
     rows = int(max(1, min(num_test, block_bytes // max(1, 4 * num_train))))
     buffer = np.empty((rows, num_train), dtype=np.float32)
     for r0 in range(0, num_test, rows):
         r1 = min(num_test, r0 + rows)
-        out = buffer[: r1 - r0]
-        if out.size:
-            _run_tasks(
-                _dense_rows, r1 - r0, np.ascontiguousarray(tests[:, r0:r1]), trains,
-                correct_count[r0:r1], count_in, scale, np.int32(num_runs), out,
-            )  # fmt: skip
-        yield out
+        yield dense_influence(
+            np.ascontiguousarray(tests[:, r0:r1]), trains, correct_count[r0:r1], count_in,
+            scale, num_runs, out=buffer[: r1 - r0],
+        )  # fmt: skip
 
 
 def topk_influence(
