@@ -15,6 +15,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from heldout.numba_start import load_numba_arrays
+
+load_numba_arrays()  # before the first compile would import it with all of scipy.linalg
+
 
 @njit(nogil=True, cache=True, boundscheck=False)
 def _train_views(

@@ -37,6 +37,9 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from heldout.bitplanes import MAX_EXACT_RUNS, PLANE_GROUP
+from heldout.numba_start import load_numba_arrays
+
+load_numba_arrays()  # before the first compile would import it with all of scipy.linalg
 
 
 def _allow_512_bit_vectors() -> None:

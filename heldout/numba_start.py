@@ -1,0 +1,48 @@
+"""Loads numba's array library without the scipy probe it does not need here.
+
+When numba compiles or loads its first function it imports `numba.np.arraymath`, which
+imports `scipy.linalg` (all of it: 0.25 s, plus numpy.f2py through scipy's array-API
+layer) only to set one flag, `_HAVE_BLAS`, that decides whether compiled `np.correlate`
+and `np.convolve` may call BLAS. No kernel of this package uses them, and in
+`compute_scores` that import holds the GIL while the reader threads wait: 0.25 s of a
+1.5-2.5 s process. `load_numba_arrays` imports `numba.np.arraymath` with scipy hidden
+from this thread, then sets the flag to what the probe would have found in a working
+install (scipy present), so numba behaves as before for any later code; the first such
+compile imports scipy itself (numba's `ensure_blas`). Other threads import scipy as usual.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+import threading
+
+
+class _HideScipyFromThisThread(importlib.abc.MetaPathFinder):
+    """Makes `import scipy...` fail in one thread while scipy is not yet imported."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name, path=None, target=None):  # noqa: ARG002 - finder protocol
+        if threading.get_ident() == self.thread and (name == "scipy" or name.startswith("scipy.")):
+            raise ImportError(f"{name} hidden while numba's array library loads")
+        return None
+
+
+def load_numba_arrays() -> None:
+    """Imports `numba.np.arraymath` (once per process) without importing scipy."""
+    if "numba.np.arraymath" in sys.modules:
+        return
+    if "scipy.linalg.cython_blas" in sys.modules:  # the probe is free: let it run
+        import numba.np.arraymath  # noqa: F401
+
+        return
+    finder = _HideScipyFromThisThread()
+    sys.meta_path.insert(0, finder)
+    try:
+        import numba.np.arraymath as arraymath
+    finally:
+        sys.meta_path.remove(finder)
+    arraymath._HAVE_BLAS = importlib.util.find_spec("scipy") is not None
