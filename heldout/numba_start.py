@@ -35,14 +35,11 @@ def load_numba_arrays() -> None:
     """Imports `numba.np.arraymath` (once per process) without importing scipy."""
     if "numba.np.arraymath" in sys.modules:
         return
-    if "scipy.linalg.cython_blas" in sys.modules:  # the probe is free: let it run
-        import numba.np.arraymath  # noqa: F401
-
-        return
-    finder = _HideScipyFromThisThread()
+    finder = _HideScipyFromThisThread()  # finders see only modules not yet imported
     sys.meta_path.insert(0, finder)
     try:
         import numba.np.arraymath as arraymath
     finally:
         sys.meta_path.remove(finder)
-    arraymath._HAVE_BLAS = importlib.util.find_spec("scipy") is not None
+    if "scipy.linalg.cython_blas" not in sys.modules:  # the probe was hidden, not run
+        arraymath._HAVE_BLAS = importlib.util.find_spec("scipy") is not None
