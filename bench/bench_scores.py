@@ -37,7 +37,8 @@ the popcount backend at full size, and the ratio to the float32 GEMM path (numpy
 measured in the same run on the first --imagenet_compare_num_test test examples (both
 costs are linear in N_test; the float32 path alone takes ~15 minutes at full size here).
 
-Part `files`: how fast `heldout.reading.read_runs` reads written `aux_arrays.npz` files.
+Part `files`: how fast `heldout.reading.read_runs` reads written `aux_arrays.npz` files, in the
+calling thread (its default) and on reader threads.
 
   python bench/bench_scores.py                                   # everything, full size
   python bench/bench_scores.py --num_runs=400 --num_train=20000 --num_test=4000 \
@@ -612,13 +613,14 @@ def _files_part(workdir: Path) -> list[str]:
     write_seconds = time.perf_counter() - start
     experiment = open_experiment(path)
     lines = [f"files part: {len(experiment.runs)} aux_arrays.npz files of N={spec.num_train}"]
-    for workers in (1, 4):
+    for workers in (None, 1, 4):
         start = time.perf_counter()
         for _ in read_runs(experiment.runs, workers=workers):
             pass
         seconds = time.perf_counter() - start
+        how = "in the calling thread" if workers is None else f"with {workers} thread(s)"
         lines.append(
-            f"  read + validate with {workers} thread(s): {len(experiment.runs) / seconds:.0f} "
+            f"  read + validate {how}: {len(experiment.runs) / seconds:.0f} "
             f"runs/s (writing them: {len(experiment.runs) / max(write_seconds, 1e-9):.0f} runs/s)"
         )
     return lines

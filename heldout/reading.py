@@ -1,16 +1,22 @@
-"""Read many runs' `aux_arrays.npz` in parallel, checked against each other.
+"""Read many runs' `aux_arrays.npz`, in order, checked against each other.
 
-A released experiment has thousands of runs; reading them one after another leaves the
-disk and the decompression idle while the score engine works. `read_runs` loads them on a
-thread pool (numpy releases the GIL while reading and validating) but keeps only a bounded
-number of loaded runs waiting, so memory stays flat however many runs there are. Runs
-come back in the order given, so errors and results are reproducible.
+A released experiment has thousands of runs, and the score engine must not wait on the
+disk between them. By default `read_runs` reads in the calling thread and asks the kernel
+to read the next files ahead (`posix_fadvise(WILLNEED)`), so a cold disk works while a
+run is checked and counted. Reader threads (`workers=N`) are there for storage where each
+file waits long on its own (a network mount that ignores the hint), not for speed on a
+local disk: most of a run's ~0.1 ms of work holds the GIL, so threads took 2-3x as long
+per run as the calling thread alone on page-cached files (2 000 runs of 20 000 examples:
+0.21 s in one thread against 0.4-0.55 s with 1-3 reader threads). Either way only a
+bounded number of loaded runs wait, so memory stays flat however many runs there are, and
+runs come back in the order given, so errors and results are reproducible.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import gc
 import os
 import zipfile
@@ -116,6 +122,11 @@ def _aux_path(item: RunLike) -> Path:
     return item.aux_path if isinstance(item, Run) else Path(item)
 
 
+# Files the kernel is asked to read ahead of the calling thread (by default): a few MB for
+# CIFAR-size runs, enough for a disk's latency to hide behind ~0.1 ms of work per run.
+READAHEAD_RUNS = 16
+
+
 def read_runs(
     runs: Iterable[RunLike],
     *,
@@ -130,9 +141,11 @@ def read_runs(
 
     Args:
       runs: what to read; `Run`s or paths of `aux_arrays.npz` files.
-      workers: reader threads; default `min(8, cpu_count)`.
-      max_in_flight: loaded-or-loading runs held at once (bounds memory); default
-        `2 * workers`.
+      workers: None (default) reads in the calling thread, the kernel reading the next
+        files ahead; N >= 1 reads on N threads (see the module docstring for when).
+      max_in_flight: with threads, loaded-or-loading runs held at once (bounds memory),
+        default `2 * workers`; in the calling thread, the files read ahead, default
+        `READAHEAD_RUNS`.
       skip_bad_runs: on a malformed file, or one whose N / N_test disagree with the other
         runs, call `on_bad_run(run, error)` and go on; when False, raise the error (it names
         the file). Other errors (out of memory, interrupts) always propagate.
@@ -141,36 +154,29 @@ def read_runs(
       size_check: the split-size check, e.g. with the experiment's known sizes. Default:
         with `skip_bad_runs`, the majority over `runs` (`majority_split_sizes`); else the
         first run sets the sizes (any disagreement then stops the read, naming both files).
+
+    Raises:
+      AuxArraysError: a bad run, unless `skip_bad_runs`.
+      ValueError: `workers` below 1.
     """
     runs = list(runs)
-    workers = workers or min(8, os.cpu_count() or 1)
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    max_in_flight = max(1, max_in_flight or 2 * workers)
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1 (or None), got {workers}")
     if size_check is None:
         # Skipping bad runs needs to know which sizes are the good ones before the first.
         size_check = majority_split_sizes(runs, workers) if skip_bad_runs else SplitSizeCheck()
     report = progress_reporter(progress, len(runs))
-    pending: collections.deque[tuple[RunLike, Future]] = collections.deque()
-    to_submit = iter(runs)
+    if workers:
+        loads = _loads_on_threads(runs, workers, max(1, max_in_flight or 2 * workers))
+    else:
+        readahead = READAHEAD_RUNS if max_in_flight is None else max(0, max_in_flight)
+        loads = _loads_here(runs, readahead)
     done = 0
-    with (
-        cyclic_gc_paused(),
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aux-reader") as pool,
-    ):
-
-        def submit_next() -> None:
-            run = next(to_submit, None)
-            if run is not None:
-                pending.append((run, pool.submit(load_aux_arrays, _aux_path(run))))
-
+    with cyclic_gc_paused(), contextlib.closing(loads):
         try:
-            for _ in range(max_in_flight):
-                submit_next()
-            while pending:
-                run, future = pending.popleft()
+            for run, load in loads:
                 try:
-                    aux = future.result()
+                    aux = load()
                     size_check.check(aux)
                 except AuxArraysError as error:
                     if not skip_bad_runs:
@@ -183,13 +189,70 @@ def read_runs(
                 if aux is not None:
                     yield run, aux
                     aux = None
-                # Only now, with the consumer done with the last run, read one more: the
-                # reader never holds more than max_in_flight runs, counting the one handed out.
+        finally:
+            report(None)
+
+
+Load = Callable[[], AuxArrays]
+
+
+def _loads_here(runs: list[RunLike], readahead: int) -> Iterator[tuple[RunLike, Load]]:
+    """Each run with the call that reads it in this thread; the next `readahead` files are
+    handed to the kernel's read-ahead first, so their pages arrive while this one is used."""
+    paths = [_aux_path(run) for run in runs]
+    for position in range(min(readahead, len(paths))):
+        _advise_will_need(paths[position])
+    for position, (run, path) in enumerate(zip(runs, paths, strict=True)):
+        if position + readahead < len(paths):
+            _advise_will_need(paths[position + readahead])
+        yield run, functools.partial(load_aux_arrays, path)
+
+
+def _advise_will_need(path: Path) -> None:
+    """Starts the kernel reading a whole file into the page cache, without waiting for it.
+
+    A hint only: where it is not supported, or the file cannot be opened (the read itself
+    then says why), nothing happens.
+    """
+    if not hasattr(os, "posix_fadvise"):  # pragma: no cover - Linux has it; macOS does not
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except OSError:  # pragma: no cover - e.g. a pipe or a file system without read-ahead
+        pass
+    finally:
+        os.close(fd)
+
+
+def _loads_on_threads(
+    runs: list[RunLike], workers: int, max_in_flight: int
+) -> Iterator[tuple[RunLike, Load]]:
+    """Each run with the call that waits for its read on a pool of `workers` threads; at
+    most `max_in_flight` runs are loaded or loading, counting the one handed out."""
+    pending: collections.deque[tuple[RunLike, Future]] = collections.deque()
+    to_submit = iter(runs)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aux-reader") as pool:
+
+        def submit_next() -> None:
+            run = next(to_submit, None)
+            if run is not None:
+                pending.append((run, pool.submit(load_aux_arrays, _aux_path(run))))
+
+        try:
+            for _ in range(max_in_flight):
+                submit_next()
+            while pending:
+                run, future = pending.popleft()
+                yield run, future.result
+                # Only now, with the consumer done with that run, read one more.
                 submit_next()
         finally:
             for _, future in pending:
                 future.cancel()
-            report(None)
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ def _copy_experiment(experiment, destination):
     return release.open_experiment(destination)
 
 
-@pytest.mark.parametrize("workers", [1, 4])
+@pytest.mark.parametrize("workers", [None, 1, 4])
 def test_runs_come_back_in_the_order_given_with_their_arrays(experiment, workers):
     runs = list(reversed(experiment.runs))
     got = list(read_runs(runs, workers=workers, max_in_flight=3))
@@ -145,23 +145,60 @@ def _not_a_zip(path):
         (_not_a_zip, "not a numpy .npz or .npy file"),
     ],
 )
-def test_a_bad_file_stops_the_read_or_is_skipped(experiment, tmp_path, corrupt, message):
+@pytest.mark.parametrize("workers", [None, 3])
+def test_a_bad_file_stops_the_read_or_is_skipped(experiment, tmp_path, corrupt, message, workers):
     copy = _copy_experiment(experiment, tmp_path / "exp")
     bad = copy.runs[5]
     corrupt(bad.aux_path)
     with pytest.raises(AuxArraysError, match=message) as caught:
-        list(read_runs(copy.runs, workers=3))
+        list(read_runs(copy.runs, workers=workers))
     assert str(caught.value).startswith(str(bad.aux_path))
 
     reported = []
     good = read_runs(
         copy.runs,
-        workers=3,
+        workers=workers,
         skip_bad_runs=True,
         on_bad_run=lambda run, error: reported.append((run, str(error))),
     )
     assert [run for run, _ in good] == [run for run in copy.runs if run != bad]
     assert len(reported) == 1 and reported[0][0] == bad and str(bad.aux_path) in reported[0][1]
+
+
+def test_the_calling_thread_asks_the_kernel_for_the_next_files_ahead(experiment, monkeypatch):
+    # Each file is advised `readahead` runs before it is read, in order, and read once;
+    # the reading happens in this thread (no reader pool is started).
+    events = []
+    monkeypatch.setattr(reading, "_advise_will_need", lambda path: events.append(("ahead", path)))
+
+    def recording_load(path):
+        events.append(("read", path, threading.current_thread() is threading.main_thread()))
+        return load_aux_arrays(path)
+
+    monkeypatch.setattr(reading, "load_aux_arrays", recording_load)
+    paths = [run.aux_path for run in experiment.runs]
+    assert len(list(read_runs(experiment.runs, max_in_flight=3))) == len(paths)
+    reads = [event for event in events if event[0] == "read"]
+    assert [path for _, path, _ in reads] == paths and all(main for *_, main in reads)
+    for position, path in enumerate(paths):
+        advised = events.index(("ahead", path))
+        assert events.index(("read", path, True)) > advised
+        if position >= 3:  # advised 3 runs ahead: after reading run k - 4, before k - 3
+            assert events.index(("read", paths[position - 3], True)) > advised
+        if position >= 4:
+            assert events.index(("read", paths[position - 4], True)) < advised
+
+
+def test_advice_on_a_missing_file_is_silent_and_the_read_names_it(tmp_path):
+    missing = tmp_path / "0.5" / "0" / "aux_arrays.npz"
+    reading._advise_will_need(missing)  # a hint only: nothing to say here
+    with pytest.raises(AuxArraysError, match="aux_arrays.npz"):
+        list(read_runs([missing]))
+
+
+def test_workers_below_one_are_refused(experiment):
+    with pytest.raises(ValueError, match="at least 1"):
+        list(read_runs(experiment.runs, workers=0))
 
 
 def test_stopping_early_cancels_pending_reads(experiment):

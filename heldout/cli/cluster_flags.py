@@ -53,7 +53,9 @@ def define_flags(
         "workers",
         None,
         "With --scheduler=local: worker processes (default 2). compute_scores with "
-        "--scheduler=none: threads reading runs (default min(8, CPUs)).",
+        "--scheduler=none: threads reading runs (default none: the command's own thread "
+        "reads, the kernel reading ahead; threads help only on storage where each file "
+        "waits long, such as some network mounts).",
         lower_bound=1,
         **fv,
     )

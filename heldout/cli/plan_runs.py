@@ -42,7 +42,8 @@ def define_flags() -> None:
     flags.DEFINE_integer(
         "workers",
         None,
-        "Threads reading aux_arrays.npz files; default min(8, CPUs).",
+        "Threads reading aux_arrays.npz files; default none (this thread reads, the kernel "
+        "reading ahead: see heldout.reading).",
         lower_bound=1,
     )
     flags.DEFINE_bool("skip_bad_runs", False, "Report and skip malformed runs instead of stopping.")

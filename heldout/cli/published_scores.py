@@ -54,7 +54,9 @@ def define_flags() -> None:
         "Unpickle object arrays (ImageNet's C-score file: `filenames`; imagenet_index.npz); "
         "unpickling runs code from the file: only for a file you trust.",
     )
-    flags.DEFINE_integer("workers", None, "Threads reading runs (classwise).")
+    flags.DEFINE_integer(
+        "workers", None, "Threads reading runs (classwise); default none (see heldout.reading)."
+    )
 
 
 # ---------------------------------------------------------------------------- inspect
