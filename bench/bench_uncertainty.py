@@ -23,7 +23,8 @@ probabilities (`heldout.synthetic.ProbabilityExperiment`), so every true value i
    outcome and every interval keeps its estimate), with the mean coverage the other deciles
    would then need for 0.96 overall.
 
-Run: .venv/bin/python bench/bench_uncertainty.py [--quick] [--only=coverage,reliability,fdr,time,exact]
+Run: .venv/bin/python bench/bench_uncertainty.py [--quick]
+     [--only=coverage,reliability,fdr,time,exact]
 Every printed number says how many runs and examples are behind it.
 """
 
