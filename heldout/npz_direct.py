@@ -359,12 +359,15 @@ def write_stored_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
         file.write(raw_name)
         file.write(header)
         writer = _DataWriter(file, size - len(header))
-        for piece in pieces:
-            data = memoryview(np.ascontiguousarray(piece).reshape(-1).view(np.uint8))
-            if streamed:
-                crc = _crc32(data, crc)
-            writer.write(data)
-        writer.close()
+        try:
+            for piece in pieces:
+                data = memoryview(np.ascontiguousarray(piece).reshape(-1).view(np.uint8))
+                if streamed:
+                    crc = _crc32(data, crc)
+                writer.write(data)
+            writer.close()
+        finally:
+            writer.release()  # after an error too: the O_DIRECT descriptor and buffer
         crc &= 0xFFFFFFFF
         if streamed:
             end = file.tell()
@@ -441,10 +444,15 @@ class _DataWriter:
         self.position = self.start  # the next byte's offset in the file
         self.aligned_from = self.start + (-self.start % _BLOCK)
         try:
-            self.direct = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT)
+            direct = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT)
         except OSError:
             return
-        self.buffer = mmap.mmap(-1, DIRECT_WRITE_CHUNK)  # page aligned
+        try:
+            self.buffer = mmap.mmap(-1, DIRECT_WRITE_CHUNK)  # page aligned
+        except BaseException:
+            os.close(direct)
+            raise
+        self.direct = direct
         self.view = memoryview(self.buffer)
         self.filled = 0  # bytes waiting in the buffer, from `position` on
 
@@ -492,10 +500,24 @@ class _DataWriter:
         self.file.write(self.view[: self.filled])
         self.position += self.filled
         self.filled = 0
+        self.release()
+
+    def release(self) -> None:
+        """Closes the O_DIRECT descriptor and frees the buffer, writing nothing; idempotent.
+
+        Why separate from `close`: after a real write error (no space, I/O) nothing more
+        can be written, but the descriptor and the 8 MB buffer must still go, or every
+        failed save would leak both.
+        """
+        if self.direct < 0:
+            return
         os.close(self.direct)
         self.direct = -1
-        self.view.release()
-        self.buffer.close()
+        try:
+            self.view.release()
+            self.buffer.close()
+        except BufferError:  # a slice is still alive (an error's traceback holds the one
+            pass  # being written): the buffer goes with it
 
     def close(self) -> None:
         if self.direct < 0:

@@ -153,3 +153,42 @@ def test_row_blocks_are_written_as_the_array_would_be_and_only_once(tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["array.npz", "blocks-1099511627776.npz", "blocks-10000.npz"]
     )
+
+
+def test_a_real_write_error_propagates_and_leaves_no_descriptor_open(tmp_path, monkeypatch):
+    """An I/O error (not O_DIRECT's refusal) stops the save, and the writer's second
+    descriptor of the file is closed all the same."""
+    import errno
+
+    import heldout.npz_direct as npz_direct
+
+    try:
+        os.close(os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
+    except OSError:
+        pytest.skip(f"{tmp_path} does not take O_DIRECT")
+    monkeypatch.setattr(npz_direct, "DIRECT_WRITE_MIN_BYTES", 10_000)
+    monkeypatch.setattr(npz_direct, "DIRECT_WRITE_CHUNK", 2 * 4096)
+
+    def failing_pwrite(fd, data, at):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(npz_direct.os, "pwrite", failing_pwrite)
+    open_before = _open_files()
+    with open(tmp_path / "out.npz", "wb") as f:
+        with pytest.raises(OSError, match="Input/output error"):
+            write_stored_npz(f, {"big": np.zeros(50_000, np.float32)})
+        leaked = {fd: what for fd, what in _open_files().items() if fd not in open_before}
+        leaked.pop(f.fileno(), None)
+    assert not leaked, leaked
+
+
+def _open_files() -> dict[int, str]:
+    """This process's open descriptors and what they point at (the listing's own
+    descriptor, gone once listed, left out)."""
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+    return found
