@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 
@@ -88,6 +89,26 @@ LOCAL_CLUSTER_CONFIG = {
     "distributed.worker.memory.monitor-interval": "500ms",
     "distributed.scheduler.work-stealing-interval": "500ms",
 }
+
+
+def dask_config_environment(config: dict) -> dict[str, str]:
+    """`config` (dotted Dask keys, as `LOCAL_CLUSTER_CONFIG`) as DASK_* variables that a
+    process started elsewhere (a SLURM job's worker and nanny) reads into its config.
+
+    Why whole sections as Python literals (`DASK_DISTRIBUTED__NANNY="{...}"`), not one
+    variable per key: Dask lower-cases the names of environment variables, and the key
+    `MALLOC_TRIM_THRESHOLD_` under `pre-spawn-environ` is an environment variable name
+    of its own, which only a literal keeps in its case; Dask merges the literal into its
+    defaults key by key, so the rest of each section stays as it was.
+    """
+    sections: dict[str, dict] = {}
+    for dotted, value in config.items():
+        top, section, *path = dotted.split(".")
+        node = sections.setdefault(f"DASK_{top.upper()}__{section.upper().replace('-', '_')}", {})
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return {name: repr(tree) for name, tree in sections.items()}
 
 
 def worker_environment(n_workers: int, threads: int | None = None) -> dict[str, str]:
@@ -263,6 +284,12 @@ def slurm_cluster(
     worker_args = ["--resources", f"{GPU_RESOURCE}={gpus}"] if gpus else []
     prologue = [f"export {name}={cores}" for name in _THREAD_VARIABLES]
     prologue += ["export TF_NUM_INTEROP_THREADS=1", "export TF_CPP_MIN_LOG_LEVEL=2"]
+    # The local clusters' Dask settings (no MALLOC_TRIM_THRESHOLD_, no profiler, slower
+    # housekeeping ticks), read by the job's nanny and worker from their environment.
+    prologue += [
+        f"export {name}={shlex.quote(value)}"
+        for name, value in dask_config_environment(LOCAL_CLUSTER_CONFIG).items()
+    ]
     return SLURMCluster(
         cores=1,  # Dask threads: one task at a time; the job's cores go to TensorFlow
         job_cpu=cores,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import subprocess
 import sys
 
 import pytest
@@ -72,6 +76,38 @@ def test_slurm_cluster_job_script_asks_for_gpus_memory_and_walltime():
         slurm.adapt(minimum_jobs=0, maximum_jobs=4)  # adaptive: no job until work comes
     finally:
         slurm.close()
+
+
+def test_slurm_workers_get_the_local_clusters_dask_settings():
+    """The job script's exports, run by bash, give a fresh Python (the job's nanny and
+    worker) the settings of LOCAL_CLUSTER_CONFIG, MALLOC_TRIM_THRESHOLD_ unset among
+    Dask's other pre-spawn variables, which stay as they were."""
+    pytest.importorskip("dask_jobqueue", reason="pip install dask-jobqueue")
+    import dask
+
+    slurm = cluster.slurm_cluster(gpus=0, scheduler_options={"dashboard_address": "127.0.0.1:0"})
+    try:
+        exports = [line for line in slurm.job_script().splitlines() if "DASK_" in line]
+    finally:
+        slurm.close()
+    assert exports
+    probe = (
+        "import json, dask, distributed\n"
+        f"keys = {sorted(cluster.LOCAL_CLUSTER_CONFIG)!r}\n"
+        "config = {key: dask.config.get(key, 'absent') for key in keys}\n"
+        "config['environ'] = dask.config.get('distributed.nanny.pre-spawn-environ')\n"
+        "print(json.dumps(config))\n"
+    )
+    script = "\n".join([*exports, f"{sys.executable} -c {shlex.quote(probe)}"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    environ = seen.pop("environ")
+    assert seen == {key: value for key, value in cluster.LOCAL_CLUSTER_CONFIG.items()}
+    defaults = dask.config.get("distributed.nanny.pre-spawn-environ")
+    assert environ == {**defaults, "MALLOC_TRIM_THRESHOLD_": None}
+    assert defaults.get("MALLOC_TRIM_THRESHOLD_") is not None  # there is something to undo
 
 
 def test_cpu_only_slurm_jobs_declare_no_gpu():
