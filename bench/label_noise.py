@@ -85,6 +85,12 @@ def _metrics(suspicion: np.ndarray, corrupted: np.ndarray) -> tuple[float, float
     )
 
 
+def _normalized(probs: np.ndarray) -> np.ndarray:
+    """Mean held-out softmax rows summing to 1 again (float16 rounding), as cleanlab wants."""
+    probs = probs.astype(np.float64)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
 def _budget_curve(experiment, labels, corrupted, epochs: int) -> None:
     """Binary C-score against cleanlab on the first k runs of each ratio (same runs)."""
     from cleanlab.rank import get_label_quality_scores
@@ -93,23 +99,19 @@ def _budget_curve(experiment, labels, corrupted, epochs: int) -> None:
     from heldout.scores import ScoreAccumulator
     from heldout.soft_cscore import out_of_sample_probs
 
-    by_ratio: dict[float, list] = {}
-    for run in experiment.runs:
-        by_ratio.setdefault(run.subset_ratio, []).append(run)
-    for runs in by_ratio.values():
-        runs.sort(key=lambda run: int(run.run_id))
-    most = min(len(runs) for runs in by_ratio.values())
+    ratios = experiment.subset_ratios
+    by_ratio = [experiment.runs_at(ratio) for ratio in ratios]  # each by run id
+    most = min(len(runs) for runs in by_ratio)
     print("budget curve (the first k runs of each ratio; C-score and cleanlab on the same runs):")
     for k in sorted({max(1, most // 4), max(1, most // 2), most}):
-        chosen = [run for runs in by_ratio.values() for run in runs[:k]]
-        counts = ScoreAccumulator(tuple(sorted(by_ratio)))
+        chosen = [run for runs in by_ratio for run in runs[:k]]
+        counts = ScoreAccumulator(ratios)
         for run, aux in read_runs(chosen):
             counts.add(run.subset_ratio, aux)
         cscore = counts.cscores().cscore
         oos = out_of_sample_probs([run.path for run in chosen], labels.size)
         defined = (oos.count > 0) & np.isfinite(cscore)
-        probs = oos.probs[defined].astype(np.float64)
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = _normalized(oos.probs[defined])
         truth = corrupted[defined]
         binary, _ = _metrics(1 - cscore[defined], truth)
         clean, _ = _metrics(1 - get_label_quality_scores(labels[defined], probs), truth)
@@ -196,8 +198,7 @@ def main(argv):
     cscore = result.cscores.cscore
     memorization = result.memorization.memorization
     defined = held & np.isfinite(cscore) & np.isfinite(memorization)
-    pred_probs = oos.probs[defined]
-    pred_probs = pred_probs / pred_probs.sum(axis=1, keepdims=True)  # float16 rounding
+    pred_probs = _normalized(oos.probs[defined])
     given = trained_labels[defined]
     quality = get_label_quality_scores(given, pred_probs)
     ranked = find_label_issues(given, pred_probs, return_indices_ranked_by="self_confidence")
