@@ -9,7 +9,7 @@ comparison is of processes, not of thread pools):
    (`train_experiment`) vs through a 1-worker cluster -> the distributed path's
    overhead, in % and per task (goal < 5 %);
 3. compute_scores (C-scores and memorization: the reading-bound part) over
-   --score_runs synthetic runs (`heldout.synthetic`) on 2 workers vs 1, beside the
+   --score_runs synthetic runs (`heldout.testing.synthetic`) on 2 workers vs 1, beside the
    single process reading with one thread.
 
 Clusters are started and warmed up (TensorFlow and the loops imported in every worker, a
@@ -48,10 +48,14 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from distributed import Client  # noqa: E402
 
-from heldout import cluster, release, scores, scores_distributed, synthetic  # noqa: E402
+from heldout import cluster  # noqa: E402
 from heldout.datasets import idx  # noqa: E402
+from heldout.release import layout as release  # noqa: E402
+from heldout.scores import experiment as scores  # noqa: E402
+from heldout.scores import fanout as scores_distributed  # noqa: E402
+from heldout.testing import synthetic  # noqa: E402
 from heldout.training import TrainingConfig, train_experiment  # noqa: E402
-from heldout.training import cluster as training_cluster  # noqa: E402
+from heldout.training import fanout as training_cluster  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_train", 4000, "Fashion-MNIST training examples of the slice.")

@@ -1,4 +1,4 @@
-"""Evaluation throughput: heldout.evaluation vs a plain eager loop, against the matmul rate.
+"""Evaluation throughput: heldout.evaluation.evaluate vs a plain eager loop, against the matmul rate.
 
 SmallInception on 32x32x3 images (random pixels, random weights: speed does not depend on
 them). In the same process, interleaved over several rounds so that a shared or throttled
@@ -7,7 +7,7 @@ machine affects all three alike:
 * matmul: float32 2048x2048 matrix products (the machine's practical FLOP rate);
 * plain loop: batches of 200 from a numpy array, converted to float32 per batch, the model
   called eagerly per batch, argmax fetched per batch;
-* ours: `heldout.evaluation.Evaluator` over the `.npz` data source (compiled step,
+* ours: `heldout.evaluation.evaluate.Evaluator` over the `.npz` data source (compiled step,
   prefetching input pipeline), batch size --batch_size.
 
 Prints images/s of both (best and median over rounds), their ratio, and our throughput as
@@ -30,15 +30,18 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from heldout import evaluation, models
+from heldout import models
 from heldout.datasets.base import ArraySplit
 from heldout.datasets.numpy_source import NpzSource, save_npz
+from heldout.evaluation import evaluate as evaluation
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 2000, "Images per timed pass (each method).")
 flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds; best and median are reported.")
 flags.DEFINE_integer(
-    "batch_size", evaluation.DEFAULT_BATCH_SIZE, "Batch size of heldout.evaluation (its default)."
+    "batch_size",
+    evaluation.DEFAULT_BATCH_SIZE,
+    "Batch size of heldout.evaluation.evaluate (its default).",
 )
 flags.DEFINE_integer("plain_batch_size", 200, "Batch size of the plain loop.")
 flags.DEFINE_bool("jit_compile", False, "Compile our step with XLA.")
@@ -170,7 +173,7 @@ def main(argv):
             f"{median['plain']:.1f} images{unit}"
         )
         print(
-            f"heldout.evaluation (batch {FLAGS.batch_size}{xla}): {best['ours']:.1f} / "
+            f"heldout.evaluation.evaluate (batch {FLAGS.batch_size}{xla}): {best['ours']:.1f} / "
             f"{median['ours']:.1f} images{unit}"
         )
         print(

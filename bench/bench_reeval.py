@@ -7,7 +7,7 @@ them in this process twice:
 * per run (what `check_run` did before the model cache): build a fresh model, check the
   checkpoint and read it with `tf.train.Checkpoint` (the checkpoint opened twice), a new
   `Evaluator` (its step traced again), evaluate, cross-check;
-* cached (`heldout.evaluation.ModelCache`, as every `distributed` worker and `demo.py`
+* cached (`heldout.evaluation.evaluate.ModelCache`, as every `distributed` worker and `demo.py`
   do now): the model built and its step traced once, each run's weights restored in
   place from a checkpoint opened once.
 
@@ -30,10 +30,13 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from heldout import checkpoints, evaluation, models, release
-from heldout.aux_arrays import aux_from_predictions
+from heldout import models
 from heldout.datasets.base import ArraySplit
 from heldout.datasets.numpy_source import NpzSource, save_npz
+from heldout.evaluation import evaluate as evaluation
+from heldout.models import checkpoints
+from heldout.release import layout as release
+from heldout.release.aux_arrays import aux_from_predictions
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 20, "Runs to write and re-evaluate (each way).")

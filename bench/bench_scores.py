@@ -6,7 +6,7 @@ Every ratio printed is measured in this run, on this machine, whose vector featu
 Part `dense` (per --isas): one synthetic experiment (default 2 000 runs x 50 000 training
 x 10 000 test examples at ratio 0.7, shuffled evaluation orders as in the release),
 scored by
-- the engine (`heldout.scores` / `heldout.influence`, backend "auto": runs streamed one at
+- the engine (`heldout.scores.experiment` / `heldout.scores.influence`, backend "auto": runs streamed one at
   a time, influence from exact bit-packed counts), and
 - the baseline the published MNIST example uses: every run stacked into dense arrays,
   C-score and memorization as masked means, influence as two float32 masked matrix
@@ -37,7 +37,7 @@ the popcount backend at full size, and the ratio to the float32 GEMM path (numpy
 measured in the same run on the first --imagenet_compare_num_test test examples (both
 costs are linear in N_test; the float32 path alone takes ~15 minutes at full size here).
 
-Part `files`: how fast `heldout.reading.read_runs` reads written `aux_arrays.npz` files, in the
+Part `files`: how fast `heldout.release.reading.read_runs` reads written `aux_arrays.npz` files, in the
 calling thread (its default) and on reader threads.
 
   python bench/bench_scores.py                                   # everything, full size
@@ -109,7 +109,7 @@ class _TimedRuns:
     """Iterates over synthetic runs, adding up the time spent drawing them."""
 
     def __init__(self, job: dict, shuffle: bool):
-        from heldout.synthetic import SyntheticExperiment, SyntheticSpec
+        from heldout.testing.synthetic import SyntheticExperiment, SyntheticSpec
 
         spec = SyntheticSpec(
             num_train=job["num_train"],
@@ -174,8 +174,8 @@ def _baseline(job: dict, runs: _TimedRuns) -> dict[str, np.ndarray]:
 
 
 def _engine(job: dict, runs: _TimedRuns) -> dict[str, np.ndarray]:
-    from heldout.influence import compute_influence
-    from heldout.scores import ScoreAccumulator
+    from heldout.scores.experiment import ScoreAccumulator
+    from heldout.scores.influence import compute_influence
 
     if job["score"] == "counts":
         accumulator = ScoreAccumulator()
@@ -186,8 +186,8 @@ def _engine(job: dict, runs: _TimedRuns) -> dict[str, np.ndarray]:
             "memorization": accumulator.memorization(job["subset_ratio"]).memorization,
         }
     if job["score"] == "products":
-        from heldout import popcount
-        from heldout.bitplanes import RunBits
+        from heldout.scores.backends import popcount
+        from heldout.scores.backends.bitplanes import RunBits
 
         rows = job["count_rows"]
         masks, tests = RunBits(job["num_train"]), RunBits(rows)
@@ -232,8 +232,8 @@ def _gemm_rate() -> float:
 
 def _kernel_seconds(job: dict) -> float:
     """Time of the popcount kernel alone on the job's problem size (random words)."""
-    from heldout import popcount
-    from heldout.bitplanes import PLANE_GROUP
+    from heldout.scores.backends import popcount
+    from heldout.scores.backends.bitplanes import PLANE_GROUP
 
     rng = np.random.default_rng(1)
     words = -(-job["num_runs"] // 64)
@@ -260,7 +260,7 @@ def _child(job: dict) -> dict:
     if job["side"] == "engine" and job.get("backend", "auto") != "numpy":
         # Compiled once per machine and ISA, then loaded from numba's cache: keep a cold
         # cache's compile out of the clock (the e2e part times a whole process instead).
-        from heldout import popcount
+        from heldout.scores.backends import popcount
 
         popcount.warm_up(topk=job["score"] == "topk")
     start, start_cpu = time.perf_counter(), time.process_time()
@@ -507,8 +507,8 @@ def _imagenet_part(workdir: Path) -> list[str]:
 
 
 def _e2e_experiment(workdir: Path):
-    from heldout.release import open_experiment
-    from heldout.synthetic import SyntheticExperiment, SyntheticSpec
+    from heldout.release.layout import open_experiment
+    from heldout.testing.synthetic import SyntheticExperiment, SyntheticSpec
 
     path = workdir / f"e2e-{_E2E_RUNS.value}x{_E2E_NUM_TRAIN.value}x{_E2E_NUM_TEST.value}"
     spec = SyntheticSpec(
@@ -596,9 +596,9 @@ def _e2e_part(workdir: Path) -> list[str]:
 
 
 def _files_part(workdir: Path) -> list[str]:
-    from heldout.reading import read_runs
-    from heldout.release import open_experiment
-    from heldout.synthetic import SyntheticExperiment, SyntheticSpec
+    from heldout.release.layout import open_experiment
+    from heldout.release.reading import read_runs
+    from heldout.testing.synthetic import SyntheticExperiment, SyntheticSpec
 
     spec = SyntheticSpec(
         num_train=_NUM_TRAIN.value,

@@ -1,7 +1,7 @@
 """How sure each score is: measured coverage, reliability predictions, FDR, and cost.
 
 Every table is measured on synthetic experiments drawn from known per-example
-probabilities (`heldout.synthetic.ProbabilityExperiment`), so every true value is known:
+probabilities (`heldout.testing.synthetic.ProbabilityExperiment`), so every true value is known:
 
 1. coverage: realised coverage of the 95 % intervals (`--confidence=0.95`) with 8, 32
    and 128 held-out runs per example, overall and in every decile of the true value,
@@ -37,10 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout import synthetic
-from heldout.influence import compute_influence
-from heldout.scores import ScoreAccumulator, score_experiment
-from heldout.uncertainty import (
+from heldout.scores.experiment import ScoreAccumulator, score_experiment
+from heldout.scores.influence import compute_influence
+from heldout.scores.uncertainty import (
     CorrectTestCounts,
     SplitHalfAccumulator,
     compute_influence_pairs,
@@ -48,6 +47,7 @@ from heldout.uncertainty import (
     predict_score_plan,
     score_intervals,
 )
+from heldout.testing import synthetic
 
 CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-cscores-orig-order.npz"
 RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -252,7 +252,7 @@ def bench_exact(quick: bool) -> None:
         "\n== 5. exact coverage of 95 % memorization intervals at 0.7 (every count pair "
         "summed; target 0.94-0.96 overall, >= 0.93 per decile of the true value)"
     )
-    from heldout.uncertainty import mee_interval, newcombe_interval
+    from heldout.scores.uncertainty import mee_interval, newcombe_interval
 
     intervals = {
         "Mee (ours)": mee_interval,
@@ -436,7 +436,7 @@ def bench_fdr(quick: bool) -> None:
     print("\n  Fisher's exact p against a continuity-corrected z-test (2 000 runs, n_in = 1400):")
     from scipy import stats
 
-    from heldout.uncertainty import hypergeometric as hg
+    from heldout.scores.uncertainty import hypergeometric as hg
 
     runs, n_in = 2000, 1400
     log_fact = hg.log_factorials(runs)

@@ -2,7 +2,7 @@
 
     /usr/bin/time -v python bench/kernel_interpolation.py [--num_train=60000] [--which=both]
 
-Runs `heldout.kernels.interpolate_dataset` (what `tools/kernel_interpolation.py` runs:
+Runs `heldout.kernels.interpolation.interpolate_dataset` (what `tools/kernel_interpolation.py` runs:
 gamma 0.02 on pixels in [0, 1], float32, in-place Cholesky with refinement) on the true
 labels and with every label random (`label_corrupt_prob=1.0`), one after the other in
 this process, and prints for each: the time of every stage, the relative residual
@@ -48,8 +48,8 @@ def peak_rss_gb() -> float:
 
 def main(argv):
     del argv
-    from heldout import kernels
-    from heldout.io import write_npz_atomic
+    from heldout._core.atomic import write_npz_atomic
+    from heldout.kernels import interpolation as kernels
 
     before = gemm_rate()
     print(

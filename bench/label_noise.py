@@ -95,9 +95,9 @@ def _budget_curve(experiment, labels, corrupted, epochs: int) -> None:
     """Binary C-score against cleanlab on the first k runs of each ratio (same runs)."""
     from cleanlab.rank import get_label_quality_scores
 
-    from heldout.reading import read_runs
-    from heldout.scores import ScoreAccumulator
-    from heldout.soft_cscore import out_of_sample_probs
+    from heldout.release.reading import read_runs
+    from heldout.scores.experiment import ScoreAccumulator
+    from heldout.scores.soft_cscore import out_of_sample_probs
 
     ratios = experiment.subset_ratios
     by_ratio = [experiment.runs_at(ratio) for ratio in ratios]  # each by run id
@@ -130,9 +130,11 @@ def main(argv):
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
-    from heldout import release, scores, training
+    from heldout import training
     from heldout.proxies import compute
-    from heldout.soft_cscore import out_of_sample_probs
+    from heldout.release import layout as release
+    from heldout.scores import experiment as scores
+    from heldout.scores.soft_cscore import out_of_sample_probs
     from heldout.training import label_noise
     from heldout.training.data import open_source
 

@@ -66,7 +66,9 @@ _RELIABILITY_REPEATS = 5
 
 def _reference_scores(config, folder: str, num_train: int | None):
     """Trains (or resumes) the reference; returns (C-scores, experiment, seconds)."""
-    from heldout import release, scores, training
+    from heldout import training
+    from heldout.release import layout as release
+    from heldout.scores import experiment as scores
 
     start = time.perf_counter()
     if num_train is not None:
@@ -193,7 +195,7 @@ def main(argv):
         f"{'met' if best >= 0.8 else 'minimum met' if best >= 0.7 else 'NOT met'}"
     )
     if _FIGURE.value:
-        from heldout.proxies.figures import plot_proxies, save_figure
+        from heldout.plots.proxies import plot_proxies, save_figure
 
         figure = plot_proxies(
             {name: compute.oriented(name, v) for name, v in result.proxies.items()},

@@ -47,7 +47,7 @@ def train(name: str, label_corrupt_prob: float):
     """Trains one experiment; returns (curve, final RunWritten, wall seconds)."""
     from heldout import training
     from heldout.cli.progress import TrainingProgress
-    from heldout.training.curves import CurveRecorder
+    from heldout.plots.curves import CurveRecorder
 
     config = training.TrainingConfig(
         data_dir=_DATA_DIR.value,
@@ -86,8 +86,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     import tensorflow as tf
 
-    from heldout.io import write_npz_atomic
-    from heldout.training.curves import save_learning_curves
+    from heldout._core.atomic import write_npz_atomic
+    from heldout.plots.curves import save_learning_curves
 
     print(
         f"TensorFlow {tf.__version__}; CPU cores: {os.cpu_count()}; load average "

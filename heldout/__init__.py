@@ -15,8 +15,8 @@ The map a user reads first. Every name here is importable as `heldout.<name>`:
     heldout.train_experiment(heldout.TrainingConfig(), "experiments/fashion_mnist-mlp")
 
 Names are resolved on first use: `import heldout` imports neither TensorFlow nor Dask, so
-tools that only read aux arrays start fast. The modules behind the names (`heldout.scores`,
-`heldout.release`, ...) stay importable for everything else.
+tools that only read aux arrays start fast. The modules behind the names (`heldout.scores.experiment`,
+`heldout.release.layout`, ...) stay importable for everything else.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from heldout._core.provenance import TOOLKIT_VERSION as __version__
 
 # public name -> module that defines it. Grouped as a user meets them.
 _EXPORTS: dict[str, str] = {
@@ -40,67 +40,67 @@ _EXPORTS: dict[str, str] = {
     "StaleResultError": "heldout.errors",
     "TrainingError": "heldout.errors",
     # what was released
-    "EXPERIMENTS": "heldout.registry",
-    "experiment_spec": "heldout.registry",
+    "EXPERIMENTS": "heldout.release.registry",
+    "experiment_spec": "heldout.release.registry",
     # getting it: `heldout.download.download(...)` (the subpackage keeps its name)
     # the layout: experiments, ratios, runs
-    "Experiment": "heldout.release",
-    "ExperimentMeta": "heldout.release",
-    "Run": "heldout.release",
-    "open_experiment": "heldout.release",
-    "open_run": "heldout.release",
-    "find_experiments": "heldout.release",
-    "write_run": "heldout.release",
-    "AuxArrays": "heldout.aux_arrays",
-    "load_aux_arrays": "heldout.aux_arrays",
-    "read_runs": "heldout.reading",
+    "Experiment": "heldout.release.layout",
+    "ExperimentMeta": "heldout.release.layout",
+    "Run": "heldout.release.layout",
+    "open_experiment": "heldout.release.layout",
+    "open_run": "heldout.release.layout",
+    "find_experiments": "heldout.release.layout",
+    "write_run": "heldout.release.layout",
+    "AuxArrays": "heldout.release.aux_arrays",
+    "load_aux_arrays": "heldout.release.aux_arrays",
+    "read_runs": "heldout.release.reading",
     # scores (no TensorFlow)
-    "score_experiment": "heldout.scores",
-    "save_scores": "heldout.scores",
-    "compute_cscores": "heldout.scores",
-    "compute_memorization": "heldout.scores",
-    "compute_influence": "heldout.influence",
-    "ScoreAccumulator": "heldout.scores",
-    "ExperimentScores": "heldout.scores",
-    "score_intervals": "heldout.uncertainty",
-    "plan_runs": "heldout.uncertainty",
-    "compute_influence_pairs": "heldout.uncertainty",
+    "score_experiment": "heldout.scores.experiment",
+    "save_scores": "heldout.scores.experiment",
+    "compute_cscores": "heldout.scores.experiment",
+    "compute_memorization": "heldout.scores.experiment",
+    "compute_influence": "heldout.scores.influence",
+    "ScoreAccumulator": "heldout.scores.experiment",
+    "ExperimentScores": "heldout.scores.experiment",
+    "score_intervals": "heldout.scores.uncertainty",
+    "plan_runs": "heldout.scores.uncertainty",
+    "compute_influence_pairs": "heldout.scores.uncertainty",
     "compute_proxies": "heldout.proxies",
     "ProxyOptions": "heldout.proxies",
-    "SyntheticSpec": "heldout.synthetic",
-    "write_synthetic_experiment": "heldout.synthetic",
+    "SyntheticSpec": "heldout.testing.synthetic",
+    "write_synthetic_experiment": "heldout.testing.synthetic",
     # models, checkpoints, data, evaluation (TensorFlow)
     "build_model": "heldout.models",
-    "restore": "heldout.checkpoints",
-    "save_checkpoint": ("heldout.checkpoints", "save"),
+    "restore": "heldout.models.checkpoints",
+    "save_checkpoint": ("heldout.models.checkpoints", "save"),
     "get_source": "heldout.datasets",
-    "evaluate": "heldout.evaluation",
-    "cross_check": "heldout.evaluation",
-    "check_run": "heldout.evaluation",
+    "evaluate": "heldout.evaluation.evaluate",
+    "cross_check": "heldout.evaluation.evaluate",
+    "check_run": "heldout.evaluation.evaluate",
     # training
     "TrainingConfig": "heldout.training",
     "default_config": "heldout.training",
     "train_experiment": "heldout.training",
     # many runs at once (Dask)
-    "train_on_cluster": "heldout.training.cluster",
-    "score_on_cluster": "heldout.scores_distributed",
+    "train_on_cluster": "heldout.training.fanout",
+    "score_on_cluster": "heldout.scores.fanout",
     "slurm_cluster": "heldout.cluster",
-    "evaluate_runs": "heldout.distributed",
-    "select_runs": "heldout.distributed",
+    "evaluate_runs": "heldout.evaluation.fanout",
+    "select_runs": "heldout.evaluation.fanout",
     # the published files and the papers' analyses
-    "load_cscores": "heldout.published",
-    "load_influence_pairs": "heldout.published",
-    "load_classwise_influence": "heldout.published",
-    "write_cscores": "heldout.published",
-    "write_influence_pairs": "heldout.published",
-    "compute_classwise_influence": "heldout.classwise",
-    "class_statistics": "heldout.analysis",
+    "load_cscores": "heldout.published.files",
+    "load_influence_pairs": "heldout.published.files",
+    "load_classwise_influence": "heldout.published.files",
+    "write_cscores": "heldout.published.files",
+    "write_influence_pairs": "heldout.published.files",
+    "compute_classwise_influence": "heldout.scores.classwise",
+    "class_statistics": "heldout.published.analysis",
     # checkpoints outside TensorFlow
-    "export_run": "heldout.export",
-    "export_experiment": "heldout.export",
-    "numpy_forward": "heldout.export",
+    "export_run": "heldout.export.checkpoint_export",
+    "export_experiment": "heldout.export.checkpoint_export",
+    "numpy_forward": "heldout.export.checkpoint_export",
     # figures
-    "write_figures": "heldout.plots",
+    "write_figures": "heldout.plots.scores",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -3,8 +3,8 @@
     with cluster.connect("local", n_workers=2) as client:
         futures = client.map(task, items, pure=False)
 
-Every fan-out of the toolkit (re-evaluation in `heldout.distributed`, training in
-`heldout.training.cluster`, scores in `heldout.scores_distributed`) starts its cluster
+Every fan-out of the toolkit (re-evaluation in `heldout.evaluation.fanout`, training in
+`heldout.training.fanout`, scores in `heldout.scores.fanout`) starts its cluster
 here, so that the three agree on what a scheduler name means and how the cores are
 shared:
 

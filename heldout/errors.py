@@ -81,7 +81,7 @@ class CompareError(InputFileError):
 class PublishedFileError(CompareError, DatasetError):
     """A published (or exported) score file that is unreadable or not of its format.
 
-    Both a `CompareError` and a `DatasetError`: its loaders came from `heldout.compare` and
+    Both a `CompareError` and a `DatasetError`: its loaders came from `heldout.published.compare` and
     `heldout.datasets.order`, whose callers catch those.
     """
 

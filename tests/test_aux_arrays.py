@@ -6,8 +6,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from heldout import aux_arrays
-from heldout.aux_arrays import (
+from heldout.release import aux_arrays
+from heldout.release.aux_arrays import (
     REQUIRED_KEYS,
     AuxArraysError,
     aux_from_predictions,
@@ -215,7 +215,9 @@ def test_linear_checks_catch_repeats_gaps_and_wraparound(tmp_path, checks, chang
 def checks(request, monkeypatch):
     """Runs a test with the numpy checks, and again with the compiled ones (numba)."""
     if request.param == "compiled":
-        aux_kernels = pytest.importorskip("heldout.aux_kernels", reason="numba not installed")
+        aux_kernels = pytest.importorskip(
+            "heldout.release.aux_kernels", reason="numba not installed"
+        )
         aux_kernels.warm_up()
         monkeypatch.setattr(aux_arrays, "_compiled", aux_kernels)
     else:
@@ -225,7 +227,7 @@ def checks(request, monkeypatch):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_compiled_and_numpy_checks_give_the_same_views(seed, monkeypatch):
-    from heldout import aux_kernels
+    from heldout.release import aux_kernels
 
     arrays = _valid_arrays(num_train=301, num_test=77, seed=seed)
     monkeypatch.setattr(aux_arrays, "_compiled", None)

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from heldout import checkpoints, models
-from heldout.checkpoints import CheckpointError
+from heldout import models
+from heldout.models import checkpoints
+from heldout.models.checkpoints import CheckpointError
 
 SPEC_DIR = Path(__file__).parent / "data" / "checkpoint_variables"
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"

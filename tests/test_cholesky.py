@@ -1,4 +1,4 @@
-"""The blocked in-place Cholesky behind the kernel interpolation (heldout.cholesky)."""
+"""The blocked in-place Cholesky behind the kernel interpolation (heldout.kernels.cholesky)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from heldout import cholesky
+from heldout.kernels import cholesky
 
 
 def _spd(n: int, dtype, seed: int = 0) -> np.ndarray:

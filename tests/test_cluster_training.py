@@ -21,9 +21,10 @@ from training_slice import write_fashion_slice
 
 pytest.importorskip("distributed", reason="the fan-out needs Dask's distributed")
 
-from heldout import cluster, release  # noqa: E402
+from heldout import cluster  # noqa: E402
+from heldout.release import layout as release
 from heldout.training import TrainingConfig, resume  # noqa: E402
-from heldout.training import cluster as training_cluster  # noqa: E402
+from heldout.training import fanout as training_cluster  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_TRAIN, NUM_TEST = 600, 200

@@ -8,7 +8,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from heldout import compare
+from heldout.published import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

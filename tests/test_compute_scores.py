@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import heldout.io
-from heldout import release, scores
-from heldout.aux_arrays import aux_from_predictions
-from heldout.influence import compute_influence
-from heldout.synthetic import SyntheticSpec, write_synthetic_experiment
+from heldout._core import atomic
+from heldout.release import layout as release
+from heldout.release.aux_arrays import aux_from_predictions
+from heldout.scores import experiment as scores
+from heldout.scores.influence import compute_influence
+from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
 SPEC = SyntheticSpec(num_train=120, num_test=30, subset_ratios=(0.3, 0.7, 0.9), runs_per_ratio=8)
@@ -146,7 +147,7 @@ def test_save_scores_is_atomic(tmp_path, monkeypatch):
         file.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(heldout.io, "write_stored_npz", failing_write)
+    monkeypatch.setattr(atomic, "write_stored_npz", failing_write)
     with pytest.raises(OSError, match="disk full"):
         scores.save_scores(target, {"a": np.arange(5)})
     np.testing.assert_array_equal(np.load(target)["a"], np.arange(3))  # old file intact

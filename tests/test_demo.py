@@ -17,9 +17,10 @@ import pytest
 import tensorflow as tf
 import tiny_release
 
-from heldout import models, release
-from heldout.aux_arrays import load_aux_arrays, save_aux_arrays
+from heldout import models
 from heldout.cli import app, demo
+from heldout.release import layout as release
+from heldout.release.aux_arrays import load_aux_arrays, save_aux_arrays
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 16
@@ -273,7 +274,7 @@ def test_expected_errors_are_one_line_and_bugs_keep_their_traceback(
     code, _, err = run_demo([f"--model_dir={run_dir}", "--min_match=1.5"], capsys)
     assert (code, err) == (2, "demo.py: error: --min_match must be a fraction in [0, 1], got 1.5\n")
 
-    from heldout import evaluation
+    from heldout.evaluation import evaluate as evaluation
 
     def buggy_check_run(*args, **kwargs):
         raise ValueError("an internal bug")

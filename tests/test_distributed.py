@@ -1,8 +1,8 @@
-"""heldout.distributed and tools/evaluate_runs.py on a tiny experiment of three MLP runs.
+"""heldout.evaluation.fanout and tools/evaluate_runs.py on a tiny experiment of three MLP runs.
 
 The experiment (28x28x1 images, 40 train + 12 test, three untrained MLPs with their own
 random weights and training subsets) is built once; its stored correctness comes from
-heldout.evaluation, so a faithful re-evaluation matches N out of N. Each test works on
+heldout.evaluation.evaluate, so a faithful re-evaluation matches N out of N. Each test works on
 its own copy.
 """
 
@@ -20,11 +20,11 @@ import psutil
 import pytest
 import tiny_release
 
-from heldout import distributed as fanout
-from heldout.aux_arrays import load_aux_arrays, save_aux_arrays
+from heldout._core.locks import FileLock
 from heldout.cli import app
 from heldout.errors import HeldoutError, LockBusyError, StaleResultError
-from heldout.io import FileLock
+from heldout.evaluation import fanout
+from heldout.release.aux_arrays import load_aux_arrays, save_aux_arrays
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "evaluate_runs.py"
 RATIO = 0.5
@@ -346,7 +346,8 @@ def test_umask_022_makes_every_written_file_and_folder_readable(experiment_dir, 
 
 def test_model_built_and_traced_once_per_worker_with_identical_results(experiment_dir):
     """Issue 13: every run used to build its own model and trace its own step."""
-    from heldout import evaluation, release
+    from heldout.evaluation import evaluate as evaluation
+    from heldout.release import layout as release
     from heldout.training import label_noise
 
     runs = fanout.select_runs(experiment_dir)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from heldout import datasets, evaluation, models
-from heldout.aux_arrays import aux_from_predictions
+from heldout import datasets, models
 from heldout.datasets.base import ArraySplit
 from heldout.datasets.numpy_source import NpzSource, save_npz
 from heldout.errors import DatasetError, UsageError
+from heldout.evaluation import evaluate as evaluation
+from heldout.release.aux_arrays import aux_from_predictions
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heldout import export, release
-from heldout.aux_arrays import aux_from_predictions
 from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR
 from heldout.errors import CheckpointError, ModelError, StaleResultError
+from heldout.export import checkpoint_export as export
+from heldout.release import layout as release
+from heldout.release.aux_arrays import aux_from_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_DIR = ROOT / "tests" / "data" / "checkpoint_variables"
@@ -87,7 +88,7 @@ def _trained_looking_model(arch: str, num_classes: int, images: np.ndarray, seed
 
 
 def _write_run(experiment_dir: Path, ratio: float, run_id: int, model, n_train=20, n_test=8):
-    from heldout import checkpoints
+    from heldout.models import checkpoints
 
     rng = np.random.default_rng(run_id)
     mask = rng.random(n_train) < ratio
@@ -116,7 +117,8 @@ def _spec_names(file: str) -> set[str]:
     [("mlp", 10), ("small_inception", 10), ("resnet50", 10)],
 )
 def test_numpy_forward_equals_tensorflow_on_real_images(tmp_path, fashion, arch, num_classes):
-    from heldout import checkpoints, models
+    from heldout import models
+    from heldout.models import checkpoints
 
     images = _inputs(arch, fashion)
     model = _trained_looking_model(arch, num_classes, images)

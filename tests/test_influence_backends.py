@@ -12,18 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heldout import influence_gpu, scores
-from heldout.aux_arrays import aux_from_predictions
-from heldout.bitplanes import MAX_EXACT_RUNS, RunBits
 from heldout.errors import UsageError
-from heldout.influence import (
+from heldout.release.aux_arrays import aux_from_predictions
+from heldout.scores import experiment as scores
+from heldout.scores.backends import tf_gpu as influence_gpu
+from heldout.scores.backends.bitplanes import MAX_EXACT_RUNS, RunBits
+from heldout.scores.influence import (
     POPCOUNT_MIN_WORK,
     InfluenceAccumulator,
     choose_backend,
     compute_influence,
     finish_topk,
 )
-from heldout.synthetic import SyntheticSpec, write_synthetic_experiment
+from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
 # Runs crossing 64-run words and 2048-run float16 blocks; odd N and N_test.
@@ -232,8 +233,8 @@ def test_cli_backend_flag(experiment, tmp_path):
 
 @pytest.mark.parametrize("num_runs, num_train, num_test", SIZES)
 def test_streamed_dense_influence_is_the_same_bits_block_by_block(num_runs, num_train, num_test):
-    from heldout import popcount
-    from heldout.row_blocks import RowBlocks
+    from heldout._core.row_blocks import RowBlocks
+    from heldout.scores.backends import popcount
 
     runs, masks, tests = _problem(num_runs, num_train, num_test, seed=num_runs + 1)
     whole = compute_influence(runs, backend="popcount").matrix

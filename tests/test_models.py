@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from heldout import checkpoints, models
+from heldout import models
 from heldout.errors import HeldoutError, ModelError
+from heldout.models import checkpoints
 
 SPEC_DIR = Path(__file__).parent / "data" / "checkpoint_variables"
 

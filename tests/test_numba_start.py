@@ -6,7 +6,7 @@ import sys
 _CHECK = """
 import sys
 import numpy as np
-from heldout import popcount
+from heldout.scores.backends import popcount
 popcount.warm_up()
 import numba.np.arraymath as arraymath
 print("scipy.linalg" in sys.modules, arraymath._HAVE_BLAS)

@@ -12,7 +12,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from heldout import plots
+from heldout.plots import scores as plots
 
 NUM_TRAIN, NUM_TEST, NUM_CLASSES = 300, 40, 3
 

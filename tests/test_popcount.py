@@ -8,9 +8,9 @@ Sizes cross every boundary the code has: 64-run words (63, 64, 65 runs), 4-word 
 import numpy as np
 import pytest
 
-from heldout.bitplanes import PLANE_GROUP, RunBits
+from heldout.scores.backends.bitplanes import PLANE_GROUP, RunBits
 
-popcount = pytest.importorskip("heldout.popcount", reason="numba is not installed")
+popcount = pytest.importorskip("heldout.scores.backends.popcount", reason="numba is not installed")
 
 SIZES = [(63, 37, 11), (64, 1025, 5), (65, 513, 3), (257, 40, 1), (2049, 70, 9)]
 

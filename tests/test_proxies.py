@@ -170,8 +170,8 @@ def test_orientation_makes_higher_mean_regular():
 
 
 def test_check_reference_names_the_file_and_what_disagrees(tmp_path):
+    from heldout._core.atomic import write_npz_atomic
     from heldout.errors import ScoresFileError
-    from heldout.io import write_npz_atomic
     from heldout.proxies import reference
 
     labels = np.arange(20) % 10

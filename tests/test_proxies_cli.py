@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 from training_slice import write_fashion_slice
 
-from heldout import release
+from heldout._core.atomic import write_npz_atomic
+from heldout._core.npz import load_npz
 from heldout.datasets import idx
-from heldout.io import load_npz, write_npz_atomic
 from heldout.proxies import kde
-from heldout.soft_cscore import HELDOUT_PROBS_FILE
+from heldout.release import layout as release
+from heldout.scores.soft_cscore import HELDOUT_PROBS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_TRAIN, NUM_TEST, PROXY_TRAIN = 500, 100, 300

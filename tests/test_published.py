@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heldout import published
-from heldout.aux_arrays import aux_from_predictions
-from heldout.classwise import ClasswiseInfluenceAccumulator
-from heldout.influence import compute_influence
-from heldout.published import PublishedFileError
+from heldout.published import files as published
+from heldout.published.files import PublishedFileError
+from heldout.release.aux_arrays import aux_from_predictions
+from heldout.scores.classwise import ClasswiseInfluenceAccumulator
+from heldout.scores.influence import compute_influence
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -268,7 +268,7 @@ def test_classwise_refusals(tmp_path, change, message):
 
 
 def test_classwise_writer_refuses_a_block_that_does_not_fit_the_labels(tmp_path):
-    from heldout.published import ClassBlock
+    from heldout.published.files import ClassBlock
 
     block = ClassBlock(0, np.array([1]), np.array([0]), np.zeros((1, 1)))  # train 1 is class 1
     path = tmp_path / "out.npz"
@@ -360,7 +360,7 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_cli_exports_classwise_influence_from_runs(tmp_path):
-    from heldout.synthetic import SyntheticSpec, write_synthetic_experiment
+    from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
     spec = SyntheticSpec(num_train=60, num_test=20, subset_ratios=(0.7,), runs_per_ratio=30)
     experiment = write_synthetic_experiment(tmp_path / "synthetic", spec)

@@ -8,10 +8,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from heldout import reading, release
-from heldout.aux_arrays import AuxArraysError, aux_from_predictions, load_aux_arrays
-from heldout.reading import InconsistentRunError, SplitSizeCheck, read_runs
-from heldout.synthetic import SyntheticSpec, write_synthetic_experiment
+from heldout.release import layout as release
+from heldout.release import reading
+from heldout.release.aux_arrays import AuxArraysError, aux_from_predictions, load_aux_arrays
+from heldout.release.reading import InconsistentRunError, SplitSizeCheck, read_runs
+from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +210,7 @@ def test_stopping_early_cancels_pending_reads(experiment):
 
 def test_importing_the_score_modules_does_not_import_tensorflow():
     code = (
-        "import sys, heldout.scores, heldout.reading, heldout.influence, heldout.synthetic; "
+        "import sys, heldout.scores.experiment, heldout.release.reading, heldout.scores.influence, heldout.testing.synthetic; "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -253,7 +254,7 @@ def test_the_score_modules_and_the_cli_import_neither_numba_nor_tensorflow():
     # numba is loaded when the popcount backend is chosen, TensorFlow for tf-gpu: a small
     # experiment (or --backend=numpy) never pays their start-up.
     code = (
-        "import sys, heldout.scores, heldout.influence, heldout.influence_gpu, "
+        "import sys, heldout.scores.experiment, heldout.scores.influence, heldout.scores.backends.tf_gpu, "
         "heldout.cli.compute_scores; "
         "assert not {'numba', 'tensorflow'} & set(sys.modules), 'imported'"
     )

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout import scores
-from heldout.synthetic import SyntheticSpec, write_synthetic_experiment
+from heldout.scores import experiment as scores
+from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

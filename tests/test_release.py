@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from heldout import release
-from heldout.aux_arrays import aux_from_predictions
+from heldout.release import layout as release
+from heldout.release.aux_arrays import aux_from_predictions
 
 
 def _aux(num_train=12, num_test=5, seed=0):

@@ -5,19 +5,19 @@ import dataclasses
 import numpy as np
 import pytest
 
-from heldout.aux_arrays import aux_from_predictions
-from heldout.influence import (
-    DenseInfluenceAccumulator,
-    TopKInfluenceAccumulator,
-    compute_influence,
-)
-from heldout.scores import (
+from heldout.release.aux_arrays import aux_from_predictions
+from heldout.scores.experiment import (
     ScoreAccumulator,
     compute_cscores,
     compute_memorization,
     default_score_ratio,
 )
-from heldout.synthetic import SyntheticExperiment, SyntheticSpec
+from heldout.scores.influence import (
+    DenseInfluenceAccumulator,
+    TopKInfluenceAccumulator,
+    compute_influence,
+)
+from heldout.testing.synthetic import SyntheticExperiment, SyntheticSpec
 
 
 def _runs(masks, train_correct, test_correct, seed=0):
@@ -176,7 +176,8 @@ def test_run_counts_alone_skip_the_sums_but_still_check_sizes_and_kinds():
 
 
 def test_influence_alone_equals_influence_beside_the_counts(tmp_path):
-    from heldout import scores, synthetic
+    from heldout.scores import experiment as scores
+    from heldout.testing import synthetic
 
     spec = synthetic.SyntheticSpec(
         num_train=50, num_test=8, subset_ratios=(0.5, 0.7), runs_per_ratio=6, seed=4

@@ -11,8 +11,12 @@ import pytest
 
 pytest.importorskip("distributed", reason="the fan-out needs Dask's distributed")
 
-from heldout import cluster, release, scores, scores_distributed, synthetic  # noqa: E402
+from heldout import cluster  # noqa: E402
 from heldout.errors import AuxArraysError  # noqa: E402
+from heldout.release import layout as release
+from heldout.scores import experiment as scores
+from heldout.scores import fanout as scores_distributed
+from heldout.testing import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = synthetic.SyntheticSpec(

@@ -6,11 +6,11 @@ import hashlib
 import numpy as np
 import pytest
 
-from heldout import release
-from heldout.aux_arrays import load_aux_arrays
-from heldout.influence import compute_influence
-from heldout.scores import compute_memorization
-from heldout.synthetic import (
+from heldout.release import layout as release
+from heldout.release.aux_arrays import load_aux_arrays
+from heldout.scores.experiment import compute_memorization
+from heldout.scores.influence import compute_influence
+from heldout.testing.synthetic import (
     KnownProbabilities,
     ProbabilityExperiment,
     SyntheticExperiment,

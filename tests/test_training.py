@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 from training_slice import write_fashion_slice, write_idx
 
-from heldout import datasets, release, training
+from heldout import datasets, training
 from heldout.datasets import idx
+from heldout.release import layout as release
 from heldout.training import label_noise, plan, stacked_mlp
 
 NUM_TRAIN, NUM_TEST = 2000, 500
@@ -196,7 +197,7 @@ def test_layout_is_a_valid_experiment(noisy_experiment):
 
 
 def test_scores_can_be_computed(noisy_experiment):
-    from heldout import scores
+    from heldout.scores import experiment as scores
 
     out, _, _ = noisy_experiment
     result = scores.score_experiment(
@@ -224,8 +225,8 @@ def test_label_corruption_is_recorded(noisy_experiment, data_dir):
 
 def test_checkpoints_cross_check_n_out_of_n(noisy_experiment, data_dir):
     """What demo.py does: restore the run's checkpoint, evaluate, compare with aux arrays."""
-    from heldout import evaluation
     from heldout.datasets import get_source
+    from heldout.evaluation import evaluate as evaluation
 
     out, _, _ = noisy_experiment
     experiment = release.open_experiment(out)
@@ -277,7 +278,7 @@ def test_a_label_corruption_left_by_other_settings_is_refused(tmp_path, data_dir
 
 
 def test_interrupted_run_leaves_no_run_folder(tmp_path, data_dir, monkeypatch):
-    from heldout import checkpoints
+    from heldout.models import checkpoints
 
     def fail(*args, **kwargs):
         raise KeyboardInterrupt
@@ -332,8 +333,8 @@ def test_same_seed_same_runs_whatever_the_grouping(tmp_path, data_dir):
 
 def test_small_inception_trains_one_model_at_a_time(tmp_path):
     """The other architecture: plain Sonnet training, same layout and cross-check."""
-    from heldout import checkpoints, evaluation
-    from heldout.models import build_model
+    from heldout.evaluation import evaluate as evaluation
+    from heldout.models import build_model, checkpoints
 
     folder = tmp_path / "tiny"
     folder.mkdir()

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from heldout import datasets, evaluation, release, training
+from heldout import datasets, training
+from heldout.evaluation import evaluate as evaluation
+from heldout.release import layout as release
 from heldout.training import augment, plan
 
 

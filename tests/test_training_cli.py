@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from training_slice import write_fashion_slice
 
-from heldout import release
+from heldout.release import layout as release
 from heldout.training import label_noise
 
 REPO = Path(__file__).resolve().parents[1]

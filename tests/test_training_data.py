@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heldout import datasets, evaluation, release, training
+from heldout import datasets, training
 from heldout.datasets import idx
 from heldout.errors import DatasetError, TrainingError
+from heldout.evaluation import evaluate as evaluation
+from heldout.release import layout as release
 from heldout.training.data import open_source
 
 REPO = Path(__file__).resolve().parents[1]

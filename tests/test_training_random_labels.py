@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from training_slice import write_fashion_slice
 
-from heldout import release, training
+from heldout import training
+from heldout.release import layout as release
 from heldout.training import label_noise, plan, record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +89,7 @@ def test_ratio_one_experiment_validates_with_empty_removed_arrays(random_labels)
 
 
 def test_ratio_one_scores_are_nan_not_zero(random_labels):
-    from heldout import scores
+    from heldout.scores import experiment as scores
 
     out, _, _, _ = random_labels
     arrays = scores.score_experiment(
@@ -268,7 +269,7 @@ def test_training_prints_one_heading_and_a_line_per_epoch(random_labels):
 
 
 def test_learning_curves_figure_shows_both_curves(random_labels, tmp_path):
-    from heldout.training import curves
+    from heldout.plots import curves
 
     _, _, events, _ = random_labels
     recorder = curves.CurveRecorder()

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from training_slice import write_fashion_slice
 
-from heldout import release
 from heldout.cli.progress import TrainingProgress
 from heldout.errors import LockBusyError
+from heldout.release import layout as release
 from heldout.training import (
     RunSetAside,
     RunsSkipped,
@@ -73,7 +73,7 @@ def _hold_locks(*locks_held: tuple[Path, bool]):
     code = textwrap.dedent(
         f"""
         import contextlib, sys
-        from heldout.io import FileLock
+        from heldout._core.locks import FileLock
         with contextlib.ExitStack() as stack:
             for path, shared in {[(str(path), shared) for path, shared in locks_held]!r}:
                 stack.enter_context(FileLock(path, "a test", shared=shared))

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heldout import release
 from heldout.datasets import idx
 from heldout.errors import DatasetError
+from heldout.release import layout as release
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_TRAIN, NUM_TEST = 256, 64

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from heldout import scores, synthetic
 from heldout.errors import ScoresError, UsageError
-from heldout.influence import compute_influence
-from heldout.scores import ScoreAccumulator
-from heldout.uncertainty import (
+from heldout.scores import experiment as scores
+from heldout.scores.experiment import ScoreAccumulator
+from heldout.scores.influence import compute_influence
+from heldout.scores.uncertainty import (
     CorrectTestCounts,
     binomial_interval,
     influence_intervals,
@@ -21,8 +21,9 @@ from heldout.uncertainty import (
     newcombe_interval,
     score_intervals,
 )
-from heldout.uncertainty import intervals as intervals_module
-from heldout.uncertainty.intervals import _score_statistic
+from heldout.scores.uncertainty import intervals as intervals_module
+from heldout.scores.uncertainty.intervals import _score_statistic
+from heldout.testing import synthetic
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
 Z = stats.norm.isf(0.025)

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from heldout import scores, synthetic
 from heldout.errors import UsageError
-from heldout.uncertainty import (
+from heldout.scores import experiment as scores
+from heldout.scores.uncertainty import (
     InfluencePairsAccumulator,
     benjamini_hochberg,
     compute_influence_pairs,
 )
-from heldout.uncertainty import hypergeometric as hg
+from heldout.scores.uncertainty import hypergeometric as hg
+from heldout.testing import synthetic
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
 

@@ -7,7 +7,7 @@ import pytest
 from matplotlib.collections import PolyCollection
 
 from heldout.errors import ScoresFileError, UsageError
-from heldout.uncertainty_plots import (
+from heldout.plots.uncertainty import (
     plot_cscore_bands,
     plot_reliability_curve,
     save_figure,

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from heldout import synthetic
 from heldout.errors import ScoresError, UsageError
-from heldout.uncertainty import (
+from heldout.scores.uncertainty import (
     SplitHalfAccumulator,
     plan_runs,
     predict_score_plan,
     spearman,
     spearman_brown,
 )
+from heldout.testing import synthetic
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "plan_runs.py"
 CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-cscores-orig-order.npz"

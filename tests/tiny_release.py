@@ -1,7 +1,7 @@
 """Tiny experiments in the released layout for the tests that restore checkpoints.
 
 One place builds the random `.npz` data, records the experiment's meta and exports a model
-as a run (correctness from `heldout.evaluation`, so re-evaluating it matches N out of N).
+as a run (correctness from `heldout.evaluation.evaluate`, so re-evaluating it matches N out of N).
 TensorFlow is imported only when a run is exported.
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout import release
 from heldout.datasets.base import ArraySplit
 from heldout.datasets.numpy_source import NpzSource, save_npz
+from heldout.release import layout as release
 
 NUM_CLASSES = 10
 
@@ -70,8 +70,9 @@ def export_run(
     batch_size: int = 16,
 ) -> release.Run:
     """Evaluates `model` on the data and writes it as a run with its checkpoint."""
-    from heldout import checkpoints, evaluation
-    from heldout.aux_arrays import aux_from_predictions
+    from heldout.evaluation import evaluate as evaluation
+    from heldout.models import checkpoints
+    from heldout.release.aux_arrays import aux_from_predictions
 
     source = NpzSource(data_path)
     train = evaluation.evaluate(model, source, "train", batch_size=batch_size)

@@ -10,7 +10,7 @@ Solves K alpha = Y (one-hot labels) by an in-place Cholesky factorization with i
 refinement, prints the stages, the relative residual, the training error (0% for an
 exact interpolant) and `err = X.XX%` on the test split. A numerically singular system is
 an error that says what to change (--dtype=float64 for a smaller --num_train, or
---jitter). Implementation: `heldout.cli.kernel_interpolation`, `heldout.kernels`.
+--jitter). Implementation: `heldout.cli.kernel_interpolation`, `heldout.kernels.interpolation`.
 """
 
 from heldout.cli.kernel_interpolation import run

@@ -43,9 +43,9 @@ def define_flags() -> None:
 
 def _scores_and_labels(path: str):
     """(scores, labels or None, cscore_by_ratio or None, subset_ratios or None)."""
-    from heldout import published
+    from heldout._core.npz import load_npz
     from heldout.errors import ScoresFileError
-    from heldout.io import load_npz
+    from heldout.published import files as published
 
     names = published._member_names(path)  # noqa: SLF001 - which format, before loading
     if path.endswith(".npy") or "scores" in names:
@@ -57,8 +57,8 @@ def _scores_and_labels(path: str):
 
 
 def _source():
-    from heldout import release
     from heldout.datasets import get_source
+    from heldout.release import layout as release
     from heldout.training import label_noise
 
     if FLAGS.experiment_dir:
@@ -88,8 +88,9 @@ def _table(stats, names: list[str], top: int) -> list[str]:
 
 def main(argv: Sequence[str]) -> int:
     del argv
-    from heldout import analysis, plots
     from heldout.errors import DatasetError, UsageError
+    from heldout.plots import scores as plots
+    from heldout.published import analysis
 
     formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
     if FLAGS.top < 1:

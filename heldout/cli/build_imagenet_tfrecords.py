@@ -44,6 +44,7 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> int:
     del argv
+    from heldout._core.provenance import file_identity
     from heldout.datasets.tfrecord_builder import (
         find_images,
         plan_records,
@@ -51,7 +52,6 @@ def main(argv: Sequence[str]) -> int:
         synset_label_map,
         write_tfrecords,
     )
-    from heldout.io import file_identity
 
     entries = read_index_list(FLAGS.index_file, FLAGS.split, FLAGS.allow_pickle)
     images = find_images(FLAGS.image_dir)

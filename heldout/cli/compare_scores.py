@@ -45,8 +45,8 @@ def define_flags() -> None:
 
 
 def _load_key(path: str, key: str) -> np.ndarray:
+    from heldout._core.npz import load_npz
     from heldout.errors import CompareError
-    from heldout.io import load_npz
 
     return load_npz(path, keys=[key], error=CompareError, what=_SCORES_FILE)[key]
 
@@ -54,9 +54,9 @@ def _load_key(path: str, key: str) -> np.ndarray:
 def _load_reference(path: str, key: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(scores, labels or None): another scores file (it has `key`, no `scores`), or a
     published score file."""
+    from heldout._core.npz import load_npz
     from heldout.errors import CompareError
-    from heldout.io import load_npz
-    from heldout.published import load_cscores
+    from heldout.published.files import load_cscores
 
     if path.endswith(".npz"):
         arrays = load_npz(path, error=CompareError, what="a score file (.npz)")
@@ -67,8 +67,8 @@ def _load_reference(path: str, key: str) -> tuple[np.ndarray, np.ndarray | None]
 
 
 def _labels(reference_labels: np.ndarray | None, size: int) -> np.ndarray | None:
+    from heldout._core.npz import load_npz
     from heldout.errors import CompareError
-    from heldout.io import load_npz
 
     if not FLAGS.labels:
         return reference_labels
@@ -87,7 +87,7 @@ def _labels(reference_labels: np.ndarray | None, size: int) -> np.ndarray | None
 
 
 def _print_scores(ours: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> None:
-    from heldout import compare
+    from heldout.published import compare
 
     agreement = compare.compare_scores(ours, reference)
     print(
@@ -125,9 +125,10 @@ def _print_scores(ours: np.ndarray, reference: np.ndarray, labels: np.ndarray | 
 
 
 def _print_pairs(published_pairs) -> None:
-    from heldout import compare, published
+    from heldout._core.npz import load_npz
     from heldout.errors import CompareError
-    from heldout.io import load_npz
+    from heldout.published import compare
+    from heldout.published import files as published
 
     arrays = load_npz(FLAGS.scores, error=CompareError, what=_SCORES_FILE)
     thresholds = {"min_influence": FLAGS.min_influence, "min_memorization": FLAGS.min_memorization}
@@ -167,8 +168,9 @@ def _print_pairs(published_pairs) -> None:
 
 def main(argv: Sequence[str]) -> int:
     del argv
-    from heldout import compare, plots
     from heldout.errors import UsageError
+    from heldout.plots import scores as plots
+    from heldout.published import compare
 
     if not FLAGS.scores or not (FLAGS.reference or FLAGS.pairs):
         raise UsageError("pass --scores and --reference and/or --pairs")

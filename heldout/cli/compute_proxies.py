@@ -93,7 +93,7 @@ def main(argv: Sequence[str]) -> int:
     """Computes the proxies the flags ask for; 0 when written (errors: `app.guarded`)."""
     del argv
     logging.set_verbosity(logging.WARNING)
-    from heldout import io
+    from heldout._core import atomic
     from heldout.errors import UsageError
     from heldout.proxies import compute
     from heldout.proxies import reference as ref_module
@@ -123,12 +123,12 @@ def main(argv: Sequence[str]) -> int:
         mlp_hidden_sizes=recipe.mlp_hidden_sizes,
     )
     if _FIGURE.value is not None:
-        from heldout.proxies.figures import FORMATS
+        from heldout.plots.proxies import FORMATS
 
         if not _FIGURE.value.lower().endswith(FORMATS):
             raise UsageError(f"--figure must end with .png or .pdf, got {_FIGURE.value}")
     # Checked before training: a bad reference or folder must not cost the training.
-    io.probe_writable(output)
+    atomic.probe_writable(output)
     reference = experiment = None
     if _REFERENCE.value is not None:
         reference = ref_module.load_reference(_REFERENCE.value)
@@ -166,7 +166,7 @@ def main(argv: Sequence[str]) -> int:
             arrays["reference_split_half_rho"] = np.float64(reliability.rho)
     figure = None
     if reference is not None and _FIGURE.value is not None:
-        from heldout.proxies.figures import plot_proxies
+        from heldout.plots.proxies import plot_proxies
 
         figure = plot_proxies(
             {name: compute.oriented(name, v) for name, v in result.proxies.items()},
@@ -180,9 +180,9 @@ def main(argv: Sequence[str]) -> int:
             title=f"{options.dataset}: proxies ({result.num_train} examples, "
             f"{options.num_seeds} x {options.epochs} model-epochs) against the C-score",
         )
-    io.write_npz_atomic(output, arrays)
+    atomic.write_npz_atomic(output, arrays)
     if figure is not None:
-        from heldout.proxies.figures import save_figure
+        from heldout.plots.proxies import save_figure
 
         save_figure(figure, _FIGURE.value)
     seconds = time.perf_counter() - start

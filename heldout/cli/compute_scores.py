@@ -12,9 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
-from heldout import influence, io, release, scores
+from heldout._core import atomic
 from heldout.cli import app, cluster_flags
 from heldout.errors import AuxArraysError, UsageError
+from heldout.release import layout as release
+from heldout.scores import experiment as scores
+from heldout.scores import influence
 
 _EXPERIMENT_DIR = flags.DEFINE_string(
     "experiment_dir", None, "Experiment folder: <experiment_dir>/<subset_ratio>/<run_id>/."
@@ -185,12 +188,12 @@ def main(argv: Sequence[str]) -> int:
     start = time.perf_counter()
     experiment = release.open_experiment(_EXPERIMENT_DIR.value)
     # Hours of reading must not end in "permission denied": try the folder first.
-    io.probe_writable(_OUTPUT.value)
-    soft = "soft_cscore" in _SCORES.value  # heldout.soft_cscore: from other files than aux
+    atomic.probe_writable(_OUTPUT.value)
+    soft = "soft_cscore" in _SCORES.value  # heldout.scores.soft_cscore: from other files than aux
     requested = [name for name in _SCORES.value if name != "soft_cscore"] or ["cscore"]
     fan_out = cluster_flags.cluster_options()
     if fan_out.distributed:
-        from heldout import scores_distributed
+        from heldout.scores import fanout as scores_distributed
 
         score, workers = scores_distributed.cluster_scorer(fan_out), None
     else:
@@ -216,7 +219,7 @@ def main(argv: Sequence[str]) -> int:
     )
     arrays = result.arrays()
     if soft:
-        from heldout.soft_cscore import experiment_soft_cscores
+        from heldout.scores.soft_cscore import experiment_soft_cscores
 
         arrays.update(experiment_soft_cscores(experiment))
     scores.save_scores(_OUTPUT.value, arrays)

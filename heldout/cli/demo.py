@@ -103,7 +103,8 @@ def main(argv) -> int:
     del argv
     eval_flags.check_flags()
     # Imported here so that --help answers without loading TensorFlow.
-    from heldout import evaluation, release
+    from heldout.evaluation import evaluate as evaluation
+    from heldout.release import layout as release
     from heldout.training import label_noise
 
     options = eval_flags.eval_options()

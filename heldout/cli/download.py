@@ -26,7 +26,7 @@ from heldout.download import (
     verify_file,
 )
 from heldout.errors import UsageError
-from heldout.registry import ARTIFACTS
+from heldout.release.registry import ARTIFACTS
 
 NAME = "download"
 

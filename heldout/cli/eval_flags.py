@@ -5,7 +5,7 @@ runs' aux arrays, so they choose runs, data, model and the `--min_match` toleran
 same way; defining those flags here once keeps their names, defaults and help identical.
 
     eval_flags.define_flags(__name__)                # at import of the command module
-    options = eval_flags.eval_options()              # heldout.distributed.EvalOptions
+    options = eval_flags.eval_options()              # heldout.evaluation.fanout.EvalOptions
     verdict = eval_flags.match_verdict(matches, total, failed_runs=0)
 """
 
@@ -112,7 +112,7 @@ def splits(flag_values: flags.FlagValues = FLAGS) -> tuple[str, ...]:
 
 def eval_options(flag_values: flags.FlagValues = FLAGS):
     """The evaluation options the shared flags describe (a `distributed.EvalOptions`)."""
-    from heldout.distributed import EvalOptions
+    from heldout.evaluation.fanout import EvalOptions
 
     fv = flag_values
     return EvalOptions(

@@ -1,6 +1,6 @@
 """`tools/evaluate_runs.py`: re-evaluate and cross-check many runs, fanned out over Dask.
 
-Records go to `<output_dir>/<ratio>/<run_id>.json` (see `heldout.distributed`): a rerun
+Records go to `<output_dir>/<ratio>/<run_id>.json` (see `heldout.evaluation.fanout`): a rerun
 resumes, reusing the records whose inputs and options are unchanged and re-evaluating
 stale ones. Exit status: 0 when every run was checked and the predictions match (all, or
 at least --min_match of them), 1 when some do not or some runs failed, 2 on usage errors
@@ -62,7 +62,7 @@ def main(argv) -> int:
     cluster = cluster_flags.cluster_options()  # checks --scheduler, quiets Dask's INFO
     from tqdm import tqdm
 
-    from heldout import distributed
+    from heldout.evaluation import fanout as distributed
 
     options = eval_flags.eval_options()
     runs = distributed.select_runs(FLAGS.experiment_dir, FLAGS.subset_ratio, FLAGS.max_runs)

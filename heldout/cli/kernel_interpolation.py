@@ -3,7 +3,7 @@
 The minimum-norm interpolation of Zhang et al. (2017): solve K alpha = Y (one-hot
 labels) for K(x, x') = exp(-gamma ||x - x'||^2) on pixels in [0, 1], and predict the test
 split. The flags are defined here (the command is `tools/kernel_interpolation.py`,
-calling `run()`); the work is `heldout.kernels.interpolate_dataset`. `--dataset`,
+calling `run()`); the work is `heldout.kernels.interpolation.interpolate_dataset`. `--dataset`,
 `--data_dir`, `--label_corrupt_prob` and `--seed` are shared with `train_heldout`
 (`heldout.cli.train_flags`): the same seed and probability give the same random labels.
 """
@@ -89,12 +89,13 @@ def _print_stage(stage) -> None:
 def main(argv: Sequence[str]) -> int:
     """Solves, predicts, prints `err = X.XX%`; 0 when done (errors: `app.guarded`)."""
     del argv
-    from heldout import io, kernels
+    from heldout._core import atomic
+    from heldout.kernels import interpolation as kernels
 
     _check_flags()
     data = train_flags.data_options()
     if _OUTPUT.value:
-        io.probe_writable(_OUTPUT.value)  # before the minutes of work whose result it holds
+        atomic.probe_writable(_OUTPUT.value)  # before the minutes of work whose result it holds
     result = kernels.interpolate_dataset(
         dataset=data.dataset,
         data_dir=data.data_dir,
@@ -124,7 +125,7 @@ def main(argv: Sequence[str]) -> int:
     print(f"relative residual ||K alpha - Y|| / ||Y|| = {fit.relative_residual:.2e}")
     print(f"train err = {100 * result.train_error:.2f}% ({fit.num_train} examples)")
     if _OUTPUT.value:
-        io.write_npz_atomic(_OUTPUT.value, result.arrays(coefficients=_SAVE_COEFFICIENTS.value))
+        atomic.write_npz_atomic(_OUTPUT.value, result.arrays(coefficients=_SAVE_COEFFICIENTS.value))
         print(f"wrote {_OUTPUT.value}")
     print(f"err = {100 * result.test_error:.2f}%")
     return app.EXIT_OK

@@ -37,10 +37,11 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> int:
     del argv
+    from heldout._core.atomic import write_npz_atomic
+    from heldout._core.provenance import file_identity
     from heldout.datasets.order import permute_scores
     from heldout.datasets.tfds_source import TfdsSource, original_to_tfds_mapping
-    from heldout.io import file_identity, write_npz_atomic
-    from heldout.published import load_published_scores
+    from heldout.published.files import load_published_scores
 
     published = load_published_scores(FLAGS.scores)
     source = TfdsSource(FLAGS.dataset, FLAGS.data_dir)

@@ -5,7 +5,7 @@ Per score it prints the runs per ratio read, the measured split-half reliability
 rho between the scores of two random halves of every ratio's runs, averaged over
 --repeats splits), the predicted reliability at 2x, 4x and 8x the runs, and the runs per
 ratio that reach --target_rho; --output writes the same as JSON and --figure draws the
-reliability-versus-runs curve. See `heldout.uncertainty.reliability` for the method.
+reliability-versus-runs curve. See `heldout.scores.uncertainty.reliability` for the method.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def define_flags() -> None:
         "workers",
         None,
         "Threads reading aux_arrays.npz files; default none (this thread reads, the kernel "
-        "reading ahead: see heldout.reading).",
+        "reading ahead: see heldout.release.reading).",
         lower_bound=1,
     )
     flags.DEFINE_bool("skip_bad_runs", False, "Report and skip malformed runs instead of stopping.")
@@ -98,18 +98,19 @@ def format_plan(plan) -> str:
 
 def main(argv: Sequence[str]) -> int:
     del argv
-    from heldout import io, release
+    from heldout._core import atomic
     from heldout.errors import UsageError
-    from heldout.uncertainty import plan_runs
+    from heldout.release import layout as release
+    from heldout.scores.uncertainty import plan_runs
 
     if FLAGS.output:
-        io.probe_writable(FLAGS.output)
+        atomic.probe_writable(FLAGS.output)
     if FLAGS.figure:
-        from heldout.uncertainty_plots import FORMATS
+        from heldout.plots.uncertainty import FORMATS
 
         if FLAGS.figure.rsplit(".", 1)[-1].lower() not in FORMATS:
             raise UsageError(f"--figure must end with .png, .pdf or .svg, got {FLAGS.figure}")
-        io.probe_writable(FLAGS.figure)
+        atomic.probe_writable(FLAGS.figure)
     experiment = release.open_experiment(FLAGS.experiment_dir)
     plan = plan_runs(
         experiment,
@@ -125,10 +126,10 @@ def main(argv: Sequence[str]) -> int:
     )
     print(format_plan(plan))
     if FLAGS.output:
-        io.write_json_atomic(FLAGS.output, plan.to_json())
+        atomic.write_json_atomic(FLAGS.output, plan.to_json())
         print(f"plan written to {FLAGS.output}")
     if FLAGS.figure:
-        from heldout.uncertainty_plots import plot_reliability_curve, save_figure
+        from heldout.plots.uncertainty import plot_reliability_curve, save_figure
 
         print(f"figure written to {save_figure(plot_reliability_curve(plan), FLAGS.figure)}")
     return app.EXIT_OK

@@ -50,9 +50,10 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> int:
     del argv
-    from heldout import plots, release
     from heldout.datasets import get_source
     from heldout.errors import UsageError
+    from heldout.plots import scores as plots
+    from heldout.release import layout as release
     from heldout.training import label_noise
 
     formats = plots.check_formats(FLAGS.formats)  # before anything slow
@@ -78,7 +79,7 @@ def main(argv: Sequence[str]) -> int:
         formats=formats,
     )
     if plan is not None:
-        from heldout.uncertainty_plots import plot_reliability_curve
+        from heldout.plots.uncertainty import plot_reliability_curve
 
         figure = plot_reliability_curve(plan)
         written += plots.save_figure(figure, Path(FLAGS.output_dir) / "reliability", formats)

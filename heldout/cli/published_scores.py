@@ -55,7 +55,9 @@ def define_flags() -> None:
         "unpickling runs code from the file: only for a file you trust.",
     )
     flags.DEFINE_integer(
-        "workers", None, "Threads reading runs (classwise); default none (see heldout.reading)."
+        "workers",
+        None,
+        "Threads reading runs (classwise); default none (see heldout.release.reading).",
     )
 
 
@@ -63,7 +65,7 @@ def define_flags() -> None:
 
 
 def _describe(path: str) -> str:
-    from heldout import published
+    from heldout.published import files as published
 
     parts = [p for p in path.split("+") if p]
     if len(parts) > 1:
@@ -111,8 +113,8 @@ def _describe(path: str) -> str:
 
 
 def _source():
-    from heldout import release
     from heldout.datasets import get_source, source_for_meta
+    from heldout.release import layout as release
 
     if FLAGS.dataset:
         return get_source(FLAGS.dataset, FLAGS.data_dir)
@@ -124,8 +126,9 @@ def _source():
 
 def _labels(splits: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
     """Labels of the splits, and what they came from (for the provenance)."""
+    from heldout._core.npz import load_npz
+    from heldout._core.provenance import file_identity
     from heldout.errors import UsageError
-    from heldout.io import file_identity, load_npz
 
     if FLAGS.labels:
         keys = {"train": "tr_labels", "test": "tt_labels"}
@@ -148,9 +151,10 @@ def _labels(splits: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def _export_cscores() -> str:
-    from heldout import published
+    from heldout._core.npz import load_npz
+    from heldout._core.provenance import file_identity
     from heldout.errors import ScoresFileError, UsageError
-    from heldout.io import file_identity, load_npz
+    from heldout.published import files as published
 
     if not FLAGS.scores:
         raise UsageError("--export=cscores needs --scores")
@@ -183,9 +187,10 @@ def _export_cscores() -> str:
 
 
 def _export_pairs() -> str:
-    from heldout import published
+    from heldout._core.npz import load_npz
+    from heldout._core.provenance import file_identity
     from heldout.errors import ScoresFileError, UsageError
-    from heldout.io import file_identity, load_npz
+    from heldout.published import files as published
 
     thresholds = {"min_influence": FLAGS.min_influence, "min_memorization": FLAGS.min_memorization}
     note = ""
@@ -230,11 +235,12 @@ def _export_pairs() -> str:
 
 
 def _export_classwise() -> str:
-    from heldout import published, release
-    from heldout.classwise import ClasswiseInfluenceAccumulator
     from heldout.errors import UsageError
-    from heldout.reading import read_runs
-    from heldout.scores import default_score_ratio, known_split_sizes
+    from heldout.published import files as published
+    from heldout.release import layout as release
+    from heldout.release.reading import read_runs
+    from heldout.scores.classwise import ClasswiseInfluenceAccumulator
+    from heldout.scores.experiment import default_score_ratio, known_split_sizes
 
     if not FLAGS.experiment_dir:
         raise UsageError("--export=classwise needs --experiment_dir")

@@ -22,7 +22,7 @@ _OUTPUT_DIR = flags.DEFINE_string(
 _EXPERIMENT_DIR = flags.DEFINE_string(
     "experiment_dir",
     None,
-    "Where the experiment is built and cached (default: heldout.release.default_experiment_dir()).",
+    "Where the experiment is built and cached (default: heldout.release.layout.default_experiment_dir()).",
 )
 _INFLUENCE_TOPK = flags.DEFINE_integer(
     "influence_topk", 50, "Most influential training examples kept per test example."
@@ -58,7 +58,7 @@ def _train(experiment_dir: Path) -> None:
 
 
 def _cross_check(experiment) -> bool:
-    from heldout import evaluation
+    from heldout.evaluation import evaluate as evaluation
     from heldout.training import label_noise
 
     ratios = experiment.subset_ratios
@@ -81,7 +81,7 @@ def _cross_check(experiment) -> bool:
 def _scores(experiment, path: Path) -> dict:
     import numpy as np
 
-    from heldout import scores
+    from heldout.scores import experiment as scores
 
     result = scores.score_experiment(
         experiment,
@@ -110,7 +110,8 @@ def main(argv: Sequence[str]) -> int:
     """Runs the four steps; 0 when all ran and the cross-check matched N out of N."""
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
-    from heldout import plots, release
+    from heldout.plots import scores as plots
+    from heldout.release import layout as release
     from heldout.training import label_noise
 
     start = time.perf_counter()

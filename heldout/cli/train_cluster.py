@@ -11,7 +11,7 @@ import sys
 
 from heldout.cli import app
 from heldout.cli.cluster_flags import ClusterOptions
-from heldout.training import cluster as training_cluster
+from heldout.training import fanout as training_cluster
 from heldout.training import events
 from heldout.training.config import TrainingConfig
 

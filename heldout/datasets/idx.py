@@ -117,9 +117,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compresslevel: int = 1
     """Writes `array` (unsigned bytes) as one gzipped IDX file, `read_idx`'s inverse.
 
     For slices of a dataset that the trainer, which reads any IDX folder, can train on;
-    written under a temporary name and renamed (`heldout.io.atomic_open`).
+    written under a temporary name and renamed (`heldout._core.atomic.atomic_open`).
     """
-    from heldout.io import atomic_open
+    from heldout._core.atomic import atomic_open
 
     array = np.ascontiguousarray(array, np.uint8)
     header = struct.pack(">BBBB", 0, 0, _UBYTE, array.ndim)

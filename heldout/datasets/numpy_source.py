@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from heldout._core.atomic import write_npz_atomic
+from heldout._core.npz import load_npz
 from heldout.datasets.base import ArraySource, ArraySplit, DatasetError
-from heldout.io import load_npz, write_npz_atomic
 
 _SUFFIXES = ("_images", "_labels")
 _PREFIXES = ("x_", "y_")

@@ -25,7 +25,7 @@ import hashlib
 import numpy as np
 
 from heldout.datasets.base import DatasetError
-from heldout.published import (  # noqa: F401 - re-exported: the published formats live there
+from heldout.published.files import (  # noqa: F401 - re-exported: the published formats live there
     PublishedScores,
     load_published_scores,
 )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from heldout._core.atomic import write_text_atomic
 from heldout.datasets.base import (
     ArraySplit,
     DatasetError,
@@ -27,7 +28,6 @@ from heldout.datasets.base import (
     scale_to_unit,
     within_thread_limit,
 )
-from heldout.io import write_text_atomic
 
 # name → (number of classes, image shape). The release pinned cifar10 to 3.0.2; a bare
 # `cifar10` means that version so indices line up with the checkpoints.

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from heldout._core.atomic import fsync_dir, fsync_file, write_json_atomic
+from heldout._core.npz import load_npz
 from heldout.datasets.base import DatasetError
 from heldout.datasets.imagenet import (
     FILENAME_KEY,
@@ -37,7 +39,6 @@ from heldout.datasets.imagenet import (
 )
 from heldout.datasets.jpeg import read_jpeg_frame
 from heldout.errors import UsageError
-from heldout.io import fsync_dir, fsync_file, load_npz, write_json_atomic
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 _NPZ_PREFIX = {"train": "tr", "validation": "tt"}

@@ -2,7 +2,7 @@
 safe one-pass extraction. See `transfer.download` for the behaviour and the files it leaves.
 
     from heldout.download import download
-    from heldout.registry import ARTIFACTS
+    from heldout.release.registry import ARTIFACTS
 
     artifact = ARTIFACTS["cifar10-inception"]
     result = download(artifact.http_url, "data/", md5=artifact.md5, extract=True,

@@ -38,9 +38,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from heldout._core.atomic import fsync_dir
 from heldout.download.commit import Committer
 from heldout.download.errors import ArchiveError, UnsafeMemberError
-from heldout.io import fsync_dir
 
 _COPY_BYTES = 1 << 20
 _TMP_SUFFIX = ".heldout-tmp"

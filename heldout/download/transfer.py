@@ -47,20 +47,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from heldout._core.atomic import fsync_dir, fsync_file, write_text_atomic
+from heldout._core.locks import FileLock
+from heldout._core.system import check_free_space, format_bytes
 from heldout.download.errors import ArchiveError, ChecksumMismatchError, DownloadError
 from heldout.download.extract import ExtractReport, extract_tar_stream
 from heldout.download.pipeline import ChunkReader, gunzip, threaded
 from heldout.download.resume import RetryPolicy, call_with_retries, file_chunks, remote_chunks
 from heldout.download.sources import DEFAULT_TIMEOUT_S, RemoteInfo, Source, open_source
 from heldout.errors import UsageError
-from heldout.io import (
-    FileLock,
-    check_free_space,
-    format_bytes,
-    fsync_dir,
-    fsync_file,
-    write_text_atomic,
-)
 
 PART_SUFFIX = ".part"
 LOCK_SUFFIX = ".lock"  # the lock file is `.<name>.lock`

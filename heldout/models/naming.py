@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from heldout import registry
 from heldout.errors import ModelError
+from heldout.release import registry
 
 ARCHS = ("small_inception", "resnet50", "mlp")
 
@@ -108,7 +108,7 @@ def arch_for_experiment(
 
     Args:
       name_or_meta: an experiment folder name or path, or an object with `name`, `arch`
-        and `num_classes` attributes (`heldout.release.ExperimentMeta`).
+        and `num_classes` attributes (`heldout.release.layout.ExperimentMeta`).
       arch: an explicit architecture (wins over everything else).
       num_classes: an explicit class count (wins over everything else).
 

@@ -4,7 +4,7 @@ Two kinds of file are accepted for `--reference`:
 - a scores file of `tools/compute_scores.py` (key `cscore`), from an experiment trained on
   the same dataset in the same order (its `experiment` key names the experiment);
 - a published C-score file (`scores`, optionally `labels`; `.npz` or MNIST's `.npy`),
-  brought into the experiment's order first (`tools/map_order.py`, `heldout.published`).
+  brought into the experiment's order first (`tools/map_order.py`, `heldout.published.files`).
 
 Checks, each an error that names the file: its length must be the training set's (or the
 `--num_train` slice's); where labels are known on both sides they must agree at every
@@ -12,7 +12,7 @@ position (a file in another order, or of other data, fails here). A scores file 
 labels; its experiment's labels are read when `reference_experiment_dir` is given.
 
 The reference's own split-half reliability (rho between the C-scores of two random
-halves of its runs, `heldout.uncertainty.reliability.SplitHalfAccumulator`) bounds how high
+halves of its runs, `heldout.scores.uncertainty.reliability.SplitHalfAccumulator`) bounds how high
 a proxy's rho can be. It needs the reference's runs: a scores file records only its
 experiment's name, not where it lies, so the runs are found through
 `reference_experiment_dir` (the folder `compute_scores.py --experiment_dir` was given),
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from heldout._core.npz import load_npz
 from heldout.errors import NpzFileError, PublishedFileError, ScoresFileError
-from heldout.io import load_npz
 
 _SHOW = 5
 
@@ -71,7 +71,7 @@ def load_reference(path: str | os.PathLike) -> ReferenceScores:
                 raise ScoresFileError(f"{source}: cscore must be a vector, got {cscore.shape}")
             experiment = str(arrays["experiment"]) if "experiment" in arrays else None
             return ReferenceScores(source, cscore, None, "scores", experiment)
-    from heldout.published import load_cscores
+    from heldout.published.files import load_cscores
 
     try:
         published = load_cscores(source)
@@ -165,7 +165,7 @@ def open_reference_experiment(reference: ReferenceScores, experiment_dir: str | 
     Raises:
       ScoresFileError: the folder holds another experiment than the file names.
     """
-    from heldout import release
+    from heldout.release import layout as release
 
     experiment = release.open_experiment(experiment_dir)
     if reference.experiment is not None and experiment.name != reference.experiment:
@@ -186,15 +186,15 @@ def reference_labels(experiment) -> np.ndarray:
 def split_half_reliability(experiment, repeats: int = 5, seed: int = 0) -> ReferenceReliability:
     """rho between the integral C-scores of two random halves of every ratio's runs.
 
-    Reads each run's aux arrays once (`heldout.reading.read_runs`).
+    Reads each run's aux arrays once (`heldout.release.reading.read_runs`).
 
     Raises:
       ScoresError: a ratio with fewer than 2 runs.
     """
     from heldout.errors import ScoresError
-    from heldout.reading import read_runs
-    from heldout.scores import known_split_sizes
-    from heldout.uncertainty.reliability import SplitHalfAccumulator
+    from heldout.release.reading import read_runs
+    from heldout.scores.experiment import known_split_sizes
+    from heldout.scores.uncertainty.reliability import SplitHalfAccumulator
 
     ratios = experiment.subset_ratios
     runs_by_ratio = {ratio: [run.aux_path for run in experiment.runs_at(ratio)] for ratio in ratios}
@@ -216,8 +216,8 @@ def split_half_reliability(experiment, repeats: int = 5, seed: int = 0) -> Refer
 
 
 def reference_identity(reference: ReferenceScores) -> dict:
-    """What the output records about its reference (`heldout.io.file_identity` + kind)."""
-    from heldout.io import file_identity
+    """What the output records about its reference (`heldout._core.provenance.file_identity` + kind)."""
+    from heldout._core.provenance import file_identity
 
     return {
         "file": file_identity(Path(reference.path)),

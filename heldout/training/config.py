@@ -142,7 +142,7 @@ class TrainingConfig:
     seed: int = 0
     arch: str = "mlp"
     val_examples: int = 1000
-    eval_batch_size: int = 500  # demo.py's default (heldout.evaluation.DEFAULT_BATCH_SIZE)
+    eval_batch_size: int = 500  # demo.py's default (heldout.evaluation.evaluate.DEFAULT_BATCH_SIZE)
     compute_dtype: str = "float32"
     weight_decay: float = 0.0
     mlp_hidden_sizes: tuple[int, ...] = DEFAULT_MLP_HIDDEN_SIZES

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from heldout._core.provenance import file_identity
 from heldout.datasets import DataSource, get_source
 from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR, IDX_FILES
 from heldout.errors import DatasetError, TrainingError
-from heldout.io import file_identity
 from heldout.training import label_noise
 from heldout.training.config import DATASETS, NPZ_DATASET, TrainingConfig
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout import release
+from heldout.release import layout as release
 
 RunKey = tuple[float, int]  # (subset_ratio, run_id)
 

@@ -22,7 +22,7 @@ checkpoints.
   (`heldout.training.record`). Leftovers of interrupted calls are removed only by a
   trainer that is alone in the folder.
 * Exactness: the correctness stored in a run's aux arrays comes from evaluating the very
-  model that is saved in its checkpoint, through `heldout.evaluation` -- the code path
+  model that is saved in its checkpoint, through `heldout.evaluation.evaluate` -- the code path
   `demo.py` uses to re-evaluate it -- so the cross-check matches N out of N.
 * Label noise: with `label_corrupt_prob > 0`, a fixed fraction of training labels is
   corrupted once for the experiment (`heldout.training.label_noise`); correctness of
@@ -42,8 +42,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from heldout import release
 from heldout.errors import LockBusyError
+from heldout.release import layout as release
 from heldout.training import locks, record, resume
 from heldout.training.config import TrainingConfig
 from heldout.training.data import TrainingData, open_source
@@ -284,7 +284,7 @@ def train_group(
 ) -> TrainingResult:
     """Trains one group of runs (see `training_groups`) into a prepared experiment folder.
 
-    The task of a fan-out (`heldout.training.cluster`): the caller has checked the folder
+    The task of a fan-out (`heldout.training.fanout`): the caller has checked the folder
     and written its record (`train_experiment`'s first steps); this joins the training
     lock, claims the runs (a run claimed or finished by another process is skipped and
     reported), trains and writes them exactly as `train_experiment` would. The data and

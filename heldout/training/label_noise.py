@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout import release
+from heldout._core.atomic import write_npz_atomic
+from heldout._core.npz import load_npz
 from heldout.datasets.base import ArraySource, ArraySplit, DataSource
 from heldout.errors import LabelCorruptionError
-from heldout.io import load_npz, write_npz_atomic
+from heldout.release import layout as release
 
 LABEL_CORRUPTION_FILE = "label_corruption.npz"
 META_KEY = "label_corruption_file"  # key in ExperimentMeta.extra naming the file
@@ -159,7 +160,7 @@ def load_label_corruption(path: str | os.PathLike) -> LabelCorruption:
 
 
 def _dir_and_meta(experiment):
-    """(folder, meta) of a `heldout.release.Experiment`, or of an experiment folder path."""
+    """(folder, meta) of a `heldout.release.layout.Experiment`, or of an experiment folder path."""
     if isinstance(experiment, (str, os.PathLike)):
         folder = Path(experiment)
         return folder, release.read_experiment_meta(folder)
@@ -169,7 +170,7 @@ def _dir_and_meta(experiment):
 def experiment_label_corruption(experiment) -> LabelCorruption | None:
     """The experiment's recorded corruption, or None when it was trained on clean labels.
 
-    `experiment`: a `heldout.release.Experiment` or an experiment folder (for a run:
+    `experiment`: a `heldout.release.layout.Experiment` or an experiment folder (for a run:
     `run.experiment_dir`).
     """
     folder, meta = _dir_and_meta(experiment)
@@ -236,7 +237,7 @@ class RelabeledSource(ArraySource):
 def relabeled_source(experiment, source: DataSource) -> DataSource:
     """`source` with `experiment`'s corrupted training labels (itself when there are none).
 
-    `experiment`: a `heldout.release.Experiment` or an experiment folder path.
+    `experiment`: a `heldout.release.layout.Experiment` or an experiment folder path.
 
     Use it to re-evaluate a run's checkpoint so that correctness is measured against the
     labels the run was trained on, as its aux arrays are.

@@ -11,7 +11,7 @@
 * The record lock (`heldout.training.record.record_lock`): the read-modify-write of
   `experiment.json`.
 
-All are `heldout.io.FileLock`s (`fcntl.flock`): they die with their process, so a crash
+All are `heldout._core.locks.FileLock`s (`fcntl.flock`): they die with their process, so a crash
 leaves no lock held.
 
 Why the exclusive lock is taken first and then shared, not the other way round: on
@@ -24,8 +24,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from heldout._core.locks import FileLock
 from heldout.errors import LockBusyError
-from heldout.io import FileLock
 
 TRAINING_LOCK_FILE = ".training.lock"
 CLAIM_SUFFIX = ".claim"

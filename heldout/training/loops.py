@@ -4,8 +4,8 @@ The rest of `heldout.training` decides what to train (configuration, data, each 
 subset and random streams, resuming, the experiment record) without TensorFlow; this
 module does it with TensorFlow: MLPs `models_per_step` at a time with stacked weights
 (`heldout.training.stacked_mlp`), other architectures one at a time. It then evaluates
-each finished model through `heldout.evaluation` (the code path `demo.py` re-evaluates it
-with) and writes it as a run with `heldout.release.write_run`.
+each finished model through `heldout.evaluation.evaluate` (the code path `demo.py` re-evaluates it
+with) and writes it as a run with `heldout.release.layout.write_run`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from heldout import checkpoints, evaluation, release, soft_cscore
-from heldout.aux_arrays import aux_from_predictions
 from heldout.errors import TrainingError
-from heldout.models import build_model, ensure_variables
+from heldout.evaluation import evaluate as evaluation
+from heldout.models import build_model, checkpoints, ensure_variables
+from heldout.release import layout as release
+from heldout.release.aux_arrays import aux_from_predictions
+from heldout.scores import soft_cscore
 from heldout.training import augment as augment_ops
 from heldout.training import partial, precision, stacked_mlp
 from heldout.training.config import TrainingConfig
@@ -347,7 +349,7 @@ class Trainer:
         return run
 
     def _correctness(self, evaluator, split: str) -> np.ndarray:
-        """bool [split size] in index order, through `heldout.evaluation` (see module doc)."""
+        """bool [split size] in index order, through `heldout.evaluation.evaluate` (see module doc)."""
         if split not in self._eval_datasets:
             # Built once and re-iterated for every run: the same batches demo.py evaluates.
             self._eval_datasets[split] = self.data.source.as_dataset(
@@ -361,7 +363,7 @@ class Trainer:
 def evaluate_correctness(evaluator, dataset, split: str, size: int) -> np.ndarray:
     """bool [size] in index order: is the evaluator's model right on each example?
 
-    `evaluator`: a `heldout.evaluation.Evaluator`, the code path `demo.py` re-evaluates
+    `evaluator`: a `heldout.evaluation.evaluate.Evaluator`, the code path `demo.py` re-evaluates
     runs with, so that the stored correctness and a later cross-check cannot disagree.
     `dataset`: the batches of a source's `as_dataset(split, batch_size)`.
     """

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout.io import commit_dir, make_temp_dir, write_json_atomic
+from heldout._core.atomic import commit_dir, make_temp_dir, write_json_atomic
 
 STATE_FILE = "state.json"
 CHECKPOINT_PREFIX = "state"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout import release
+from heldout._core.locks import FileLock
 from heldout.errors import ExperimentMetaError, TrainingError
-from heldout.io import FileLock
+from heldout.release import layout as release
 from heldout.training import label_noise
 from heldout.training.config import LEGACY_DEFINING_VALUES, TrainingConfig
 from heldout.training.data import (

@@ -1,7 +1,7 @@
 """Resuming: which runs are finished, which only look finished, what was left behind.
 
 A run is finished when its folder holds aux arrays that validate
-(`heldout.aux_arrays.load_aux_arrays`) for this experiment's split sizes and subset, and
+(`heldout.release.aux_arrays.load_aux_arrays`) for this experiment's split sizes and subset, and
 its final checkpoint (index and every data shard). Existence alone is not trusted: a
 crash or a full disk can leave an empty or truncated file. A folder that looks like a
 run but is not finished is never deleted (the user may want it): it is renamed aside to
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout import release
-from heldout.aux_arrays import load_aux_arrays
 from heldout.errors import AuxArraysError
+from heldout.release import layout as release
+from heldout.release.aux_arrays import load_aux_arrays
 from heldout.training.config import TrainingConfig
 from heldout.training.events import RunKey
 from heldout.training.locks import CLAIM_SUFFIX

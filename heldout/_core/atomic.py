@@ -1,0 +1,187 @@
+"""Atomic, durable writes: a hidden temporary beside the target, fsynced, given the
+mode a plain `open()` would give it under the umask, renamed onto the target, and the
+folder fsynced, so a reader (or a machine that loses power) sees the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from heldout._core.npz_direct import write_stored_npz
+
+PathLike = str | os.PathLike
+
+_umask_lock = threading.Lock()
+
+
+# ------------------------------------------------------------------------------ modes
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:  # os.umask can only be read by setting it: keep the window closed
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode `open(path, "w")` would give a new file under the current umask."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """The mode `os.mkdir(path)` would give a new folder under the current umask."""
+    return 0o777 & ~current_umask()
+
+
+# -------------------------------------------------------------------------- durability
+
+
+def fsync_dir(path: PathLike) -> None:
+    """Makes a rename or a new entry in folder `path` durable (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: PathLike) -> None:
+    """Flushes one file's data to disk (for files written by other libraries, e.g. TF)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: PathLike) -> None:
+    """fsyncs every file and folder below `root` (before renaming the tree into place)."""
+    root = Path(root)
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            if path.is_file() and not path.is_symlink():
+                fsync_file(path)
+        fsync_dir(folder)
+
+
+# ------------------------------------------------------------------------ atomic writes
+
+
+def _temp_prefix(path: Path) -> str:
+    """`.<name>.` for the temporary beside `path`, cut so that the temporary's name stays
+    within the 255 bytes file systems allow even when `path`'s own name is that long."""
+    name = path.name
+    while len(name.encode()) > 200:
+        name = name[:-1]
+    return f".{name}."
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Opens a hidden temporary file beside `path`; on success it becomes `path`.
+
+    The file is fsynced before the rename and the folder after it; its mode is what a
+    plain `open()` gives under the umask. On any exception the temporary is removed and
+    `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(handle, file_mode())
+        with os.fdopen(handle, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_npz_atomic(path: PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """`np.savez` (uncompressed: the arrays are mostly random bits) written atomically."""
+    with atomic_open(path, "wb") as f:
+        write_stored_npz(f, arrays)  # what np.savez writes, without its copies
+
+
+def write_text_atomic(path: PathLike, text: str) -> None:
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+def write_json_atomic(path: PathLike, value: Any) -> None:
+    """JSON (indented, no NaN) written atomically."""
+    write_text_atomic(path, json.dumps(value, indent=2, allow_nan=False) + "\n")
+
+
+def make_temp_dir(parent: PathLike, prefix: str) -> Path:
+    """A new hidden `<prefix>*.tmp` folder in `parent` with the umask's folder mode.
+
+    `tempfile.mkdtemp` makes it 0700; a run folder renamed from it would stay private.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
+    os.chmod(tmp, dir_mode())
+    return tmp
+
+
+def commit_dir(tmp_dir: PathLike, final: PathLike) -> None:
+    """fsyncs a finished temporary folder and renames it to `final` (which must not exist).
+
+    Raises FileExistsError if `final` appeared meanwhile (another process won the race).
+    """
+    tmp_dir, final = Path(tmp_dir), Path(final)
+    fsync_tree(tmp_dir)
+    try:
+        os.rename(tmp_dir, final)  # fails on an existing non-empty folder: never replaces
+    except OSError as error:
+        if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise FileExistsError(f"{final}: already exists; not replacing it") from None
+        raise
+    fsync_dir(final.parent)
+
+
+def probe_writable(path: PathLike) -> None:
+    """Raises the OSError a later write of `path` would raise (folder missing and not
+    creatable, not writable, a file in the way), by creating and removing a temporary
+    beside it: cheap insurance before hours of work whose result would be lost."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file to write", str(path))
+    for parent in (path.parent, *path.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(
+                    errno.ENOTDIR, f"not a folder, so {path} cannot be written", str(parent)
+                )
+            break
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".probe", dir=path.parent)
+    os.close(handle)
+    os.unlink(tmp_name)

@@ -1,0 +1,33 @@
+"""What a stored result records about what it is a result of."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+PathLike = str | os.PathLike
+
+
+def file_identity(path: PathLike) -> dict:
+    """What a stored result records about an input file: absolute path, size, mtime (ns).
+
+    Equal identities mean, in practice, the same bytes; a resume compares them so that a
+    result computed from another file is never taken for this one's.
+    """
+    path = Path(path).absolute()
+    stat = path.stat()
+    return {"path": str(path), "size": int(stat.st_size), "mtime_ns": int(stat.st_mtime_ns)}
+
+
+TOOLKIT_VERSION = "0.1.0"  # `heldout.__version__`; kept here so _core needs no upward import
+
+
+def provenance_for(**fields: Any) -> dict:
+    """The one provenance record (JSON-able) of a written result: the toolkit's version
+    plus what the result is a result of (`fields`: input identities, options, run ids).
+
+    Every writer calls this, so a reader finds the same `heldout_version` key everywhere
+    and a resume can compare records field by field.
+    """
+    return {"heldout_version": TOOLKIT_VERSION, **fields}

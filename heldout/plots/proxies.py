@@ -1,0 +1,113 @@
+"""The proxies' figure: rho against epoch (the paper's Figures 8 and 9b) and rank scatters.
+
+Top: Spearman rho with the reference C-score against the epoch, one line per per-epoch
+proxy (each proxy computed from the first e epochs; hidden densities at epoch e). Below:
+per proxy, each example's proxy rank against its C-score rank (a random sample of the
+examples when there are many; a diagonal means the same ordering). Proxies are oriented
+so that higher means more regular (`heldout.proxies.compute.oriented`). Drawn with
+matplotlib's object-oriented API on the Agg canvas (no pyplot), written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps, ticker
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from heldout._core.atomic import atomic_open
+from heldout.errors import UsageError
+
+FORMATS = (".png", ".pdf")
+_SCATTER_POINTS = 4000
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    from scipy import stats
+
+    return stats.rankdata(values) / values.size
+
+
+def plot_proxies(
+    proxies: dict[str, np.ndarray],
+    reference: np.ndarray,
+    rho_by_epoch: dict[str, np.ndarray],
+    rho: dict[str, float],
+    title: str = "",
+    seed: int = 0,
+) -> Figure:
+    """The figure of the module docstring.
+
+    Args:
+      proxies: name -> oriented proxy values [N].
+      reference: C-scores [N] (NaN entries are left out).
+      rho_by_epoch: name -> rho per epoch [E] (per-epoch proxies only).
+      rho: name -> overall rho (in the scatter titles).
+      title: the figure's title.
+      seed: fixes the scatter's sample.
+    """
+    names = list(proxies)
+    cols = 4
+    rows = math.ceil(len(names) / cols)
+    figure = Figure(figsize=(3.2 * cols, 3.6 + 2.9 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = figure.add_gridspec(rows + 1, cols, height_ratios=[1.35] + [1.0] * rows)
+    top = figure.add_subplot(grid[0, :])
+    palette = colormaps["tab20"].colors  # 16 proxies: no colour used twice
+    for k, (name, curve) in enumerate(rho_by_epoch.items()):
+        epochs = np.arange(1, len(curve) + 1)
+        shown = np.isfinite(curve)  # hidden densities may skip epochs
+        epochs, curve = epochs[shown], np.asarray(curve)[shown]
+        style = "--" if name.startswith("kde_") else "-"
+        color = palette[k % len(palette)]
+        top.plot(epochs, curve, style, color=color, marker="o", markersize=3, label=name)
+    top.set_xlabel("epoch (proxy from the first e epochs)")
+    top.set_ylabel("Spearman rho with the C-score")
+    top.grid(alpha=0.3)
+    top.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    if rho_by_epoch:
+        top.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    defined = ~np.isnan(reference)
+    index = np.flatnonzero(defined)
+    rng = np.random.default_rng(seed)
+    sample = index if index.size <= _SCATTER_POINTS else rng.choice(index, _SCATTER_POINTS, False)
+    counts = f"rho over {index.size} examples with a C-score"
+    if sample.size < index.size:
+        counts += f"; scatters: a random {sample.size} of them"
+    top.set_title(f"{title or 'proxies against the holdout C-score'}\n{counts}", fontsize=10)
+    reference_rank = np.full(reference.shape, np.nan)
+    reference_rank[index] = _ranks(reference[index])
+    for k, name in enumerate(names):
+        ax = figure.add_subplot(grid[1 + k // cols, k % cols])
+        values = np.asarray(proxies[name], np.float64)
+        proxy_rank = np.full(values.shape, np.nan)
+        proxy_rank[index] = _ranks(values[index])
+        ax.scatter(reference_rank[sample], proxy_rank[sample], s=1.5, alpha=0.35, linewidths=0)
+        ax.plot([0, 1], [0, 1], color="0.4", linewidth=0.8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{name}: rho {rho.get(name, float('nan')):.3f}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if k % cols == 0:
+            ax.set_ylabel("proxy rank", fontsize=8)
+        if k // cols == rows - 1:
+            ax.set_xlabel("C-score rank", fontsize=8)
+    return figure
+
+
+def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
+    """Writes `figure` to `path` (.png or .pdf, chosen by the suffix), atomically.
+
+    Raises:
+      UsageError: another suffix.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise UsageError(f"--figure must end with {' or '.join(FORMATS)}, got {path}")
+    with atomic_open(path, "wb") as f:
+        figure.savefig(f, format=path.suffix.lower()[1:], dpi=110)
+    return path

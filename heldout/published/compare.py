@@ -1,0 +1,314 @@
+"""Compare recomputed scores with published ones (or two of our own score files).
+
+A researcher who recomputes C-scores or memorization from the released aux arrays wants
+to know whether they agree with the paper's file: rank (Spearman, Kendall tau-b) and
+linear correlation over the examples both sides define, plus how many were left out; the
+overlap of the lowest and highest 1 % and 10 % (the examples people look at); and rho
+within each class. For influence, the published artifact is a list of high-influence
+(train, test) pairs: we report how many of them our estimates recover, and the precision
+and recall of our own pair list against it. No TensorFlow, no pickles. The file formats
+are read by `heldout.published.files`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from heldout.errors import CompareError  # noqa: F401 - re-exported
+from heldout.published.files import (  # noqa: F401 - re-exported: they lived here before
+    PAIR_KEYS,
+    InfluencePairs,
+    load_influence_pairs,
+)
+
+_SHOW = 5  # offending values listed in an error message
+EXTREME_FRACTIONS = (0.01, 0.1)  # the lowest / highest 1 % and 10 %
+
+
+def _is_real(values: np.ndarray) -> bool:
+    """Integer, float or bool: what a score or influence can be (not str, complex, object)."""
+    return (
+        values.dtype == np.bool_
+        or np.issubdtype(values.dtype, np.integer)
+        or (np.issubdtype(values.dtype, np.floating))
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreAgreement:
+    """How two per-example score vectors agree on the examples both define (not NaN).
+
+    `kendall_tau_b` is Kendall's tau-b (ties in either vector handled as in
+    `scipy.stats.kendalltau`); NaN when scipy is not installed or fewer than 2 examples.
+    """
+
+    num_examples: int
+    num_compared: int
+    pearson: float
+    spearman: float
+    mean_abs_difference: float
+    max_abs_difference: float
+    kendall_tau_b: float = float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtremeOverlap:
+    """How many of one side's lowest (or highest) examples are also the other side's.
+
+    Attributes:
+      fraction: the share of the compared examples taken (0.01 = 1 %).
+      side: "lowest" or "highest".
+      size: examples taken from each side, round(fraction * num_compared) (at least 1).
+      overlap: examples in both selections; `overlap / size` is the agreement (chance
+        level: `fraction`).
+      num_compared: examples defined on both sides (the pool they are taken from).
+    """
+
+    fraction: float
+    side: str
+    size: int
+    overlap: int
+    num_compared: int
+
+    @property
+    def share(self) -> float:
+        return self.overlap / self.size if self.size else float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassAgreement:
+    """Spearman's rho within one class, over the examples both sides define."""
+
+    label: int
+    num_compared: int
+    spearman: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PairSetAgreement:
+    """Our high-influence pairs against the published ones, as sets of (train, test).
+
+    precision = common / ours (our pairs the published list confirms), recall = common /
+    published (published pairs we find); NaN when the denominator is 0.
+    """
+
+    num_ours: int
+    num_published: int
+    num_common: int
+
+    @property
+    def precision(self) -> float:
+        return self.num_common / self.num_ours if self.num_ours else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.num_common / self.num_published if self.num_published else float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairRecovery:
+    """How many published pairs our influence estimates find."""
+
+    num_pairs: int
+    num_defined: int  # pairs whose estimate is not NaN (the example was both in and out)
+    num_above_threshold: int  # our influence >= threshold
+    threshold: float
+    pearson: float  # between published and our values, over the defined pairs
+    mean_abs_difference: float
+
+
+def rankdata(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties sharing their mean rank (what Spearman's rho needs)."""
+    values = np.asarray(values)
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    is_new = np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]])
+    group = np.cumsum(is_new) - 1
+    starts = np.flatnonzero(is_new)
+    ends = np.append(starts[1:], values.size)
+    mean_rank = (starts + ends + 1) / 2.0  # ranks start at 1
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = mean_rank[group]
+    return ranks
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 2 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")  # undefined for constant or single values
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def kendall_tau_b(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b of two equally long vectors without NaN (scipy's O(n log n) one).
+
+    NaN when scipy is missing (it is an optional dependency of the comparison), for fewer
+    than 2 values, or when either vector is constant.
+    """
+    try:
+        from scipy import stats
+    except ImportError:  # pragma: no cover - scipy is pinned in pyproject.toml
+        return float("nan")
+    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
+    return float(stats.kendalltau(a, b, variant="b").statistic)
+
+
+def _checked_pair(ours: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ours, reference = np.asarray(ours), np.asarray(reference)
+    for name, values in (("our scores", ours), ("the reference scores", reference)):
+        if not _is_real(values):
+            raise CompareError(f"{name} have dtype {values.dtype}; expected numbers")
+    ours, reference = ours.astype(np.float64), reference.astype(np.float64)
+    if ours.shape != reference.shape or ours.ndim != 1:
+        raise CompareError(
+            f"score vectors must be 1-D and equally long, got {ours.shape} and "
+            f"{reference.shape}; are both for the same split and dataset?"
+        )
+    return ours, reference
+
+
+def _ranked(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """`positions` sorted by value, ties by position (a reproducible selection)."""
+    return positions[np.lexsort((positions, values[positions]))]
+
+
+def extreme_overlaps(
+    ours: np.ndarray, reference: np.ndarray, fractions=EXTREME_FRACTIONS
+) -> list[ExtremeOverlap]:
+    """Overlap of the lowest and of the highest `fractions` of the two score vectors.
+
+    The examples with the lowest C-scores are the atypical or mislabeled ones a user
+    looks at, so agreement there matters more than a correlation over all examples.
+    Only examples both sides define are ranked.
+
+    Raises:
+      CompareError: as `compare_scores`, or a fraction outside (0, 1].
+    """
+    ours, reference = _checked_pair(ours, reference)
+    both = np.flatnonzero(~np.isnan(ours) & ~np.isnan(reference))
+    ranked_ours, ranked_reference = _ranked(ours, both), _ranked(reference, both)
+    result = []
+    for fraction in fractions:
+        if not 0 < fraction <= 1:
+            raise CompareError(f"fractions must lie in (0, 1], got {fraction}")
+        size = max(1, int(round(fraction * both.size))) if both.size else 0
+        for side, take in (("lowest", slice(0, size)), ("highest", slice(both.size - size, None))):
+            common = np.intersect1d(ranked_ours[take], ranked_reference[take]).size
+            result.append(ExtremeOverlap(fraction, side, size, int(common), int(both.size)))
+    return result
+
+
+def per_class_agreement(
+    ours: np.ndarray, reference: np.ndarray, labels: np.ndarray
+) -> list[ClassAgreement]:
+    """Spearman's rho inside each class (labels in the same example order as the scores).
+
+    A high overall rho can come from the class means alone (some classes are easier);
+    within-class rho says whether the examples are ranked alike inside a class.
+
+    Raises:
+      CompareError: as `compare_scores`, or labels of another length or not integers.
+    """
+    ours, reference = _checked_pair(ours, reference)
+    labels = np.asarray(labels)
+    if labels.shape != ours.shape or not np.issubdtype(labels.dtype, np.integer):
+        raise CompareError(
+            f"labels must be integers shaped like the scores {ours.shape}, got "
+            f"{labels.dtype} {labels.shape}"
+        )
+    both = ~np.isnan(ours) & ~np.isnan(reference)
+    result = []
+    for label in np.unique(labels):
+        members = both & (labels == label)
+        a, b = ours[members], reference[members]
+        result.append(
+            ClassAgreement(int(label), int(members.sum()), _pearson(rankdata(a), rankdata(b)))
+        )
+    return result
+
+
+def pair_set_agreement(ours: InfluencePairs, published: InfluencePairs) -> PairSetAgreement:
+    """Precision and recall of our high-influence pairs against the published ones."""
+    common = np.intersect1d(ours.keys(), published.keys()).size
+    return PairSetAgreement(len(ours), len(published), int(common))
+
+
+def compare_scores(ours: np.ndarray, reference: np.ndarray) -> ScoreAgreement:
+    """Agreement of two score vectors in the same example order; NaNs on either side skipped.
+
+    Args:
+      ours, reference: per-example scores [N], in the same example order.
+
+    Returns:
+      Rank and linear correlation and absolute differences over the examples both define.
+
+    Raises:
+      CompareError: the vectors are not 1-D, differ in length, or are not numbers.
+    """
+    ours, reference = _checked_pair(ours, reference)
+    both = ~np.isnan(ours) & ~np.isnan(reference)
+    a, b = ours[both], reference[both]
+    difference = np.abs(a - b)
+    return ScoreAgreement(
+        num_examples=int(ours.size),
+        num_compared=int(both.sum()),
+        pearson=_pearson(a, b),
+        spearman=_pearson(rankdata(a), rankdata(b)),
+        mean_abs_difference=float(difference.mean()) if a.size else float("nan"),
+        max_abs_difference=float(difference.max()) if a.size else float("nan"),
+        kendall_tau_b=kendall_tau_b(a, b),
+    )
+
+
+def _check_pair_range(pairs: InfluencePairs, num_test: int, num_train: int) -> None:
+    """Every pair must name a cell of the `[num_test, num_train]` influence matrix."""
+    outside = (pairs.test_index >= num_test) | (pairs.train_index >= num_train)
+    if outside.any():
+        where = np.flatnonzero(outside)
+        shown = [(int(pairs.train_index[k]), int(pairs.test_index[k])) for k in where[:_SHOW]]
+        raise CompareError(
+            f"{pairs.source}: {where.size} pair(s) lie outside the influence matrix of "
+            f"{num_test} test x {num_train} training examples, e.g. (train, test) = {shown}"
+            f"{' ...' if where.size > _SHOW else ''}; are the pairs and the scores for the "
+            "same dataset?"
+        )
+
+
+def pair_recovery(
+    pairs: InfluencePairs, influence: np.ndarray, threshold: float = 0.15
+) -> PairRecovery:
+    """Looks every published pair up in our dense `influence[N_test, N_train]`.
+
+    Args:
+      pairs: published pairs (`load_influence_pairs`).
+      influence: our dense influence estimates, test examples along the first axis.
+      threshold: the influence at or above which a pair counts as recovered (the
+        published files list pairs with influence >= 0.15).
+
+    Returns:
+      The counts and agreement over the pairs our estimates define.
+
+    Raises:
+      CompareError: `influence` is not a 2-D real matrix, or a pair lies outside it.
+    """
+    influence = np.asarray(influence)
+    if influence.ndim != 2 or not _is_real(influence):
+        raise CompareError(
+            f"the influence estimates must be a real [test, train] matrix, got "
+            f"{influence.dtype} {influence.shape}"
+        )
+    num_test, num_train = influence.shape
+    _check_pair_range(pairs, num_test, num_train)
+    ours = influence[pairs.test_index, pairs.train_index].astype(np.float64)
+    defined = ~np.isnan(ours)
+    difference = np.abs(ours[defined] - pairs.influence[defined])
+    return PairRecovery(
+        num_pairs=int(ours.size),
+        num_defined=int(defined.sum()),
+        num_above_threshold=int((ours[defined] >= threshold).sum()),
+        threshold=threshold,
+        pearson=_pearson(ours[defined], pairs.influence[defined]),
+        mean_abs_difference=float(difference.mean()) if difference.size else float("nan"),
+    )

@@ -1,0 +1,351 @@
+"""`score_experiment` with the reading fanned out over Dask workers.
+
+    result = score_on_cluster(experiment, scheduler="local", n_workers=2, scores=[...])
+
+Reading and checking the `aux_arrays.npz` files is the cost of scoring most experiments
+(thousands of files; CPU-bound decompression and validation), so it is what is spread:
+the runs are cut into contiguous shares, one task per share. A worker reads its share
+(`heldout.release.reading.read_runs`, with the experiment's split-size check) and returns
+`PartialScores`, the sufficient statistics the engine keeps:
+
+* the per-ratio integer counts (`heldout.engine.ScoreAccumulator`) behind C-scores and
+  memorization; partials are added in a binary tree of tasks on the workers
+  (`ScoreAccumulator.merge`), so the client receives one set of counts;
+* for influence, its intervals and the influence pairs, the runs of the score ratio
+  packed 8 examples to a byte (training mask, training and test correctness:
+  (2 N + N_test) / 8 bytes a run, 7.5 KB... 19 KB for CIFAR). Concatenated in run order
+  up the same tree, they are fed on the client into the very accumulators
+  `score_experiment` uses, in the same order: the GEMM / popcount backends then compute
+  the same integers. So every output equals the single-process one exactly (counts,
+  C-scores and memorization are integer sums; influence is the same computation on the
+  same runs in the same order).
+
+Bad runs: with `skip_bad_runs`, the workers report each one (by file) and go on, as the
+single process does; the split sizes every run is checked against are settled on the
+client first (the experiment's recorded sizes, else the majority), so a worker's first
+run cannot decide them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from heldout import cluster
+from heldout.errors import AuxArraysError, UsageError
+from heldout.release.layout import Experiment
+from heldout.release.reading import (
+    ProgressCallback,
+    RunLike,
+    SplitSizeCheck,
+    majority_split_sizes,
+    progress_reporter,
+    read_runs,
+    split_sizes_of,
+)
+from heldout.scores import experiment as engine
+
+RUNS_PER_SHARE = 64  # small enough for many shares per worker, large for little overhead
+
+
+@dataclasses.dataclass(frozen=True)
+class PackedRun:
+    """One run as the score-ratio accumulators read it, 8 examples to a byte.
+
+    Has the methods of `AuxArrays` those accumulators call (`train_mask`,
+    `train_correctness`, `test_correctness`, `num_train`, `num_test`, `source`).
+    """
+
+    source: str
+    num_train: int
+    num_test: int
+    mask_bits: np.ndarray  # uint8 [ceil(N / 8)]
+    train_correct_bits: np.ndarray
+    test_correct_bits: np.ndarray
+
+    @classmethod
+    def of(cls, aux) -> PackedRun:
+        return cls(
+            str(aux.source),
+            int(aux.num_train),
+            int(aux.num_test),
+            np.packbits(aux.train_mask()),
+            np.packbits(aux.train_correctness()),
+            np.packbits(aux.test_correctness()),
+        )
+
+    def train_mask(self) -> np.ndarray:
+        return np.unpackbits(self.mask_bits, count=self.num_train).astype(bool)
+
+    def train_correctness(self) -> np.ndarray:
+        return np.unpackbits(self.train_correct_bits, count=self.num_train).astype(bool)
+
+    def test_correctness(self) -> np.ndarray:
+        return np.unpackbits(self.test_correct_bits, count=self.num_test).astype(bool)
+
+
+@dataclasses.dataclass
+class PartialScores:
+    """The sufficient statistics of a contiguous share of runs (`first` .. `first + runs`).
+
+    Attributes:
+      first, runs: the share's position in the run order, and its length.
+      counts: the per-ratio counts of the share's readable runs.
+      packed: the share's readable runs at the score ratio, in order (empty when no
+        influence, intervals or pairs are asked for).
+      skipped: (position, message) of each bad run skipped.
+    """
+
+    first: int
+    runs: int
+    counts: engine.ScoreAccumulator
+    packed: list[PackedRun] = dataclasses.field(default_factory=list)
+    skipped: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+
+
+def read_share(
+    first: int,
+    items: Sequence[tuple[str, float]],
+    subset_ratios: Sequence[float],
+    pack_ratio: float | None,
+    size_check: SplitSizeCheck,
+    skip_bad_runs: bool,
+    threads: int | None = None,
+) -> PartialScores:
+    """The task: reads `(aux path, subset ratio)` items and counts them.
+
+    Args:
+      first: the share's position in the run order.
+      items: its runs' aux-array files and ratios.
+      subset_ratios: the ratios the counts report (as the single process declares them).
+      pack_ratio: keep the runs of this ratio packed (None: keep none).
+      size_check: the split sizes every run must have.
+      skip_bad_runs: report bad runs and go on (else the first one raises, naming it).
+      threads: reader threads (default: this worker's share of the cores).
+
+    Raises:
+      AuxArraysError: a bad run, without `skip_bad_runs`.
+    """
+    counts = engine.ScoreAccumulator(subset_ratios)
+    partial = PartialScores(first, len(items), counts)
+    ratio_of = {path: ratio for path, ratio in items}
+    position = {path: first + k for k, (path, _) in enumerate(items)}
+    pack_key = None if pack_ratio is None else round(float(pack_ratio), 9)
+
+    def bad(run: RunLike, error: AuxArraysError) -> None:
+        partial.skipped.append((position[str(run)], str(error)))
+
+    for path, aux in read_runs(
+        [path for path, _ in items],
+        workers=threads or cluster.threads_per_worker(1),
+        skip_bad_runs=skip_bad_runs,
+        on_bad_run=bad,
+        size_check=size_check,
+    ):
+        ratio = ratio_of[str(path)]
+        counts.add(ratio, aux)
+        if pack_key is not None and round(float(ratio), 9) == pack_key:
+            partial.packed.append(PackedRun.of(aux))
+    return partial
+
+
+def add_partials(a: PartialScores, b: PartialScores) -> PartialScores:
+    """The statistics of two adjacent shares (`a` first): counts added, runs in order."""
+    if a.first > b.first:
+        a, b = b, a
+    return PartialScores(
+        first=a.first,
+        runs=a.runs + b.runs,
+        counts=a.counts.merge(b.counts),
+        packed=a.packed + b.packed,
+        skipped=a.skipped + b.skipped,
+    )
+
+
+def _size_check(
+    experiment: Experiment, runs: Sequence, skip_bad_runs: bool, threads: int
+) -> SplitSizeCheck:
+    """The sizes every share checks its runs against, settled before the fan-out (a
+    share's first run must not decide them, nor could it for the others)."""
+    known = engine.known_split_sizes(experiment)
+    if known is not None:
+        return known
+    if skip_bad_runs:
+        return majority_split_sizes(runs, threads)
+    for run in runs:  # as in one read: the first readable run sets the sizes
+        sizes = split_sizes_of(run.aux_path)
+        if sizes is not None:
+            return SplitSizeCheck(*sizes, reference=str(run.aux_path))
+    return SplitSizeCheck()
+
+
+def score_on_cluster(
+    experiment: Experiment,
+    scheduler: str = cluster.SCHEDULER_LOCAL,
+    n_workers: int = 2,
+    scores: Sequence[str] = ("cscore", "memorization"),
+    subset_ratio: float | None = None,
+    influence_topk: int = 0,
+    skip_bad_runs: bool = False,
+    on_bad_run: Callable[[RunLike, AuxArraysError], None] | None = None,
+    progress: bool | ProgressCallback = False,
+    influence_options: dict | None = None,
+    backend: str = "auto",
+    confidence: float | None = None,
+    fdr: float = 0.05,
+    min_memorization: float | None = None,
+    runs_per_share: int | None = None,
+) -> engine.ExperimentScores:
+    """`heldout.scores.experiment.score_experiment`, with the runs read by Dask workers.
+
+    Args:
+      experiment: from `heldout.release.layout.open_experiment`; workers must see its files at
+        the same paths.
+      scheduler: "local" (a LocalCluster of `n_workers` processes) or a scheduler
+        address; "none" is `score_experiment` in this process.
+      n_workers: processes of a local cluster.
+      scores ... min_memorization: as for `score_experiment`.
+      progress: True for a tqdm bar over runs (moves a share at a time), or a callable
+        `progress(done, total)`.
+      runs_per_share: runs per task; default about four tasks per worker, at most
+        `RUNS_PER_SHARE` runs each.
+
+    Returns:
+      The same `ExperimentScores` `score_experiment` returns for these arguments.
+
+    Raises:
+      As `score_experiment`; UsageError for a bad scheduler or share size.
+    """
+    cluster.check_scheduler(scheduler)
+    cluster.check_workers(n_workers)
+    if runs_per_share is not None and runs_per_share < 1:
+        raise UsageError(f"runs_per_share must be at least 1, got {runs_per_share}")
+    keywords = dict(
+        scores=scores,
+        subset_ratio=subset_ratio,
+        influence_topk=influence_topk,
+        skip_bad_runs=skip_bad_runs,
+        on_bad_run=on_bad_run,
+        progress=progress,
+        influence_options=influence_options,
+        backend=backend,
+        confidence=confidence,
+        fdr=fdr,
+        min_memorization=min_memorization,
+    )
+    if scheduler == cluster.SCHEDULER_NONE:
+        return engine.score_experiment(experiment, **keywords)
+    plan = engine.plan_scores(experiment, scores, subset_ratio, confidence)
+    at_ratio = len(experiment.runs_at(plan.score_ratio)) if plan.score_ratio is not None else 0
+    # Built first, as in one process: a backend that cannot run is refused before reading.
+    state = engine.ScoreState(
+        plan, at_ratio, influence_topk, backend, influence_options, fdr, min_memorization
+    )
+    runs = list(plan.runs)
+    if not runs:
+        return state.result(experiment, [])
+    size_check = _size_check(experiment, runs, skip_bad_runs, cluster.threads_per_worker(1))
+    pack_ratio = plan.score_ratio if state.needs_score_ratio_runs else None
+    items = [(str(run.aux_path), float(run.subset_ratio)) for run in runs]
+    per_share = runs_per_share or default_share(len(runs), n_workers)
+    merged = _fan_out(
+        scheduler,
+        n_workers,
+        items,
+        plan.subset_ratios,
+        pack_ratio,
+        size_check,
+        skip_bad_runs,
+        per_share,
+        progress,
+    )
+    skipped = []
+    for position, message in sorted(merged.skipped):
+        skipped.append(message)
+        if on_bad_run is not None:
+            on_bad_run(runs[position], AuxArraysError(message))
+    state.counts.merge(merged.counts)
+    for packed in merged.packed:
+        state.add_at_score_ratio(packed)
+    merged.packed.clear()
+    return state.result(experiment, skipped)
+
+
+def _fan_out(
+    scheduler, n_workers, items, ratios, pack_ratio, size_check, skip, per_share, progress
+) -> PartialScores:
+    """One task per share, partials added pairwise in a tree; the root's statistics."""
+    from distributed import as_completed
+
+    # A local worker reads with its share of the cores; a remote one with all of its own.
+    threads = (
+        cluster.threads_per_worker(n_workers) if scheduler == cluster.SCHEDULER_LOCAL else None
+    )
+    shares = [
+        (first, items[first : first + per_share]) for first in range(0, len(items), per_share)
+    ]
+    report = progress_reporter(progress, len(items))
+    with cluster.connect(scheduler, n_workers) as client:
+        level = [
+            client.submit(
+                read_share,
+                first,
+                share,
+                ratios,
+                pack_ratio,
+                size_check,
+                skip,
+                threads,
+                pure=False,
+                key=f"read-share-{first}-{os.urandom(4).hex()}",
+            )
+            for first, share in shares
+        ]
+        sizes = {future.key: len(share) for future, (_, share) in zip(level, shares, strict=True)}
+        done = 0
+        tree = _tree(client, level)
+        for future in as_completed(level):
+            if future.status == "error":
+                future.result()  # raises the worker's error (a bad run, without skipping)
+            done += sizes[future.key]
+            report(done)
+        root = tree.result()
+        report(None)
+    return root
+
+
+def _tree(client, level: list):
+    """Adds adjacent partials pairwise on the workers until one future is left."""
+    while len(level) > 1:
+        paired = [
+            client.submit(add_partials, level[k], level[k + 1], pure=False)
+            for k in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
+
+
+def default_share(num_runs: int, n_workers: int) -> int:
+    """Runs per share: about four shares per worker (so a slow one does not hold up the
+    end), at most `RUNS_PER_SHARE` runs each."""
+    return max(1, min(RUNS_PER_SHARE, math.ceil(num_runs / (4 * n_workers))))
+
+
+def cluster_scorer(options) -> Callable[..., engine.ExperimentScores]:
+    """`score_experiment`'s signature on the cluster that `cluster_flags` options name.
+
+    `workers` (reader threads in one process) is accepted and ignored: on a cluster each
+    worker reads with its share of the cores.
+    """
+
+    def score(experiment: Experiment, workers: int | None = None, **keywords):
+        del workers
+        return score_on_cluster(experiment, options.scheduler, options.local_workers, **keywords)
+
+    return score

@@ -1,0 +1,403 @@
+"""Significant (training, test) influence pairs, with the false-discovery rate controlled.
+
+The published high-influence pairs use a fixed rule (influence >= 0.15 and memorization
+>= 0.25) whose error rate depends on the number of runs: at 2 000 runs 0.15 is about
+6 standard errors, at 500 about 3, and over the ~10^8 pairs of a CIFAR experiment 3 sigma
+lets in tens of thousands of null pairs. Here every pair (j, t) at the score ratio gets
+the one-sided p-value of Fisher's exact test for "influence > 0" (j trained on makes t
+right more often): given the n_in runs that trained on j and the c runs that got t right,
+the S runs that did both are hypergeometric when j does not matter
+(`heldout.scores.uncertainty.hypergeometric`). Benjamini-Hochberg then selects pairs at the
+requested FDR, optionally only among training examples with memorization >= a minimum
+(the family is fixed before any influence is looked at, so BH stays valid).
+
+Every p-value is exact: no normal approximation is switched in for large counts, at any
+count. In the tail where BH operates over millions of tests (p ~ 1e-6 and below), a
+z-test with continuity correction under-states the p-value whenever the test example is
+usually right, as most are (with 2 000 runs and a test example right in 1 900: 3x at 5
+standard deviations, 12x at 7; `bench/bench_uncertainty.py` prints the comparison),
+which would let null pairs in. The exact tail costs little here because it is computed
+only for the few candidate pairs (below).
+
+Bounded memory, tile by tile like top-k influence; the dense p-value matrix never exists:
+1. From the margins alone, a table of critical counts per (c, n_in) combination: the
+   smallest S with p <= FDR (`critical_successes`; a pair below it can never be
+   selected). At most (R + 1) x (distinct n_in) entries.
+2. One pass over tiles of S = T^T M (a float32 GEMM over the packed runs). Pairs at or
+   above their critical count are candidates; each gets a cheap lower bound of its
+   log p-value (two tail terms), counted in a histogram (50 bins per decade) and kept in
+   a buffer of at most `max_candidates` (when it fills, the half with the larger bounds
+   is dropped and the keep bound lowered).
+3. From the histogram, a bound u on the BH threshold: BH selects p_(k) <= k FDR / m, and
+   with F(t) the number of p-values <= t, no threshold t > u can satisfy F(t) >= m t / FDR
+   because even the upper bound of F from the lower bounds of the p-values fails it bin
+   by bin. Only pairs with a bound <= u can be selected.
+4. If u is above the keep bound (the buffer overflowed below it), a second pass collects
+   the pairs in between. Then the candidates' exact p-values, BH over all m tests (m =
+   test examples x family columns; pairs outside the candidates have p > u and can
+   neither be selected nor change a selected pair's q-value).
+Memory: the packed runs ((N + T) / 8 bytes a run), the critical table, one tile's
+temporaries, and the candidates (about the number of discoveries, plus the nulls within
+the histogram's resolution of the threshold; `max_candidates` caps the first pass).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from heldout.errors import InconsistentRunError, ScoresError, UsageError
+from heldout.release.aux_arrays import AuxArrays
+from heldout.scores.uncertainty import hypergeometric as hg
+
+__all__ = [
+    "InfluencePairs",
+    "InfluencePairsAccumulator",
+    "benjamini_hochberg",
+    "compute_influence_pairs",
+]
+
+_BINS_PER_DECADE = 50
+_LOWEST_LOG_P = -800.0  # natural log; p-values below share the histogram's last bin
+
+
+@dataclasses.dataclass(frozen=True)
+class InfluencePairs:
+    """The pairs Benjamini-Hochberg selects at `fdr`, most significant first.
+
+    Attributes:
+      subset_ratio, num_runs: the runs tested.
+      fdr: the false-discovery rate controlled.
+      min_memorization: the family's memorization minimum, or None for every column.
+      num_tests: m, pairs tested (test examples x training examples in the family with
+        both counts positive).
+      train_index, test_index: int64 [P].
+      influence: float64 [P]: S / n_in - (c - S) / n_out, exactly.
+      p_value: float64 [P]: Fisher's one-sided exact p (0 where below float64's range).
+      q_value: float64 [P]: BH-adjusted p-values (each <= fdr).
+      memorization: float64 [P]: of the training example, from the same runs.
+    """
+
+    subset_ratio: float | None
+    num_runs: int
+    fdr: float
+    min_memorization: float | None
+    num_tests: int
+    train_index: np.ndarray
+    test_index: np.ndarray
+    influence: np.ndarray
+    p_value: np.ndarray
+    q_value: np.ndarray
+    memorization: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The scores-file keys (README: output file formats)."""
+        minimum = np.nan if self.min_memorization is None else self.min_memorization
+        return {
+            "pairs_train_index": self.train_index,
+            "pairs_test_index": self.test_index,
+            "pairs_influence": self.influence,
+            "pairs_p_value": self.p_value,
+            "pairs_q_value": self.q_value,
+            "pairs_memorization": self.memorization,
+            "pairs_fdr": np.float64(self.fdr),
+            "pairs_min_memorization": np.float64(minimum),
+            "pairs_num_tests": np.int64(self.num_tests),
+            "pairs_num_runs": np.int64(self.num_runs),
+        }
+
+
+def benjamini_hochberg(
+    log_p: np.ndarray, num_tests: int, fdr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """BH at `fdr` over `num_tests` tests of which `log_p` holds (at least) the smallest.
+
+    Returns:
+      (selected indices into log_p, most significant first; their q-values).
+    """
+    if log_p.size == 0 or num_tests == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    order = np.argsort(log_p, kind="stable")
+    ranks = np.arange(1, order.size + 1, dtype=np.float64)
+    log_q = log_p[order] + math.log(num_tests) - np.log(ranks)
+    passing = np.flatnonzero(log_q <= math.log(fdr))
+    if passing.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    count = passing[-1] + 1
+    running = np.minimum.accumulate(log_q[::-1])[::-1][:count]
+    return order[:count], np.exp(np.minimum(running, 0.0))
+
+
+class _Runs:
+    """Training masks and test correctness packed 8 examples to a byte, growing."""
+
+    def __init__(self, num_train: int, num_test: int):
+        self._masks = np.empty((64, (num_train + 7) // 8), np.uint8)
+        self._tests = np.empty((64, (num_test + 7) // 8), np.uint8)
+        self.size = 0
+
+    def append(self, mask: np.ndarray, test_correct: np.ndarray) -> None:
+        if self.size == len(self._masks):
+            self._masks = np.concatenate([self._masks, np.empty_like(self._masks)])
+            self._tests = np.concatenate([self._tests, np.empty_like(self._tests)])
+        self._masks[self.size] = np.packbits(mask)
+        self._tests[self.size] = np.packbits(test_correct)
+        self.size += 1
+
+    def masks(self, start: int, stop: int) -> np.ndarray:
+        """float32 [runs, stop - start]; start a multiple of 8."""
+        return _unpack(self._masks[: self.size], start, stop).astype(np.float32)
+
+    def tests(self, start: int, stop: int) -> np.ndarray:
+        """float32 [stop - start, runs]; start a multiple of 8."""
+        return _unpack(self._tests[: self.size], start, stop).T.astype(np.float32)
+
+
+def _unpack(packed: np.ndarray, start: int, stop: int) -> np.ndarray:
+    bits = packed[:, start // 8 : (stop + 7) // 8]
+    return np.unpackbits(bits, axis=1, count=stop - start)
+
+
+@dataclasses.dataclass
+class _Candidates:
+    """Pairs that may be selected: their indices, S and a lower bound of log p."""
+
+    test: list[np.ndarray] = dataclasses.field(default_factory=list)
+    train: list[np.ndarray] = dataclasses.field(default_factory=list)
+    successes: list[np.ndarray] = dataclasses.field(default_factory=list)
+    bound: list[np.ndarray] = dataclasses.field(default_factory=list)
+    size: int = 0
+
+    def add(self, test, train, successes, bound) -> None:
+        self.test.append(test)
+        self.train.append(train)
+        self.successes.append(successes)
+        self.bound.append(bound)
+        self.size += test.size
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        def joined(parts, dtype):
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+        return (
+            joined(self.test, np.int64),
+            joined(self.train, np.int64),
+            joined(self.successes, np.int64),
+            joined(self.bound, np.float64),
+        )
+
+    def keep(self, limit: float) -> None:
+        """Drops the candidates whose bound is above `limit`."""
+        test, train, successes, bound = self.arrays()
+        kept = bound <= limit
+        self.test, self.train = [test[kept]], [train[kept]]
+        self.successes, self.bound = [successes[kept]], [bound[kept]]
+        self.size = int(kept.sum())
+
+
+class InfluencePairsAccumulator:
+    """Streams runs of one subset ratio; `result()` selects the significant pairs.
+
+    Args:
+      subset_ratio: recorded in the result.
+      fdr: the false-discovery rate, in (0, 1); default 0.05.
+      min_memorization: test only training examples with memorization >= this (None:
+        all).
+      tile_test, tile_train: tile of S per GEMM (multiples of 8).
+      max_candidates: candidates held in the first pass before the keep bound is lowered.
+    """
+
+    def __init__(
+        self,
+        subset_ratio: float | None = None,
+        fdr: float = 0.05,
+        min_memorization: float | None = None,
+        tile_test: int = 1024,
+        tile_train: int = 4096,
+        max_candidates: int = 1 << 22,
+    ):
+        if not 0.0 < fdr < 1.0:
+            raise UsageError(f"the false-discovery rate must be between 0 and 1, got {fdr}")
+        if tile_test < 8 or tile_train < 8 or tile_test % 8 or tile_train % 8:
+            raise UsageError(
+                f"tile sizes must be positive multiples of 8, got {tile_test}, {tile_train}"
+            )
+        if max_candidates < 2:
+            raise UsageError(f"max_candidates must be at least 2, got {max_candidates}")
+        self.subset_ratio = subset_ratio
+        self.fdr = float(fdr)
+        self.min_memorization = None if min_memorization is None else float(min_memorization)
+        self.tile_test, self.tile_train = tile_test, tile_train
+        self.max_candidates = max_candidates
+        self.num_runs = 0
+        self.num_train: int | None = None
+        self.num_test: int | None = None
+        self._runs: _Runs | None = None
+        self._count_in = self._trained_correct = self._heldout_correct = None
+        self._test_correct = None
+        self.passes = 0  # tile passes the last result() needed (1, or 2 on overflow)
+
+    def add(self, aux: AuxArrays) -> None:
+        """Counts one run and stores it packed."""
+        if self.num_train is None:
+            self.num_train, self.num_test = aux.num_train, aux.num_test
+            self._runs = _Runs(aux.num_train, aux.num_test)
+            self._count_in = np.zeros(aux.num_train, np.int64)
+            self._trained_correct = np.zeros(aux.num_train, np.int64)
+            self._heldout_correct = np.zeros(aux.num_train, np.int64)
+            self._test_correct = np.zeros(aux.num_test, np.int64)
+        elif (aux.num_train, aux.num_test) != (self.num_train, self.num_test):
+            raise InconsistentRunError(
+                f"{aux.source}: has N={aux.num_train}, N_test={aux.num_test}; earlier runs "
+                f"have N={self.num_train}, N_test={self.num_test}"
+            )
+        mask, correct = aux.train_mask(), aux.train_correctness()
+        test_correct = aux.test_correctness()
+        self._count_in += mask
+        self._trained_correct += correct & mask
+        self._heldout_correct += correct & ~mask
+        self._test_correct += test_correct
+        self._runs.append(mask, test_correct)
+        self.num_runs += 1
+
+    def memorization(self) -> np.ndarray:
+        """float64 [N]: p(correct | trained) - p(correct | held out); NaN where undefined."""
+        count_out = self.num_runs - self._count_in
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self._trained_correct / self._count_in.astype(np.float64) - (
+                self._heldout_correct / count_out.astype(np.float64)
+            )
+
+    def result(self) -> InfluencePairs:
+        """The selected pairs (see the module docstring for the method and its memory).
+
+        Raises:
+          ScoresError: no run was added.
+        """
+        if self._runs is None:
+            raise ScoresError("no runs were added; influence pairs need runs")
+        runs = self.num_runs
+        count_in = self._count_in
+        memorization = self.memorization()
+        family = (count_in > 0) & (count_in < runs)
+        if self.min_memorization is not None:
+            with np.errstate(invalid="ignore"):
+                family &= memorization >= self.min_memorization
+        num_tests = int(family.sum()) * self.num_test
+        log_fact = hg.log_factorials(runs)
+        correct = self._test_correct
+        # Critical counts per (c, n_in); columns outside the family can never pass.
+        c_values, c_class = np.unique(correct, return_inverse=True)
+        n_values, n_class = np.unique(count_in, return_inverse=True)
+        critical = hg.critical_successes(n_values, c_values, runs, self.fdr, log_fact)
+        never = runs + 1
+        column_class = np.where(family, n_class.reshape(-1), n_values.size)
+        critical = np.concatenate([critical, np.full((c_values.size, 1), never)], axis=1)
+        row_class = c_class.reshape(-1)
+
+        histogram = np.zeros(self._num_bins(), np.int64)
+        candidates = _Candidates()
+        keep = math.log(self.fdr)
+        self.passes = 1
+        for test, train, successes in self._candidate_pairs(critical, row_class, column_class):
+            bound = hg.log_sf_lower_bound(successes, count_in[train], correct[test], runs, log_fact)
+            histogram += np.bincount(self._bin_of(bound), minlength=histogram.size)
+            kept = bound <= keep
+            candidates.add(test[kept], train[kept], successes[kept], bound[kept])
+            if candidates.size > self.max_candidates:
+                keep = float(
+                    np.partition(candidates.arrays()[3], self.max_candidates // 2)[
+                        self.max_candidates // 2
+                    ]
+                )
+                candidates.keep(keep)
+        limit = self._threshold_bound(histogram, num_tests)
+        if limit > keep:  # the buffer dropped pairs that may still be selected
+            self.passes = 2
+            for test, train, successes in self._candidate_pairs(critical, row_class, column_class):
+                bound = hg.log_sf_lower_bound(
+                    successes, count_in[train], correct[test], runs, log_fact
+                )
+                between = (bound > keep) & (bound <= limit)
+                candidates.add(test[between], train[between], successes[between], bound[between])
+        test, train, successes, bound = candidates.arrays()
+        within = bound <= limit
+        test, train, successes = test[within], train[within], successes[within]
+        log_p = hg.log_sf(successes, count_in[train], correct[test], runs, log_fact)
+        chosen, q_value = benjamini_hochberg(log_p, num_tests, self.fdr)
+        test, train, successes, log_p = (
+            test[chosen],
+            train[chosen],
+            successes[chosen],
+            log_p[chosen],
+        )
+        n_in = count_in[train].astype(np.float64)
+        influence = successes / n_in - (correct[test] - successes) / (runs - n_in)
+        return InfluencePairs(
+            subset_ratio=self.subset_ratio,
+            num_runs=runs,
+            fdr=self.fdr,
+            min_memorization=self.min_memorization,
+            num_tests=num_tests,
+            train_index=train.astype(np.int64),
+            test_index=test.astype(np.int64),
+            influence=influence,
+            p_value=np.exp(log_p),
+            q_value=q_value,
+            memorization=memorization[train],
+        )
+
+    def _candidate_pairs(self, critical, row_class, column_class):
+        """Yields (test, train, S) of the pairs at or above their critical count, per tile."""
+        runs = self._runs
+        for j0 in range(0, self.num_train, self.tile_train):
+            j1 = min(j0 + self.tile_train, self.num_train)
+            columns = column_class[j0:j1]
+            if not np.any(columns < critical.shape[1] - 1):
+                continue  # no column of this block is in the family
+            masks = runs.masks(j0, j1)
+            for t0 in range(0, self.num_test, self.tile_test):
+                t1 = min(t0 + self.tile_test, self.num_test)
+                successes = np.matmul(runs.tests(t0, t1), masks)  # exact integers
+                threshold = critical[row_class[t0:t1]][:, columns]
+                rows, cols = np.nonzero(successes >= threshold)
+                if rows.size:
+                    yield rows + t0, cols + j0, successes[rows, cols].astype(np.int64)
+
+    def _num_bins(self) -> int:
+        width = math.log(10) / _BINS_PER_DECADE
+        return int(math.ceil((math.log(self.fdr) - _LOWEST_LOG_P) / width)) + 1
+
+    def _bin_of(self, log_p: np.ndarray) -> np.ndarray:
+        """Bin b holds (log fdr - (b + 1) w, log fdr - b w]; the last one everything below."""
+        width = math.log(10) / _BINS_PER_DECADE
+        position = np.floor((math.log(self.fdr) - log_p) / width)
+        return np.clip(position, 0, self._num_bins() - 1).astype(np.int64)
+
+    def _threshold_bound(self, histogram: np.ndarray, num_tests: int) -> float:
+        """u (a log p-value) with the BH threshold <= u, from upper bounds of F at edges."""
+        width = math.log(10) / _BINS_PER_DECADE
+        edges = math.log(self.fdr) - width * np.arange(histogram.size)  # E_b, decreasing
+        at_most = np.cumsum(histogram[::-1])[::-1]  # upper bound of F(E_b)
+        # A BH crossing within (E_{b+1}, E_b] needs F(E_b) >= m exp(E_{b+1}) / fdr.
+        lower_edges = np.concatenate([edges[1:], [-np.inf]])
+        possible = at_most >= num_tests * np.exp(lower_edges) / self.fdr
+        possible[-1] = True  # below the last edge: keep everything that is there
+        return float(edges[np.argmax(possible)])
+
+
+def compute_influence_pairs(
+    runs: Iterable[AuxArrays],
+    subset_ratio: float | None = None,
+    fdr: float = 0.05,
+    min_memorization: float | None = None,
+    **options,
+) -> InfluencePairs:
+    """Significant influence pairs from runs of one subset ratio (see the module docs)."""
+    accumulator = InfluencePairsAccumulator(subset_ratio, fdr, min_memorization, **options)
+    for aux in runs:
+        accumulator.add(aux)
+    return accumulator.result()
