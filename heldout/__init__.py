@@ -88,11 +88,11 @@ _EXPORTS: dict[str, str] = {
     "evaluate_runs": "heldout.evaluation.fanout",
     "select_runs": "heldout.evaluation.fanout",
     # the published files and the papers' analyses
-    "load_cscores": "heldout.published.files",
-    "load_influence_pairs": "heldout.published.files",
-    "load_classwise_influence": "heldout.published.files",
-    "write_cscores": "heldout.published.files",
-    "write_influence_pairs": "heldout.published.files",
+    "load_cscores": "heldout.published.cscores",
+    "load_influence_pairs": "heldout.published.pairs",
+    "load_classwise_influence": "heldout.published.classwise",
+    "save_cscores": "heldout.published.cscores",
+    "save_influence_pairs": "heldout.published.pairs",
     "compute_classwise_influence": "heldout.scores.classwise",
     "class_statistics": "heldout.published.analysis",
     # checkpoints outside TensorFlow

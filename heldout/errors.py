@@ -81,8 +81,8 @@ class CompareError(InputFileError):
 class PublishedFileError(CompareError, DatasetError):
     """A published (or exported) score file that is unreadable or not of its format.
 
-    Both a `CompareError` and a `DatasetError`: its loaders came from `heldout.published.compare` and
-    `heldout.datasets.order`, whose callers catch those.
+    Both a `CompareError` and a `DatasetError`: comparisons and order mappings read these
+    files, and their callers catch those.
     """
 
 

@@ -43,11 +43,12 @@ def define_flags() -> None:
 
 def _scores_and_labels(path: str):
     """(scores, labels or None, cscore_by_ratio or None, subset_ratios or None)."""
+    import heldout.published as published
     from heldout._core.npz import load_npz
     from heldout.errors import ScoresFileError
-    from heldout.published import files as published
+    from heldout.published.format import member_names
 
-    names = published._member_names(path)  # noqa: SLF001 - which format, before loading
+    names = member_names(path)  # which format, before loading
     if path.endswith(".npy") or "scores" in names:
         record = published.load_cscores(path, allow_pickle=FLAGS.allow_pickle)
         return record.scores, record.labels, None, None

@@ -56,7 +56,7 @@ def _load_reference(path: str, key: str) -> tuple[np.ndarray, np.ndarray | None]
     published score file."""
     from heldout._core.npz import load_npz
     from heldout.errors import CompareError
-    from heldout.published.files import load_cscores
+    from heldout.published.cscores import load_cscores
 
     if path.endswith(".npz"):
         arrays = load_npz(path, error=CompareError, what="a score file (.npz)")
@@ -125,10 +125,10 @@ def _print_scores(ours: np.ndarray, reference: np.ndarray, labels: np.ndarray | 
 
 
 def _print_pairs(published_pairs) -> None:
+    import heldout.published as published
     from heldout._core.npz import load_npz
     from heldout.errors import CompareError
     from heldout.published import compare
-    from heldout.published import files as published
 
     arrays = load_npz(FLAGS.scores, error=CompareError, what=_SCORES_FILE)
     thresholds = {"min_influence": FLAGS.min_influence, "min_memorization": FLAGS.min_memorization}
@@ -170,7 +170,7 @@ def main(argv: Sequence[str]) -> int:
     del argv
     from heldout.errors import UsageError
     from heldout.plots import scores as plots
-    from heldout.published import compare
+    from heldout.published import compare, load_influence_pairs
 
     if not FLAGS.scores or not (FLAGS.reference or FLAGS.pairs):
         raise UsageError("pass --scores and --reference and/or --pairs")
@@ -186,7 +186,7 @@ def main(argv: Sequence[str]) -> int:
             for path in plots.save_figure(figure, f"{FLAGS.output_dir}/comparison", formats):
                 print(path)
     if FLAGS.pairs:
-        _print_pairs(compare.load_influence_pairs(FLAGS.pairs))
+        _print_pairs(load_influence_pairs(FLAGS.pairs))
     return app.EXIT_OK
 
 

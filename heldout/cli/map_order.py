@@ -41,9 +41,9 @@ def main(argv: Sequence[str]) -> int:
     from heldout._core.provenance import file_identity
     from heldout.datasets.order import permute_scores
     from heldout.datasets.tfds_source import TfdsSource, original_to_tfds_mapping
-    from heldout.published.files import load_published_scores
+    from heldout.published.cscores import load_cscores
 
-    published = load_published_scores(FLAGS.scores)
+    published = load_cscores(FLAGS.scores)
     source = TfdsSource(FLAGS.dataset, FLAGS.data_dir)
     mapping = original_to_tfds_mapping(source, FLAGS.split, FLAGS.idx_dir)
     tfds_labels = source.load_arrays(FLAGS.split).labels

@@ -65,7 +65,7 @@ def define_flags() -> None:
 
 
 def _describe(path: str) -> str:
-    from heldout.published import files as published
+    import heldout.published as published
 
     parts = [p for p in path.split("+") if p]
     if len(parts) > 1:
@@ -151,10 +151,10 @@ def _labels(splits: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def _export_cscores() -> str:
+    import heldout.published as published
     from heldout._core.npz import load_npz
-    from heldout._core.provenance import file_identity
+    from heldout._core.provenance import file_identity, provenance_for
     from heldout.errors import ScoresFileError, UsageError
-    from heldout.published import files as published
 
     if not FLAGS.scores:
         raise UsageError("--export=cscores needs --scores")
@@ -175,10 +175,10 @@ def _export_cscores() -> str:
             raise UsageError("--order=original needs the TFDS dataset (--dataset=cifar10 ...)")
         to_original = original_to_tfds_mapping(source, "train").inverse()
         cscore, labels = permute_scores(cscore, to_original), permute_scores(labels, to_original)
-    provenance = published.provenance_for(
+    provenance = provenance_for(
         scores=file_identity(FLAGS.scores), key="cscore", order=FLAGS.order, **origin
     )
-    published.write_cscores(FLAGS.output, cscore, labels, provenance=provenance)
+    published.save_cscores(FLAGS.output, cscore, labels, provenance=provenance)
     defined = int(np.sum(~np.isnan(cscore)))
     return (
         f"wrote C-scores of {len(cscore)} examples ({defined} defined) in {FLAGS.order} order "
@@ -187,10 +187,10 @@ def _export_cscores() -> str:
 
 
 def _export_pairs() -> str:
+    import heldout.published as published
     from heldout._core.npz import load_npz
-    from heldout._core.provenance import file_identity
+    from heldout._core.provenance import file_identity, provenance_for
     from heldout.errors import ScoresFileError, UsageError
-    from heldout.published import files as published
 
     thresholds = {"min_influence": FLAGS.min_influence, "min_memorization": FLAGS.min_memorization}
     note = ""
@@ -226,8 +226,8 @@ def _export_pairs() -> str:
         behind = f"influence from {runs} runs"
     else:
         raise UsageError("--export=pairs needs --scores or --classwise_file")
-    provenance = published.provenance_for(**origin, **thresholds)
-    published.write_influence_pairs(FLAGS.output, pairs, provenance)
+    provenance = provenance_for(**origin, **thresholds)
+    published.save_influence_pairs(FLAGS.output, pairs, provenance)
     return (
         f"wrote {len(pairs)} pairs with influence >= {FLAGS.min_influence:g} and memorization "
         f">= {FLAGS.min_memorization:g} ({behind}) to {FLAGS.output}{note}"
@@ -235,8 +235,9 @@ def _export_pairs() -> str:
 
 
 def _export_classwise() -> str:
+    import heldout.published as published
+    from heldout._core.provenance import provenance_for
     from heldout.errors import UsageError
-    from heldout.published import files as published
     from heldout.release import layout as release
     from heldout.release.reading import read_runs
     from heldout.scores.classwise import ClasswiseInfluenceAccumulator
@@ -258,13 +259,13 @@ def _export_classwise() -> str:
         runs, workers=FLAGS.workers, progress=True, size_check=known_split_sizes(experiment)
     ):
         accumulator.add(aux)
-    provenance = published.provenance_for(
+    provenance = provenance_for(
         experiment=str(experiment.path.absolute()),
         subset_ratio=ratio,
         num_runs=accumulator.num_runs,
         **origin,
     )
-    classes = published.write_classwise_influence(
+    classes = published.save_classwise_influence(
         FLAGS.output,
         accumulator.blocks(),
         labels["train"],

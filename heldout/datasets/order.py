@@ -25,10 +25,6 @@ import hashlib
 import numpy as np
 
 from heldout.datasets.base import DatasetError
-from heldout.published.files import (  # noqa: F401 - re-exported: the published formats live there
-    PublishedScores,
-    load_published_scores,
-)
 
 _SHOW = 10  # positions listed in an error message
 

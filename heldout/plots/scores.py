@@ -439,7 +439,7 @@ def plot_score_comparison(
     Ranks, not values: agreement in order is what the comparison measures, and a rank
     scatter of 50 000 points as a density shows where the two disagree.
     """
-    from heldout.published.compare import rankdata  # no cycle: compare does not import plots
+    from heldout._core.ranks import average_ranks
 
     ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
     both = ~np.isnan(ours) & ~np.isnan(reference)
@@ -447,7 +447,7 @@ def plot_score_comparison(
     figure = _new_figure(10.0, 4.2)
     ax = figure.add_subplot(1, 2, 1)
     if a.size:
-        ranks_a, ranks_b = rankdata(a) / a.size, rankdata(b) / b.size
+        ranks_a, ranks_b = average_ranks(a) / a.size, average_ranks(b) / b.size
         ax.hist2d(ranks_b, ranks_a, bins=50, cmap="viridis", cmin=1)
     ax.set_xlabel(f"rank in {reference_name} (fraction)")
     ax.set_ylabel(f"rank in {ours_name} (fraction)")

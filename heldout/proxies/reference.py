@@ -4,7 +4,7 @@ Two kinds of file are accepted for `--reference`:
 - a scores file of `tools/compute_scores.py` (key `cscore`), from an experiment trained on
   the same dataset in the same order (its `experiment` key names the experiment);
 - a published C-score file (`scores`, optionally `labels`; `.npz` or MNIST's `.npy`),
-  brought into the experiment's order first (`tools/map_order.py`, `heldout.published.files`).
+  brought into the experiment's order first (`tools/map_order.py`, `heldout.published.cscores`).
 
 Checks, each an error that names the file: its length must be the training set's (or the
 `--num_train` slice's); where labels are known on both sides they must agree at every
@@ -71,7 +71,7 @@ def load_reference(path: str | os.PathLike) -> ReferenceScores:
                 raise ScoresFileError(f"{source}: cscore must be a vector, got {cscore.shape}")
             experiment = str(arrays["experiment"]) if "experiment" in arrays else None
             return ReferenceScores(source, cscore, None, "scores", experiment)
-    from heldout.published.files import load_cscores
+    from heldout.published.cscores import load_cscores
 
     try:
         published = load_cscores(source)

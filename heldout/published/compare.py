@@ -7,7 +7,7 @@ overlap of the lowest and highest 1 % and 10 % (the examples people look at); an
 within each class. For influence, the published artifact is a list of high-influence
 (train, test) pairs: we report how many of them our estimates recover, and the precision
 and recall of our own pair list against it. No TensorFlow, no pickles. The file formats
-are read by `heldout.published.files`.
+are read by `heldout.published`.
 """
 
 from __future__ import annotations
@@ -16,24 +16,12 @@ import dataclasses
 
 import numpy as np
 
-from heldout.errors import CompareError  # noqa: F401 - re-exported
-from heldout.published.files import (  # noqa: F401 - re-exported: they lived here before
-    PAIR_KEYS,
-    InfluencePairs,
-    load_influence_pairs,
-)
+from heldout._core.ranks import average_ranks, kendall_tau_b, pearson
+from heldout.errors import CompareError
+from heldout.published.format import SHOW, is_real
+from heldout.published.pairs import PublishedPairs
 
-_SHOW = 5  # offending values listed in an error message
 EXTREME_FRACTIONS = (0.01, 0.1)  # the lowest / highest 1 % and 10 %
-
-
-def _is_real(values: np.ndarray) -> bool:
-    """Integer, float or bool: what a score or influence can be (not str, complex, object)."""
-    return (
-        values.dtype == np.bool_
-        or np.issubdtype(values.dtype, np.integer)
-        or (np.issubdtype(values.dtype, np.floating))
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,46 +107,10 @@ class PairRecovery:
     mean_abs_difference: float
 
 
-def rankdata(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties sharing their mean rank (what Spearman's rho needs)."""
-    values = np.asarray(values)
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    is_new = np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]])
-    group = np.cumsum(is_new) - 1
-    starts = np.flatnonzero(is_new)
-    ends = np.append(starts[1:], values.size)
-    mean_rank = (starts + ends + 1) / 2.0  # ranks start at 1
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = mean_rank[group]
-    return ranks
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 2 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")  # undefined for constant or single values
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def kendall_tau_b(a: np.ndarray, b: np.ndarray) -> float:
-    """Kendall's tau-b of two equally long vectors without NaN (scipy's O(n log n) one).
-
-    NaN when scipy is missing (it is an optional dependency of the comparison), for fewer
-    than 2 values, or when either vector is constant.
-    """
-    try:
-        from scipy import stats
-    except ImportError:  # pragma: no cover - scipy is pinned in pyproject.toml
-        return float("nan")
-    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
-        return float("nan")
-    return float(stats.kendalltau(a, b, variant="b").statistic)
-
-
 def _checked_pair(ours: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ours, reference = np.asarray(ours), np.asarray(reference)
     for name, values in (("our scores", ours), ("the reference scores", reference)):
-        if not _is_real(values):
+        if not is_real(values):
             raise CompareError(f"{name} have dtype {values.dtype}; expected numbers")
     ours, reference = ours.astype(np.float64), reference.astype(np.float64)
     if ours.shape != reference.shape or ours.ndim != 1:
@@ -224,12 +176,14 @@ def per_class_agreement(
         members = both & (labels == label)
         a, b = ours[members], reference[members]
         result.append(
-            ClassAgreement(int(label), int(members.sum()), _pearson(rankdata(a), rankdata(b)))
+            ClassAgreement(
+                int(label), int(members.sum()), pearson(average_ranks(a), average_ranks(b))
+            )
         )
     return result
 
 
-def pair_set_agreement(ours: InfluencePairs, published: InfluencePairs) -> PairSetAgreement:
+def pair_set_agreement(ours: PublishedPairs, published: PublishedPairs) -> PairSetAgreement:
     """Precision and recall of our high-influence pairs against the published ones."""
     common = np.intersect1d(ours.keys(), published.keys()).size
     return PairSetAgreement(len(ours), len(published), int(common))
@@ -254,30 +208,30 @@ def compare_scores(ours: np.ndarray, reference: np.ndarray) -> ScoreAgreement:
     return ScoreAgreement(
         num_examples=int(ours.size),
         num_compared=int(both.sum()),
-        pearson=_pearson(a, b),
-        spearman=_pearson(rankdata(a), rankdata(b)),
+        pearson=pearson(a, b),
+        spearman=pearson(average_ranks(a), average_ranks(b)),
         mean_abs_difference=float(difference.mean()) if a.size else float("nan"),
         max_abs_difference=float(difference.max()) if a.size else float("nan"),
-        kendall_tau_b=kendall_tau_b(a, b),
+        kendall_tau_b=kendall_tau_b(a, b, min_count=2),
     )
 
 
-def _check_pair_range(pairs: InfluencePairs, num_test: int, num_train: int) -> None:
+def _check_pair_range(pairs: PublishedPairs, num_test: int, num_train: int) -> None:
     """Every pair must name a cell of the `[num_test, num_train]` influence matrix."""
     outside = (pairs.test_index >= num_test) | (pairs.train_index >= num_train)
     if outside.any():
         where = np.flatnonzero(outside)
-        shown = [(int(pairs.train_index[k]), int(pairs.test_index[k])) for k in where[:_SHOW]]
+        shown = [(int(pairs.train_index[k]), int(pairs.test_index[k])) for k in where[:SHOW]]
         raise CompareError(
             f"{pairs.source}: {where.size} pair(s) lie outside the influence matrix of "
             f"{num_test} test x {num_train} training examples, e.g. (train, test) = {shown}"
-            f"{' ...' if where.size > _SHOW else ''}; are the pairs and the scores for the "
+            f"{' ...' if where.size > SHOW else ''}; are the pairs and the scores for the "
             "same dataset?"
         )
 
 
 def pair_recovery(
-    pairs: InfluencePairs, influence: np.ndarray, threshold: float = 0.15
+    pairs: PublishedPairs, influence: np.ndarray, threshold: float = 0.15
 ) -> PairRecovery:
     """Looks every published pair up in our dense `influence[N_test, N_train]`.
 
@@ -294,7 +248,7 @@ def pair_recovery(
       CompareError: `influence` is not a 2-D real matrix, or a pair lies outside it.
     """
     influence = np.asarray(influence)
-    if influence.ndim != 2 or not _is_real(influence):
+    if influence.ndim != 2 or not is_real(influence):
         raise CompareError(
             f"the influence estimates must be a real [test, train] matrix, got "
             f"{influence.dtype} {influence.shape}"
@@ -309,6 +263,6 @@ def pair_recovery(
         num_defined=int(defined.sum()),
         num_above_threshold=int((ours[defined] >= threshold).sum()),
         threshold=threshold,
-        pearson=_pearson(ours[defined], pairs.influence[defined]),
+        pearson=pearson(ours[defined], pairs.influence[defined]),
         mean_abs_difference=float(difference.mean()) if difference.size else float("nan"),
     )

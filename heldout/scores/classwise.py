@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from heldout.errors import InconsistentRunError, ScoresError
-from heldout.published.files import ClassBlock
+from heldout.published.classwise import ClassBlock
 from heldout.release.aux_arrays import AuxArrays
 
 

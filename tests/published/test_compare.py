@@ -8,14 +8,16 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from heldout.published import compare
+from heldout._core.ranks import average_ranks
+from heldout.errors import CompareError
+from heldout.published import PublishedPairs, compare, load_influence_pairs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-def test_rankdata_averages_ties():
-    np.testing.assert_array_equal(compare.rankdata([10, 20, 20, 5]), [2, 3.5, 3.5, 1])
+def test_average_ranks_averages_ties():
+    np.testing.assert_array_equal(average_ranks([10, 20, 20, 5]), [2, 3.5, 3.5, 1])
 
 
 def test_agreement_skips_nans_and_is_rank_based():
@@ -35,7 +37,7 @@ def test_reversed_order_is_anticorrelated():
 
 
 def test_length_mismatch_is_an_error():
-    with pytest.raises(compare.CompareError, match="equally long"):
+    with pytest.raises(CompareError, match="equally long"):
         compare.compare_scores(np.zeros(3), np.zeros(4))
 
 
@@ -52,7 +54,7 @@ def _pairs_file(path, **overrides):
 
 
 def test_pair_recovery_looks_up_test_row_train_column(tmp_path):
-    pairs = compare.load_influence_pairs(_pairs_file(tmp_path / "p.npz"))
+    pairs = load_influence_pairs(_pairs_file(tmp_path / "p.npz"))
     influence = np.zeros((2, 3), np.float32)
     influence[1, 0] = 0.25  # pair (train 0, test 1) recovered
     influence[0, 2] = np.nan  # pair (train 2, test 0) undefined here
@@ -63,11 +65,11 @@ def test_pair_recovery_looks_up_test_row_train_column(tmp_path):
 
 def test_pair_file_errors_name_the_file(tmp_path):
     path = _pairs_file(tmp_path / "p.npz", mem=None)
-    with pytest.raises(compare.CompareError, match=r"p.npz: missing arrays \['mem'\]"):
-        compare.load_influence_pairs(path)
-    pairs = compare.load_influence_pairs(_pairs_file(tmp_path / "q.npz"))
+    with pytest.raises(CompareError, match=r"p.npz: missing arrays \['mem'\]"):
+        load_influence_pairs(path)
+    pairs = load_influence_pairs(_pairs_file(tmp_path / "q.npz"))
     with pytest.raises(
-        compare.CompareError,
+        CompareError,
         match=r"q.npz: 2 pair\(s\) lie outside .* 1 test x 1 training .* = \[\(0, 1\), \(2, 0\)\]",
     ):
         compare.pair_recovery(pairs, np.zeros((1, 1), np.float32))
@@ -77,11 +79,11 @@ def test_negative_pair_indices_are_refused_not_wrapped_around(tmp_path):
     """Index -1 would silently look up the last row/column of the influence matrix."""
     path = _pairs_file(tmp_path / "neg.npz", tr_idx=np.array([0, -1]), tt_idx=np.array([1, 0]))
     with pytest.raises(
-        compare.CompareError, match=r"neg.npz: tr_idx holds 1 negative index.*\[-1\] at pair"
+        CompareError, match=r"neg.npz: tr_idx holds 1 negative index.*\[-1\] at pair"
     ):
-        compare.load_influence_pairs(path)
-    with pytest.raises(compare.CompareError, match=r"<memory>: tt_idx holds 2 negative"):
-        compare.InfluencePairs(np.array([0, 1]), np.array([-3, -1]), np.zeros(2), np.zeros(2))
+        load_influence_pairs(path)
+    with pytest.raises(CompareError, match=r"<memory>: tt_idx holds 2 negative"):
+        PublishedPairs(np.array([0, 1]), np.array([-3, -1]), np.zeros(2), np.zeros(2))
 
 
 @pytest.mark.parametrize(
@@ -93,15 +95,15 @@ def test_negative_pair_indices_are_refused_not_wrapped_around(tmp_path):
     ],
 )
 def test_pair_files_with_wrong_dtypes_or_lengths(tmp_path, overrides, message):
-    with pytest.raises(compare.CompareError, match=message):
-        compare.load_influence_pairs(_pairs_file(tmp_path / "p.npz", **overrides))
+    with pytest.raises(CompareError, match=message):
+        load_influence_pairs(_pairs_file(tmp_path / "p.npz", **overrides))
 
 
 def test_inputs_that_are_not_number_arrays(tmp_path):
-    pairs = compare.load_influence_pairs(_pairs_file(tmp_path / "p.npz"))
-    with pytest.raises(compare.CompareError, match="real \\[test, train\\] matrix"):
+    pairs = load_influence_pairs(_pairs_file(tmp_path / "p.npz"))
+    with pytest.raises(CompareError, match="real \\[test, train\\] matrix"):
         compare.pair_recovery(pairs, np.zeros(3))
-    with pytest.raises(compare.CompareError, match="our scores have dtype <U1"):
+    with pytest.raises(CompareError, match="our scores have dtype <U1"):
         compare.compare_scores(np.array(["a", "b"]), np.zeros(2))
 
 
@@ -110,9 +112,7 @@ def test_inputs_that_are_not_number_arrays(tmp_path):
     reason="the published CIFAR-100 pairs file is not in ../shared/data",
 )
 def test_published_pair_files_load():
-    pairs = compare.load_influence_pairs(
-        SHARED_DATA / "cifar100_high_infl_pairs_infl0.15_mem0.25.npz"
-    )
+    pairs = load_influence_pairs(SHARED_DATA / "cifar100_high_infl_pairs_infl0.15_mem0.25.npz")
     assert pairs.train_index.size == 1015
     assert np.all(pairs.influence >= 0.15) and np.all(pairs.memorization >= 0.25)
 
@@ -237,15 +237,13 @@ def test_per_class_rho():
     assert [(c.label, c.num_compared) for c in classes] == [(0, 10), (1, 10)]
     assert classes[0].spearman == pytest.approx(1.0)
     assert classes[1].spearman == pytest.approx(-1.0)
-    with pytest.raises(compare.CompareError, match="labels must be integers"):
+    with pytest.raises(CompareError, match="labels must be integers"):
         compare.per_class_agreement(ours, reference, labels[:5])
 
 
 def test_pair_precision_and_recall():
-    ours = compare.InfluencePairs(
-        np.array([0, 1, 2]), np.array([0, 0, 5]), np.zeros(3), np.zeros(3)
-    )
-    published = compare.InfluencePairs(np.array([1, 2]), np.array([0, 4]), np.zeros(2), np.zeros(2))
+    ours = PublishedPairs(np.array([0, 1, 2]), np.array([0, 0, 5]), np.zeros(3), np.zeros(3))
+    published = PublishedPairs(np.array([1, 2]), np.array([0, 4]), np.zeros(2), np.zeros(2))
     agreement = compare.pair_set_agreement(ours, published)
     assert (agreement.num_common, agreement.precision, agreement.recall) == (1, 1 / 3, 0.5)
 

@@ -22,7 +22,7 @@ from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR, load_idx_split
 from heldout.datasets.order import OrderMapping, match_orders, permute_scores
 from heldout.datasets.tfds_source import TfdsSource, original_to_tfds_mapping, prepare_offline
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 CIFAR_PER_BATCH = 4  # 5 train batch files → 20 train examples; 5 test examples
 

@@ -22,7 +22,7 @@ from heldout.datasets.tfrecord_builder import (
 )
 from heldout.errors import UsageError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # (synset folder, file name, height, width, channels, format); labels: sorted synsets → 0, 1.
 IMAGES = [
     ("n01440764", "a.JPEG", 300, 400, 3, "jpeg"),

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heldout.published import files as published
-from heldout.published.files import PublishedFileError
+import heldout.published as published
+from heldout.published import PublishedFileError
 from heldout.release.aux_arrays import aux_from_predictions
 from heldout.scores.classwise import ClasswiseInfluenceAccumulator
 from heldout.scores.influence import compute_influence
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -83,7 +83,7 @@ def test_cscores_round_trip_with_filenames_and_provenance(tmp_path):
     scores, labels = rng.random(30), rng.integers(0, 5, 30)
     names = np.array([f"n{k:08d}_{k}.JPEG" for k in range(30)])
     path = tmp_path / "ours.npz"
-    published.write_cscores(path, scores, labels, names, provenance={"from": "test"})
+    published.save_cscores(path, scores, labels, names, provenance={"from": "test"})
     assert published.pickled_members(path) == []  # file names stored without pickle
     back = published.load_cscores(path)
     np.testing.assert_array_equal(back.scores, scores)
@@ -91,7 +91,7 @@ def test_cscores_round_trip_with_filenames_and_provenance(tmp_path):
     np.testing.assert_array_equal(back.filenames, names)
     assert back.provenance == {"from": "test"}
     npy = tmp_path / "mnist-like.npy"
-    published.write_cscores(npy, scores, None)
+    published.save_cscores(npy, scores, None)
     np.testing.assert_array_equal(published.load_cscores(npy).scores, scores)
 
 
@@ -139,7 +139,7 @@ def test_pairs_round_trip_and_selection_from_dense_and_topk(tmp_path):
     ]
     path = tmp_path / published.pairs_file_name("tiny", 0.15, 0.25)
     assert path.name == "tiny_high_infl_pairs_infl0.15_mem0.25.npz"
-    published.write_influence_pairs(path, dense, {"k": 1})
+    published.save_influence_pairs(path, dense, {"k": 1})
     back = published.load_influence_pairs(path)
     for key in ("train_index", "test_index", "influence", "memorization"):
         np.testing.assert_array_equal(getattr(back, key), getattr(dense, key))
@@ -200,7 +200,7 @@ def test_classwise_blocks_equal_the_dense_matrix_and_round_trip(tmp_path):
     np.testing.assert_allclose(memorization, expected_mem)
 
     path = tmp_path / "tiny_infl_matrix.npz"
-    written = published.write_classwise_influence(
+    written = published.save_classwise_influence(
         path, iter(blocks), train_labels, test_labels, memorization, {"runs": 40}
     )
     assert written == 3
@@ -268,12 +268,12 @@ def test_classwise_refusals(tmp_path, change, message):
 
 
 def test_classwise_writer_refuses_a_block_that_does_not_fit_the_labels(tmp_path):
-    from heldout.published.files import ClassBlock
+    from heldout.published import ClassBlock
 
     block = ClassBlock(0, np.array([1]), np.array([0]), np.zeros((1, 1)))  # train 1 is class 1
     path = tmp_path / "out.npz"
     with pytest.raises(PublishedFileError, match="labels disagree"):
-        published.write_classwise_influence(
+        published.save_classwise_influence(
             path, [block], np.array([0, 1]), np.array([0]), np.zeros(2)
         )
     assert not path.exists()  # atomic: nothing half-written

@@ -15,7 +15,7 @@ from heldout.datasets.numpy_source import save_npz
 from heldout.errors import ScoresError
 from heldout.published import analysis
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -36,7 +36,7 @@ def test_published_cifar10_class_means_and_sds_correlate_at_minus_096():
     path = SHARED_DATA / "cifar10-cscores-orig-order.npz"
     if not path.is_file():
         pytest.skip(f"the published CIFAR-10 C-scores are not in {SHARED_DATA}")
-    from heldout.published.files import load_cscores
+    from heldout.published import load_cscores
 
     record = load_cscores(path)
     stats = analysis.class_statistics(record.scores, record.labels)

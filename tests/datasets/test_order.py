@@ -10,12 +10,12 @@ import pytest
 from heldout.datasets import DatasetError
 from heldout.datasets.order import (
     OrderMapping,
-    load_published_scores,
     match_orders,
     permute_scores,
 )
+from heldout.published import load_cscores
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -104,7 +104,7 @@ def test_permute_scores_checks_length_and_labels():
 )
 @pytest.mark.parametrize("name, classes", [("cifar10", 10), ("cifar100", 100)])
 def test_published_cifar_cscores_to_a_release_order(name, classes):
-    published = load_published_scores(SHARED_DATA / f"{name}-cscores-orig-order.npz")
+    published = load_cscores(SHARED_DATA / f"{name}-cscores-orig-order.npz")
     assert published.scores.shape == (50000,) and published.labels.shape == (50000,)
     assert published.scores.dtype == np.float64 and published.labels.dtype == np.int64
     np.testing.assert_array_equal(np.bincount(published.labels), [50000 // classes] * classes)
@@ -125,7 +125,7 @@ def test_published_cifar_cscores_to_a_release_order(name, classes):
     reason="the published MNIST C-scores (mnist-cscores.npy) are not in ../shared/data",
 )
 def test_published_mnist_scores():
-    published = load_published_scores(SHARED_DATA / "mnist-cscores.npy")
+    published = load_cscores(SHARED_DATA / "mnist-cscores.npy")
     assert published.scores.shape == (60000,) and published.labels is None
     assert published.scores.dtype == np.float64
     assert 0.0 <= published.scores.min() and published.scores.max() <= 1.0
@@ -143,7 +143,7 @@ def test_pickled_score_files_are_refused(tmp_path):
         path = tmp_path / name
         np.savez(path, **arrays)
         with pytest.raises(DatasetError, match=f"{name}: .* object array.*--allow_pickle"):
-            load_published_scores(path)
+            load_cscores(path)
 
 
 def test_broken_score_files_name_the_file(tmp_path):
@@ -153,19 +153,19 @@ def test_broken_score_files_name_the_file(tmp_path):
     truncated.write_bytes(good.read_bytes()[:300])
     empty.write_bytes(b"")
     with pytest.raises(DatasetError, match="truncated.npz: cannot read"):
-        load_published_scores(truncated)
+        load_cscores(truncated)
     with pytest.raises(DatasetError, match="empty.npz: .*empty"):
-        load_published_scores(empty)
+        load_cscores(empty)
     words = tmp_path / "words.npz"
     np.savez(words, scores=np.array(["high", "low"]))
     with pytest.raises(
         DatasetError, match="words.npz: scores must be a 1-D array of numbers, got <U4"
     ):
-        load_published_scores(words)
+        load_cscores(words)
     floats = tmp_path / "float-labels.npz"
     np.savez(floats, scores=np.zeros(2), labels=np.array([0.5, 1.0]))
     with pytest.raises(DatasetError, match="float-labels.npz: labels must be a 1-D integer array"):
-        load_published_scores(floats)
+        load_cscores(floats)
 
 
 def test_positions_and_labels_must_be_integers():

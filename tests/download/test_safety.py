@@ -19,7 +19,7 @@ from download_servers import Entry, Faults, ObjectServer, make_targz
 from heldout.download import RetryPolicy, download
 from heldout.errors import InsufficientSpaceError
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "download.py"
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "download.py"
 FAST = RetryPolicy(retries=2, backoff_s=0.001)
 FILES = {
     f"rel/0.{i % 3 + 1}/{i}/aux_arrays.npz": random.Random(i).randbytes(400_000) for i in range(6)

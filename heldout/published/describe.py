@@ -1,0 +1,37 @@
+"""Which published format a file is in, told by the arrays it holds, and the file loaded.
+
+Lets one command inspect any of the three formats (C-scores, pairs, class-wise) even
+when the file was renamed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from heldout.published.classwise import load_classwise_influence
+from heldout.published.cscores import load_cscores
+from heldout.published.format import CLASSWISE_KEYS, PAIR_KEYS, member_names
+from heldout.published.pairs import load_influence_pairs
+
+
+def describe(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[str, Any]:
+    """Which published format a file is in, loaded: ("cscores" | "pairs" | "classwise", obj).
+
+    Decided by the arrays present, so a renamed file is still read correctly.
+
+    Raises:
+      PublishedFileError: the file is none of the formats, or is broken.
+    """
+    source = os.fspath(path)
+    if source.endswith(".npy"):
+        return "cscores", load_cscores(source)
+    names = member_names(source)
+    if all(key in names for key in PAIR_KEYS):
+        return "pairs", load_influence_pairs(source)
+    if all(key in names for key in CLASSWISE_KEYS):
+        return "classwise", load_classwise_influence(source)
+    if "scores" in names:
+        return "cscores", load_cscores(source, allow_pickle=allow_pickle)
+    # Not recognizable from its members (or unreadable): the C-score loader says why.
+    return "cscores", load_cscores(source, allow_pickle=allow_pickle)
