@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from heldout._core.npz_direct import write_stored_npz
+from heldout._core.npz_direct_write import write_stored_npz
 
 PathLike = str | os.PathLike
 

@@ -1,11 +1,10 @@
 """Loads numba's array library without the scipy probe it does not need here.
 
 When numba compiles or loads its first function it imports `numba.np.arraymath`, which
-imports `scipy.linalg` (all of it: 0.25 s, plus numpy.f2py through scipy's array-API
-layer) only to set one flag, `_HAVE_BLAS`, that decides whether compiled `np.correlate`
-and `np.convolve` may call BLAS. No kernel of this package uses them, and in
-`compute_scores` that import holds the GIL while the reader threads wait: 0.25 s of a
-1.5-2.5 s process. `load_numba_arrays` imports `numba.np.arraymath` with scipy hidden
+imports all of `scipy.linalg` (and numpy.f2py through scipy's array-API layer) only to set
+one flag, `_HAVE_BLAS`, that decides whether compiled `np.correlate` and `np.convolve` may
+call BLAS. No kernel of this package uses them, and that import holds the GIL while
+reader threads wait. `load_numba_arrays` imports `numba.np.arraymath` with scipy hidden
 from this thread, then sets the flag to what the probe would have found in a working
 install (scipy present), so numba behaves as before for any later code; the first such
 compile imports scipy itself (numba's `ensure_blas`). Other threads import scipy as usual.

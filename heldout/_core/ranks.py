@@ -1,9 +1,8 @@
 """Rank statistics, once: average ranks, Spearman's rho, Kendall's tau-b, Pearson's r.
 
-Every comparison of scores in the toolkit (published against ours, proxies against a
-reference, split halves in the run planner) ranks with ties sharing their mean rank and
-drops entries undefined (NaN) on either side, so one number means the same thing in
-every command.
+Every comparison of two vectors in the toolkit ranks with ties sharing their mean rank
+and drops entries undefined (NaN) on either side, so one number means the same thing
+wherever it is printed.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ def spearman(a: np.ndarray, b: np.ndarray, min_count: int = 3) -> tuple[float, i
     """Spearman's rho over the entries defined in both, and how many there were.
 
     Args:
-      a, b: equally long score vectors; NaN marks an undefined entry.
+      a, b: equally long vectors; NaN marks an undefined entry.
       min_count: fewer defined entries than this give NaN (a rank correlation of two
         points says nothing).
 

@@ -1,11 +1,9 @@
 """A large 2-D result computed block of rows by block of rows while it is written.
 
-Why: the dense influence of a CIFAR-size experiment is 2 GB of float32, computed in a
-few seconds and written to an `.npz` at once. Held whole in memory, it costs its own
-allocation (every page zeroed by the kernel, on a virtual machine often a fault on the
-host too) and a copy into the page cache: in `compute_scores --scores=influence` on
-20 000 x 5 000 that was about a fifth of the whole command. Produced as blocks of rows
-that the writer consumes one after another (`heldout._core.npz_direct.write_stored_npz`), the
+Why: a matrix of gigabytes written to an `.npz` at once costs, held whole in memory, its
+own allocation (every page zeroed by the kernel, on a virtual machine often a fault on
+the host too) and a copy into the page cache. Produced as blocks of rows that the writer
+consumes one after another (`heldout._core.npz_direct_write.write_stored_npz`), the
 result never exists whole: one block buffer is reused, and peak memory falls by the
 matrix's size. It can be consumed once; `np.asarray` on an unconsumed one materializes it
 (for any code that needs the array itself).

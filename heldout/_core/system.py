@@ -1,5 +1,5 @@
-"""Probes of the machine: free disk space (refused early, with the missing amount, rather
-than `[Errno 28]` hours later).
+"""Probes of the machine, once: free disk space (refused early, with the missing amount,
+rather than `[Errno 28]` hours later) and the memory this process may still take.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import numpy as np
 
 from heldout._core.atomic import write_npz_atomic
 from heldout._core.npz import load_npz
-from heldout._core.npz_direct import read_stored_npz
+from heldout._core.npz_direct_read import read_stored_npz
 from heldout.errors import AuxArraysError  # noqa: F401 - re-exported
 
 CORRECTNESS_KEYS = ("correctness_train", "correctness_removed", "correctness_test")

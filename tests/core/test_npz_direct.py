@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heldout._core.npz_direct import read_stored_npz, write_stored_npz
+from heldout._core.npz_direct_read import read_stored_npz
+from heldout._core.npz_direct_write import write_stored_npz
 
 ARRAYS = [
     {"a": np.arange(5), "b": np.array([True, False])},
@@ -76,7 +77,7 @@ def test_large_members_written_past_the_page_cache_hold_the_same_bytes(
     """O_DIRECT for the aligned middle of large members (tmpfs may refuse it: then
     buffered); small thresholds here so that heads, bodies of several chunks and tails of
     odd lengths all occur."""
-    import heldout._core.npz_direct as npz_direct
+    import heldout._core.npz_direct_write as npz_direct
 
     base = tmp_path if folder == "tmp" else Path(folder)
     if not base.is_dir():
@@ -115,7 +116,7 @@ def test_large_members_written_past_the_page_cache_hold_the_same_bytes(
 
 
 def test_row_blocks_are_written_as_the_array_would_be_and_only_once(tmp_path, monkeypatch):
-    import heldout._core.npz_direct as npz_direct
+    import heldout._core.npz_direct_write as npz_direct
     from heldout._core.atomic import write_npz_atomic
     from heldout._core.row_blocks import RowBlocks
 
@@ -160,7 +161,7 @@ def test_a_real_write_error_propagates_and_leaves_no_descriptor_open(tmp_path, m
     descriptor of the file is closed all the same."""
     import errno
 
-    import heldout._core.npz_direct as npz_direct
+    import heldout._core.npz_direct_write as npz_direct
 
     try:
         os.close(os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
