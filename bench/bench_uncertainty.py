@@ -1,7 +1,7 @@
 """How sure each score is: measured coverage, reliability predictions, FDR, and cost.
 
 Every table is measured on synthetic experiments drawn from known per-example
-probabilities (`heldout.testing.synthetic.ProbabilityExperiment`), so every true value is known:
+probabilities (`heldout.testing.ProbabilityExperiment`), so every true value is known:
 
 1. coverage: realised coverage of the 95 % intervals (`--confidence=0.95`) with 8, 32
    and 128 held-out runs per example, overall and in every decile of the true value,
@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+import heldout.testing as synthetic
 from heldout.scores.experiment import ScoreAccumulator, score_experiment
 from heldout.scores.influence import compute_influence
 from heldout.scores.uncertainty import (
@@ -47,7 +48,6 @@ from heldout.scores.uncertainty import (
     predict_score_plan,
     score_intervals,
 )
-from heldout.testing import synthetic
 
 CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-cscores-orig-order.npz"
 RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)

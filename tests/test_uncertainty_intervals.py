@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import heldout.testing as synthetic
 from heldout.errors import ScoresError, UsageError
 from heldout.scores import experiment as scores
 from heldout.scores.experiment import ScoreAccumulator
@@ -23,7 +24,6 @@ from heldout.scores.uncertainty import (
 )
 from heldout.scores.uncertainty import intervals as intervals_module
 from heldout.scores.uncertainty.intervals import _score_statistic
-from heldout.testing import synthetic
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
 Z = stats.norm.isf(0.025)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import heldout.testing as synthetic
 from heldout.errors import UsageError
 from heldout.scores import experiment as scores
 from heldout.scores.uncertainty import (
@@ -16,7 +17,6 @@ from heldout.scores.uncertainty import (
     compute_influence_pairs,
 )
 from heldout.scores.uncertainty import hypergeometric as hg
-from heldout.testing import synthetic
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
 

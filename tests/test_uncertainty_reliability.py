@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import heldout.testing as synthetic
 from heldout.errors import ScoresError, UsageError
 from heldout.scores.uncertainty import (
     SplitHalfAccumulator,
@@ -19,7 +20,6 @@ from heldout.scores.uncertainty import (
     spearman,
     spearman_brown,
 )
-from heldout.testing import synthetic
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "plan_runs.py"
 CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-cscores-orig-order.npz"

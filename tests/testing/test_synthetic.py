@@ -10,7 +10,7 @@ from heldout.release import layout as release
 from heldout.release.aux_arrays import load_aux_arrays
 from heldout.scores.experiment import compute_memorization
 from heldout.scores.influence import compute_influence
-from heldout.testing.synthetic import (
+from heldout.testing import (
     KnownProbabilities,
     ProbabilityExperiment,
     SyntheticExperiment,
