@@ -28,25 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from heldout._core.provenance import file_identity
-from heldout.datasets import DataSource, get_source, relabeled
+from heldout.datasets import DataSource, OpenedSource, relabeled
+from heldout.datasets import open_source as datasets_open_source
 from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR, IDX_FILES
-from heldout.errors import DatasetError, TrainingError
+from heldout.datasets.resolve import is_idx_folder
+from heldout.errors import TrainingError
 from heldout.release import label_corruption
-from heldout.training.config import DATASETS, NPZ_DATASET, TrainingConfig
+from heldout.training.config import TrainingConfig
 
 SOURCE_META_KEY = "source"  # ExperimentMeta.extra key of the `SourceRecord`
 TRAINING_SPLITS = ("train", "test")
-
-
-@dataclasses.dataclass(frozen=True)
-class OpenedSource:
-    """A data source chosen for training, before its arrays are loaded."""
-
-    source: DataSource
-    name: str  # the source name recorded as the experiment's dataset
-    index_order: str  # `idx`, `npz` or `tfds`
-    data_dir: str  # absolute: a folder, or the `.npz` file
-    kind: str = "idx"  # `idx`, `npz` or `tfds`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,14 +99,11 @@ class TrainingData:
         return int(self.test_labels.size)
 
 
-def _is_idx_folder(path: str | os.PathLike) -> bool:
-    folder = Path(path)
-    stem = IDX_FILES["train"][0]
-    return (folder / stem).is_file() or (folder / (stem + ".gz")).is_file()
-
-
 def open_source(dataset: str, data_dir: str | os.PathLike | None) -> OpenedSource:
     """The source for `--dataset` and `--data_dir` (see the module docstring).
+
+    Training's defaults (Debian's Fashion-MNIST when no data_dir is given) are decided
+    here; the name itself is resolved by `heldout.datasets.open_source`.
 
     Args:
       dataset: `fashion_mnist` / `mnist` (IDX folder, or a TFDS data_dir), `npz`, or the
@@ -140,50 +128,12 @@ def open_source(dataset: str, data_dir: str | os.PathLike | None) -> OpenedSourc
                 "--dataset=npz) a .npz file"
             )
         data_dir = DEBIAN_FASHION_MNIST_DIR
-        if not _is_idx_folder(data_dir):
+        if not is_idx_folder(data_dir):
             raise TrainingError(
                 f"{data_dir}: Debian's Fashion-MNIST files are not installed (run setup.sh, "
                 "or `apt-get install dataset-fashion-mnist`), or pass --data_dir"
             )
-    data_dir = str(Path(data_dir).expanduser().absolute())
-    if dataset == NPZ_DATASET:
-        if not Path(data_dir).is_file():
-            raise TrainingError(
-                f"{data_dir}: --dataset=npz needs --data_dir to be a .npz file holding "
-                "x_train, y_train, x_test and y_test"
-            )
-        source = get_source("npz", data_dir)
-        missing = [split for split in TRAINING_SPLITS if split not in source.splits]
-        if missing:
-            raise DatasetError(
-                f"{data_dir}: has no {' and '.join(missing)} split; training needs x_train, "
-                f"y_train, x_test and y_test (splits found: {', '.join(source.splits)})"
-            )
-        return OpenedSource(source, "npz", "npz", data_dir, kind="npz")
-    if dataset in DATASETS and _is_idx_folder(data_dir):
-        name = f"{dataset}_idx"
-        return OpenedSource(get_source(name, data_dir), name, "idx", data_dir, kind="idx")
-    if not Path(data_dir).is_dir():
-        raise TrainingError(
-            f"{data_dir}: not a folder; --dataset={dataset} reads a prepared TFDS data_dir "
-            "(or, for fashion_mnist/mnist, a folder of IDX files)"
-        )
-    from heldout.datasets.tfds_source import TFDS_DATASETS, TfdsSource
-
-    source = TfdsSource(dataset, data_dir=data_dir)
-    missing = [split for split in TRAINING_SPLITS if split not in source.splits]
-    if missing:
-        raise DatasetError(
-            f"TFDS dataset {source.name!r} in {data_dir} has no {' and '.join(missing)} "
-            f"split (splits: {', '.join(source.splits)}); training needs train and test"
-        )
-    # Recorded with the version read, so later tools read that version even when a newer
-    # one is prepared beside it; the four datasets the toolkit knew before keep the name
-    # their experiments recorded (a bare `fashion_mnist`; `cifar10` means 3.0.2).
-    name = source.name
-    if ":" not in name and name not in TFDS_DATASETS:
-        name = f"{name}:{source.builder.info.version}"
-    return OpenedSource(source, name, "tfds", data_dir, kind="tfds")
+    return datasets_open_source(dataset, data_dir, splits=TRAINING_SPLITS)
 
 
 def _source_files(opened: OpenedSource) -> tuple[dict, ...]:
