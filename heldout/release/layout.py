@@ -89,6 +89,16 @@ class Experiment:
     def runs_at(self, subset_ratio: float) -> list[Run]:
         return [run for run in self.runs if _same_ratio(run.subset_ratio, subset_ratio)]
 
+    def __repr__(self) -> str:
+        """One line however many runs: path, dataset, and the runs at each ratio."""
+        counts: dict[float, int] = {}
+        for run in self.runs:
+            counts[run.subset_ratio] = counts.get(run.subset_ratio, 0) + 1
+        ratios = ", ".join(
+            f"{ratio!r}: {n} run{'' if n == 1 else 's'}" for ratio, n in sorted(counts.items())
+        )
+        return f"Experiment({str(self.path)!r}, dataset={self.meta.dataset!r}, ratios=[{ratios}])"
+
     def run(self, subset_ratio: float, run_id: int) -> Run:
         for run in self.runs_at(subset_ratio):
             if run.run_id == run_id:
@@ -245,7 +255,18 @@ def _ratio_dirs(experiment_dir: Path) -> list[tuple[float, Path]]:
 
 
 def open_experiment(path: str | os.PathLike) -> Experiment:
-    """Reads one experiment folder; raises if it holds no run at all."""
+    """Reads one experiment folder: its meta and every run, sorted by (ratio, run id).
+
+    Args:
+      path: the experiment folder (`<experiment>/<subset_ratio>/<run_id>/...`).
+
+    Returns:
+      The experiment.
+
+    Raises:
+      ReleaseLayoutError: not a folder, or no run below it.
+      ExperimentMetaError: a malformed `experiment.json`.
+    """
     path = Path(path)
     if not path.is_dir():
         raise ReleaseLayoutError(f"{path}: not a folder")
@@ -307,8 +328,21 @@ def write_run(
 ) -> Run:
     """Writes a complete run folder or nothing: built under a hidden name, then renamed.
 
-    `write_checkpoint` receives the temporary `checkpoints/` folder to fill. An existing
-    run folder is never replaced.
+    Args:
+      experiment_dir: the experiment folder (created when missing).
+      subset_ratio: the run's ratio, in (0, 1]; its folder is `ratio_dir_name(ratio)`.
+      run_id: the run's folder name below the ratio folder.
+      aux: the run's aux arrays, written as `aux_arrays.npz`.
+      write_checkpoint: called with the temporary `checkpoints/` folder to fill; None
+        writes a run without checkpoint (complete for scoring).
+
+    Returns:
+      The written run.
+
+    Raises:
+      FileExistsError: the run folder exists already; it is never replaced.
+      UsageError: a subset ratio outside (0, 1].
+      Whatever `write_checkpoint` raises; nothing is left behind then.
     """
     experiment_dir = Path(experiment_dir)
     ratio_dir = experiment_dir / ratio_dir_name(subset_ratio)

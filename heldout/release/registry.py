@@ -111,7 +111,17 @@ class UnknownExperimentError(UsageError, KeyError):
 
 
 def experiment_spec(name: str) -> ExperimentSpec:
-    """Looks up a released experiment by name; the error lists the known names."""
+    """Looks up a released experiment by name.
+
+    Args:
+      name: the experiment's folder name, e.g. `cifar10-inception`.
+
+    Returns:
+      Its facts: architecture, classes, dataset and index order, split sizes, tarball.
+
+    Raises:
+      UnknownExperimentError: not a released experiment; the message lists the known ones.
+    """
     try:
         return EXPERIMENTS[name]
     except KeyError:

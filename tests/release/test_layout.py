@@ -189,3 +189,16 @@ def test_released_experiments_know_their_split_sizes(tmp_path):
     meta = release.read_experiment_meta(tmp_path / "imagenet-resnet50")
     assert (meta.num_train, meta.num_test) == (1_281_167, 50_000)
     assert release.read_experiment_meta(tmp_path / "cifar10-inception").num_train == 50_000
+
+
+def test_repr_of_an_experiment_is_one_short_line(tmp_path):
+    exp = release.open_experiment(_make_experiment(tmp_path, ratios=(0.1, 0.7), runs=3))
+    release.write_run(exp.path, 0.3, 0, _aux())
+    text = repr(release.open_experiment(exp.path))
+    assert text == (
+        f"Experiment({str(exp.path)!r}, dataset='cifar10:3.0.2', "
+        "ratios=[0.1: 3 runs, 0.3: 1 run, 0.7: 3 runs])"
+    )
+    many = _make_experiment(tmp_path, name="many", ratios=(0.5,), runs=200)
+    assert "\n" not in repr(release.open_experiment(many))
+    assert len(repr(release.open_experiment(many))) < 200
