@@ -6,6 +6,7 @@ written, fsync before every rename (seen with strace), and the umask's modes eve
 import hashlib
 import os
 import random
+import re
 import shutil
 import signal
 import stat
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from download_servers import Entry, Faults, ObjectServer, make_targz
 
-from heldout.download import RetryPolicy, download
+from heldout.download import ChecksumMismatchError, RetryPolicy, download
 from heldout.errors import InsufficientSpaceError
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "download.py"
@@ -265,10 +266,14 @@ def test_files_get_the_mode_a_plain_open_would_under_the_umask(server, tmp_path)
     out = tmp_path / "out"
     old = os.umask(0o002)
     try:
-        with pytest.raises(Exception, match="MD5 mismatch"):
+        with pytest.raises(
+            ChecksumMismatchError, match=rf"MD5 mismatch for {re.escape(url)}: expected {MD5}, got "
+        ) as caught:
             download(url, out, md5=MD5, extract=True, keep_archive=True, retry=FAST)
     finally:
         os.umask(old)
+    assert caught.value.expected == MD5 and caught.value.actual != MD5
+    assert caught.value.kept_path == out / "release.tar.gz.md5-mismatch"
     modes = _modes(out)
     expected = {name: 0o664 for name in FILES}
     expected.update({"rel/run.sh": 0o775, "release.tar.gz.md5-mismatch": 0o664})

@@ -180,14 +180,19 @@ def test_a_flipped_bit_in_an_array_is_caught_by_the_crc(tmp_path):
 
 
 def test_validation_never_sorts(tmp_path, monkeypatch):
-    path = _write(tmp_path / "a.npz", _valid_arrays(num_train=1000, num_test=300))
+    arrays = _valid_arrays(num_train=1000, num_test=300)
+    path = _write(tmp_path / "a.npz", arrays)
 
     def no_sorting(*args, **kwargs):
         raise AssertionError("validation sorted an array")
 
     for name in ("sort", "argsort", "unique", "lexsort"):
         monkeypatch.setattr(np, name, no_sorting)
-    load_aux_arrays(path)
+    aux = load_aux_arrays(path)
+    monkeypatch.undo()
+    assert (aux.num_train, aux.num_test) == (1000, 300)
+    for key, expected in arrays.items():  # validated and returned whole, not just accepted
+        np.testing.assert_array_equal(getattr(aux, key), expected, err_msg=key)
 
 
 @pytest.mark.parametrize(

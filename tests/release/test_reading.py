@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -202,15 +203,54 @@ def test_workers_below_one_are_refused(experiment):
         list(read_runs(experiment.runs, workers=0))
 
 
-def test_stopping_early_cancels_pending_reads(experiment):
-    reader = read_runs(experiment.runs, workers=2, max_in_flight=4)
-    next(reader)
-    reader.close()  # must not hang or raise
+def test_stopping_early_cancels_pending_reads(experiment, monkeypatch):
+    # One worker, 4 in flight: run 0 is read at once, run 1 then blocks the worker until
+    # released, and runs 2 and 3 wait in the pool's queue. Closing the reader must cancel
+    # them (never read), submit nothing more, and return once run 1's read ends.
+    gate = threading.Event()
+    started = []
+    submitted = []
+
+    def gated_load(path):
+        started.append(path)
+        if path != experiment.runs[0].aux_path:
+            gate.wait(timeout=30)  # bounded: the test cannot hang here
+        return load_aux_arrays(path)
+
+    class RecordingPool(reading.ThreadPoolExecutor):
+        def submit(self, *args, **kwargs):
+            future = super().submit(*args, **kwargs)
+            submitted.append(future)
+            return future
+
+    def wait_for(condition):
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    monkeypatch.setattr(reading, "load_aux_arrays", gated_load)
+    monkeypatch.setattr(reading, "ThreadPoolExecutor", RecordingPool)
+    reader = read_runs(experiment.runs, workers=1, max_in_flight=4)
+    closer = threading.Thread(target=reader.close)
+    try:
+        run, _ = next(reader)
+        assert run == experiment.runs[0]
+        wait_for(lambda: len(started) == 2)  # the worker is inside run 1's read
+        closer.start()
+        wait_for(lambda: all(future.cancelled() for future in submitted[2:]))
+    finally:
+        gate.set()
+    closer.join(timeout=10)
+    assert not closer.is_alive(), "closing the reader hung"
+    assert len(submitted) == 4  # nothing submitted after run 0 was handed out
+    assert [future.cancelled() for future in submitted] == [False, False, True, True]
+    assert started == [experiment.runs[0].aux_path, experiment.runs[1].aux_path]
 
 
 def test_importing_the_score_modules_does_not_import_tensorflow():
     code = (
-        "import sys, heldout.scores.experiment, heldout.release.reading, heldout.scores.influence, heldout.testing.synthetic; "
+        "import sys, heldout.scores.experiment, heldout.release.reading, "
+        "heldout.scores.influence, heldout.testing.synthetic; "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -254,7 +294,8 @@ def test_the_score_modules_and_the_cli_import_neither_numba_nor_tensorflow():
     # numba is loaded when the popcount backend is chosen, TensorFlow for tf-gpu: a small
     # experiment (or --backend=numpy) never pays their start-up.
     code = (
-        "import sys, heldout.scores.experiment, heldout.scores.influence, heldout.scores.backends.tf_gpu, "
+        "import sys, heldout.scores.experiment, heldout.scores.influence, "
+        "heldout.scores.backends.tf_gpu, "
         "heldout.cli.compute_scores; "
         "assert not {'numba', 'tensorflow'} & set(sys.modules), 'imported'"
     )
