@@ -77,13 +77,13 @@ LOCAL_CLUSTER_CONFIG = {
     # The nannies would set MALLOC_TRIM_THRESHOLD_=65536 in every worker (against the
     # fragmentation of many small pandas objects). Setting it at all also pins glibc's
     # mmap threshold at 128 KiB, so every large temporary of a training step or an
-    # evaluation is mmapped and page-faulted afresh: tasks ran 13-15 % slower in a worker
-    # than in a plain process. None: unset, glibc's defaults, as in a plain process.
+    # evaluation is mmapped and page-faulted afresh: tasks ran measurably slower in a
+    # worker than in a plain process. None: unset, glibc's defaults, as in a plain process.
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     # The statistical profiler samples every thread's stack 100 times a second.
     "distributed.worker.profile.enabled": False,
     # Event-loop health checks 50 times a second, system and memory monitors 2 and 10
-    # times, work stealing 10 times: an idle worker used 4 % of a core, the scheduler 5 %.
+    # times, work stealing 10 times: an idle worker and the scheduler used a few % of a core.
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "500ms",

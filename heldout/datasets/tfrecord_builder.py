@@ -131,7 +131,7 @@ def _read_index_npz(path: Path, split: str, allow_pickle: bool) -> list[IndexEnt
             raise
         raise DatasetError(
             f"{error}. The published imagenet_index.npz stores its filenames that way: pass "
-            "allow_pickle=True (--allow_pickle) only if you trust this file."
+            "allow_pickle=True only if you trust this file."
         ) from None
     filenames = data[f"{prefix}_filenames"]
     labels = data.get(f"{prefix}_labels")

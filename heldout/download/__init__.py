@@ -9,6 +9,7 @@ safe one-pass extraction. See `transfer.download` for the behaviour and the file
                       only=["*/aux_arrays.npz"], expected_size=artifact.size_bytes)
 """
 
+from heldout.download.checksum import Progress, md5_file, normalize_md5, verify_file
 from heldout.download.errors import (
     ArchiveError,
     ChecksumMismatchError,
@@ -19,14 +20,7 @@ from heldout.download.errors import (
 from heldout.download.extract import ExtractReport, extract_tar_stream, safe_relative_path
 from heldout.download.resume import RetryPolicy
 from heldout.download.sources import GcsSource, HttpSource, RemoteInfo, Source, open_source
-from heldout.download.transfer import (
-    DownloadResult,
-    Progress,
-    download,
-    md5_file,
-    normalize_md5,
-    verify_file,
-)
+from heldout.download.transfer import DownloadResult, download
 
 __all__ = [
     "ArchiveError",

@@ -3,8 +3,8 @@
 An extracted file must be on disk before its final name appears (else a crash can leave a
 whole-looking name over missing data), so each one is fsynced before its rename. One fsync
 waits for the disk, and extraction of a release is thousands of small files: done one by
-one in the tar thread, fsyncs made extraction ~4x slower (measured with
-`bench/bench_download.py`). With several in flight the file system commits them together
+one in the tar thread, fsyncs made extraction several times slower (`bench/bench_download.py`,
+docs/performance.md). With several in flight the file system commits them together
 (ext4's journal group commit), so the tar thread hands finished files to a few workers and
 goes on reading. Renames still happen only after their file's fsync; the tar thread learns
 of each outcome in submission order.

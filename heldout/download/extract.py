@@ -258,15 +258,15 @@ def _extract_file(
             return
         if not overwrite:
             if stat.S_ISLNK(existing.st_mode):
-                reason = "exists and is a symbolic link (--overwrite replaces the link)"
+                reason = "exists and is a symbolic link (overwrite=True replaces the link)"
             elif not stat.S_ISREG(existing.st_mode):
                 # A FIFO or device there: never opened (reading a FIFO would block forever).
-                reason = "exists and is not a regular file (--overwrite replaces it)"
+                reason = "exists and is not a regular file (overwrite=True replaces it)"
             elif existing.st_size == member.size and _same_content(tar, member, target):
                 report.already_present += 1
                 return
             else:
-                reason = "exists with different content (--overwrite replaces it)"
+                reason = "exists with different content (overwrite=True replaces it)"
             report.conflicts.append((relative, reason))
             return
     destination.make_dir(os.path.dirname(target))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from heldout.download.errors import ArchiveError
 
-try:  # ISA-L inflates gzip ~1.7x faster than zlib, and inflating is the slowest stage.
+try:  # ISA-L inflates gzip faster than zlib, and inflating is the slowest stage.
     from isal import isal_zlib as FASTEST_ZLIB
 except ImportError:  # optional: `pip install isal`
     FASTEST_ZLIB = zlib

@@ -42,14 +42,14 @@ import hashlib
 import itertools
 import os
 import stat
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from heldout._core.atomic import fsync_dir, fsync_file, write_text_atomic
 from heldout._core.locks import FileLock
 from heldout._core.system import check_free_space, format_bytes
+from heldout.download.aside import durable_rename, mismatch, unreadable
+from heldout.download.checksum import ProgressCallback, Reporter, md5_of, normalize_md5
 from heldout.download.errors import ArchiveError, ChecksumMismatchError, DownloadError
 from heldout.download.extract import ExtractReport, extract_tar_stream
 from heldout.download.pipeline import ChunkReader, gunzip, threaded
@@ -61,32 +61,6 @@ PART_SUFFIX = ".part"
 LOCK_SUFFIX = ".lock"  # the lock file is `.<name>.lock`
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 DEFAULT_RETRY = RetryPolicy()
-MISMATCH_SUFFIX = ".md5-mismatch"
-CORRUPT_SUFFIX = ".corrupt"
-_RERUN_HINT = (
-    "Run again to retry; files already written are compared, and those that differ "
-    "are reported (--overwrite replaces them)."
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class Progress:
-    """A progress report.
-
-    Attributes:
-      bytes_done: archive bytes hashed so far, counting a local prefix that was re-read.
-      bytes_total: the archive size, when known.
-      members_extracted: files written or found already present (with `extract`).
-      note: a one-off event worth telling the user (a retry, a resumed prefix), else None.
-    """
-
-    bytes_done: int
-    bytes_total: int | None
-    members_extracted: int = 0
-    note: str | None = None
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,76 +88,6 @@ class DownloadResult:
     extract: ExtractReport | None
     retries: int
     seconds: float
-
-
-def normalize_md5(value: str) -> str:
-    """Lowercase hex; raises UsageError (a ValueError) unless it is 32 hex digits."""
-    value = value.strip().lower()
-    if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
-        raise UsageError(f"not an MD5 (32 hex digits): {value!r}")
-    return value
-
-
-def md5_file(path, progress: ProgressCallback | None = None) -> str:
-    """MD5 of a local file (lowercase hex), reporting progress as it reads."""
-    path = Path(path)
-    reporter = _Reporter(progress, path.stat().st_size)
-    return _md5_of(path, reporter)
-
-
-def _md5_of(path: Path, reporter: _Reporter) -> str:
-    md5 = hashlib.md5()
-    for chunk in file_chunks(path, chunk_bytes=8 << 20):
-        md5.update(chunk)
-        reporter.add_bytes(len(chunk))
-    return md5.hexdigest()
-
-
-def verify_file(path, expected_md5: str, progress: ProgressCallback | None = None) -> str:
-    """Checks a local file's MD5; returns it, or raises ChecksumMismatchError (file untouched)."""
-    expected = normalize_md5(expected_md5)
-    actual = md5_file(path, progress)
-    if actual != expected:
-        raise ChecksumMismatchError(
-            f"{path}: MD5 mismatch: expected {expected}, got {actual}",
-            expected=expected,
-            actual=actual,
-            kept_path=Path(path),
-        )
-    return actual
-
-
-class _Reporter:
-    """Counts progress and calls the user's callback, one call at a time (several threads
-    report: the network stage counts bytes, the tar stage counts members)."""
-
-    def __init__(self, callback: ProgressCallback | None, total: int | None):
-        self._callback = callback
-        self._lock = threading.Lock()
-        self.total = total
-        self.bytes_done = 0
-        self.members = 0
-        self.retries = 0
-
-    def _emit(self, note: str | None = None) -> None:
-        if self._callback is not None:
-            with self._lock:
-                self._callback(Progress(self.bytes_done, self.total, self.members, note))
-
-    def add_bytes(self, n: int) -> None:
-        self.bytes_done += n
-        self._emit()
-
-    def set_members(self, n: int) -> None:
-        self.members = n
-        self._emit()
-
-    def note(self, message: str) -> None:
-        self._emit(message)
-
-    def retry(self, message: str) -> None:
-        self.retries += 1
-        self._emit(message)
 
 
 def download(
@@ -242,7 +146,7 @@ def download(
         request = _Request(
             Path(output_dir), md5, extract, keep_archive, only, overwrite, retry, expected_size
         )
-        return _download(source, request, _Reporter(progress, None), started)
+        return _download(source, request, Reporter(progress, None), started)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,7 +195,7 @@ def _plan(final: Path, part: Path, request: _Request) -> _Plan:
     return _Plan(False, prefix, prefix_size, append_to)
 
 
-def _download(source: Source, request: _Request, reporter: _Reporter, started: float):
+def _download(source: Source, request: _Request, reporter: Reporter, started: float):
     """`download` with its source open and its arguments checked."""
     output_dir = request.output_dir
     final = output_dir / source.filename
@@ -396,7 +300,7 @@ def _transfer(source, info, expected, plan, request, reporter, started) -> Downl
         try:
             _extract(stream, output_dir, request.only, request.overwrite, reporter, report)
         except ArchiveError as e:
-            raise _unreadable(e, append_to, final, report) from None
+            raise unreadable(e, append_to, final, report) from None
     else:
         with contextlib.closing(iter(stream)) as chunks:
             for _ in chunks:
@@ -405,9 +309,9 @@ def _transfer(source, info, expected, plan, request, reporter, started) -> Downl
 
     kept = final if prefix == final else append_to
     if actual != expected:
-        raise _mismatch(source.url, expected, actual, kept, final, report)
+        raise mismatch(source.url, expected, actual, kept, final, report)
     if kept == part:
-        _durable_rename(part, final)
+        durable_rename(part, final)
         kept = final
     return DownloadResult(
         url=source.url,
@@ -465,7 +369,7 @@ class _ArchiveStream:
 def _expected_md5(md5: str | None, info: RemoteInfo, url: str) -> str:
     if md5 is None:
         if info.md5 is None:
-            raise DownloadError(f"{url} reports no MD5: pass the expected one (--md5)")
+            raise DownloadError(f"{url} reports no MD5: pass the expected one (md5=...)")
         return info.md5
     expected = normalize_md5(md5)
     if info.md5 is not None and info.md5 != expected:
@@ -478,11 +382,11 @@ def _expected_md5(md5: str | None, info: RemoteInfo, url: str) -> str:
 
 def _check_existing(source, final, expected, reporter, started) -> DownloadResult:
     reporter.note(f"{final} exists: checking its MD5")
-    actual = _md5_of(final, reporter)
+    actual = md5_of(final, reporter)
     if actual != expected:
         raise ChecksumMismatchError(
             f"{final} exists but its MD5 is {actual}, not {expected}: left as it is; "
-            "use --overwrite to download it again",
+            "pass overwrite=True to download it again",
             expected=expected,
             actual=actual,
             kept_path=final,
@@ -517,71 +421,3 @@ def _extract(chunks, output_dir, only, overwrite, reporter, report) -> None:
         reader.drain()  # tar stops at its end marker; the MD5 needs every byte after it
     finally:
         reader.close()  # stops the workers, each closing the stage before it
-
-
-def _durable_rename(path: Path, target: Path) -> None:
-    """Renames a file we appended to, with its data on disk first and the rename after.
-
-    Without the first fsync a crash soon after the rename can leave `<name>` holding
-    fewer bytes (or zeros) than were verified; without the second the rename itself can
-    be lost.
-    """
-    fsync_file(path)
-    os.replace(path, target)
-    fsync_dir(target.parent)
-
-
-def _unused_name(path: Path) -> Path:
-    candidate, n = path, 1
-    while candidate.exists():
-        candidate = path.with_name(f"{path.name}.{n}")
-        n += 1
-    return candidate
-
-
-def _unreadable(error, append_to, final, report) -> ArchiveError:
-    """Moves a `.part` that holds unreadable data aside (a resume would stop at the same
-    place), lists the files written from the bad stream, and says where everything is."""
-    lines = [str(error)]
-    if append_to is not None and append_to.exists():
-        kept = _unused_name(final.with_name(final.name + CORRUPT_SUFFIX))
-        _durable_rename(append_to, kept)
-        lines.append(f"The archive bytes received are kept as {kept}.")
-    elif append_to is None and final.exists():
-        lines.append(
-            f"{final} was read as it is and left untouched: move it away to "
-            "download the archive again."
-        )
-    lines += _list_written(report, final, CORRUPT_SUFFIX)
-    lines.append(_RERUN_HINT)
-    return ArchiveError(" ".join(lines))
-
-
-def _list_written(report: ExtractReport, final: Path, suffix: str) -> list[str]:
-    """Writes the list of files extracted from a bad stream beside the archive's name."""
-    if not report.written:
-        return []
-    listing = _unused_name(final.with_name(final.name + suffix + ".files.txt"))
-    write_text_atomic(listing, "".join(f"{path}\n" for path in report.written))
-    return [
-        f"{len(report.written)} files were extracted from this stream and may be damaged; "
-        f"they are listed in {listing}."
-    ]
-
-
-def _mismatch(url, expected, actual, kept, final, report) -> ChecksumMismatchError:
-    lines = [f"MD5 mismatch for {url}: expected {expected}, got {actual}."]
-    kept_path = None
-    if kept is not None and kept != final:
-        kept_path = _unused_name(final.with_name(final.name + MISMATCH_SUFFIX))
-        _durable_rename(kept, kept_path)
-        lines.append(f"The data is kept as {kept_path}.")
-    elif kept == final:
-        kept_path = final
-        lines.append(f"{final} was read as it is and left untouched.")
-    if report is not None:
-        lines += _list_written(report, final, MISMATCH_SUFFIX)
-        lines.append(_RERUN_HINT)
-    return ChecksumMismatchError(
-        " ".join(lines), expected=expected, actual=actual, kept_path=kept_path
-    )

@@ -126,7 +126,7 @@ def load_arrays(path: str | os.PathLike, what: str, keys=None, allow_pickle: boo
             raise PublishedFileError(
                 f"{source}: {', '.join(pickled)} {verb} "
                 "that numpy can only read by unpickling, which can run code from the file; "
-                "pass --allow_pickle (allow_pickle=True) only for a file you trust, e.g. "
+                "pass allow_pickle=True only for a file you trust, e.g. "
                 "the one downloaded from the paper's website"
             )
     return load_npz(

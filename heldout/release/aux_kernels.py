@@ -1,10 +1,9 @@
 """The aux_arrays format checks as single compiled passes (numba), for the popcount backend.
 
-`heldout.release.aux_arrays.validate` checks a run in a few linear numpy passes; each scatter
-through an index array costs numpy ~3 ns an element, ~0.35 ms for a CIFAR-size run, as
-much as the whole product per run at 2 000 runs. These kernels apply the same rules in one
-pass per split (~1 ns an element) and release the GIL, so reader threads check runs in
-parallel. They only accept: when a rule fails they return False and the numpy checks run
+`heldout.release.aux_arrays.validate` checks a run in a few linear numpy passes, and its
+scatters through index arrays cost as much as the scoring itself per run. These kernels
+apply the same rules in one pass per split and release the GIL, so reader threads check
+runs in parallel. They only accept: when a rule fails they return False and the numpy checks run
 to say precisely what is wrong. Used once numba is loaded anyway (by the popcount backend,
 `heldout.release.aux_arrays.use_compiled_checks`); a process that never loads numba never pays
 for it.

@@ -5,9 +5,8 @@ disk between them. By default `read_runs` reads in the calling thread and asks t
 to read the next files ahead (`posix_fadvise(WILLNEED)`), so a cold disk works while a
 run is checked and counted. Reader threads (`workers=N`) are there for storage where each
 file waits long on its own (a network mount that ignores the hint), not for speed on a
-local disk: most of a run's ~0.1 ms of work holds the GIL, so threads took 2-3x as long
-per run as the calling thread alone on page-cached files (2 000 runs of 20 000 examples:
-0.21 s in one thread against 0.4-0.55 s with 1-3 reader threads). Either way only a
+local disk: most of a run's work holds the GIL, so threads were slower per run than the
+calling thread alone on page-cached files (docs/performance.md). Either way only a
 bounded number of loaded runs wait, so memory stays flat however many runs there are, and
 runs come back in the order given, so errors and results are reproducible.
 """
@@ -123,7 +122,7 @@ def _aux_path(item: RunLike) -> Path:
 
 
 # Files the kernel is asked to read ahead of the calling thread (by default): a few MB for
-# CIFAR-size runs, enough for a disk's latency to hide behind ~0.1 ms of work per run.
+# CIFAR-size runs, enough for a disk's latency to hide behind the work on each run.
 READAHEAD_RUNS = 16
 
 
@@ -261,7 +260,7 @@ def cyclic_gc_paused():
 
     Why: reading a run allocates a few dozen objects, so thousands of runs trigger the
     collector hundreds of times, and each older-generation pass walks every object of a
-    process that has imported numba or TensorFlow: 6-9 % of a 2 000-run influence
+    process that has imported numba or TensorFlow: a measurable share of a long influence
     computation went to it (perf), none of it finding garbage (the objects of a run hold
     no reference cycles; reference counting frees them). One collection runs at the end.
     """

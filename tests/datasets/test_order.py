@@ -142,7 +142,7 @@ def test_pickled_score_files_are_refused(tmp_path):
     ):
         path = tmp_path / name
         np.savez(path, **arrays)
-        with pytest.raises(DatasetError, match=f"{name}: .* object array.*--allow_pickle"):
+        with pytest.raises(DatasetError, match=f"{name}: .* object array.*allow_pickle=True"):
             load_cscores(path)
 
 

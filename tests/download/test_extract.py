@@ -168,7 +168,7 @@ def test_existing_files_identical_skipped_different_kept_unless_overwrite(tmp_pa
     report = _extract_bytes(targz, tmp_path)
     assert report.already_present == 1
     assert report.conflicts == [
-        (names[1], "exists with different content (--overwrite replaces it)")
+        (names[1], "exists with different content (overwrite=True replaces it)")
     ]
     assert (tmp_path / names[1]).read_bytes() == b"the user's own file"
     assert len(report.written) == len(files) - 2
@@ -345,7 +345,7 @@ def test_existing_symlink_at_a_destination_is_never_written_through(tmp_path):
     targz = make_targz([Entry("f.txt", data=b"new")])
     report = _extract_bytes(targz, out)
     assert report.conflicts == [
-        ("f.txt", "exists and is a symbolic link (--overwrite replaces the link)")
+        ("f.txt", "exists and is a symbolic link (overwrite=True replaces the link)")
     ]
     _extract_bytes(targz, out, overwrite=True)
     assert not (out / "f.txt").is_symlink() and (out / "f.txt").read_bytes() == b"new"
@@ -368,7 +368,7 @@ def test_fifo_at_a_destination_is_a_conflict_and_never_opened(tmp_path):
     os.mkfifo(tmp_path / "f.txt")  # opening it for reading would block forever
     report = _extract_bytes(make_targz([Entry("f.txt", data=b"")]), tmp_path)
     assert report.conflicts == [
-        ("f.txt", "exists and is not a regular file (--overwrite replaces it)")
+        ("f.txt", "exists and is not a regular file (overwrite=True replaces it)")
     ]
     _extract_bytes(make_targz([Entry("f.txt", data=b"x")]), tmp_path, overwrite=True)
     assert (tmp_path / "f.txt").read_bytes() == b"x"
@@ -401,6 +401,6 @@ def test_a_path_named_twice_is_compared_with_the_first_copy(tmp_path):
     report = _extract_bytes(targz, tmp_path)
     assert report.written == ["exp/f.npz", "exp/g.npz"] and report.already_present == 1
     assert report.conflicts == [
-        ("exp/f.npz", "exists with different content (--overwrite replaces it)")
+        ("exp/f.npz", "exists with different content (overwrite=True replaces it)")
     ]
     assert _tree(tmp_path) == {"exp/f.npz": b"first" * 1000, "exp/g.npz": b"g"}

@@ -169,7 +169,7 @@ def test_existing_file_is_verified_not_downloaded(server, url, tmp_path):
 
 def test_existing_different_file_is_left_alone_unless_overwrite(server, url, tmp_path):
     (tmp_path / "data.tar.gz").write_bytes(b"mine")
-    with pytest.raises(ChecksumMismatchError, match="--overwrite"):
+    with pytest.raises(ChecksumMismatchError, match="overwrite=True"):
         download(url, tmp_path, md5=MD5, retry=FAST)
     assert (tmp_path / "data.tar.gz").read_bytes() == b"mine"
     download(url, tmp_path, md5=MD5, retry=FAST, overwrite=True)

@@ -100,7 +100,7 @@ def test_imagenet_style_file_needs_allow_pickle(tmp_path):
     path = tmp_path / "imagenet-cscores-with-filename.npz"
     names = np.array(["n01440764_10026.JPEG", "n01440764_10027.JPEG"], dtype=object)
     np.savez(path, labels=np.array([0, 0]), scores=np.array([0.5, 0.9]), filenames=names)
-    with pytest.raises(PublishedFileError, match="filenames is an object array .*--allow_pickle"):
+    with pytest.raises(PublishedFileError, match="filenames is an object array .*allow_pickle=True"):
         published.load_cscores(path)
     record = published.load_cscores(path, allow_pickle=True)
     assert record.filenames.tolist() == names.tolist() and record.filenames.dtype.kind == "U"
@@ -350,9 +350,8 @@ def test_cli_errors_are_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"published_scores: error: {pickled}: filenames is an object array that numpy can only "
-        "read by unpickling, which can run code from the file; pass --allow_pickle "
-        "(allow_pickle=True) only for a file you trust, e.g. the one downloaded from the "
-        "paper's website"
+        "read by unpickling, which can run code from the file; pass allow_pickle=True only "
+        "for a file you trust, e.g. the one downloaded from the paper's website"
     ]
     assert _cli(f"--inspect={pickled}", "--allow_pickle").returncode == 0
     result = _cli("--export=pairs", f"--output={tmp_path / 'x.npz'}")
