@@ -1,24 +1,8 @@
-"""Connecting to Dask: a local cluster of worker processes, or a running scheduler.
+"""Where every Dask cluster starts: a local cluster of worker processes, a running
+scheduler's address, or SLURM jobs.
 
-    with cluster.connect("local", n_workers=2) as client:
-        futures = client.map(task, items, pure=False)
-
-Every fan-out of the toolkit (re-evaluation in `heldout.evaluation.fanout`, training in
-`heldout.training.fanout`, scores in `heldout.scores.fanout`) starts its cluster
-here, so that the three agree on what a scheduler name means and how the cores are
-shared:
-
-* "local": a `distributed.LocalCluster` of `n_workers` processes with one task thread
-  each; the machine's cores are split evenly between them through
-  TF_NUM_INTRAOP_THREADS (TensorFlow parallelizes inside a process) and the thread
-  counts of numpy's BLAS, so two workers on two cores do not fight over them, and a
-  run trained on a worker sees the same thread count wherever it is trained.
-* an address ("tcp://host:8786"): a running scheduler (e.g. one a `SLURMCluster`
-  started); its workers must import `heldout` and see the same files.
-* "none": no Dask at all; the callers then work in their own process.
-
-Dask is imported only when a cluster is asked for: commands that run with
-`--scheduler=none` never load it.
+Every fan-out (evaluation, training, scores) connects here, so all agree on what a
+scheduler name means and how the cores are shared. Dask is imported only when asked for.
 """
 
 from __future__ import annotations
@@ -185,6 +169,21 @@ def connect(
     Raises:
       UsageError: a bad scheduler name, or "none".
       OSError: the scheduler cannot be reached (Dask's own timeout and message).
+
+    Example:
+
+        with cluster.connect("local", n_workers=2) as client:
+            futures = client.map(task, items, pure=False)
+
+    Scheduler names:
+    * "local": a `distributed.LocalCluster` of `n_workers` processes with one task thread
+      each; the machine's cores are split evenly between them through
+      TF_NUM_INTRAOP_THREADS and the thread counts of numpy's BLAS, so two workers on two
+      cores do not fight over them, and a run trained on a worker sees the same thread count
+      wherever it is trained.
+    * an address ("tcp://host:8786"): a running scheduler (e.g. one a `SLURMCluster`
+      started); its workers must import `heldout` and see the same files.
+    * "none": no Dask at all; the callers then work in their own process.
     """
     check_scheduler(scheduler)
     if scheduler == SCHEDULER_NONE:

@@ -1,22 +1,8 @@
 """ImageNet from indexed TFRecords, preprocessed as the release evaluated it.
 
-Records are `tf.train.Example`s with the features of the release's TFRecord builder:
-`image/encoded` (JPEG bytes), `image/class/label` (1-based: 1 … 1000, as in the
-long-standing ImageNet TFRecords), `index` (the example's position in the release's
-ImageNet order: 0 … 1 281 166 for train, 0 … 49 999 for validation), plus
-`image/filename`, `image/height`, `image/width`. Files are named
-`<split>-<shard>-of-<shards>` with split `train` or `validation`.
-
-Evaluation preprocessing (the release's ResNet-50 input, the classic Cloud-TPU ResNet
-recipe): take a centred square crop whose side is 224/256 of the shorter image side,
-decode only that window, scale pixels to [0, 1], resize to 224×224 with TF1's bilinear
-resize (the release called `tf.compat.v1.image.resize`, i.e. `half_pixel_centers=False`),
-then normalize with mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
-
-Order: files are read one after another in name order and records in file order, so
-batches follow the files. The builder in `tools/build_imagenet_tfrecords.py` writes
-records sorted by `index`, making file order = index order; for TFRecords from elsewhere,
-use the `index` feature (always present in the batches) to align results.
+The records carry an `index` feature (the example's position in the release's ImageNet
+order); evaluation preprocessing is the release's ResNet-50 input. Features, file names,
+preprocessing and order: `ImageNetSource`.
 """
 
 from __future__ import annotations
@@ -126,7 +112,25 @@ def parse_example(serialized, with_filename: bool = False):
 
 
 class ImageNetSource(DataSource):
-    """Indexed ImageNet TFRecords in `directory`; split `test` means `validation`."""
+    """Indexed ImageNet TFRecords in `directory`; split `test` means `validation`.
+
+    Records are `tf.train.Example`s with the features of the release's TFRecord builder:
+    `image/encoded` (JPEG bytes), `image/class/label` (1-based: 1 … 1000, as in the
+    long-standing ImageNet TFRecords), `index` (0 … 1 281 166 for train, 0 … 49 999 for
+    validation), plus `image/filename`, `image/height`, `image/width`. Files are named
+    `<split>-<shard>-of-<shards>` with split `train` or `validation`.
+
+    Evaluation preprocessing (the classic Cloud-TPU ResNet recipe): take a centred square
+    crop whose side is 224/256 of the shorter image side, decode only that window, scale
+    pixels to [0, 1], resize to 224×224 with TF1's bilinear resize (the release called
+    `tf.compat.v1.image.resize`, i.e. `half_pixel_centers=False`), then normalize with mean
+    (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
+
+    Order: files are read one after another in name order and records in file order. The
+    builder in `tools/build_imagenet_tfrecords.py` writes records sorted by `index`, making
+    file order = index order; for TFRecords from elsewhere, use the `index` feature (always
+    present in the batches) to align results.
+    """
 
     def __init__(self, directory: str | os.PathLike, num_classes: int = NUM_CLASSES):
         self.directory = Path(directory)

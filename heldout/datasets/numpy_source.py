@@ -1,18 +1,7 @@
 """In-memory data from a numpy `.npz` file (loaded with `allow_pickle=False`).
 
-Key layout (choose one):
-  * per split: `<split>_images` and `<split>_labels` (e.g. `train_images`, `test_images`,
-    `train_labels`, `test_labels`); every such pair is a split;
-  * single split: `images` and `labels`, served as split `train`;
-  * Keras style: `x_<split>` and `y_<split>` (`x_train`, `y_train`, `x_test`, `y_test`, as
-    `keras.datasets.*.load_data()` returns them), the layout `train_heldout --dataset=npz`
-    documents.
-Mixing two layouts for one split (`images` with `train_images`, `x_train` with
-`train_images`) is ambiguous and rejected.
-
-Images are uint8 `[N, H, W, C]` (or `[N, H, W]`, given a channel axis); labels are integer
-class ids `[N]`. An optional scalar `num_classes` key sets the class count; otherwise it is
-`max(label) + 1` over all splits. Row `i` of a split has index `i`.
+Three key layouts are accepted (per split, single split, Keras style; see `NpzSource`);
+row `i` of a split has index `i`.
 """
 
 from __future__ import annotations
@@ -109,7 +98,22 @@ def _num_classes(path: Path, value: np.ndarray) -> int:
 
 
 class NpzSource(ArraySource):
-    """A `.npz` file's splits; the whole file is read at construction (it is small data)."""
+    """A `.npz` file's splits; the whole file is read at construction (it is small data).
+
+    Key layout (choose one):
+      * per split: `<split>_images` and `<split>_labels` (e.g. `train_images`, `test_images`,
+        `train_labels`, `test_labels`); every such pair is a split;
+      * single split: `images` and `labels`, served as split `train`;
+      * Keras style: `x_<split>` and `y_<split>` (`x_train`, `y_train`, `x_test`, `y_test`, as
+        `keras.datasets.*.load_data()` returns them), the layout training's `npz` dataset
+        documents.
+    Mixing two layouts for one split (`images` with `train_images`, `x_train` with
+    `train_images`) is ambiguous and rejected.
+
+    Images are uint8 `[N, H, W, C]` (or `[N, H, W]`, given a channel axis); labels are integer
+    class ids `[N]`. An optional scalar `num_classes` key sets the class count; otherwise it is
+    `max(label) + 1` over all splits.
+    """
 
     def __init__(self, path: str | os.PathLike, name: str = "npz"):
         path = Path(path)

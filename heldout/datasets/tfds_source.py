@@ -1,15 +1,8 @@
-"""TFDS datasets (CIFAR-10/100, MNIST, Fashion-MNIST) read from a prepared data_dir.
+"""TFDS datasets (CIFAR-10/100, MNIST, Fashion-MNIST, or any prepared image-classification
+dataset) read from a prepared data_dir, in TFDS order; nothing is downloaded.
 
-Order: exactly what `tfds.load(name, split=split, shuffle_files=False)` yields with the
-default `ReadConfig`, which is deterministic; the release's CIFAR `index_*` arrays are
-positions in this order for `cifar10:3.0.2`. `index` is the position in that order.
-
-Nothing is downloaded: the builder is only asked to read, and a data_dir that does not
-hold the prepared version is an error that says how to prepare it.
-
-CIFAR examples carry an `id` such as `train_16399`, whose number is the example's position
-in the original CIFAR files; it is exposed as `original_index`. TFDS's MNIST-like datasets
-have no such feature (see `heldout.datasets.order` to recover that mapping from images).
+The release's CIFAR `index_*` arrays are positions in this order for `cifar10:3.0.2`.
+Order, preparation and `original_index`: `TfdsSource`.
 """
 
 from __future__ import annotations
@@ -83,6 +76,16 @@ class TfdsSource(DataSource):
     with `tfds.core`) is read the same way, its class count and image shape taken from its
     `dataset_info.json`: registered TFDS builders and builders only known from their
     prepared files (`tfds.builder` reads those) both work.
+
+    Order: exactly what `tfds.load(name, split=split, shuffle_files=False)` yields with the
+    default `ReadConfig`, which is deterministic; `index` is the position in that order.
+
+    Nothing is downloaded: the builder is only asked to read, and a data_dir that does not
+    hold the prepared version is an error that says how to prepare it.
+
+    CIFAR examples carry an `id` such as `train_16399`, whose number is the example's position
+    in the original CIFAR files; it is exposed as `original_index`. TFDS's MNIST-like datasets
+    have no such feature (see `heldout.datasets.order` to recover that mapping from images).
     """
 
     def __init__(self, name: str, data_dir: str | os.PathLike | None = None):

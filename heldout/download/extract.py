@@ -1,27 +1,8 @@
 """Safe extraction of a tar stream, member by member, as the bytes arrive.
 
-Only regular files and directories are written. A member is refused (reported, not written)
-when its name is absolute or contains `..`, when it is a link, a device, a FIFO or a sparse
-file, or when its destination would resolve outside the output directory (for example
-through a symbolic link already there). Refusals never stop the extraction: the caller gets
-the list and decides (the CLI exits non-zero).
-
-Each file is written to a hidden temporary name beside its destination, fsynced, and renamed
-when it is complete, so a destination path only ever holds a whole file, even after a crash
-(the fsync and rename run in worker threads, `heldout.download.commit`, several at once).
-The folders that received new entries are fsynced when the stream moves on to another folder
-and at the end (not after every file: a rename lost in a crash only means the file is
-extracted again by the next run, which never trusts a file it has not compared). Files and
-folders get the mode a plain `open()` / `mkdir()` gives under the umask (executable members:
-`0o777` less the umask); the archive's own modes and owners are not applied.
-
-Callers that may run concurrently on one output folder hold a lock (`transfer.download`
-holds `.<archive>.lock`); this module itself takes none.
-
-Existing files are never overwritten unless `overwrite=True`. An existing file with the same
-bytes as the member counts as already present: that is what makes re-running an interrupted
-extraction cheap on disk writes (members finished last time are compared, not rewritten). An
-existing file that differs is reported as a conflict and left as it is.
+Only regular files and directories are written, each under a temporary name, fsynced and
+renamed when complete; unsafe members are refused and reported, never written, and
+existing files are never overwritten unless asked. The rules: `extract_tar_stream`.
 """
 
 from __future__ import annotations
@@ -178,6 +159,23 @@ def extract_tar_stream(
 
     Raises:
       ArchiveError: the tar data is unreadable (bad header, truncated).
+
+    A member is refused (reported, not written) when its name is absolute or contains `..`,
+    when it is a link, a device, a FIFO or a sparse file, or when its destination would resolve
+    outside the output directory (e.g. through a symbolic link already there). Refusals never
+    stop the extraction: the caller gets the list and decides (the CLI exits non-zero).
+
+    The fsync and rename run in worker threads (`heldout.download.commit`). Folders that
+    received new entries are fsynced when the stream moves on to another folder and at the
+    end (a rename lost in a crash only means the file is extracted again by the next run,
+    which never trusts a file it has not compared). Files and folders get the mode a plain
+    `open()` / `mkdir()` gives under the umask (executable members: `0o777` less the umask);
+    the archive's own modes and owners are not applied. Callers that may run concurrently on
+    one output folder hold a lock (`transfer.download` does); this function takes none.
+
+    An existing file with the same bytes as the member counts as already present (re-running
+    an interrupted extraction is cheap on disk writes); one that differs is reported as a
+    conflict and left as it is, unless `overwrite=True`.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -1,37 +1,8 @@
 """Download one archive: MD5 while streaming, resume, keep every byte, extract in one pass.
 
-Files in `output_dir` for an archive `<name>`:
-  `<name>.part`          bytes received so far; a later run resumes from it (re-hashing it).
-  `<name>`               the complete archive, renamed from `.part` once its MD5 matched.
-  `<name>.md5-mismatch`  a complete archive whose MD5 did not match; never deleted by us.
-  `<name>.corrupt`       with extract, archive bytes that stopped inflating or untarring
-                         (moved aside so that the next run starts afresh).
-  `<name>.{md5-mismatch,corrupt}.files.txt`  with extract, the files written from such a
-                         stream (they may be damaged).
-
-Local bytes are reused before the network: a complete `<name>` is read instead of
-downloaded, a `<name>.part` supplies the prefix and the rest comes with a range request. The
-MD5 covers the prefix as read from disk. New bytes are appended to `<name>.part` when the
-archive is kept: plain download, extract with `keep_archive`, or whenever a `.part` already
-exists (it is a download the user started; it is continued, not abandoned).
-
-An interrupted extraction without a kept archive cannot resume mid-stream (gzip has no
-restart points), so the next run streams the archive again from the start; members whose
-files are already there with identical bytes are compared and skipped, not rewritten.
-
-Shared folders and crashes:
-  `.<name>.lock`         an exclusive `flock` held for the whole call: a second download of
-                         `<name>` into the same folder (a second `.part` writer, or a second
-                         extraction of the same archive) fails at once with `LockBusyError`
-                         naming the holder's PID. The lock is per archive, not per folder, so
-                         the three released archives can be fetched side by side into one
-                         `data/` (their files live under different top folders). The file is
-                         left in place (removing it would race with the next taker).
-  Durability             `.part` is fsynced before it is renamed (to `<name>` or aside), and
-                         the folder after; extracted files are fsynced before their rename.
-  Disk space             checked before anything is written: the archive bytes still to come
-                         plus, when extracting everything, its unpacked size (see
-                         `_check_space`); `InsufficientSpaceError` says how much is missing.
+Local bytes are reused before the network (a complete archive, or a `.part` plus a range
+request); bytes that fail a check are kept aside, never deleted. The files `download`
+leaves and how it guards shared folders are listed in its docstring.
 """
 
 from __future__ import annotations
@@ -133,6 +104,26 @@ def download(
       UsageError: a malformed `md5`, or `keep_archive`/`only` without `extract`.
       DownloadError: anything else (HTTP 404, retries exhausted, ...); `<name>.part` is kept.
       OSError: the output folder cannot be written.
+
+    Files in `output_dir` for an archive `<name>`:
+      `<name>.part`          bytes received so far; a later run resumes from it (re-hashing it).
+      `<name>`               the complete archive, renamed from `.part` once its MD5 matched.
+      `<name>.md5-mismatch`  a complete archive whose MD5 did not match; never deleted by us.
+      `<name>.corrupt`       with extract, archive bytes that stopped inflating or untarring
+                             (moved aside so that the next run starts afresh).
+      `<name>.{md5-mismatch,corrupt}.files.txt`  with extract, the files written from such a
+                             stream (they may be damaged).
+      `.<name>.lock`         an exclusive `flock` held for the whole call: a second download of
+                             `<name>` into the same folder fails at once with `LockBusyError`
+                             naming the holder's PID (per archive, so the released archives can
+                             be fetched side by side into one folder); left in place.
+
+    The MD5 covers a local prefix as read from disk. New bytes are appended to `<name>.part`
+    when the archive is kept (plain download, extract with `keep_archive`, or whenever a `.part`
+    already exists). An interrupted extraction without a kept archive streams the archive again
+    from the start; members already there with identical bytes are compared, not rewritten.
+    `.part` is fsynced before it is renamed and the folder after; extracted files are fsynced
+    before their rename. Disk space is checked before anything is written (`_check_space`).
     """
     if (keep_archive or only) and not extract:
         raise UsageError("keep_archive and only apply to extract=True")
