@@ -1,14 +1,8 @@
 """One error hierarchy: every problem the toolkit reports to a user is a `HeldoutError`.
 
-Why one root: a command line catches `HeldoutError` (and `OSError`) and prints one line
-that names the file and the problem; anything else that escapes is a bug in the toolkit
-and keeps its traceback. Catching `ValueError` instead would print internal bugs (a
-wrong index, a numpy shape error) as if the user had made a mistake.
-
-Errors that describe a bad value (a malformed file, a bad option) also derive from
-`ValueError`, so Python code that already catches `ValueError` keeps working; errors
-about the state of the machine (a busy lock, a full disk) derive from `OSError`'s
-siblings only where that is what they are.
+A command line catches `HeldoutError` (and `OSError`) and prints one line naming the file
+and the problem; anything else is a bug and keeps its traceback. Errors about a bad value
+also derive from `ValueError`. Messages speak of values; the command line adds flag names.
 """
 
 from __future__ import annotations

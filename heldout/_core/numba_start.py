@@ -1,13 +1,8 @@
 """Loads numba's array library without the scipy probe it does not need here.
 
-When numba compiles or loads its first function it imports `numba.np.arraymath`, which
-imports all of `scipy.linalg` (and numpy.f2py through scipy's array-API layer) only to set
-one flag, `_HAVE_BLAS`, that decides whether compiled `np.correlate` and `np.convolve` may
-call BLAS. No kernel of this package uses them, and that import holds the GIL while
-reader threads wait. `load_numba_arrays` imports `numba.np.arraymath` with scipy hidden
-from this thread, then sets the flag to what the probe would have found in a working
-install (scipy present), so numba behaves as before for any later code; the first such
-compile imports scipy itself (numba's `ensure_blas`). Other threads import scipy as usual.
+numba's `numba.np.arraymath` imports all of `scipy.linalg` only to set `_HAVE_BLAS`, and
+that import holds the GIL while reader threads wait. `load_numba_arrays` imports it with
+scipy hidden from this thread and sets the flag as the probe would have (details there).
 """
 
 from __future__ import annotations
@@ -31,7 +26,14 @@ class _HideScipyFromThisThread(importlib.abc.MetaPathFinder):
 
 
 def load_numba_arrays() -> None:
-    """Imports `numba.np.arraymath` (once per process) without importing scipy."""
+    """Imports `numba.np.arraymath` (once per process) without importing scipy.
+
+    Why: the flag decides whether compiled `np.correlate` and `np.convolve` may call BLAS; no
+    kernel of this package uses them. The flag is set to what the probe would have found in a
+    working install (scipy present), so numba behaves as before for any later code; the first
+    such compile imports scipy itself (numba's `ensure_blas`). Other threads import scipy as
+    usual.
+    """
     if "numba.np.arraymath" in sys.modules:
         return
     finder = _HideScipyFromThisThread()  # finders see only modules not yet imported

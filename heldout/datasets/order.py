@@ -1,20 +1,8 @@
 """Mapping between two orders of the same dataset, and moving per-example values across.
 
-Published scores come in one order (the original files for CIFAR, C-scores' `labels`
-alongside), the released `index_*` arrays in another (TFDS order). An `OrderMapping`
-records, for every position in order A, the position of the same example in order B.
-
-It is computed either from known positions (CIFAR's `id` feature gives, for each TFDS
-position, the original position) or by matching image bytes (MNIST-like TFDS datasets
-keep no `id`). Byte-identical images do occur (Fashion-MNIST has some): within a group of
-identical images with the same label, the k-th occurrence in A is matched with the k-th
-occurrence in B (stable order), and the group is reported as ambiguous, since no data can
-tell those examples apart. Identical images with *different* labels are told apart by
-label. Labels must agree for every matched pair, otherwise the two arrays are not the
-same dataset and matching fails loudly.
-
-Conventions: `a_to_b[i]` = position in B of A's example i; values in order A become
-order B with `values_b = values_a[b_to_a]`.
+Published scores come in one order (the original files for CIFAR), the released `index_*`
+arrays in another (TFDS order). An `OrderMapping` records, for every position in order A,
+the position of the same example in order B: from known positions or by matching images.
 """
 
 from __future__ import annotations
@@ -46,6 +34,18 @@ class OrderMapping:
       a_to_b: int64 [N]; `a_to_b[i]` is where example i of order A sits in order B.
       order_a, order_b: names of the orders (for messages), e.g. "original", "tfds".
       ambiguous_groups: duplicate groups whose matching is arbitrary (see module doc).
+
+    It is computed either from known positions (CIFAR's `id` feature gives, for each TFDS
+    position, the original position) or by matching image bytes (`match_orders`: MNIST-like
+    TFDS datasets keep no `id`). Byte-identical images do occur (Fashion-MNIST has some):
+    within a group of identical images with the same label, the k-th occurrence in A is
+    matched with the k-th occurrence in B (stable order), and the group is reported as
+    ambiguous, since no data can tell those examples apart. Identical images with *different*
+    labels are told apart by label. Labels must agree for every matched pair, otherwise the
+    two arrays are not the same dataset and matching fails loudly.
+
+    Conventions: `a_to_b[i]` = position in B of A's example i; values in order A become
+    order B with `values_b = values_a[b_to_a]`.
     """
 
     a_to_b: np.ndarray

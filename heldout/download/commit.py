@@ -1,13 +1,8 @@
 """Durable renames of finished temporary files, several at a time in worker threads.
 
-An extracted file must be on disk before its final name appears (else a crash can leave a
-whole-looking name over missing data), so each one is fsynced before its rename. One fsync
-waits for the disk, and extraction of a release is thousands of small files: done one by
-one in the tar thread, fsyncs made extraction several times slower (`bench/bench_download.py`,
-docs/performance.md). With several in flight the file system commits them together
-(ext4's journal group commit), so the tar thread hands finished files to a few workers and
-goes on reading. Renames still happen only after their file's fsync; the tar thread learns
-of each outcome in submission order.
+Each extracted file is fsynced before its final name appears; with several fsyncs in
+flight the file system commits them together, so the tar thread hands finished files to a
+few workers and goes on reading. Outcomes come back in submission order.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """Compare recomputed scores with published ones (or two of our own score files).
 
-A researcher who recomputes C-scores or memorization from the released aux arrays wants
-to know whether they agree with the paper's file: rank (Spearman, Kendall tau-b) and
-linear correlation over the examples both sides define, plus how many were left out; the
-overlap of the lowest and highest 1 % and 10 % (the examples people look at); and rho
-within each class. For influence, the published artifact is a list of high-influence
-(train, test) pairs: we report how many of them our estimates recover, and the precision
-and recall of our own pair list against it. No TensorFlow, no pickles. The file formats
-are read by `heldout.published`.
+Rank and linear correlation over the examples both sides define, the overlap of the
+lowest and highest 1 % and 10 %, rho within each class; for influence, how many published
+high-influence pairs our estimates recover, and the precision and recall of our own pairs.
 """
 
 from __future__ import annotations

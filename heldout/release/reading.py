@@ -1,14 +1,8 @@
 """Read many runs' `aux_arrays.npz`, in order, checked against each other.
 
-A released experiment has thousands of runs, and the score engine must not wait on the
-disk between them. By default `read_runs` reads in the calling thread and asks the kernel
-to read the next files ahead (`posix_fadvise(WILLNEED)`), so a cold disk works while a
-run is checked and counted. Reader threads (`workers=N`) are there for storage where each
-file waits long on its own (a network mount that ignores the hint), not for speed on a
-local disk: most of a run's work holds the GIL, so threads were slower per run than the
-calling thread alone on page-cached files (docs/performance.md). Either way only a
-bounded number of loaded runs wait, so memory stays flat however many runs there are, and
-runs come back in the order given, so errors and results are reproducible.
+The score engine must not wait on the disk between thousands of runs: `read_runs` reads
+in the calling thread while the kernel reads the next files ahead, or on reader threads
+for slow network storage. Memory stays bounded, and runs come back in the order given.
 """
 
 from __future__ import annotations
@@ -157,6 +151,14 @@ def read_runs(
     Raises:
       AuxArraysError: a bad run, unless `skip_bad_runs`.
       ValueError: `workers` below 1.
+
+    By default the calling thread reads and the kernel is asked to read the next files ahead
+    (`posix_fadvise(WILLNEED)`), so a cold disk works while a run is checked and counted.
+    Reader threads (`workers=N`) are there for storage where each file waits long on its own
+    (a network mount that ignores the hint), not for speed on a local disk: most of a run's
+    work holds the GIL, so threads were slower per run than the calling thread alone on
+    page-cached files (docs/performance.md). Either way only a bounded number of loaded runs
+    wait, and errors and results are reproducible.
     """
     runs = list(runs)
     if workers is not None and workers < 1:
