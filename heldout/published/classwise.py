@@ -233,9 +233,16 @@ def save_classwise_influence(
     """Writes a class-wise influence file from blocks handed over one class at a time.
 
     Each block goes into the archive as soon as it arrives, so only one class's matrix
-    is in memory (ImageNet's 1 000 blocks together are ~256 MB as float32, but the
-    runs behind them are what `heldout.scores.classwise` keeps small). The file is written
-    under a temporary name and renamed when complete (`heldout._core.atomic.atomic_open`).
+    is in memory. The file is written under a temporary name and renamed when complete
+    (`heldout._core.atomic.atomic_open`).
+
+    Args:
+      path: the `.npz` to write.
+      blocks: one `ClassBlock` per class, in any order, each class once.
+      train_labels: int [N_train], the labels the blocks' training rows must have.
+      test_labels: int [N_test], the labels the blocks' test columns must have.
+      train_memorization: float [N_train], stored as `tr_mem`.
+      provenance: what the blocks were computed from, stored as a JSON string.
 
     Returns:
       The number of classes written.

@@ -118,14 +118,24 @@ def save_cscores(
     filenames: Sequence[str] | None = None,
     provenance: dict | None = None,
 ) -> None:
-    """Writes C-scores in the published format, atomically (`heldout.io`).
+    """Writes C-scores in the published format, atomically (`heldout._core.atomic`).
 
-    An `.npz` gets `labels` (int64), `scores` (float64), `filenames` when given (as a
-    unicode array: no pickle) and `provenance`. A `.npy` path gets the scores alone, as
-    MNIST's published file (then labels are not written and filenames are refused).
+    Args:
+      path: an `.npz` gets `labels` (int64), `scores` (float64), `filenames` when given
+        (as a unicode array: no pickle) and `provenance`; a `.npy` gets the scores alone,
+        as MNIST's published file (labels are then not written, file names refused).
+      scores: float [N], the C-scores.
+      labels: int [N]; required for an `.npz`, None allowed for a `.npy`.
+      filenames: str [N] (ImageNet's file), or None.
+      provenance: what the scores were computed from (`heldout._core.provenance.
+        provenance_for`), stored as a JSON string; None stores none.
+
+    Returns:
+      None; the file is complete when this returns (or absent, after an error).
 
     Raises:
-      PublishedFileError: shapes or dtypes that do not fit the format.
+      PublishedFileError: shapes or dtypes that do not fit the format, no labels for an
+        `.npz`, or file names for a `.npy`.
     """
     path = Path(path)
     record = CScoreFile(scores, labels, str(path), filenames, provenance)

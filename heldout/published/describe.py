@@ -20,6 +20,14 @@ def describe(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[str, 
 
     Decided by the arrays present, so a renamed file is still read correctly.
 
+    Args:
+      path: a C-score (`.npz`/`.npy`), high-influence pairs or class-wise influence file.
+      allow_pickle: as `load_cscores` (ImageNet's C-score file needs it).
+
+    Returns:
+      (kind, record): "cscores" and a `CScoreFile`, "pairs" and `PublishedPairs`, or
+      "classwise" and a `ClasswiseInfluence`.
+
     Raises:
       PublishedFileError: the file is none of the formats, or is broken.
     """

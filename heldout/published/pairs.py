@@ -159,7 +159,20 @@ def load_influence_pairs(path: str | os.PathLike, check_name: bool = True) -> Pu
 def save_influence_pairs(
     path: str | os.PathLike, pairs: PublishedPairs, provenance: dict | None = None
 ) -> None:
-    """Writes pairs in the published format (int64 indices, float64 values), atomically."""
+    """Writes pairs in the published format (int64 indices, float64 values), atomically.
+
+    Args:
+      path: the `.npz` to write; `pairs_file_name` gives the published naming.
+      pairs: the pairs (checked when they were built: `PublishedPairs`).
+      provenance: what the pairs were computed from, stored as a JSON string; None
+        stores none.
+
+    Returns:
+      None; the file is complete when this returns (or absent, after an error).
+
+    Raises:
+      OSError: the file cannot be written (nothing is left at `path` then).
+    """
     arrays = {
         "tr_idx": pairs.train_index,
         "tt_idx": pairs.test_index,
@@ -195,6 +208,10 @@ def select_pairs_dense(
       influence: float [N_test, N_train] (our `influence`, test examples along axis 0).
       memorization: float [N_train]; NaN (undefined) never passes.
       min_influence, min_memorization: the published defaults 0.15 and 0.25.
+      provenance: recorded with the pairs.
+
+    Returns:
+      The pairs passing both thresholds, by decreasing influence (then train, test).
 
     Raises:
       CompareError: shapes that do not fit each other.
@@ -229,6 +246,16 @@ def select_pairs_topk(
     provenance: dict | None = None,
 ) -> tuple[PublishedPairs, int]:
     """Pairs from top-k influence (`influence_topk_index`/`_value` [N_test, k]).
+
+    Args:
+      topk_index: int [N_test, k], training positions; negative marks an empty slot.
+      topk_value: float [N_test, k], their influence.
+      memorization: float [N_train]; NaN (undefined) never passes.
+      min_influence, min_memorization: the published defaults 0.15 and 0.25.
+      provenance: recorded with the pairs.
+
+    Raises:
+      CompareError: top-k index and value shapes that differ or are not 2-D.
 
     Returns:
       (pairs, saturated): `saturated` counts the test examples whose k-th value still
