@@ -1,17 +1,8 @@
 """Writes indexed ImageNet-style TFRecords that `heldout.datasets.imagenet` reads.
 
-Inputs: a folder of images (`<dir>/<synset>/<file>.JPEG` as ImageNet ships, or flat) and
-a filename → index list (which example gets which `index`; the release published one as
-`imagenet_index.npz`). Labels come from the list when it has them (0-based, as published)
-and otherwise from the synset folder (synsets in sorted order, or in the order of a labels
-file, → 1 … K); when both are known they must agree. Records are written 1-based, sorted by
-`index` into contiguous shards, so reading the shards in order yields index order.
-
-Images are stored as RGB JPEG. JPEGs whose frame header says 1 or 3 colour components
-are stored byte-for-byte; anything else (PNG, CMYK/YCCK JPEG: ImageNet's training set has
-22) is decoded to RGB and re-encoded as JPEG at quality 100, like the release's builder
-did. CMYK is told from the header (`heldout.datasets.jpeg`), not from the decoded shape:
-TensorFlow decodes CMYK to 3 channels, which hid them.
+Inputs: a folder of images and a filename → index list (the release published one as
+`imagenet_index.npz`). Records are sorted by `index` into contiguous shards, so reading
+the shards in order yields index order. Labels and image encoding: `plan_records`.
 """
 
 from __future__ import annotations
@@ -222,7 +213,19 @@ def plan_records(
     image_dir: str | os.PathLike,
     synset_labels: dict[str, int] | None = None,
 ) -> list[ImageRecord]:
-    """Joins the index list with the found images; returns records sorted by index."""
+    """Joins the index list with the found images; returns records sorted by index.
+
+    Images are `<dir>/<synset>/<file>.JPEG` as ImageNet ships, or flat. Labels come from the
+    index list when it has them (0-based, as published) and otherwise from the synset folder
+    (synsets in sorted order, or in the order of a labels file, → 1 … K); when both are known
+    they must agree. Records are written 1-based.
+
+    Images are stored as RGB JPEG. JPEGs whose frame header says 1 or 3 colour components
+    are stored byte-for-byte; anything else (PNG, CMYK/YCCK JPEG: ImageNet's training set has
+    22) is decoded to RGB and re-encoded as JPEG at quality 100, like the release's builder
+    did. CMYK is told from the header (`heldout.datasets.jpeg`), not from the decoded shape:
+    TensorFlow decodes CMYK to 3 channels, which hid them.
+    """
     image_dir = Path(image_dir)
     missing = [e.filename for e in entries if e.filename not in images]
     if missing:

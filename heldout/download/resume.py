@@ -1,14 +1,7 @@
 """Reading a remote object to its end across dropped connections, and local prefixes from disk.
 
-`remote_chunks` is the only place that retries: a dropped connection, a time-out or an HTTP
-5xx/429 reopens the source at the first byte not yet received, after an exponential backoff.
-`retries` bounds the consecutive failures without progress, so a long transfer survives any
-number of drops as long as each attempt moves forward.
-
-A server that ignores the range request (answers 200 with the whole object instead of 206)
-gets the bytes before the resume point read and discarded: they are already on disk (or
-already extracted), and they were hashed from there, so nothing local is overwritten and the
-MD5 still covers every byte of the result.
+`remote_chunks` is the only place that retries: it reopens the source at the first byte not
+yet received, after an exponential backoff, for as long as each attempt moves forward.
 """
 
 from __future__ import annotations
@@ -78,7 +71,15 @@ def remote_chunks(
     on_retry: Callable[[str], None] = lambda message: None,
 ) -> Iterator[bytes]:
     """The object's bytes from `offset` to its end (`size`, or the end of the response when the
-    size is unknown), continuing transparently across dropped connections."""
+    size is unknown), continuing transparently across dropped connections.
+
+    A dropped connection, a time-out or an HTTP 5xx/429 is retried; `retries` bounds the
+    consecutive failures without progress, so a long transfer survives any number of drops.
+    A server that ignores the range request (answers 200 with the whole object instead of 206)
+    gets the bytes before the resume point read and discarded: they are already on disk (or
+    already extracted), and they were hashed from there, so nothing local is overwritten and
+    the MD5 still covers every byte of the result.
+    """
     position = offset
     failures = 0
     while size is None or position < size:

@@ -1,8 +1,8 @@
 """What we know about each released experiment, declared in one place.
 
 Like a TFDS builder registry: an experiment name maps to its architecture, class count,
-dataset and index order, and the tarball that carries it (URL and MD5). Every other module
-asks here instead of repeating these facts.
+dataset and index order, split sizes (every run is checked against them) and the tarball
+that carries it (URL and MD5). Every other module asks here instead of repeating these.
 """
 
 from __future__ import annotations
