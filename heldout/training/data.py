@@ -34,7 +34,7 @@ from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR, IDX_FILES
 from heldout.datasets.resolve import is_idx_folder
 from heldout.errors import TrainingError
 from heldout.release import label_corruption
-from heldout.training.config import TrainingConfig
+from heldout.training.config import NPZ_DATASET, TrainingConfig
 
 SOURCE_META_KEY = "source"  # ExperimentMeta.extra key of the `SourceRecord`
 TRAINING_SPLITS = ("train", "test")
@@ -119,20 +119,26 @@ def open_source(dataset: str, data_dir: str | os.PathLike | None) -> OpenedSourc
       DatasetError: the data cannot be read (the message names the file or folder).
     """
     if not dataset:
-        raise TrainingError("dataset is empty: name the data to train on (--dataset)")
+        raise TrainingError("dataset is empty: name the data to train on")
     if data_dir is None:
         if dataset != "fashion_mnist":
             raise TrainingError(
-                f"{dataset} has no default data: pass --data_dir, a folder of IDX files "
+                f"{dataset} has no default data: pass data_dir, a folder of IDX files "
                 "(train-images-idx3-ubyte.gz, ...), a prepared TFDS data_dir, or (with "
-                "--dataset=npz) a .npz file"
+                "dataset npz) a .npz file"
             )
         data_dir = DEBIAN_FASHION_MNIST_DIR
         if not is_idx_folder(data_dir):
             raise TrainingError(
                 f"{data_dir}: Debian's Fashion-MNIST files are not installed (run setup.sh, "
-                "or `apt-get install dataset-fashion-mnist`), or pass --data_dir"
+                "or `apt-get install dataset-fashion-mnist`), or pass data_dir"
             )
+    data_dir = str(Path(data_dir).expanduser().absolute())
+    if dataset == NPZ_DATASET and not Path(data_dir).is_file():
+        raise TrainingError(
+            f"{data_dir}: dataset npz needs data_dir to be a .npz file holding "
+            "x_train, y_train, x_test and y_test"
+        )
     return datasets_open_source(dataset, data_dir, splits=TRAINING_SPLITS)
 
 
