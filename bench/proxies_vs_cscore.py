@@ -69,6 +69,7 @@ def _reference_scores(config, folder: str, num_train: int | None):
     from heldout import training
     from heldout.release import layout as release
     from heldout.scores import experiment as scores
+    from heldout.scores.request import ScoreRequest
 
     start = time.perf_counter()
     if num_train is not None:
@@ -84,7 +85,7 @@ def _reference_scores(config, folder: str, num_train: int | None):
         on_event=lambda e: written.append(e) if isinstance(e, training.RunWritten) else None,
     )
     experiment = release.open_experiment(folder)
-    cscores = scores.score_experiment(experiment, scores=("cscore",)).cscores.cscore
+    cscores = scores.score_experiment(experiment, ScoreRequest(scores=("cscore",))).cscores.cscore
     return cscores, experiment, time.perf_counter() - start, len(written), config
 
 

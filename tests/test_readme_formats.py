@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from heldout.scores import experiment as scores
+from heldout.scores.request import SCORE_NAMES, ScoreRequest
 from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -33,7 +34,7 @@ def test_every_written_key_is_in_the_table_with_its_dtype(tmp_path):
     written = {}
     for topk in (0, 2):
         result = scores.score_experiment(
-            experiment, scores=scores.SCORE_NAMES, influence_topk=topk, confidence=0.95
+            experiment, ScoreRequest(scores=SCORE_NAMES, influence_topk=topk, confidence=0.95)
         )
         written.update(result.arrays())
     assert sorted(written) == sorted(rows)

@@ -25,6 +25,7 @@ import numpy as np
 from heldout._core.atomic import write_npz_atomic
 from heldout._core.npz import load_npz
 from heldout.errors import ScoresError
+from heldout.scores import file as keys
 
 HELDOUT_PROBS_FILE = "heldout_probs.npz"
 _KEYS = ("index", "probs")
@@ -153,8 +154,8 @@ def experiment_soft_cscores(experiment, labels: np.ndarray) -> dict[str, np.ndar
         experiment says so: `heldout.datasets.relabeled.experiment_labels`).
 
     Returns:
-      `soft_cscore` float64 [N] (NaN where never held out) and `soft_cscore_count` int64
-      [N], the runs behind each value.
+      `soft_cscore` float64 [N] (NaN where never held out) and `soft_cscore_count_out`
+      int64 [N], the runs behind each value (keys: `heldout.scores.file`).
 
     Raises:
       ScoresError: a run without its file (the message names the run folder), or no runs.
@@ -166,4 +167,4 @@ def experiment_soft_cscores(experiment, labels: np.ndarray) -> dict[str, np.ndar
     if num_train is None:
         raise ScoresError(f"{experiment.path}: the experiment does not record num_train")
     probs = out_of_sample_probs([run.path for run in runs], num_train)
-    return {"soft_cscore": probs.soft_cscore(labels), "soft_cscore_count": probs.count}
+    return {keys.SOFT_CSCORE: probs.soft_cscore(labels), keys.SOFT_CSCORE_COUNT_OUT: probs.count}

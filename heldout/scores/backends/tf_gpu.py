@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import numpy as np
+
+from heldout.scores.backends.bitplanes import BitPackedInfluenceAccumulator
 
 BLOCK_RUNS = 2048  # float16 holds every integer up to 2048 exactly
 _BLOCK_WORDS = BLOCK_RUNS // 64
@@ -201,3 +204,36 @@ def warm_up(topk: bool = False) -> None:
 
     with tf.device(_device(None)):
         tf.constant(0.0).numpy()
+
+
+class TfGpuBackend:
+    """The tf-gpu backend (`InfluenceBackend`): the bit-packed runs' products on a GPU.
+
+    Registered by this module's dotted path, imported only when used, so that nothing
+    else in `heldout.scores` imports TensorFlow.
+    """
+
+    name = "tf-gpu"
+    streams_dense = False
+
+    def why_unavailable(self) -> str | None:
+        missing = why_no_gpu()
+        return None if missing is None else f"cannot run here: {missing}"
+
+    def kernels(self):
+        return sys.modules[__name__]
+
+    def accumulator(
+        self,
+        topk: int,
+        subset_ratio: float | None,
+        num_runs: int | None = None,
+        stream_dense: bool = False,
+        max_matrix_bytes: int | None = None,
+    ) -> BitPackedInfluenceAccumulator:
+        return BitPackedInfluenceAccumulator(
+            topk, subset_ratio, self, max_matrix_bytes, num_runs, stream_dense=stream_dense
+        )
+
+
+BACKEND = TfGpuBackend()

@@ -43,23 +43,16 @@ Where the estimate is NaN (no run to average over) the interval is NaN too.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from heldout.errors import ScoresError, UsageError
-
-if TYPE_CHECKING:  # the score engine imports this module
-    from heldout.scores.experiment import CScores, Memorization
-    from heldout.scores.influence import Influence
+from heldout.errors import ScoresError
+from heldout.scores.request import check_confidence
+from heldout.scores.results import CScores, Influence, Memorization, ScoreIntervals
 
 __all__ = [
     "MEE_TABLE_ENTRIES",
-    "ScoreIntervals",
     "CorrectTestCounts",
     "binomial_interval",
-    "check_confidence",
     "influence_intervals",
     "mean_of_proportions_interval",
     "mee_interval",
@@ -71,14 +64,6 @@ __all__ = [
 # Count pairs up to which influence intervals are Mee's, from a table of every pair (see the
 # module docstring): building it costs ~20 us a pair, about 2-3 s at the limit.
 MEE_TABLE_ENTRIES = 1 << 17
-
-
-def check_confidence(confidence: float) -> float:
-    """`confidence` as a float in (0, 1); UsageError otherwise."""
-    value = float(confidence)
-    if not 0.0 < value < 1.0:
-        raise UsageError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
-    return value
 
 
 def _z(confidence: float) -> float:
@@ -485,40 +470,6 @@ class CorrectTestCounts:
 
 # ---------------------------------------------------------------------------------------
 # All intervals of a scores file.
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoreIntervals:
-    """Intervals beside the estimates of `heldout.scores.experiment.ExperimentScores`.
-
-    Attributes:
-      confidence: the nominal coverage, e.g. 0.95.
-      cscore_by_ratio_low / _high: float64 [S, N] (Wilson/Jeffreys), or None.
-      cscore_low / _high: float64 [N] (Price-Bonett), or None.
-      memorization_low / _high: float64 [N] (Mee's score interval), or None.
-      influence_low / _high: float32, shaped like the dense matrix or the top-k values
-        (Mee's or Newcombe's, by the number of runs), or None.
-    """
-
-    confidence: float
-    cscore_by_ratio_low: np.ndarray | None = None
-    cscore_by_ratio_high: np.ndarray | None = None
-    cscore_low: np.ndarray | None = None
-    cscore_high: np.ndarray | None = None
-    memorization_low: np.ndarray | None = None
-    memorization_high: np.ndarray | None = None
-    influence_low: np.ndarray | None = None
-    influence_high: np.ndarray | None = None
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The scores-file keys (README: output file formats)."""
-        out = {"confidence": np.float64(self.confidence)}
-        for name in ("cscore_by_ratio", "cscore", "memorization", "influence"):
-            low = getattr(self, f"{name}_low")
-            if low is not None:
-                out[f"{name}_ci_low"] = low
-                out[f"{name}_ci_high"] = getattr(self, f"{name}_high")
-        return out
 
 
 def _successes(proportion: np.ndarray, count: np.ndarray) -> np.ndarray:

@@ -51,63 +51,18 @@ import numpy as np
 
 from heldout.errors import InconsistentRunError, ScoresError, UsageError
 from heldout.release.aux_arrays import AuxArrays
+from heldout.scores.results import SignificantPairs
 from heldout.scores.uncertainty import hypergeometric as hg
 
 __all__ = [
-    "InfluencePairs",
-    "InfluencePairsAccumulator",
+    "SignificantPairs",
+    "SignificantPairsAccumulator",
     "benjamini_hochberg",
     "compute_influence_pairs",
 ]
 
 _BINS_PER_DECADE = 50
 _LOWEST_LOG_P = -800.0  # natural log; p-values below share the histogram's last bin
-
-
-@dataclasses.dataclass(frozen=True)
-class InfluencePairs:
-    """The pairs Benjamini-Hochberg selects at `fdr`, most significant first.
-
-    Attributes:
-      subset_ratio, num_runs: the runs tested.
-      fdr: the false-discovery rate controlled.
-      min_memorization: the family's memorization minimum, or None for every column.
-      num_tests: m, pairs tested (test examples x training examples in the family with
-        both counts positive).
-      train_index, test_index: int64 [P].
-      influence: float64 [P]: S / n_in - (c - S) / n_out, exactly.
-      p_value: float64 [P]: Fisher's one-sided exact p (0 where below float64's range).
-      q_value: float64 [P]: BH-adjusted p-values (each <= fdr).
-      memorization: float64 [P]: of the training example, from the same runs.
-    """
-
-    subset_ratio: float | None
-    num_runs: int
-    fdr: float
-    min_memorization: float | None
-    num_tests: int
-    train_index: np.ndarray
-    test_index: np.ndarray
-    influence: np.ndarray
-    p_value: np.ndarray
-    q_value: np.ndarray
-    memorization: np.ndarray
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The scores-file keys (README: output file formats)."""
-        minimum = np.nan if self.min_memorization is None else self.min_memorization
-        return {
-            "pairs_train_index": self.train_index,
-            "pairs_test_index": self.test_index,
-            "pairs_influence": self.influence,
-            "pairs_p_value": self.p_value,
-            "pairs_q_value": self.q_value,
-            "pairs_memorization": self.memorization,
-            "pairs_fdr": np.float64(self.fdr),
-            "pairs_min_memorization": np.float64(minimum),
-            "pairs_num_tests": np.int64(self.num_tests),
-            "pairs_num_runs": np.int64(self.num_runs),
-        }
 
 
 def benjamini_hochberg(
@@ -198,7 +153,7 @@ class _Candidates:
         self.size = int(kept.sum())
 
 
-class InfluencePairsAccumulator:
+class SignificantPairsAccumulator:
     """Streams runs of one subset ratio; `result()` selects the significant pairs.
 
     Args:
@@ -271,7 +226,7 @@ class InfluencePairsAccumulator:
                 self._heldout_correct / count_out.astype(np.float64)
             )
 
-    def result(self) -> InfluencePairs:
+    def result(self) -> SignificantPairs:
         """The selected pairs (see the module docstring for the method and its memory).
 
         Raises:
@@ -336,7 +291,7 @@ class InfluencePairsAccumulator:
         )
         n_in = count_in[train].astype(np.float64)
         influence = successes / n_in - (correct[test] - successes) / (runs - n_in)
-        return InfluencePairs(
+        return SignificantPairs(
             subset_ratio=self.subset_ratio,
             num_runs=runs,
             fdr=self.fdr,
@@ -395,9 +350,9 @@ def compute_influence_pairs(
     fdr: float = 0.05,
     min_memorization: float | None = None,
     **options,
-) -> InfluencePairs:
+) -> SignificantPairs:
     """Significant influence pairs from runs of one subset ratio (see the module docs)."""
-    accumulator = InfluencePairsAccumulator(subset_ratio, fdr, min_memorization, **options)
+    accumulator = SignificantPairsAccumulator(subset_ratio, fdr, min_memorization, **options)
     for aux in runs:
         accumulator.add(aux)
     return accumulator.result()
