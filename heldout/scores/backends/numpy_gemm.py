@@ -292,8 +292,8 @@ class _RunningTopK:
             return
         if num_above > 2 * self.k * tile.shape[0]:
             above = self._best_in_tile(tile, above)  # while thresholds are still low
-        # flatnonzero: 10x faster than a 2-D nonzero on a tile that is mostly False; the
-        # candidates of a row come out in column order.
+        # flatnonzero rather than a 2-D nonzero (a tile is mostly False); the candidates
+        # of a row come out in column order.
         row, col = np.divmod(np.flatnonzero(above), above.shape[1])
         per_row = np.bincount(row, minlength=tile.shape[0])
         first = np.cumsum(per_row) - per_row

@@ -20,9 +20,9 @@ two rows' sums (int32, 2 KiB each) stay in the L1 cache. The kernels release the
 the tasks run on plain threads, one per core the process may use (`HELDOUT_THREADS`
 overrides): numba's parallel loops would double the compile time for no gain here.
 
-Importing this module imports numba (~0.3 s) but compiles nothing; the first call
+Importing this module imports numba but compiles nothing; the first call
 compiles (seconds) or, usually, loads the machine code numba cached from an earlier
-process. `heldout.scores.influence` imports it only when the popcount backend is chosen.
+process. `heldout.scores.backends.bitplanes.PopcountBackend` imports it only when it is used.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _allow_512_bit_vectors() -> None:
 
     LLVM's tuning for most AVX512 CPUs prefers 256-bit vectors (older Xeons clock down
     on 512-bit code); here a 512-bit VPOPCNTQ does twice the work of a 256-bit one, and
-    the top-k kernel measured 0.89 instead of 1.24 ns per (test, train) pair. Only done
+    the top-k kernel runs faster (docs/performance.md). Only done
     when the user has chosen no CPU name or features for numba (NUMBA_CPU_NAME,
     NUMBA_CPU_FEATURES), and it changes numba's code generation for this process alone.
     """
