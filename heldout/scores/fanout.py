@@ -1,29 +1,10 @@
-"""`score_experiment` with the reading fanned out over Dask workers.
+"""`score_experiment` with the reading fanned out over Dask workers (`score_on_cluster`).
 
-    result = score_on_cluster(experiment, ScoreRequest(...), scheduler="local", n_workers=2)
-
-Reading and checking the `aux_arrays.npz` files is the cost of scoring most experiments
-(thousands of files; CPU-bound decompression and validation), so it is what is spread:
-the runs are cut into contiguous shares, one task per share. A worker reads its share
-(`heldout.release.reading.read_runs`, with the experiment's split-size check) and returns
-`PartialScores`, the sufficient statistics the engine keeps:
-
-* the per-ratio integer counts (`heldout.scores.counts.ScoreAccumulator`) behind C-scores and
-  memorization; partials are added in a binary tree of tasks on the workers
-  (`ScoreAccumulator.merge`), so the client receives one set of counts;
-* for influence, its intervals and the influence pairs, the runs of the score ratio
-  packed 8 examples to a byte (training mask, training and test correctness:
-  (2 N + N_test) / 8 bytes a run). Concatenated in run order
-  up the same tree, they are fed on the client into the very accumulators
-  `score_experiment` uses, in the same order: the GEMM / popcount backends then compute
-  the same integers. So every output equals the single-process one exactly (counts,
-  C-scores and memorization are integer sums; influence is the same computation on the
-  same runs in the same order).
-
-Bad runs: with `skip_bad_runs`, the workers report each one (by file) and go on, as the
-single process does; the split sizes every run is checked against are settled on the
-client first (the experiment's recorded sizes, else the majority), so a worker's first
-run cannot decide them.
+Workers read contiguous shares of runs and return `PartialScores`: the integer counts
+and, where influence, its intervals or pairs are asked for, the score-ratio runs packed
+8 examples to a byte. Partials are added in a tree on the workers and fed, in run order,
+into the very accumulators `score_experiment` uses, so the results equal the
+single-process ones exactly.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """Out-of-sample probabilities from the heldout runs themselves, and the soft C-score.
 
-With `record_heldout_probs` (`--record_heldout_probs`), each run also writes
-`heldout_probs.npz` beside its `aux_arrays.npz` (which stays byte-identical to a run
-without it): `index` int64 [K], the training positions the run held out, ascending, and
-`probs` float16 [K, C], the final model's softmax on them. An example's out-of-sample
-probability vector is the mean over the runs that held it out; that is what cleanlab
-needs ("out-of-sample predicted probabilities") at no extra training cost.
-
-Soft C-score of example j: the mean, over the runs that held j out, of the held-out
-probability of j's (trained-on) label -- the integral C-score with correctness replaced
-by the probability of the label, averaged over every run whatever its ratio. NaN where no
-run held j out. float16 keeps 3 significant digits, far below the run-to-run spread.
+Runs trained with `record_heldout_probs` write `heldout_probs.npz` (`index` int64 [K],
+`probs` float16 [K, C]: the final softmax on the examples they held out). The soft
+C-score of an example is the mean, over the runs that held it out, of the held-out
+probability of its label; NaN where no run held it out.
 """
 
 from __future__ import annotations

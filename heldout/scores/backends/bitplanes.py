@@ -1,18 +1,9 @@
-"""Runs packed along the run axis (64 runs of an example in a word), and the accumulator
-and popcount backend on them (the tf-gpu backend uses the same accumulator).
+"""Runs packed along the run axis (64 runs of an example in a word), the accumulator that
+keeps them for the popcount and tf-gpu backends, and the popcount backend itself.
 
-Influence needs, for every pair of a test and a training example, how many runs had both
-values 1: `sum_r T[r, t] M[r, j]`. With each example's values over runs packed into words
-(bit `r % 64` of word `r // 64` is run r), that count is `popcount(T_t & M_j)` summed over
-R / 64 words: 64 binary multiply-adds in one AND and one POPCNT
-(`heldout.scores.backends.popcount`).
-
-`RunBits` collects runs one at a time into such words, laid out as word planes
-`uint64 [W, size]` (plane w holds runs 64w..64w+63 of every example), so a kernel reads
-one plane's words for consecutive examples contiguously. Runs arrive one at a time (a
-row over all examples) and the words hold one example's runs (a column over runs): the
-transposition happens 8 runs at a time in a byte plane (one shift and one OR per run),
-written into its byte of the words once 8 runs are in. numpy only: no compiler needed.
+With words of runs, the count of runs where test t is right and training example j was
+in is `popcount(T_t & M_j)` summed over words. `RunBits` transposes runs into such word
+planes 8 runs at a time, numpy only; the numba kernels load only when first used.
 """
 
 from __future__ import annotations

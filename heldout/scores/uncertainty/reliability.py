@@ -1,25 +1,9 @@
-"""How reliable each score's ranking is, and how many runs a target reliability needs.
+"""How reliable each score's ranking is, and the run budget a target reliability needs.
 
-Reliability here is split-half rank reliability: the runs of each subset ratio are split
-at random into two halves, the score is computed from each half, and the Spearman
-correlation between the two rankings (over the examples defined in both) is averaged
-over `repeats` random splits. "Reliability at R runs per ratio" is what this measures on
-an experiment of R runs per ratio, i.e. the agreement of two independent score sets of
-R / 2 runs each; so the predicted reliability at 2R is also how well the scores from all
-R runs would agree with an independent repetition of R runs.
-
-Prediction for m times as many runs: the population of true per-example probabilities
-is estimated from the counts of all runs, deconvolving the binomial noise
-(`heldout.scores.uncertainty.deconvolution`), and the experiment is simulated from it with two
-halves of m R / 2 runs per ratio (each example held out in a ratio's run with the
-fraction observed), averaged over a few simulated replicates of every example. The
-target's run budget is found by bisection on the simulated curve. Spearman-Brown's
-step-up formula is reported beside it for comparison only: it treats every example's
-noise alike and so over-predicts rank reliability of binomial estimates.
-
-Everything streams over the runs' aux arrays in bounded memory: per repeat and ratio,
-the held-out count and correct count of one half (the other half is the total minus it).
-Memory: (2 x repeats + 3) x ratios x N int32 values.
+Split-half rank reliability (Spearman between scores of two random halves of the runs),
+measured over repeats, and predicted for m times the runs by simulating from the
+deconvolved population of true probabilities (`deconvolution`); Spearman-Brown is
+reported beside it for reference. Method: docs/methods.md.
 """
 
 from __future__ import annotations
