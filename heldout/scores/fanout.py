@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from heldout import cluster
+import heldout.cluster as cluster
 from heldout.errors import AuxArraysError, UsageError
 from heldout.release.layout import Experiment
 from heldout.release.reading import (

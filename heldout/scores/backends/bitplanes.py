@@ -8,6 +8,7 @@ planes 8 runs at a time, numpy only; the numba kernels load only when first used
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import threading
 
@@ -207,6 +208,9 @@ def _warm_up(backend, topk: bool) -> None:
         pass
 
 
+_KERNELS = "heldout.scores.backends.popcount"  # by name: it imports this module's constants
+
+
 class PopcountBackend:
     """The popcount backend (`InfluenceBackend`): exact AND + POPCOUNT counts on the CPU.
 
@@ -223,9 +227,8 @@ class PopcountBackend:
         return None
 
     def kernels(self):
-        from heldout.scores.backends import popcount
-
-        return popcount
+        """The numba kernels (`heldout.scores.backends.popcount`), imported on first use."""
+        return importlib.import_module(_KERNELS)
 
     def accumulator(
         self,
