@@ -1,10 +1,12 @@
 """The scores file: key constants, provenance, and old files still read."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from heldout._core import atomic
 from heldout._core.provenance import TOOLKIT_VERSION
 from heldout.errors import ScoresError
 from heldout.scores import file as keys
@@ -79,3 +81,22 @@ def test_score_request_is_frozen_and_replaced():
     with pytest.raises(AttributeError):
         request.backend = "popcount"
     assert json.loads(json.dumps(changed.as_dict()))["influence_topk"] == 3
+
+
+def _leftovers(folder):
+    return [p.name for p in Path(folder).iterdir() if p.name.startswith(".")]
+
+
+def test_save_scores_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "scores.npz"
+    keys.save_scores(target, {"a": np.arange(3)})
+
+    def failing_write(file, arrays):
+        file.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic, "write_stored_npz", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        keys.save_scores(target, {"a": np.arange(5)})
+    np.testing.assert_array_equal(np.load(target)["a"], np.arange(3))  # old file intact
+    assert _leftovers(tmp_path) == []
