@@ -7,7 +7,7 @@ Modules, one per figure family: `canvas` (the figure, `save_figure`, formats), `
 """
 
 from heldout.plots.analysis import plot_class_statistics, plot_score_comparison
-from heldout.plots.canvas import DPI, check_formats, new_figure, save_figure
+from heldout.plots.canvas import check_formats, save_figure
 from heldout.plots.cscores import plot_cscore_bins, plot_cscore_histogram, plot_histograms
 from heldout.plots.curves import (
     CurveRecorder,
@@ -28,7 +28,6 @@ from heldout.plots.proxies import plot_proxies
 from heldout.plots.uncertainty import plot_cscore_bands, plot_reliability_curve, write_cscore_bands
 
 __all__ = [
-    "DPI",
     "FIGURE_NAMES",
     "CurveRecorder",
     "LearningCurve",
@@ -37,7 +36,6 @@ __all__ = [
     "draw_figures",
     "learning_curve_figure",
     "load_scores",
-    "new_figure",
     "plot_class_statistics",
     "plot_cscore_bands",
     "plot_cscore_bins",

@@ -85,3 +85,15 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def test_every_figure_module_writes_through_the_one_save_figure():
+    import importlib
+    import pkgutil
+
+    import heldout.plots
+
+    for info in pkgutil.iter_modules(heldout.plots.__path__):
+        module = importlib.import_module(f"heldout.plots.{info.name}")
+        if hasattr(module, "save_figure"):
+            assert module.save_figure is canvas.save_figure, info.name
