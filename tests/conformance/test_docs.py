@@ -35,14 +35,30 @@ def _markdown_files() -> list[Path]:
     return [README, *sorted(DOCS.glob("*.md"))]
 
 
-def _relative_links(path: Path) -> list[str]:
+def _links(path: Path) -> list[tuple[str, str]]:
+    """(file, fragment) of every relative link in `path`; file is "" for `#fragment`."""
     text = _FENCE.sub("", path.read_text(encoding="utf-8"))
     links = []
     for target in _LINK.findall(text):
-        if target.startswith(_EXTERNAL) or target.startswith("#"):
+        if target.startswith(_EXTERNAL):
             continue
-        links.append(target.split("#", 1)[0])
+        file, _, fragment = target.partition("#")
+        links.append((file, fragment))
     return links
+
+
+def _relative_links(path: Path) -> list[str]:
+    return [file for file, _ in _links(path) if file]
+
+
+def _anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file."""
+    text = _FENCE.sub("", path.read_text(encoding="utf-8"))
+    anchors = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", text, re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
 
 
 def test_readme_is_at_most_12_kib():
@@ -83,7 +99,22 @@ def test_every_relative_link_points_at_an_existing_file():
     assert not broken, "broken relative links: " + ", ".join(broken)
 
 
+def test_every_link_to_a_heading_finds_it():
+    broken = []
+    for path in _markdown_files():
+        for file, fragment in _links(path):
+            target = path.parent / file if file else path
+            if fragment and target.suffix == ".md" and target.exists():
+                if fragment not in _anchors(target):
+                    broken.append(f"{path.relative_to(REPO)} -> {file}#{fragment}")
+    assert not broken, "links to missing headings: " + ", ".join(broken)
+
+
 def test_the_link_check_sees_links():
     # A regex that matched nothing would pass the check above vacuously.
     assert "docs/architecture.md" in _relative_links(README)
     assert _relative_links(DOCS / "architecture.md")
+    assert "figures-heldout-plot" in _anchors(DOCS / "scores.md")
+    assert ("release.md", "dataset-orders-heldout-map-order-toolsmap_orderpy") in _links(
+        DOCS / "methods.md"
+    )
