@@ -1,10 +1,10 @@
 r"""Measurement: which detector finds corrupted labels? C-scores, one-run proxies, cleanlab.
 
 Full size (the acceptance run):
-  python bench/label_noise.py --output_dir=/tmp/fashion-noisy
+  python bench/relabeled.py --output_dir=/tmp/fashion-noisy
 
 Small (a few minutes; not the acceptance numbers):
-  python bench/label_noise.py --output_dir=/tmp/fashion-noisy-small --epochs=3 \
+  python bench/relabeled.py --output_dir=/tmp/fashion-noisy-small --epochs=3 \
       --runs_per_ratio=4 --num_train=4000
 
 Fashion-MNIST with 10 % of the training labels corrupted once (`--label_corrupt_prob=0.1`
@@ -131,11 +131,12 @@ def main(argv):
     from cleanlab.rank import get_label_quality_scores
 
     from heldout import training
+    from heldout.datasets import relabeled
     from heldout.proxies import compute
+    from heldout.release import label_corruption
     from heldout.release import layout as release
     from heldout.scores import experiment as scores
     from heldout.scores.soft_cscore import out_of_sample_probs
-    from heldout.training import label_noise
     from heldout.training.data import open_source
 
     if _OUTPUT_DIR.value is None:
@@ -170,8 +171,8 @@ def main(argv):
     experiment = release.open_experiment(_OUTPUT_DIR.value)
     result = scores.score_experiment(experiment, scores=("cscore", "memorization"))
     n = result.cscores.cscore.size
-    trained_labels = np.asarray(label_noise.experiment_labels(experiment))
-    corruption = label_noise.experiment_label_corruption(experiment)
+    trained_labels = np.asarray(relabeled.experiment_labels(experiment))
+    corruption = label_corruption.experiment_label_corruption(experiment)
     corrupted = corruption.mask(n)
     oos = out_of_sample_probs([run.path for run in experiment.runs], n)
     heldout_seconds = time.perf_counter() - start

@@ -346,9 +346,9 @@ def test_umask_022_makes_every_written_file_and_folder_readable(experiment_dir, 
 
 def test_model_built_and_traced_once_per_worker_with_identical_results(experiment_dir):
     """Issue 13: every run used to build its own model and trace its own step."""
+    from heldout.datasets import relabeled
     from heldout.evaluation import evaluate as evaluation
     from heldout.release import layout as release
-    from heldout.training import label_noise
 
     runs = fanout.select_runs(experiment_dir)
     state = fanout.WorkerState()
@@ -357,7 +357,7 @@ def test_model_built_and_traced_once_per_worker_with_identical_results(experimen
     assert (state.models.builds, state.models.traces) == (1, 1)
 
     meta = release.read_experiment_meta(experiment_dir)
-    source = label_noise.experiment_source(experiment_dir)
+    source = relabeled.experiment_source(experiment_dir)
     cache = evaluation.ModelCache()
     for run, record in zip(runs, records, strict=True):
         fresh = evaluation.check_run(run, source, meta=meta, batch_size=16)

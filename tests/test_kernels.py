@@ -16,7 +16,8 @@ from training_slice import write_fashion_slice, write_idx
 from heldout._core.npz import load_npz
 from heldout.datasets import idx
 from heldout.kernels import interpolation as kernels
-from heldout.training import label_noise, plan
+from heldout.release import label_corruption
+from heldout.training import plan
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = REPO / "tools" / "kernel_interpolation.py"
@@ -169,7 +170,7 @@ def test_command_fits_random_labels_and_writes_what_it_is_a_result_of(slice_dir,
     assert (float(arrays["gamma"]), int(arrays["seed"]), int(arrays["num_train"])) == (0.02, 3, 400)
     # The same random labels as a heldout experiment with --label_corrupt_prob=1 --seed=3.
     clean = idx.load_idx_split(slice_dir, "train").labels
-    expected = label_noise.corrupt_labels(clean, 1.0, 10, plan.corruption_rng(3)).apply(clean)
+    expected = label_corruption.corrupt_labels(clean, 1.0, 10, plan.corruption_rng(3)).apply(clean)
     np.testing.assert_array_equal(arrays["train_labels"], expected)
     np.testing.assert_array_equal(arrays["train_predictions"], expected)
     np.testing.assert_array_equal(

@@ -12,9 +12,10 @@ import tensorflow as tf
 from training_slice import write_fashion_slice, write_idx
 
 from heldout import datasets, training
-from heldout.datasets import idx
+from heldout.datasets import idx, relabeled
+from heldout.release import label_corruption
 from heldout.release import layout as release
-from heldout.training import label_noise, plan, stacked_mlp
+from heldout.training import plan, stacked_mlp
 
 NUM_TRAIN, NUM_TEST = 2000, 500
 
@@ -149,14 +150,14 @@ def test_stacked_step_equals_sonnet_mlp_with_momentum(hidden_sizes, weight_decay
 
 def test_corrupt_labels_and_checks(tmp_path):
     labels = np.arange(1000) % 10
-    corruption = label_noise.corrupt_labels(labels, 0.1, 10, np.random.default_rng(0))
+    corruption = label_corruption.corrupt_labels(labels, 0.1, 10, np.random.default_rng(0))
     assert corruption.num_corrupted == 100
     assert np.all(corruption.new_labels != labels[corruption.indices])
-    path = tmp_path / label_noise.LABEL_CORRUPTION_FILE
-    label_noise.save_label_corruption(path, corruption)
-    loaded = label_noise.load_label_corruption(path)
+    path = tmp_path / label_corruption.LABEL_CORRUPTION_FILE
+    label_corruption.save_label_corruption(path, corruption)
+    loaded = label_corruption.load_label_corruption(path)
     np.testing.assert_array_equal(loaded.apply(labels)[corruption.indices], corruption.new_labels)
-    with pytest.raises(label_noise.LabelCorruptionError, match="different dataset"):
+    with pytest.raises(label_corruption.LabelCorruptionError, match="different dataset"):
         loaded.apply((labels + 1) % 10)
 
 
@@ -212,14 +213,16 @@ def test_scores_can_be_computed(noisy_experiment):
 def test_label_corruption_is_recorded(noisy_experiment, data_dir):
     out, _, _ = noisy_experiment
     experiment = release.open_experiment(out)
-    assert experiment.meta.extra[label_noise.META_KEY] == label_noise.LABEL_CORRUPTION_FILE
-    corruption = label_noise.experiment_label_corruption(experiment)
+    assert (
+        experiment.meta.extra[label_corruption.META_KEY] == label_corruption.LABEL_CORRUPTION_FILE
+    )
+    corruption = label_corruption.experiment_label_corruption(experiment)
     assert corruption.num_corrupted == NUM_TRAIN // 10
     clean = idx.load_idx_split(data_dir, "train").labels
     np.testing.assert_array_equal(clean[corruption.indices], corruption.original_labels)
     assert np.all(corruption.new_labels != corruption.original_labels)
     assert corruption.new_labels.min() >= 0 and corruption.new_labels.max() < 10
-    labels = label_noise.experiment_labels(experiment, clean)
+    labels = relabeled.experiment_labels(experiment, clean)
     assert (labels != clean).sum() == corruption.num_corrupted
 
 
@@ -234,7 +237,7 @@ def test_checkpoints_cross_check_n_out_of_n(noisy_experiment, data_dir):
     clean_source = datasets.source_for_meta(experiment.meta)
     assert clean_source.split_size("train") == NUM_TRAIN
     # The form demo.py can use with --model_dir: the experiment folder of the run.
-    source = label_noise.relabeled_source(
+    source = relabeled.relabeled_source(
         run.experiment_dir, get_source("fashion_mnist_idx", data_dir)
     )
     check = evaluation.check_run(run, source, meta=experiment.meta)
@@ -242,7 +245,7 @@ def test_checkpoints_cross_check_n_out_of_n(noisy_experiment, data_dir):
     assert check.all_match and check.matches == NUM_TRAIN + NUM_TEST
     # Against the clean labels, only corrupted examples can disagree.
     clean = evaluation.check_run(run, clean_source, meta=experiment.meta)
-    corrupted = label_noise.experiment_label_corruption(experiment).mask(NUM_TRAIN)
+    corrupted = label_corruption.experiment_label_corruption(experiment).mask(NUM_TRAIN)
     for name in ("train", "removed"):
         assert corrupted[clean.checks[name].mismatched_indices].all()
 
@@ -270,8 +273,8 @@ def test_a_label_corruption_left_by_other_settings_is_refused(tmp_path, data_dir
     out = tmp_path / "exp"
     out.mkdir()
     labels = idx.load_idx_split(data_dir, "train").labels
-    other = label_noise.corrupt_labels(labels, 0.2, 10, plan.corruption_rng(3))
-    label_noise.save_label_corruption(out / label_noise.LABEL_CORRUPTION_FILE, other)
+    other = label_corruption.corrupt_labels(labels, 0.2, 10, plan.corruption_rng(3))
+    label_corruption.save_label_corruption(out / label_corruption.LABEL_CORRUPTION_FILE, other)
     with pytest.raises(training.TrainingError, match="label_corruption.*another experiment"):
         training.train_experiment(_config(data_dir, label_corrupt_prob=0.1), out)
     assert not (out / release.EXPERIMENT_META_FILE).exists()

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from training_slice import write_fashion_slice
 
+from heldout.datasets import relabeled
 from heldout.release import layout as release
-from heldout.training import label_noise
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_HELDOUT = REPO / "tools" / "train_heldout.py"
@@ -117,7 +117,7 @@ def test_recorded_data_dir_is_absolute_and_works_elsewhere(two_trainers, tmp_pat
     recorded = experiment.meta.extra["data_dir"]
     assert Path(recorded).is_absolute() and Path(recorded) == work / "slice"
     monkeypatch.chdir(tmp_path)  # a later tool, run from another folder
-    source = label_noise.experiment_source(release.open_experiment(experiment_dir))
+    source = relabeled.experiment_source(release.open_experiment(experiment_dir))
     assert source.load_arrays("train").labels.size == NUM_TRAIN
 
 

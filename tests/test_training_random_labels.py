@@ -19,8 +19,10 @@ import pytest
 from training_slice import write_fashion_slice
 
 from heldout import training
+from heldout.datasets import relabeled
+from heldout.release import label_corruption
 from heldout.release import layout as release
-from heldout.training import label_noise, plan, record
+from heldout.training import plan, record
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_TRAIN, NUM_TEST = 600, 200
@@ -129,7 +131,7 @@ def test_ratio_one_demo_cross_checks_n_out_of_n(random_labels):
 def test_every_label_is_redrawn_uniformly_at_prob_one():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 200_000)
-    corruption = label_noise.corrupt_labels(labels, 1.0, 10, plan.corruption_rng(1))
+    corruption = label_corruption.corrupt_labels(labels, 1.0, 10, plan.corruption_rng(1))
     trained_on = corruption.apply(labels)
     # Independent of the original label: every (original, new) pair about equally often,
     # including new == original (a "different class" rule would leave that diagonal empty).
@@ -146,7 +148,7 @@ def test_every_label_is_redrawn_uniformly_at_prob_one():
 def test_prob_below_one_draws_exactly_as_before():
     """Experiments trained before prob 1 was allowed get the same corrupted labels."""
     labels = np.arange(1000) % 10
-    corruption = label_noise.corrupt_labels(labels, 0.3, 10, np.random.default_rng(0))
+    corruption = label_corruption.corrupt_labels(labels, 0.3, 10, np.random.default_rng(0))
     assert corruption.num_corrupted == 300
     # Values drawn by the code as first written (git 9496c58).
     assert corruption.indices[:6].tolist() == [1, 3, 6, 11, 13, 14]
@@ -159,11 +161,11 @@ def test_the_experiment_trains_on_random_labels(random_labels, data_dir):
 
     out, _, _, _ = random_labels
     clean = idx.load_idx_split(data_dir, "train").labels
-    expected = label_noise.corrupt_labels(clean, 1.0, 10, plan.corruption_rng(7))
-    recorded = label_noise.experiment_label_corruption(release.open_experiment(out))
+    expected = label_corruption.corrupt_labels(clean, 1.0, 10, plan.corruption_rng(7))
+    recorded = label_corruption.experiment_label_corruption(release.open_experiment(out))
     np.testing.assert_array_equal(recorded.indices, expected.indices)
     np.testing.assert_array_equal(recorded.new_labels, expected.new_labels)
-    trained_on = label_noise.experiment_labels(out, clean)
+    trained_on = relabeled.experiment_labels(out, clean)
     assert 0.04 < (trained_on == clean).mean() < 0.17  # about 1/10 keep their label by chance
 
 

@@ -104,7 +104,7 @@ def _stale(folder: Path, name: str) -> Path:
 
 def test_importing_training_and_label_noise_loads_no_tensorflow():
     code = (
-        "import sys, heldout.training, heldout.training.label_noise, heldout.cli.progress; "
+        "import sys, heldout.training, heldout.release.label_corruption, heldout.cli.progress; "
         "print('tensorflow' in sys.modules)"
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

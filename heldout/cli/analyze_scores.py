@@ -57,13 +57,12 @@ def _scores_and_labels(path: str):
 
 
 def _source():
-    from heldout.datasets import get_source
+    from heldout.datasets import get_source, relabeled
     from heldout.release import layout as release
-    from heldout.training import label_noise
 
     if FLAGS.experiment_dir:
         experiment = release.open_experiment(FLAGS.experiment_dir)
-        return label_noise.experiment_source(experiment, FLAGS.dataset, FLAGS.data_dir)
+        return relabeled.experiment_source(experiment, FLAGS.dataset, FLAGS.data_dir)
     if FLAGS.dataset:
         return get_source(FLAGS.dataset, FLAGS.data_dir)
     return None

@@ -219,9 +219,10 @@ def main(argv: Sequence[str]) -> int:
     )
     arrays = result.arrays()
     if soft:
+        from heldout.datasets.relabeled import experiment_labels
         from heldout.scores.soft_cscore import experiment_soft_cscores
 
-        arrays.update(experiment_soft_cscores(experiment))
+        arrays.update(experiment_soft_cscores(experiment, experiment_labels(experiment)))
     scores.save_scores(_OUTPUT.value, arrays)
     print(_summary(result, time.perf_counter() - start, _OUTPUT.value))
     if soft:

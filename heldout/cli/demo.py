@@ -103,16 +103,14 @@ def main(argv) -> int:
     del argv
     eval_flags.check_flags()
     # Imported here so that --help answers without loading TensorFlow.
+    from heldout.datasets import relabeled
     from heldout.evaluation import evaluate as evaluation
     from heldout.release import layout as release
-    from heldout.training import label_noise
 
     options = eval_flags.eval_options()
     meta, runs = _choose_runs(release)
     # The labels the runs were trained and scored on (corrupted ones where recorded).
-    source = label_noise.experiment_source(
-        runs[0].experiment_dir, options.dataset, options.data_dir
-    )
+    source = relabeled.experiment_source(runs[0].experiment_dir, options.dataset, options.data_dir)
     cache = evaluation.ModelCache()  # one model for all runs: restored, not rebuilt
     matches = total = 0
     for run in runs:

@@ -51,17 +51,16 @@ def define_flags() -> None:
 def main(argv: Sequence[str]) -> int:
     del argv
     import heldout.plots as plots
-    from heldout.datasets import get_source
+    from heldout.datasets import get_source, relabeled
     from heldout.errors import UsageError
     from heldout.release import layout as release
-    from heldout.training import label_noise
 
     formats = plots.check_formats(FLAGS.formats)  # before anything slow
     scores = plots.load_scores(FLAGS.scores)
     plan = load_plan(FLAGS.plan) if FLAGS.plan else None
     if FLAGS.experiment_dir:
         experiment = release.open_experiment(FLAGS.experiment_dir)
-        source = label_noise.experiment_source(experiment, FLAGS.dataset, FLAGS.data_dir)
+        source = relabeled.experiment_source(experiment, FLAGS.dataset, FLAGS.data_dir)
     elif FLAGS.dataset:
         source = get_source(FLAGS.dataset, FLAGS.data_dir)
     else:

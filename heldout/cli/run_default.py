@@ -58,12 +58,12 @@ def _train(experiment_dir: Path) -> None:
 
 
 def _cross_check(experiment) -> bool:
+    from heldout.datasets import relabeled
     from heldout.evaluation import evaluate as evaluation
-    from heldout.training import label_noise
 
     ratios = experiment.subset_ratios
     run = experiment.runs_at(ratios[len(ratios) // 2])[0]
-    source = label_noise.experiment_source(experiment)
+    source = relabeled.experiment_source(experiment)
     check = evaluation.check_run(run, source, meta=experiment.meta)
     print(
         f"[2/4] demo cross-check of {run.path} (epoch {check.restore.epoch}, global step "
@@ -111,8 +111,8 @@ def main(argv: Sequence[str]) -> int:
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
     import heldout.plots as plots
+    from heldout.datasets import relabeled
     from heldout.release import layout as release
-    from heldout.training import label_noise
 
     start = time.perf_counter()
     experiment_dir = Path(_EXPERIMENT_DIR.value or release.default_experiment_dir())
@@ -124,7 +124,7 @@ def main(argv: Sequence[str]) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     arrays = _scores(experiment, output_dir / "scores.npz")
 
-    source = label_noise.experiment_source(experiment)
+    source = relabeled.experiment_source(experiment)
     train, test = source.load_arrays("train"), source.load_arrays("test")
     written = plots.write_figures(
         arrays,

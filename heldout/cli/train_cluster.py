@@ -11,8 +11,8 @@ import sys
 
 from heldout.cli import app
 from heldout.cli.cluster_flags import ClusterOptions
-from heldout.training import fanout as training_cluster
 from heldout.training import events
+from heldout.training import fanout as training_cluster
 from heldout.training.config import TrainingConfig
 
 _SHOW_TRACEBACKS = 1  # of failures that are bugs; the rest are named by path only

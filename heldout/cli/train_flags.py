@@ -3,7 +3,7 @@
 Both commands learn from the same MNIST-like training sets, so `--dataset`, `--data_dir`,
 `--label_corrupt_prob` and `--seed` mean the same in both: the same folder is read, and
 the same seed and probability give the same corrupted labels
-(`heldout.training.label_noise`, drawn from `heldout.training.plan.corruption_rng`), so a
+(`heldout.release.label_corruption`, drawn from `heldout.training.plan.corruption_rng`), so a
 kernel fit and a trained experiment can be compared on identical random labels.
 
     train_flags.define_flags()                     # at import of the command module

@@ -105,7 +105,7 @@ def source_for_meta(
 
     `dataset` / `data_dir` win over the meta (`meta.dataset`, `meta.index_order`, and
     `meta.extra["data_dir"]` when recorded). Experiments with corrupted labels need
-    `heldout.training.label_noise.experiment_source` instead.
+    `heldout.datasets.relabeled.experiment_source` instead.
     """
     name = dataset or source_name_for(
         getattr(meta, "dataset", None), getattr(meta, "index_order", None)

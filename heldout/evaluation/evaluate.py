@@ -412,7 +412,7 @@ def check_run(
     Args:
       run: a `heldout.release.layout.Run` with a checkpoint.
       source: the data the run was evaluated on (with its trained-on labels:
-        `heldout.training.label_noise.experiment_source`).
+        `heldout.datasets.relabeled.experiment_source`).
       splits: "train" and/or "test".
       arch, num_classes: override what `meta` (or the experiment name) says.
       meta: the experiment's `ExperimentMeta` (architecture, classes, image shape).

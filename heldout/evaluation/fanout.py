@@ -57,6 +57,7 @@ from heldout._core.locks import FileLock
 from heldout._core.provenance import file_identity
 from heldout.cluster import SCHEDULER_LOCAL, SCHEDULER_NONE, check_scheduler
 from heldout.errors import HeldoutError, InputFileError, StaleResultError, UsageError
+from heldout.release import label_corruption
 from heldout.release import layout as release
 
 DEFAULT_WORKERS = 2
@@ -242,7 +243,7 @@ class EvalOptions:
 
         Args:
           run: the run.
-          source: its data source (`heldout.training.label_noise.experiment_source`).
+          source: its data source (`heldout.datasets.relabeled.experiment_source`).
           meta: its experiment's `ExperimentMeta`.
           cache: an `evaluation.ModelCache` (None: a fresh model for this run).
 
@@ -336,13 +337,6 @@ def _file_or_missing(path: Path) -> dict:
         return {"path": str(path.absolute()), "missing": True}
 
 
-def _label_noise():
-    """The label-corruption module (TensorFlow-free), imported when first needed."""
-    from heldout.training import label_noise
-
-    return label_noise
-
-
 def experiment_identity(experiment_dir: str | os.PathLike, options: EvalOptions) -> dict:
     """The part of every run's identity that the experiment and the options decide.
 
@@ -365,7 +359,7 @@ def experiment_identity(experiment_dir: str | os.PathLike, options: EvalOptions)
     data_file = None
     if data_dir is not None and Path(data_dir).is_file():
         data_file = file_identity(data_dir)
-    corruption_name = extra.get(_label_noise().META_KEY)
+    corruption_name = extra.get(label_corruption.META_KEY)
     labels = _file_or_missing(folder / corruption_name) if corruption_name else None
     image_shape = list(meta.image_shape) if meta.image_shape else None
     return {
@@ -436,7 +430,9 @@ class WorkerState:
         """
         key = (str(experiment_dir), options.dataset, options.data_dir, json.dumps(labels))
         if key != self._source_key:
-            self._source = _label_noise().experiment_source(
+            from heldout.datasets import relabeled  # TensorFlow: only where a run is evaluated
+
+            self._source = relabeled.experiment_source(
                 experiment_dir, options.dataset, options.data_dir
             )
             self._source_key = key

@@ -533,7 +533,7 @@ def interpolate_dataset(
         `solve_interpolant`.
       num_train: the first examples of the training split to interpolate (None: all).
       num_test: the first test examples to predict (None: all).
-      label_corrupt_prob: `heldout.training.label_noise.corrupt_labels`; 1.0: every
+      label_corrupt_prob: `heldout.release.label_corruption.corrupt_labels`; 1.0: every
         label redrawn uniformly (random labels).
       seed: the corruption's seed (`heldout.training.plan.corruption_rng`).
 
@@ -545,7 +545,7 @@ def interpolate_dataset(
       SingularKernelError: see `solve_interpolant`.
       TrainingError, DatasetError: the data cannot be found or read.
     """
-    from heldout.training import label_noise
+    from heldout.release import label_corruption
     from heldout.training.data import open_source
     from heldout.training.plan import corruption_rng
 
@@ -557,7 +557,7 @@ def interpolate_dataset(
     t = _first(num_test, test.labels.size, "num_test", "test")
     labels = train.labels
     if label_corrupt_prob > 0:
-        corruption = label_noise.corrupt_labels(
+        corruption = label_corruption.corrupt_labels(
             labels, label_corrupt_prob, opened.source.num_classes, corruption_rng(seed)
         )
         labels = corruption.apply(labels)

@@ -81,7 +81,7 @@ def draw_figures(
     """Every figure the scores allow, by name (`FIGURE_NAMES`), drawn but not saved.
 
     `train_labels` should be the labels the models were trained on (for an experiment with
-    corrupted labels: `heldout.training.label_noise.experiment_labels`), so that a mislabeled
+    corrupted labels: `heldout.datasets.relabeled.experiment_labels`), so that a mislabeled
     image shows up among the low C-scores of the class it was labeled as. The influence figure
     needs influence scores and the test split; it leaves out training examples that were
     in or out of fewer than `min_influence_runs` runs. The band figure (`cscore_bands`)

@@ -238,7 +238,7 @@ def _sliced_data(data, num_train: int | None):
 
 
 def _load_data(options: ProxyOptions, config):
-    from heldout.training import label_noise
+    from heldout.release import label_corruption
     from heldout.training.data import load_training_data, open_source
     from heldout.training.plan import corruption_rng
 
@@ -247,7 +247,7 @@ def _load_data(options: ProxyOptions, config):
     corruption = None
     if options.label_corrupt_prob > 0:
         # The same draw as the experiment's (heldout.training.record.prepare_corruption).
-        corruption = label_noise.corrupt_labels(
+        corruption = label_corruption.corrupt_labels(
             clean.labels,
             options.label_corrupt_prob,
             opened.source.num_classes,

@@ -178,7 +178,7 @@ def open_reference_experiment(reference: ReferenceScores, experiment_dir: str | 
 
 def reference_labels(experiment) -> np.ndarray:
     """The labels the reference experiment's runs were trained on, in its order."""
-    from heldout.training.label_noise import experiment_labels
+    from heldout.datasets.relabeled import experiment_labels
 
     return np.asarray(experiment_labels(experiment))
 

@@ -110,6 +110,14 @@ def ratio_dir_name(subset_ratio: float) -> str:
     return repr(float(subset_ratio))
 
 
+def ratio_key(subset_ratio: float) -> float:
+    """The one canonical form of a subset ratio, for comparing and grouping ratios.
+
+    Ratios parsed from folder names or typed by users: 0.7 and 0.7000000000001 are one.
+    """
+    return round(float(subset_ratio), 9)
+
+
 _RATIO_NAME = re.compile(r"^(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e-?[0-9]+)?$")
 _RUN_ID_NAME = re.compile(r"^[0-9]+$")
 

@@ -28,7 +28,7 @@ import numpy as np
 from heldout._core.atomic import write_npz_atomic
 from heldout.errors import InconsistentRunError, ScoresError
 from heldout.release.aux_arrays import AuxArrays, AuxArraysError
-from heldout.release.layout import Experiment
+from heldout.release.layout import Experiment, ratio_key
 from heldout.release.reading import ProgressCallback, RunLike, SplitSizeCheck, read_runs
 from heldout.scores.influence import (
     DenseInfluenceAccumulator,
@@ -134,11 +134,6 @@ class _RatioCounts:
         return cls(0, *(np.zeros(num_train, dtype=np.int32) for _ in range(3)))
 
 
-def _ratio_key(subset_ratio: float) -> float:
-    # Ratios parsed from folder names or typed by users: 0.7 and 0.7000000000001 are one.
-    return round(float(subset_ratio), 9)
-
-
 class ScoreAccumulator:
     """Counts, per subset ratio, what C-scores and memorization need; add runs one by one.
 
@@ -151,7 +146,7 @@ class ScoreAccumulator:
     """
 
     def __init__(self, subset_ratios: Sequence[float] = (), per_example: bool = True):
-        self._declared = {_ratio_key(ratio) for ratio in subset_ratios}
+        self._declared = {ratio_key(ratio) for ratio in subset_ratios}
         self._counts: dict[float, _RatioCounts] = {}
         self.num_train: int | None = None
         self.per_example = per_example
@@ -168,7 +163,7 @@ class ScoreAccumulator:
                 f"{aux.source}: has N={aux.num_train} training examples; earlier runs have "
                 f"N={self.num_train}"
             )
-        key = _ratio_key(subset_ratio)
+        key = ratio_key(subset_ratio)
         counts = self._counts.get(key)
         if counts is None:
             counts = self._counts[key] = _RatioCounts.zeros(self.num_train)
@@ -215,7 +210,7 @@ class ScoreAccumulator:
     def _counts_at(self, subset_ratio: float) -> _RatioCounts:
         if self.num_train is None:
             raise ScoresError("no runs were added")
-        key = _ratio_key(subset_ratio)
+        key = ratio_key(subset_ratio)
         if key not in self._counts and key not in self._declared:
             raise ScoresError(
                 f"no runs at subset ratio {subset_ratio}; ratios present: "
@@ -361,7 +356,7 @@ def default_score_ratio(subset_ratios: Sequence[float]) -> float:
     if not subset_ratios:
         raise ScoresError("no subset ratios to choose from")
     for ratio in subset_ratios:
-        if _ratio_key(ratio) == _ratio_key(DEFAULT_SCORE_RATIO):
+        if ratio_key(ratio) == ratio_key(DEFAULT_SCORE_RATIO):
             return ratio
     return max(subset_ratios)
 
@@ -473,7 +468,7 @@ def plan_scores(
         if subset_ratio is None:
             score_ratio = default_score_ratio(present)
         else:
-            matching = [r for r in present if _ratio_key(r) == _ratio_key(subset_ratio)]
+            matching = [r for r in present if ratio_key(r) == ratio_key(subset_ratio)]
             if not matching:
                 raise ScoresError(
                     f"{experiment.path}: no runs at subset ratio {subset_ratio}; "
@@ -537,7 +532,7 @@ class ScoreState:
 
     def at_score_ratio(self, subset_ratio: float) -> bool:
         score_ratio = self.plan.score_ratio
-        return score_ratio is not None and _ratio_key(subset_ratio) == _ratio_key(score_ratio)
+        return score_ratio is not None and ratio_key(subset_ratio) == ratio_key(score_ratio)
 
     def add_at_score_ratio(self, aux) -> None:
         """Adds a run of the score ratio to the influence and its extras (not the counts)."""

@@ -141,14 +141,16 @@ def out_of_sample_probs(run_dirs: Sequence[str | os.PathLike], num_train: int) -
     return OutOfSampleProbs(mean, count, len(run_dirs))
 
 
-def experiment_soft_cscores(experiment) -> dict[str, np.ndarray]:
+def experiment_soft_cscores(experiment, labels: np.ndarray) -> dict[str, np.ndarray]:
     """The soft C-score of every training example of `experiment`, as output-file arrays.
 
-    Reads every run's `heldout_probs.npz`, and the labels the runs were trained on from
-    the experiment's recorded data source (corrupted where the experiment says so).
+    Reads every run's `heldout_probs.npz`. The labels come from the caller (the dataset is
+    read a layer above this TensorFlow-free engine).
 
     Args:
       experiment: a `heldout.release.layout.Experiment`.
+      labels: the labels the runs were trained on, in index order (corrupted where the
+        experiment says so: `heldout.datasets.relabeled.experiment_labels`).
 
     Returns:
       `soft_cscore` float64 [N] (NaN where never held out) and `soft_cscore_count` int64
@@ -157,8 +159,6 @@ def experiment_soft_cscores(experiment) -> dict[str, np.ndarray]:
     Raises:
       ScoresError: a run without its file (the message names the run folder), or no runs.
     """
-    from heldout.training.label_noise import experiment_labels
-
     runs = list(experiment.runs)
     num_train = experiment.meta.num_train
     if not runs:
@@ -166,5 +166,4 @@ def experiment_soft_cscores(experiment) -> dict[str, np.ndarray]:
     if num_train is None:
         raise ScoresError(f"{experiment.path}: the experiment does not record num_train")
     probs = out_of_sample_probs([run.path for run in runs], num_train)
-    labels = experiment_labels(experiment)
     return {"soft_cscore": probs.soft_cscore(labels), "soft_cscore_count": probs.count}

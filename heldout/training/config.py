@@ -103,7 +103,7 @@ class TrainingConfig:
         the first experiments, so they stay reproducible). Exactly 1: "random labels"
         (Zhang et al., 2017): every label is redrawn uniformly over all classes,
         independently of the image, so about 1/C of them equal the original
-        (`heldout.training.label_noise.corrupt_labels`).
+        (`heldout.release.label_corruption.corrupt_labels`).
       seed: root of every random choice.
       arch: `mlp` (stacked training), `small_inception` or `resnet50` (one model at a
         time, on the GPU when TensorFlow sees one).

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from heldout._core.provenance import file_identity
-from heldout.datasets import DataSource, get_source
+from heldout.datasets import DataSource, get_source, relabeled
 from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR, IDX_FILES
 from heldout.errors import DatasetError, TrainingError
-from heldout.training import label_noise
+from heldout.release import label_corruption
 from heldout.training.config import DATASETS, NPZ_DATASET, TrainingConfig
 
 SOURCE_META_KEY = "source"  # ExperimentMeta.extra key of the `SourceRecord`
@@ -96,7 +96,7 @@ class TrainingData:
     train_labels: np.ndarray  # int64 [N], trained-on labels
     test_images: np.ndarray
     test_labels: np.ndarray
-    corruption: label_noise.LabelCorruption | None
+    corruption: label_corruption.LabelCorruption | None
     record: SourceRecord | None = None  # what was read (recorded in experiment.json)
 
     @property
@@ -227,7 +227,7 @@ def source_record(opened: OpenedSource) -> SourceRecord:
 
 def load_training_data(
     config: TrainingConfig,
-    corruption: label_noise.LabelCorruption | None = None,
+    corruption: label_corruption.LabelCorruption | None = None,
     opened: OpenedSource | None = None,
     record: SourceRecord | None = None,
 ) -> TrainingData:
@@ -247,7 +247,7 @@ def load_training_data(
     train = source.load_arrays("train")
     test = source.load_arrays("test")
     labels = train.labels if corruption is None else corruption.apply(train.labels)
-    eval_source = source if corruption is None else label_noise.RelabeledSource(source, corruption)
+    eval_source = source if corruption is None else relabeled.RelabeledSource(source, corruption)
     return TrainingData(
         source=eval_source,
         source_name=opened.name,

@@ -25,7 +25,7 @@ checkpoints.
   model that is saved in its checkpoint, through `heldout.evaluation.evaluate` -- the code path
   `demo.py` uses to re-evaluate it -- so the cross-check matches N out of N.
 * Label noise: with `label_corrupt_prob > 0`, a fixed fraction of training labels is
-  corrupted once for the experiment (`heldout.training.label_noise`); correctness of
+  corrupted once for the experiment (`heldout.release.label_corruption`); correctness of
   training examples is with respect to the labels the models were trained on.
 
 The TensorFlow loops live in `heldout.training.loops`, imported only when there is

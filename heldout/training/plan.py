@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from heldout.errors import TrainingError
+from heldout.release.layout import ratio_key
 from heldout.training.config import LR_SCHEDULES, STEP_BOUNDARIES, STEP_FACTOR
 
 # Appended, never reordered: stream k is child k of the run's SeedSequence whatever the
@@ -19,13 +20,14 @@ from heldout.training.config import LR_SCHEDULES, STEP_BOUNDARIES, STEP_FACTOR
 _STREAMS = ("subset", "init", "shuffle", "aux_order", "augment")
 
 
-def _ratio_key(subset_ratio: float) -> int:
-    return int(round(subset_ratio * 1_000_000))
+def _ratio_seed(subset_ratio: float) -> int:
+    """The subset ratio as an integer seed component (millionths of the canonical ratio)."""
+    return int(round(ratio_key(subset_ratio) * 1_000_000))
 
 
 def run_rngs(seed: int, subset_ratio: float, run_id: int) -> dict[str, np.random.Generator]:
     """Independent generators of one run, derived from (seed, subset ratio, run id) only."""
-    streams = np.random.SeedSequence([int(seed), _ratio_key(subset_ratio), int(run_id)]).spawn(
+    streams = np.random.SeedSequence([int(seed), _ratio_seed(subset_ratio), int(run_id)]).spawn(
         len(_STREAMS)
     )
     return {name: np.random.default_rng(s) for name, s in zip(_STREAMS, streams, strict=True)}

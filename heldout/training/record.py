@@ -15,8 +15,8 @@ import numpy as np
 
 from heldout._core.locks import FileLock
 from heldout.errors import ExperimentMetaError, TrainingError
+from heldout.release import label_corruption
 from heldout.release import layout as release
-from heldout.training import label_noise
 from heldout.training.config import LEGACY_DEFINING_VALUES, TrainingConfig
 from heldout.training.data import (
     SOURCE_META_KEY,
@@ -94,7 +94,7 @@ def _recorded_value(recorded: dict, key: str):
 
 def prepare_corruption(
     experiment_dir: Path, config: TrainingConfig, clean_labels: np.ndarray, num_classes: int
-) -> label_noise.LabelCorruption | None:
+) -> label_corruption.LabelCorruption | None:
     """The experiment's label corruption, created and recorded the first time.
 
     Deterministic in (seed, prob, labels): recomputed and compared with the record, so
@@ -106,12 +106,12 @@ def prepare_corruption(
     """
     if config.label_corrupt_prob == 0:
         return None
-    path = experiment_dir / label_noise.LABEL_CORRUPTION_FILE
-    corruption = label_noise.corrupt_labels(
+    path = experiment_dir / label_corruption.LABEL_CORRUPTION_FILE
+    corruption = label_corruption.corrupt_labels(
         clean_labels, config.label_corrupt_prob, num_classes, corruption_rng(config.seed)
     )
     if path.is_file():
-        recorded = label_noise.load_label_corruption(path)
+        recorded = label_corruption.load_label_corruption(path)
         same = all(
             np.array_equal(getattr(recorded, key), getattr(corruption, key))
             for key in ("indices", "original_labels", "new_labels")
@@ -124,7 +124,7 @@ def prepare_corruption(
                 "another experiment: choose another --output_dir"
             )
         return recorded
-    label_noise.save_label_corruption(path, corruption)
+    label_corruption.save_label_corruption(path, corruption)
     return corruption
 
 
@@ -144,7 +144,9 @@ def experiment_meta(
         recorded_ratios, recorded_runs = _recorded_runs(experiment_dir, previous)
         ratios |= recorded_ratios
         runs = max(runs, recorded_runs)
-    corruption_file = label_noise.LABEL_CORRUPTION_FILE if data.corruption is not None else None
+    corruption_file = (
+        label_corruption.LABEL_CORRUPTION_FILE if data.corruption is not None else None
+    )
     return release.ExperimentMeta(
         name=experiment_dir.absolute().name,
         arch=config.model_arch,
@@ -160,7 +162,7 @@ def experiment_meta(
             "subset_ratios": sorted(ratios),
             "runs_per_ratio": runs,
             "label_corrupt_prob": config.label_corrupt_prob,
-            label_noise.META_KEY: corruption_file,
+            label_corruption.META_KEY: corruption_file,
             TRAINING_META_KEY: config.defining(),
             SOURCE_META_KEY: data.record.as_json() if data.record is not None else None,
             "trainer": "heldout.training",

@@ -1,21 +1,10 @@
-"""Corrupted training labels: made once per experiment, recorded, and re-applied on reading.
+"""Corrupted training labels: the record made once per experiment and re-applied on reading.
 
-An experiment trained with `--label_corrupt_prob p` replaces a fixed fraction p of the
-training labels by a different, random class, once, so that every run of the experiment
-sees the same corrupted dataset. `p = 1` is the random-labels experiment of Zhang et al.
-(2017), "Understanding deep learning requires rethinking generalization": every label is
-redrawn uniformly over all classes, independently of the image and of its original label
-(a "different class" rule at p = 1 would make the labels anti-correlated with the truth,
-not random); about 1/C of the redrawn labels equal the original, and the record lists the
-others, the examples whose label changed. The corruption is stored beside `experiment.json` as
-`label_corruption.npz` (`indices`, `original_labels`, `new_labels`), and the experiment's
-meta names that file (`extra["label_corruption_file"]`). The runs' `correctness_train` /
-`correctness_removed` are with respect to the labels the models were trained on, so
-anything that re-evaluates a run (demo.py) must use `experiment_labels` or
-`relabeled_source`, and detection of the corrupted examples can be scored against
-`indices`.
-
-No TensorFlow here: reading an experiment's labels stays cheap.
+An experiment trained with a label-corruption probability p replaces a fixed fraction p of
+its training labels by other classes, once, and stores which (`label_corruption.npz`
+beside `experiment.json`, named by the meta's `extra["label_corruption_file"]`). The runs'
+correctness is with respect to those trained-on labels, so every reader applies the record.
+No TensorFlow and no dataset access here: the record is part of the release layout.
 """
 
 from __future__ import annotations
@@ -28,7 +17,6 @@ import numpy as np
 
 from heldout._core.atomic import write_npz_atomic
 from heldout._core.npz import load_npz
-from heldout.datasets.base import ArraySource, ArraySplit, DataSource
 from heldout.errors import LabelCorruptionError
 from heldout.release import layout as release
 
@@ -180,67 +168,22 @@ def experiment_label_corruption(experiment) -> LabelCorruption | None:
     return load_label_corruption(folder / name)
 
 
-def experiment_labels(
-    experiment, labels: np.ndarray | None = None, split: str = "train"
-) -> np.ndarray:
-    """The labels `experiment`'s models were trained (and scored) on, in index order.
+def trained_labels(experiment, labels: np.ndarray, split: str = "train") -> np.ndarray:
+    """`labels` (the dataset's clean labels of `split`, in index order) as `experiment`'s
+    models were trained on them: corrupted where the experiment records a corruption.
 
-    `labels`: the dataset's clean labels of `split` in the experiment's index order; when
-    None they are loaded from the experiment's recorded dataset (`experiment_source`).
-    Test labels are never corrupted and come back unchanged.
+    Args:
+      experiment: a `heldout.release.layout.Experiment` or an experiment folder.
+      labels: the clean labels of `split`.
+      split: test labels are never corrupted and come back unchanged.
+
+    Returns:
+      int labels in index order.
+
+    Raises:
+      LabelCorruptionError: the experiment's record is unreadable or inconsistent.
     """
-    if labels is None:
-        return experiment_source(experiment).load_arrays(split).labels
     corruption = experiment_label_corruption(experiment)
     if corruption is None or split != "train":
         return np.asarray(labels)
     return corruption.apply(labels)
-
-
-def experiment_source(
-    experiment, dataset: str | None = None, data_dir: str | os.PathLike | None = None
-) -> DataSource:
-    """The data an experiment was trained on, with its trained-on (corrupted) labels.
-
-    The source name and data_dir come from the experiment's meta (`dataset`,
-    `index_order`, `extra["data_dir"]`) unless given.
-    """
-    from heldout.datasets import source_for_meta
-
-    _, meta = _dir_and_meta(experiment)
-    return relabeled_source(experiment, source_for_meta(meta, dataset, data_dir))
-
-
-class RelabeledSource(ArraySource):
-    """A source whose training labels are replaced, everything else as in `base`.
-
-    Serves its splits from `base.load_arrays`, through `ArraySource.as_dataset`: the same
-    float32 scaling to [0, 1] as the MNIST-like and CIFAR sources.
-    """
-
-    def __init__(self, base: DataSource, corruption: LabelCorruption):
-        super().__init__(base.name, base.num_classes, base.image_shape, splits=base.splits)
-        self.base = base
-        self.corruption = corruption
-
-    def _load(self, split: str) -> ArraySplit:
-        arrays = self.base.load_arrays(split)
-        if split != "train":
-            return arrays
-        return ArraySplit(
-            images=arrays.images,
-            labels=self.corruption.apply(arrays.labels),
-            original_index=arrays.original_index,
-        )
-
-
-def relabeled_source(experiment, source: DataSource) -> DataSource:
-    """`source` with `experiment`'s corrupted training labels (itself when there are none).
-
-    `experiment`: a `heldout.release.layout.Experiment` or an experiment folder path.
-
-    Use it to re-evaluate a run's checkpoint so that correctness is measured against the
-    labels the run was trained on, as its aux arrays are.
-    """
-    corruption = experiment_label_corruption(experiment)
-    return source if corruption is None else RelabeledSource(source, corruption)
