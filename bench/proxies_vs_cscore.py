@@ -196,7 +196,8 @@ def main(argv):
         f"{'met' if best >= 0.8 else 'minimum met' if best >= 0.7 else 'NOT met'}"
     )
     if _FIGURE.value:
-        from heldout.plots.proxies import plot_proxies, save_figure
+        from heldout.plots import save_figure
+        from heldout.plots.proxies import DPI, plot_proxies
 
         figure = plot_proxies(
             {name: compute.oriented(name, v) for name, v in result.proxies.items()},
@@ -205,7 +206,7 @@ def main(argv):
             rho,
             title=f"Fashion-MNIST: one-run proxies vs the holdout C-score ({runs} runs)",
         )
-        save_figure(figure, _FIGURE.value)
+        save_figure(figure, _FIGURE.value, dpi=DPI)
         print(f"figure: {_FIGURE.value}")
     load = os.getloadavg()
     print(

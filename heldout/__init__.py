@@ -103,7 +103,7 @@ _EXPORTS: dict[str, str] = {
     "export_experiment": "heldout.export.checkpoint_export",
     "numpy_forward": "heldout.export.checkpoint_export",
     # figures
-    "write_figures": "heldout.plots.scores",
+    "write_figures": "heldout.plots",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

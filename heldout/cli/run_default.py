@@ -111,8 +111,8 @@ def main(argv: Sequence[str]) -> int:
     """Runs the four steps; 0 when all ran and the cross-check matched N out of N."""
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
+    import heldout.plots as plots
     from heldout.datasets import relabeled
-    from heldout.plots import scores as plots
     from heldout.release import layout as release
 
     start = time.perf_counter()
