@@ -36,20 +36,11 @@ from heldout.published.format import (
     real_vector,
 )
 from heldout.published.pairs import PublishedPairs, ordered_pairs
+from heldout.scores.classwise import ClassBlock
 
 _MATRIX_KEY = re.compile(r"^infl_matrix_class(\d+)$", re.ASCII)
 _TRAIN_INDEX_KEY = re.compile(r"^tr_classidx_(\d+)$", re.ASCII)
 _TEST_INDEX_KEY = re.compile(r"^tt_classidx_(\d+)$", re.ASCII)
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassBlock:
-    """One class's influence block: rows are its training examples, columns its tests."""
-
-    label: int
-    train_index: np.ndarray  # int64 [n_train_K], positions in the training split
-    test_index: np.ndarray  # int64 [n_test_K], positions in the test split
-    matrix: np.ndarray  # float [n_train_K, n_test_K]
 
 
 @dataclasses.dataclass(frozen=True)
