@@ -325,7 +325,7 @@ def test_cli_exports_pairs_and_cscores_that_load_back(tmp_path):
     labels = tmp_path / "labels.npz"
     np.savez(labels, tr_labels=rng.integers(0, 3, 20), tt_labels=rng.integers(0, 3, 6))
     pairs_out = tmp_path / "tiny_high_infl_pairs_infl0.15_mem0.25.npz"
-    result = _cli("--export=pairs", f"--scores={scores}", f"--output={pairs_out}")
+    result = _cli("--export=pairs", f"--scores_file={scores}", f"--output={pairs_out}")
     assert result.returncode == 0, result.stderr
     expected = published.select_pairs_dense(influence, memorization)
     assert f"wrote {len(expected)} pairs" in result.stdout and "from 12 runs" in result.stdout
@@ -335,7 +335,10 @@ def test_cli_exports_pairs_and_cscores_that_load_back(tmp_path):
 
     cscores_out = tmp_path / "tiny-cscores.npz"
     result = _cli(
-        "--export=cscores", f"--scores={scores}", f"--labels={labels}", f"--output={cscores_out}"
+        "--export=cscores",
+        f"--scores_file={scores}",
+        f"--labels={labels}",
+        f"--output={cscores_out}",
     )
     assert result.returncode == 0, result.stderr
     record = published.load_cscores(cscores_out)
@@ -356,7 +359,7 @@ def test_cli_errors_are_one_line(tmp_path):
     ]
     assert _cli(f"--inspect={pickled}", "--allow_pickle").returncode == 0
     result = _cli("--export=pairs", f"--output={tmp_path / 'x.npz'}")
-    assert result.returncode == 2 and "needs --scores or --classwise_file" in result.stderr
+    assert result.returncode == 2 and "needs --scores_file or --classwise_file" in result.stderr
 
 
 def test_cli_exports_classwise_influence_from_runs(tmp_path):

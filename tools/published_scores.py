@@ -2,4 +2,5 @@
 
 from heldout.cli.main import run_command
 
-run_command("published")
+if __name__ == "__main__":  # not on import (Dask workers spawn with this as __main__)
+    run_command("published")

@@ -98,8 +98,9 @@ def test_each_command_imports_only_its_module_and_lists_its_flags(command):
 def test_the_shims_are_three_lines_over_the_one_command():
     for path, command in SHIMS.items():
         tree = ast.parse(path.read_text())
-        assert len(tree.body) == 3, path  # docstring, import, call
-        call = tree.body[2].value
+        assert len(tree.body) == 3, path  # docstring, import, call under __main__
+        assert ast.unparse(tree.body[2].test) == "__name__ == '__main__'"
+        call = tree.body[2].body[0].value
         assert ast.unparse(tree.body[1]) == "from heldout.cli.main import run_command"
         assert call.func.id == "run_command" and call.args[0].value in COMMANDS, path
         assert command is None or call.args[0].value == command
