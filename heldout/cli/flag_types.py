@@ -89,6 +89,8 @@ def DEFINE_choice(name, default, help, flag_values=FLAGS, choices=(), **args):  
 # ------------------------------------------------------------------- defining once
 
 _REQUIRED: dict[int, set[str]] = {}  # id(FlagValues) -> flags a command requires
+MEANINGS: dict[str, str] = {}  # flag name -> its help without a command's note (docs/cli.md)
+RENAMED_TO: dict[str, str] = {}  # old flag name -> what its warning says to use
 _RENAMED: dict[int, dict[str, Callable[[flags.FlagValues], tuple[str, str]]]] = {}
 
 
@@ -100,6 +102,7 @@ def define(
     help: str,
     flag_values: flags.FlagValues = FLAGS,
     required: bool = False,
+    note: str = "",
     **args,
 ) -> None:
     """Defines one flag (once per FlagValues) as a key flag of `module`.
@@ -114,7 +117,11 @@ def define(
       flag_values: where to define it.
       required: the command needs it; checked after the renamed flags are applied
         (`finish_parsing`), so that an old name counts.
+      note: what the flag does in this command (a default, a format), after `help`.
+      args: more keywords of `kind` (`lower_bound`, `choices`).
     """
+    MEANINGS[name] = help
+    help = f"{help} {note}".strip()
     if name in flag_values:
         existing = flag_values[name]
         scratch = flags.FlagValues()
@@ -159,6 +166,7 @@ def renamed(
         f"Deprecated: use {use}.",
         flag_values,
     )
+    RENAMED_TO[old] = use
     choose = (lambda fv: target) if target else new
     _RENAMED.setdefault(id(flag_values), {})[old] = lambda fv: (choose(fv), use)
 

@@ -32,36 +32,32 @@ DATASET_HELP = (
 )
 
 
-def _note(text: str, note: str) -> str:
-    return f"{text} {note}".strip()
-
-
 # ------------------------------------------------------------------- common flags
 
 
 def experiment_dir(module: str, note: str = "", required: bool = False, fv=FLAGS) -> None:
     """--experiment_dir: an experiment folder."""
     help = "An experiment folder <root>/<experiment>, its runs in <subset_ratio>/<run_id>/."
-    define(module, DEFINE_path, "experiment_dir", None, _note(help, note), fv, required)
+    define(module, DEFINE_path, "experiment_dir", None, help, fv, required, note=note)
 
 
 def output(module: str, note: str = "", required: bool = False, fv=FLAGS) -> None:
     """--output: the one file a command writes."""
     help = "The file to write (under a temporary name, renamed when complete)."
-    define(module, DEFINE_path, "output", None, _note(help, note), fv, required)
+    define(module, DEFINE_path, "output", None, help, fv, required, note=note)
 
 
 def output_dir(
     module: str, note: str = "", required: bool = False, default: str | None = None, fv=FLAGS
 ) -> None:
     """--output_dir: the folder a command writes into."""
-    help = _note("The folder to write into.", note)
-    define(module, DEFINE_path, "output_dir", default, help, fv, required)
+    help = "The folder to write into."
+    define(module, DEFINE_path, "output_dir", default, help, fv, required, note=note)
 
 
 def data(module: str, note: str = "", fv=FLAGS) -> None:
     """--dataset and --data_dir: one data source, through one resolver."""
-    define(module, flags.DEFINE_string, "dataset", None, _note(DATASET_HELP, note), fv)
+    define(module, flags.DEFINE_string, "dataset", None, DATASET_HELP, fv, note=note)
     define(
         module,
         DEFINE_path,
@@ -80,16 +76,15 @@ def subset_ratio(module: str, note: str = "", fv=FLAGS) -> None:
         flags.DEFINE_float,
         "subset_ratio",
         None,
-        _note("Only the runs of this subset ratio.", note),
+        "Only the runs of this subset ratio.",
         fv,
+        note=note,
     )
 
 
 def max_runs(module: str, note: str = "", fv=FLAGS) -> None:
     """--max_runs: at most this many runs."""
-    define(
-        module, flags.DEFINE_integer, "max_runs", None, _note("At most this many runs.", note), fv
-    )
+    define(module, flags.DEFINE_integer, "max_runs", None, "At most this many runs.", fv, note=note)
 
 
 def scores(
@@ -106,7 +101,7 @@ def scores(
 def scores_file(module: str, note: str = "", required: bool = False, fv=FLAGS) -> None:
     """--scores_file (and the old --scores of the commands that read a scores file)."""
     help = "A scores .npz (heldout scores)."
-    define(module, DEFINE_path, "scores_file", None, _note(help, note), fv, required)
+    define(module, DEFINE_path, "scores_file", None, help, fv, required, note=note)
     renamed(module, "scores", "scores_file", fv)
 
 
@@ -201,13 +196,13 @@ def model_override(module: str, fv=FLAGS) -> None:
 
 def figure(module: str, note: str = "", fv=FLAGS) -> None:
     """--figure: one figure file."""
-    define(module, DEFINE_path, "figure", None, _note("The figure to draw.", note), fv)
+    define(module, DEFINE_path, "figure", None, "The figure to draw.", fv, note=note)
 
 
 def num_train(module: str, note: str = "", fv=FLAGS) -> None:
     """--num_train: only the first n training examples."""
-    help = _note("Only the first n training examples (default: all).", note)
-    define(module, flags.DEFINE_integer, "num_train", None, help, fv)
+    help = "Only the first n training examples (default: all)."
+    define(module, flags.DEFINE_integer, "num_train", None, help, fv, note=note)
 
 
 def reference(module: str, fv=FLAGS) -> None:
@@ -227,8 +222,9 @@ def model_dir(module: str, note: str = "", fv=FLAGS) -> None:
         DEFINE_path,
         "model_dir",
         None,
-        _note("A run folder <experiment>/<subset_ratio>/<run_id>.", note),
+        "A run folder <experiment>/<subset_ratio>/<run_id>.",
         fv,
+        note=note,
     )
 
 
@@ -262,9 +258,9 @@ def cluster(module: str, default_scheduler: str = "none", threads: bool = False,
         default_scheduler,
         "'none': this process; 'local': a Dask LocalCluster of --dask_workers processes (the "
         "CPUs split evenly); or the address of a running Dask scheduler (tcp://host:8786), "
-        "whose workers see the same files. The dashboard address is printed. Default "
-        f"{default_scheduler!r}.",
+        "whose workers see the same files. The dashboard address is printed.",
         fv,
+        note=f"Default {default_scheduler!r}.",
     )
     define(
         module,
