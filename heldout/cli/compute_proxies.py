@@ -106,6 +106,10 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError("--reference_experiment_dir needs --reference")
     data = cli_options.data_options()
     recipe = cli_options.recipe_options()
+    if recipe.arch != "mlp":  # the library says so too, without the flag's name
+        raise UsageError(f"--arch: proxies are recorded for --arch=mlp only, got {recipe.arch!r}")
+    if _NUM_TRAIN.value is not None and _NUM_TRAIN.value < 2:
+        raise UsageError(f"--num_train must be at least 2, got {_NUM_TRAIN.value}")
     options = compute.ProxyOptions(
         dataset=data.dataset,
         data_dir=data.data_dir,
