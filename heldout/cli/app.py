@@ -7,7 +7,10 @@ lets every other exception through with its traceback: those are bugs.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import importlib.abc
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -114,6 +117,49 @@ def quiet_libraries() -> None:
     absl_logging.set_verbosity(absl_logging.ERROR)
     for name in ("tensorflow", "distributed", "h5py", "matplotlib"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if not any(isinstance(finder, _QuietImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 to /dev/null: what native code writes there is dropped."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Imports TensorFlow with its native start-up lines dropped (oneDNN and absl notices,
+    which TF_CPP_MIN_LOG_LEVEL does not reach); an import error still raises."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # the real finders, once
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = self._loader
+        with _native_stderr_silenced():
+            self._loader.exec_module(module)
 
 
 def run_command(main: Main, name: str, error_status: int = EXIT_USAGE) -> None:

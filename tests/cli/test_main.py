@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -206,3 +207,29 @@ def test_the_score_choices_of_the_error_are_those_of_the_help():
     choices = error.split("choose from ", 1)[1].split(" (pass", 1)[0]
     assert "soft_cscore" in choices
     assert f"Choices: {choices}." in " ".join(help_text.split())
+
+
+def test_no_library_log_line_precedes_the_error_of_a_tensorflow_command(tmp_path):
+    # demo imports TensorFlow before it reads the run folder: its native start-up notices
+    # (oneDNN, absl) and INFO lines must not come before the one error line.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = _heldout("demo", f"--model_dir={tmp_path / 'absent'}", env=env)
+    assert done.returncode == 2
+    assert done.stderr == f"demo.py: error: {tmp_path / 'absent'}: not a run folder; " + (
+        "expected <experiment>/<subset_ratio>/<run_id>\n"
+    )
+
+
+def test_default_ends_with_the_next_commands_on_the_real_paths(tmp_path):
+    from heldout.cli.run_default import next_steps
+
+    experiment = tmp_path / "my experiments" / "fashion_mnist-mlp"
+    lines = next_steps(experiment, tmp_path / "out").splitlines()
+    assert lines[0] == "next steps:"
+    for line in lines[1:]:
+        words = line.split()
+        assert words[0] == "heldout" and words[1] in COMMANDS, line
+        assert f"--experiment_dir='{experiment}'" in line, line
+        listed = _heldout(words[1], "--help").stdout
+        for flag in re.findall(r"(--[a-z_]+)=", line):
+            assert f"\n  {flag}:" in listed, (line, flag)
