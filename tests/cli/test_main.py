@@ -221,10 +221,21 @@ def test_no_library_log_line_precedes_the_error_of_a_tensorflow_command(tmp_path
 
 
 def test_default_ends_with_the_next_commands_on_the_real_paths(tmp_path):
-    from heldout.cli.run_default import next_steps
-
+    # in another process: importing the command defines its flags, which other commands'
+    # tests in this one define otherwise
     experiment = tmp_path / "my experiments" / "fashion_mnist-mlp"
-    lines = next_steps(experiment, tmp_path / "out").splitlines()
+    code = (
+        "import sys; from pathlib import Path; from heldout.cli.run_default import next_steps; "
+        "print(next_steps(Path(sys.argv[1]), Path(sys.argv[2])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(experiment), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
     assert lines[0] == "next steps:"
     for line in lines[1:]:
         words = line.split()
