@@ -80,6 +80,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout build-imagenet-tfrecords` command."""
     define_flags()
     app.run_command(main, name=NAME)

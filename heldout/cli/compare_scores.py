@@ -198,6 +198,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout compare` command."""
     define_flags()
     app.run_command(main, name=NAME)

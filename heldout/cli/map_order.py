@@ -81,6 +81,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout map-order` command."""
     define_flags()
     app.run_command(main, name=NAME)

@@ -123,6 +123,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """Console entry point `heldout-plan-runs`."""
+    """The `heldout plan-runs` command."""
     define_flags()
     app.run_command(main, name=NAME)

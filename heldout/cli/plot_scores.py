@@ -112,6 +112,6 @@ def load_plan(path: str) -> dict:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout plot` command."""
     define_flags()
     app.run_command(main, name=NAME)

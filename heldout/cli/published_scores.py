@@ -319,6 +319,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout published` command."""
     define_flags()
     app.run_command(main, name=NAME)
