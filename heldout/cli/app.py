@@ -92,7 +92,15 @@ def flags_parser(name: str) -> Callable[[Sequence[str]], list[str]]:
 
 def command_help(module_name: str, usage: str) -> str:
     """What `--help` prints: the command's description, its examples and every flag it
-    takes, the shared groups included (absl's own lists only the main module's)."""
+    takes, the shared groups included (absl's own lists only the main module's).
+
+    Args:
+      module_name: the command's module; its docstring, `EXAMPLES` and key flags.
+      usage: how the command was called (`heldout scores`, `tools/compute_scores.py`).
+
+    Returns:
+      The text, without a final newline.
+    """
     from absl import flags
 
     module = sys.modules[module_name]
@@ -165,7 +173,13 @@ class _QuietLoader(importlib.abc.Loader):
 def run_command(main: Main, name: str, error_status: int = EXIT_USAGE) -> None:
     """Parses the flags and runs `main` through `guarded`; exits with its status.
 
-    `--help` (or `-h`) prints `command_help` of `main`'s module and exits 0.
+    Args:
+      main: the command's `main(argv)`.
+      name: the command's name, printed before each error.
+      error_status: the status of a `HeldoutError` or `OSError` (see `guarded`).
+
+    Raises:
+      SystemExit: always: 0 after `--help` (or `-h`), else `main`'s status.
     """
     from absl import app
 

@@ -47,7 +47,11 @@ COMMANDS = {
 
 
 def command_list() -> str:
-    """`heldout --help`: every command with its one line."""
+    """`heldout --help`: every command with its one line.
+
+    Returns:
+      The text, without a final newline.
+    """
     width = max(map(len, COMMANDS))
     lines = ["usage: heldout <command> [flags]   (heldout <command> --help: its flags)", ""]
     lines += [f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()]
@@ -66,6 +70,9 @@ def run_command(command: str) -> None:
 
     Args:
       command: a key of `COMMANDS`.
+
+    Raises:
+      SystemExit: always, with the command's status.
     """
     importlib.import_module(module_of(command)).run()
 
