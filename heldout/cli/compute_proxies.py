@@ -42,12 +42,15 @@ cli_flags.output(__name__, "Here .npz.", required=True)
 _OUTPUT = flags.FlagHolder(flags.FLAGS, flags.FLAGS["output"])
 cli_flags.reference(__name__)
 _REFERENCE = flags.FlagHolder(flags.FLAGS, flags.FLAGS["reference"])
-_REFERENCE_EXPERIMENT_DIR = cli_flags.DEFINE_path(
+cli_flags.define(
+    __name__,
+    cli_flags.DEFINE_path,
     "reference_experiment_dir",
     None,
     "The experiment folder behind a scores-file --reference: its runs give the "
     "reference's split-half reliability, and its labels are checked against ours.",
 )
+_REFERENCE_EXPERIMENT_DIR = flags.FlagHolder(flags.FLAGS, flags.FLAGS["reference_experiment_dir"])
 cli_flags.figure(__name__, "With --reference (.png or .pdf): rho by epoch, rank scatters.")
 _FIGURE = flags.FlagHolder(flags.FLAGS, flags.FLAGS["figure"])
 _KDE_HIDDEN_EVERY = flags.DEFINE_integer(

@@ -75,19 +75,25 @@ loaded = sorted(m for m in sys.modules if m.startswith("heldout.cli.") and
                 m not in ("heldout.cli.main", "heldout.cli.app", "heldout.cli.flags",
                           "heldout.cli.flag_types", "heldout.cli.options"))
 print("LOADED", ",".join(loaded))
+from absl import flags
+key = set(f.name for f in flags.FLAGS.get_key_flags_for_module("{module}"))
+ours = set(f.name for module, defined in flags.FLAGS.flags_by_module_dict().items()
+           if not module.startswith("absl") for f in defined)
+print("UNLISTED", ",".join(sorted(ours - key)) or "-")
 """
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_each_command_imports_only_its_module_and_lists_its_flags(command):
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(command=command)],
+        [sys.executable, "-c", _PROBE.format(command=command, module=module_of(command))],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
     loaded = done.stdout.rsplit("LOADED ", 1)[1].split()[0].split(",")
+    assert done.stdout.rsplit("UNLISTED ", 1)[1].split()[0] == "-"  # --help lists them all
     own = module_of(command)
     # train's fan-out branch and the progress printer are parts of the same command
     extra = {"heldout.cli.progress", "heldout.cli.train_cluster"}
