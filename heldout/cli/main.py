@@ -74,6 +74,9 @@ def run_command(command: str) -> None:
     Raises:
       SystemExit: always, with the command's status.
     """
+    from heldout.cli import app
+
+    app.quiet_libraries()  # before the command's module imports any of them
     importlib.import_module(module_of(command)).run()
 
 
