@@ -8,7 +8,7 @@ Small (a few minutes; not the acceptance numbers):
       --runs_per_ratio=4 --num_train=4000
 
 Fashion-MNIST with 10 % of the training labels corrupted once (`--label_corrupt_prob=0.1`
-and `--seed`, the shared flags of `heldout/cli/train_flags.py`): every detector sees the
+and `--seed`, the shared flags of `heldout/cli/flags.py`): every detector sees the
 same corrupted labels (checked). Detectors, all scored so that high = suspicious:
 - from one heldout experiment (3 ratios x 64 runs by default, the paper's MNIST recipe,
   trained with --record_heldout_probs, kept and resumed in --output_dir):
@@ -51,10 +51,11 @@ from absl import app, flags, logging
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from heldout.cli import train_flags  # noqa: E402
+from heldout.cli import flags as cli_flags  # noqa: E402
+from heldout.cli import options as cli_options  # noqa: E402
 
-train_flags.define_flags()  # --dataset, --data_dir, --label_corrupt_prob, --seed
-train_flags.define_recipe_flags()  # --arch, --epochs, --batch_size, --learning_rate, --mlp_spec
+cli_flags.training_data(__name__)  # --dataset, --data_dir, --label_corrupt_prob, --seed
+cli_flags.recipe(__name__)  # --arch, --epochs, --batch_size, --learning_rate, --mlp_spec
 flags.FLAGS.set_default("label_corrupt_prob", 0.1)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "The experiment folder (kept, resumed).")
 _SUBSET_RATIOS = flags.DEFINE_list(
@@ -142,8 +143,8 @@ def main(argv):
 
     if _OUTPUT_DIR.value is None:
         raise app.UsageError("--output_dir is required (the experiment is kept there)")
-    data = train_flags.data_options()
-    recipe = train_flags.recipe_options()
+    data = cli_options.data_options()
+    recipe = cli_options.recipe_options()
     load = os.getloadavg()
     print(
         f"CPU cores: {os.cpu_count()}; load average {load[0]:.2f} {load[1]:.2f} "

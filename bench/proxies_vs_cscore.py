@@ -41,10 +41,11 @@ from absl import app, flags, logging
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from heldout.cli import train_flags  # noqa: E402
+from heldout.cli import flags as cli_flags  # noqa: E402
+from heldout.cli import options as cli_options  # noqa: E402
 
-train_flags.define_flags()  # --dataset, --data_dir, --label_corrupt_prob, --seed
-train_flags.define_recipe_flags()  # --arch, --epochs, --batch_size, --learning_rate, --mlp_spec
+cli_flags.training_data(__name__)  # --dataset, --data_dir, --label_corrupt_prob, --seed
+cli_flags.recipe(__name__)  # --arch, --epochs, --batch_size, --learning_rate, --mlp_spec
 _REFERENCE_DIR = flags.DEFINE_string(
     "reference_dir", None, "The reference experiment's folder (trained or resumed there)."
 )
@@ -109,8 +110,8 @@ def main(argv):
 
     if _REFERENCE_DIR.value is None:
         raise app.UsageError("--reference_dir is required (the reference is kept there)")
-    data = train_flags.data_options()
-    recipe = train_flags.recipe_options()
+    data = cli_options.data_options()
+    recipe = cli_options.recipe_options()
     start = time.perf_counter()
     load = os.getloadavg()
     print(f"CPU cores: {os.cpu_count()}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

@@ -48,34 +48,6 @@ def test_unknown_names_raise_attribute_error():
         raise AssertionError("expected AttributeError")
 
 
-def test_console_entry_points_match_the_tools():
-    """Each `heldout-*` script names a `heldout.cli` module with `run`, and each tool script
-    calls that same module, so the two ways of running a command cannot drift apart.
-
-    Read from the sources, not imported: every command defines its flags, and two commands
-    in one process would define some twice.
-    """
-    import ast
-    import tomllib
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
-    tools = {path.stem for path in (root / "tools").glob("*.py")} | {"demo"}
-    targets = {}
-    for name, target in scripts.items():
-        module_name, function = target.split(":")
-        source = root / (module_name.replace(".", "/") + ".py")
-        tree = ast.parse(source.read_text())
-        defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
-        assert function in defined, (name, source)
-        targets[module_name.rsplit(".", 1)[1]] = name
-    assert sorted(targets) == sorted(tools)
-    for tool in tools:
-        script = root / ("demo.py" if tool == "demo" else f"tools/{tool}.py")
-        assert f"from heldout.cli.{tool} import run" in script.read_text(), script
-
-
 def test_no_exported_name_shadows_a_module_of_the_package():
     import pkgutil
 

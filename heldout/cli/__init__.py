@@ -1,9 +1,6 @@
-"""The command lines: thin absl-flag wrappers over the library, one module per command.
+"""The command line `heldout <command>`: thin absl-flag wrappers over the library.
 
-`tools/*.py` and `demo.py` are the documented commands; they call `run()` of the module
-here, which is also what the console entry points in `pyproject.toml` (`heldout-train`,
-`heldout-scores`, ...) call. Flags shared by several commands are defined once, in the
-flag-group modules (`flag_groups`), and every command reports errors through
-`app.guarded`: a `HeldoutError` or `OSError` is one line naming the file and the problem;
-anything else is a bug and keeps its traceback.
+`main` dispatches to one module per command (`tools/*.py` and `demo.py` are shims over
+it); `flags` defines every shared flag once, `options` reads them, and `app` gives every
+command the same `--help`, one-line errors and exit statuses.
 """

@@ -1,11 +1,8 @@
-"""`tools/analyze_scores.py`: the papers' per-class analyses of C-scores, and their figures.
+"""`heldout analyze`: the papers' per-class analyses of C-scores, and their figures.
 
-Per-class mean and SD of the C-scores with the most and least regular classes and
-r(class mean, class SD); figures: class_statistics (mean against SD), cscore_histogram
-(integral C-scores, 30 bins), cscore_bins (C-score against subset ratio per bin of
-integral C-score; needs our scores file's `cscore_by_ratio`) and examples (the highest
-and lowest C-score images per class; needs the images). Works on our scores files
-(`--key`, default `cscore`) and on the published C-score files.
+Per-class mean and SD with the most and least regular classes and r(class mean, class
+SD); figures class_statistics, cscore_histogram, cscore_bins and examples. Works on our
+scores files (--key) and on the published C-score files.
 """
 
 from __future__ import annotations
@@ -16,28 +13,27 @@ import numpy as np
 from absl import flags
 
 from heldout.cli import app
+from heldout.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 NAME = "analyze_scores"
+EXAMPLES = """\
+  # the published CIFAR-10 C-scores (labels are in the file):
+  heldout analyze --scores_file=cifar10-cscores-orig-order.npz --output_dir=analysis
+  # our scores, with the experiment's images for the examples figure:
+  heldout analyze --scores_file=scores.npz --experiment_dir=data/cifar10-inception \\
+      --data_dir=~/tensorflow_datasets --output_dir=analysis"""
 
 
 def define_flags() -> None:
     """This command's flags (defined when it runs, so importing the module defines none)."""
-    flags.DEFINE_string(
-        "scores", None, "Our scores .npz, or a published C-score file (.npz/.npy).", required=True
-    )
-    flags.DEFINE_string("key", "cscore", "Which per-example score of our scores file.")
-    flags.DEFINE_boolean(
-        "allow_pickle",
-        False,
-        "Unpickle object arrays (only ImageNet's published file needs it, for `filenames`); "
-        "unpickling runs code from the file: only for a file you trust.",
-    )
-    flags.DEFINE_string("experiment_dir", None, "The experiment (its dataset gives labels/images).")
-    flags.DEFINE_string("dataset", None, "Data source for labels and images (heldout.datasets).")
-    flags.DEFINE_string("data_dir", None, "Its data folder.")
-    flags.DEFINE_string("output_dir", None, "Write the figures here (none when not given).")
-    flags.DEFINE_list("formats", ["pdf", "png"], "Figure file formats.")
+    cli_flags.scores_file(__name__, "Or a published C-score file (.npz/.npy).", required=True)
+    cli_flags.key(__name__)
+    cli_flags.allow_pickle(__name__)
+    cli_flags.experiment_dir(__name__, "Its dataset gives the labels and images.")
+    cli_flags.data(__name__, "Default: the experiment's.")
+    cli_flags.output_dir(__name__, "The figures (none when not given).")
+    cli_flags.figures(__name__)
     flags.DEFINE_integer("top", 5, "Classes listed at each end of the table.")
 
 
@@ -95,32 +91,32 @@ def main(argv: Sequence[str]) -> int:
     formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
     if FLAGS.top < 1:
         raise UsageError(f"--top must be at least 1, got {FLAGS.top}")
-    scores, labels, by_ratio, ratios = _scores_and_labels(FLAGS.scores)
+    scores, labels, by_ratio, ratios = _scores_and_labels(FLAGS.scores_file)
     source = _source()
     train = source.load_arrays("train") if source is not None else None
     if train is not None:
         if len(train.labels) != len(scores):
             raise DatasetError(
-                f"{FLAGS.scores}: {len(scores)} scores, but {source.name} has "
+                f"{FLAGS.scores_file}: {len(scores)} scores, but {source.name} has "
                 f"{len(train.labels)} training examples: another dataset?"
             )
         if labels is not None and not np.array_equal(labels, train.labels):
             wrong = int(np.count_nonzero(labels != train.labels))
             raise DatasetError(
-                f"{FLAGS.scores}: its labels disagree with {source.name}'s for {wrong} of "
+                f"{FLAGS.scores_file}: its labels disagree with {source.name}'s for {wrong} of "
                 f"{len(labels)} examples: the file is in another order than the dataset "
                 "(published CIFAR files are in the original order; see tools/map_order.py)"
             )
         labels = train.labels
     if labels is None:
         raise UsageError(
-            f"{FLAGS.scores} has no labels: give --dataset/--data_dir or --experiment_dir"
+            f"{FLAGS.scores_file} has no labels: give --dataset/--data_dir or --experiment_dir"
         )
     stats = analysis.class_statistics(scores, labels)
-    dataset_name = source.name if source is not None else FLAGS.scores.split("/")[-1]
+    dataset_name = source.name if source is not None else FLAGS.scores_file.split("/")[-1]
     names = plots.class_names_for(dataset_name, int(stats.labels.max()) + 1)
     print(
-        f"{FLAGS.scores}: {stats.num_examples} examples with a score ({stats.num_undefined} "
+        f"{FLAGS.scores_file}: {stats.num_examples} examples with a score ({stats.num_undefined} "
         f"undefined) in {len(stats.labels)} classes"
     )
     print(
@@ -147,6 +143,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout analyze` command."""
     define_flags()
     app.run_command(main, name=NAME)

@@ -1,29 +1,29 @@
-"""What every command shares: error reporting, exit codes and the absl entry point.
+"""What every command shares: `--help`, flag parsing, one-line errors and exit codes.
 
-A command module defines `main(argv) -> int` and ends with
-
-    def run() -> None:
-        app.run_command(main, name="train_heldout")
-
-`run_command` parses the flags (absl) and calls `main` through `guarded`, which turns the
-errors a user can cause into one line on stderr and an exit status, and lets every other
-exception through with its traceback: those are bugs, and hiding them as user errors
-(as catching `ValueError` would) makes them impossible to report.
+`run_command` parses the flags (absl) and calls the command's `main` through `guarded`,
+which turns the errors a user can cause into one line on stderr and an exit status, and
+lets every other exception through with its traceback: those are bugs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import importlib.abc
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
 
-from heldout.errors import HeldoutError, UsageError
+from heldout.errors import HeldoutError, ScoresError, UsageError
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the work ran and found a problem (mismatches, failed runs, MD5 mismatch)
 EXIT_USAGE = 2  # the work could not start or stopped on an error the message explains
 EXIT_INTERRUPTED = 130
+HELP_FLAGS = ("--help", "-h", "-?", "--helpshort")
+# Errors about what was asked for: exit status 2 whatever the command's other errors give.
+USAGE_ERRORS = (UsageError, ScoresError)
 
 Main = Callable[[Sequence[str]], int | None]
 
@@ -41,8 +41,8 @@ def guarded(
     Args:
       main: the command's `main(argv)`; returns an exit status (None means 0).
       name: the command's name, printed before each error.
-      error_status: the status for a `HeldoutError` or `OSError` (a `UsageError` is always
-        2): commands whose documented status for a failed operation is 1 pass 1.
+      error_status: the status for a `HeldoutError` or `OSError` (`USAGE_ERRORS` are
+        always 2): commands whose documented status for a failed operation is 1 pass 1.
 
     Returns:
       `main` with errors turned into statuses.
@@ -54,7 +54,7 @@ def guarded(
             return EXIT_USAGE
         try:
             status = main(argv)
-        except UsageError as error:
+        except USAGE_ERRORS as error:
             print_error(name, error)
             return EXIT_USAGE
         except (HeldoutError, OSError) as error:
@@ -72,13 +72,17 @@ def flags_parser(name: str) -> Callable[[Sequence[str]], list[str]]:
     """absl's flag parsing, with a bad or missing flag as one line and exit status 2.
 
     absl's own parser exits with 1 on a bad flag value, before `guarded` could say it is
-    a usage error.
+    a usage error. Renamed flags warn and set their new names here.
     """
     from absl import flags
 
+    from heldout.cli.flag_types import finish_parsing
+
     def parse(argv: Sequence[str]) -> list[str]:
         try:
-            return flags.FLAGS(list(argv))
+            rest = flags.FLAGS(list(argv))
+            finish_parsing(flags.FLAGS)
+            return rest
         except flags.Error as error:
             print_error(name, f"{error} (pass --help for the flags)")
             sys.exit(EXIT_USAGE)
@@ -86,27 +90,117 @@ def flags_parser(name: str) -> Callable[[Sequence[str]], list[str]]:
     return parse
 
 
-def run_command(main: Main, name: str, error_status: int = EXIT_USAGE) -> None:
-    """Parses the flags and runs `main` through `guarded`; exits with its status."""
-    from absl import app, flags
+def command_help(module_name: str, usage: str) -> str:
+    """What `--help` prints: the command's description, its examples and every flag it
+    takes, the shared groups included (absl's own lists only the main module's).
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-    # `--help` lists the key flags of the script absl runs (tools/x.py); the flags live in
-    # the command's module here, so make them the script's key flags too.
-    for flag in flags.FLAGS.get_key_flags_for_module(main.__module__):
-        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    Args:
+      module_name: the command's module; its docstring, `EXAMPLES` and key flags.
+      usage: how the command was called (`heldout scores`, `tools/compute_scores.py`).
+
+    Returns:
+      The text, without a final newline.
+    """
+    from absl import flags
+
+    module = sys.modules[module_name]
+    parts = [f"usage: {usage} [flags]", "", (module.__doc__ or "").strip()]
+    examples = getattr(module, "EXAMPLES", "").strip("\n")
+    if examples:
+        parts += ["", "examples:", examples]
+    listed = flags.FLAGS.module_help(module_name).split("\n", 2)[-1]
+    parts += ["", "flags:", listed, "", "(--helpfull also lists absl's own flags)"]
+    return "\n".join(parts)
+
+
+def quiet_libraries() -> None:
+    """Library INFO and WARNING lines (absl, TensorFlow, Dask) off, so that an error is
+    the one line a user reads; before those libraries are imported."""
+    import logging
+
+    from absl import logging as absl_logging
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    for name in ("tensorflow", "distributed", "h5py", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if not any(isinstance(finder, _QuietImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 to /dev/null: what native code writes there is dropped."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Imports TensorFlow with its native start-up lines dropped (oneDNN and absl notices,
+    which TF_CPP_MIN_LOG_LEVEL does not reach); an import error still raises."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # the real finders, once
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self._loader = loader
+
+    def __getattr__(self, name):  # everything else of the real loader (resources, ...)
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = self._loader
+        with _native_stderr_silenced():
+            self._loader.exec_module(module)
+
+
+def run_command(main: Main, name: str, error_status: int = EXIT_USAGE) -> None:
+    """Parses the flags and runs `main` through `guarded`; exits with its status.
+
+    Args:
+      main: the command's `main(argv)`.
+      name: the command's name, printed before each error.
+      error_status: the status of a `HeldoutError` or `OSError` (see `guarded`).
+
+    Raises:
+      SystemExit: always: 0 after `--help` (or `-h`), else `main`'s status.
+    """
+    from absl import app
+
+    quiet_libraries()
+    args = sys.argv[1 : sys.argv.index("--") if "--" in sys.argv else len(sys.argv)]
+    if any(arg in HELP_FLAGS for arg in args):
+        print(command_help(main.__module__, sys.argv[0]))
+        sys.exit(EXIT_OK)
     app.run(_frozen_at_exit(guarded(main, name, error_status)), flags_parser=flags_parser(name))
 
 
 def _frozen_at_exit(main: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str]], int]:
     """`main`, then every object alive moved out of the cyclic collector's reach.
 
-    Why: the interpreter's collections at exit walk every object still alive, and a
-    process that loaded numba or TensorFlow holds hundreds of thousands: 0.2-0.3 s of a
-    2 s `compute_scores` went to them (measured), collecting nothing a command needs: its
-    files are closed and renamed before `main` returns, and the memory goes back to the
-    system with the process. (Objects frozen this way are still freed by reference
-    counting; only cycles among them are left to the exit.)
+    Why: the interpreter's collections at exit walk every object still alive (hundreds
+    of thousands once numba or TensorFlow is loaded), collecting nothing a command needs:
+    its files are closed before `main` returns. (Frozen objects are still freed by
+    reference counting; only cycles among them are left to the exit.)
     """
 
     def wrapped(argv: Sequence[str]) -> int:

@@ -1,10 +1,8 @@
-"""`tools/build_imagenet_tfrecords.py`: indexed ImageNet TFRecords from an image folder.
+"""`heldout build-imagenet-tfrecords`: indexed ImageNet TFRecords from an image folder.
 
-The index list is a text file of `filename index [label]` lines (label 0-based), or the
-published `imagenet_index.npz` (its filenames are pickled: --allow_pickle only for a file
-you trust). Labels missing from the list come from the synset folders. The output is read
-by `heldout.datasets.get_source("imagenet", data_dir=<output_dir>)`; its
-`<split>-metadata.json` records the inputs and the images re-encoded as RGB JPEG.
+The index list is a text file of `filename index [label]` lines, or the published
+`imagenet_index.npz` (pickled: --allow_pickle). The output is read by
+`heldout.datasets.get_source("imagenet", data_dir=<output_dir>)`.
 """
 
 from __future__ import annotations
@@ -15,17 +13,25 @@ from collections.abc import Sequence
 from absl import flags
 
 from heldout.cli import app
+from heldout.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 NAME = "build_imagenet_tfrecords"
 DEFAULT_SHARDS = {"train": 1024, "validation": 128}
+EXAMPLES = """\
+  heldout build-imagenet-tfrecords --image_dir=/data/imagenet/val \\
+      --index_file=imagenet_index.npz --allow_pickle --split=validation \\
+      --output_dir=/data/imagenet-indexed --num_shards=128"""
 
 
 def define_flags() -> None:
     """This command's flags (defined when it runs, so importing the module defines none)."""
-    flags.DEFINE_string("image_dir", None, "Folder of images (<synset>/<file>.JPEG or flat).")
-    flags.DEFINE_string("index_file", None, "Filename → index list (text or imagenet_index.npz).")
-    flags.DEFINE_string("output_dir", None, "Where to write the TFRecord shards.")
+    path = cli_flags.DEFINE_path
+    help = "Folder of images (<synset>/<file>.JPEG or flat)."
+    cli_flags.define(__name__, path, "image_dir", None, help, required=True)
+    help = "Filename → index list (text or imagenet_index.npz)."
+    cli_flags.define(__name__, path, "index_file", None, help, required=True)
+    cli_flags.output_dir(__name__, "The TFRecord shards.", required=True)
     flags.DEFINE_enum("split", "validation", ["train", "validation"], "Split to build.")
     flags.DEFINE_integer(
         "num_shards",
@@ -33,13 +39,9 @@ def define_flags() -> None:
         "Shards to write (default: 1024 train, 128 validation, at most one per image).",
     )
     flags.DEFINE_integer("num_threads", 4, "Shards written in parallel.")
-    flags.DEFINE_string(
-        "labels_file",
-        None,
-        "Synsets, one a line, in label order (default: the sorted synset folder names).",
-    )
-    flags.DEFINE_bool("allow_pickle", False, "Allow reading a pickled .npz index file.")
-    flags.mark_flags_as_required(["image_dir", "index_file", "output_dir"])
+    help = "Synsets, one a line, in label order (default: the sorted synset folder names)."
+    cli_flags.define(__name__, path, "labels_file", None, help)
+    cli_flags.allow_pickle(__name__)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -78,6 +80,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout build-imagenet-tfrecords` command."""
     define_flags()
     app.run_command(main, name=NAME)

@@ -1,12 +1,8 @@
-"""`tools/compare_scores.py`: our scores against published ones (or another scores file).
+"""`heldout compare`: our scores against published ones (or another scores file).
 
-Both sides must index the same examples in the same order; the command checks lengths
-(and labels, where both sides have them), not orders: bring published files into TFDS
-order with `tools/map_order.py` first. Printed: Spearman, Kendall tau-b and Pearson, the
-overlap of the lowest and highest 1 % and 10 %, per-class rho (with labels), and for
-pairs how many published pairs our influence recovers plus the precision and recall of
-our own pairs. `--output_dir` adds the figure (rank scatter, histograms). Exit status 2
-when the inputs cannot be compared.
+Prints rank correlations, the overlap of the extremes, per-class rho and, for pairs, the
+published pairs our influence recovers. Both sides must index the same examples in the
+same order (`heldout map-order` first); exit status 2 when they cannot be compared.
 """
 
 from __future__ import annotations
@@ -17,30 +13,39 @@ import numpy as np
 from absl import flags
 
 from heldout.cli import app
+from heldout.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 NAME = "compare_scores"
 _SCORES_FILE = "a scores .npz file (tools/compute_scores.py)"
+EXAMPLES = """\
+  # C-scores recomputed from the release vs. the published file, both in TFDS order:
+  heldout compare --scores_file=scores.npz --reference=cifar10-cscores-tfds.npz
+  # memorization of two of our own scores files:
+  heldout compare --scores_file=a.npz --reference=b.npz --key=memorization
+  # how many published high-influence pairs our dense influence recovers:
+  heldout compare --scores_file=scores.npz --pairs=cifar100_high_infl_pairs_infl0.15_mem0.25.npz"""
 
 
 def define_flags() -> None:
     """This command's flags (defined when it runs, so importing the module defines none)."""
-    flags.DEFINE_string("scores", None, "Our scores .npz (tools/compute_scores.py).")
-    flags.DEFINE_string("key", "cscore", "Which of our per-example scores to compare.")
-    flags.DEFINE_string(
-        "reference",
-        None,
-        "Published scores (.npz with `scores`, or .npy) or another scores .npz (uses --key).",
+    cli_flags.scores_file(__name__)
+    cli_flags.key(__name__)
+    cli_flags.reference(__name__)
+    cli_flags.define(
+        __name__, cli_flags.DEFINE_path, "pairs", None, "Published high-influence pairs .npz."
     )
-    flags.DEFINE_string("pairs", None, "Published high-influence pairs .npz.")
     flags.DEFINE_float("threshold", 0.15, "Influence that counts as recovered.")
-    flags.DEFINE_float("min_influence", 0.15, "Our pairs: influence threshold.")
-    flags.DEFINE_float("min_memorization", 0.25, "Our pairs: memorization threshold.")
-    flags.DEFINE_string(
-        "labels", None, "Labels for per-class rho: an .npz with `labels` or `tr_labels`."
+    cli_flags.pair_thresholds(__name__)
+    cli_flags.define(
+        __name__,
+        cli_flags.DEFINE_path,
+        "labels",
+        None,
+        "Labels: an .npz with `labels` or `tr_labels` (and `tt_labels` for the test split).",
     )
-    flags.DEFINE_string("output_dir", None, "Write the comparison figure here.")
-    flags.DEFINE_list("formats", ["pdf", "png"], "Figure file formats.")
+    cli_flags.output_dir(__name__, "The figures (none when not given).")
+    cli_flags.figures(__name__)
     flags.DEFINE_integer("classes_shown", 5, "Classes listed at each end of the per-class rho.")
 
 
@@ -130,7 +135,7 @@ def _print_pairs(published_pairs) -> None:
     from heldout.errors import CompareError
     from heldout.published import compare
 
-    arrays = load_npz(FLAGS.scores, error=CompareError, what=_SCORES_FILE)
+    arrays = load_npz(FLAGS.scores_file, error=CompareError, what=_SCORES_FILE)
     thresholds = {"min_influence": FLAGS.min_influence, "min_memorization": FLAGS.min_memorization}
     if "influence" in arrays:
         recovery = compare.pair_recovery(published_pairs, arrays["influence"], FLAGS.threshold)
@@ -153,7 +158,9 @@ def _print_pairs(published_pairs) -> None:
             **thresholds,
         )
     else:
-        raise CompareError(f"{FLAGS.scores}: missing arrays ['influence'] (or top-k influence)")
+        raise CompareError(
+            f"{FLAGS.scores_file}: missing arrays ['influence'] (or top-k influence)"
+        )
     if ours is None:
         print("  (no memorization in the scores file: our own pair list cannot be formed)")
         return
@@ -172,11 +179,11 @@ def main(argv: Sequence[str]) -> int:
     from heldout.errors import UsageError
     from heldout.published import compare, load_influence_pairs
 
-    if not FLAGS.scores or not (FLAGS.reference or FLAGS.pairs):
-        raise UsageError("pass --scores and --reference and/or --pairs")
+    if not FLAGS.scores_file or not (FLAGS.reference or FLAGS.pairs):
+        raise UsageError("pass --scores_file and --reference and/or --pairs")
     formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
     if FLAGS.reference:
-        ours = _load_key(FLAGS.scores, FLAGS.key)
+        ours = _load_key(FLAGS.scores_file, FLAGS.key)
         reference, reference_labels = _load_reference(FLAGS.reference, FLAGS.key)
         compare.compare_scores(ours, reference)  # shapes and dtypes, before the rest
         labels = _labels(reference_labels, len(reference))
@@ -191,6 +198,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout compare` command."""
     define_flags()
     app.run_command(main, name=NAME)

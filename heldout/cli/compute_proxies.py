@@ -1,12 +1,8 @@
-"""`tools/compute_proxies.py` / `heldout-proxies`: C-score proxies from one training run.
+"""`heldout proxies`: C-score proxies from one training run.
 
-Trains `--num_seeds` models on the full training set (or its first `--num_train`
-examples) with the experiment's recipe, records per-epoch statistics through the trainer's
-`EpochEnd` hook, and writes every proxy (`heldout.proxies`) to `--output`. With
-`--reference` (a compute_scores.py file of an experiment on the same data in the same
-order, or a published C-score file mapped to that order) it adds each proxy's Spearman
-rho and Kendall tau-b, prints them in a table beside the reference's split-half
-reliability (with `--reference_experiment_dir`), and draws `--figure`.
+Trains --num_seeds models on the training set with the recipe flags and writes every
+proxy (`heldout.proxies`) to --output. With --reference it adds each proxy's rank
+correlations with the C-score, their table and --figure.
 """
 
 from __future__ import annotations
@@ -17,39 +13,46 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from absl import flags, logging
+from absl import flags
 
-from heldout.cli import app, train_flags
+from heldout.cli import app
+from heldout.cli import flags as cli_flags
+from heldout.cli import options as cli_options
 
-train_flags.define_flags()  # --dataset, --data_dir, --label_corrupt_prob, --seed
-train_flags.define_recipe_flags()  # --arch, --epochs, --batch_size, --learning_rate, --mlp_spec
+EXAMPLES = """\
+  # Fashion-MNIST, the paper's MNIST recipe, against an experiment's C-scores:
+  heldout proxies --output=/tmp/proxies.npz --reference=/tmp/fashion-scores.npz \\
+      --reference_experiment_dir=/tmp/fashion-mnist --figure=/tmp/proxies.png
+  # quick look (first 2 000 examples, 2 epochs, no reference):
+  heldout proxies --num_train=2000 --epochs=2 --output=/tmp/p.npz"""
+
+cli_flags.training_data(__name__)  # --dataset, --data_dir, --label_corrupt_prob, --seed
+cli_flags.recipe(__name__)  # --arch, --epochs, --batch_size, --learning_rate, --mlp_spec
 _NUM_SEEDS = flags.DEFINE_integer(
     "num_seeds", 1, "Models trained independently; their proxies are averaged.", lower_bound=1
 )
-_NUM_TRAIN = flags.DEFINE_integer(
-    "num_train", None, "Use only the first n training examples (quick runs); default all."
-)
+cli_flags.num_train(__name__, "For quick runs.")
+_NUM_TRAIN = flags.FlagHolder(flags.FLAGS, flags.FLAGS["num_train"])
 _PROXIES = flags.DEFINE_list(
     "proxies",
     ["learning_speed", "confidence", "kde_input", "kde_hidden"],
     "Comma list of proxy groups: learning_speed, confidence, kde_input, kde_hidden.",
 )
-_OUTPUT = flags.DEFINE_string("output", None, "The .npz to write (atomically).", required=True)
-_REFERENCE = flags.DEFINE_string(
-    "reference",
-    None,
-    "Reference C-scores: a compute_scores.py .npz of an experiment on the same data in the "
-    "same order, or a published C-score file mapped to that order (tools/map_order.py).",
-)
-_REFERENCE_EXPERIMENT_DIR = flags.DEFINE_string(
+cli_flags.output(__name__, "Here .npz.", required=True)
+_OUTPUT = flags.FlagHolder(flags.FLAGS, flags.FLAGS["output"])
+cli_flags.reference(__name__)
+_REFERENCE = flags.FlagHolder(flags.FLAGS, flags.FLAGS["reference"])
+cli_flags.define(
+    __name__,
+    cli_flags.DEFINE_path,
     "reference_experiment_dir",
     None,
-    "The experiment folder behind a compute_scores.py --reference: its runs give the "
+    "The experiment folder behind a scores-file --reference: its runs give the "
     "reference's split-half reliability, and its labels are checked against ours.",
 )
-_FIGURE = flags.DEFINE_string(
-    "figure", None, "With --reference: the figure (.png or .pdf): rho by epoch, rank scatters."
-)
+_REFERENCE_EXPERIMENT_DIR = flags.FlagHolder(flags.FLAGS, flags.FLAGS["reference_experiment_dir"])
+cli_flags.figure(__name__, "With --reference (.png or .pdf): rho by epoch, rank scatters.")
+_FIGURE = flags.FlagHolder(flags.FLAGS, flags.FLAGS["figure"])
 _KDE_HIDDEN_EVERY = flags.DEFINE_integer(
     "kde_hidden_every",
     1,
@@ -92,7 +95,6 @@ def _table(correlations: dict, names: Sequence[str], reliability) -> str:
 def main(argv: Sequence[str]) -> int:
     """Computes the proxies the flags ask for; 0 when written (errors: `app.guarded`)."""
     del argv
-    logging.set_verbosity(logging.WARNING)
     from heldout._core import atomic
     from heldout.errors import UsageError
     from heldout.proxies import compute
@@ -105,8 +107,12 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError("--figure needs --reference (it plots rho against the C-score)")
     if _REFERENCE_EXPERIMENT_DIR.value is not None and _REFERENCE.value is None:
         raise UsageError("--reference_experiment_dir needs --reference")
-    data = train_flags.data_options()
-    recipe = train_flags.recipe_options()
+    data = cli_options.data_options()
+    recipe = cli_options.recipe_options()
+    if recipe.arch != "mlp":  # the library says so too, without the flag's name
+        raise UsageError(f"--arch: proxies are recorded for --arch=mlp only, got {recipe.arch!r}")
+    if _NUM_TRAIN.value is not None and _NUM_TRAIN.value < 2:
+        raise UsageError(f"--num_train must be at least 2, got {_NUM_TRAIN.value}")
     options = compute.ProxyOptions(
         dataset=data.dataset,
         data_dir=data.data_dir,
@@ -204,5 +210,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The `compute_proxies` command (tools/compute_proxies.py, `heldout-proxies`)."""
+    """The `heldout proxies` command."""
     app.run_command(main, name="compute_proxies")

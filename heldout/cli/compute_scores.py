@@ -1,6 +1,7 @@
-"""`tools/compute_scores.py` / `heldout-scores`: C-scores, memorization and influence of an
-experiment into one `.npz` file (see the tool's docstring for examples and the README for
-the output keys).
+"""`heldout scores`: C-scores, memorization and influence of an experiment into one `.npz`.
+
+The file is written under a temporary name and renamed when complete. A malformed run
+stops the command with a message naming its file, unless --skip_bad_runs.
 """
 
 from __future__ import annotations
@@ -13,38 +14,36 @@ import numpy as np
 from absl import flags
 
 from heldout._core import atomic
-from heldout.cli import app, cluster_flags
+from heldout.cli import app, options
+from heldout.cli import flags as cli_flags
 from heldout.errors import AuxArraysError, UsageError
 from heldout.release import layout as release
 from heldout.scores import experiment as scores
 from heldout.scores import file as scores_file
 from heldout.scores import influence
-from heldout.scores.request import SCORE_NAMES, ScoreRequest
+from heldout.scores.request import ScoreRequest
 
-_EXPERIMENT_DIR = flags.DEFINE_string(
-    "experiment_dir", None, "Experiment folder: <experiment_dir>/<subset_ratio>/<run_id>/."
+EXAMPLES = """\
+  heldout scores --experiment_dir=~/data/cifar10-inception --output=~/cifar10-scores.npz \\
+      --scores=cscore,memorization,influence
+  heldout scores --experiment_dir=data/imagenet-resnet50 --output=infl.npz \\
+      --scores=influence --influence_topk=50 --scheduler=local --dask_workers=4"""
+
+FLAGS = flags.FLAGS
+cli_flags.experiment_dir(__name__, required=True)
+cli_flags.output(__name__, "Must end with .npz.", required=True)
+cli_flags.scores(__name__, ["cscore", "memorization"])
+cli_flags.subset_ratio(
+    __name__, "For memorization and influence; default 0.7 when present, else the largest."
 )
-_OUTPUT = flags.DEFINE_string("output", None, "The .npz file to write.")
-_SCORES = flags.DEFINE_list(
-    "scores",
-    ["cscore", "memorization"],
-    f"Comma list of {', '.join(SCORE_NAMES)}, soft_cscore (the runs' held-out "
-    "probability of the label; needs runs trained with --record_heldout_probs).",
-)
-_SUBSET_RATIO = flags.DEFINE_float(
-    "subset_ratio",
-    None,
-    "Subset ratio of the runs for memorization and influence; default 0.7 when present, "
-    "else the largest.",
-)
-_INFLUENCE_TOPK = flags.DEFINE_integer(
+flags.DEFINE_integer(
     "influence_topk",
     0,
     "0: the dense influence matrix [N_test, N_train]; K > 0: the K most influential "
     "training examples per test example (for ImageNet-sized experiments).",
     lower_bound=0,
 )
-_BACKEND = flags.DEFINE_enum(
+flags.DEFINE_enum(
     "backend",
     "auto",
     list(influence.BACKENDS),
@@ -53,38 +52,33 @@ _BACKEND = flags.DEFINE_enum(
     "available for the problem size. The summary and the file's influence_backend say "
     "which ran.",
 )
-cluster_flags.define_flags()  # --scheduler, --workers (reader threads without a cluster)
-_SKIP_BAD_RUNS = flags.DEFINE_bool(
-    "skip_bad_runs", False, "Report and skip malformed runs instead of stopping."
-)
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.")
-_CONFIDENCE = flags.DEFINE_float(
+cli_flags.cluster(__name__, threads=True)  # --scheduler, --dask_workers, --reader_threads
+cli_flags.run_checks(__name__)  # --skip_bad_runs, --progress
+flags.DEFINE_float(
     "confidence",
     None,
     "E.g. 0.95: write a confidence interval beside every estimate (*_ci_low, *_ci_high; "
-    "the README says which intervals and their measured coverage).",
+    "docs/methods.md says which intervals and their measured coverage).",
 )
-_FDR = flags.DEFINE_float(
+flags.DEFINE_float(
     "fdr",
     0.05,
     "influence_pairs: the false-discovery rate of the selected pairs (Benjamini-Hochberg "
     "over Fisher's exact one-sided tests).",
 )
-_MIN_MEMORIZATION = flags.DEFINE_float(
+flags.DEFINE_float(
     "min_memorization",
     None,
     "influence_pairs: test only training examples with at least this memorization "
     "(the published pairs used 0.25); default: all.",
 )
 
-flags.mark_flags_as_required(["experiment_dir", "output"])
-
 
 def _report_bad_run(run, error: AuxArraysError) -> None:
     print(f"skipping bad run: {error}", file=sys.stderr)
 
 
-def _summary(result, seconds: float, output: str) -> str:
+def _summary(result: scores.ExperimentScores, seconds: float, output: str) -> str:
     lines = [f"experiment {result.experiment}: scores written to {output} in {seconds:.1f} s"]
     runs = ", ".join(
         f"{ratio:g}: {int(n)}"
@@ -140,7 +134,7 @@ def _summary(result, seconds: float, output: str) -> str:
     return "\n".join(lines)
 
 
-def _uncertainty_summary(result) -> list[str]:
+def _uncertainty_summary(result: scores.ExperimentScores) -> list[str]:
     """Lines about the intervals and the FDR-selected pairs, with what is behind them."""
     lines = []
     intervals = result.intervals
@@ -177,38 +171,36 @@ def _streams_influence(requested: Sequence[str]) -> bool:
     """Whether the dense influence is only written, so it can be streamed to the file:
     nothing else asked for (intervals and other scores read the matrix)."""
     return (
-        list(requested) == ["influence"]
-        and _INFLUENCE_TOPK.value == 0
-        and _CONFIDENCE.value is None
+        list(requested) == ["influence"] and FLAGS.influence_topk == 0 and FLAGS.confidence is None
     )
 
 
 def main(argv: Sequence[str]) -> int:
     del argv  # checked by app.guarded
-    if not _OUTPUT.value.endswith(".npz"):
-        raise UsageError(f"--output must end with .npz, got {_OUTPUT.value}")
+    if not FLAGS.output.endswith(".npz"):
+        raise UsageError(f"--output must end with .npz, got {FLAGS.output}")
     start = time.perf_counter()
-    experiment = release.open_experiment(_EXPERIMENT_DIR.value)
+    experiment = release.open_experiment(FLAGS.experiment_dir)
     # Hours of reading must not end in "permission denied": try the folder first.
-    atomic.probe_writable(_OUTPUT.value)
-    soft = "soft_cscore" in _SCORES.value  # heldout.scores.soft_cscore: from other files than aux
-    requested = [name for name in _SCORES.value if name != "soft_cscore"] or ["cscore"]
-    fan_out = cluster_flags.cluster_options()
+    atomic.probe_writable(FLAGS.output)
+    soft = "soft_cscore" in FLAGS.scores  # heldout.scores.soft_cscore: from other files than aux
+    requested = [name for name in FLAGS.scores if name != "soft_cscore"] or ["cscore"]
+    fan_out = options.cluster_options()
     if fan_out.distributed:
         from heldout.scores import fanout as scores_distributed
 
         score, workers = scores_distributed.cluster_scorer(fan_out), None
     else:
-        score, workers = scores.score_experiment, flags.FLAGS.workers
+        score, workers = scores.score_experiment, FLAGS.reader_threads
     request = ScoreRequest(
         scores=tuple(requested),
-        subset_ratio=_SUBSET_RATIO.value,
-        influence_topk=_INFLUENCE_TOPK.value,
-        backend=_BACKEND.value,
-        confidence=_CONFIDENCE.value,
-        fdr=_FDR.value,
-        min_memorization=_MIN_MEMORIZATION.value,
-        skip_bad_runs=_SKIP_BAD_RUNS.value,
+        subset_ratio=FLAGS.subset_ratio,
+        influence_topk=FLAGS.influence_topk,
+        backend=FLAGS.backend,
+        confidence=FLAGS.confidence,
+        fdr=FLAGS.fdr,
+        min_memorization=FLAGS.min_memorization,
+        skip_bad_runs=FLAGS.skip_bad_runs,
     )
     if not fan_out.distributed and _streams_influence(requested):
         # Only written: computed block by block while it is (never held whole).
@@ -218,7 +210,7 @@ def main(argv: Sequence[str]) -> int:
         request,
         workers=workers,
         on_bad_run=_report_bad_run,
-        progress=_PROGRESS.value,
+        progress=FLAGS.progress,
     )
     arrays = result.arrays()
     if soft:
@@ -226,8 +218,8 @@ def main(argv: Sequence[str]) -> int:
         from heldout.scores.soft_cscore import experiment_soft_cscores
 
         arrays.update(experiment_soft_cscores(experiment, experiment_labels(experiment)))
-    scores_file.save_scores(_OUTPUT.value, arrays)
-    print(_summary(result, time.perf_counter() - start, _OUTPUT.value))
+    scores_file.save_scores(FLAGS.output, arrays)
+    print(_summary(result, time.perf_counter() - start, FLAGS.output))
     if soft:
         defined = arrays[scores_file.SOFT_CSCORE_COUNT_OUT] > 0
         print(
@@ -238,5 +230,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """Console entry point `heldout-scores`."""
+    """The `heldout scores` command."""
     app.run_command(main, "compute_scores", error_status=1)

@@ -1,11 +1,8 @@
-"""`demo.py`: restore runs, re-evaluate them and cross-check every prediction.
+"""`heldout demo` (`demo.py`): restore runs, re-evaluate them, cross-check every prediction.
 
-For each chosen run: restore its final checkpoint into the architecture's model (built
-once for all the runs), predict the dataset, and compare the correctness of every example
-with the run's `aux_arrays.npz`. Prints per run and exits 0 when the predictions match
-(all of them, or at least --min_match of them), 1 when they do not, 2 when the runs could
-not be evaluated (bad flags, missing or mismatching checkpoint, missing data): those
-errors are one line naming the file and the problem.
+Each run's final checkpoint is restored into one model, the dataset predicted, and every
+example's correctness compared with the run's `aux_arrays.npz`. Exit status 0 when the
+predictions match (all, or --min_match of them), 1 when not, 2 when they cannot be checked.
 """
 
 from __future__ import annotations
@@ -14,14 +11,20 @@ import sys
 
 from absl import flags
 
-from heldout.cli import app, eval_flags
+from heldout.cli import app, options
+from heldout.cli import flags as cli_flags
 from heldout.errors import UsageError
+
+EXAMPLES = """\
+  heldout demo                 # a run of the embedded default experiment, if built
+  heldout demo --model_dir=data/cifar10-inception/0.7/0 --data_dir=~/tensorflow_datasets
+  heldout demo --experiment_dir=data/cifar100-inception --subset_ratio=0.7 --max_runs=3"""
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model_dir", None, "A run folder <experiment>/<subset_ratio>/<run_id>.")
+cli_flags.model_dir(__name__)
 flags.DEFINE_integer("run_id", None, "Check only this run (with --experiment_dir).")
-eval_flags.define_flags(__name__)
+cli_flags.evaluation(__name__)
 
 NAME = "demo.py"
 _SHOW_MISMATCHES = 10
@@ -101,31 +104,33 @@ def _print_run(check, source_name: str) -> None:
 def main(argv) -> int:
     """Checks the runs the flags choose; see the module docstring for the exit status."""
     del argv
-    eval_flags.check_flags()
+    options.check_evaluation_flags()
     # Imported here so that --help answers without loading TensorFlow.
     from heldout.datasets import relabeled
     from heldout.evaluation import evaluate as evaluation
     from heldout.release import layout as release
 
-    options = eval_flags.eval_options()
+    evaluation_options = options.evaluation_options()
     meta, runs = _choose_runs(release)
     # The labels the runs were trained and scored on (corrupted ones where recorded).
-    source = relabeled.experiment_source(runs[0].experiment_dir, options.dataset, options.data_dir)
+    source = relabeled.experiment_source(
+        runs[0].experiment_dir, evaluation_options.dataset, evaluation_options.data_dir
+    )
     cache = evaluation.ModelCache()  # one model for all runs: restored, not rebuilt
     matches = total = 0
     for run in runs:
-        check = options.check_run(run, source, meta, cache=cache)
+        check = evaluation_options.check_run(run, source, meta, cache=cache)
         _print_run(check, source.name)
         matches += check.matches
         total += check.total
     if len(runs) > 1:
         print(f"All {len(runs)} runs: {matches} out of {total} predictions match")
-    verdict = eval_flags.match_verdict(matches, total)
+    verdict = options.match_verdict(matches, total)
     if verdict.message:
         print(verdict.message, file=sys.stdout if verdict.status == app.EXIT_OK else sys.stderr)
     return verdict.status
 
 
 def run() -> None:
-    """The console entry point (and what `demo.py` calls)."""
+    """The `heldout demo` command (and `demo.py`)."""
     app.run_command(main, name=NAME)

@@ -1,11 +1,8 @@
-"""`tools/download.py` / `heldout-download`: fetch a released tarball (or any .tar.gz) with
-its MD5 checked while streaming, resume, and optional one-pass extraction (see the tool's
-docstring for examples).
+"""`heldout download`: a released tarball (or any .tar.gz), MD5 checked while streaming,
+resumable, optionally extracted in one pass.
 
-Exit status: 0 when everything was verified and written; 1 on any failure (MD5 mismatch,
-network, busy lock, too little disk space, refused or conflicting members, nothing matched
---only), each told in one line `download: error: ...`; 2 on usage errors; 130 when
-interrupted (what arrived is kept for the next run).
+Exit status 0 when everything was verified and written; 1 on any failure (one line
+`download: error: ...`); 2 on usage errors; 130 when interrupted (what arrived is kept).
 """
 
 from __future__ import annotations
@@ -16,6 +13,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from heldout.cli import app
+from heldout.cli import flags as cli_flags
 from heldout.download import (
     ChecksumMismatchError,
     DownloadResult,
@@ -29,14 +27,22 @@ from heldout.errors import UsageError
 from heldout.release.registry import ARTIFACTS
 
 NAME = "download"
+EXAMPLES = """\
+  # every aux_arrays.npz of CIFAR-10, one pass over the tarball:
+  heldout download --artifact=cifar10-inception --output_dir=data --extract \\
+      --only='*/aux_arrays.npz'
+  # the whole tarball, kept as a file (run the same command again to resume):
+  heldout download --output_dir=data \\
+      --url=gs://gresearch/heldout-training-checkpoints/imagenet-resnet50.tar.gz
+  # check a file you already have:
+  heldout download --artifact=cifar10-inception --verify=data/cifar10-inception.tar.gz"""
+FLAGS = flags.FLAGS
 
 _ARTIFACT = flags.DEFINE_enum(
     "artifact", None, sorted(ARTIFACTS), "A released tarball (URL, MD5 and size built in)."
 )
 _URL = flags.DEFINE_string("url", None, "http://, https:// or gs://bucket/object to download.")
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Where the archive or the extracted files go."
-)
+cli_flags.output_dir(__name__, "The archive or the extracted files.")
 _MD5 = flags.DEFINE_string(
     "md5", None, "Expected MD5 (hex, any case); needed with --url unless the server reports one."
 )
@@ -54,8 +60,12 @@ _ONLY = flags.DEFINE_list(
     "*/aux_arrays.npz; other members are read and discarded.",
 )
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing files that differ.")
-_VERIFY = flags.DEFINE_string(
-    "verify", None, "Only check this local file's MD5 (with --md5 or --artifact)."
+cli_flags.define(
+    __name__,
+    cli_flags.DEFINE_path,
+    "verify",
+    None,
+    "Only check this local file's MD5 (with --md5 or --artifact).",
 )
 
 _GB = 1e9
@@ -74,13 +84,13 @@ def _check_flags() -> None:
             normalize_md5(_MD5.value)
         except UsageError as e:
             raise UsageError(f"--md5: {e}") from None
-    if _VERIFY.value:
+    if FLAGS.verify:
         if not (_MD5.value or _ARTIFACT.value):
             raise UsageError("--verify needs the expected MD5: --md5 or --artifact")
         return
     if bool(_ARTIFACT.value) == bool(_URL.value):
         raise UsageError("give exactly one of --artifact and --url")
-    if not _OUTPUT_DIR.value:
+    if not FLAGS.output_dir:
         raise UsageError("--output_dir is required")
     if (_KEEP_ARCHIVE.value or _ONLY.value) and not _EXTRACT.value:
         raise UsageError("--keep_archive and --only apply to --extract")
@@ -147,7 +157,7 @@ def _summary(result: DownloadResult) -> list[str]:
     if report is not None:
         lines.append(
             f"extracted:   {len(report.written)} files ({report.bytes_written / _GB:.3f} GB) "
-            f"into {_OUTPUT_DIR.value}; {report.already_present} already present; "
+            f"into {FLAGS.output_dir}; {report.already_present} already present; "
             f"{report.not_selected} not selected"
         )
         for name, reason in report.refused:
@@ -158,16 +168,16 @@ def _summary(result: DownloadResult) -> list[str]:
 
 
 def _verify() -> int:
-    bar = _Bar(f"verify {_VERIFY.value}")
+    bar = _Bar(f"verify {FLAGS.verify}")
     try:
-        actual = verify_file(_VERIFY.value, _expected_md5(), progress=bar)
+        actual = verify_file(FLAGS.verify, _expected_md5(), progress=bar)
     except ChecksumMismatchError as e:
         bar.close()  # before the line below
-        print(f"MISMATCH {_VERIFY.value}: expected {e.expected}, got {e.actual}")
+        print(f"MISMATCH {FLAGS.verify}: expected {e.expected}, got {e.actual}")
         return app.EXIT_FAILED
     finally:
         bar.close()  # before `guarded` prints an error line under it
-    print(f"OK {actual} {_VERIFY.value}")
+    print(f"OK {actual} {FLAGS.verify}")
     return app.EXIT_OK
 
 
@@ -178,7 +188,7 @@ def _download() -> DownloadResult:
     try:
         return download(
             url,
-            _OUTPUT_DIR.value,
+            FLAGS.output_dir,
             md5=_expected_md5(),
             extract=_EXTRACT.value,
             keep_archive=_KEEP_ARCHIVE.value,
@@ -196,7 +206,7 @@ def main(argv: Sequence[str]) -> int:
     """Runs the command; HeldoutError/OSError are left to `app.guarded` (one line, 1)."""
     del argv  # checked by app.guarded
     _check_flags()
-    if _VERIFY.value:
+    if FLAGS.verify:
         return _verify()
     try:
         result = _download()
@@ -224,5 +234,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """Console entry point `heldout-download`."""
+    """The `heldout download` command."""
     app.run_command(main, NAME, error_status=app.EXIT_FAILED)

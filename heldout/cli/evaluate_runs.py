@@ -1,11 +1,8 @@
-"""`tools/evaluate_runs.py`: re-evaluate and cross-check many runs, fanned out over Dask.
+"""`heldout evaluate`: re-evaluate and cross-check many runs, fanned out over Dask.
 
-Records go to `<output_dir>/<ratio>/<run_id>.json` (see `heldout.evaluation.fanout`): a rerun
-resumes, reusing the records whose inputs and options are unchanged and re-evaluating
-stale ones. Exit status: 0 when every run was checked and the predictions match (all, or
-at least --min_match of them), 1 when some do not or some runs failed, 2 on usage errors
-(bad flags, no runs, unreachable scheduler, an output folder of another experiment, an
-output folder another process is writing into); those are one line each.
+One JSON record per run goes to `<output_dir>/<ratio>/<run_id>.json`; a rerun resumes,
+re-evaluating only stale records. Exit status 0 when every run matches (all, or
+--min_match), 1 when some do not or failed, 2 on usage errors.
 """
 
 from __future__ import annotations
@@ -14,14 +11,25 @@ import sys
 
 from absl import flags
 
-from heldout.cli import app, cluster_flags, eval_flags
+from heldout.cli import app, options
+from heldout.cli import flags as cli_flags
 from heldout.errors import UsageError
+
+EXAMPLES = """\
+  # every run with a checkpoint, on a local cluster of 4 worker processes:
+  heldout evaluate --experiment_dir=data/cifar10-inception --output_dir=checks \\
+      --data_dir=~/tensorflow_datasets --dask_workers=4
+  # 100 runs of one ratio, in this process; rerun the same command to resume:
+  heldout evaluate --experiment_dir=... --output_dir=... --subset_ratio=0.7 \\
+      --max_runs=100 --scheduler=none
+  # on a running cluster (workers need `heldout` installed and the files in reach):
+  heldout evaluate ... --scheduler=tcp://10.0.0.5:8786"""
 
 FLAGS = flags.FLAGS
 
-eval_flags.define_flags(__name__)
-flags.DEFINE_string("output_dir", None, "Where the per-run JSON records go (resumable).")
-cluster_flags.define_flags(default_scheduler="local")  # --scheduler, --workers
+cli_flags.evaluation(__name__)
+cli_flags.output_dir(__name__, "The per-run JSON records (resumable).")
+cli_flags.cluster(__name__, default_scheduler="local")  # --scheduler, --dask_workers
 flags.DEFINE_bool("retry_errors", False, "Evaluate runs with an error record again.")
 
 NAME = "evaluate_runs"
@@ -56,15 +64,15 @@ def _report(summary) -> None:
 def main(argv) -> int:
     """Evaluates the runs the flags choose; see the module docstring for the exit status."""
     del argv
-    eval_flags.check_flags()
+    options.check_evaluation_flags()
     if not FLAGS.experiment_dir or not FLAGS.output_dir:
         raise UsageError("--experiment_dir and --output_dir are required")
-    cluster = cluster_flags.cluster_options()  # checks --scheduler, quiets Dask's INFO
+    cluster = options.cluster_options()  # checks --scheduler, quiets Dask's INFO
     from tqdm import tqdm
 
     from heldout.evaluation import fanout as distributed
 
-    options = eval_flags.eval_options()
+    evaluation_options = options.evaluation_options()
     runs = distributed.select_runs(FLAGS.experiment_dir, FLAGS.subset_ratio, FLAGS.max_runs)
     bar = None  # started with the first result, so that a refusal stays one line
 
@@ -80,7 +88,7 @@ def main(argv) -> int:
         summary = distributed.evaluate_runs(
             runs,
             FLAGS.output_dir,
-            options,
+            evaluation_options,
             scheduler=cluster.scheduler,
             n_workers=cluster.local_workers,
             retry_errors=FLAGS.retry_errors,
@@ -90,12 +98,12 @@ def main(argv) -> int:
         if bar is not None:
             bar.close()
     _report(summary)
-    verdict = eval_flags.match_verdict(summary.matches, summary.total, summary.errors)
+    verdict = options.match_verdict(summary.matches, summary.total, summary.errors)
     if verdict.message:
         print(verdict.message, file=sys.stdout if verdict.status == app.EXIT_OK else sys.stderr)
     return verdict.status
 
 
 def run() -> None:
-    """The console entry point (and what `tools/evaluate_runs.py` calls)."""
+    """The `heldout evaluate` command."""
     app.run_command(main, name=NAME)

@@ -1,11 +1,8 @@
-"""`tools/export_checkpoint.py`: released checkpoints as safetensors (+ ONNX) for any framework.
+"""`heldout export`: released checkpoints as safetensors (+ ONNX) for any framework.
 
-One run (`--model_dir`) or every selected run of an experiment (`--experiment_dir` with
-`--subset_ratio` / `--max_runs`, into `<output_dir>/<ratio>/<run_id>/`). Each export is
-checked: the pure-numpy forward pass (`heldout.export.checkpoint_export.numpy_forward`), and onnxruntime
-for `--format=onnx`, must give TensorFlow's logits within 1e-4 on a probe batch. Exit
-status 0 when every selected run was exported (or already was), 1 when some failed, 2 on
-usage errors.
+One run (--model_dir) or the selected runs of an experiment. Each export must give
+TensorFlow's logits within 1e-4 (numpy forward pass, and onnxruntime for ONNX). Exit
+status 0 when every run was exported (or already was), 1 when some failed, 2 on usage.
 """
 
 from __future__ import annotations
@@ -15,20 +12,24 @@ from collections.abc import Sequence
 from absl import flags
 
 from heldout.cli import app
+from heldout.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 NAME = "export_checkpoint"
+EXAMPLES = """\
+  heldout export --model_dir=data/cifar10-inception/0.7/0 --output_dir=exported
+  heldout export --experiment_dir=data/cifar10-inception --subset_ratio=0.7 --max_runs=100 \\
+      --format=safetensors,onnx --output_dir=exported"""
 
 
 def define_flags() -> None:
     """This command's flags (defined when it runs, so importing the module defines none)."""
-    flags.DEFINE_string("model_dir", None, "One run folder (or its checkpoint) to export.")
-    flags.DEFINE_string("experiment_dir", None, "Export the runs of this experiment.")
-    flags.DEFINE_string("output_dir", None, "Where the export(s) go.", required=True)
-    flags.DEFINE_float("subset_ratio", None, "With --experiment_dir: only this ratio.")
-    flags.DEFINE_integer("max_runs", None, "With --experiment_dir: at most this many per ratio.")
-    flags.DEFINE_string("arch", None, "Architecture (default: from the checkpoint/experiment).")
-    flags.DEFINE_integer("num_classes", None, "Classes (default: from the checkpoint/experiment).")
+    cli_flags.model_dir(__name__, "Or its checkpoint.")
+    cli_flags.experiment_dir(__name__, "Export its runs.")
+    cli_flags.output_dir(__name__, "The export(s).", required=True)
+    cli_flags.subset_ratio(__name__, "With --experiment_dir.")
+    cli_flags.max_runs(__name__, "Per ratio, with --experiment_dir.")
+    cli_flags.model_override(__name__)
     flags.DEFINE_list(
         "format", ["safetensors"], "Formats: safetensors (always written), onnx (tf2onnx)."
     )
@@ -94,6 +95,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout export` command."""
     define_flags()
     app.run_command(main, name=NAME)

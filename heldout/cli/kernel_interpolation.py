@@ -1,11 +1,8 @@
-"""`kernel_interpolation`: fit MNIST-like training labels exactly with an RBF kernel.
+"""`heldout kernel`: fit MNIST-like training labels exactly with an RBF kernel.
 
-The minimum-norm interpolation of Zhang et al. (2017): solve K alpha = Y (one-hot
-labels) for K(x, x') = exp(-gamma ||x - x'||^2) on pixels in [0, 1], and predict the test
-split. The flags are defined here (the command is `tools/kernel_interpolation.py`,
-calling `run()`); the work is `heldout.kernels.interpolation.interpolate_dataset`. `--dataset`,
-`--data_dir`, `--label_corrupt_prob` and `--seed` are shared with `train_heldout`
-(`heldout.cli.train_flags`): the same seed and probability give the same random labels.
+The minimum-norm interpolation of Zhang et al. (2017): solve K alpha = Y for
+K(x, x') = exp(-gamma ||x - x'||^2) and predict the test split, printing `err = X.XX%`.
+The same --seed and --label_corrupt_prob as `heldout train` give the same random labels.
 """
 
 from __future__ import annotations
@@ -14,24 +11,27 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from heldout.cli import app, train_flags
+from heldout.cli import app, options
+from heldout.cli import flags as cli_flags
 from heldout.errors import UsageError
 
-train_flags.define_flags()  # --dataset, --data_dir, --label_corrupt_prob, --seed
+EXAMPLES = """\
+  heldout kernel --output=/tmp/kernel.npz                     # true labels
+  heldout kernel --label_corrupt_prob=1.0 --output=/tmp/kernel-random.npz"""
+
+cli_flags.training_data(__name__)  # --dataset, --data_dir, --label_corrupt_prob, --seed
 _GAMMA = flags.DEFINE_float(
     "gamma", 0.02, "Kernel width: K(x, x') = exp(-gamma ||x - x'||^2), pixels in [0, 1]."
 )
-_NUM_TRAIN = flags.DEFINE_integer(
-    "num_train", None, "Interpolate the first n training examples (default: all)."
-)
+cli_flags.num_train(__name__, "They are interpolated.")
+_NUM_TRAIN = flags.FlagHolder(flags.FLAGS, flags.FLAGS["num_train"])
 _NUM_TEST = flags.DEFINE_integer(
     "num_test", None, "Predict the first m test examples (default: all)."
 )
-_OUTPUT = flags.DEFINE_string(
-    "output",
-    None,
-    "Write the results here (.npz): test and training predictions and labels, errors, "
-    "residual, and the settings they come from. Default: print only.",
+cli_flags.output(
+    __name__,
+    "Here .npz: test and training predictions and labels, errors, residual, and the "
+    "settings they come from. Default: print only.",
 )
 _SAVE_COEFFICIENTS = flags.DEFINE_bool(
     "save_coefficients", False, "Also write the coefficients alpha [n, classes] to --output."
@@ -70,7 +70,7 @@ def _check_flags() -> None:
             raise UsageError(f"--{flag.name} must be at least 1, got {flag.value}")
     if _BLOCK_SIZE.value < 1:
         raise UsageError(f"--block_size must be at least 1, got {_BLOCK_SIZE.value}")
-    if _SAVE_COEFFICIENTS.value and not _OUTPUT.value:
+    if _SAVE_COEFFICIENTS.value and not flags.FLAGS.output:
         raise UsageError("--save_coefficients needs --output")
 
 
@@ -93,9 +93,11 @@ def main(argv: Sequence[str]) -> int:
     from heldout.kernels import interpolation as kernels
 
     _check_flags()
-    data = train_flags.data_options()
-    if _OUTPUT.value:
-        atomic.probe_writable(_OUTPUT.value)  # before the minutes of work whose result it holds
+    data = options.data_options()
+    if flags.FLAGS.output:
+        atomic.probe_writable(
+            flags.FLAGS.output
+        )  # before the minutes of work whose result it holds
     result = kernels.interpolate_dataset(
         dataset=data.dataset,
         data_dir=data.data_dir,
@@ -124,13 +126,15 @@ def main(argv: Sequence[str]) -> int:
     )
     print(f"relative residual ||K alpha - Y|| / ||Y|| = {fit.relative_residual:.2e}")
     print(f"train err = {100 * result.train_error:.2f}% ({fit.num_train} examples)")
-    if _OUTPUT.value:
-        atomic.write_npz_atomic(_OUTPUT.value, result.arrays(coefficients=_SAVE_COEFFICIENTS.value))
-        print(f"wrote {_OUTPUT.value}")
+    if flags.FLAGS.output:
+        atomic.write_npz_atomic(
+            flags.FLAGS.output, result.arrays(coefficients=_SAVE_COEFFICIENTS.value)
+        )
+        print(f"wrote {flags.FLAGS.output}")
     print(f"err = {100 * result.test_error:.2f}%")
     return app.EXIT_OK
 
 
 def run() -> None:
-    """The `kernel_interpolation` command (tools/kernel_interpolation.py)."""
+    """The `heldout kernel` command."""
     app.run_command(main, name="kernel_interpolation")

@@ -1,11 +1,8 @@
-"""`tools/map_order.py`: a published per-example score file, moved into TFDS order.
+"""`heldout map-order`: a published per-example score file, moved into TFDS order.
 
-The released checkpoints' `index_*` arrays are TFDS positions, while the published
-C-scores are in the original CIFAR order. The mapping comes from CIFAR's `id` feature, or
-for MNIST-like data from matching images against the IDX files (--idx_dir). When the score
-file carries `labels`, they are checked against the TFDS labels after the move. Output
-keys: `scores`, `labels` (TFDS order), `original_index` (original position of each TFDS
-example) and `provenance` (JSON: the input file, dataset and split it was made from).
+The released runs index TFDS positions; the published C-scores are in the original CIFAR
+order. The mapping comes from CIFAR's `id` feature, or for MNIST-like data from the IDX
+files (--idx_dir); labels in the file are checked after the move.
 """
 
 from __future__ import annotations
@@ -17,22 +14,27 @@ from collections.abc import Sequence
 from absl import flags
 
 from heldout.cli import app
+from heldout.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 NAME = "map_order"
+EXAMPLES = """\
+  heldout map-order --scores_file=cifar10-cscores-orig-order.npz --dataset=cifar10 \\
+      --data_dir=~/tensorflow_datasets --output=cifar10-cscores-tfds.npz"""
 
 
 def define_flags() -> None:
     """This command's flags (defined when it runs, so importing the module defines none)."""
-    flags.DEFINE_string(
-        "scores", None, "Published score file (.npz with scores[, labels], or .npy)."
+    cli_flags.scores_file(
+        __name__, "Here a published score file (.npz with scores[, labels], or .npy).", True
     )
-    flags.DEFINE_string("dataset", None, "TFDS name: cifar10, cifar100, mnist, fashion_mnist.")
-    flags.DEFINE_string("data_dir", None, "Prepared TFDS data_dir (default: TFDS's default).")
-    flags.DEFINE_string("idx_dir", None, "Original IDX files for MNIST-like data.")
+    cli_flags.data(__name__, "Here a TFDS dataset: cifar10, cifar100, mnist, fashion_mnist.")
+    cli_flags.define(
+        __name__, cli_flags.DEFINE_path, "idx_dir", None, "Original IDX files for MNIST-like data."
+    )
     flags.DEFINE_string("split", "train", "Split the scores belong to.")
-    flags.DEFINE_string("output", None, "Where to write the .npz in TFDS order.")
-    flags.mark_flags_as_required(["scores", "dataset", "output"])
+    cli_flags.output(__name__, "The .npz in TFDS order.", required=True)
+    flags.mark_flag_as_required("dataset")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -43,7 +45,7 @@ def main(argv: Sequence[str]) -> int:
     from heldout.datasets.tfds_source import TfdsSource, original_to_tfds_mapping
     from heldout.published.cscores import load_cscores
 
-    published = load_cscores(FLAGS.scores)
+    published = load_cscores(FLAGS.scores_file)
     source = TfdsSource(FLAGS.dataset, FLAGS.data_dir)
     mapping = original_to_tfds_mapping(source, FLAGS.split, FLAGS.idx_dir)
     tfds_labels = source.load_arrays(FLAGS.split).labels
@@ -54,7 +56,7 @@ def main(argv: Sequence[str]) -> int:
         None if published.labels is None else tfds_labels,
     )
     provenance = {
-        "scores": file_identity(FLAGS.scores),
+        "scores": file_identity(FLAGS.scores_file),
         "dataset": source.name,
         "data_dir": None if FLAGS.data_dir is None else os.path.abspath(FLAGS.data_dir),
         "split": FLAGS.split,
@@ -79,6 +81,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout map-order` command."""
     define_flags()
     app.run_command(main, name=NAME)

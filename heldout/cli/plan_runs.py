@@ -1,11 +1,8 @@
-"""`tools/plan_runs.py` / `heldout-plan-runs`: how reliable each score's ranking is now, and
-how many runs per ratio a target reliability needs, from the aux arrays alone.
+"""`heldout plan-runs`: how reliable each score's ranking is now, and how many runs per
+ratio a target reliability needs, from the aux arrays alone.
 
-Per score it prints the runs per ratio read, the measured split-half reliability (Spearman
-rho between the scores of two random halves of every ratio's runs, averaged over
---repeats splits), the predicted reliability at 2x, 4x and 8x the runs, and the runs per
-ratio that reach --target_rho; --output writes the same as JSON and --figure draws the
-reliability-versus-runs curve. See `heldout.scores.uncertainty.reliability` for the method.
+Prints the measured split-half reliability, the prediction at 2x, 4x and 8x the runs and
+the runs for --target_rho; --output writes it as JSON, --figure draws the curve.
 """
 
 from __future__ import annotations
@@ -16,38 +13,28 @@ from collections.abc import Sequence
 from absl import flags
 
 from heldout.cli import app
+from heldout.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 NAME = "plan_runs"
+EXAMPLES = """\
+  heldout plan-runs --experiment_dir=data/cifar10-inception --scores=cscore,memorization \\
+      --target_rho=0.9 --output=plan.json --figure=plan.png"""
 
 
 def define_flags() -> None:
     """This command's flags (defined when it runs, so importing the module defines none)."""
-    flags.DEFINE_string(
-        "experiment_dir", None, "Experiment folder: <dir>/<subset_ratio>/<run_id>/.", required=True
-    )
-    flags.DEFINE_list("scores", ["cscore", "memorization"], "Comma list of cscore, memorization.")
-    flags.DEFINE_float(
-        "subset_ratio",
-        None,
-        "Ratio of the memorization runs; default 0.7 when present, else the largest.",
+    cli_flags.experiment_dir(__name__, required=True)
+    cli_flags.scores(__name__, ["cscore", "memorization"], cli_flags.PLAN_SCORE_CHOICES)
+    cli_flags.subset_ratio(
+        __name__, "Of the memorization runs; default 0.7 when present, else the largest."
     )
     flags.DEFINE_float("target_rho", 0.9, "The split-half reliability to plan for.")
     flags.DEFINE_integer("repeats", 10, "Random splits into halves.", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Fixes the splits and the simulations.")
-    flags.DEFINE_string("output", None, "Write the plan as JSON here.")
-    flags.DEFINE_string(
-        "figure", None, "Draw reliability against runs into this .png, .pdf or .svg file."
-    )
-    flags.DEFINE_integer(
-        "workers",
-        None,
-        "Threads reading aux_arrays.npz files; default none (this thread reads, the kernel "
-        "reading ahead: see heldout.release.reading).",
-        lower_bound=1,
-    )
-    flags.DEFINE_bool("skip_bad_runs", False, "Report and skip malformed runs instead of stopping.")
-    flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.")
+    cli_flags.seed(__name__)
+    cli_flags.output(__name__, "The plan as JSON.")
+    cli_flags.figure(__name__, "Reliability against runs: a .png, .pdf or .svg file.")
+    cli_flags.reading(__name__)  # --reader_threads, --skip_bad_runs, --progress
 
 
 def _runs_text(ratios, runs) -> str:
@@ -119,7 +106,7 @@ def main(argv: Sequence[str]) -> int:
         repeats=FLAGS.repeats,
         target_rho=FLAGS.target_rho,
         seed=FLAGS.seed,
-        workers=FLAGS.workers,
+        workers=FLAGS.reader_threads,
         skip_bad_runs=FLAGS.skip_bad_runs,
         on_bad_run=lambda run, error: print(f"skipping bad run: {error}", file=sys.stderr),
         progress=FLAGS.progress,
@@ -137,6 +124,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """Console entry point `heldout-plan-runs`."""
+    """The `heldout plan-runs` command."""
     define_flags()
     app.run_command(main, name=NAME)

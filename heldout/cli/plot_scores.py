@@ -1,15 +1,8 @@
-"""`tools/plot_scores.py`: the figures of a scores file, as PDF and PNG.
+"""`heldout plot`: the figures of a scores file, as PDF and PNG.
 
-Writes examples (per class, the 10 highest and 10 lowest C-score training images),
-histograms (C-score per subset ratio), cscore_bins (mean C-score per bin of integral
-C-score against subset ratio), when the scores hold intervals (`compute_scores.py
---confidence`) cscore_bands (per class, examples sorted by C-score with their interval
-as a band), when the scores hold influence, influence (test images with their most
-influential training images) and, with --plan (the JSON of `plan_runs.py --output`),
-reliability (split-half ranking reliability against runs per ratio, measured and
-predicted). The images come from the experiment's
-recorded dataset (with its corrupted labels, if it was trained on any), or from --dataset
-and --data_dir. Each file is written under a temporary name and renamed.
+examples, histograms and cscore_bins always; cscore_bands with intervals, influence with
+influence, reliability with --plan. The images come from the experiment's recorded
+dataset (its corrupted labels included), or from --dataset and --data_dir.
 """
 
 from __future__ import annotations
@@ -20,30 +13,30 @@ from pathlib import Path
 from absl import flags
 
 from heldout.cli import app
+from heldout.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 NAME = "plot_scores"
+EXAMPLES = """\
+  heldout plot --scores_file=/tmp/scores.npz \\
+      --experiment_dir=~/.cache/heldout/experiments/fashion_mnist-mlp --output_dir=/tmp/figs"""
 
 
 def define_flags() -> None:
     """This command's flags (defined when it runs, so importing the module defines none)."""
-    flags.DEFINE_string("scores", None, "The scores .npz file.", required=True)
-    flags.DEFINE_string(
-        "experiment_dir",
-        None,
-        "The experiment the scores come from: its dataset, data_dir and label corruption "
-        "are used to load the images and labels.",
+    cli_flags.scores_file(__name__, required=True)
+    cli_flags.experiment_dir(
+        __name__, "The experiment the scores come from: its data and label corruption."
     )
-    flags.DEFINE_string(
-        "dataset", None, "Data source name (heldout.datasets), overriding the experiment's."
-    )
-    flags.DEFINE_string("data_dir", None, "Data folder, overriding the experiment's.")
-    flags.DEFINE_string("output_dir", None, "Where to write the figures.", required=True)
-    flags.DEFINE_list("formats", ["pdf", "png"], "File formats to write.")
-    flags.DEFINE_string(
+    cli_flags.data(__name__, "Default: the experiment's.")
+    cli_flags.output_dir(__name__, "The figures.", required=True)
+    cli_flags.figures(__name__)
+    cli_flags.define(
+        __name__,
+        cli_flags.DEFINE_path,
         "plan",
         None,
-        "A run plan (the JSON `tools/plan_runs.py --output` writes): also draw reliability "
+        "A run plan (the JSON `heldout plan-runs --output` writes): also draw reliability "
         "against runs per ratio.",
     )
 
@@ -56,7 +49,7 @@ def main(argv: Sequence[str]) -> int:
     from heldout.release import layout as release
 
     formats = plots.check_formats(FLAGS.formats)  # before anything slow
-    scores = plots.load_scores(FLAGS.scores)
+    scores = plots.load_scores(FLAGS.scores_file)
     plan = load_plan(FLAGS.plan) if FLAGS.plan else None
     if FLAGS.experiment_dir:
         experiment = release.open_experiment(FLAGS.experiment_dir)
@@ -118,6 +111,6 @@ def load_plan(path: str) -> dict:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout plot` command."""
     define_flags()
     app.run_command(main, name=NAME)

@@ -1,16 +1,8 @@
-"""The one printer of training progress, shared by `train_heldout` and `run_default`.
+"""The one printer of training progress, shared by `heldout train` and `heldout default`.
 
 `TrainingProgress` receives `heldout.training` events (pass it as `on_event`) and prints
-a line for the plan, for each epoch of each group of models (or only the last epoch),
-for each run written, for folders set aside and for runs left to another process, with
-a tqdm bar of model-epochs below.
-
-Each group of models trained together gets a heading line (its subset ratio and runs),
-then one line per epoch in the format of the published random-labels demo (Zhang et al.,
-2017), means over the group's models, epochs counted from 000, accuracies in percent:
-
-    ratio 1.0 run 0: 20 epochs
-    000: Acc-tr:  58.49, Acc-val: 56.92, L-tr: 1.1574, L-val: 1.1857
+the plan, one line per epoch of each group of models (in the format of the published
+random-labels demo, docs/cli.md), the runs written, with a tqdm bar of model-epochs below.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
-"""`tools/published_scores.py`: the published score files, checked, and ours written in them.
+"""`heldout published`: the published score files, checked, and ours written in them.
 
-`--inspect` reads any published format (C-scores, high-influence pairs, class-wise
-influence matrices; ImageNet's `.bin` parts as one comma-separated list) and says what
-it holds. `--export` writes ours in the same formats: `cscores` (from a scores file's
-`cscore`), `pairs` (from a scores file's dense or top-k influence and memorization, or
-from a class-wise file), `classwise` (from an experiment's runs, class by class, without
-the dense matrix). Labels come from `--labels` (an .npz with `tr_labels`, `tt_labels`),
-`--dataset`/`--data_dir`, or `--experiment_dir`'s dataset. Every written file carries a
-`provenance` entry saying what it was computed from.
+--inspect says what any published file holds (C-scores, pairs, class-wise matrices);
+--export writes ours in the same formats (cscores, pairs, classwise), each file with a
+`provenance` entry. Labels come from --labels, --dataset/--data_dir or the experiment.
 """
 
 from __future__ import annotations
@@ -19,26 +14,54 @@ import numpy as np
 from absl import flags
 
 from heldout.cli import app
+from heldout.cli import flags as cli_flags
+from heldout.cli.flag_types import DEFINE_path_list
 
 FLAGS = flags.FLAGS
 NAME = "published_scores"
 EXPORTS = ("cscores", "pairs", "classwise")
+EXAMPLES = """\
+  # what a published file holds (any format; ImageNet's matrix parts joined with "+"):
+  heldout published --inspect=cifar100_high_infl_pairs_infl0.15_mem0.25.npz
+  # our C-scores as a published C-score file (labels from the experiment's dataset):
+  heldout published --export=cscores --scores_file=scores.npz \\
+      --experiment_dir=data/cifar10-inception --output=cifar10-cscores-tfds-order.npz
+  # high-influence pairs with the published thresholds (0.15, 0.25):
+  heldout published --export=pairs --scores_file=infl.npz --output=pairs.npz
+  # class-wise influence matrices from the runs, class by class:
+  heldout published --export=classwise --experiment_dir=data/imagenet-resnet50 \\
+      --labels=imagenet_labels.npz --output=imagenet_infl_matrix.npz"""
 
 
 def define_flags() -> None:
     """This command's flags (defined when it runs, so importing the module defines none)."""
-    flags.DEFINE_list("inspect", None, "Published (or exported) files to check and describe.")
-    flags.DEFINE_enum("export", None, EXPORTS, "Which published format to write.")
-    flags.DEFINE_string("output", None, "The file to write (with --export).")
-    flags.DEFINE_string("scores", None, "Our scores .npz (tools/compute_scores.py).")
-    flags.DEFINE_list(
-        "classwise_file", None, "A class-wise influence file (or its parts) to take pairs from."
+    cli_flags.define(
+        __name__,
+        DEFINE_path_list,
+        "inspect",
+        None,
+        "Published (or exported) files to check and describe.",
     )
-    flags.DEFINE_string("experiment_dir", None, "The experiment (runs; labels from its dataset).")
-    flags.DEFINE_float("subset_ratio", None, "Ratio of the runs (classwise; default 0.7).")
-    flags.DEFINE_string("labels", None, "An .npz with tr_labels and tt_labels.")
-    flags.DEFINE_string("dataset", None, "Data source for the labels (heldout.datasets).")
-    flags.DEFINE_string("data_dir", None, "Its data folder.")
+    flags.DEFINE_enum("export", None, EXPORTS, "Which published format to write.")
+    cli_flags.output(__name__, "With --export.")
+    cli_flags.scores_file(__name__)
+    cli_flags.define(
+        __name__,
+        DEFINE_path_list,
+        "classwise_file",
+        None,
+        "A class-wise influence file (or its parts) to take pairs from.",
+    )
+    cli_flags.experiment_dir(__name__, "Its runs, and labels from its dataset.")
+    cli_flags.subset_ratio(__name__, "classwise; default 0.7 when present, else the largest.")
+    cli_flags.define(
+        __name__,
+        cli_flags.DEFINE_path,
+        "labels",
+        None,
+        "Labels: an .npz with `labels` or `tr_labels` (and `tt_labels` for the test split).",
+    )
+    cli_flags.data(__name__, "Default: the experiment's.")
     flags.DEFINE_enum(
         "order",
         "tfds",
@@ -46,19 +69,10 @@ def define_flags() -> None:
         "C-score export order: the runs' (tfds) or the original CIFAR order (needs the TFDS "
         "dataset with its `id`).",
     )
-    flags.DEFINE_float("min_influence", 0.15, "Pairs: the published influence threshold.")
-    flags.DEFINE_float("min_memorization", 0.25, "Pairs: the published memorization threshold.")
-    flags.DEFINE_boolean(
-        "allow_pickle",
-        False,
-        "Unpickle object arrays (ImageNet's C-score file: `filenames`; imagenet_index.npz); "
-        "unpickling runs code from the file: only for a file you trust.",
-    )
-    flags.DEFINE_integer(
-        "workers",
-        None,
-        "Threads reading runs (classwise); default none (see heldout.release.reading).",
-    )
+    cli_flags.pair_thresholds(__name__)
+    cli_flags.allow_pickle(__name__)
+    cli_flags.reader_threads(__name__)
+    cli_flags.renamed(__name__, "workers", "reader_threads")
 
 
 # ---------------------------------------------------------------------------- inspect
@@ -156,15 +170,18 @@ def _export_cscores() -> str:
     from heldout._core.provenance import file_identity, provenance_for
     from heldout.errors import ScoresFileError, UsageError
 
-    if not FLAGS.scores:
-        raise UsageError("--export=cscores needs --scores")
-    scores = load_npz(FLAGS.scores, keys=["cscore"], error=ScoresFileError, what="a scores file")
+    if not FLAGS.scores_file:
+        raise UsageError("--export=cscores needs --scores_file")
+    scores = load_npz(
+        FLAGS.scores_file, keys=["cscore"], error=ScoresFileError, what="a scores file"
+    )
     cscore = scores["cscore"]
     labels, origin = _labels(["train"])
     labels = labels["train"]
     if len(labels) != len(cscore):
         raise ScoresFileError(
-            f"{FLAGS.scores}: {len(cscore)} C-scores but {len(labels)} labels: another dataset?"
+            f"{FLAGS.scores_file}: {len(cscore)} C-scores but {len(labels)} labels: "
+            "another dataset?"
         )
     if FLAGS.order == "original":
         from heldout.datasets.order import permute_scores
@@ -176,7 +193,7 @@ def _export_cscores() -> str:
         to_original = original_to_tfds_mapping(source, "train").inverse()
         cscore, labels = permute_scores(cscore, to_original), permute_scores(labels, to_original)
     provenance = provenance_for(
-        scores=file_identity(FLAGS.scores), key="cscore", order=FLAGS.order, **origin
+        scores=file_identity(FLAGS.scores_file), key="cscore", order=FLAGS.order, **origin
     )
     published.save_cscores(FLAGS.output, cscore, labels, provenance=provenance)
     defined = int(np.sum(~np.isnan(cscore)))
@@ -199,9 +216,9 @@ def _export_pairs() -> str:
         pairs = record.select_pairs(**thresholds)
         origin = {"classwise_file": [file_identity(p) for p in FLAGS.classwise_file]}
         behind = f"{len(record.blocks)} class blocks"
-    elif FLAGS.scores:
+    elif FLAGS.scores_file:
         arrays = load_npz(
-            FLAGS.scores, keys=["memorization"], error=ScoresFileError, what="a scores file"
+            FLAGS.scores_file, keys=["memorization"], error=ScoresFileError, what="a scores file"
         )
         if "influence" in arrays:
             pairs = published.select_pairs_dense(
@@ -220,12 +237,14 @@ def _export_pairs() -> str:
                     "and may have more pairs: recompute with a larger --influence_topk"
                 )
         else:
-            raise ScoresFileError(f"{FLAGS.scores}: no influence (compute it with --scores=...)")
+            raise ScoresFileError(
+                f"{FLAGS.scores_file}: no influence (compute it with --scores=...)"
+            )
         runs = int(arrays.get("influence_num_runs", 0))
-        origin = {"scores": file_identity(FLAGS.scores), "influence_num_runs": runs}
+        origin = {"scores": file_identity(FLAGS.scores_file), "influence_num_runs": runs}
         behind = f"influence from {runs} runs"
     else:
-        raise UsageError("--export=pairs needs --scores or --classwise_file")
+        raise UsageError("--export=pairs needs --scores_file or --classwise_file")
     provenance = provenance_for(**origin, **thresholds)
     published.save_influence_pairs(FLAGS.output, pairs, provenance)
     return (
@@ -256,7 +275,7 @@ def _export_classwise() -> str:
     labels, origin = _labels(["train", "test"])
     accumulator = ClasswiseInfluenceAccumulator(labels["train"], labels["test"])
     for _, aux in read_runs(
-        runs, workers=FLAGS.workers, progress=True, size_check=known_split_sizes(experiment)
+        runs, workers=FLAGS.reader_threads, progress=True, size_check=known_split_sizes(experiment)
     ):
         accumulator.add(aux)
     provenance = provenance_for(
@@ -301,6 +320,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The console entry point."""
+    """The `heldout published` command."""
     define_flags()
     app.run_command(main, name=NAME)

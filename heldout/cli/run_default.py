@@ -1,8 +1,8 @@
-"""`run_default`: the embedded default, end to end (train, cross-check, score, plot).
+"""`heldout default`: the embedded default experiment, end to end: train, check, score, plot.
 
-The README's first command (`tools/run_default.py`, which calls `run()`). Expected
-errors (no Fashion-MNIST files, a busy or foreign experiment folder, an unwritable
-output) print one line and exit with status 1; a mismatching cross-check also exits 1.
+Builds MLPs on random subsets of Fashion-MNIST once (cached under $HELDOUT_HOME; an
+interrupted build resumes), cross-checks one run, writes scores and figures, and ends
+with the next commands to try. Expected errors and a mismatching cross-check exit 1.
 """
 
 from __future__ import annotations
@@ -11,20 +11,22 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from absl import flags, logging
+from absl import flags
 
 from heldout.cli import app
+from heldout.cli import flags as cli_flags
 from heldout.errors import LockBusyError
 
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", "default_output", "Where the scores and figures go."
+EXAMPLES = """\
+  heldout default                        # scores and figures into ./default_output
+  heldout default --output_dir=~/heldout-default"""
+
+FLAGS = flags.FLAGS
+cli_flags.output_dir(__name__, "Scores and figures.", default="default_output")
+cli_flags.experiment_dir(
+    __name__, "Where the default experiment is built and cached (default: under $HELDOUT_HOME)."
 )
-_EXPERIMENT_DIR = flags.DEFINE_string(
-    "experiment_dir",
-    None,
-    "Where the experiment is built and cached (default: heldout.release.layout.default_experiment_dir()).",
-)
-_INFLUENCE_TOPK = flags.DEFINE_integer(
+flags.DEFINE_integer(
     "influence_topk", 50, "Most influential training examples kept per test example."
 )
 
@@ -86,7 +88,7 @@ def _scores(experiment, path: Path) -> dict:
     from heldout.scores.request import ScoreRequest
 
     request = ScoreRequest(
-        ("cscore", "memorization", "influence"), influence_topk=_INFLUENCE_TOPK.value
+        ("cscore", "memorization", "influence"), influence_topk=FLAGS.influence_topk
     )
     result = score_experiment(experiment, request)
     arrays = result.arrays()
@@ -102,22 +104,42 @@ def _scores(experiment, path: Path) -> dict:
     print(
         f"      memorization at {result.score_subset_ratio:g}: "
         f"{np.count_nonzero(memorization >= 0.25)} examples >= 0.25; influence: top "
-        f"{_INFLUENCE_TOPK.value} per test example"
+        f"{FLAGS.influence_topk} per test example"
     )
     return arrays
+
+
+def next_steps(experiment_dir: Path, output_dir: Path) -> str:
+    """The commands to try next, on the experiment just built (paths shell-quoted)."""
+    from shlex import quote
+
+    experiment = quote(str(experiment_dir))
+    return "\n".join(
+        [
+            "next steps:",
+            f"  heldout demo --experiment_dir={experiment} --max_runs=3",
+            f"  heldout scores --experiment_dir={experiment} "
+            f"--output={quote(str(output_dir / 'all-scores.npz'))} "
+            "--scores=cscore,memorization,influence_pairs --confidence=0.95",
+            f"  heldout plan-runs --experiment_dir={experiment}",
+            f"  heldout plot --scores_file={quote(str(output_dir / 'scores.npz'))} "
+            f"--experiment_dir={experiment} --output_dir={quote(str(output_dir / 'figures'))}",
+            f"  heldout evaluate --experiment_dir={experiment} "
+            f"--output_dir={quote(str(output_dir / 'checks'))} --scheduler=none",
+        ]
+    )
 
 
 def main(argv: Sequence[str]) -> int:
     """Runs the four steps; 0 when all ran and the cross-check matched N out of N."""
     del argv
-    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
     import heldout.plots as plots
     from heldout.datasets import relabeled
     from heldout.release import layout as release
 
     start = time.perf_counter()
-    experiment_dir = Path(_EXPERIMENT_DIR.value or release.default_experiment_dir())
-    output_dir = Path(_OUTPUT_DIR.value)
+    experiment_dir = Path(FLAGS.experiment_dir or release.default_experiment_dir())
+    output_dir = Path(FLAGS.output_dir)
     _train(experiment_dir)
     experiment = release.open_experiment(experiment_dir)
     matched = _cross_check(experiment)
@@ -145,6 +167,7 @@ def main(argv: Sequence[str]) -> int:
         f"done in {time.perf_counter() - start:.0f} s. Experiment: {experiment_dir}; "
         f"scores: {output_dir / 'scores.npz'}; figures: {output_dir / 'figures'}"
     )
+    print(next_steps(experiment_dir, output_dir))
     if not matched:
         app.print_error("run_default", "the cross-check found mismatching predictions")
         return app.EXIT_FAILED
@@ -152,5 +175,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The `run_default` command (tools/run_default.py)."""
+    """The `heldout default` command."""
     app.run_command(main, name="run_default", error_status=app.EXIT_FAILED)

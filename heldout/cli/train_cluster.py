@@ -1,4 +1,4 @@
-"""`train_heldout --scheduler=local|ADDRESS`: the fan-out branch of the command.
+"""`heldout train --scheduler=local|ADDRESS`: the fan-out branch of the command.
 
 Prints the dashboard address, a tqdm bar over runs (tasks report when a whole group is
 written, so the bar moves by groups), a line per run written or failed, and the summary.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from heldout.cli import app
-from heldout.cli.cluster_flags import ClusterOptions
+from heldout.cli.options import ClusterOptions
 from heldout.training import events
 from heldout.training import fanout as training_cluster
 from heldout.training.config import TrainingConfig

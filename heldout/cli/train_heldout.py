@@ -1,9 +1,8 @@
-"""`train_heldout`: train heldout models on MNIST-like data, written in the released layout.
+"""`heldout train`: train heldout models, written in the released layout.
 
-Flags are defined here (the command is `tools/train_heldout.py`, or the `heldout-train`
-entry point, both calling `run()`). Re-running the same command skips the runs already
-written; several commands may train into one `--output_dir` at once (e.g. one per
-`--subset_ratios`).
+Re-running the same command skips the runs already written; several commands may train
+into one --output_dir at once (e.g. one per --subset_ratios). Each group of models gets
+a heading line, then one line per epoch (means over the group).
 """
 
 from __future__ import annotations
@@ -11,25 +10,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from absl import flags, logging
+from absl import flags
 
-from heldout.cli import app, cluster_flags, train_flags
+from heldout.cli import app, options
+from heldout.cli import flags as cli_flags
 from heldout.errors import UsageError
 
 if TYPE_CHECKING:
     from heldout.training.config import TrainingConfig
 
-train_flags.define_flags()  # --dataset, --data_dir, --label_corrupt_prob, --seed
-train_flags.define_recording_flags()  # --record_heldout_probs
+EXAMPLES = """\
+  # the paper's MNIST settings, on Debian's Fashion-MNIST files:
+  heldout train --output_dir=/tmp/fashion_mnist-mlp --subset_ratios=0.1,0.3,0.5,0.7,0.9 \\
+      --runs_per_ratio=32 --epochs=20
+  # random labels (Zhang et al., 2017), one hidden layer of 512 units:
+  heldout train --output_dir=/tmp/random-labels --subset_ratios=1.0 --runs_per_ratio=1 \\
+      --label_corrupt_prob=1.0 --mlp_spec=512 --epochs=400"""
+
+cli_flags.training_data(__name__)  # --dataset, --data_dir, --label_corrupt_prob, --seed
+cli_flags.recording(__name__)  # --record_heldout_probs
 # --arch, --epochs, --batch_size, --learning_rate ("[recipe]": unset, they take the
 # dataset's recipe, `heldout.training.config.RECIPES`; the defaults shown are MNIST's),
 # --mlp_spec.
-train_flags.define_recipe_flags(dataset_recipes=True)
-cluster_flags.define_flags()  # --scheduler, --workers
-cluster_flags.define_gpu_flag()  # --gpu_tasks
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "The experiment folder to write.", required=True
-)
+cli_flags.recipe(__name__, dataset_recipes=True)
+cli_flags.cluster(__name__)  # --scheduler, --dask_workers
+cli_flags.gpu_tasks(__name__)
+cli_flags.output_dir(__name__, "The experiment folder to write.", required=True)
 _SUBSET_RATIOS = flags.DEFINE_list(
     "subset_ratios", ["0.1", "0.3", "0.5", "0.7", "0.9"], "Comma-separated subset ratios."
 )
@@ -111,7 +117,7 @@ def config_from_flags() -> TrainingConfig:
     """
     from heldout import training
 
-    data = train_flags.data_options()
+    data = options.data_options()
     # The recipe flags the user gave win over the dataset's recipe; the others take it.
     recipe = {
         name: flags.FLAGS[name].value
@@ -133,7 +139,7 @@ def config_from_flags() -> TrainingConfig:
         val_examples=_VAL_EXAMPLES.value,
         compute_dtype=_compute_dtype(_COMPUTE_DTYPE.value),
         weight_decay=_WEIGHT_DECAY.value,
-        mlp_hidden_sizes=train_flags.mlp_hidden_sizes(flags.FLAGS.mlp_spec),
+        mlp_hidden_sizes=options.mlp_hidden_sizes(flags.FLAGS.mlp_spec),
         record_heldout_probs=flags.FLAGS.record_heldout_probs,
     )
 
@@ -141,18 +147,17 @@ def config_from_flags() -> TrainingConfig:
 def main(argv: Sequence[str]) -> int:
     """Trains the experiment the flags describe; 0 when done (errors: `app.guarded`)."""
     del argv
-    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
     from heldout import training
     from heldout.cli.progress import TrainingProgress
 
     config = config_from_flags()
-    cluster = cluster_flags.cluster_options()
+    cluster = options.cluster_options()
     if cluster.distributed:
         from heldout.cli import train_cluster
 
-        return train_cluster.train(config, _OUTPUT_DIR.value, cluster, flags.FLAGS.gpu_tasks)
+        return train_cluster.train(config, flags.FLAGS.output_dir, cluster, flags.FLAGS.gpu_tasks)
     with TrainingProgress() as progress:
-        result = training.train_experiment(config, _OUTPUT_DIR.value, on_event=progress)
+        result = training.train_experiment(config, flags.FLAGS.output_dir, on_event=progress)
     line = (
         f"{result.experiment_dir}: wrote {len(result.written)} runs, skipped "
         f"{len(result.skipped)} already written"
@@ -166,5 +171,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-    """The `train_heldout` command (tools/train_heldout.py, `heldout-train`)."""
+    """The `heldout train` command."""
     app.run_command(main, name="train_heldout")

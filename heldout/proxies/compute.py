@@ -84,15 +84,15 @@ class ProxyOptions:
             raise UsageError(f"unknown proxies {unknown}; choose from {list(PROXY_GROUPS)}")
         if self.arch != "mlp":
             raise UsageError(
-                f"proxies are recorded for --arch=mlp only (the per-epoch hook evaluates the "
+                f"proxies are recorded for arch mlp only (the per-epoch hook evaluates the "
                 f"stacked MLPs), got {self.arch!r}"
             )
         if self.num_seeds < 1:
-            raise UsageError(f"--num_seeds must be at least 1, got {self.num_seeds}")
+            raise UsageError(f"num_seeds must be at least 1, got {self.num_seeds}")
         if self.kde_hidden_every < 0:
-            raise UsageError(f"--kde_hidden_every must be at least 0, got {self.kde_hidden_every}")
+            raise UsageError(f"kde_hidden_every must be at least 0, got {self.kde_hidden_every}")
         if self.num_train is not None and self.num_train < 2:
-            raise UsageError(f"--num_train must be at least 2, got {self.num_train}")
+            raise UsageError(f"num_train must be at least 2, got {self.num_train}")
 
     def training_config(self):
         """The `TrainingConfig` of the proxies' models: ratio 1.0, `num_seeds` runs."""
@@ -256,7 +256,7 @@ def _load_data(options: ProxyOptions, config):
     data = load_training_data(config, corruption, opened)
     if options.num_train is not None and options.num_train > data.num_train:
         raise UsageError(
-            f"--num_train={options.num_train} is more than the {data.num_train} training "
+            f"num_train={options.num_train} is more than the {data.num_train} training "
             f"examples of {opened.name}"
         )
     return data, np.asarray(clean.labels, np.int64), opened

@@ -203,7 +203,9 @@ def test_map_order_cli_reports_truncated_and_empty_files_in_one_line(tmp_path):
     truncated.write_bytes(good.read_bytes()[:300])
     empty.write_bytes(b"")
     for bad in (truncated, empty):
-        result = _map_order(f"--scores={bad}", "--dataset=cifar10", f"--output={tmp_path / 'o'}")
+        result = _map_order(
+            f"--scores_file={bad}", "--dataset=cifar10", f"--output={tmp_path / 'o'}"
+        )
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         (line,) = result.stderr.strip().splitlines()

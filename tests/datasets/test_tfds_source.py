@@ -201,7 +201,7 @@ def test_map_order_cli_on_cifar(synthetic_cifar10, tmp_path):
         [
             sys.executable,
             str(REPO / "tools" / "map_order.py"),
-            f"--scores={published}",
+            f"--scores_file={published}",
             "--dataset=cifar10",
             f"--data_dir={data_dir}",
             f"--output={output}",

@@ -73,7 +73,7 @@ def _run_plot_scores(tmp_path, *extra: str) -> subprocess.CompletedProcess:
         [
             sys.executable,
             str(tool),
-            f"--scores={tmp_path / 'scores.npz'}",
+            f"--scores_file={tmp_path / 'scores.npz'}",
             "--dataset=npz",
             f"--data_dir={tmp_path / 'data.npz'}",
             f"--output_dir={tmp_path / 'figs'}",

@@ -59,7 +59,7 @@ def test_cli_on_the_published_cifar10_file(tmp_path):
     path = SHARED_DATA / "cifar10-cscores-orig-order.npz"
     if not path.is_file():
         pytest.skip(f"the published CIFAR-10 C-scores are not in {SHARED_DATA}")
-    result = _cli(f"--scores={path}", f"--output_dir={tmp_path}", "--formats=png", "--top=2")
+    result = _cli(f"--scores_file={path}", f"--output_dir={tmp_path}", "--formats=png", "--top=2")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"{path}: 50000 examples with a score (0 undefined) in 10 classes"
@@ -94,7 +94,7 @@ def test_cli_on_our_scores_with_images_draws_every_figure(tmp_path):
     data = _tiny_dataset(tmp_path, labels)
     out = tmp_path / "figures"
     result = _cli(
-        f"--scores={tmp_path / 'scores.npz'}",
+        f"--scores_file={tmp_path / 'scores.npz'}",
         "--dataset=npz",
         f"--data_dir={data}",
         f"--output_dir={out}",
@@ -115,11 +115,13 @@ def test_cli_refuses_a_file_whose_labels_disagree_with_the_dataset(tmp_path):
     labels = np.arange(30) % 3
     np.savez(tmp_path / "published.npz", scores=np.linspace(0, 1, 30), labels=labels)
     data = _tiny_dataset(tmp_path, np.roll(labels, 1))
-    result = _cli(f"--scores={tmp_path / 'published.npz'}", "--dataset=npz", f"--data_dir={data}")
+    result = _cli(
+        f"--scores_file={tmp_path / 'published.npz'}", "--dataset=npz", f"--data_dir={data}"
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "its labels disagree with" in result.stderr and "for 30 of 30" in result.stderr
     no_labels = tmp_path / "mnist-like.npy"
     np.save(no_labels, np.zeros(30))
-    result = _cli(f"--scores={no_labels}")
+    result = _cli(f"--scores_file={no_labels}")
     assert result.returncode == 2 and "has no labels" in result.stderr

@@ -134,7 +134,7 @@ def test_cli_compares_with_a_published_style_file_and_pairs(tmp_path):
     np.savez(tmp_path / "published.npz", scores=cscore, labels=np.zeros(50, np.int64))
     _pairs_file(tmp_path / "pairs.npz")
     result = _run(
-        f"--scores={tmp_path / 'ours.npz'}",
+        f"--scores_file={tmp_path / 'ours.npz'}",
         f"--reference={tmp_path / 'published.npz'}",
         f"--pairs={tmp_path / 'pairs.npz'}",
     )
@@ -163,13 +163,13 @@ def test_cli_truncated_and_empty_files_are_one_line(tmp_path):
     ours = tmp_path / "ours.npz"
     for bad, message in ((truncated, "cannot read"), (empty, "empty")):
         for args in (
-            (f"--scores={bad}", f"--reference={ours}"),
-            (f"--scores={ours}", f"--reference={bad}"),
-            (f"--scores={ours}", f"--pairs={bad}"),
+            (f"--scores_file={bad}", f"--reference={ours}"),
+            (f"--scores_file={ours}", f"--reference={bad}"),
+            (f"--scores_file={ours}", f"--pairs={bad}"),
         ):
             assert message in _one_error_line(_run(*args), bad)
     negative = _pairs_file(tmp_path / "negative.npz", tt_idx=np.array([1, -2]))
-    line = _one_error_line(_run(f"--scores={ours}", f"--pairs={negative}"), negative)
+    line = _one_error_line(_run(f"--scores_file={ours}", f"--pairs={negative}"), negative)
     assert "negative" in line and "[-2]" in line
     assert pairs.is_file()
 
@@ -177,14 +177,14 @@ def test_cli_truncated_and_empty_files_are_one_line(tmp_path):
 def test_cli_reports_unusable_input(tmp_path):
     np.savez(tmp_path / "ours.npz", cscore=np.zeros(3))
     result = _run(
-        f"--scores={tmp_path / 'ours.npz'}",
+        f"--scores_file={tmp_path / 'ours.npz'}",
         f"--reference={tmp_path / 'ours.npz'}",
         "--key=memorization",
     )
     assert result.returncode == 2
     assert "ours.npz: missing arrays ['memorization']" in result.stderr
-    result = _run(f"--scores={tmp_path / 'ours.npz'}")
-    assert result.returncode == 2 and "pass --scores and --reference" in result.stderr
+    result = _run(f"--scores_file={tmp_path / 'ours.npz'}")
+    assert result.returncode == 2 and "pass --scores_file and --reference" in result.stderr
 
 
 def _tau_b_by_pairs(a, b) -> float:
@@ -261,7 +261,7 @@ def test_cli_prints_every_statistic_with_its_counts_and_draws_the_figure(tmp_pat
     _pairs_file(tmp_path / "pairs.npz", tr_idx=np.array([0, 5]), tt_idx=np.array([0, 2]))
     out = tmp_path / "figures"
     result = _run(
-        f"--scores={tmp_path / 'ours.npz'}",
+        f"--scores_file={tmp_path / 'ours.npz'}",
         f"--reference={tmp_path / 'published.npz'}",
         f"--pairs={tmp_path / 'pairs.npz'}",
         f"--output_dir={out}",

@@ -100,7 +100,9 @@ def test_imagenet_style_file_needs_allow_pickle(tmp_path):
     path = tmp_path / "imagenet-cscores-with-filename.npz"
     names = np.array(["n01440764_10026.JPEG", "n01440764_10027.JPEG"], dtype=object)
     np.savez(path, labels=np.array([0, 0]), scores=np.array([0.5, 0.9]), filenames=names)
-    with pytest.raises(PublishedFileError, match="filenames is an object array .*allow_pickle=True"):
+    with pytest.raises(
+        PublishedFileError, match="filenames is an object array .*allow_pickle=True"
+    ):
         published.load_cscores(path)
     record = published.load_cscores(path, allow_pickle=True)
     assert record.filenames.tolist() == names.tolist() and record.filenames.dtype.kind == "U"
@@ -325,7 +327,7 @@ def test_cli_exports_pairs_and_cscores_that_load_back(tmp_path):
     labels = tmp_path / "labels.npz"
     np.savez(labels, tr_labels=rng.integers(0, 3, 20), tt_labels=rng.integers(0, 3, 6))
     pairs_out = tmp_path / "tiny_high_infl_pairs_infl0.15_mem0.25.npz"
-    result = _cli("--export=pairs", f"--scores={scores}", f"--output={pairs_out}")
+    result = _cli("--export=pairs", f"--scores_file={scores}", f"--output={pairs_out}")
     assert result.returncode == 0, result.stderr
     expected = published.select_pairs_dense(influence, memorization)
     assert f"wrote {len(expected)} pairs" in result.stdout and "from 12 runs" in result.stdout
@@ -335,7 +337,10 @@ def test_cli_exports_pairs_and_cscores_that_load_back(tmp_path):
 
     cscores_out = tmp_path / "tiny-cscores.npz"
     result = _cli(
-        "--export=cscores", f"--scores={scores}", f"--labels={labels}", f"--output={cscores_out}"
+        "--export=cscores",
+        f"--scores_file={scores}",
+        f"--labels={labels}",
+        f"--output={cscores_out}",
     )
     assert result.returncode == 0, result.stderr
     record = published.load_cscores(cscores_out)
@@ -355,7 +360,7 @@ def test_cli_errors_are_one_line(tmp_path):
     ]
     assert _cli(f"--inspect={pickled}", "--allow_pickle").returncode == 0
     result = _cli("--export=pairs", f"--output={tmp_path / 'x.npz'}")
-    assert result.returncode == 2 and "needs --scores or --classwise_file" in result.stderr
+    assert result.returncode == 2 and "needs --scores_file or --classwise_file" in result.stderr
 
 
 def test_cli_exports_classwise_influence_from_runs(tmp_path):

@@ -1,4 +1,5 @@
-"""tools/compute_scores.py end to end (the library behind it: tests/scores/)."""
+"""`heldout scores` (tools/compute_scores.py) end to end, as a user runs it (the library
+behind it: tests/scores/)."""
 
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from heldout.scores.influence import compute_influence
 from heldout.scores.request import ScoreRequest
 from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "compute_scores.py"
 SPEC = SyntheticSpec(num_train=120, num_test=30, subset_ratios=(0.3, 0.7, 0.9), runs_per_ratio=8)
 
 
@@ -190,6 +191,6 @@ def test_help_lists_the_commands_flags():
     done = subprocess.run(
         [sys.executable, str(TOOL), "--help"], capture_output=True, text=True, timeout=120
     )
-    assert done.returncode == 1  # absl's --help exits with 1
-    for flag in ("--experiment_dir", "--output", "--scores", "--skip_bad_runs"):
+    assert done.returncode == 0  # our --help (absl's exited with 1)
+    for flag in ("--experiment_dir", "--output", "--scores", "--skip_bad_runs", "--scheduler"):
         assert flag in done.stdout, flag

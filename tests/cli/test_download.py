@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from download_servers import Entry, Faults, ObjectServer, make_targz
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "download.py"
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "download.py"
 TREE = {f"exp/0.7/{i}/aux_arrays.npz": random.Random(i).randbytes(300_000) for i in range(3)}
 TREE["exp/0.7/0/checkpoints/ckpt-80.index"] = b"index"
 TARGZ = make_targz([Entry(name, data=data) for name, data in TREE.items()])

@@ -22,7 +22,7 @@ from training_slice import write_fashion_slice
 from heldout.datasets import relabeled
 from heldout.release import layout as release
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN_HELDOUT = REPO / "tools" / "train_heldout.py"
 RUN_DEFAULT = REPO / "tools" / "run_default.py"
 NUM_TRAIN, NUM_TEST = 600, 200

@@ -27,7 +27,7 @@ from heldout.proxies import kde
 from heldout.release import layout as release
 from heldout.scores.soft_cscore import HELDOUT_PROBS_FILE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_TEST, PROXY_TRAIN = 500, 100, 300
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
