@@ -7,7 +7,7 @@
       --subset_ratio=0.7 --max_runs=100 --format=safetensors,onnx --output_dir=exported
 
 Tensor names are the release's variable paths (`stage1/_body/0/conv1x1/conv/w`), layout
-and preprocessing are in each `model.json`, and `heldout.export.checkpoint_export.numpy_forward` is a pure
+and preprocessing are in each `model.json`, and `heldout.export.numpy_forward` is a pure
 numpy reference forward pass over the file. Rerunning resumes: runs already exported from
 the same checkpoint files are kept. The command lives in `heldout.cli.export_checkpoint`.
 """

@@ -2,7 +2,7 @@
 
 One run (`--model_dir`) or every selected run of an experiment (`--experiment_dir` with
 `--subset_ratio` / `--max_runs`, into `<output_dir>/<ratio>/<run_id>/`). Each export is
-checked: the pure-numpy forward pass (`heldout.export.checkpoint_export.numpy_forward`), and onnxruntime
+checked: the pure-numpy forward pass (`heldout.export.numpy_forward`), and onnxruntime
 for `--format=onnx`, must give TensorFlow's logits within 1e-4 on a probe batch. Exit
 status 0 when every selected run was exported (or already was), 1 when some failed, 2 on
 usage errors.
@@ -50,7 +50,7 @@ def _describe(result) -> str:
 def main(argv: Sequence[str]) -> int:
     del argv
     from heldout.errors import UsageError
-    from heldout.export import checkpoint_export as export
+    from heldout import export
     from heldout.release import layout as release
 
     if bool(FLAGS.model_dir) == bool(FLAGS.experiment_dir):

@@ -19,7 +19,7 @@ casts into every trace of it, and nothing outside (another thread's model, the
 evaluator) is affected. The products are written here rather than by calling the Sonnet
 method on cast variables: Sonnet's own `custom_variable_getter` patches the class for the
 duration of a call, which two threads tracing at once could leave patched.
-`tests/test_precision.py` checks that the float32 form of these products equals Sonnet's
+`tests/training/test_precision.py` checks that the float32 form of these products equals Sonnet's
 own call bit for bit.
 """
 

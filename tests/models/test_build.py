@@ -12,7 +12,7 @@ from heldout import models
 from heldout.errors import HeldoutError, ModelError
 from heldout.models import checkpoints
 
-SPEC_DIR = Path(__file__).parent / "data" / "checkpoint_variables"
+SPEC_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoint_variables"
 
 
 def read_spec(filename: str) -> dict[str, list[int]]:

@@ -19,7 +19,7 @@ from heldout import models
 from heldout.models import checkpoints
 from heldout.models.checkpoints import CheckpointError
 
-SPEC_DIR = Path(__file__).parent / "data" / "checkpoint_variables"
+SPEC_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoint_variables"
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 

@@ -19,7 +19,7 @@ from heldout.kernels import interpolation as kernels
 from heldout.release import label_corruption
 from heldout.training import plan
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMMAND = REPO / "tools" / "kernel_interpolation.py"
 
 
