@@ -46,7 +46,7 @@ from heldout.export.safetensors import (
 
 def _arch_from_checkpoint(shapes: dict[str, list[int]], prefix: Path) -> tuple[str, int]:
     """(architecture, classes) a checkpoint's variables say; MLP hidden sizes included."""
-    from heldout.models.checkpoints import checkpoint_arch, checkpoint_num_classes
+    from heldout.models.checkpoint_keys import checkpoint_arch, checkpoint_num_classes
     from heldout.models.naming import mlp_arch
 
     arch, classes = checkpoint_arch(shapes), checkpoint_num_classes(shapes)
