@@ -16,6 +16,7 @@ from training_slice import write_fashion_slice, write_idx
 from heldout._core.npz import load_npz
 from heldout.datasets import idx
 from heldout.kernels import interpolation as kernels
+from heldout.kernels import rbf
 from heldout.release import label_corruption
 from heldout.training import plan
 
@@ -44,15 +45,15 @@ def test_kernel_blocks_and_products_match_the_dense_kernel():
     rng = np.random.default_rng(0)
     x = rng.random((300, 20))
     dense = np.exp(-0.3 * cdist(x, x, "sqeuclidean"))
-    lower = kernels.kernel_lower(x.copy(), 0.3, jitter=0.5, block_size=64)
+    lower = rbf.kernel_lower(x.copy(), 0.3, jitter=0.5, block_size=64)
     assert lower.flags.f_contiguous
     np.testing.assert_allclose(np.tril(lower), np.tril(dense + 0.5 * np.eye(300)), atol=1e-12)
     v = rng.standard_normal((300, 3))
     np.testing.assert_allclose(
-        kernels.symmetric_kernel_times(x, v, 0.3, block_size=64), dense @ v, atol=1e-10
+        rbf.symmetric_kernel_times(x, v, 0.3, block_size=64), dense @ v, atol=1e-10
     )
     np.testing.assert_allclose(
-        kernels.kernel_times(x[:50], x, v, 0.3, block_size=16), dense[:50] @ v, atol=1e-10
+        rbf.kernel_times(x[:50], x, v, 0.3, block_size=16), dense[:50] @ v, atol=1e-10
     )
 
 
