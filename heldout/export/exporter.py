@@ -52,8 +52,8 @@ def _arch_from_checkpoint(shapes: dict[str, list[int]], prefix: Path) -> tuple[s
     arch, classes = checkpoint_arch(shapes), checkpoint_num_classes(shapes)
     if arch is None or classes is None:
         raise CheckpointError(
-            f"{prefix}: cannot tell the architecture from its variables; pass arch= "
-            "(--arch) and num_classes= (--num_classes)"
+            f"{prefix}: cannot tell the architecture from its variables; pass arch= and "
+            "num_classes="
         )
     if arch == "mlp":
         sizes, k = [], 1

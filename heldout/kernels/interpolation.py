@@ -235,8 +235,8 @@ def solve_interpolant(
             raise KernelError(
                 f"the residual ||K alpha - Y|| / ||Y|| is {residuals[-1]:.2e} after "
                 f"{max_refine_steps} refinement steps, above the tolerance {tolerance:g}; "
-                "allow more steps (--max_refine_steps) or a larger --tolerance, or solve a better "
-                "conditioned system (--dtype=float64, --jitter) (residuals: "
+                "allow more steps (max_refine_steps) or a larger tolerance, or solve a better "
+                "conditioned system (dtype float64, jitter) (residuals: "
                 + ", ".join(f"{r:.2e}" for r in residuals) + ")"
             )  # fmt: skip
         coefficients += solve(residual)
@@ -262,14 +262,14 @@ def _singular(n: int, dtype: str, jitter: float, why: str) -> SingularKernelErro
     advice = []
     if dtype == "float32":
         advice.append(
-            f"float64 (--dtype=float64; {_size(8 * n * n)} for n = {n}: a smaller "
-            "--num_train where that does not fit)"
+            f"float64 (dtype float64; {_size(8 * n * n)} for n = {n}: a smaller "
+            "num_train where that does not fit)"
         )
     advice.append(
-        f"a ridge (--jitter, e.g. {max(10 * jitter, 1e-6):g}: solves (K + jitter I) alpha = Y, "
+        f"a ridge (jitter, e.g. {max(10 * jitter, 1e-6):g}: solves (K + jitter I) alpha = Y, "
         "no longer an exact interpolant)"
     )
-    advice.append("or a larger --gamma (a narrower kernel is better conditioned)")
+    advice.append("or a larger gamma (a narrower kernel is better conditioned)")
     return SingularKernelError(
         f"the {n}x{n} kernel matrix is numerically singular in {dtype}"
         + (f" with jitter {jitter:g}" if jitter else "")

@@ -84,8 +84,7 @@ def diagnose(
         likely.append(
             f"wrong architecture: the checkpoint looks like {ck_arch}"
             + (f" with {ck_classes} classes" if ck_classes else "")
-            + f", the model is {model_label}; build it with arch={ck_arch!r} (demo.py: "
-            f"--arch {ck_arch})"
+            + f", the model is {model_label}; build it with arch={ck_arch!r}"
         )
     elif ck_arch is None and ckpt_model_keys and model_arch is not None:
         likely.append(

@@ -77,7 +77,7 @@ def load_reference(path: str | os.PathLike) -> ReferenceScores:
         published = load_cscores(source)
     except PublishedFileError as error:
         raise ScoresFileError(
-            f"{error} (a --reference is a compute_scores.py file with `cscore`, or a "
+            f"{error} (a reference is a compute_scores file with `cscore`, or a "
             "published C-score file with `scores`)"
         ) from None
     return ReferenceScores(source, published.scores, published.labels, "published")

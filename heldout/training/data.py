@@ -131,25 +131,25 @@ def open_source(dataset: str, data_dir: str | os.PathLike | None) -> OpenedSourc
       DatasetError: the data cannot be read (the message names the file or folder).
     """
     if not dataset:
-        raise TrainingError("dataset is empty: name the data to train on (--dataset)")
+        raise TrainingError("dataset is empty: name the data to train on")
     if data_dir is None:
         if dataset != "fashion_mnist":
             raise TrainingError(
-                f"{dataset} has no default data: pass --data_dir, a folder of IDX files "
+                f"{dataset} has no default data: pass data_dir, a folder of IDX files "
                 "(train-images-idx3-ubyte.gz, ...), a prepared TFDS data_dir, or (with "
-                "--dataset=npz) a .npz file"
+                "dataset npz) a .npz file"
             )
         data_dir = DEBIAN_FASHION_MNIST_DIR
         if not _is_idx_folder(data_dir):
             raise TrainingError(
                 f"{data_dir}: Debian's Fashion-MNIST files are not installed (run setup.sh, "
-                "or `apt-get install dataset-fashion-mnist`), or pass --data_dir"
+                "or `apt-get install dataset-fashion-mnist`), or pass data_dir"
             )
     data_dir = str(Path(data_dir).expanduser().absolute())
     if dataset == NPZ_DATASET:
         if not Path(data_dir).is_file():
             raise TrainingError(
-                f"{data_dir}: --dataset=npz needs --data_dir to be a .npz file holding "
+                f"{data_dir}: dataset npz needs data_dir to be a .npz file holding "
                 "x_train, y_train, x_test and y_test"
             )
         source = get_source("npz", data_dir)
@@ -165,7 +165,7 @@ def open_source(dataset: str, data_dir: str | os.PathLike | None) -> OpenedSourc
         return OpenedSource(get_source(name, data_dir), name, "idx", data_dir, kind="idx")
     if not Path(data_dir).is_dir():
         raise TrainingError(
-            f"{data_dir}: not a folder; --dataset={dataset} reads a prepared TFDS data_dir "
+            f"{data_dir}: not a folder; dataset {dataset} reads a prepared TFDS data_dir "
             "(or, for fashion_mnist/mnist, a folder of IDX files)"
         )
     from heldout.datasets.tfds_source import TFDS_DATASETS, TfdsSource

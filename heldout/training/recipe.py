@@ -119,7 +119,7 @@ class Recipe:
             )
         if self.arch != "mlp" and self.mlp_hidden_sizes != DEFAULT_MLP_HIDDEN_SIZES:
             raise TrainingError(
-                f"mlp_hidden_sizes (--mlp_spec) applies to arch mlp only, not {self.arch}"
+                f"mlp_hidden_sizes applies to arch mlp only, not {self.arch}"
             )
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise TrainingError(

@@ -67,7 +67,7 @@ def check_existing(
         raise TrainingError(
             f"{experiment_dir}: holds an experiment not written by this trainer "
             f"({release.EXPERIMENT_META_FILE} has no {TRAINING_META_KEY!r} record); choose "
-            "another --output_dir"
+            "another output folder"
         )
     differ = [
         f"{key}: recorded {_recorded_value(recorded, key)!r}, asked {value!r}"
@@ -119,9 +119,9 @@ def prepare_corruption(
         if not same:
             raise TrainingError(
                 f"{path}: records a label corruption ({recorded.num_corrupted} labels) other "
-                f"than --label_corrupt_prob={config.label_corrupt_prob} with --seed="
+                f"than label_corrupt_prob={config.label_corrupt_prob} with seed="
                 f"{config.seed} gives ({corruption.num_corrupted} labels); it belongs to "
-                "another experiment: choose another --output_dir"
+                "another experiment: choose another output folder"
             )
         return recorded
     label_corruption.save_label_corruption(path, corruption)

@@ -120,7 +120,7 @@ def test_arch_for_experiment_overrides_and_meta():
 
 
 def test_arch_for_experiment_unknown_says_what_to_pass():
-    with pytest.raises(ModelError, match="--arch"):
+    with pytest.raises(ModelError, match="pass arch="):
         models.arch_for_experiment("something-else")
 
 

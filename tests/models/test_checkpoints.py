@@ -258,7 +258,7 @@ def test_wrong_class_count(spec_ckpts):
 def test_wrong_architecture_resnet_into_inception(spec_ckpts):
     run, _, _ = spec_ckpts["imagenet"]
     with pytest.raises(
-        CheckpointError, match=r"looks like resnet50 with 1000 classes.*--arch resnet50"
+        CheckpointError, match=r"looks like resnet50 with 1000 classes.*arch='resnet50'"
     ):
         checkpoints.restore(models.build_model("small_inception", 10), run)
 

@@ -143,7 +143,7 @@ def test_npz_errors_name_the_file(tmp_path, arrays, message):
 
 
 def test_npz_needs_a_file_and_data_needs_a_name(tmp_path):
-    with pytest.raises(TrainingError, match="needs --data_dir to be a .npz file"):
+    with pytest.raises(TrainingError, match="needs data_dir to be a .npz file"):
         open_source("npz", tmp_path)
     with pytest.raises(TrainingError, match="dataset must name the data"):
         training.TrainingConfig(dataset="")
