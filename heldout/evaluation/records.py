@@ -14,7 +14,7 @@ import os
 import traceback
 from pathlib import Path
 
-from heldout._core.provenance import file_identity
+from heldout._core.provenance import file_identity, provenance_for
 from heldout.errors import HeldoutError, InputFileError
 from heldout.evaluation.options import EvalOptions, absolute_path
 from heldout.release import label_corruption
@@ -77,7 +77,12 @@ class RunRecord:
         return self.ok and self.matches == self.total
 
     def to_json(self) -> str:
-        raw = dataclasses.asdict(self)
+        """The record as written: its fields, the record version and the toolkit's.
+
+        Through the one provenance builder; a resume compares `identity` only, and
+        `from_json` drops the two version keys, so records of earlier versions still read.
+        """
+        raw = provenance_for(**dataclasses.asdict(self))
         raw["version"] = RECORD_VERSION
         return json.dumps(raw, indent=1, allow_nan=False) + "\n"
 
@@ -91,6 +96,7 @@ class RunRecord:
         try:
             raw = json.loads(text)
             raw.pop("version", None)
+            raw.pop("heldout_version", None)
             raw["splits"] = {
                 name: SplitRecord(
                     **{
