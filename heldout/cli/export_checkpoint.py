@@ -49,8 +49,8 @@ def _describe(result) -> str:
 
 def main(argv: Sequence[str]) -> int:
     del argv
-    from heldout.errors import UsageError
     from heldout import export
+    from heldout.errors import UsageError
     from heldout.release import layout as release
 
     if bool(FLAGS.model_dir) == bool(FLAGS.experiment_dir):

@@ -259,6 +259,9 @@ def export_checkpoint(
         same checkpoint files, which is kept).
       fields: recorded in `model.json`'s `source` (e.g. the run and its subset ratio).
 
+    Returns:
+      The `ExportResult` (`reused` when an export of the same checkpoint was kept).
+
     Raises:
       StaleResultError: `output_dir` holds something else.
       CheckpointError: the checkpoint does not fit the exporter's model.
@@ -294,8 +297,27 @@ def export_run(
 ) -> ExportResult:
     """Exports one run's checkpoint (architecture from its variables unless given).
 
-    `probe_images` are the inputs of the export-time check (see `Exporter`). See
-    `export_checkpoint` for the folder written and the errors.
+    Args:
+      run_dir: the run folder (or its `checkpoints/`, a prefix or an `.index`).
+      output_dir: the export folder: must not exist, be empty, or hold an export of the
+        same checkpoint files (then it is kept: resuming).
+      arch, num_classes: the model (`heldout.models`); None: read from the checkpoint's
+        variables (MLP hidden sizes included).
+      formats: any of `EXPORT_FORMATS`; safetensors is always written.
+      check: compare the export's logits with TensorFlow's on `probe_images` and refuse
+        an unfaithful export (see `Exporter`).
+      probe_images: the inputs of that check (default: 2 random images).
+
+    Returns:
+      The `ExportResult`: the folder, its files, whether an existing export was kept,
+      and the logit differences measured.
+
+    Raises:
+      CheckpointError: no single checkpoint in `run_dir`, an architecture that cannot be
+        told from it, or a checkpoint that does not fit the model.
+      StaleResultError: `output_dir` holds something else.
+      ModelError: the export's logits differ from TensorFlow's.
+      UsageError: an unknown format, or ONNX asked without tf2onnx / onnxruntime.
     """
     from heldout.models.checkpoints import find_checkpoint, read_variable_shapes
 

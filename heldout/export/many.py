@@ -45,11 +45,16 @@ def export_experiment(
 
     Args:
       experiment: `heldout.release.layout.open_experiment(...)`.
+      output_dir: the root of the per-run export folders (created if missing).
       subset_ratio: only runs of this ratio (default: all ratios).
       max_runs: at most this many runs per ratio (in run-id order).
       formats, check: see `Exporter`.
       arch, num_classes: default from the experiment (`heldout.models.arch_for_experiment`).
       on_result: called per run with (run folder, result or None, error message or None).
+
+    Returns:
+      The `ExperimentExport`: runs exported, kept (already exported), failed (with the
+      message), and how many selected runs had no checkpoint.
 
     Raises:
       LockBusyError: another export into `output_dir` is running.

@@ -158,7 +158,7 @@ def solve_interpolant(
         far below what changes a prediction (a training example is misclassified only
         when its residual row is about 0.5).
       max_refine_steps: rounds of iterative refinement allowed to reach `tolerance`
-        (each costs one kernel recomputation, about 8% of the factorization at n = 60 000).
+        (each costs one kernel recomputation).
       block_size: columns per block of kernel computation.
       on_stage: receives a `Stage` after each step.
 

@@ -16,12 +16,7 @@ label = S[j, y_j], unlabeled = sum_c S[j, c], pm_label = 2 label - unlabeled. Di
 from float32 GEMMs (`||a||^2 + ||b||^2 - 2 a.b`, with the data centred first, which leaves
 distances unchanged and keeps the norms small against float32's precision); every sum over
 a block is accumulated in float64. Blocks run one after another: OpenBLAS already spreads
-each GEMM over every core, and the GEMMs are about three quarters of the time at 784
-dimensions (measured per 4096-row block: GEMM 0.34 s a pass, the element-wise work and the
-[b, b] x [b, C] products 0.24 s over both passes, on 2 shared cores). Time for 60 000
-examples, from CPU time measured at 20 000 (pairs scale by 9): pixels (784) 13.4 core-s x 9
-= 120 core-s, about 60-75 s on 2 idle cores; 256 features 7.5 core-s x 9 = 68 core-s. Wall
-times on the shared machine (load average 5-9): 151 s at 60 000 pixels, 88 s at 20 000.
+each GEMM over every core.
 """
 
 from __future__ import annotations

@@ -216,7 +216,7 @@ def split_half_reliability(experiment, repeats: int = 5, seed: int = 0) -> Refer
 
 
 def reference_identity(reference: ReferenceScores) -> dict:
-    """What the output records about its reference (`heldout._core.provenance.file_identity` + kind)."""
+    """What the output records about its reference: its file identity and kind."""
     from heldout._core.provenance import file_identity
 
     return {

@@ -11,10 +11,8 @@ run's subset, random streams and schedule), `data` (the source -- IDX files, a .
 TFDS dataset -- in memory, and its record), `record` (`experiment.json`), `resume`
 (finished, invalid and leftover runs), `partial` (mid-training checkpoints of a run),
 `augment` (the CIFAR training augmentation), `locks` (several trainers in one folder),
-`experiment` (the driver), `events` (what is reported), `loops` and `stacked_mlp`
-(TensorFlow), `label_noise` (corrupted labels; `label_corrupt_prob=1.0` is the
-random-labels experiment), `curves` (learning curves collected from the events, and
-their figure).
+`experiment` (the driver), `fanout` (the same on a Dask cluster), `events` (what is
+reported), `loops` and `stacked_mlp` (TensorFlow), `precision` (mixed precision).
 """
 
 from heldout.errors import TrainingError

@@ -16,6 +16,7 @@ ARCHS = ("mlp", "small_inception", "resnet50")
 LR_SCHEDULES = ("linear", "step")
 DEFAULT_MLP_HIDDEN_SIZES = (512, 256)  # the published MNIST MLP (heldout.models.MLP)
 
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """What the trained models learn and how: data, model, optimisation, seed.
@@ -118,9 +119,7 @@ class Recipe:
                 f"{self.mlp_hidden_sizes}"
             )
         if self.arch != "mlp" and self.mlp_hidden_sizes != DEFAULT_MLP_HIDDEN_SIZES:
-            raise TrainingError(
-                f"mlp_hidden_sizes applies to arch mlp only, not {self.arch}"
-            )
+            raise TrainingError(f"mlp_hidden_sizes applies to arch mlp only, not {self.arch}")
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise TrainingError(
                 f"compute_dtype must be float32 or bfloat16, got {self.compute_dtype!r}"
