@@ -1,17 +1,9 @@
 """Every proxy from one (or `num_seeds`) training run(s), and its rank agreement with a reference.
 
-The model is trained on the full training set (or its first `num_train` examples) with
-the experiment's recipe, through the heldout trainer itself (`heldout.training.loops.
-Trainer`, one group of `num_seeds` models at subset ratio 1.0, written into a temporary
-experiment folder and discarded); the per-epoch statistics come from its `EpochEnd` hook
-(`heldout.proxies.recording`). Proxies of several seeds are averaged example by example.
-Definitions: `learning_speed`, `confidence`, `kde` modules.
-
-Correlations (`spearman_<proxy>`, `kendall_<proxy>`, `spearman_by_epoch_<proxy>`) are of
-the proxy oriented so that higher means more regular, i.e. like the C-score: proxies that
-grow with difficulty (`ORIENTED_NEGATIVE`: losses, forgetting, first-learned epoch,
-entropies) are negated first, so every rho reads the same way and the orderings the
-paper reports can be compared directly.
+The models are trained with the experiment's `Recipe` on the full training set, through
+the heldout trainer itself (its `EpochEnd` hook records the per-epoch statistics), and
+their proxies averaged. Correlations are of proxies oriented like the C-score (higher:
+more regular), so every rho reads the same way.
 """
 
 from __future__ import annotations
