@@ -1,6 +1,7 @@
 """Cheap proxies for the C-score from one training run, measured against a holdout C-score.
 
-    result = compute_proxies(ProxyOptions(dataset="fashion_mnist", epochs=20))
+    recipe = heldout.training.Recipe(dataset="fashion_mnist", epochs=20)
+    result = compute_proxies(ProxyOptions(recipe=recipe, num_seeds=2))
     scores = result.arrays()  # the keys of tools/compute_proxies.py's output file
 
 Modules, each with one job: `learning_speed` (CBTL and its relatives from a per-epoch
