@@ -7,8 +7,8 @@
 Modules, each with one job: `learning_speed` (CBTL and its relatives from a per-epoch
 table), `confidence` (softmax confidences), `kde` (kernel densities, tiled over all pairs),
 `ranking` (Spearman and Kendall tau-b against a reference), `reference` (the reference
-scores file, checked), `recording` (the per-epoch statistics, a training-loop hook),
-`figures` (rho by epoch, rank scatters), `compute` (the entry point the CLI calls). Only
+scores file, checked), `recording` (the per-epoch statistics, a training-loop hook) and
+`compute` (the entry point the CLI calls). Only
 `compute` imports TensorFlow, and only when it trains.
 """
 
