@@ -8,8 +8,8 @@ Modules, each with one job: `learning_speed` (CBTL and its relatives from a per-
 table), `confidence` (softmax confidences), `kde` (kernel densities, tiled over all pairs),
 `ranking` (Spearman and Kendall tau-b against a reference), `reference` (the reference
 scores file, checked), `recording` (the per-epoch statistics, a training-loop hook) and
-`compute` (the entry point the CLI calls). Only
-`compute` imports TensorFlow, and only when it trains.
+`compute` (the entry point the CLI calls). Only `compute` imports TensorFlow, and only
+when it trains.
 """
 
 from heldout.proxies.compute import PROXY_GROUPS, ProxyOptions, ProxyResult, compute_proxies
