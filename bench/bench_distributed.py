@@ -53,6 +53,7 @@ from heldout.datasets import idx  # noqa: E402
 from heldout.release import layout as release  # noqa: E402
 from heldout.scores import experiment as scores  # noqa: E402
 from heldout.scores import fanout as scores_distributed  # noqa: E402
+from heldout.scores.request import ScoreRequest  # noqa: E402
 from heldout.testing import synthetic  # noqa: E402
 from heldout.training import TrainingConfig, train_experiment  # noqa: E402
 from heldout.training import fanout as training_cluster  # noqa: E402
@@ -222,7 +223,7 @@ def bench_scores(work: Path) -> None:
     )
     single_s, reference = min(
         (
-            timed(scores.score_experiment, experiment, scores=wanted, workers=1)
+            timed(scores.score_experiment, experiment, ScoreRequest(wanted), workers=1)
             for _ in range(FLAGS.repeats)
         ),
         key=lambda t: t[0],
@@ -232,12 +233,20 @@ def bench_scores(work: Path) -> None:
     for workers in (1, 2):
         with cluster.local_cluster(workers, threads=1) as local:
             address = local.scheduler_address
-            scores_distributed.score_on_cluster(  # warm-up: imports, first connections
-                release.open_experiment(folder), address, scores=wanted, runs_per_share=50
+            scores_distributed.score_on_cluster(
+                release.open_experiment(folder),
+                ScoreRequest(scores=wanted),
+                scheduler=address,
+                runs_per_share=50,
             )
             seconds[workers], result = min(
                 (
-                    timed(scores_distributed.score_on_cluster, experiment, address, scores=wanted)
+                    timed(
+                        scores_distributed.score_on_cluster,
+                        experiment,
+                        ScoreRequest(wanted),
+                        address,
+                    )
                     for _ in range(FLAGS.repeats)
                 ),
                 key=lambda t: t[0],

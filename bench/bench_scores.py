@@ -6,8 +6,8 @@ Every ratio printed is measured in this run, on this machine, whose vector featu
 Part `dense` (per --isas): one synthetic experiment (default 2 000 runs x 50 000 training
 x 10 000 test examples at ratio 0.7, shuffled evaluation orders as in the release),
 scored by
-- the engine (`heldout.scores.experiment` / `heldout.scores.influence`, backend "auto": runs streamed one at
-  a time, influence from exact bit-packed counts), and
+- the engine (`heldout.scores.counts` / `heldout.scores.influence`, backend "auto": runs
+  streamed one at a time, influence from exact bit-packed counts), and
 - the baseline the published MNIST example uses: every run stacked into dense arrays,
   C-score and memorization as masked means, influence as two float32 masked matrix
   products (trained and held-out), each divided by its counts. (Divided in float32: the
@@ -174,7 +174,7 @@ def _baseline(job: dict, runs: _TimedRuns) -> dict[str, np.ndarray]:
 
 
 def _engine(job: dict, runs: _TimedRuns) -> dict[str, np.ndarray]:
-    from heldout.scores.experiment import ScoreAccumulator
+    from heldout.scores.counts import ScoreAccumulator
     from heldout.scores.influence import compute_influence
 
     if job["score"] == "counts":

@@ -37,14 +37,16 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout.scores.experiment import ScoreAccumulator, score_experiment
+from heldout.scores.counts import ScoreAccumulator
+from heldout.scores.experiment import score_experiment
 from heldout.scores.influence import compute_influence
+from heldout.scores.request import ScoreRequest
 from heldout.scores.uncertainty import (
     CorrectTestCounts,
     SplitHalfAccumulator,
     compute_influence_pairs,
     influence_intervals,
-    predict_score_plan,
+    predict_run_budget,
     score_intervals,
 )
 from heldout.testing import synthetic
@@ -320,7 +322,7 @@ def bench_reliability(quick: bool) -> None:
             at_2k = split_halves(experiment, RATIOS, 2 * k, 6, seed=2)
             at_4k = split_halves(experiment, RATIOS, 4 * k, 6, seed=3)
             for score in ("cscore", "memorization"):
-                plan = predict_score_plan(at_k, score, multipliers=(1.0, 2.0, 4.0))
+                plan = predict_run_budget(at_k, score, multipliers=(1.0, 2.0, 4.0))
                 measured_4k = float(np.nanmean(at_4k.measured(score)[0]))
                 measured_2k = float(np.nanmean(at_2k.measured(score)[0]))
                 error = plan.predicted_rho[4.0] - measured_4k
@@ -481,7 +483,9 @@ def bench_time(quick: bool) -> None:
             estimates, seconds, influence_seconds = [], [], []
             for _ in range(3):
                 start = time.perf_counter()
-                result = score_experiment(written, scores=which, influence_topk=topk, workers=2)
+                result = score_experiment(
+                    written, ScoreRequest(scores=which, influence_topk=topk), workers=2
+                )
                 estimates.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 score_intervals(

@@ -97,7 +97,7 @@ def _budget_curve(experiment, labels, corrupted, epochs: int) -> None:
     from cleanlab.rank import get_label_quality_scores
 
     from heldout.release.reading import read_runs
-    from heldout.scores.experiment import ScoreAccumulator
+    from heldout.scores.counts import ScoreAccumulator
     from heldout.scores.soft_cscore import out_of_sample_probs
 
     ratios = experiment.subset_ratios
@@ -137,6 +137,7 @@ def main(argv):
     from heldout.release import label_corruption
     from heldout.release import layout as release
     from heldout.scores import experiment as scores
+    from heldout.scores.request import ScoreRequest
     from heldout.scores.soft_cscore import out_of_sample_probs
     from heldout.training.data import open_source
 
@@ -161,7 +162,7 @@ def main(argv):
     start = time.perf_counter()
     training.train_experiment(config, _OUTPUT_DIR.value)
     experiment = release.open_experiment(_OUTPUT_DIR.value)
-    result = scores.score_experiment(experiment, scores=("cscore", "memorization"))
+    result = scores.score_experiment(experiment, ScoreRequest(scores=("cscore", "memorization")))
     n = result.cscores.cscore.size
     trained_labels = np.asarray(relabeled.experiment_labels(experiment))
     corruption = label_corruption.experiment_label_corruption(experiment)

@@ -69,6 +69,7 @@ def _reference_scores(config, folder: str, num_train: int | None):
     from heldout import training
     from heldout.release import layout as release
     from heldout.scores import experiment as scores
+    from heldout.scores.request import ScoreRequest
 
     start = time.perf_counter()
     if num_train is not None:
@@ -84,7 +85,7 @@ def _reference_scores(config, folder: str, num_train: int | None):
         on_event=lambda e: written.append(e) if isinstance(e, training.RunWritten) else None,
     )
     experiment = release.open_experiment(folder)
-    cscores = scores.score_experiment(experiment, scores=("cscore",)).cscores.cscore
+    cscores = scores.score_experiment(experiment, ScoreRequest(scores=("cscore",))).cscores.cscore
     return cscores, experiment, time.perf_counter() - start, len(written), config
 
 
@@ -178,7 +179,8 @@ def main(argv):
         f"{'met' if best >= 0.8 else 'minimum met' if best >= 0.7 else 'NOT met'}"
     )
     if _FIGURE.value:
-        from heldout.plots.proxies import plot_proxies, save_figure
+        from heldout.plots import save_figure
+        from heldout.plots.proxies import DPI, plot_proxies
 
         figure = plot_proxies(
             {name: compute.oriented(name, v) for name, v in result.proxies.items()},
@@ -187,7 +189,7 @@ def main(argv):
             rho,
             title=f"Fashion-MNIST: one-run proxies vs the holdout C-score ({runs} runs)",
         )
-        save_figure(figure, _FIGURE.value)
+        save_figure(figure, _FIGURE.value, dpi=DPI)
         print(f"figure: {_FIGURE.value}")
     load = os.getloadavg()
     print(

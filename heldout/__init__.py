@@ -5,7 +5,8 @@ The map a user reads first. Every name here is importable as `heldout.<name>`:
     import heldout
 
     experiment = heldout.open_experiment("data/cifar10-inception")     # the release layout
-    result = heldout.score_experiment(experiment, scores=["cscore", "memorization"])
+    request = heldout.ScoreRequest(("cscore", "memorization"))
+    result = heldout.score_experiment(experiment, request)
     heldout.save_scores("scores.npz", result.arrays())
 
     model = heldout.build_model("small_inception", 10)                 # TensorFlow from here
@@ -56,12 +57,14 @@ _EXPORTS: dict[str, str] = {
     "read_runs": "heldout.release.reading",
     # scores (no TensorFlow)
     "score_experiment": "heldout.scores.experiment",
-    "save_scores": "heldout.scores.experiment",
-    "compute_cscores": "heldout.scores.experiment",
-    "compute_memorization": "heldout.scores.experiment",
+    "ScoreRequest": "heldout.scores.request",
+    "save_scores": "heldout.scores.file",
+    "load_scores": "heldout.scores.file",
+    "compute_cscores": "heldout.scores.counts",
+    "compute_memorization": "heldout.scores.counts",
     "compute_influence": "heldout.scores.influence",
-    "ScoreAccumulator": "heldout.scores.experiment",
-    "ExperimentScores": "heldout.scores.experiment",
+    "ScoreAccumulator": "heldout.scores.counts",
+    "ExperimentScores": "heldout.scores.results",
     "score_intervals": "heldout.scores.uncertainty",
     "plan_runs": "heldout.scores.uncertainty",
     "compute_influence_pairs": "heldout.scores.uncertainty",
@@ -100,7 +103,7 @@ _EXPORTS: dict[str, str] = {
     "export_experiment": "heldout.export",
     "numpy_forward": "heldout.export",
     # figures
-    "write_figures": "heldout.plots.scores",
+    "write_figures": "heldout.plots",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,4 +1,4 @@
-"""tools/compute_scores.py end to end, and the library call behind it."""
+"""tools/compute_scores.py end to end (the library behind it: tests/scores/)."""
 
 import shutil
 import subprocess
@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heldout._core import atomic
 from heldout.release import layout as release
-from heldout.release.aux_arrays import aux_from_predictions
 from heldout.scores import experiment as scores
 from heldout.scores.influence import compute_influence
+from heldout.scores.request import ScoreRequest
 from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
@@ -53,7 +52,8 @@ def test_default_scores_file(experiment, tmp_path):
         "subset_ratios",
         "cscore",
         "cscore_by_ratio",
-        "heldout_count_by_ratio",
+        "cscore_count_out_by_ratio",
+        "provenance",
         "cscore_stderr_by_ratio",
         "memorization",
         "memorization_count_in",
@@ -68,7 +68,7 @@ def test_default_scores_file(experiment, tmp_path):
     assert got["cscore_by_ratio"].shape == (3, 120) and got["cscore"].shape == (120,)
 
     # Same numbers as the library on the same runs.
-    expected = scores.score_experiment(experiment).arrays()
+    expected = scores.score_experiment(experiment, ScoreRequest()).arrays()
     for key, value in expected.items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
     assert "runs per subset ratio: 0.3: 8, 0.7: 8, 0.9: 8" in done.stdout
@@ -94,18 +94,6 @@ def test_dense_and_topk_influence(experiment, tmp_path):
     np.testing.assert_allclose(topk["influence_topk_value"], expected, atol=1e-6)
 
 
-def test_score_ratio_defaults_to_the_largest_without_0_7(tmp_path):
-    spec = SyntheticSpec(num_train=40, num_test=10, subset_ratios=(0.2, 0.5), runs_per_ratio=3)
-    experiment = write_synthetic_experiment(tmp_path / "e", spec)
-    result = scores.score_experiment(experiment, scores=["memorization"])
-    assert result.score_subset_ratio == 0.5 and result.cscores is None
-    np.testing.assert_array_equal(result.subset_ratios, [0.5])
-    with pytest.raises(ValueError, match="ratios present"):
-        scores.score_experiment(experiment, scores=["memorization"], subset_ratio=0.7)
-    with pytest.raises(ValueError, match="unknown scores"):
-        scores.score_experiment(experiment, scores=["cscores"])
-
-
 def test_a_bad_run_stops_the_tool_and_leaves_no_file(experiment_copy, tmp_path):
     bad = experiment_copy.run(0.7, 3)
     bad.aux_path.write_bytes(b"truncated")
@@ -123,35 +111,6 @@ def test_a_bad_run_stops_the_tool_and_leaves_no_file(experiment_copy, tmp_path):
     assert f"skipping bad run: {bad.aux_path}" in done.stderr
     assert "skipped bad runs: 1" in done.stdout
     np.testing.assert_array_equal(np.load(output)["num_runs_by_ratio"], [8, 7, 8])
-
-
-def test_runs_of_other_sizes_are_bad_runs(experiment_copy, tmp_path):
-    rng = np.random.default_rng(0)
-    aux = aux_from_predictions(
-        rng.random(121) < 0.7, rng.random(121) < 0.5, rng.random(30) < 0.5, rng
-    )
-    odd = release.write_run(experiment_copy.path, 0.9, 50, aux)
-    experiment = release.open_experiment(experiment_copy.path)
-    with pytest.raises(ValueError, match="N=121") as caught:
-        scores.score_experiment(experiment)
-    assert str(caught.value).startswith(str(odd.aux_path))
-    skipped = scores.score_experiment(experiment, skip_bad_runs=True)
-    assert len(skipped.skipped) == 1 and str(odd.aux_path) in skipped.skipped[0]
-
-
-def test_save_scores_is_atomic(tmp_path, monkeypatch):
-    target = tmp_path / "scores.npz"
-    scores.save_scores(target, {"a": np.arange(3)})
-
-    def failing_write(file, arrays):
-        file.write(b"partial")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(atomic, "write_stored_npz", failing_write)
-    with pytest.raises(OSError, match="disk full"):
-        scores.save_scores(target, {"a": np.arange(5)})
-    np.testing.assert_array_equal(np.load(target)["a"], np.arange(3))  # old file intact
-    assert _leftovers(tmp_path) == []
 
 
 def test_usage_errors(experiment, tmp_path):
@@ -213,24 +172,6 @@ def test_outputs_are_readable_by_others_under_umask_022(experiment, tmp_path):
     assert done.returncode == 0, done.stderr
     assert out.stat().st_mode & 0o777 == 0o644
     assert out.parent.stat().st_mode & 0o777 == 0o755
-
-
-@pytest.mark.parametrize("declared", [True, False])
-def test_an_odd_first_run_is_the_one_skipped(experiment_copy, declared):
-    # The odd run sorts first (ratio 0.1, run 0). Today it set the sizes, and with
-    # --skip_bad_runs every good run was skipped instead of it.
-    if not declared:  # no recorded sizes: the majority decides
-        (experiment_copy.path / "experiment.json").unlink()
-    rng = np.random.default_rng(1)
-    aux = aux_from_predictions(rng.random(99) < 0.5, rng.random(99) < 0.5, rng.random(30) < 0.5)
-    odd = release.write_run(experiment_copy.path, 0.1, 0, aux)
-    experiment = release.open_experiment(experiment_copy.path)
-    assert experiment.runs[0] == odd
-    result = scores.score_experiment(experiment, skip_bad_runs=True)
-    assert len(result.skipped) == 1 and result.skipped[0].startswith(str(odd.aux_path))
-    assert ("experiment.json" if declared else "the majority of the runs") in result.skipped[0]
-    assert result.cscores.cscore.size == SPEC.num_train
-    np.testing.assert_array_equal(result.num_runs_by_ratio, [0, 8, 8, 8])
 
 
 def test_bad_flag_values_are_usage_errors_with_status_2(experiment, tmp_path):

@@ -93,7 +93,7 @@ def test_soft_cscore_is_the_mean_heldout_probability_of_the_label(reference):
     with np.errstate(invalid="ignore"):
         want = total / count
     np.testing.assert_allclose(arrays["soft_cscore"], want, rtol=1e-12)
-    np.testing.assert_array_equal(arrays["soft_cscore_count"], count)
+    np.testing.assert_array_equal(arrays["soft_cscore_count_out"], count)
     # Both are held-out means: the soft and hard C-scores agree in rank, roughly.
     both = count > 0
     assert np.corrcoef(arrays["soft_cscore"][both], arrays["cscore"][both])[0, 1] > 0.5

@@ -1,4 +1,4 @@
-"""The README's table of score-file keys says what `compute_scores` really writes."""
+"""The table of score-file keys in docs/formats.md says what `compute_scores` really writes."""
 
 import re
 from pathlib import Path
@@ -6,14 +6,15 @@ from pathlib import Path
 import numpy as np
 
 from heldout.scores import experiment as scores
+from heldout.scores.request import SCORE_NAMES, ScoreRequest
 from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+FORMATS = Path(__file__).resolve().parents[1] / "docs" / "formats.md"
 
 
 def _table_rows() -> dict[str, str]:
-    """key -> the dtype column text, from the scores table of the README."""
-    text = README.read_text()
+    """key -> the dtype column text, from the scores table of docs/formats.md."""
+    text = FORMATS.read_text()
     section = text[text.index("**Scores**") :]
     section = section[: section.index("\n\n", section.index("| key |"))]
     rows = {}
@@ -33,7 +34,7 @@ def test_every_written_key_is_in_the_table_with_its_dtype(tmp_path):
     written = {}
     for topk in (0, 2):
         result = scores.score_experiment(
-            experiment, scores=scores.SCORE_NAMES, influence_topk=topk, confidence=0.95
+            experiment, ScoreRequest(scores=SCORE_NAMES, influence_topk=topk, confidence=0.95)
         )
         written.update(result.arrays())
     assert sorted(written) == sorted(rows)

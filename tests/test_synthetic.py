@@ -8,7 +8,7 @@ import pytest
 
 from heldout.release import layout as release
 from heldout.release.aux_arrays import load_aux_arrays
-from heldout.scores.experiment import compute_memorization
+from heldout.scores.counts import compute_memorization
 from heldout.scores.influence import compute_influence
 from heldout.testing.synthetic import (
     KnownProbabilities,

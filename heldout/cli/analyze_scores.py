@@ -87,8 +87,8 @@ def _table(stats, names: list[str], top: int) -> list[str]:
 
 def main(argv: Sequence[str]) -> int:
     del argv
+    import heldout.plots as plots
     from heldout.errors import DatasetError, UsageError
-    from heldout.plots import scores as plots
     from heldout.published import analysis
 
     formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None

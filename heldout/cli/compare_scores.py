@@ -168,8 +168,8 @@ def _print_pairs(published_pairs) -> None:
 
 def main(argv: Sequence[str]) -> int:
     del argv
+    import heldout.plots as plots
     from heldout.errors import UsageError
-    from heldout.plots import scores as plots
     from heldout.published import compare
 
     if not FLAGS.scores or not (FLAGS.reference or FLAGS.pairs):

@@ -172,9 +172,9 @@ def main(argv: Sequence[str]) -> int:
         )
     atomic.write_npz_atomic(output, arrays)
     if figure is not None:
-        from heldout.plots.proxies import save_figure
+        from heldout.plots import proxies, save_figure
 
-        save_figure(figure, _FIGURE.value)
+        save_figure(figure, _FIGURE.value, dpi=proxies.DPI)
     seconds = time.perf_counter() - start
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     print(

@@ -17,7 +17,9 @@ from heldout.cli import app, cluster_flags
 from heldout.errors import AuxArraysError, UsageError
 from heldout.release import layout as release
 from heldout.scores import experiment as scores
+from heldout.scores import file as scores_file
 from heldout.scores import influence
+from heldout.scores.request import SCORE_NAMES, ScoreRequest
 
 _EXPERIMENT_DIR = flags.DEFINE_string(
     "experiment_dir", None, "Experiment folder: <experiment_dir>/<subset_ratio>/<run_id>/."
@@ -26,7 +28,7 @@ _OUTPUT = flags.DEFINE_string("output", None, "The .npz file to write.")
 _SCORES = flags.DEFINE_list(
     "scores",
     ["cscore", "memorization"],
-    f"Comma list of {', '.join(scores.SCORE_NAMES)}, soft_cscore (the runs' held-out "
+    f"Comma list of {', '.join(SCORE_NAMES)}, soft_cscore (the runs' held-out "
     "probability of the label; needs runs trained with --record_heldout_probs).",
 )
 _SUBSET_RATIO = flags.DEFINE_float(
@@ -82,7 +84,7 @@ def _report_bad_run(run, error: AuxArraysError) -> None:
     print(f"skipping bad run: {error}", file=sys.stderr)
 
 
-def _summary(result: scores.ExperimentScores, seconds: float, output: str) -> str:
+def _summary(result, seconds: float, output: str) -> str:
     lines = [f"experiment {result.experiment}: scores written to {output} in {seconds:.1f} s"]
     runs = ", ".join(
         f"{ratio:g}: {int(n)}"
@@ -138,7 +140,7 @@ def _summary(result: scores.ExperimentScores, seconds: float, output: str) -> st
     return "\n".join(lines)
 
 
-def _uncertainty_summary(result: scores.ExperimentScores) -> list[str]:
+def _uncertainty_summary(result) -> list[str]:
     """Lines about the intervals and the FDR-selected pairs, with what is behind them."""
     lines = []
     intervals = result.intervals
@@ -198,24 +200,25 @@ def main(argv: Sequence[str]) -> int:
         score, workers = scores_distributed.cluster_scorer(fan_out), None
     else:
         score, workers = scores.score_experiment, flags.FLAGS.workers
-    extra = {}
-    if not fan_out.distributed and _streams_influence(requested):
-        # Only written: computed block by block while it is (never held whole).
-        extra["influence_options"] = {"stream_dense": True}
-    result = score(
-        experiment,
-        scores=requested,
+    request = ScoreRequest(
+        scores=tuple(requested),
         subset_ratio=_SUBSET_RATIO.value,
         influence_topk=_INFLUENCE_TOPK.value,
-        workers=workers,
-        skip_bad_runs=_SKIP_BAD_RUNS.value,
-        on_bad_run=_report_bad_run,
-        progress=_PROGRESS.value,
         backend=_BACKEND.value,
         confidence=_CONFIDENCE.value,
         fdr=_FDR.value,
         min_memorization=_MIN_MEMORIZATION.value,
-        **extra,
+        skip_bad_runs=_SKIP_BAD_RUNS.value,
+    )
+    if not fan_out.distributed and _streams_influence(requested):
+        # Only written: computed block by block while it is (never held whole).
+        request = request.replace(influence_options={"stream_dense": True})
+    result = score(
+        experiment,
+        request,
+        workers=workers,
+        on_bad_run=_report_bad_run,
+        progress=_PROGRESS.value,
     )
     arrays = result.arrays()
     if soft:
@@ -223,10 +226,10 @@ def main(argv: Sequence[str]) -> int:
         from heldout.scores.soft_cscore import experiment_soft_cscores
 
         arrays.update(experiment_soft_cscores(experiment, experiment_labels(experiment)))
-    scores.save_scores(_OUTPUT.value, arrays)
+    scores_file.save_scores(_OUTPUT.value, arrays)
     print(_summary(result, time.perf_counter() - start, _OUTPUT.value))
     if soft:
-        defined = arrays["soft_cscore_count"] > 0
+        defined = arrays[scores_file.SOFT_CSCORE_COUNT_OUT] > 0
         print(
             f"  soft C-score: mean {np.mean(arrays['soft_cscore'][defined]):.4f} over "
             f"{int(defined.sum())} training examples held out by at least one run"

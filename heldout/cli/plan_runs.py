@@ -106,7 +106,7 @@ def main(argv: Sequence[str]) -> int:
     if FLAGS.output:
         atomic.probe_writable(FLAGS.output)
     if FLAGS.figure:
-        from heldout.plots.uncertainty import FORMATS
+        from heldout.plots.canvas import SUFFIX_FORMATS as FORMATS
 
         if FLAGS.figure.rsplit(".", 1)[-1].lower() not in FORMATS:
             raise UsageError(f"--figure must end with .png, .pdf or .svg, got {FLAGS.figure}")
@@ -129,9 +129,10 @@ def main(argv: Sequence[str]) -> int:
         atomic.write_json_atomic(FLAGS.output, plan.to_json())
         print(f"plan written to {FLAGS.output}")
     if FLAGS.figure:
-        from heldout.plots.uncertainty import plot_reliability_curve, save_figure
+        from heldout.plots import plot_reliability_curve, save_figure
 
-        print(f"figure written to {save_figure(plot_reliability_curve(plan), FLAGS.figure)}")
+        (path,) = save_figure(plot_reliability_curve(plan), FLAGS.figure)
+        print(f"figure written to {path}")
     return app.EXIT_OK
 
 

@@ -50,9 +50,9 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> int:
     del argv
+    import heldout.plots as plots
     from heldout.datasets import get_source, relabeled
     from heldout.errors import UsageError
-    from heldout.plots import scores as plots
     from heldout.release import layout as release
 
     formats = plots.check_formats(FLAGS.formats)  # before anything slow

@@ -240,7 +240,7 @@ def _export_classwise() -> str:
     from heldout.release import layout as release
     from heldout.release.reading import read_runs
     from heldout.scores.classwise import ClasswiseInfluenceAccumulator
-    from heldout.scores.experiment import default_score_ratio, known_split_sizes
+    from heldout.scores.request import default_score_ratio, known_split_sizes
 
     if not FLAGS.experiment_dir:
         raise UsageError("--export=classwise needs --experiment_dir")

@@ -81,15 +81,16 @@ def _cross_check(experiment) -> bool:
 def _scores(experiment, path: Path) -> dict:
     import numpy as np
 
-    from heldout.scores import experiment as scores
+    from heldout.scores.experiment import score_experiment
+    from heldout.scores.file import save_scores
+    from heldout.scores.request import ScoreRequest
 
-    result = scores.score_experiment(
-        experiment,
-        scores=("cscore", "memorization", "influence"),
-        influence_topk=_INFLUENCE_TOPK.value,
+    request = ScoreRequest(
+        ("cscore", "memorization", "influence"), influence_topk=_INFLUENCE_TOPK.value
     )
+    result = score_experiment(experiment, request)
     arrays = result.arrays()
-    scores.save_scores(path, arrays)
+    save_scores(path, arrays)
     cscore = arrays["cscore"]
     memorization = arrays["memorization"]
     print(f"[3/4] scores: {path}")
@@ -110,8 +111,8 @@ def main(argv: Sequence[str]) -> int:
     """Runs the four steps; 0 when all ran and the cross-check matched N out of N."""
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
+    import heldout.plots as plots
     from heldout.datasets import relabeled
-    from heldout.plots import scores as plots
     from heldout.release import layout as release
 
     start = time.perf_counter()

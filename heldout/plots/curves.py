@@ -5,9 +5,7 @@ with true labels training and held-out accuracy rise together; with random label
 training accuracy still climbs towards 100% while the held-out accuracy stays at chance.
 `CurveRecorder` collects a call's `EpochLog` events (pass it as `on_event`, or call it
 from another callback) and `learning_curve_figure` draws any number of such curves in one
-axes: `Acc-tr` solid, `Acc-val` dashed, one colour per curve.
-
-No TensorFlow here; matplotlib is imported by the figure functions only.
+axes: `Acc-tr` solid, `Acc-val` dashed, one colour per curve. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -18,7 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
+from heldout.plots.canvas import new_figure, save_figure
 from heldout.training.events import EpochLog, Event
 
 
@@ -83,7 +84,7 @@ class CurveRecorder:
 
 def learning_curve_figure(
     curves: Sequence[LearningCurve], title: str | None = None, chance: float | None = None
-):
+) -> Figure:
     """One axes: accuracy (%) against epoch, `Acc-tr` solid and `Acc-val` dashed per curve.
 
     Args:
@@ -94,10 +95,7 @@ def learning_curve_figure(
     Returns:
       The matplotlib `Figure` (not shown; save it with `save_learning_curves`).
     """
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+    figure = new_figure(6.4, 4.2, layout="constrained")
     axes = figure.add_subplot()
     colours = colormaps["tab10"].colors
     for k, curve in enumerate(curves):
@@ -133,12 +131,10 @@ def save_learning_curves(
     """Draws the curves and writes `<path_stem>.<format>` for each format, atomically.
 
     Returns:
-      The files written (through `heldout.plots.scores.save_figure`: a temporary file renamed
-      when complete, with the umask's mode).
+      The files written (through `heldout.plots.canvas.save_figure`: a temporary file
+      renamed when complete, with the umask's mode).
 
     Raises:
       UsageError: an unknown format.
     """
-    from heldout.plots.scores import save_figure
-
     return save_figure(learning_curve_figure(curves, title, chance), path_stem, formats)

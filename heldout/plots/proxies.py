@@ -4,32 +4,23 @@ Top: Spearman rho with the reference C-score against the epoch, one line per per
 proxy (each proxy computed from the first e epochs; hidden densities at epoch e). Below:
 per proxy, each example's proxy rank against its C-score rank (a random sample of the
 examples when there are many; a diagonal means the same ordering). Proxies are oriented
-so that higher means more regular (`heldout.proxies.compute.oriented`). Drawn with
-matplotlib's object-oriented API on the Agg canvas (no pyplot), written atomically.
+so that higher means more regular (`heldout.proxies.compute.oriented`).
 """
 
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps, ticker
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from heldout._core.atomic import atomic_open
-from heldout.errors import UsageError
+from heldout._core.ranks import average_ranks
+from heldout.plots.canvas import new_figure
 
-FORMATS = (".png", ".pdf")
+FORMATS = (".png", ".pdf")  # the suffixes a --figure of this figure may have
+DPI = 110  # the resolution this (large) figure is written at: `save_figure(..., dpi=DPI)`
 _SCATTER_POINTS = 4000
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    from scipy import stats
-
-    return stats.rankdata(values) / values.size
 
 
 def plot_proxies(
@@ -53,8 +44,7 @@ def plot_proxies(
     names = list(proxies)
     cols = 4
     rows = math.ceil(len(names) / cols)
-    figure = Figure(figsize=(3.2 * cols, 3.6 + 2.9 * rows), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_figure(3.2 * cols, 3.6 + 2.9 * rows, layout="constrained")
     grid = figure.add_gridspec(rows + 1, cols, height_ratios=[1.35] + [1.0] * rows)
     top = figure.add_subplot(grid[0, :])
     palette = colormaps["tab20"].colors  # 16 proxies: no colour used twice
@@ -80,12 +70,12 @@ def plot_proxies(
         counts += f"; scatters: a random {sample.size} of them"
     top.set_title(f"{title or 'proxies against the holdout C-score'}\n{counts}", fontsize=10)
     reference_rank = np.full(reference.shape, np.nan)
-    reference_rank[index] = _ranks(reference[index])
+    reference_rank[index] = average_ranks(reference[index]) / index.size
     for k, name in enumerate(names):
         ax = figure.add_subplot(grid[1 + k // cols, k % cols])
         values = np.asarray(proxies[name], np.float64)
         proxy_rank = np.full(values.shape, np.nan)
-        proxy_rank[index] = _ranks(values[index])
+        proxy_rank[index] = average_ranks(values[index]) / index.size
         ax.scatter(reference_rank[sample], proxy_rank[sample], s=1.5, alpha=0.35, linewidths=0)
         ax.plot([0, 1], [0, 1], color="0.4", linewidth=0.8)
         ax.set_xlim(0, 1)
@@ -97,17 +87,3 @@ def plot_proxies(
         if k // cols == rows - 1:
             ax.set_xlabel("C-score rank", fontsize=8)
     return figure
-
-
-def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
-    """Writes `figure` to `path` (.png or .pdf, chosen by the suffix), atomically.
-
-    Raises:
-      UsageError: another suffix.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise UsageError(f"--figure must end with {' or '.join(FORMATS)}, got {path}")
-    with atomic_open(path, "wb") as f:
-        figure.savefig(f, format=path.suffix.lower()[1:], dpi=110)
-    return path

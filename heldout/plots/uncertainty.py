@@ -6,10 +6,6 @@
   between those examples is not settled by the runs.
 - `plot_reliability_curve`: the split-half rank reliability `tools/plan_runs.py` measured
   and predicted, against runs per ratio, with the target and Spearman-Brown for reference.
-
-Drawn with matplotlib's object-oriented API on the Agg canvas (no pyplot, no global
-state); `save_figure` writes each file atomically (`heldout._core.atomic.atomic_open`), so a reader
-never sees half a PNG and the file gets the umask's mode.
 """
 
 from __future__ import annotations
@@ -21,29 +17,20 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import ticker
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from heldout.errors import ScoresFileError, UsageError
+from heldout.plots.canvas import new_figure, save_figure
 
 __all__ = [
     "BAND_KEYS",
-    "FORMATS",
     "plot_cscore_bands",
     "plot_reliability_curve",
-    "save_figure",
     "total_runs",
     "write_cscore_bands",
 ]
 
-FORMATS = ("png", "pdf", "svg")
 BAND_KEYS = ("cscore", "cscore_ci_low", "cscore_ci_high")
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
 
 
 def plot_cscore_bands(
@@ -97,7 +84,7 @@ def plot_cscore_bands(
         ]
     columns = min(5, len(groups))
     rows = math.ceil(len(groups) / columns)
-    figure = _new_figure(3.0 * columns, 2.4 * rows + 0.4)
+    figure = new_figure(3.0 * columns, 2.4 * rows + 0.4, layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False, sharey=True)
     for ax in axes.flat[len(groups) :]:
         ax.remove()
@@ -147,7 +134,7 @@ def plot_reliability_curve(plan) -> Figure:
       the runs the target needs (a vertical line); the target itself is a grey line.
     """
     plan = _plan_dict(plan)
-    figure = _new_figure(6.0, 4.0)
+    figure = new_figure(6.0, 4.0, layout="constrained")
     ax = figure.subplots()
     colors = ("tab:blue", "tab:orange", "tab:green", "tab:red")
     target = None
@@ -185,21 +172,6 @@ def plot_reliability_curve(plan) -> Figure:
     return figure
 
 
-def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
-    """Writes `figure` to `path` atomically, in the format its suffix names.
-
-    Raises:
-      UsageError: a suffix other than .png, .pdf or .svg.
-    """
-    from heldout.plots import scores as plots
-
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise UsageError(f"{path}: figures are written as {', '.join(FORMATS)} (by suffix)")
-    return plots.save_figure(figure, path.with_suffix(""), [fmt], dpi)[0]
-
-
 def write_cscore_bands(
     scores: dict[str, np.ndarray],
     path_stem: str | os.PathLike,
@@ -229,4 +201,4 @@ def write_cscore_bands(
         confidence=confidence,
         num_runs=total_runs(scores),
     )
-    return [save_figure(figure, f"{os.fspath(path_stem)}.{fmt}") for fmt in formats]
+    return [save_figure(figure, f"{os.fspath(path_stem)}.{fmt}")[0] for fmt in formats]

@@ -180,7 +180,7 @@ def split_half_reliability(experiment, repeats: int = 5, seed: int = 0) -> Refer
     """
     from heldout.errors import ScoresError
     from heldout.release.reading import read_runs
-    from heldout.scores.experiment import known_split_sizes
+    from heldout.scores.request import known_split_sizes
     from heldout.scores.uncertainty.reliability import SplitHalfAccumulator
 
     ratios = experiment.subset_ratios

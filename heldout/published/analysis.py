@@ -1,4 +1,4 @@
-"""The papers' per-class analyses of C-scores, as numbers (figures: `heldout.plots.scores`).
+"""The papers' per-class analyses of C-scores, as numbers (figures: `heldout.plots.analysis`).
 
 Jiang et al. (ICML 2021, Figures 6-7) rank ImageNet classes by their mean C-score: the
 most regular classes have high means and little spread, the least regular low means

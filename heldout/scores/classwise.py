@@ -1,34 +1,31 @@
-"""Class-wise influence matrices from runs, one class at a time, never the dense matrix.
+"""Class-wise influence blocks from runs, one class at a time, never the dense matrix.
 
-The published class-wise files hold, for each class K, the influence of K's training
-examples on K's test examples, `[n_train_K, n_test_K]`. The dense ImageNet matrix would
-be 1 281 167 x 50 000 (256 GB as float32); the 1 000 class blocks together are 1/1000
-of that. This module keeps the runs packed 8 examples to a byte, like the dense engine
-(`heldout.scores.influence`), but with the training examples sorted by class, so that each
-class's columns are one contiguous slice of the packed masks: producing a block unpacks
-only that slice. Memory: R x (N + N_test) / 8 bytes for R runs (ImageNet, 2 000 runs:
-about 330 MB) plus one block at a time.
-
-For train j and test t of the same class, with M the runs' training masks and T their
-test correctness (0/1), S = M^T T, n_in = colsum(M), n_out = R - n_in, c = colsum(T):
-
-    infl[j, t] = S / n_in - (c - S) / n_out = (R * S - n_in * c) / (n_in * n_out)
-
-exactly as `heldout.scores.influence` computes the dense matrix (the integer numerator is exact
-in float32 up to 4 096 runs; the division is done in float64, the block stored as
-float32); NaN where n_in or n_out is 0. Memorization (`tr_mem`) is accumulated from the
-same runs: P(correct | trained) - P(correct | held out). No TensorFlow.
+For each class K, the influence of K's training examples on K's test examples,
+`[n_train_K, n_test_K]` (`ClassBlock`): runs are kept packed 8 examples to a byte with
+the training examples sorted by class, so a block unpacks only its class's slice. The
+formula is the dense engine's (`heldout.scores.influence`); writing the blocks to the
+published file format is `heldout.published`'s job. No TensorFlow.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from heldout.errors import InconsistentRunError, ScoresError
-from heldout.published.files import ClassBlock
 from heldout.release.aux_arrays import AuxArrays
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassBlock:
+    """One class's influence block: rows are its training examples, columns its tests."""
+
+    label: int
+    train_index: np.ndarray  # int64 [n_train_K], positions in the training split
+    test_index: np.ndarray  # int64 [n_test_K], positions in the test split
+    matrix: np.ndarray  # float [n_train_K, n_test_K]
 
 
 def _labels(values, what: str) -> np.ndarray:
@@ -172,11 +169,24 @@ class ClasswiseInfluenceAccumulator:
 def compute_classwise_influence(
     runs: Iterable[AuxArrays], train_labels, test_labels
 ) -> ClasswiseInfluenceAccumulator:
-    """An accumulator fed with `runs` (all of one subset ratio); read blocks from it."""
+    """An accumulator fed with `runs` (all of one subset ratio); read blocks from it.
+
+    Args:
+      runs: the runs' aux arrays, all of one subset ratio.
+      train_labels: int [N_train], each training example's label in the runs' index order.
+      test_labels: int [N_test], likewise.
+
+    Returns:
+      The `ClasswiseInfluenceAccumulator`: `block(label)`, `blocks()`, `memorization()`.
+
+    Raises:
+      ScoresError: labels that are not a non-empty 1-D array of non-negative integers.
+      InconsistentRunError: a run whose split sizes differ from the labels'.
+    """
     accumulator = ClasswiseInfluenceAccumulator(train_labels, test_labels)
     for aux in runs:
         accumulator.add(aux)
     return accumulator
 
 
-__all__ = ["ClasswiseInfluenceAccumulator", "compute_classwise_influence"]
+__all__ = ["ClassBlock", "ClasswiseInfluenceAccumulator", "compute_classwise_influence"]

@@ -1,29 +1,10 @@
-"""`score_experiment` with the reading fanned out over Dask workers.
+"""`score_experiment` with the reading fanned out over Dask workers (`score_on_cluster`).
 
-    result = score_on_cluster(experiment, scheduler="local", n_workers=2, scores=[...])
-
-Reading and checking the `aux_arrays.npz` files is the cost of scoring most experiments
-(thousands of files; CPU-bound decompression and validation), so it is what is spread:
-the runs are cut into contiguous shares, one task per share. A worker reads its share
-(`heldout.release.reading.read_runs`, with the experiment's split-size check) and returns
-`PartialScores`, the sufficient statistics the engine keeps:
-
-* the per-ratio integer counts (`heldout.engine.ScoreAccumulator`) behind C-scores and
-  memorization; partials are added in a binary tree of tasks on the workers
-  (`ScoreAccumulator.merge`), so the client receives one set of counts;
-* for influence, its intervals and the influence pairs, the runs of the score ratio
-  packed 8 examples to a byte (training mask, training and test correctness:
-  (2 N + N_test) / 8 bytes a run, 7.5 KB... 19 KB for CIFAR). Concatenated in run order
-  up the same tree, they are fed on the client into the very accumulators
-  `score_experiment` uses, in the same order: the GEMM / popcount backends then compute
-  the same integers. So every output equals the single-process one exactly (counts,
-  C-scores and memorization are integer sums; influence is the same computation on the
-  same runs in the same order).
-
-Bad runs: with `skip_bad_runs`, the workers report each one (by file) and go on, as the
-single process does; the split sizes every run is checked against are settled on the
-client first (the experiment's recorded sizes, else the majority), so a worker's first
-run cannot decide them.
+Workers read contiguous shares of runs and return `PartialScores`: the integer counts
+and, where influence, its intervals or pairs are asked for, the score-ratio runs packed
+8 examples to a byte. Partials are added in a tree on the workers and fed, in run order,
+into the very accumulators `score_experiment` uses, so the results equal the
+single-process ones exactly.
 """
 
 from __future__ import annotations
@@ -35,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from heldout import cluster
+import heldout.cluster as cluster
 from heldout.errors import AuxArraysError, UsageError
 from heldout.release.layout import Experiment
 from heldout.release.reading import (
@@ -47,7 +28,15 @@ from heldout.release.reading import (
     read_runs,
     split_sizes_of,
 )
-from heldout.scores import experiment as engine
+from heldout.scores.counts import ScoreAccumulator
+from heldout.scores.experiment import ScoreState, score_experiment
+from heldout.scores.request import (
+    DEFAULT_REQUEST,
+    ScoreRequest,
+    known_split_sizes,
+    runs_to_read,
+)
+from heldout.scores.results import ExperimentScores
 
 RUNS_PER_SHARE = 64  # small enough for many shares per worker, large for little overhead
 
@@ -102,7 +91,7 @@ class PartialScores:
 
     first: int
     runs: int
-    counts: engine.ScoreAccumulator
+    counts: ScoreAccumulator
     packed: list[PackedRun] = dataclasses.field(default_factory=list)
     skipped: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
@@ -130,7 +119,7 @@ def read_share(
     Raises:
       AuxArraysError: a bad run, without `skip_bad_runs`.
     """
-    counts = engine.ScoreAccumulator(subset_ratios)
+    counts = ScoreAccumulator(subset_ratios)
     partial = PartialScores(first, len(items), counts)
     ratio_of = {path: ratio for path, ratio in items}
     position = {path: first + k for k, (path, _) in enumerate(items)}
@@ -171,7 +160,7 @@ def _size_check(
 ) -> SplitSizeCheck:
     """The sizes every share checks its runs against, settled before the fan-out (a
     share's first run must not decide them, nor could it for the others)."""
-    known = engine.known_split_sizes(experiment)
+    known = known_split_sizes(experiment)
     if known is not None:
         return known
     if skip_bad_runs:
@@ -185,37 +174,30 @@ def _size_check(
 
 def score_on_cluster(
     experiment: Experiment,
+    request: ScoreRequest = DEFAULT_REQUEST,
     scheduler: str = cluster.SCHEDULER_LOCAL,
     n_workers: int = 2,
-    scores: Sequence[str] = ("cscore", "memorization"),
-    subset_ratio: float | None = None,
-    influence_topk: int = 0,
-    skip_bad_runs: bool = False,
     on_bad_run: Callable[[RunLike, AuxArraysError], None] | None = None,
     progress: bool | ProgressCallback = False,
-    influence_options: dict | None = None,
-    backend: str = "auto",
-    confidence: float | None = None,
-    fdr: float = 0.05,
-    min_memorization: float | None = None,
     runs_per_share: int | None = None,
-) -> engine.ExperimentScores:
+) -> ExperimentScores:
     """`heldout.scores.experiment.score_experiment`, with the runs read by Dask workers.
 
     Args:
-      experiment: from `heldout.release.layout.open_experiment`; workers must see its files at
-        the same paths.
+      experiment: from `heldout.release.layout.open_experiment`; workers must see its
+        files at the same paths.
+      request: what to compute, as for `score_experiment`.
       scheduler: "local" (a LocalCluster of `n_workers` processes) or a scheduler
         address; "none" is `score_experiment` in this process.
       n_workers: processes of a local cluster.
-      scores ... min_memorization: as for `score_experiment`.
+      on_bad_run: called with each bad run skipped (`request.skip_bad_runs`).
       progress: True for a tqdm bar over runs (moves a share at a time), or a callable
         `progress(done, total)`.
       runs_per_share: runs per task; default about four tasks per worker, at most
         `RUNS_PER_SHARE` runs each.
 
     Returns:
-      The same `ExperimentScores` `score_experiment` returns for these arguments.
+      The same `ExperimentScores` `score_experiment` returns for this request.
 
     Raises:
       As `score_experiment`; UsageError for a bad scheduler or share size.
@@ -224,55 +206,44 @@ def score_on_cluster(
     cluster.check_workers(n_workers)
     if runs_per_share is not None and runs_per_share < 1:
         raise UsageError(f"runs_per_share must be at least 1, got {runs_per_share}")
-    keywords = dict(
-        scores=scores,
-        subset_ratio=subset_ratio,
-        influence_topk=influence_topk,
-        skip_bad_runs=skip_bad_runs,
-        on_bad_run=on_bad_run,
-        progress=progress,
-        influence_options=influence_options,
-        backend=backend,
-        confidence=confidence,
-        fdr=fdr,
-        min_memorization=min_memorization,
-    )
     if scheduler == cluster.SCHEDULER_NONE:
-        return engine.score_experiment(experiment, **keywords)
-    plan = engine.plan_scores(experiment, scores, subset_ratio, confidence)
-    at_ratio = len(experiment.runs_at(plan.score_ratio)) if plan.score_ratio is not None else 0
-    # Built first, as in one process: a backend that cannot run is refused before reading.
-    state = engine.ScoreState(
-        plan, at_ratio, influence_topk, backend, influence_options, fdr, min_memorization
+        return score_experiment(experiment, request, on_bad_run=on_bad_run, progress=progress)
+    selection = runs_to_read(experiment, request)
+    at_ratio = (
+        len(experiment.runs_at(selection.score_ratio)) if selection.score_ratio is not None else 0
     )
-    runs = list(plan.runs)
+    # Built first, as in one process: a backend that cannot run is refused before reading.
+    state = ScoreState(selection, request, at_ratio)
+    runs = list(selection.runs)
     if not runs:
         return state.result(experiment, [])
+    skip_bad_runs = request.skip_bad_runs
     size_check = _size_check(experiment, runs, skip_bad_runs, cluster.threads_per_worker(1))
-    pack_ratio = plan.score_ratio if state.needs_score_ratio_runs else None
+    pack_ratio = selection.score_ratio if state.needs_score_ratio_runs else None
     items = [(str(run.aux_path), float(run.subset_ratio)) for run in runs]
     per_share = runs_per_share or default_share(len(runs), n_workers)
     merged = _fan_out(
         scheduler,
         n_workers,
         items,
-        plan.subset_ratios,
+        selection.subset_ratios,
         pack_ratio,
         size_check,
         skip_bad_runs,
         per_share,
         progress,
     )
-    skipped = []
+    skipped, skipped_runs = [], []
     for position, message in sorted(merged.skipped):
         skipped.append(message)
+        skipped_runs.append(runs[position])
         if on_bad_run is not None:
             on_bad_run(runs[position], AuxArraysError(message))
     state.counts.merge(merged.counts)
     for packed in merged.packed:
         state.add_at_score_ratio(packed)
     merged.packed.clear()
-    return state.result(experiment, skipped)
+    return state.result(experiment, skipped, skipped_runs)
 
 
 def _fan_out(
@@ -337,15 +308,22 @@ def default_share(num_runs: int, n_workers: int) -> int:
     return max(1, min(RUNS_PER_SHARE, math.ceil(num_runs / (4 * n_workers))))
 
 
-def cluster_scorer(options) -> Callable[..., engine.ExperimentScores]:
+def cluster_scorer(options) -> Callable[..., ExperimentScores]:
     """`score_experiment`'s signature on the cluster that `cluster_flags` options name.
 
     `workers` (reader threads in one process) is accepted and ignored: on a cluster each
     worker reads with its share of the cores.
     """
 
-    def score(experiment: Experiment, workers: int | None = None, **keywords):
+    def score(
+        experiment: Experiment,
+        request: ScoreRequest = DEFAULT_REQUEST,
+        workers: int | None = None,
+        **keywords,
+    ):
         del workers
-        return score_on_cluster(experiment, options.scheduler, options.local_workers, **keywords)
+        return score_on_cluster(
+            experiment, request, options.scheduler, options.local_workers, **keywords
+        )
 
     return score

@@ -1,16 +1,9 @@
 """Out-of-sample probabilities from the heldout runs themselves, and the soft C-score.
 
-With `record_heldout_probs` (`--record_heldout_probs`), each run also writes
-`heldout_probs.npz` beside its `aux_arrays.npz` (which stays byte-identical to a run
-without it): `index` int64 [K], the training positions the run held out, ascending, and
-`probs` float16 [K, C], the final model's softmax on them. An example's out-of-sample
-probability vector is the mean over the runs that held it out; that is what cleanlab
-needs ("out-of-sample predicted probabilities") at no extra training cost.
-
-Soft C-score of example j: the mean, over the runs that held j out, of the held-out
-probability of j's (trained-on) label -- the integral C-score with correctness replaced
-by the probability of the label, averaged over every run whatever its ratio. NaN where no
-run held j out. float16 keeps 3 significant digits, far below the run-to-run spread.
+Runs trained with `record_heldout_probs` write `heldout_probs.npz` (`index` int64 [K],
+`probs` float16 [K, C]: the final softmax on the examples they held out). The soft
+C-score of an example is the mean, over the runs that held it out, of the held-out
+probability of its label; NaN where no run held it out.
 """
 
 from __future__ import annotations
@@ -25,6 +18,7 @@ import numpy as np
 from heldout._core.atomic import write_npz_atomic
 from heldout._core.npz import load_npz
 from heldout.errors import ScoresError
+from heldout.scores import file as keys
 
 HELDOUT_PROBS_FILE = "heldout_probs.npz"
 _KEYS = ("index", "probs")
@@ -153,8 +147,8 @@ def experiment_soft_cscores(experiment, labels: np.ndarray) -> dict[str, np.ndar
         experiment says so: `heldout.datasets.relabeled.experiment_labels`).
 
     Returns:
-      `soft_cscore` float64 [N] (NaN where never held out) and `soft_cscore_count` int64
-      [N], the runs behind each value.
+      `soft_cscore` float64 [N] (NaN where never held out) and `soft_cscore_count_out`
+      int64 [N], the runs behind each value (keys: `heldout.scores.file`).
 
     Raises:
       ScoresError: a run without its file (the message names the run folder), or no runs.
@@ -166,4 +160,4 @@ def experiment_soft_cscores(experiment, labels: np.ndarray) -> dict[str, np.ndar
     if num_train is None:
         raise ScoresError(f"{experiment.path}: the experiment does not record num_train")
     probs = out_of_sample_probs([run.path for run in runs], num_train)
-    return {"soft_cscore": probs.soft_cscore(labels), "soft_cscore_count": probs.count}
+    return {keys.SOFT_CSCORE: probs.soft_cscore(labels), keys.SOFT_CSCORE_COUNT_OUT: probs.count}

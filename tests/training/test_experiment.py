@@ -199,10 +199,11 @@ def test_layout_is_a_valid_experiment(noisy_experiment):
 
 def test_scores_can_be_computed(noisy_experiment):
     from heldout.scores import experiment as scores
+    from heldout.scores.request import ScoreRequest
 
     out, _, _ = noisy_experiment
     result = scores.score_experiment(
-        release.open_experiment(out), scores=("cscore", "memorization", "influence")
+        release.open_experiment(out), ScoreRequest(scores=("cscore", "memorization", "influence"))
     )
     arrays = result.arrays()
     assert arrays["cscore"].shape == (NUM_TRAIN,)

@@ -92,10 +92,11 @@ def test_ratio_one_experiment_validates_with_empty_removed_arrays(random_labels)
 
 def test_ratio_one_scores_are_nan_not_zero(random_labels):
     from heldout.scores import experiment as scores
+    from heldout.scores.request import ScoreRequest
 
     out, _, _, _ = random_labels
     arrays = scores.score_experiment(
-        release.open_experiment(out), scores=("cscore", "memorization")
+        release.open_experiment(out), ScoreRequest(scores=("cscore", "memorization"))
     ).arrays()
     # No run held any example out: no C-score and no memorization estimate exist.
     assert arrays["cscore"].shape == (NUM_TRAIN,) and np.isnan(arrays["cscore"]).all()

@@ -1,21 +1,28 @@
-"""Runs packed along the run axis: 64 runs' 0/1 values of one example in one machine word.
+"""Runs packed along the run axis (64 runs of an example in a word), the accumulator that
+keeps them for the popcount and tf-gpu backends, and the popcount backend itself.
 
-Influence needs, for every pair of a test and a training example, how many runs had both
-values 1: `sum_r T[r, t] M[r, j]`. With each example's values over runs packed into words
-(bit `r % 64` of word `r // 64` is run r), that count is `popcount(T_t & M_j)` summed over
-R / 64 words: 64 binary multiply-adds in one AND and one POPCNT (`heldout.scores.backends.popcount`).
-
-`RunBits` collects runs one at a time into such words, laid out as word planes
-`uint64 [W, size]` (plane w holds runs 64w..64w+63 of every example), so a kernel reads
-one plane's words for consecutive examples contiguously. Runs arrive one at a time (a
-row over all examples) and the words hold one example's runs (a column over runs): the
-transposition happens 8 runs at a time in a byte plane (one shift and one OR per run),
-written into its byte of the words once 8 runs are in. numpy only: no compiler needed.
+With words of runs, the count of runs where test t is right and training example j was
+in is `popcount(T_t & M_j)` summed over words. `RunBits` transposes runs into such word
+planes 8 runs at a time, numpy only; the numba kernels load only when first used.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import threading
+
 import numpy as np
+
+from heldout._core.row_blocks import RowBlocks
+from heldout.errors import ScoresError, UsageError
+from heldout.release.aux_arrays import AuxArrays
+from heldout.scores.backends.base import (
+    InfluenceCounts,
+    default_max_matrix_bytes,
+    finish_topk,
+)
+from heldout.scores.results import Influence
 
 WORD_BITS = 64
 # The backends' numerator R * S - c * n_in is at most R^2 in magnitude: an exact int32 up
@@ -95,3 +102,145 @@ class RunBits:
 def _byte_in_word(k: int) -> int:
     """Position of a word's k-th least significant byte in memory."""
     return k if np.little_endian else 7 - k
+
+
+class _BitRuns:
+    """The training masks and test correctness of the runs, each packed along runs."""
+
+    def __init__(self, num_train: int, num_test: int, capacity_runs: int):
+        self.masks = RunBits(num_train, capacity_runs)
+        self.tests = RunBits(num_test, capacity_runs)
+
+    def append(self, mask: np.ndarray, test_correct: np.ndarray) -> None:
+        self.masks.append(mask)
+        self.tests.append(test_correct)
+
+
+class BitPackedInfluenceAccumulator(InfluenceCounts):
+    """Influence from exact integer counts of bit-packed runs (popcount or tf-gpu backend).
+
+    `add` keeps every run packed along the run axis (`RunBits`: 64 runs of an example in
+    a word). `result` hands the word planes to the backend's kernels, which count S
+    exactly and turn it into influence tile by tile: the dense matrix (the only large
+    array) or each row's top-k, without ever holding the dense matrix.
+
+    Args:
+      topk: 0 for the dense matrix, else k per test example.
+      subset_ratio: recorded in the result.
+      backend: a bit-plane backend (`PopcountBackend`, `tf_gpu.TfGpuBackend`): its
+        `name`, `streams_dense` and `kernels()` (warm_up, dense_influence,
+        dense_influence_blocks, topk_influence).
+      max_matrix_bytes: refuse larger dense matrices; default: the memory available.
+      num_runs: runs expected, to size the storage once (it grows if more come).
+      stream_dense: where the backend `streams_dense`, the dense result's `matrix` is a
+        `heldout._core.row_blocks.RowBlocks` computed while it is written (`save_scores`),
+        never held whole; for callers that only write it.
+    """
+
+    def __init__(
+        self,
+        topk: int = 0,
+        subset_ratio: float | None = None,
+        backend=None,
+        max_matrix_bytes: int | None = None,
+        num_runs: int | None = None,
+        stream_dense: bool = False,
+    ):
+        super().__init__(subset_ratio)
+        self.stream_dense = bool(stream_dense)
+        if topk < 0:
+            raise UsageError(f"topk must be 0 (dense) or positive, got {topk}")
+        self.k = topk
+        self._backend = BACKEND if backend is None else backend
+        self.backend = self._backend.name
+        self.max_matrix_bytes = max_matrix_bytes or default_max_matrix_bytes()
+        self._capacity_runs = max(64, min(num_runs or 256, MAX_EXACT_RUNS))
+        # Loading the backend (numba and its cached kernels; TensorFlow) overlaps the
+        # reading of the runs instead of following it.
+        self._warm_up = threading.Thread(
+            target=_warm_up, args=(self._backend, topk > 0), name="influence-warm-up", daemon=True
+        )
+        self._warm_up.start()
+
+    def _new_store(self) -> _BitRuns:
+        if self.k == 0:
+            self._check_dense_size()
+        return _BitRuns(self.num_train, self.num_test, self._capacity_runs)
+
+    def add(self, aux: AuxArrays) -> None:
+        if self.num_runs >= MAX_EXACT_RUNS:
+            raise ScoresError(
+                f"the {self.backend} backend counts exactly up to {MAX_EXACT_RUNS} runs per "
+                "ratio; use --backend=numpy for more"
+            )
+        super().add(aux)
+
+    def result(self) -> Influence:
+        """The dense matrix or the top-k; the accumulator drops its runs and is spent."""
+        self._start_result()
+        self._warm_up.join()
+        kernels = self._backend.kernels()
+        inputs = (
+            self._runs.tests.planes(),
+            self._runs.masks.planes(),
+            self.test_correct_count,
+            self.count_in,
+            self._column_scale(),
+            self.num_runs,
+        )
+        if self.k == 0 and self.stream_dense and self._backend.streams_dense:
+            shape = (self.num_test, self.num_train)
+            blocks = RowBlocks(shape, np.float32, lambda: kernels.dense_influence_blocks(*inputs))
+            return self._result(matrix=blocks, backend=self.backend)
+        if self.k == 0:
+            return self._result(matrix=kernels.dense_influence(*inputs), backend=self.backend)
+        values, index = kernels.topk_influence(*inputs, self.k)
+        index, values = finish_topk(values, index)
+        return self._result(topk_index=index, topk_value=values, backend=self.backend)
+
+
+def _warm_up(backend, topk: bool) -> None:
+    """Imports a backend's kernels and runs them once on a tiny problem (errors: later,
+    for real)."""
+    try:
+        backend.kernels().warm_up(topk)
+    except Exception:  # noqa: BLE001 - the real call raises it again, in the caller's thread
+        pass
+
+
+_KERNELS = "heldout.scores.backends.popcount"  # by name: it imports this module's constants
+
+
+class PopcountBackend:
+    """The popcount backend (`InfluenceBackend`): exact AND + POPCOUNT counts on the CPU.
+
+    Its kernels (`heldout.scores.backends.popcount`, compiled by numba) are imported only
+    when first used, in the accumulator's warm-up thread.
+    """
+
+    name = "popcount"
+    streams_dense = True
+
+    def why_unavailable(self) -> str | None:
+        if importlib.util.find_spec("numba") is None:  # checked without importing it
+            return "needs numba (pip install numba)"
+        return None
+
+    def kernels(self):
+        """The numba kernels (`heldout.scores.backends.popcount`), imported on first use."""
+        return importlib.import_module(_KERNELS)
+
+    def accumulator(
+        self,
+        topk: int,
+        subset_ratio: float | None,
+        num_runs: int | None = None,
+        stream_dense: bool = False,
+        max_matrix_bytes: int | None = None,
+    ) -> BitPackedInfluenceAccumulator:
+        return BitPackedInfluenceAccumulator(
+            topk, subset_ratio, self, max_matrix_bytes, num_runs, stream_dense=stream_dense
+        )
+
+
+BACKEND = PopcountBackend()

@@ -1,28 +1,10 @@
-"""Exact influence from bit-packed runs: AND + POPCOUNT, 64 binary multiply-adds a word.
+"""Exact influence from bit-packed runs (`bitplanes`): AND + POPCOUNT, 64 runs a word.
 
-With runs packed 64 to a word (`heldout.scores.backends.bitplanes`), the count behind influence,
-`S[t, j] = #runs with test t correct and training example j in`, is the sum over words of
-`popcount(T_t & M_j)`. Every count is an integer computed exactly, so the result does not
-depend on the order of runs or of the sums, and the influence
-
-    infl[t, j] = (R * S[t, j] - c[t] * n_in[j]) * (1 / (n_in[j] * n_out[j]))
-
-is the same float32 number as the float32 GEMM path gives (`heldout.scores.influence`): the
-numerator is an exact integer there too (up to 4096 runs), rounded once to float32 and
-multiplied by the same float32 scale. Here it is an exact int32 up to `MAX_EXACT_RUNS` runs.
-
-The kernels are compiled by numba (an LLVM JIT) for the machine they run on: the loops
-over consecutive training examples become vector code, with VPOPCNTQ where the CPU has
-AVX512-VPOPCNTDQ and a shuffle-based popcount on AVX2-only CPUs. Blocking: a task takes a
-block of test rows; for each chunk of `_COLUMNS` training examples it walks its rows two
-at a time, words four at a time, so the chunk's words are read once for two rows and the
-two rows' sums (int32, 2 KiB each) stay in the L1 cache. The kernels release the GIL and
-the tasks run on plain threads, one per core the process may use (`HELDOUT_THREADS`
-overrides): numba's parallel loops would double the compile time for no gain here.
-
-Importing this module imports numba (~0.3 s) but compiles nothing; the first call
-compiles (seconds) or, usually, loads the machine code numba cached from an earlier
-process. `heldout.scores.influence` imports it only when the popcount backend is chosen.
+`S[t, j]` is the sum over words of `popcount(T_t & M_j)`, an exact integer, so the
+influence `(R * S - c * n_in) * scale` is the same float32 number the GEMM reference
+gives. Kernels are compiled by numba for the host CPU (cached between processes) and run
+on one thread per core (`HELDOUT_THREADS` overrides). Blocking and vectorization:
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -47,7 +29,7 @@ def _allow_512_bit_vectors() -> None:
 
     LLVM's tuning for most AVX512 CPUs prefers 256-bit vectors (older Xeons clock down
     on 512-bit code); here a 512-bit VPOPCNTQ does twice the work of a 256-bit one, and
-    the top-k kernel measured 0.89 instead of 1.24 ns per (test, train) pair. Only done
+    the top-k kernel runs faster (docs/performance.md). Only done
     when the user has chosen no CPU name or features for numba (NUMBA_CPU_NAME,
     NUMBA_CPU_FEATURES), and it changes numba's code generation for this process alone.
     """

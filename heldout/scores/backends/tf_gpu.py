@@ -1,32 +1,21 @@
-"""Influence on a GPU through TensorFlow: exact float16 products of 0/1 blocks of runs.
+"""The tf-gpu influence backend: the bit-packed runs' 0/1 products on a GPU via TensorFlow.
 
-The count behind influence, `S = T^T M` over runs, is a product of 0/1 matrices. A GPU's
-tensor cores multiply float16 matrices (accumulating in float32) many times faster than
-its float32 units, and for 0/1 inputs float16 loses nothing: a block of at most
-`BLOCK_RUNS` = 2048 runs gives integer sums of at most 2048, which float16 (11-bit
-significand) holds exactly, whatever the accumulation order. Blocks are summed in float32
-(exact: S <= R < 2^24) and the influence is computed as on the CPU (`heldout.scores.backends.popcount`):
-the exact integer numerator `R * S - c * n_in` (here in float64, exact below 2^53),
-rounded once to float32, times the same float32 scale. So the results are bit for bit
-those of the other backends. (Not int32: TensorFlow runs int32 element-wise ops of a
-"GPU" tensor on the host.) The top-k is taken per tile on the
-device (`tf.math.top_k` keeps the lower index first among equal values, the toolkit's
-order), and only k values per test example come back to the host.
-
-The runs arrive bit-packed (`heldout.scores.backends.bitplanes` word planes) and are unpacked into 0/1
-float16 blocks on the device, a column tile at a time. The same ops run on a CPU device,
-which is how the tests check this module where no GPU is present.
-
-Importing this module imports nothing heavy: TensorFlow is imported on first use, and
-`why_no_gpu` looks for a GPU device file before importing it at all.
+Blocks of at most `BLOCK_RUNS` runs are multiplied as float16 (exact: integer sums of at
+most 2048), summed in float32 and turned into influence exactly as on the CPU, so results
+are bit for bit the other backends'; the top-k is taken per tile on the device.
+TensorFlow is imported on first use only; this is the one module of `heldout.scores`
+that imports it, and it is reached only through the registry's dotted path.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import numpy as np
+
+from heldout.scores.backends.bitplanes import BitPackedInfluenceAccumulator
 
 BLOCK_RUNS = 2048  # float16 holds every integer up to 2048 exactly
 _BLOCK_WORDS = BLOCK_RUNS // 64
@@ -136,8 +125,8 @@ def dense_influence(
 ) -> np.ndarray:
     """The dense influence matrix float32 [N_test, N], computed on `device` (default GPU).
 
-    Args: as `heldout.scores.backends.popcount.dense_influence`; `device` a TensorFlow device name (the
-    tests use "/CPU:0").
+    Args: as `heldout.scores.backends.popcount.dense_influence`; `device` a TensorFlow
+    device name (the tests use "/CPU:0").
     """
     problem = _Problem(tests, trains, correct_count, count_in, scale, num_runs, device)
     out = np.empty((problem.num_test, problem.num_train), dtype=np.float32)
@@ -201,3 +190,36 @@ def warm_up(topk: bool = False) -> None:
 
     with tf.device(_device(None)):
         tf.constant(0.0).numpy()
+
+
+class TfGpuBackend:
+    """The tf-gpu backend (`InfluenceBackend`): the bit-packed runs' products on a GPU.
+
+    Registered by this module's dotted path, imported only when used, so that nothing
+    else in `heldout.scores` imports TensorFlow.
+    """
+
+    name = "tf-gpu"
+    streams_dense = False
+
+    def why_unavailable(self) -> str | None:
+        missing = why_no_gpu()
+        return None if missing is None else f"cannot run here: {missing}"
+
+    def kernels(self):
+        return sys.modules[__name__]
+
+    def accumulator(
+        self,
+        topk: int,
+        subset_ratio: float | None,
+        num_runs: int | None = None,
+        stream_dense: bool = False,
+        max_matrix_bytes: int | None = None,
+    ) -> BitPackedInfluenceAccumulator:
+        return BitPackedInfluenceAccumulator(
+            topk, subset_ratio, self, max_matrix_bytes, num_runs, stream_dense=stream_dense
+        )
+
+
+BACKEND = TfGpuBackend()

@@ -1,21 +1,9 @@
 """The distribution of examples' true probabilities, recovered from binomial counts.
 
-Predicting how reliable a ranking becomes with more runs needs the spread of the true
-values apart from the per-example binomial noise. Spearman-Brown assumes the noise is the
-same for every example, but the variance p (1 - p) / n of a proportion is not: C-scores
-pile up near 1, where the noise is small but the true values barely differ, so stepping
-up a measured correlation over-predicts rank reliability (by 0.1 and more on CIFAR-like
-C-scores). Instead we estimate the population of true probability vectors (one entry
-per proportion an example's score uses: a C-score's ratios, or memorization's trained
-and held-out accuracy) by nonparametric maximum likelihood, and simulate from it.
-
-The estimate is a discrete mixture (Kiefer-Wolfowitz NPMLE, weights fitted by EM):
-- per proportion, a 1-D NPMLE on a logit grid, which gives each example's posterior mean;
-- candidate vectors ("atoms"): for a sample of examples, their posterior means moved
-  towards their raw proportions by 0, 1/2 and 1, so the atoms span from fully shrunk to
-  unshrunk and keep each example's own pattern across proportions (C-score curves cross:
-  an independent prior per ratio would lose the correlation between ratios);
-- the atoms' weights by EM on the joint likelihood of a sample of examples' counts.
+A discrete mixture (Kiefer-Wolfowitz NPMLE, weights fitted by EM) over atoms on a logit
+grid (one or two proportions per example) or built from examples' shrunk proportions
+(more), so the run planner can simulate larger run budgets without the per-example
+binomial noise. Method: docs/methods.md.
 """
 
 from __future__ import annotations

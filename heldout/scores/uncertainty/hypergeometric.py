@@ -1,16 +1,9 @@
 """Exact upper tails of the hypergeometric distribution, vectorized: Fisher's exact test.
 
-For a (training j, test t) pair over R runs, with n_in runs that trained on j and c runs
-that got t right, the runs that did both, S, are hypergeometric under "j does not change
-t's outcome": S ~ Hypergeometric(R, n_in, c). The one-sided p-value of Fisher's exact
-test for "influence > 0" is P(S' >= S).
-
-scipy's `hypergeom.sf` takes ~26 us a value and `logsf` ~370 us, too slow for the
-millions of candidate pairs of a CIFAR experiment; here the tail is summed directly in a
-vectorized loop: P(S' >= s) = pmf(s) (1 + r_s + r_s r_{s+1} + ...), with the term ratio
-r_k = pmf(k + 1) / pmf(k), decreasing in k, and log pmf from a table of log factorials.
-Above the mode the terms fall geometrically, so few are needed; at or below it the lower
-tail is summed instead and subtracted from 1.
+For a pair over R runs with n_in runs that trained on j and c that got t right, S ~
+Hypergeometric(R, n_in, c) when j does not matter; the p-value is P(S' >= S). The tail is
+summed directly from the term ratios and a table of log factorials, faster than scipy's
+`hypergeom.sf` for millions of pairs (docs/performance.md).
 """
 
 from __future__ import annotations

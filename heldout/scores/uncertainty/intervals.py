@@ -1,65 +1,25 @@
 """Confidence intervals for C-scores, memorization and influence, from the counts alone.
 
 Each estimate is a proportion, a mean of proportions or a difference of two proportions
-of run outcomes, so its interval needs only the integer counts the score engine keeps.
-The binomial standard error sqrt(p (1 - p) / n) is 0 when all n runs agree, claiming
-certainty exactly where there is least data; the intervals here keep their coverage at
-a handful of runs (measured by simulation: `bench/bench_uncertainty.py`):
-
-- one proportion (C-score at a ratio): the Wilson score interval, except that the lower
-  limit at 1 success (and the upper at n - 1) is the Jeffreys one. Wilson's limit there
-  sits too close to the estimate, so coverage collapses for true values just inside it
-  (to about 0.85 for n = 8 near 1 / n); Brown, Cai & DasGupta (Statist. Sci. 2001) replace
-  it with a Poisson limit, which over-covers; the Jeffreys limit is between the two and
-  keeps the average coverage at 0.95-0.96. Wilson rather than Jeffreys elsewhere: the
-  plain Jeffreys interval over-covers at n = 8 (0.96-0.97 on C-score-like values).
-- mean of k proportions (integral C-score): Price & Bonett's adjusted Wald interval
-  (Amer. Statist. 2004: add 2 / k successes and 2 / k failures to each proportion).
-  Combining per-ratio Wilson limits (MOVER) under-covers here (0.91-0.93 at 8 runs a
-  ratio), because Wilson's limits are narrow around an estimate they also shrink.
-- difference of two proportions, memorization: Mee's score interval (inverting the score
-  test with the Miettinen-Nurminen constrained estimates, without their n / (n - 1)
-  factor). Trained-on examples are almost always right, and Newcombe's hybrid interval
-  then adds the full width of "19 of 19" to the held-out side: 0.97-0.98 coverage at 8
-  held-out runs against 0.955-0.966 for the score interval.
-- difference of two proportions, influence: Mee's score interval too, looked up per
-  entry from a table of every possible count pair, wherever that table is small (at most
-  `MEE_TABLE_ENTRIES` pairs: about 150 runs at the ratio). Newcombe's hybrid score interval
-  (MOVER with the one-proportion interval above), which needs only per-group limits, over
-  more runs: it over-covers at a few held-out runs (0.960-0.968 at 32 held-out runs against
-  0.949-0.956 for Mee's) but both reach nominal with more runs (0.953-0.955 for Newcombe's at
-  128), and a table of Mee's limits for every count pair of 2 000 runs would cost far more
-  than the estimate. Either way a [T, N] matrix of intervals is a few table lookups per
-  entry, tile by tile.
-
-At 8 held-out runs the difference intervals over-cover (0.956-0.968 overall). It is where
-the true difference is near 0 and both groups are nearly always right: with 8 runs "all
-right" is the likeliest outcome, and any interval that keeps 0 for it covers those
-examples almost surely (coverage 0.97-1.00 in the lowest deciles, for every interval we
-tried: Newcombe, Agresti-Caffo, MOVER-Jeffreys; `bench/bench_uncertainty.py`).
-
-Where the estimate is NaN (no run to average over) the interval is NaN too.
+of run outcomes, so its interval needs only the integer counts the engine keeps: Wilson
+(Jeffreys at 1 and n - 1 successes) for a C-score at a ratio, Price-Bonett for the
+integral C-score, Mee's score interval for memorization and (from a table, up to
+`MEE_TABLE_ENTRIES` count pairs) influence, Newcombe's hybrid beyond. Where the estimate
+is NaN the interval is NaN too. Choices and measured coverage: docs/methods.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from heldout.errors import ScoresError, UsageError
-
-if TYPE_CHECKING:  # the score engine imports this module
-    from heldout.scores.experiment import CScores, Memorization
-    from heldout.scores.influence import Influence
+from heldout.errors import ScoresError
+from heldout.scores.request import check_confidence
+from heldout.scores.results import CScores, Influence, Memorization, ScoreIntervals
 
 __all__ = [
     "MEE_TABLE_ENTRIES",
-    "ScoreIntervals",
     "CorrectTestCounts",
     "binomial_interval",
-    "check_confidence",
     "influence_intervals",
     "mean_of_proportions_interval",
     "mee_interval",
@@ -68,17 +28,9 @@ __all__ = [
 ]
 
 
-# Count pairs up to which influence intervals are Mee's, from a table of every pair (see the
-# module docstring): building it costs ~20 us a pair, about 2-3 s at the limit.
+# Count pairs up to which influence intervals are Mee's, from a table of every pair; beyond,
+# Newcombe's (building the table costs time per pair: docs/performance.md).
 MEE_TABLE_ENTRIES = 1 << 17
-
-
-def check_confidence(confidence: float) -> float:
-    """`confidence` as a float in (0, 1); UsageError otherwise."""
-    value = float(confidence)
-    if not 0.0 < value < 1.0:
-        raise UsageError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
-    return value
 
 
 def _z(confidence: float) -> float:
@@ -485,40 +437,6 @@ class CorrectTestCounts:
 
 # ---------------------------------------------------------------------------------------
 # All intervals of a scores file.
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoreIntervals:
-    """Intervals beside the estimates of `heldout.scores.experiment.ExperimentScores`.
-
-    Attributes:
-      confidence: the nominal coverage, e.g. 0.95.
-      cscore_by_ratio_low / _high: float64 [S, N] (Wilson/Jeffreys), or None.
-      cscore_low / _high: float64 [N] (Price-Bonett), or None.
-      memorization_low / _high: float64 [N] (Mee's score interval), or None.
-      influence_low / _high: float32, shaped like the dense matrix or the top-k values
-        (Mee's or Newcombe's, by the number of runs), or None.
-    """
-
-    confidence: float
-    cscore_by_ratio_low: np.ndarray | None = None
-    cscore_by_ratio_high: np.ndarray | None = None
-    cscore_low: np.ndarray | None = None
-    cscore_high: np.ndarray | None = None
-    memorization_low: np.ndarray | None = None
-    memorization_high: np.ndarray | None = None
-    influence_low: np.ndarray | None = None
-    influence_high: np.ndarray | None = None
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The scores-file keys (README: output file formats)."""
-        out = {"confidence": np.float64(self.confidence)}
-        for name in ("cscore_by_ratio", "cscore", "memorization", "influence"):
-            low = getattr(self, f"{name}_low")
-            if low is not None:
-                out[f"{name}_ci_low"] = low
-                out[f"{name}_ci_high"] = getattr(self, f"{name}_high")
-        return out
 
 
 def _successes(proportion: np.ndarray, count: np.ndarray) -> np.ndarray:

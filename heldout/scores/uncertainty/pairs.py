@@ -1,44 +1,10 @@
 """Significant (training, test) influence pairs, with the false-discovery rate controlled.
 
-The published high-influence pairs use a fixed rule (influence >= 0.15 and memorization
->= 0.25) whose error rate depends on the number of runs: at 2 000 runs 0.15 is about
-6 standard errors, at 500 about 3, and over the ~10^8 pairs of a CIFAR experiment 3 sigma
-lets in tens of thousands of null pairs. Here every pair (j, t) at the score ratio gets
-the one-sided p-value of Fisher's exact test for "influence > 0" (j trained on makes t
-right more often): given the n_in runs that trained on j and the c runs that got t right,
-the S runs that did both are hypergeometric when j does not matter
-(`heldout.scores.uncertainty.hypergeometric`). Benjamini-Hochberg then selects pairs at the
-requested FDR, optionally only among training examples with memorization >= a minimum
-(the family is fixed before any influence is looked at, so BH stays valid).
-
-Every p-value is exact: no normal approximation is switched in for large counts, at any
-count. In the tail where BH operates over millions of tests (p ~ 1e-6 and below), a
-z-test with continuity correction under-states the p-value whenever the test example is
-usually right, as most are (with 2 000 runs and a test example right in 1 900: 3x at 5
-standard deviations, 12x at 7; `bench/bench_uncertainty.py` prints the comparison),
-which would let null pairs in. The exact tail costs little here because it is computed
-only for the few candidate pairs (below).
-
-Bounded memory, tile by tile like top-k influence; the dense p-value matrix never exists:
-1. From the margins alone, a table of critical counts per (c, n_in) combination: the
-   smallest S with p <= FDR (`critical_successes`; a pair below it can never be
-   selected). At most (R + 1) x (distinct n_in) entries.
-2. One pass over tiles of S = T^T M (a float32 GEMM over the packed runs). Pairs at or
-   above their critical count are candidates; each gets a cheap lower bound of its
-   log p-value (two tail terms), counted in a histogram (50 bins per decade) and kept in
-   a buffer of at most `max_candidates` (when it fills, the half with the larger bounds
-   is dropped and the keep bound lowered).
-3. From the histogram, a bound u on the BH threshold: BH selects p_(k) <= k FDR / m, and
-   with F(t) the number of p-values <= t, no threshold t > u can satisfy F(t) >= m t / FDR
-   because even the upper bound of F from the lower bounds of the p-values fails it bin
-   by bin. Only pairs with a bound <= u can be selected.
-4. If u is above the keep bound (the buffer overflowed below it), a second pass collects
-   the pairs in between. Then the candidates' exact p-values, BH over all m tests (m =
-   test examples x family columns; pairs outside the candidates have p > u and can
-   neither be selected nor change a selected pair's q-value).
-Memory: the packed runs ((N + T) / 8 bytes a run), the critical table, one tile's
-temporaries, and the candidates (about the number of discoveries, plus the nulls within
-the histogram's resolution of the threshold; `max_candidates` caps the first pass).
+Every pair at the score ratio gets the exact one-sided p-value of Fisher's test for
+"influence > 0" (`hypergeometric`), and Benjamini-Hochberg selects pairs at the requested
+FDR, optionally among training examples with memorization >= a minimum. Tile by tile, in
+bounded memory: only candidate pairs (above a per-margin critical count) get exact
+p-values. The algorithm and its bounds: docs/methods.md.
 """
 
 from __future__ import annotations
@@ -51,63 +17,18 @@ import numpy as np
 
 from heldout.errors import InconsistentRunError, ScoresError, UsageError
 from heldout.release.aux_arrays import AuxArrays
+from heldout.scores.results import SignificantPairs
 from heldout.scores.uncertainty import hypergeometric as hg
 
 __all__ = [
-    "InfluencePairs",
-    "InfluencePairsAccumulator",
+    "SignificantPairs",
+    "SignificantPairsAccumulator",
     "benjamini_hochberg",
     "compute_influence_pairs",
 ]
 
 _BINS_PER_DECADE = 50
 _LOWEST_LOG_P = -800.0  # natural log; p-values below share the histogram's last bin
-
-
-@dataclasses.dataclass(frozen=True)
-class InfluencePairs:
-    """The pairs Benjamini-Hochberg selects at `fdr`, most significant first.
-
-    Attributes:
-      subset_ratio, num_runs: the runs tested.
-      fdr: the false-discovery rate controlled.
-      min_memorization: the family's memorization minimum, or None for every column.
-      num_tests: m, pairs tested (test examples x training examples in the family with
-        both counts positive).
-      train_index, test_index: int64 [P].
-      influence: float64 [P]: S / n_in - (c - S) / n_out, exactly.
-      p_value: float64 [P]: Fisher's one-sided exact p (0 where below float64's range).
-      q_value: float64 [P]: BH-adjusted p-values (each <= fdr).
-      memorization: float64 [P]: of the training example, from the same runs.
-    """
-
-    subset_ratio: float | None
-    num_runs: int
-    fdr: float
-    min_memorization: float | None
-    num_tests: int
-    train_index: np.ndarray
-    test_index: np.ndarray
-    influence: np.ndarray
-    p_value: np.ndarray
-    q_value: np.ndarray
-    memorization: np.ndarray
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The scores-file keys (README: output file formats)."""
-        minimum = np.nan if self.min_memorization is None else self.min_memorization
-        return {
-            "pairs_train_index": self.train_index,
-            "pairs_test_index": self.test_index,
-            "pairs_influence": self.influence,
-            "pairs_p_value": self.p_value,
-            "pairs_q_value": self.q_value,
-            "pairs_memorization": self.memorization,
-            "pairs_fdr": np.float64(self.fdr),
-            "pairs_min_memorization": np.float64(minimum),
-            "pairs_num_tests": np.int64(self.num_tests),
-            "pairs_num_runs": np.int64(self.num_runs),
-        }
 
 
 def benjamini_hochberg(
@@ -198,7 +119,7 @@ class _Candidates:
         self.size = int(kept.sum())
 
 
-class InfluencePairsAccumulator:
+class SignificantPairsAccumulator:
     """Streams runs of one subset ratio; `result()` selects the significant pairs.
 
     Args:
@@ -271,7 +192,7 @@ class InfluencePairsAccumulator:
                 self._heldout_correct / count_out.astype(np.float64)
             )
 
-    def result(self) -> InfluencePairs:
+    def result(self) -> SignificantPairs:
         """The selected pairs (see the module docstring for the method and its memory).
 
         Raises:
@@ -336,7 +257,7 @@ class InfluencePairsAccumulator:
         )
         n_in = count_in[train].astype(np.float64)
         influence = successes / n_in - (correct[test] - successes) / (runs - n_in)
-        return InfluencePairs(
+        return SignificantPairs(
             subset_ratio=self.subset_ratio,
             num_runs=runs,
             fdr=self.fdr,
@@ -395,9 +316,9 @@ def compute_influence_pairs(
     fdr: float = 0.05,
     min_memorization: float | None = None,
     **options,
-) -> InfluencePairs:
+) -> SignificantPairs:
     """Significant influence pairs from runs of one subset ratio (see the module docs)."""
-    accumulator = InfluencePairsAccumulator(subset_ratio, fdr, min_memorization, **options)
+    accumulator = SignificantPairsAccumulator(subset_ratio, fdr, min_memorization, **options)
     for aux in runs:
         accumulator.add(aux)
     return accumulator.result()

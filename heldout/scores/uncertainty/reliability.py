@@ -1,47 +1,29 @@
-"""How reliable each score's ranking is, and how many runs a target reliability needs.
+"""How reliable each score's ranking is, and the run budget a target reliability needs.
 
-Reliability here is split-half rank reliability: the runs of each subset ratio are split
-at random into two halves, the score is computed from each half, and the Spearman
-correlation between the two rankings (over the examples defined in both) is averaged
-over `repeats` random splits. "Reliability at R runs per ratio" is what this measures on
-an experiment of R runs per ratio, i.e. the agreement of two independent score sets of
-R / 2 runs each; so the predicted reliability at 2R is also how well the scores from all
-R runs would agree with an independent repetition of R runs.
-
-Prediction for m times as many runs: the population of true per-example probabilities
-is estimated from the counts of all runs, deconvolving the binomial noise
-(`heldout.scores.uncertainty.deconvolution`), and the experiment is simulated from it with two
-halves of m R / 2 runs per ratio (each example held out in a ratio's run with the
-fraction observed), averaged over a few simulated replicates of every example. The
-target's run budget is found by bisection on the simulated curve. Spearman-Brown's
-step-up formula is reported beside it for comparison only: it treats every example's
-noise alike and so over-predicts rank reliability of binomial estimates.
-
-Everything streams over the runs' aux arrays in bounded memory: per repeat and ratio,
-the held-out count and correct count of one half (the other half is the total minus it).
-Memory: (2 x repeats + 3) x ratios x N int32 values.
+Split-half rank reliability (Spearman between scores of two random halves of the runs),
+measured over repeats, and predicted for m times the runs by simulating from the
+deconvolved population of true probabilities (`deconvolution`); Spearman-Brown is
+reported beside it for reference. Method: docs/methods.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
+from heldout._core.ranks import spearman
 from heldout.errors import ScoresError, UsageError
 from heldout.release.aux_arrays import AuxArrays
 from heldout.scores.uncertainty.deconvolution import Prior, fit_prior
 
 __all__ = [
     "RELIABILITY_SCORES",
-    "RunPlan",
-    "ScorePlan",
+    "RunBudget",
     "SplitHalfAccumulator",
-    "plan_runs",
-    "predict_score_plan",
-    "spearman",
+    "predict_run_budget",
     "spearman_brown",
 ]
 
@@ -49,24 +31,6 @@ RELIABILITY_SCORES = ("cscore", "memorization")
 CURVE_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 TABLE_MULTIPLIERS = (2.0, 4.0, 8.0)
 _MAX_MULTIPLIER = 1024.0
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
-    """Spearman's rho over the entries defined (not NaN) in both, and their number.
-
-    Ties get average ranks; NaN when fewer than 3 entries or a constant side.
-    """
-    from scipy import stats  # imported when needed: `import heldout.scores.experiment` stays fast
-
-    both = ~np.isnan(a) & ~np.isnan(b)
-    count = int(both.sum())
-    if count < 3:
-        return float("nan"), count
-    ra, rb = stats.rankdata(a[both]), stats.rankdata(b[both])
-    ra -= ra.mean()
-    rb -= rb.mean()
-    scale = math.sqrt(float(ra @ ra) * float(rb @ rb))
-    return (float(ra @ rb) / scale if scale > 0 else float("nan")), count
 
 
 def spearman_brown(rho: float, multiplier: float) -> float:
@@ -270,7 +234,7 @@ class _Simulator:
 
 
 @dataclasses.dataclass(frozen=True)
-class ScorePlan:
+class RunBudget:
     """Measured and predicted split-half reliability of one score's ranking.
 
     Attributes:
@@ -324,27 +288,6 @@ class ScorePlan:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class RunPlan:
-    """`plan_runs`'s answer: one `ScorePlan` per score, and what was read."""
-
-    experiment: str
-    scores: tuple[ScorePlan, ...]
-    skipped: tuple[str, ...] = ()
-
-    def to_json(self) -> dict:
-        return {
-            "experiment": self.experiment,
-            "definition": (
-                "split-half reliability: Spearman rho between the scores from two random "
-                "halves of the runs of every ratio, averaged over repeats; at m x, the "
-                "prediction for an experiment with m times the runs per ratio"
-            ),
-            "skipped_runs": len(self.skipped),
-            "scores": [plan.to_json() for plan in self.scores],
-        }
-
-
 def _finite_or_none(value):
     """NaN (e.g. memorization at one run per half: nothing defined) as None, recursively."""
     if isinstance(value, dict):
@@ -360,7 +303,7 @@ def _half_budget(runs: np.ndarray, multiplier: float) -> np.ndarray:
     return np.maximum(1, np.floor(multiplier * runs / 2.0)).astype(np.int64)
 
 
-def predict_score_plan(
+def predict_run_budget(
     halves: SplitHalfAccumulator,
     score: str,
     target_rho: float = 0.9,
@@ -368,7 +311,7 @@ def predict_score_plan(
     seed: int = 0,
     replicates: int = 3,
     max_examples: int = 20_000,
-) -> ScorePlan:
+) -> RunBudget:
     """Measures and predicts the split-half reliability of `score` (see the module docs).
 
     Args:
@@ -418,7 +361,7 @@ def predict_score_plan(
         for m in multipliers
     }
     multiplier = _multiplier_for(simulator, per_ratio_runs, target_rho)
-    return ScorePlan(
+    return RunBudget(
         score=score,
         subset_ratios=tuple(float(r) for r in ratios),
         runs_per_ratio=tuple(int(r) for r in per_ratio_runs),
@@ -461,92 +404,3 @@ def _multiplier_for(simulator: _Simulator, runs: np.ndarray, target: float) -> f
         else:
             low = middle
     return high / largest
-
-
-def plan_runs(
-    experiment,
-    scores: Sequence[str] = ("cscore", "memorization"),
-    subset_ratio: float | None = None,
-    repeats: int = 10,
-    target_rho: float = 0.9,
-    seed: int = 0,
-    workers: int | None = None,
-    skip_bad_runs: bool = False,
-    on_bad_run: Callable | None = None,
-    progress: bool | Callable = False,
-) -> RunPlan:
-    """Reads an experiment's aux arrays once and plans its run budget, score by score.
-
-    Args:
-      experiment: from `heldout.release.layout.open_experiment`.
-      scores: any of `RELIABILITY_SCORES`.
-      subset_ratio: memorization's ratio; default as in `heldout.scores.experiment`.
-      repeats: random splits into halves.
-      target_rho: the split-half reliability to reach.
-      seed: fixes the splits and the simulations.
-      workers, skip_bad_runs, on_bad_run, progress: see `heldout.release.reading.read_runs`.
-
-    Returns:
-      A `RunPlan`.
-
-    Raises:
-      UsageError: an unknown score, or a target outside (0, 1).
-      ScoresError: no runs, or a ratio with fewer than 2 runs (no halves to compare).
-    """
-    from heldout.release.reading import read_runs
-    from heldout.scores.experiment import default_score_ratio, known_split_sizes
-
-    unknown = sorted(set(scores) - set(RELIABILITY_SCORES))
-    if unknown or not scores:
-        raise UsageError(f"unknown scores {unknown}; choose from {list(RELIABILITY_SCORES)}")
-    if not 0.0 < target_rho < 1.0:
-        raise UsageError(f"the target reliability must be between 0 and 1, got {target_rho}")
-    present = experiment.subset_ratios
-    if not present:
-        raise ScoresError(f"{experiment.path}: no runs")
-    score_ratio = None
-    if "memorization" in scores:
-        if subset_ratio is None:
-            score_ratio = default_score_ratio(present)
-        else:
-            matching = [r for r in present if round(r, 9) == round(subset_ratio, 9)]
-            if not matching:
-                raise ScoresError(
-                    f"{experiment.path}: no runs at subset ratio {subset_ratio}; ratios "
-                    f"present: {list(present)}"
-                )
-            score_ratio = matching[0]
-    ratios = present if "cscore" in scores else (score_ratio,)
-    runs_by_ratio = {ratio: [run.aux_path for run in experiment.runs_at(ratio)] for ratio in ratios}
-    few = {ratio: len(keys) for ratio, keys in runs_by_ratio.items() if len(keys) < 2}
-    if few:
-        raise ScoresError(
-            f"{experiment.path}: split halves need at least 2 runs per ratio; ratios with "
-            f"fewer: {few}"
-        )
-    halves = SplitHalfAccumulator(runs_by_ratio, repeats, score_ratio, seed)
-    skipped: list[str] = []
-
-    def record_bad_run(run, error) -> None:
-        skipped.append(str(error))
-        if on_bad_run is not None:
-            on_bad_run(run, error)
-
-    runs = [run for ratio in ratios for run in experiment.runs_at(ratio)]
-    for run, aux in read_runs(
-        runs,
-        workers=workers,
-        skip_bad_runs=skip_bad_runs,
-        on_bad_run=record_bad_run,
-        progress=progress,
-        size_check=known_split_sizes(experiment),
-    ):
-        halves.add(run.aux_path, aux)
-    if halves.num_train is None:
-        raise ScoresError(f"{experiment.path}: no readable runs ({len(skipped)} skipped)")
-    plans = tuple(
-        predict_score_plan(halves, score, target_rho, seed=seed)
-        for score in RELIABILITY_SCORES
-        if score in scores
-    )
-    return RunPlan(experiment=experiment.name, scores=plans, skipped=tuple(skipped))

@@ -15,9 +15,10 @@ from heldout.errors import AuxArraysError  # noqa: E402
 from heldout.release import layout as release
 from heldout.scores import experiment as scores
 from heldout.scores import fanout as scores_distributed
+from heldout.scores.request import ScoreRequest, known_split_sizes
 from heldout.testing import synthetic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPEC = synthetic.SyntheticSpec(
     num_train=203,  # not a multiple of 8: the packed runs' last byte is partial
     num_test=61,
@@ -54,12 +55,12 @@ def _assert_equal_arrays(ours: dict, reference: dict) -> None:
 )
 def test_cluster_scores_equal_single_process(experiment_dir, dask_cluster, options):
     experiment = release.open_experiment(experiment_dir)
-    reference = scores.score_experiment(experiment, **options).arrays()
+    reference = scores.score_experiment(experiment, ScoreRequest(**options)).arrays()
     ours = scores_distributed.score_on_cluster(
         experiment,
+        ScoreRequest(**options),
         scheduler=dask_cluster.scheduler_address,
-        runs_per_share=3,  # 9 shares: a tree of 4 levels, one odd share at each
-        **options,
+        runs_per_share=3,
     ).arrays()
     # Counts, C-scores and memorization exactly; influence is the same computation on
     # the same runs in the same order: bit for bit too (the issue asks for 1e-7).
@@ -77,12 +78,11 @@ def test_bad_runs_are_skipped_and_reported_like_single_process(
     broken.write_bytes(broken.read_bytes()[:100])  # truncated
     experiment = release.open_experiment(copy)
     seen = []
-    reference = scores.score_experiment(experiment, scores=ALL, skip_bad_runs=True)
+    reference = scores.score_experiment(experiment, ScoreRequest(scores=ALL, skip_bad_runs=True))
     ours = scores_distributed.score_on_cluster(
         experiment,
+        ScoreRequest(scores=ALL, skip_bad_runs=True),
         scheduler=dask_cluster.scheduler_address,
-        scores=ALL,
-        skip_bad_runs=True,
         on_bad_run=lambda run, error: seen.append((run, error)),
         runs_per_share=4,
     )
@@ -91,7 +91,7 @@ def test_bad_runs_are_skipped_and_reported_like_single_process(
     _assert_equal_arrays(ours.arrays(), reference.arrays())
     with pytest.raises(AuxArraysError, match=str(broken)):
         scores_distributed.score_on_cluster(
-            experiment, scheduler=dask_cluster.scheduler_address, runs_per_share=4
+            experiment, ScoreRequest(), scheduler=dask_cluster.scheduler_address, runs_per_share=4
         )
 
 
@@ -100,7 +100,7 @@ def test_partials_add_in_any_tree_to_the_same_counts(experiment_dir):
     experiment = release.open_experiment(experiment_dir)
     items = [(str(run.aux_path), run.subset_ratio) for run in experiment.runs]
     ratios = experiment.subset_ratios
-    check = scores.known_split_sizes(experiment)
+    check = known_split_sizes(experiment)
     parts = [
         scores_distributed.read_share(k, items[k : k + 5], ratios, 0.7, check, False, 1)
         for k in range(0, len(items), 5)
@@ -109,7 +109,7 @@ def test_partials_add_in_any_tree_to_the_same_counts(experiment_dir):
     for part in parts[1:]:
         right = scores_distributed.add_partials(right, part)
     whole = scores_distributed.read_share(0, items, ratios, 0.7, check, False, 1)
-    reference = scores.score_experiment(experiment, scores=("cscore",)).cscores
+    reference = scores.score_experiment(experiment, ScoreRequest(scores=("cscore",))).cscores
     for partial in (right, whole):
         got = partial.counts.cscores()
         assert np.array_equal(got.heldout_count_by_ratio, reference.heldout_count_by_ratio)

@@ -10,15 +10,16 @@ from scipy import stats
 
 from heldout.errors import UsageError
 from heldout.scores import experiment as scores
+from heldout.scores.request import ScoreRequest
 from heldout.scores.uncertainty import (
-    InfluencePairsAccumulator,
+    SignificantPairsAccumulator,
     benjamini_hochberg,
     compute_influence_pairs,
 )
 from heldout.scores.uncertainty import hypergeometric as hg
 from heldout.testing import synthetic
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
+TOOL = Path(__file__).resolve().parents[3] / "tools" / "compute_scores.py"
 
 
 @pytest.mark.parametrize("runs", [1, 2, 9, 60, 700])
@@ -124,8 +125,8 @@ def test_selection_is_exactly_benjamini_hochberg_over_all_pairs(planted, min_mem
 
 def test_an_overflowing_candidate_buffer_takes_a_second_pass_and_changes_nothing(planted):
     _, runs = planted
-    accumulator = InfluencePairsAccumulator(0.7, 0.05, tile_test=16, tile_train=64)
-    small = InfluencePairsAccumulator(0.7, 0.05, tile_test=16, tile_train=64, max_candidates=4)
+    accumulator = SignificantPairsAccumulator(0.7, 0.05, tile_test=16, tile_train=64)
+    small = SignificantPairsAccumulator(0.7, 0.05, tile_test=16, tile_train=64, max_candidates=4)
     for aux in runs:
         accumulator.add(aux)
         small.add(aux)
@@ -149,7 +150,7 @@ def test_strong_planted_pairs_are_found_and_few_others(planted):
 def test_bad_options_are_usage_errors():
     for options in ({"fdr": 0}, {"fdr": 1.5}, {"tile_test": 12}, {"max_candidates": 1}):
         with pytest.raises(UsageError):
-            InfluencePairsAccumulator(**options)
+            SignificantPairsAccumulator(**options)
 
 
 def test_scores_file_and_command_line(tmp_path, planted):
@@ -158,7 +159,7 @@ def test_scores_file_and_command_line(tmp_path, planted):
         tmp_path / "e"
     )
     result = scores.score_experiment(
-        experiment, scores=["influence_pairs"], fdr=0.1, min_memorization=0.25
+        experiment, ScoreRequest(scores=["influence_pairs"], fdr=0.1, min_memorization=0.25)
     )
     arrays = result.arrays()
     pairs = result.influence_pairs

@@ -6,17 +6,13 @@ import numpy as np
 import pytest
 
 from heldout.release.aux_arrays import aux_from_predictions
-from heldout.scores.experiment import (
-    ScoreAccumulator,
-    compute_cscores,
-    compute_memorization,
-    default_score_ratio,
-)
-from heldout.scores.influence import (
+from heldout.scores.backends.numpy_gemm import (
     DenseInfluenceAccumulator,
     TopKInfluenceAccumulator,
-    compute_influence,
 )
+from heldout.scores.counts import ScoreAccumulator, compute_cscores, compute_memorization
+from heldout.scores.influence import compute_influence
+from heldout.scores.request import ScoreRequest, default_score_ratio
 from heldout.testing.synthetic import SyntheticExperiment, SyntheticSpec
 
 
@@ -183,8 +179,10 @@ def test_influence_alone_equals_influence_beside_the_counts(tmp_path):
         num_train=50, num_test=8, subset_ratios=(0.5, 0.7), runs_per_ratio=6, seed=4
     )
     experiment = synthetic.write_synthetic_experiment(tmp_path / "e", spec)
-    alone = scores.score_experiment(experiment, scores=["influence"]).arrays()
-    beside = scores.score_experiment(experiment, scores=["cscore", "influence"]).arrays()
+    alone = scores.score_experiment(experiment, ScoreRequest(scores=["influence"])).arrays()
+    beside = scores.score_experiment(
+        experiment, ScoreRequest(scores=["cscore", "influence"])
+    ).arrays()
     assert "cscore" not in alone
     # Influence alone reads only the score ratio's runs, and counts them.
     assert alone["subset_ratios"].tolist() == [0.7]

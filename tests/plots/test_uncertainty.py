@@ -1,7 +1,5 @@
 """The uncertainty figures show what they claim: sorted scores, their bands, the curves."""
 
-import stat
-
 import numpy as np
 import pytest
 from matplotlib.collections import PolyCollection
@@ -10,7 +8,6 @@ from heldout.errors import ScoresFileError, UsageError
 from heldout.plots.uncertainty import (
     plot_cscore_bands,
     plot_reliability_curve,
-    save_figure,
     write_cscore_bands,
 )
 
@@ -102,25 +99,6 @@ def test_reliability_figure_draws_prediction_measurement_and_target():
     assert any(list(line.get_ydata()) == [0.75, 0.75] for line in ax.get_lines())
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
     assert "cscore: measured (3 splits, 400 examples)" in legend
-
-
-def test_figures_are_written_atomically_in_the_suffix_format(tmp_path):
-    figure = plot_reliability_curve(_plan())
-    png = save_figure(figure, tmp_path / "curve.png")
-    pdf = save_figure(figure, tmp_path / "curve.pdf")
-    assert png.read_bytes().startswith(b"\x89PNG") and pdf.read_bytes().startswith(b"%PDF")
-    assert stat.S_IMODE(png.stat().st_mode) == 0o666 & ~_umask()
-    with pytest.raises(UsageError, match="png, pdf, svg"):
-        save_figure(figure, tmp_path / "curve.jpg")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.pdf", "curve.png"]
-
-
-def _umask() -> int:
-    import os
-
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def test_band_files_from_a_scores_file(tmp_path):

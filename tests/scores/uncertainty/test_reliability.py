@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from heldout._core.ranks import spearman
 from heldout.errors import ScoresError, UsageError
 from heldout.scores.uncertainty import (
     SplitHalfAccumulator,
     plan_runs,
-    predict_score_plan,
-    spearman,
+    predict_run_budget,
     spearman_brown,
 )
 from heldout.testing import synthetic
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "plan_runs.py"
-CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-cscores-orig-order.npz"
+TOOL = Path(__file__).resolve().parents[3] / "tools" / "plan_runs.py"
+CIFAR10 = Path(__file__).resolve().parents[4] / "shared" / "data" / "cifar10-cscores-orig-order.npz"
 RATIOS = (0.1, 0.5, 0.9)
 
 
@@ -70,7 +70,7 @@ def test_each_half_holds_exactly_its_runs():
 
 def _prediction_error(truth, k: int, score: str) -> tuple[float, float, float]:
     experiment = synthetic.ProbabilityExperiment(truth, 4 * k, seed=5)
-    plan = predict_score_plan(_halves(experiment, k), score, multipliers=(1.0, 4.0))
+    plan = predict_run_budget(_halves(experiment, k), score, multipliers=(1.0, 4.0))
     measured = float(np.nanmean(_halves(experiment, 4 * k, seed=1).measured(score)[0]))
     return plan.predicted_rho[4.0], measured, plan.spearman_brown_rho[4.0]
 
@@ -101,7 +101,7 @@ def test_memorization_prediction_and_the_target_budget():
         synthetic.SyntheticSpec(num_train=2000, num_test=5, subset_ratios=RATIOS, seed=3)
     )
     experiment = synthetic.ProbabilityExperiment(truth, 64, seed=6)
-    plan = predict_score_plan(_halves(experiment, 16), "memorization", target_rho=0.6)
+    plan = predict_run_budget(_halves(experiment, 16), "memorization", target_rho=0.6)
     measured = float(np.nanmean(_halves(experiment, 64, seed=2).measured("memorization")[0]))
     assert abs(plan.predicted_rho[4.0] - measured) <= 0.04
     assert plan.multiplier_for_target is not None

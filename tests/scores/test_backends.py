@@ -16,17 +16,18 @@ from heldout.errors import UsageError
 from heldout.release.aux_arrays import aux_from_predictions
 from heldout.scores import experiment as scores
 from heldout.scores.backends import tf_gpu as influence_gpu
+from heldout.scores.backends.base import finish_topk
 from heldout.scores.backends.bitplanes import MAX_EXACT_RUNS, RunBits
 from heldout.scores.influence import (
     POPCOUNT_MIN_WORK,
     InfluenceAccumulator,
     choose_backend,
     compute_influence,
-    finish_topk,
 )
+from heldout.scores.request import ScoreRequest
 from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "compute_scores.py"
 # Runs crossing 64-run words and 2048-run float16 blocks; odd N and N_test.
 SIZES = [(63, 37, 11), (64, 515, 6), (65, 101, 7), (2049, 45, 5)]
 NO_GPU = influence_gpu.why_no_gpu()
@@ -184,7 +185,7 @@ def experiment(tmp_path_factory):
 def test_score_experiment_records_the_backend(experiment):
     by_backend = {
         backend: scores.score_experiment(
-            experiment, scores=["influence"], influence_topk=3, backend=backend
+            experiment, ScoreRequest(scores=["influence"], influence_topk=3, backend=backend)
         ).arrays()
         for backend in ("numpy", "popcount", "auto")
     }

@@ -10,8 +10,9 @@ from scipy import stats
 
 from heldout.errors import ScoresError, UsageError
 from heldout.scores import experiment as scores
-from heldout.scores.experiment import ScoreAccumulator
+from heldout.scores.counts import ScoreAccumulator
 from heldout.scores.influence import compute_influence
+from heldout.scores.request import ScoreRequest
 from heldout.scores.uncertainty import (
     CorrectTestCounts,
     binomial_interval,
@@ -25,7 +26,7 @@ from heldout.scores.uncertainty import intervals as intervals_module
 from heldout.scores.uncertainty.intervals import _score_statistic
 from heldout.testing import synthetic
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "compute_scores.py"
+TOOL = Path(__file__).resolve().parents[3] / "tools" / "compute_scores.py"
 Z = stats.norm.isf(0.025)
 
 
@@ -221,9 +222,9 @@ def test_scores_file_has_intervals_with_nan_exactly_where_the_estimates_are(tmp_
     experiment = synthetic.write_synthetic_experiment(tmp_path / "e", spec)
     result = scores.score_experiment(
         experiment,
-        scores=["cscore", "memorization", "influence"],
-        subset_ratio=0.9,
-        confidence=0.9,
+        ScoreRequest(
+            scores=["cscore", "memorization", "influence"], subset_ratio=0.9, confidence=0.9
+        ),
     )
     arrays = result.arrays()
     assert arrays["confidence"] == 0.9 and arrays["confidence"].dtype == np.float64
@@ -238,7 +239,7 @@ def test_scores_file_has_intervals_with_nan_exactly_where_the_estimates_are(tmp_
         assert defined.any() and (~defined).any(), name
         assert np.all(low[defined] <= estimate[defined] + 1e-6), name
         assert np.all(estimate[defined] <= high[defined] + 1e-6), name
-    without = scores.score_experiment(experiment).arrays()
+    without = scores.score_experiment(experiment, ScoreRequest()).arrays()
     assert not any(key.endswith(("_ci_low", "_ci_high")) for key in without)
     assert "confidence" not in without
 
@@ -250,7 +251,7 @@ def test_a_confidence_outside_0_1_is_refused_before_reading(tmp_path):
     experiment = synthetic.write_synthetic_experiment(tmp_path / "e", spec)
     (experiment.runs[0].aux_path).write_bytes(b"broken")  # never read: refused first
     with pytest.raises(UsageError, match="confidence"):
-        scores.score_experiment(experiment, confidence=0)
+        scores.score_experiment(experiment, ScoreRequest(confidence=0))
 
 
 def test_compute_scores_writes_intervals_and_refuses_a_bad_confidence(tmp_path):

@@ -1,0 +1,165 @@
+"""The influence figure: test images beside the training images that influence them most.
+
+Scores files hold influence as a dense matrix (`influence`) or as each test example's top
+entries (`influence_topk_index` / `_value`); `influence_topk` reads either. Estimates of
+training examples in or out of few runs are the noisiest and can be left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from heldout.plots.canvas import new_figure, show_image
+
+
+def influence_topk(scores: dict[str, np.ndarray], k: int = 4, min_runs: int = 0):
+    """(index, value) of the top influences from either influence format, or None.
+
+    With `min_runs`, training examples in or out of fewer runs are left out (see
+    `filter_topk`; needs the file's `influence_count_in`/`_out`).
+    """
+    if "influence_topk_index" in scores and "influence_topk_value" in scores:
+        index, value = scores["influence_topk_index"], scores["influence_topk_value"]
+    elif "influence" in scores:
+        matrix = scores["influence"]
+        if min_runs > 0 and "influence_count_in" in scores:
+            few = (scores["influence_count_in"] < min_runs) | (
+                scores["influence_count_out"] < min_runs
+            )
+            matrix = np.where(few[np.newaxis, :], np.nan, matrix)
+        return topk_from_dense(matrix, k)
+    else:
+        return None
+    return filter_topk(
+        index, value, scores.get("influence_count_in"), scores.get("influence_count_out"), min_runs
+    )
+
+
+def topk_from_dense(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest (NaN-free) influences per test example: (index, value) [N_test, k]."""
+    values = np.where(np.isnan(matrix), -np.inf, matrix)
+    k = min(k, values.shape[1])
+    part = np.argpartition(-values, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(values, part, axis=1), axis=1, kind="stable")
+    index = np.take_along_axis(part, order, axis=1)
+    return index.astype(np.int64), np.take_along_axis(matrix, index, axis=1)
+
+
+def filter_topk(
+    topk_index: np.ndarray,
+    topk_value: np.ndarray,
+    count_in: np.ndarray | None,
+    count_out: np.ndarray | None,
+    min_runs: int,
+):
+    """Drops (sets to -1 / NaN, keeping order) entries whose training example was in, or
+    held out of, fewer than `min_runs` runs: their estimates are the noisiest."""
+    index, value = topk_index.copy(), topk_value.astype(np.float64)
+    if count_in is None or count_out is None or min_runs <= 0:
+        return index, value
+    valid = index >= 0
+    safe = np.where(valid, index, 0)
+    keep = valid & (count_in[safe] >= min_runs) & (count_out[safe] >= min_runs)
+    index[~keep] = -1
+    value[~keep] = np.nan
+    # Move the kept entries to the front of each row, in their order.
+    order = np.argsort(~keep, axis=1, kind="stable")
+    return np.take_along_axis(index, order, axis=1), np.take_along_axis(value, order, axis=1)
+
+
+def choose_influence_rows(
+    topk_index: np.ndarray,
+    topk_value: np.ndarray,
+    test_labels: np.ndarray,
+    train_labels: np.ndarray,
+    rows: int,
+) -> np.ndarray:
+    """Test examples whose most influential training example is of their own class,
+    strongest first (then the others, strongest first).
+
+    With few runs the largest estimates are mostly noise, and noise pairs have random
+    classes; a strong same-class pair is the kind the published figures show.
+    """
+    first = topk_index[:, 0]
+    strongest = np.where(np.isnan(topk_value[:, 0]) | (first < 0), -np.inf, topk_value[:, 0])
+    same = (first >= 0) & (train_labels[np.maximum(first, 0)] == test_labels)
+    order = np.lexsort((np.arange(first.size), -strongest, ~same))
+    return order[:rows]
+
+
+def plot_influence(
+    topk_index: np.ndarray,
+    topk_value: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    rows: int = 6,
+    influential: int = 4,
+    random_same_class: int = 5,
+    class_names: Sequence[str] | None = None,
+    seed: int = 0,
+    test_rows: np.ndarray | None = None,
+    note: str | None = None,
+) -> Figure:
+    """Rows: a test image, its most influential training images (with the values), and
+    random training images of its class for comparison. `note` goes under the title."""
+    if test_rows is None:
+        test_rows = choose_influence_rows(topk_index, topk_value, test_labels, train_labels, rows)
+    rng = np.random.default_rng(seed)
+    columns = 1 + influential + 1 + random_same_class
+    figure = new_figure(1.05 * columns, 1.25 * len(test_rows) + 0.5)
+    grid = figure.add_gridspec(
+        len(test_rows),
+        columns,
+        wspace=0.1,
+        hspace=0.45,
+        left=0.02,
+        right=0.98,
+        top=0.9,
+        bottom=0.02,
+    )
+    names = class_names or [
+        str(c) for c in range(int(max(train_labels.max(), test_labels.max())) + 1)
+    ]
+    for row, t in enumerate(test_rows):
+        ax = figure.add_subplot(grid[row, 0])
+        show_image(ax, test_images[t])
+        ax.set_title(f"test {t}\n{names[test_labels[t]]}", fontsize=6, pad=2)
+        for k in range(influential):
+            ax = figure.add_subplot(grid[row, 1 + k])
+            if k < topk_index.shape[1] and np.isfinite(topk_value[t, k]):
+                j = topk_index[t, k]
+                show_image(ax, train_images[j])
+                ax.set_title(
+                    f"infl {topk_value[t, k]:.2f}\n{names[train_labels[j]]}", fontsize=6, pad=2
+                )
+            else:
+                ax.axis("off")
+        same_class = np.flatnonzero(train_labels == test_labels[t])
+        picks = rng.choice(same_class, size=min(random_same_class, same_class.size), replace=False)
+        for k, j in enumerate(picks):
+            ax = figure.add_subplot(grid[row, 2 + influential + k])
+            show_image(ax, train_images[j])
+            ax.set_title(f"train {j}", fontsize=6, pad=2)
+    figure.text(0.02, 0.96, "test image", fontsize=9)
+    figure.text(
+        (1 + influential / 2) / columns,
+        0.96,
+        "most influential training images",
+        ha="center",
+        fontsize=9,
+    )
+    figure.text(
+        (2 + influential + random_same_class / 2) / columns,
+        0.96,
+        "random training images of its class",
+        ha="center",
+        fontsize=9,
+    )
+    if note:
+        figure.text(0.5, 0.995, note, ha="center", va="top", fontsize=7, color="0.3")
+    return figure

@@ -1,0 +1,42 @@
+"""The scores file and images the figure tests draw from, and how to read a panel back."""
+
+from __future__ import annotations
+
+import numpy as np
+
+NUM_TRAIN, NUM_TEST, NUM_CLASSES = 300, 40, 3
+
+
+def scores_and_images():
+    """Scores of 300 training examples (some NaN) with random images; influence of 40 tests."""
+    rng = np.random.default_rng(0)
+    train_labels = np.arange(NUM_TRAIN) % NUM_CLASSES
+    test_labels = np.arange(NUM_TEST) % NUM_CLASSES
+    train_images = rng.integers(0, 256, (NUM_TRAIN, 28, 28, 1), dtype=np.uint8)
+    test_images = rng.integers(0, 256, (NUM_TEST, 28, 28, 1), dtype=np.uint8)
+    ratios = np.array([0.3, 0.5, 0.7])
+    by_ratio = rng.random((3, NUM_TRAIN))
+    by_ratio[0, :5] = np.nan  # never held out at one ratio
+    cscore = np.nanmean(by_ratio, axis=0)
+    cscore[7] = np.nan  # never held out at all
+    influence = rng.normal(0, 0.1, (NUM_TEST, NUM_TRAIN)).astype(np.float32)
+    scores = {
+        "subset_ratios": ratios,
+        "cscore": cscore,
+        "cscore_by_ratio": by_ratio,
+        "influence": influence,
+        "influence_num_runs": np.int64(16),
+        "influence_count_in": np.full(NUM_TRAIN, 10, np.int32),
+        "influence_count_out": np.full(NUM_TRAIN, 6, np.int32),
+        "score_subset_ratio": np.float64(0.7),
+        "cscore_ci_low": np.clip(cscore - 0.1, 0, 1),
+        "cscore_ci_high": np.clip(cscore + 0.1, 0, 1),
+        "confidence": np.float64(0.95),
+    }
+    return scores, train_images, train_labels, test_images, test_labels
+
+
+def shown(ax) -> np.ndarray:
+    """The pixels of the image placed in a panel (as given to imshow)."""
+    (image,) = ax.images
+    return np.asarray(image.get_array())

@@ -1,0 +1,32 @@
+"""The analysis figures: one point per class, and the compared examples counted."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from heldout.plots import analysis
+
+
+def test_class_statistics_figure_places_one_point_per_class():
+    mean, std = np.array([0.9, 0.5, 0.7]), np.array([0.1, 0.3, 0.2])
+    figure = analysis.plot_class_statistics(
+        np.array([0, 1, 2]), mean, std, np.array([10, 20, 30]), ["a", "b", "c"]
+    )
+    (ax,) = figure.axes
+    np.testing.assert_array_equal(ax.collections[0].get_offsets(), np.column_stack([mean, std]))
+    assert sorted(text.get_text() for text in ax.texts) == ["a", "b", "c"]
+    assert ax.get_title() == "3 classes, 60 examples: r = -1.000"
+
+
+def test_score_comparison_figure_counts_the_compared_examples():
+    rng = np.random.default_rng(0)
+    ours = rng.random(200)
+    reference = ours + rng.normal(0, 0.1, 200)
+    reference[:5] = np.nan
+    figure = analysis.plot_score_comparison(ours, reference)
+    scatter, histograms = figure.axes
+    counts = scatter.collections[0].get_array()  # the 2-D histogram of ranks
+    assert np.nansum(counts) == 195
+    heights = [patch.get_height() for patch in histograms.patches]
+    assert sum(heights) == 2 * 195  # both histograms over the same examples
+    assert "195 examples" in scatter.get_title()
