@@ -139,6 +139,7 @@ def logging_overhead(epochs: int, models: int) -> None:
     """Part (c): the `EpochEnd` statistics hook against the training steps, full data."""
     from heldout import training
     from heldout.proxies.compute import ProxyOptions, compute_proxies
+    from heldout.training.recipe import Recipe
 
     step_seconds = []
 
@@ -147,7 +148,7 @@ def logging_overhead(epochs: int, models: int) -> None:
             step_seconds.append(event.seconds)
 
     options = ProxyOptions(
-        epochs=epochs, num_seeds=models, proxies=("learning_speed", "confidence")
+        recipe=Recipe(epochs=epochs), num_seeds=models, proxies=("learning_speed", "confidence")
     )
     start_load = os.getloadavg()[0]
     result = compute_proxies(options, on_event=on_event)
@@ -162,7 +163,7 @@ def logging_overhead(epochs: int, models: int) -> None:
     )
     # What the definition costs at best: one inference pass per epoch against the
     # epoch's training steps, in multiply-adds (the first layer needs no input gradient).
-    sizes = (784, *ProxyOptions().mlp_hidden_sizes, 10)
+    sizes = (784, *Recipe().mlp_hidden_sizes, 10)
     layers = [a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
     forward = sum(layers)
     train = 2 * forward + sum(layers[1:])  # forward, weight gradients, input gradients

@@ -49,13 +49,14 @@ def peak_rss_gb() -> float:
 def main(argv):
     del argv
     from heldout._core.atomic import write_npz_atomic
+    from heldout._core.system import memory_available
     from heldout.kernels import interpolation as kernels
 
     before = gemm_rate()
     print(
         f"CPU cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.2f}; float32 GEMM "
         f"{before:.0f} GFLOP/s; n = {_NUM_TRAIN.value}; memory available "
-        f"{(kernels.memory_available() or 0) / 1e9:.1f} GB"
+        f"{(memory_available() or 0) / 1e9:.1f} GB"
     )
     wanted = {"true": [("true", 0.0)], "random": [("random", 1.0)]}
     runs = wanted.get(_WHICH.value, wanted["true"] + wanted["random"])

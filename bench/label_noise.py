@@ -40,6 +40,7 @@ cleanlab is a benchmark dependency (the `dev` extra), never imported by the libr
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -143,29 +144,20 @@ def main(argv):
 
     if _OUTPUT_DIR.value is None:
         raise app.UsageError("--output_dir is required (the experiment is kept there)")
-    data = cli_options.data_options()
-    recipe = cli_options.recipe_options()
+    recipe = cli_options.training_recipe()
     load = os.getloadavg()
     print(
         f"CPU cores: {os.cpu_count()}; load average {load[0]:.2f} {load[1]:.2f} "
         f"{load[2]:.2f}; cleanlab {cleanlab.__version__}"
     )
-    data_dir = data.data_dir
     if _NUM_TRAIN.value is not None:
-        opened = open_source(data.dataset, data.data_dir)
+        opened = open_source(recipe.dataset, recipe.data_dir)
         data_dir = _slice(opened, Path(_OUTPUT_DIR.value + "-data"), _NUM_TRAIN.value)
-    config = training.TrainingConfig(
-        dataset=data.dataset,
-        data_dir=data_dir,
+        recipe = dataclasses.replace(recipe, data_dir=data_dir)
+    config = training.TrainingConfig.from_recipe(
+        recipe,
         subset_ratios=tuple(float(r) for r in _SUBSET_RATIOS.value),
         runs_per_ratio=_RUNS_PER_RATIO.value,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        learning_rate=recipe.learning_rate,
-        label_corrupt_prob=data.label_corrupt_prob,
-        seed=data.seed,
-        arch=recipe.arch,
-        mlp_hidden_sizes=recipe.mlp_hidden_sizes,
         record_heldout_probs=True,
     )
     start = time.perf_counter()
@@ -182,17 +174,9 @@ def main(argv):
     start = time.perf_counter()
     proxies = compute.compute_proxies(
         compute.ProxyOptions(
-            dataset=data.dataset,
-            data_dir=data_dir,
-            arch=recipe.arch,
-            epochs=recipe.epochs,
-            batch_size=recipe.batch_size,
-            learning_rate=recipe.learning_rate,
-            seed=data.seed,
+            recipe=recipe,
             num_seeds=_NUM_SEEDS.value,
-            label_corrupt_prob=data.label_corrupt_prob,
             proxies=("learning_speed", "confidence"),
-            mlp_hidden_sizes=recipe.mlp_hidden_sizes,
         )
     )
     proxy_seconds = time.perf_counter() - start

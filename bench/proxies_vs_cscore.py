@@ -110,40 +110,23 @@ def main(argv):
 
     if _REFERENCE_DIR.value is None:
         raise app.UsageError("--reference_dir is required (the reference is kept there)")
-    data = cli_options.data_options()
-    recipe = cli_options.recipe_options()
+    recipe = cli_options.training_recipe()
     start = time.perf_counter()
     load = os.getloadavg()
     print(f"CPU cores: {os.cpu_count()}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    config = training.TrainingConfig(
-        dataset=data.dataset,
-        data_dir=data.data_dir,
+    config = training.TrainingConfig.from_recipe(
+        recipe,
         subset_ratios=tuple(float(r) for r in _SUBSET_RATIOS.value),
         runs_per_ratio=_RUNS_PER_RATIO.value,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        learning_rate=recipe.learning_rate,
-        label_corrupt_prob=data.label_corrupt_prob,
-        seed=data.seed,
-        arch=recipe.arch,
-        mlp_hidden_sizes=recipe.mlp_hidden_sizes,
     )
     cscore, experiment, reference_seconds, trained_runs, config = _reference_scores(
         config, _REFERENCE_DIR.value, _NUM_TRAIN.value
     )
-    reliability = reference.split_half_reliability(experiment, _RELIABILITY_REPEATS, data.seed)
+    reliability = reference.split_half_reliability(experiment, _RELIABILITY_REPEATS, recipe.seed)
     options = ProxyOptions(
-        dataset=data.dataset,
-        data_dir=config.data_dir,  # the slice when --num_train: the same examples
-        arch=recipe.arch,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        learning_rate=recipe.learning_rate,
-        seed=data.seed,
+        recipe=config.recipe,  # its data_dir is the slice when --num_train: the same examples
         num_seeds=_NUM_SEEDS.value,
-        label_corrupt_prob=data.label_corrupt_prob,
         kde_hidden_every=_KDE_HIDDEN_EVERY.value,
-        mlp_hidden_sizes=recipe.mlp_hidden_sizes,
     )
     proxy_start = time.perf_counter()
     result = compute.compute_proxies(options)

@@ -99,9 +99,9 @@ _EXPORTS: dict[str, str] = {
     "compute_classwise_influence": "heldout.scores.classwise",
     "class_statistics": "heldout.published.analysis",
     # checkpoints outside TensorFlow
-    "export_run": "heldout.export.checkpoint_export",
-    "export_experiment": "heldout.export.checkpoint_export",
-    "numpy_forward": "heldout.export.checkpoint_export",
+    "export_run": "heldout.export",
+    "export_experiment": "heldout.export",
+    "numpy_forward": "heldout.export",
     # figures
     "write_figures": "heldout.plots",
 }

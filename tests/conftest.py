@@ -1,10 +1,13 @@
-"""Shared pytest set-up: quiet TensorFlow, and keep the tests out of the user's caches."""
+"""Shared pytest set-up and fixtures: quiet TensorFlow, keep the tests out of the user's caches,
+one Dask LocalCluster fixture."""
 
 import atexit
 import os
 import shutil
 import sys
 import tempfile
+
+import pytest
 
 # Test helpers (tiny_release, training_slice, download_servers) import by their bare names
 # from every test folder.
@@ -15,3 +18,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # test run: point HELDOUT_HOME at a fresh folder for the whole session.
 os.environ["HELDOUT_HOME"] = tempfile.mkdtemp(prefix="heldout-test-home-")
 atexit.register(shutil.rmtree, os.environ["HELDOUT_HOME"], ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """A real Dask LocalCluster of 2 worker processes (`heldout.cluster.local_cluster`),
+    reached by its address as a SLURM one is; closed after the module's tests."""
+    pytest.importorskip("distributed", reason="the fan-out needs Dask's distributed")
+    from heldout import cluster
+
+    local = cluster.local_cluster(2)
+    try:
+        yield local
+    finally:
+        local.close()

@@ -107,26 +107,17 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError("--figure needs --reference (it plots rho against the C-score)")
     if _REFERENCE_EXPERIMENT_DIR.value is not None and _REFERENCE.value is None:
         raise UsageError("--reference_experiment_dir needs --reference")
-    data = cli_options.data_options()
-    recipe = cli_options.recipe_options()
+    recipe = cli_options.training_recipe()
     if recipe.arch != "mlp":  # the library says so too, without the flag's name
         raise UsageError(f"--arch: proxies are recorded for --arch=mlp only, got {recipe.arch!r}")
     if _NUM_TRAIN.value is not None and _NUM_TRAIN.value < 2:
         raise UsageError(f"--num_train must be at least 2, got {_NUM_TRAIN.value}")
     options = compute.ProxyOptions(
-        dataset=data.dataset,
-        data_dir=data.data_dir,
-        arch=recipe.arch,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        learning_rate=recipe.learning_rate,
-        seed=data.seed,
+        recipe=recipe,
         num_seeds=_NUM_SEEDS.value,
         num_train=_NUM_TRAIN.value,
         proxies=tuple(_PROXIES.value),
-        label_corrupt_prob=data.label_corrupt_prob,
         kde_hidden_every=_KDE_HIDDEN_EVERY.value,
-        mlp_hidden_sizes=recipe.mlp_hidden_sizes,
     )
     if _FIGURE.value is not None:
         from heldout.plots.proxies import FORMATS
@@ -167,7 +158,7 @@ def main(argv: Sequence[str]) -> int:
         )
         if experiment is not None:
             reliability = ref_module.split_half_reliability(
-                experiment, repeats=_RELIABILITY_REPEATS, seed=data.seed
+                experiment, repeats=_RELIABILITY_REPEATS, seed=options.recipe.seed
             )
             arrays["reference_split_half_rho"] = np.float64(reliability.rho)
     figure = None
@@ -183,8 +174,8 @@ def main(argv: Sequence[str]) -> int:
                 if f"spearman_by_epoch_{name}" in correlations
             },
             {name: float(correlations[f"spearman_{name}"]) for name in result.proxies},
-            title=f"{options.dataset}: proxies ({result.num_train} examples, "
-            f"{options.num_seeds} x {options.epochs} model-epochs) against the C-score",
+            title=f"{options.recipe.dataset}: proxies ({result.num_train} examples, "
+            f"{options.num_seeds} x {options.recipe.epochs} model-epochs) against the C-score",
         )
     atomic.write_npz_atomic(output, arrays)
     if figure is not None:

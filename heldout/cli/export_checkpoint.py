@@ -50,8 +50,8 @@ def _describe(result) -> str:
 
 def main(argv: Sequence[str]) -> int:
     del argv
+    from heldout import export
     from heldout.errors import UsageError
-    from heldout.export import checkpoint_export as export
     from heldout.release import layout as release
 
     if bool(FLAGS.model_dir) == bool(FLAGS.experiment_dir):

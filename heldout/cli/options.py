@@ -207,3 +207,17 @@ def recipe_options(flag_values: flags.FlagValues = FLAGS) -> RecipeOptions:
             f"{fv.epochs}, {fv.batch_size}, {fv.learning_rate:g}"
         )
     return RecipeOptions(fv.arch, fv.epochs, fv.batch_size, fv.learning_rate, sizes)
+
+
+def training_recipe(flag_values: flags.FlagValues = FLAGS):
+    """The `heldout.training.recipe.Recipe` the data and recipe flags describe (the rest
+    keep the recipe's defaults).
+
+    Raises:
+      UsageError: a flag value out of range (exit status 2).
+    """
+    from heldout.training.recipe import Recipe
+
+    data = data_options(flag_values)
+    recipe = recipe_options(flag_values)
+    return Recipe(**dataclasses.asdict(data), **dataclasses.asdict(recipe))

@@ -190,8 +190,7 @@ def evaluate(
         `tf.data.Dataset` of batches {"image", "label", "index"} (then `split` and
         `batch_size` only label the result).
       split: "train" or "test" (as the source names them; ImageNet maps "test").
-      batch_size: images per step. Larger batches amortize per-step overhead; 500 CIFAR
-        images through SmallInception need well under 1 GB.
+      batch_size: images per step. Larger batches amortize per-step overhead.
       keep_predictions: also return predicted classes and labels.
       jit_compile: compile the step with XLA (None: no XLA).
 
@@ -243,8 +242,21 @@ def _full_split(result: EvalResult, size: int, source: str) -> tuple[np.ndarray,
 def cross_check(run_or_aux, results: EvalResult | Iterable[EvalResult]) -> dict[str, CrossCheck]:
     """Compares re-evaluated correctness with a run's `aux_arrays.npz`, by index.
 
-    `run_or_aux`: a `heldout.release.layout.Run` (its aux arrays are loaded) or `AuxArrays`.
-    A "train" result yields the checks "train" and "removed"; a "test" result yields "test".
+    Args:
+      run_or_aux: a `heldout.release.layout.Run` (its aux arrays are loaded) or its
+        `AuxArrays`.
+      results: one or more `EvalResult`s of the run's model (`evaluate`), on "train"
+        and/or "test" ("validation" counts as test).
+
+    Returns:
+      Split name -> `CrossCheck`: a "train" result yields "train" and "removed" (the
+      examples the run trained on and those held out), a "test" result yields "test".
+
+    Raises:
+      UsageError: a result of another split.
+      DatasetError: a result whose indices exceed the run's split size (another dataset
+        or dataset version than the run's).
+      AuxArraysError: the run's aux arrays cannot be read.
     """
     aux: AuxArrays = run_or_aux if isinstance(run_or_aux, AuxArrays) else run_or_aux.load_aux()
     if isinstance(results, EvalResult):

@@ -1,23 +1,9 @@
 """Cholesky factorization and solves of matrices too large for 32-bit LAPACK, in place.
 
-Why not `scipy.linalg.lapack.?potrf`: SciPy's LAPACK takes 32-bit integers, and for
-n > 46 340 (n^2 > 2^31) its factorization of a 60 000 x 60 000 matrix crashes
-(segmentation fault, seen with SciPy 1.17.1's OpenBLAS; compare scipy/scipy#20229 and
-OpenBLAS#5835 for the same class of overflow). NumPy's matrix product runs on a 64-bit
-indexed BLAS (`scipy_openblas64`), so this module does the blocked algorithm itself and
-leaves all the heavy work to `numpy.matmul` on views of the one matrix: a left-looking
-factorization by column panels of `block_size` columns,
-
-    K[j:, J] -= L[j:, :j] @ L[J, :j].T        (one GEMM, no copy of L)
-    L[J, J] = chol(K[J, J])                   (b x b, LAPACK)
-    L[j+b:, J] = K[j+b:, J] @ L[J, J]^-T      (a panel, LAPACK's ?trtrs on a copy)
-
-which is the flop count of LAPACK's (n^3 / 3) in large GEMMs, touches only the lower
-triangle (pages above the diagonal blocks are never written, so they need no memory),
-and holds at most a few panels (`n * block_size` values) besides the matrix. Small
-pieces (a diagonal block, one panel) go to LAPACK, well inside its 32-bit limits.
-
-No TensorFlow; numpy and scipy only.
+SciPy's LAPACK takes 32-bit integers and fails for n^2 > 2^31, so the blocked
+left-looking algorithm is written here on `numpy.matmul` (64-bit indexed BLAS) over views
+of the one matrix: LAPACK's flop count, the lower triangle only, a few panels of extra
+memory. No TensorFlow.
 """
 
 from __future__ import annotations

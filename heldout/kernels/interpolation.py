@@ -1,44 +1,9 @@
 """Minimum-norm kernel interpolation with a Gaussian (RBF) kernel, solved in place.
 
-Zhang et al. (2017), "Understanding deep learning requires rethinking generalization",
-fit the training set exactly with the minimum-norm interpolant of a kernel: solve
-`K alpha = Y` (K the n x n kernel matrix of the training images, Y their one-hot
-labels) and predict `argmax_c K(x, X) alpha`. Their FAQ's MNIST run uses
-`K(x, x') = exp(-gamma ||x - x'||^2)` with gamma = 0.02 on pixels in [0, 1] and the
-60 000 training examples. This module does the same on any MNIST-like arrays.
-
-How the 60 000 x 60 000 system (14.4 GB in float32) fits a 24 GB machine: one matrix is
-allocated, Fortran-ordered, and its lower triangle is filled in place, column block by
-column block, from `x_i . x_j` products (`kernel_lower`); a blocked Cholesky
-factorization (`heldout.kernels.cholesky`) then overwrites it with its factor L, and the solves
-use L where it lies. No second copy and no float64 copy; pages above the diagonal blocks
-are never written, so they take no memory. (`heldout.kernels.cholesky` rather than LAPACK's
-`?potrf` because SciPy's 32-bit LAPACK crashes on matrices with n^2 > 2^31; it runs the
-same algorithm on NumPy's 64-bit-indexed GEMM.)
-
-Why Cholesky: K is symmetric positive definite (for distinct images), so it is the direct
-solver with the least work (n^3 / 3 flops, half of LU's); it needs no tolerance of its
-own, where an iterative solver would need one kernel recomputation per iteration (each
-about 8% of the factorization at n = 60 000) and, K being ill-conditioned (its condition
-number grows past 10^7 by n = 20 000), hundreds of them. And a failing pivot says plainly
-that the matrix is numerically singular.
-
-Why refinement: in float32 the factor is only accurate to about cond(K) * 6e-8, so the
-first solution's residual is around 1e-4. The residual `||K alpha - Y|| / ||Y||` is
-measured by recomputing K alpha from the images (the factor overwrote K), with the very
-same kernel values as the factored matrix and float64 products; iterative refinement
-(`alpha += L^-T L^-1 (Y - K alpha)`) reuses each such pass to shrink it by one to two
-orders of magnitude, until it is below `tolerance` (1e-6 by default; a stated tolerance,
-not a hope). At n = 60 000 on Fashion-MNIST: 2.8e-4 -> 1.8e-6 -> 4.2e-8 with the true
-labels, 6.1e-3 -> 1.1e-4 -> 1.3e-5 -> 3.5e-7 with random labels.
-
-Numerically singular at the chosen precision: the factorization fails (a pivot that is
-not positive), or refinement stops reducing the residual. Either raises
-`SingularKernelError`, which says what to change: float64 (for an n whose 8 n^2 bytes fit
-in memory), a ridge `jitter` (solving `(K + jitter I) alpha = Y`, then no longer an exact
-interpolant; none is added unless asked), or a larger gamma.
-
-No TensorFlow; numpy and scipy only.
+Zhang et al. (2017) fit the training set exactly with the minimum-norm interpolant of a
+kernel: solve `K alpha = Y` (one-hot labels) and predict `argmax_c K(x, X) alpha`. K is
+built in place and factored by the blocked Cholesky of `heldout.kernels.cholesky`; the
+solution is refined until its relative residual is below a stated tolerance.
 """
 
 from __future__ import annotations
@@ -50,14 +15,22 @@ from collections.abc import Callable
 
 import numpy as np
 
+from heldout._core.system import memory_available
 from heldout.errors import HeldoutError
 from heldout.kernels import cholesky
+from heldout.kernels.rbf import (
+    DEFAULT_BLOCK_SIZE,
+    centred,
+    flatten_images,
+    kernel_lower,
+    kernel_times,
+    symmetric_kernel_times,
+)
 
 DEFAULT_GAMMA = 0.02  # Zhang et al.'s FAQ, on pixels in [0, 1]
 DTYPES = ("float32", "float64")
-DEFAULT_BLOCK_SIZE = 1024  # columns (build) or rows (products) per block: ~0.25 GB at 60k
 DEFAULT_TOLERANCE = 1e-6  # relative residual ||K alpha - Y|| / ||Y|| to reach
-DEFAULT_MAX_REFINE_STEPS = 6  # 60k random labels needed 3 (residual 6e-3 -> 3e-7)
+DEFAULT_MAX_REFINE_STEPS = 6  # refinement passes before the system counts as singular
 
 
 class KernelError(HeldoutError, ValueError):
@@ -116,141 +89,13 @@ class KernelInterpolant:
 
     def scores(self, images: np.ndarray, block_size: int = DEFAULT_BLOCK_SIZE) -> np.ndarray:
         """`K(images, X) alpha`, float64 `[m, C]`, for raw images (same scaling as training)."""
-        x = _centred(flatten_images(images, self.dtype), self.mean_image)
+        x = centred(flatten_images(images, self.dtype), self.mean_image)
         coefficients = self.coefficients.astype(np.float64)
         return kernel_times(x, self.train_images, coefficients, self.gamma, block_size)
 
     def predict(self, images: np.ndarray, block_size: int = DEFAULT_BLOCK_SIZE) -> np.ndarray:
         """int64 `[m]`: the class with the largest interpolated score."""
         return np.argmax(self.scores(images, block_size), axis=1)
-
-
-def flatten_images(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
-    """uint8 `[N, H, W, C]` (or already flat) -> `[N, H*W*C]` in [0, 1], C-ordered."""
-    images = np.asarray(images)
-    flat = images.reshape(images.shape[0], -1).astype(dtype)
-    if images.dtype == np.uint8:
-        flat /= 255
-    return flat
-
-
-def _centred(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    # Distances do not change, and the norms in |a|^2 + |b|^2 - 2 a.b get smaller, so
-    # less of float32's precision is lost to cancellation for nearby images.
-    x -= mean
-    return x
-
-
-def rbf_block(
-    rows: np.ndarray,
-    rows_sq: np.ndarray,
-    cols: np.ndarray,
-    cols_sq: np.ndarray,
-    gamma: float,
-) -> np.ndarray:
-    """`exp(-gamma ||r - c||^2)` for every pair, `[len(rows), len(cols)]`, in rows' dtype.
-
-    One GEMM for the inner products (the expensive part), then in-place updates.
-    """
-    block = rows @ cols.T
-    block *= -2
-    block += rows_sq[:, None]
-    block += cols_sq[None, :]
-    np.maximum(block, 0, out=block)  # rounding can make a tiny distance negative
-    block *= -gamma
-    np.exp(block, out=block)
-    return block
-
-
-def _lower_blocks(x: np.ndarray, gamma: float, block_size: int):
-    """Yields (c0, c1, K[c0:, c0:c1]): the column blocks of K's lower part, in order.
-
-    The one place K's entries are computed for the training set: the matrix that is
-    factored and the products that measure its residual get the very same values.
-    """
-    n = x.shape[0]
-    sq = np.einsum("ij,ij->i", x, x)
-    for c0 in range(0, n, block_size):
-        c1 = min(n, c0 + block_size)
-        yield c0, c1, rbf_block(x[c0:], sq[c0:], x[c0:c1], sq[c0:c1], gamma)
-
-
-def kernel_lower(
-    x: np.ndarray, gamma: float, jitter: float = 0.0, block_size: int = DEFAULT_BLOCK_SIZE
-) -> np.ndarray:
-    """K's lower triangle (and diagonal blocks), built in place in one Fortran-ordered array.
-
-    Columns `c0:c1` get rows `c0:n` from one GEMM each; nothing above the diagonal
-    blocks is written (LAPACK's lower Cholesky never reads it). `jitter` is added to the
-    diagonal.
-
-    Returns:
-      The `[n, n]` array, in x's dtype.
-    """
-    n = x.shape[0]
-    kernel = np.zeros((n, n), dtype=x.dtype, order="F")
-    for c0, c1, block in _lower_blocks(x, gamma, block_size):
-        if jitter:
-            block[np.arange(c1 - c0), np.arange(c1 - c0)] += jitter
-        kernel[c0:, c0:c1] = block
-        del block
-    return kernel
-
-
-def symmetric_kernel_times(
-    x: np.ndarray, coefficients: np.ndarray, gamma: float, block_size: int = DEFAULT_BLOCK_SIZE
-) -> np.ndarray:
-    """`K(x, x) @ coefficients`, float64, from K's lower blocks only (half the GEMM work).
-
-    Each block below the diagonal is used twice, as itself and as its transpose (K is
-    symmetric); the products are taken in float64.
-    """
-    coefficients = np.asarray(coefficients, dtype=np.float64)
-    out = np.zeros((x.shape[0], coefficients.shape[1]), dtype=np.float64)
-    for c0, c1, block in _lower_blocks(x, gamma, block_size):
-        block = block.astype(np.float64)
-        out[c0:] += block @ coefficients[c0:c1]
-        below = block[c1 - c0 :]
-        out[c0:c1] += below.T @ coefficients[c1:]
-        del block, below
-    return out
-
-
-def kernel_times(
-    x_rows: np.ndarray,
-    x_train: np.ndarray,
-    coefficients: np.ndarray,
-    gamma: float,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-) -> np.ndarray:
-    """`K(x_rows, x_train) @ coefficients`, float64 `[m, C]`, without storing K.
-
-    Row blocks of the kernel are recomputed from the images and multiplied in float64,
-    so the product (the residual, the predictions) does not lose the precision that
-    summing n terms in float32 would.
-    """
-    train_sq = np.einsum("ij,ij->i", x_train, x_train)
-    rows_sq = np.einsum("ij,ij->i", x_rows, x_rows)
-    coefficients = np.asarray(coefficients, dtype=np.float64)
-    out = np.empty((x_rows.shape[0], coefficients.shape[1]), dtype=np.float64)
-    for r0 in range(0, x_rows.shape[0], block_size):
-        r1 = min(x_rows.shape[0], r0 + block_size)
-        block = rbf_block(x_rows[r0:r1], rows_sq[r0:r1], x_train, train_sq, gamma)
-        out[r0:r1] = block.astype(np.float64) @ coefficients
-        del block
-    return out
-
-
-def memory_available() -> int | None:
-    """Bytes the kernel may still take (`MemAvailable` of /proc/meminfo), None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def _check_gamma(gamma: float) -> None:
@@ -313,7 +158,7 @@ def solve_interpolant(
         far below what changes a prediction (a training example is misclassified only
         when its residual row is about 0.5).
       max_refine_steps: rounds of iterative refinement allowed to reach `tolerance`
-        (each costs one kernel recomputation, about 8% of the factorization at n = 60 000).
+        (each costs one kernel recomputation).
       block_size: columns per block of kernel computation.
       on_stage: receives a `Stage` after each step.
 
@@ -337,7 +182,7 @@ def solve_interpolant(
     n = x.shape[0]
     needed = _check_memory(n, dtype)
     mean = x.mean(axis=0, dtype=np.float64).astype(dtype)
-    x = _centred(x, mean)
+    x = centred(x, mean)
     seconds: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -390,8 +235,8 @@ def solve_interpolant(
             raise KernelError(
                 f"the residual ||K alpha - Y|| / ||Y|| is {residuals[-1]:.2e} after "
                 f"{max_refine_steps} refinement steps, above the tolerance {tolerance:g}; "
-                "allow more steps (--max_refine_steps) or a larger --tolerance, or solve a better "
-                "conditioned system (--dtype=float64, --jitter) (residuals: "
+                "allow more steps (max_refine_steps) or a larger tolerance, or solve a better "
+                "conditioned system (dtype float64, jitter) (residuals: "
                 + ", ".join(f"{r:.2e}" for r in residuals) + ")"
             )  # fmt: skip
         coefficients += solve(residual)
@@ -417,14 +262,14 @@ def _singular(n: int, dtype: str, jitter: float, why: str) -> SingularKernelErro
     advice = []
     if dtype == "float32":
         advice.append(
-            f"float64 (--dtype=float64; {_size(8 * n * n)} for n = {n}: a smaller "
-            "--num_train where that does not fit)"
+            f"float64 (dtype float64; {_size(8 * n * n)} for n = {n}: a smaller "
+            "num_train where that does not fit)"
         )
     advice.append(
-        f"a ridge (--jitter, e.g. {max(10 * jitter, 1e-6):g}: solves (K + jitter I) alpha = Y, "
+        f"a ridge (jitter, e.g. {max(10 * jitter, 1e-6):g}: solves (K + jitter I) alpha = Y, "
         "no longer an exact interpolant)"
     )
-    advice.append("or a larger --gamma (a narrower kernel is better conditioned)")
+    advice.append("or a larger gamma (a narrower kernel is better conditioned)")
     return SingularKernelError(
         f"the {n}x{n} kernel matrix is numerically singular in {dtype}"
         + (f" with jitter {jitter:g}" if jitter else "")

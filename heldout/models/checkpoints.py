@@ -1,23 +1,13 @@
 """Find, restore (strictly) and write checkpoints in the release's format.
 
-A run folder holds `checkpoints/ckpt-<epoch>.index` and `.data-*` files written by
-`tf.train.Checkpoint(model=<model>, epoch=<int64 var>, global_step=<int64 var>)`, so the
-keys look like `model/stage1/_body/0/conv1x1/conv/w/.ATTRIBUTES/VARIABLE_VALUE` and
-`epoch/.ATTRIBUTES/VARIABLE_VALUE`.
-
-`restore` compares the checkpoint's variable list with the keys the model would save
-*before* assigning anything, so that every problem (wrong architecture, wrong class count,
-missing or extra variables, shape or dtype mismatches, unreadable files) is reported as a
-`CheckpointError` that lists the offending names and says what is likely wrong.
-
-Each restore opens the checkpoint once (one reader serves the check and the values).
-`RestoreTarget` keeps a built model and its key map for restoring many checkpoints into
-it in place; `save` never deletes or replaces a checkpoint.
+A run folder holds `checkpoints/ckpt-<epoch>.index` and `.data-*` files, keyed as
+`heldout.models.checkpoint_keys` says. `restore` opens a checkpoint once and compares its
+variables with the model's before assigning anything (`checkpoint_diagnosis`);
+`RestoreTarget` restores many checkpoints into one built model; `save` never replaces one.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import re
 from pathlib import Path
@@ -26,25 +16,21 @@ from typing import Any
 import sonnet as snt
 import tensorflow as tf
 
-from heldout import models
-from heldout.errors import CheckpointError  # noqa: F401 - re-exported
+from heldout.errors import CheckpointError
+from heldout.models.build import ensure_variables
+from heldout.models.checkpoint_diagnosis import MAX_LISTED, diagnose
+from heldout.models.checkpoint_keys import (  # noqa: F401 - the keys are part of this API
+    EPOCH_KEY,
+    GLOBAL_STEP_KEY,
+    OBJECT_GRAPH_KEY,
+    VALUE_SUFFIX,
+    model_checkpoint_keys,
+)
 
 CHECKPOINTS_DIR = "checkpoints"
 PREFIX_NAME = "ckpt"
-VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
-OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-EPOCH_KEY = "epoch" + VALUE_SUFFIX
-GLOBAL_STEP_KEY = "global_step" + VALUE_SUFFIX
 
 _CKPT_INDEX_RE = re.compile(r"^ckpt-(\d+)\.index$", re.ASCII)  # no "ckpt-٣"
-_MAX_LISTED = 12
-
-# Key prefixes that identify the architecture of a checkpoint, and its classifier bias.
-_ARCH_SIGNATURES = {
-    "small_inception": ("model/stage1/_body/", "model/_pred/b" + VALUE_SUFFIX),
-    "resnet50": ("model/_block_groups/", "model/_logits/b" + VALUE_SUFFIX),
-    "mlp": ("model/hidden1/", "model/logits/b" + VALUE_SUFFIX),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +62,8 @@ def _describe_folder(folder: Path) -> str:
         return f"(cannot list it: {e})"
     if not names:
         return "(the folder is empty)"
-    shown = ", ".join(names[:_MAX_LISTED])
-    more = f", ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else ""
+    shown = ", ".join(names[:MAX_LISTED])
+    more = f", ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else ""
     return f"(it contains: {shown}{more})"
 
 
@@ -116,187 +102,6 @@ def find_checkpoint(path: str | Path) -> Path:
             f"e.g. {prefixes[-1]}"
         )
     return prefixes[0]
-
-
-# ----------------------------------------------------------------- expected checkpoint keys
-
-
-def _escape(local_name: str) -> str:
-    # Same escaping as TensorFlow's object-graph checkpoint keys.
-    return local_name.replace(".", "..").replace("/", ".S")
-
-
-def model_checkpoint_keys(model: tf.Module, prefix: str = "model") -> dict[str, tf.Variable]:
-    """Checkpoint key -> variable, as `tf.train.Checkpoint(model=model)` would name them.
-
-    Walks the object graph breadth-first (TensorFlow names each object by its first, i.e.
-    shortest, path) with the public `tf.train.TrackableView`.
-    """
-    view = tf.train.TrackableView(model)
-    keys: dict[str, tf.Variable] = {}
-    seen = {id(model)}
-    queue = collections.deque([(model, prefix)])
-    while queue:
-        obj, path = queue.popleft()
-        for name, child in view.children(obj).items():
-            if id(child) in seen:
-                continue
-            seen.add(id(child))
-            child_path = f"{path}/{_escape(name)}"
-            if isinstance(child, tf.Variable):
-                keys[child_path + VALUE_SUFFIX] = child
-            else:
-                queue.append((child, child_path))
-    return keys
-
-
-# ------------------------------------------------------------------------- diagnosis
-
-
-def _shape_str(shape) -> str:
-    return "[" + ", ".join(str(int(d)) for d in shape) + "]"
-
-
-def _short(key: str) -> str:
-    return key[: -len(VALUE_SUFFIX)] if key.endswith(VALUE_SUFFIX) else key
-
-
-def _listing(title: str, items: list[str], limit: int = _MAX_LISTED) -> str:
-    shown = "\n".join(f"    {x}" for x in items[:limit])
-    more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
-    return f"  {title} ({len(items)}):\n{shown}{more}"
-
-
-def checkpoint_arch(names) -> str | None:
-    """The architecture a set of checkpoint keys looks like, or None."""
-    names = list(names)
-    for arch, (marker, _) in _ARCH_SIGNATURES.items():
-        if any(n.startswith(marker) for n in names):
-            return arch
-    return None
-
-
-def checkpoint_num_classes(shapes: dict[str, list[int]]) -> int | None:
-    """Class count of a checkpoint, from its classifier bias, or None."""
-    for _, (_, bias_key) in _ARCH_SIGNATURES.items():
-        if bias_key in shapes and len(shapes[bias_key]) == 1:
-            return int(shapes[bias_key][0])
-    return None
-
-
-def _model_description(model: tf.Module) -> tuple[str | None, int | None]:
-    arch = models.arch_of(model)
-    return arch, getattr(model, "num_classes", None)
-
-
-def _diagnose(
-    prefix: Path,
-    model: tf.Module,
-    ckpt_shapes: dict[str, list[int]],
-    ckpt_dtypes: dict[str, tf.DType],
-    expected: dict[str, tf.Variable],
-) -> str | None:
-    """An error message if the checkpoint does not fit the model exactly, else None."""
-    ckpt_model_keys = {k for k in ckpt_shapes if k.startswith("model/")}
-    missing = sorted(k for k in expected if k not in ckpt_shapes)
-    extra = sorted(k for k in ckpt_model_keys if k not in expected)
-    bad_shape = sorted(
-        k
-        for k in expected
-        if k in ckpt_shapes and list(ckpt_shapes[k]) != list(expected[k].shape.as_list())
-    )
-    bad_dtype = sorted(
-        k
-        for k in expected
-        if k in ckpt_dtypes and k not in bad_shape and ckpt_dtypes[k] != expected[k].dtype
-    )
-    counters = [k for k in (EPOCH_KEY, GLOBAL_STEP_KEY) if k not in ckpt_shapes]
-    if not (missing or extra or bad_shape or bad_dtype or counters):
-        return None
-
-    model_arch, model_classes = _model_description(model)
-    model_label = model_arch or type(model).__name__
-    ck_arch = checkpoint_arch(ckpt_model_keys)
-    ck_classes = checkpoint_num_classes(ckpt_shapes)
-
-    likely = []
-    wrong_arch = ck_arch is not None and model_arch is not None and ck_arch != model_arch
-    limit = 4 if wrong_arch else _MAX_LISTED  # the names say little more than the diagnosis
-    if not ckpt_model_keys:
-        likely.append(
-            "the checkpoint has no model/... variables: it was not saved with "
-            "tf.train.Checkpoint(model=...)"
-        )
-    elif wrong_arch:
-        likely.append(
-            f"wrong architecture: the checkpoint looks like {ck_arch}"
-            + (f" with {ck_classes} classes" if ck_classes else "")
-            + f", the model is {model_label}; build it with arch={ck_arch!r} (demo.py: "
-            f"--arch {ck_arch})"
-        )
-    elif ck_arch is None and ckpt_model_keys and model_arch is not None:
-        likely.append(
-            f"the checkpoint does not look like any known architecture; the model is {model_label}"
-        )
-    else:
-        if ck_classes is not None and model_classes is not None and ck_classes != model_classes:
-            likely.append(
-                f"checkpoint has {ck_classes} classes, model built with {model_classes} "
-                f"(build it with num_classes={ck_classes})"
-            )
-        if missing and not extra:
-            likely.append(
-                "the checkpoint lacks some of the model's variables (incomplete save, or a "
-                "different variant of the architecture)"
-            )
-        if extra and not missing:
-            likely.append(
-                "the checkpoint has variables the model does not create (a different "
-                "variant of the architecture)"
-            )
-        if bad_shape and model_arch == "mlp" and not (ck_classes and ck_classes != model_classes):
-            likely.append("a different input size or hidden sizes than the model's")
-    if counters:
-        likely.append(
-            "no " + " and no ".join(_short(k) for k in counters) + " counter: not saved as "
-            "tf.train.Checkpoint(model=..., epoch=..., global_step=...)"
-        )
-
-    parts = [f"{prefix}: checkpoint does not match the {model_label} model"]
-    if likely:
-        parts[0] += ": " + "; ".join(likely)
-    if missing:
-        parts.append(
-            _listing("model variables the checkpoint lacks", [_short(k) for k in missing], limit)
-        )
-    if extra:
-        parts.append(
-            _listing(
-                "checkpoint variables the model does not have", [_short(k) for k in extra], limit
-            )
-        )
-    if bad_shape:
-        parts.append(
-            _listing(
-                "shape mismatches (checkpoint vs model)",
-                [
-                    f"{_short(k)}: {_shape_str(ckpt_shapes[k])} vs "
-                    f"{_shape_str(expected[k].shape.as_list())}"
-                    for k in bad_shape
-                ],
-            )
-        )
-    if bad_dtype:
-        parts.append(
-            _listing(
-                "dtype mismatches (checkpoint vs model)",
-                [
-                    f"{_short(k)}: {ckpt_dtypes[k].name} vs {expected[k].dtype.name}"
-                    for k in bad_dtype
-                ],
-            )
-        )
-    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------- reading
@@ -405,7 +210,7 @@ class RestoreTarget:
     """
 
     def __init__(self, model: snt.Module, image_shape: tuple[int, int, int] | None = None):
-        models.ensure_variables(model, image_shape)
+        ensure_variables(model, image_shape)
         self.model = model
         self.variables = model_checkpoint_keys(model)
         saved = {id(v) for v in self.variables.values()}
@@ -413,13 +218,13 @@ class RestoreTarget:
         if unsaved:
             raise CheckpointError(
                 f"{type(model).__name__}: {len(unsaved)} variable(s) are not part of its "
-                f"checkpoints ({', '.join(unsaved[:_MAX_LISTED])}); restoring into this "
+                f"checkpoints ({', '.join(unsaved[:MAX_LISTED])}); restoring into this "
                 "model would keep their earlier values"
             )
 
     def _check(self, path: str | Path) -> _OpenCheckpoint:
         opened = _open(find_checkpoint(path))
-        problem = _diagnose(opened.prefix, self.model, opened.shapes, opened.dtypes, self.variables)
+        problem = diagnose(opened.prefix, self.model, opened.shapes, opened.dtypes, self.variables)
         if problem:
             raise CheckpointError(problem)
         return opened
@@ -459,7 +264,8 @@ def check_compatible(
 ) -> Path:
     """Raises CheckpointError unless the checkpoint restores exactly into `model`.
 
-    Creates the model's variables first (see `models.ensure_variables`). Returns the prefix.
+    Creates the model's variables first (`heldout.models.build.ensure_variables`).
+    Returns the prefix.
     """
     return RestoreTarget(model, image_shape).check(path)
 
@@ -532,7 +338,7 @@ def save(
     global_step = int(global_step)
     if epoch < 0 or global_step < 0:
         raise CheckpointError(f"epoch and global_step must be >= 0, got {epoch}, {global_step}")
-    models.ensure_variables(model)
+    ensure_variables(model)
     folder = checkpoint_dir_for(run_dir_or_checkpoints_dir)
     folder.mkdir(parents=True, exist_ok=True)
     prefix = folder / f"{PREFIX_NAME}-{epoch}"

@@ -12,7 +12,7 @@ paths, so the attribute layout below *is* the checkpoint format:
 `bn` is `snt.BatchNorm(create_scale=True, create_offset=True)` whose moving statistics are
 `snt.ExponentialMovingAverage` modules (`moving_mean/{_counter,_hidden,average}`).
 Do not rename attributes or store extra trackable objects on these modules: both change
-the set of checkpoint keys (`tests/test_models.py` compares them with the spec lists).
+the set of checkpoint keys (`tests/models/test_build.py` compares them with the spec lists).
 """
 
 from __future__ import annotations

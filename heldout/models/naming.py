@@ -139,7 +139,7 @@ def arch_for_experiment(
     )
     missing = []
     if final_arch is None:
-        missing.append("the architecture (pass --arch / arch=: " + ", ".join(ARCHS) + ")")
+        missing.append("the architecture (pass arch=: " + ", ".join(ARCHS) + ")")
     if final_classes is None:
         missing.append("the number of classes (pass num_classes=)")
     if missing:

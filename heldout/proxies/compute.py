@@ -1,17 +1,9 @@
 """Every proxy from one (or `num_seeds`) training run(s), and its rank agreement with a reference.
 
-The model is trained on the full training set (or its first `num_train` examples) with
-the experiment's recipe, through the heldout trainer itself (`heldout.training.loops.
-Trainer`, one group of `num_seeds` models at subset ratio 1.0, written into a temporary
-experiment folder and discarded); the per-epoch statistics come from its `EpochEnd` hook
-(`heldout.proxies.recording`). Proxies of several seeds are averaged example by example.
-Definitions: `learning_speed`, `confidence`, `kde` modules.
-
-Correlations (`spearman_<proxy>`, `kendall_<proxy>`, `spearman_by_epoch_<proxy>`) are of
-the proxy oriented so that higher means more regular, i.e. like the C-score: proxies that
-grow with difficulty (`ORIENTED_NEGATIVE`: losses, forgetting, first-learned epoch,
-entropies) are negated first, so every rho reads the same way and the orderings the
-paper reports can be compared directly.
+The models are trained with the experiment's `Recipe` on the full training set, through
+the heldout trainer itself (its `EpochEnd` hook records the per-epoch statistics), and
+their proxies averaged. Correlations are of proxies oriented like the C-score (higher:
+more regular), so every rho reads the same way.
 """
 
 from __future__ import annotations
@@ -26,9 +18,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from heldout._core.provenance import provenance_for
 from heldout.errors import UsageError
 from heldout.proxies import confidence, kde, learning_speed
 from heldout.proxies.ranking import kendall_tau_b, spearman_rho
+from heldout.training.config import TrainingConfig
+from heldout.training.recipe import Recipe, recipe_of
 
 PROXY_GROUPS = ("learning_speed", "confidence", "kde_input", "kde_hidden")
 GROUP_KEYS = {
@@ -47,45 +42,40 @@ class ProxyOptions:
     """What to train and which proxies to compute.
 
     Attributes:
-      dataset, data_dir: as `train_heldout.py` (`heldout.training.data.open_source`).
-      arch: `mlp` only (the per-epoch hook evaluates the stacked MLPs).
-      epochs, batch_size, learning_rate: the experiment's recipe; defaults are the paper's
-        MNIST recipe (Table 2), the ones `train_heldout.py` uses.
-      seed: the root of the trained models' random choices (and of label corruption).
+      recipe: how the proxies' models are trained (`heldout.training.recipe.Recipe`:
+        data, model, optimisation, seed), the experiment's own; the default is the
+        paper's MNIST recipe, the one `train_heldout` uses. `arch` must be `mlp` (the
+        per-epoch hook evaluates the stacked MLPs).
       num_seeds: models trained independently (run ids 0..num_seeds-1 at ratio 1.0);
         their proxies are averaged.
       num_train: the first n training examples only (quick runs); None: all.
       proxies: any of `PROXY_GROUPS`.
-      label_corrupt_prob: as the experiment's, so the proxies see its corrupted labels.
       kde_hidden_every: the hidden densities at every k-th epoch and the last (for the
         rho-by-epoch curve; 1: every epoch), 0: the last only. Each is a density pass
-        over all pairs per seed (about a minute at 60 000 examples on 2 cores).
-      mlp_hidden_sizes: the MLP (the experiment's `--mlp_spec`).
+        over all pairs per seed.
+
+    Raises:
+      UsageError: an unknown proxy, another architecture than the MLP, or a count out of
+        range.
+      TrainingError: the recipe itself is out of range.
     """
 
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    arch: str = "mlp"
-    epochs: int = 20
-    batch_size: int = 256
-    learning_rate: float = 0.1
-    seed: int = 0
+    recipe: Recipe = Recipe()
     num_seeds: int = 1
     num_train: int | None = None
     proxies: tuple[str, ...] = PROXY_GROUPS
-    label_corrupt_prob: float = 0.0
     kde_hidden_every: int = 1
-    mlp_hidden_sizes: tuple[int, ...] = (512, 256)
 
     def __post_init__(self):
+        object.__setattr__(self, "recipe", recipe_of(self.recipe))
         object.__setattr__(self, "proxies", tuple(self.proxies))
         unknown = sorted(set(self.proxies) - set(PROXY_GROUPS))
         if unknown or not self.proxies:
             raise UsageError(f"unknown proxies {unknown}; choose from {list(PROXY_GROUPS)}")
-        if self.arch != "mlp":
+        if self.recipe.arch != "mlp":
             raise UsageError(
                 f"proxies are recorded for arch mlp only (the per-epoch hook evaluates the "
-                f"stacked MLPs), got {self.arch!r}"
+                f"stacked MLPs), got {self.recipe.arch!r}"
             )
         if self.num_seeds < 1:
             raise UsageError(f"num_seeds must be at least 1, got {self.num_seeds}")
@@ -94,29 +84,25 @@ class ProxyOptions:
         if self.num_train is not None and self.num_train < 2:
             raise UsageError(f"num_train must be at least 2, got {self.num_train}")
 
-    def training_config(self):
+    def training_config(self) -> TrainingConfig:
         """The `TrainingConfig` of the proxies' models: ratio 1.0, `num_seeds` runs."""
-        from heldout.training.config import TrainingConfig
-
-        return TrainingConfig(
-            dataset=self.dataset,
-            data_dir=self.data_dir,
+        return TrainingConfig.from_recipe(
+            self.recipe,
             subset_ratios=(1.0,),
             runs_per_ratio=self.num_seeds,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
             models_per_step=self.num_seeds,
-            label_corrupt_prob=self.label_corrupt_prob,
-            seed=self.seed,
-            arch=self.arch,
-            mlp_hidden_sizes=self.mlp_hidden_sizes,
         )
 
     def as_json(self) -> dict:
-        values = dataclasses.asdict(self)
-        values["proxies"] = list(self.proxies)
-        values["mlp_hidden_sizes"] = list(self.mlp_hidden_sizes)
+        """The options as recorded in the output's provenance: one flat JSON object."""
+        values = dataclasses.asdict(self.recipe)
+        values["mlp_hidden_sizes"] = list(self.recipe.mlp_hidden_sizes)
+        values.update(
+            num_seeds=self.num_seeds,
+            num_train=self.num_train,
+            proxies=list(self.proxies),
+            kde_hidden_every=self.kde_hidden_every,
+        )
         return values
 
 
@@ -156,7 +142,7 @@ class ProxyResult:
     @property
     def model_epochs(self) -> int:
         """The training budget: models x epochs (each epoch a pass over `num_train`)."""
-        return self.options.num_seeds * self.options.epochs
+        return self.options.num_seeds * self.options.recipe.epochs
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The output file's keys (see `tools/compute_proxies.py`)."""
@@ -168,12 +154,12 @@ class ProxyResult:
             out["kde_bandwidth_hidden"] = np.asarray(self.bandwidth_hidden, np.float64)
         out["provenance"] = np.asarray(
             json.dumps(
-                {
-                    "options": self.options.as_json(),
-                    "source": self.source,
-                    "num_train_full": self.num_train_full,
-                    "model_epochs": self.model_epochs,
-                },
+                provenance_for(
+                    options=self.options.as_json(),
+                    source=self.source,
+                    num_train_full=self.num_train_full,
+                    model_epochs=self.model_epochs,
+                ),
                 sort_keys=True,
             )
         )
@@ -242,16 +228,17 @@ def _load_data(options: ProxyOptions, config):
     from heldout.training.data import load_training_data, open_source
     from heldout.training.plan import corruption_rng
 
-    opened = open_source(options.dataset, options.data_dir)
+    recipe = options.recipe
+    opened = open_source(recipe.dataset, recipe.data_dir)
     clean = opened.source.load_arrays("train")
     corruption = None
-    if options.label_corrupt_prob > 0:
+    if recipe.label_corrupt_prob > 0:
         # The same draw as the experiment's (heldout.training.record.prepare_corruption).
         corruption = label_corruption.corrupt_labels(
             clean.labels,
-            options.label_corrupt_prob,
+            recipe.label_corrupt_prob,
             opened.source.num_classes,
-            corruption_rng(options.seed),
+            corruption_rng(recipe.seed),
         )
     data = load_training_data(config, corruption, opened)
     if options.num_train is not None and options.num_train > data.num_train:
@@ -337,7 +324,7 @@ def compute_proxies(
             for variant, table in hidden.items():
                 proxies[f"kde_hidden_{variant}"] = table[:, -1].mean(axis=0)
                 if len(rows) > 1:  # NaN rows: epochs without densities
-                    full = np.full((options.epochs, table.shape[-1]), np.nan)
+                    full = np.full((options.recipe.epochs, table.shape[-1]), np.nan)
                     full[rows] = table.mean(axis=0)
                     by_epoch[f"kde_hidden_{variant}"] = full
             bandwidth_hidden = recorder.kde_hidden_bandwidth[:, -1]

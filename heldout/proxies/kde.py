@@ -1,27 +1,9 @@
 """Kernel-density proxies over every pair of training examples, tiled: never N x N in memory.
 
-Definitions (Jiang, Zhang, Talwar, Mozer, Section 4), in one representation (input pixels
-in [0, 1], or a model's penultimate-layer features), with K(x, x') = exp(-||x - x'||^2 / h^2)
-and h = 1/2 x the mean pairwise Euclidean distance over the training set in that
-representation (computed exactly over all pairs, in blocks), the self term excluded:
-- `pm_label`  = (1/N) sum_i (+1 if y_i = y else -1) K(x_i, x)
-- `label`     = (1/N) sum_i [y_i = y] K(x_i, x)
-- `unlabeled` = (1/N) sum_i K(x_i, x)
-
-How: two passes over the upper triangle of the pair matrix in square blocks (the matrix
-is symmetric, so each off-diagonal block serves both of its row ranges). Pass 1 sums the
-distances for h, pass 2 the kernel values per class (a block times the one-hot labels, a
-[b, b] x [b, C] product), from which all three proxies follow:
-label = S[j, y_j], unlabeled = sum_c S[j, c], pm_label = 2 label - unlabeled. Distances come
-from float32 GEMMs (`||a||^2 + ||b||^2 - 2 a.b`, with the data centred first, which leaves
-distances unchanged and keeps the norms small against float32's precision); every sum over
-a block is accumulated in float64. Blocks run one after another: OpenBLAS already spreads
-each GEMM over every core, and the GEMMs are about three quarters of the time at 784
-dimensions (measured per 4096-row block: GEMM 0.34 s a pass, the element-wise work and the
-[b, b] x [b, C] products 0.24 s over both passes, on 2 shared cores). Time for 60 000
-examples, from CPU time measured at 20 000 (pairs scale by 9): pixels (784) 13.4 core-s x 9
-= 120 core-s, about 60-75 s on 2 idle cores; 256 features 7.5 core-s x 9 = 68 core-s. Wall
-times on the shared machine (load average 5-9): 151 s at 60 000 pixels, 88 s at 20 000.
+Definitions (Jiang, Zhang, Talwar, Mozer, Section 4): `pm_label`, `label` and `unlabeled`
+densities with K(x, x') = exp(-||x - x'||^2 / h^2), h half the mean pairwise distance,
+self term excluded (docs/methods.md). Two passes over the upper triangle of the pair
+matrix in blocks; float32 GEMMs, float64 sums.
 """
 
 from __future__ import annotations

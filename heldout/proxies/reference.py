@@ -1,22 +1,9 @@
 """The reference a proxy is measured against: a holdout C-score of the same examples.
 
-Two kinds of file are accepted for `--reference`:
-- a scores file of `tools/compute_scores.py` (key `cscore`), from an experiment trained on
-  the same dataset in the same order (its `experiment` key names the experiment);
-- a published C-score file (`scores`, optionally `labels`; `.npz` or MNIST's `.npy`),
-  brought into the experiment's order first (`tools/map_order.py`, `heldout.published.cscores`).
-
-Checks, each an error that names the file: its length must be the training set's (or the
-`--num_train` slice's); where labels are known on both sides they must agree at every
-position (a file in another order, or of other data, fails here). A scores file holds no
-labels; its experiment's labels are read when `reference_experiment_dir` is given.
-
-The reference's own split-half reliability (rho between the C-scores of two random
-halves of its runs, `heldout.scores.uncertainty.reliability.SplitHalfAccumulator`) bounds how high
-a proxy's rho can be. It needs the reference's runs: a scores file records only its
-experiment's name, not where it lies, so the runs are found through
-`reference_experiment_dir` (the folder `compute_scores.py --experiment_dir` was given),
-whose name must match the file's `experiment`.
+Either a scores file of `compute_scores` (key `cscore`) or a published C-score file in
+the experiment's order; its length and labels are checked against the training set. The
+reference's split-half reliability, read from its experiment's runs, bounds how high a
+proxy's rho can be.
 """
 
 from __future__ import annotations
@@ -77,7 +64,7 @@ def load_reference(path: str | os.PathLike) -> ReferenceScores:
         published = load_cscores(source)
     except PublishedFileError as error:
         raise ScoresFileError(
-            f"{error} (a --reference is a compute_scores.py file with `cscore`, or a "
+            f"{error} (a reference is a compute_scores file with `cscore`, or a "
             "published C-score file with `scores`)"
         ) from None
     return ReferenceScores(source, published.scores, published.labels, "published")
@@ -216,7 +203,7 @@ def split_half_reliability(experiment, repeats: int = 5, seed: int = 0) -> Refer
 
 
 def reference_identity(reference: ReferenceScores) -> dict:
-    """What the output records about its reference (`heldout._core.provenance.file_identity` + kind)."""
+    """What the output records about its reference: its file identity and kind."""
     from heldout._core.provenance import file_identity
 
     return {

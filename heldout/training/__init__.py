@@ -5,26 +5,18 @@
     cifar = TrainingConfig.for_dataset("cifar10", data_dir="~/tensorflow_datasets")
 
 Modules, each with one job (none but `loops` and `stacked_mlp` imports TensorFlow on
-import): `config` (what is trained, and the papers' recipes), `plan` (each
+import): `recipe` (how models are trained, shared with the proxies), `config` (what
+an experiment trains: a recipe plus its layout, and the papers' recipes), `plan` (each
 run's subset, random streams and schedule), `data` (the source -- IDX files, a .npz, any
 TFDS dataset -- in memory, and its record), `record` (`experiment.json`), `resume`
 (finished, invalid and leftover runs), `partial` (mid-training checkpoints of a run),
 `augment` (the CIFAR training augmentation), `locks` (several trainers in one folder),
-`experiment` (the driver), `events` (what is reported), `loops` and `stacked_mlp`
-(TensorFlow), `label_noise` (corrupted labels; `label_corrupt_prob=1.0` is the
-random-labels experiment), `curves` (learning curves collected from the events, and
-their figure).
+`experiment` (the driver), `fanout` (the same on a Dask cluster), `events` (what is
+reported), `loops` and `stacked_mlp` (TensorFlow), `precision` (mixed precision).
 """
 
 from heldout.errors import TrainingError
-from heldout.training.config import (
-    ARCHS,
-    DATASETS,
-    LR_SCHEDULES,
-    RECIPES,
-    TrainingConfig,
-    default_config,
-)
+from heldout.training.config import DATASETS, RECIPES, TrainingConfig, default_config
 from heldout.training.events import (
     EpochLog,
     Event,
@@ -37,12 +29,14 @@ from heldout.training.events import (
 )
 from heldout.training.experiment import train_experiment
 from heldout.training.plan import run_subset, subset_size
+from heldout.training.recipe import ARCHS, LR_SCHEDULES, Recipe
 
 __all__ = [
     "ARCHS",
     "DATASETS",
     "LR_SCHEDULES",
     "RECIPES",
+    "Recipe",
     "EpochLog",
     "Event",
     "RunSetAside",

@@ -1,21 +1,9 @@
-"""The training data: which source `--dataset`/`--data_dir` name, loaded into memory.
+"""The training data: which source a dataset name and data_dir name, loaded into memory.
 
-Three kinds of source (`SourceRecord.kind`):
-
-* `idx`: `fashion_mnist` / `mnist` with a folder of IDX files (Fashion-MNIST defaults to
-  Debian's folder), read in the files' order (index order `idx`);
-* `npz`: `--dataset=npz` with `--data_dir` the path of a `.npz` file holding `x_train`,
-  `y_train`, `x_test`, `y_test` (uint8 images `[N, H, W(, C)]`, integer labels), read in
-  row order (index order `npz`);
-* `tfds`: any other name, a TFDS image-classification dataset (`cifar10`, `cifar100`,
-  `mnist`, `svhn_cropped`, a dataset of one's own) prepared in the `--data_dir` TFDS
-  data_dir, read in TFDS order (index order `tfds`, as the release indexes CIFAR).
-
-The data_dir is made absolute here, once, because it is recorded in `experiment.json`: a
-relative path there would point elsewhere for every later tool run from another
-directory. What was read is recorded too (`SourceRecord`: kind, name, path, the files'
-identities and a digest of the arrays in index order), so a resume on other data is
-refused and every later tool can tell it reads the same examples in the same order.
+Three kinds (`SourceRecord.kind`): `idx` (a folder of IDX files), `npz` (a `.npz` file)
+and `tfds` (any TFDS image-classification dataset). The data_dir is made absolute and
+what was read is recorded (files' identities, a digest of the arrays), so a resume on
+other data is refused.
 """
 
 from __future__ import annotations

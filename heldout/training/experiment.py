@@ -1,36 +1,9 @@
 """Heldout training: many small models, each on a random subset, written as a release.
 
 `train_experiment(config, output_dir)` trains `runs_per_ratio` models at each subset
-ratio on MNIST-like data and writes each finished model as a run of the released layout
-(`<output_dir>/<ratio>/<run_id>/{aux_arrays.npz, checkpoints/ckpt-<epoch>.*}`), so
-`demo.py`, `tools/compute_scores.py` and the figures work on it as on the released
-checkpoints.
-
-* Speed: MLPs are trained `models_per_step` at a time with stacked weights
-  (`heldout.training.stacked_mlp`); models of one subset ratio share the number of
-  steps, so they are grouped by ratio. Other architectures train one at a time.
-* Determinism: a run's subset, initialisation, batch order and the shuffled evaluation
-  orders of its aux arrays derive from `(seed, subset_ratio, run_id)` only
-  (`heldout.training.plan`), so the same seed gives the same runs whichever runs were
-  resumed, grouped together or trained by another process.
-* Resuming (`heldout.training.resume`): finished runs are skipped; folders that only look
-  finished are set aside and retrained; a run is written under a hidden temporary name
-  and renamed when complete (`release.write_run`).
-* Several processes on one folder (`heldout.training.locks`): each holds the shared
-  training lock, claims each run before training it (a run claimed by another process
-  is skipped), and merges its entries into `experiment.json` under a short lock
-  (`heldout.training.record`). Leftovers of interrupted calls are removed only by a
-  trainer that is alone in the folder.
-* Exactness: the correctness stored in a run's aux arrays comes from evaluating the very
-  model that is saved in its checkpoint, through `heldout.evaluation.evaluate` -- the code path
-  `demo.py` uses to re-evaluate it -- so the cross-check matches N out of N.
-* Label noise: with `label_corrupt_prob > 0`, a fixed fraction of training labels is
-  corrupted once for the experiment (`heldout.release.label_corruption`); correctness of
-  training examples is with respect to the labels the models were trained on.
-
-The TensorFlow loops live in `heldout.training.loops`, imported only when there is
-something to train. Library code: returns values and reports progress through a
-callback; the command line is `tools/train_heldout.py`.
+ratio and writes each finished model as a run of the released layout, so `demo.py` and
+the scores work on it as on the released checkpoints. Runs are deterministic per
+(seed, ratio, run id), resumable, and shareable by several processes (docs/training.md).
 """
 
 from __future__ import annotations

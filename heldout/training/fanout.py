@@ -2,33 +2,9 @@
 
     result = train_on_cluster(config, "experiments/cifar10", scheduler="local", n_workers=2)
 
-The client does what a single process does first (`experiment.prepared_experiment`:
-refuse a folder of another experiment, write `experiment.json`, scan the runs) and holds
-the training lock (shared) for the whole call. Each pending group
-(`experiment.training_groups`: `models_per_step` MLPs, or one model of another
-architecture) becomes one task; the worker trains it with `experiment.train_group`, the
-same code `train_experiment` runs, claims each run, writes it atomically
-(`release.write_run`) and returns a small `GroupRecord`. So:
-
-* Same seed, same runs: a run's subset and random streams depend on (seed, ratio, run
-  id) only, and each group is trained with the same companions as in one process, so a
-  run trained on the cluster is bit-identical to the one `train_experiment` writes
-  (with the same thread count: local workers get the cores split evenly, see
-  `heldout.cluster`).
-* A worker that dies mid-task: its claim dies with it; the scheduler reruns the task
-  elsewhere, up to `max_worker_deaths` deaths of the task's workers (Dask's
-  `allowed-failures`), after which its runs are reported failed. The rerun removes the
-  dead worker's half-written temporary of each run it claims; at the end the client,
-  alone in the folder, removes any that remain. Only complete runs are ever renamed into
-  place.
-* A run that fails for its own reason (bad data, a bug) fails its group's task, which
-  reports the runs by path (`FailedRun`); the other tasks go on. Re-running the call
-  trains only what is not finished.
-* GPU tasks ask for `resources={"GPU": 1}` (see `heldout.cluster.task_resources`), so
-  one GPU trains one group at a time.
-
-Events for the caller: the `TrainingPlan` first, `ClusterStarted`, then for each task as
-it ends `RunWritten` per written run, `RunsSkipped` and `RunFailed`.
+The client prepares the folder as `train_experiment` does; each group is trained by the
+same code on a worker, so runs are bit-identical to a single process's (same thread
+count); dead workers and failed runs are reported, and a rerun trains what is missing.
 """
 
 from __future__ import annotations

@@ -1,22 +1,9 @@
 """Who may do what in an experiment folder while several trainers write into it.
 
-* The training lock (`.training.lock`, shared): held by every trainer for its whole
-  call. A trainer that finds it free takes it exclusively first and, alone, removes the
-  leftovers of interrupted calls (`resume.remove_stale_temporaries`) before sharing it;
-  a trainer that finds others joins them and removes nothing, so it can never delete
-  the temporary run folder another process is still writing.
-* A run claim (`<ratio>/.<run_id>.claim`, exclusive, never waited for): held while a
-  run is trained and written, so two processes given the same ratio do not train the
-  same run; the second skips it. Its file is removed when the claim ends.
-* The record lock (`heldout.training.record.record_lock`): the read-modify-write of
-  `experiment.json`.
-
-All are `heldout._core.locks.FileLock`s (`fcntl.flock`): they die with their process, so a crash
-leaves no lock held.
-
-Why the exclusive lock is taken first and then shared, not the other way round: on
-Linux a failed non-blocking upgrade of a shared flock drops the shared lock, which would
-leave a trainer holding nothing while it believes it holds the lock.
+The training lock (shared; taken exclusively first so that a trainer alone removes the
+leftovers of interrupted calls), one claim per run (so two processes never train the
+same run) and the record lock of `experiment.json`: all `heldout._core.locks.FileLock`s,
+which die with their process (docs/training.md).
 """
 
 from __future__ import annotations

@@ -349,7 +349,7 @@ class Trainer:
         return run
 
     def _correctness(self, evaluator, split: str) -> np.ndarray:
-        """bool [split size] in index order, through `heldout.evaluation.evaluate` (see module doc)."""
+        """bool [split size] in index order, through `heldout.evaluation.evaluate`."""
         if split not in self._eval_datasets:
             # Built once and re-iterated for every run: the same batches demo.py evaluates.
             self._eval_datasets[split] = self.data.source.as_dataset(

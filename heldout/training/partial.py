@@ -1,23 +1,9 @@
 """Mid-training checkpoints: a long run continues where it was interrupted.
 
-A CIFAR run is hours of GPU time, so with `checkpoint_every = k` the trainer stores,
-after every k-th epoch, everything the rest of the run depends on: the model's variables
-(weights and BatchNorm statistics), the optimizer's momentum accumulators, the epoch,
-the global step, and the states of the run's numpy generators that draw the batch order
-and the augmentation (`heldout.training.plan.run_rngs`). Restored, the run continues
-with exactly the draws and the variables it would have had, so the finished run is the
-one an uninterrupted call writes, bit for bit (tested).
-
-Layout: `<ratio>/.<run_id>.partial-e<epoch>/` beside the run folders (a hidden name the
-release reader ignores), holding `state.*` (a `tf.train.Checkpoint`) and `state.json`.
-Each is written under a temporary name and renamed when complete (`heldout.io`), and the
-older ones of the run are removed after the new one is in place, so an interruption
-leaves a usable checkpoint or none. They are deleted when the run folder is written.
-
-Identity: `state.json` records what decides the run (the defining config, the digest of
-the data, the subset ratio and run id); a checkpoint of anything else is never resumed
-from: it is removed and the run trains from the start. The run's claim
-(`heldout.training.locks`) is held while any of this is read or written.
+With `checkpoint_every = k` the trainer stores after every k-th epoch all the rest of the
+run depends on (variables, momentum, counters, the states of its numpy generators) in
+`<ratio>/.<run_id>.partial-e<epoch>/`, so a restarted run is bit for bit the run an
+uninterrupted call writes. A checkpoint of another identity is removed, never resumed.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ import numpy as np
 
 from heldout.errors import TrainingError
 from heldout.release.layout import ratio_key
-from heldout.training.config import LR_SCHEDULES, STEP_BOUNDARIES, STEP_FACTOR
+from heldout.training.config import STEP_BOUNDARIES, STEP_FACTOR
+from heldout.training.recipe import LR_SCHEDULES
 
 # Appended, never reordered: stream k is child k of the run's SeedSequence whatever the
 # number of streams, so a new stream leaves every earlier run's draws as they were.

@@ -1,26 +1,9 @@
 """Mixed precision for the convolutional models: bfloat16 products, float32 everything else.
 
-Why bfloat16 and not float16: bfloat16 has float32's exponent range, so training needs no
-loss scaling, and it is what both kinds of device this toolkit trains on accelerate
-(GPUs of compute capability 8.0 and later; CPUs with AVX512-BF16 or AMX). The recipe:
-
-- the weights, the optimizer's state and the checkpoints stay float32 (a checkpoint
-  written from a bfloat16 run restores and evaluates like any other);
-- inside `bfloat16_products()`, every `snt.Conv2D` and `snt.Linear` casts its input and
-  its own variables to bfloat16, does its product there, and returns float32, so batch
-  normalisation, the loss and the gradients' accumulation stay float32;
-- evaluation (the aux arrays, `demo.py`) always runs in float32: the recorded
-  correctness is that of the float32 model the checkpoint holds.
-
-The wrapper is installed on the two Sonnet classes once, and does nothing unless the
-calling thread is inside `bfloat16_products()`: TensorFlow traces a `tf.function` in the
-calling thread, so entering the context inside the traced Python function puts the
-casts into every trace of it, and nothing outside (another thread's model, the
-evaluator) is affected. The products are written here rather than by calling the Sonnet
-method on cast variables: Sonnet's own `custom_variable_getter` patches the class for the
-duration of a call, which two threads tracing at once could leave patched.
-`tests/test_precision.py` checks that the float32 form of these products equals Sonnet's
-own call bit for bit.
+Inside `bfloat16_products()` every `snt.Conv2D` and `snt.Linear` computes its product in
+bfloat16 and returns float32; weights, batch normalisation, loss, optimizer state and
+checkpoints stay float32, and evaluation always runs in float32. The context applies to
+the calling thread only, so other threads' models are untouched (docs/training.md).
 """
 
 from __future__ import annotations

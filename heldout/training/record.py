@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from heldout._core.locks import FileLock
+from heldout._core.provenance import provenance_for
 from heldout.errors import ExperimentMetaError, TrainingError
 from heldout.release import label_corruption
 from heldout.release import layout as release
@@ -67,7 +68,7 @@ def check_existing(
         raise TrainingError(
             f"{experiment_dir}: holds an experiment not written by this trainer "
             f"({release.EXPERIMENT_META_FILE} has no {TRAINING_META_KEY!r} record); choose "
-            "another --output_dir"
+            "another output folder"
         )
     differ = [
         f"{key}: recorded {_recorded_value(recorded, key)!r}, asked {value!r}"
@@ -119,9 +120,9 @@ def prepare_corruption(
         if not same:
             raise TrainingError(
                 f"{path}: records a label corruption ({recorded.num_corrupted} labels) other "
-                f"than --label_corrupt_prob={config.label_corrupt_prob} with --seed="
+                f"than label_corrupt_prob={config.label_corrupt_prob} with seed="
                 f"{config.seed} gives ({corruption.num_corrupted} labels); it belongs to "
-                "another experiment: choose another --output_dir"
+                "another experiment: choose another output folder"
             )
         return recorded
     label_corruption.save_label_corruption(path, corruption)
@@ -156,17 +157,21 @@ def experiment_meta(
         image_shape=tuple(int(d) for d in data.train_images.shape[1:]),
         num_train=data.num_train,
         num_test=data.num_test,
-        extra={
-            "data_dir": data.data_dir,
-            "seed": config.seed,
-            "subset_ratios": sorted(ratios),
-            "runs_per_ratio": runs,
-            "label_corrupt_prob": config.label_corrupt_prob,
-            label_corruption.META_KEY: corruption_file,
-            TRAINING_META_KEY: config.defining(),
-            SOURCE_META_KEY: data.record.as_json() if data.record is not None else None,
-            "trainer": "heldout.training",
-        },
+        # The one provenance builder (adds `heldout_version`); a resume compares the
+        # training and source records only (`check_existing`), so the key is harmless.
+        extra=provenance_for(
+            data_dir=data.data_dir,
+            seed=config.seed,
+            subset_ratios=sorted(ratios),
+            runs_per_ratio=runs,
+            label_corrupt_prob=config.label_corrupt_prob,
+            **{
+                label_corruption.META_KEY: corruption_file,
+                TRAINING_META_KEY: config.defining(),
+                SOURCE_META_KEY: data.record.as_json() if data.record is not None else None,
+            },
+            trainer="heldout.training",
+        ),
     )
 
 

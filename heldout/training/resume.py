@@ -1,18 +1,9 @@
 """Resuming: which runs are finished, which only look finished, what was left behind.
 
-A run is finished when its folder holds aux arrays that validate
-(`heldout.release.aux_arrays.load_aux_arrays`) for this experiment's split sizes and subset, and
-its final checkpoint (index and every data shard). Existence alone is not trusted: a
-crash or a full disk can leave an empty or truncated file. A folder that looks like a
-run but is not finished is never deleted (the user may want it): it is renamed aside to
-`<ratio>/.<run_id>.invalid-<n>`, which the release reader ignores, and the run is
-trained again.
-
-Leftovers of interrupted calls (`<ratio>/.<run_id>.*.tmp` folders from
-`release.write_run`, half-written record files, claim files) are removed only by a
-trainer that holds the training lock exclusively (`heldout.training.locks`), only in the
-ratio folders this trainer writes and in the experiment folder itself, never elsewhere
-(`figures/` or any folder of the user's).
+A run is finished when its aux arrays validate and its final checkpoint is complete;
+existence alone is not trusted. A folder that only looks finished is renamed aside
+(`<ratio>/.<run_id>.invalid-<n>`), never deleted; leftovers of interrupted calls are
+removed only by a trainer alone in the folder, and only in its own ratio folders.
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
 """Many MLPs trained at once: stacked weights and batched matrix products.
 
-The published runs train one small model at a time, which leaves a CPU (or GPU) mostly
-waiting on Python and on small matrix products. Here `M` independent MLPs live in stacked
-variables (`w[i]` is `[M, fan_in, fan_out]`) and every training step is a handful of
-batched GEMMs `[M, B, fan_in] x [M, fan_in, fan_out]`: each model still sees its own
-examples, its own shuffling and its own initialisation, but the hardware sees large
-products. A whole epoch runs inside one `tf.function` (a `tf.range` loop), with the
-training set resident on the device and each step's batches gathered there, so Python
-does no per-step work.
-
-The backward pass is written out by hand (a few dense layers): it skips the gradient with
-respect to the input images that a tape would otherwise build, and uses TensorFlow's fused
-`ReluGrad` and `ResourceApplyMomentum` kernels. The optimizer is Sonnet's
-`snt.optimizers.Momentum` (`accum <- m * accum + grad; w <- w - lr * accum`), so a model
-trained here is the model the published code would train, up to floating-point order.
+`M` independent MLPs live in stacked variables (`w[i]` is `[M, fan_in, fan_out]`), so
+each step is a few batched GEMMs while each model keeps its own examples, order and
+initialisation; a whole epoch runs in one `tf.function`. The backward pass is written out
+and the optimizer is Sonnet's momentum, so a model is the one the published code trains.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("distributed", reason="the fan-out needs Dask's distributed")
 
-from heldout import cluster  # noqa: E402
 from heldout.errors import AuxArraysError  # noqa: E402
 from heldout.release import layout as release
 from heldout.scores import experiment as scores
@@ -35,15 +34,6 @@ def experiment_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("synthetic") / "exp"
     synthetic.write_synthetic_experiment(folder, SPEC)
     return folder
-
-
-@pytest.fixture(scope="module")
-def dask_cluster():
-    local = cluster.local_cluster(2)
-    try:
-        yield local
-    finally:
-        local.close()
 
 
 def _assert_equal_arrays(ours: dict, reference: dict) -> None:

@@ -21,7 +21,7 @@ from heldout.datasets import idx
 from heldout.errors import DatasetError
 from heldout.release import layout as release
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_TEST = 256, 64
 
 

@@ -19,7 +19,7 @@ from heldout import models
 from heldout.models import checkpoints
 from heldout.models.checkpoints import CheckpointError
 
-SPEC_DIR = Path(__file__).parent / "data" / "checkpoint_variables"
+SPEC_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoint_variables"
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -258,7 +258,7 @@ def test_wrong_class_count(spec_ckpts):
 def test_wrong_architecture_resnet_into_inception(spec_ckpts):
     run, _, _ = spec_ckpts["imagenet"]
     with pytest.raises(
-        CheckpointError, match=r"looks like resnet50 with 1000 classes.*--arch resnet50"
+        CheckpointError, match=r"looks like resnet50 with 1000 classes.*arch='resnet50'"
     ):
         checkpoints.restore(models.build_model("small_inception", 10), run)
 

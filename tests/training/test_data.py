@@ -22,7 +22,7 @@ from heldout.evaluation import evaluate as evaluation
 from heldout.release import layout as release
 from heldout.training.data import open_source
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_TEST = 200, 60
 
 

@@ -24,7 +24,7 @@ from heldout.release import label_corruption
 from heldout.release import layout as release
 from heldout.training import plan, record
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_TEST = 600, 200
 EPOCH_LINE = re.compile(
     r"^\d{3}: Acc-tr: [ \d]{3}\.\d\d, Acc-val: [ \d]{2,3}\.\d\d, L-tr: \d+\.\d{4}, "

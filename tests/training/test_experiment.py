@@ -323,7 +323,7 @@ def test_same_seed_same_runs_whatever_the_grouping(tmp_path, data_dir):
     )
 
     # The command line a user runs: demo.py on a trained run, N out of N.
-    demo = Path(__file__).resolve().parents[1] / "demo.py"
+    demo = Path(__file__).resolve().parents[2] / "demo.py"
     completed = subprocess.run(
         [sys.executable, str(demo), f"--model_dir={a.written[1].path}", f"--data_dir={data_dir}"],
         capture_output=True,

@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from heldout import export
 from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR
 from heldout.errors import CheckpointError, ModelError, StaleResultError
-from heldout.export import checkpoint_export as export
+from heldout.export.safetensors import release_name
 from heldout.release import layout as release
 from heldout.release.aux_arrays import aux_from_predictions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPEC_DIR = ROOT / "tests" / "data" / "checkpoint_variables"
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -106,7 +107,7 @@ def _spec_names(file: str) -> set[str]:
     names = set()
     for line in (SPEC_DIR / file).read_text().splitlines():
         key = line.split("\t")[0]
-        name = export._release_name(key)  # noqa: SLF001 - the naming rule under test
+        name = release_name(key)
         if name is not None:
             names.add(name)
     return names

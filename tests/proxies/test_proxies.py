@@ -200,10 +200,37 @@ def test_check_reference_names_the_file_and_what_disagrees(tmp_path):
 
 def test_proxy_options_refuse_what_cannot_be_recorded():
     from heldout.proxies import ProxyOptions
+    from heldout.training import Recipe
 
     with pytest.raises(UsageError, match="unknown proxies"):
         ProxyOptions(proxies=("cbtl",))
     with pytest.raises(UsageError, match="mlp only"):
-        ProxyOptions(arch="small_inception")
-    with pytest.raises(UsageError, match="num_seeds"):
+        ProxyOptions(recipe=Recipe(arch="small_inception"))
+    with pytest.raises(UsageError, match="^num_seeds must be at least 1, got 0$"):
         ProxyOptions(num_seeds=0)
+    with pytest.raises(UsageError, match="^num_train must be at least 2, got 1$"):
+        ProxyOptions(num_train=1)
+
+
+def test_proxy_options_train_with_the_recipe_as_an_experiment_would():
+    from heldout.proxies import ProxyOptions
+    from heldout.training import Recipe, TrainingConfig
+
+    recipe = Recipe(epochs=3, batch_size=64, learning_rate=0.05, seed=7, mlp_hidden_sizes=[32])
+    config = ProxyOptions(recipe=recipe, num_seeds=2).training_config()
+    assert config == TrainingConfig(
+        epochs=3,
+        batch_size=64,
+        learning_rate=0.05,
+        seed=7,
+        mlp_hidden_sizes=(32,),
+        subset_ratios=(1.0,),
+        runs_per_ratio=2,
+        models_per_step=2,
+    )
+    assert config.recipe == recipe
+    # A config given as the recipe is taken for its recipe part alone.
+    assert ProxyOptions(recipe=config).recipe == recipe
+    recorded = ProxyOptions(recipe=recipe).as_json()
+    assert recorded["mlp_hidden_sizes"] == [32] and recorded["epochs"] == 3
+    assert recorded["proxies"] == list(ProxyOptions().proxies)

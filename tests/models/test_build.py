@@ -12,7 +12,7 @@ from heldout import models
 from heldout.errors import HeldoutError, ModelError
 from heldout.models import checkpoints
 
-SPEC_DIR = Path(__file__).parent / "data" / "checkpoint_variables"
+SPEC_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoint_variables"
 
 
 def read_spec(filename: str) -> dict[str, list[int]]:
@@ -120,7 +120,7 @@ def test_arch_for_experiment_overrides_and_meta():
 
 
 def test_arch_for_experiment_unknown_says_what_to_pass():
-    with pytest.raises(ModelError, match="--arch"):
+    with pytest.raises(ModelError, match="pass arch="):
         models.arch_for_experiment("something-else")
 
 

@@ -26,7 +26,7 @@ from heldout.release import layout as release
 from heldout.training import TrainingConfig, resume  # noqa: E402
 from heldout.training import fanout as training_cluster  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_TEST = 600, 200
 SETTINGS = dict(
     subset_ratios=(0.5,),
@@ -83,16 +83,6 @@ def reference(tmp_path_factory, data_dir) -> Path:
     done = _train_cli(out, data_dir, "--scheduler=none", env=cluster.worker_environment(2))
     assert done.returncode == 0, done.stderr
     return out
-
-
-@pytest.fixture(scope="module")
-def dask_cluster():
-    """A real LocalCluster of 2 worker processes, reached by address (as a SLURM one is)."""
-    local = cluster.local_cluster(2)
-    try:
-        yield local
-    finally:
-        local.close()
 
 
 def _run_values(run_dir: Path) -> dict[str, np.ndarray]:

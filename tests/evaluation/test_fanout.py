@@ -26,7 +26,7 @@ from heldout.errors import HeldoutError, LockBusyError, StaleResultError
 from heldout.evaluation import fanout
 from heldout.release.aux_arrays import load_aux_arrays, save_aux_arrays
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "evaluate_runs.py"
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "evaluate_runs.py"
 RATIO = 0.5
 NUM_TRAIN, NUM_TEST = 40, 12
 PER_RUN = NUM_TRAIN + NUM_TEST  # train + removed + test examples cross-checked per run

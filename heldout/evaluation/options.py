@@ -1,0 +1,85 @@
+"""`EvalOptions`: how each run of a re-evaluation is evaluated (data, splits, batch, model).
+
+Small and picklable: shipped with every Dask task of `heldout.evaluation.fanout`, and
+part of each run record's identity (`heldout.evaluation.records`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from heldout.errors import UsageError
+from heldout.release import layout as release
+
+SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """How each run is evaluated; small and picklable, shipped with every task.
+
+    Attributes:
+      dataset: data source name (`heldout.datasets.SOURCE_NAMES`); None: the experiment's.
+      data_dir: its folder or file; None: the experiment's. Made absolute by `resolved`
+        (workers may run elsewhere, and the record names it).
+      splits: "train" and/or "test".
+      batch_size: images per evaluation step.
+      arch, num_classes: override the experiment's model.
+    """
+
+    dataset: str | None = None
+    data_dir: str | None = None
+    splits: tuple[str, ...] = SPLITS
+    batch_size: int = 500
+    arch: str | None = None
+    num_classes: int | None = None
+
+    def resolved(self) -> EvalOptions:
+        """These options checked, with an absolute `data_dir`.
+
+        Raises:
+          UsageError: unknown or no splits, a batch size below 1, a class count below 2.
+        """
+        splits = tuple(self.splits)
+        if not splits or any(split not in SPLITS for split in splits):
+            raise UsageError(f"splits must be some of {list(SPLITS)}, got {list(splits)}")
+        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            raise UsageError(f"batch size must be a positive integer, got {self.batch_size}")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise UsageError(f"number of classes must be at least 2, got {self.num_classes}")
+        return dataclasses.replace(
+            self,
+            splits=splits,
+            batch_size=int(self.batch_size),
+            data_dir=absolute_path(self.data_dir),
+        )
+
+    def check_run(self, run: release.Run, source, meta, cache=None):
+        """`heldout.evaluation.evaluate.check_run` of `run` with these options.
+
+        Args:
+          run: the run.
+          source: its data source (`heldout.datasets.relabeled.experiment_source`).
+          meta: its experiment's `ExperimentMeta`.
+          cache: an `evaluation.ModelCache` (None: a fresh model for this run).
+
+        Returns:
+          The `evaluation.RunCheck`.
+        """
+        from heldout.evaluation import evaluate as evaluation
+
+        return evaluation.check_run(
+            run,
+            source,
+            splits=self.splits,
+            arch=self.arch,
+            num_classes=self.num_classes,
+            meta=meta,
+            batch_size=self.batch_size,
+            cache=cache,
+        )
+
+
+def absolute_path(path: str | os.PathLike | None) -> str | None:
+    return None if path is None else os.path.abspath(os.path.expanduser(os.fspath(path)))
