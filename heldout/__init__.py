@@ -1,34 +1,85 @@
 """heldout: the heldout-training releases, and memorization, influence and C-scores from them.
 
-The map a user reads first. Every name here is importable as `heldout.<name>`:
+The map a user reads first: the verbs below, and the namespaces (`heldout.release`,
+`heldout.scores`, `heldout.published`, `heldout.datasets`, `heldout.models`,
+`heldout.evaluation`, `heldout.export`, `heldout.training`, `heldout.proxies`,
+`heldout.kernels`, `heldout.plots`, `heldout.testing`, `heldout.download`,
+`heldout.cluster`, `heldout.errors`; `heldout.cli` is the command line).
 
     import heldout
 
     experiment = heldout.open_experiment("data/cifar10-inception")     # the release layout
-    request = heldout.ScoreRequest(("cscore", "memorization"))
-    result = heldout.score_experiment(experiment, request)
-    heldout.save_scores("scores.npz", result.arrays())
+    request = heldout.ScoreRequest(scores=("cscore", "memorization"))
+    heldout.save_scores("scores.npz", heldout.score_experiment(experiment, request).arrays())
 
     model = heldout.build_model("small_inception", 10)                 # TensorFlow from here
     heldout.restore(model, experiment.runs[0].path)
-    correct = heldout.evaluate(model, heldout.get_source("cifar10", data_dir), "test")
 
-    heldout.train_experiment(heldout.TrainingConfig(), "experiments/fashion_mnist-mlp")
-
-Names are resolved on first use: `import heldout` imports neither TensorFlow nor Dask, so
-tools that only read aux arrays start fast. The modules behind the names (`heldout.scores.experiment`,
-`heldout.release.layout`, ...) stay importable for everything else.
+Names are resolved on first use, so `import heldout` imports neither TensorFlow nor Dask
+and tools that only read aux arrays start fast. Every name is also written out below for
+type checkers, IDEs and `help()`. Internals (`heldout._core`, the influence backends) are
+not part of this map.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from heldout._core.provenance import TOOLKIT_VERSION as __version__
+if TYPE_CHECKING:
+    from heldout.cluster import slurm_cluster
+    from heldout.datasets import get_source
+    from heldout.errors import (
+        AuxArraysError,
+        CheckpointError,
+        DatasetError,
+        DownloadError,
+        HeldoutError,
+        LockBusyError,
+        ReleaseLayoutError,
+        StaleResultError,
+        TrainingError,
+        UsageError,
+    )
+    from heldout.evaluation.evaluate import check_run, cross_check, evaluate
+    from heldout.evaluation.fanout import evaluate_runs, select_runs
+    from heldout.export import export_experiment, export_run, numpy_forward
+    from heldout.models import build_model
+    from heldout.models.checkpoints import restore
+    from heldout.models.checkpoints import save as save_checkpoint
+    from heldout.plots import write_figures
+    from heldout.proxies import ProxyOptions, compute_proxies
+    from heldout.published.analysis import class_statistics
+    from heldout.published.classwise import load_classwise_influence
+    from heldout.published.cscores import load_cscores, save_cscores
+    from heldout.published.pairs import load_influence_pairs, save_influence_pairs
+    from heldout.release.aux_arrays import AuxArrays, load_aux_arrays
+    from heldout.release.layout import (
+        Experiment,
+        ExperimentMeta,
+        Run,
+        find_experiments,
+        open_experiment,
+        open_run,
+        write_run,
+    )
+    from heldout.release.reading import read_runs
+    from heldout.release.registry import EXPERIMENTS, experiment_spec
+    from heldout.scores.classwise import compute_classwise_influence
+    from heldout.scores.counts import ScoreAccumulator, compute_cscores, compute_memorization
+    from heldout.scores.experiment import score_experiment
+    from heldout.scores.fanout import score_on_cluster
+    from heldout.scores.file import load_scores, save_scores
+    from heldout.scores.influence import compute_influence
+    from heldout.scores.request import ScoreRequest
+    from heldout.scores.results import ExperimentScores
+    from heldout.scores.uncertainty import compute_influence_pairs, plan_runs, score_intervals
+    from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
+    from heldout.training import Recipe, TrainingConfig, default_config, train_experiment
+    from heldout.training.fanout import train_on_cluster
 
-# public name -> module that defines it. Grouped as a user meets them.
-_EXPORTS: dict[str, str] = {
+# public name -> module that defines it (or (module, attribute)). Grouped as a user meets them.
+_EXPORTS: dict[str, str | tuple[str, str]] = {
     # errors: one hierarchy; a CLI prints these as one line
     "HeldoutError": "heldout.errors",
     "UsageError": "heldout.errors",
@@ -81,6 +132,7 @@ _EXPORTS: dict[str, str] = {
     "cross_check": "heldout.evaluation.evaluate",
     "check_run": "heldout.evaluation.evaluate",
     # training
+    "Recipe": "heldout.training",
     "TrainingConfig": "heldout.training",
     "default_config": "heldout.training",
     "train_experiment": "heldout.training",
@@ -106,18 +158,117 @@ _EXPORTS: dict[str, str] = {
     "write_figures": "heldout.plots",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+
+# subpackages reachable as `heldout.<name>` without importing them first
+_NAMESPACES = frozenset(
+    {
+        "cli",
+        "cluster",
+        "datasets",
+        "download",
+        "errors",
+        "evaluation",
+        "export",
+        "kernels",
+        "models",
+        "plots",
+        "proxies",
+        "published",
+        "release",
+        "scores",
+        "testing",
+        "training",
+    }
+)
+_VERSION = ("heldout._core.provenance", "TOOLKIT_VERSION")
+
+__all__ = [
+    "AuxArrays",
+    "AuxArraysError",
+    "CheckpointError",
+    "DatasetError",
+    "DownloadError",
+    "EXPERIMENTS",
+    "Experiment",
+    "ExperimentMeta",
+    "ExperimentScores",
+    "HeldoutError",
+    "LockBusyError",
+    "ProxyOptions",
+    "Recipe",
+    "ReleaseLayoutError",
+    "Run",
+    "ScoreAccumulator",
+    "ScoreRequest",
+    "StaleResultError",
+    "SyntheticSpec",
+    "TrainingConfig",
+    "TrainingError",
+    "UsageError",
+    "build_model",
+    "check_run",
+    "class_statistics",
+    "compute_classwise_influence",
+    "compute_cscores",
+    "compute_influence",
+    "compute_influence_pairs",
+    "compute_memorization",
+    "compute_proxies",
+    "cross_check",
+    "default_config",
+    "evaluate",
+    "evaluate_runs",
+    "experiment_spec",
+    "export_experiment",
+    "export_run",
+    "find_experiments",
+    "get_source",
+    "load_aux_arrays",
+    "load_classwise_influence",
+    "load_cscores",
+    "load_influence_pairs",
+    "load_scores",
+    "numpy_forward",
+    "open_experiment",
+    "open_run",
+    "plan_runs",
+    "read_runs",
+    "restore",
+    "save_checkpoint",
+    "save_cscores",
+    "save_influence_pairs",
+    "save_scores",
+    "score_experiment",
+    "score_intervals",
+    "score_on_cluster",
+    "select_runs",
+    "slurm_cluster",
+    "train_experiment",
+    "train_on_cluster",
+    "write_figures",
+    "write_run",
+    "write_synthetic_experiment",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
-    target = _EXPORTS.get(name)
-    if target is None:
+    if name == "__version__":
+        module_name, attribute = _VERSION
+    elif name in _NAMESPACES:
+        module_name, attribute = f"heldout.{name}", None
+    elif name in _EXPORTS:
+        target = _EXPORTS[name]
+        module_name, attribute = target if isinstance(target, tuple) else (target, name)
+    else:
         raise AttributeError(f"module 'heldout' has no attribute {name!r}")
-    module_name, attribute = target if isinstance(target, tuple) else (target, name)
-    value = getattr(importlib.import_module(module_name), attribute)
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    # Importing a submodule binds it here; internals stay off the map.
+    globals().pop("_core", None)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(__all__) | _NAMESPACES)

@@ -171,7 +171,7 @@ def test_mismatch_exits_1_unless_min_match(experiment, capsys):
     "flags,expected",
     [
         (["--arch=resnet50"], "checkpoint looks like small_inception with 10 classes"),
-        (["--arch=mlp"], "--arch small_inception"),
+        (["--arch=mlp"], "build it with arch='small_inception'"),
         (["--num_classes=100"], "checkpoint has 10 classes, model built with 100"),
     ],
 )
