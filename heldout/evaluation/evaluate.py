@@ -194,6 +194,14 @@ def evaluate(
       keep_predictions: also return predicted classes and labels.
       jit_compile: compile the step with XLA (None: no XLA).
 
+    Returns:
+      An `EvalResult`: the split's correctness in index order (and, when kept, the
+      predicted classes and labels).
+
+    Raises:
+      DatasetError: the dataset's batches lack image, label or index, or its images have
+        no known shape.
+
     Use an `Evaluator` to evaluate several splits with one model without tracing again.
     """
     return Evaluator(model, jit_compile=jit_compile).evaluate(

@@ -267,6 +267,12 @@ def validate(arrays: dict[str, np.ndarray], source: str = "<memory>") -> AuxArra
 def load_aux_arrays(path: str | os.PathLike) -> AuxArrays:
     """Reads and validates one `aux_arrays.npz` without ever unpickling.
 
+    Args:
+      path: the file.
+
+    Returns:
+      The validated arrays (index and correctness of every split, the run's subset).
+
     Raises:
       AuxArraysError: the file is missing, unreadable, pickled or breaks a format rule;
         the message starts with the file.

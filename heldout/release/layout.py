@@ -286,7 +286,18 @@ def open_experiment(path: str | os.PathLike) -> Experiment:
 
 
 def find_experiments(root: str | os.PathLike) -> list[Experiment]:
-    """The root itself if it is an experiment, else every experiment folder below it."""
+    """The root itself if it is an experiment, else every experiment folder below it.
+
+    Args:
+      root: an experiment folder, or a folder holding experiments (a download's output).
+
+    Returns:
+      The experiments found, sorted by folder name; folders that only look like one (a
+      ratio-like folder with no runs) are left out.
+
+    Raises:
+      ReleaseLayoutError: `root` is not a folder, or is an experiment that cannot be read.
+    """
     root = Path(root)
     if not root.is_dir():
         raise ReleaseLayoutError(f"{root}: not a folder")
@@ -303,7 +314,18 @@ def find_experiments(root: str | os.PathLike) -> list[Experiment]:
 
 
 def open_run(path: str | os.PathLike) -> Run:
-    """A run folder `<experiment>/<ratio>/<run_id>` (or its `checkpoints/` folder)."""
+    """One run of a release, opened from its own folder.
+
+    Args:
+      path: a run folder `<experiment>/<ratio>/<run_id>`, or its `checkpoints/` folder.
+
+    Returns:
+      The `Run`, its experiment being the folder two levels up.
+
+    Raises:
+      ReleaseLayoutError: the folder names are not a ratio and a run id, or the run has no
+        `aux_arrays.npz`.
+    """
     path = Path(path)
     if path.name == CHECKPOINTS_DIR:
         path = path.parent
