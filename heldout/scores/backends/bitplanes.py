@@ -127,7 +127,7 @@ class BitPackedInfluenceAccumulator(InfluenceCounts):
     Args:
       topk: 0 for the dense matrix, else k per test example.
       subset_ratio: recorded in the result.
-      backend: a bit-plane backend (`PopcountBackend`, `tf_gpu.TfGpuBackend`): its
+      backend: a `BitPlaneBackend` (`PopcountBackend`, `tf_gpu.TfGpuBackend`): its
         `name`, `streams_dense` and `kernels()` (warm_up, dense_influence,
         dense_influence_blocks, topk_influence).
       max_matrix_bytes: refuse larger dense matrices; default: the memory available.
@@ -208,10 +208,38 @@ def _warm_up(backend, topk: bool) -> None:
         pass
 
 
+class BitPlaneBackend:
+    """What the bit-plane backends (popcount, tf-gpu) share: a `BitPackedInfluenceAccumulator`
+    that packs the runs and hands the word planes to the backend's `kernels()`.
+
+    Subclasses set `name`, `streams_dense`, `why_unavailable()` and `kernels()`.
+    """
+
+    name: str
+    streams_dense: bool
+
+    def kernels(self):
+        """The module with the kernels (warm_up, dense_influence, dense_influence_blocks,
+        topk_influence)."""
+        raise NotImplementedError
+
+    def accumulator(
+        self,
+        topk: int,
+        subset_ratio: float | None,
+        num_runs: int | None = None,
+        stream_dense: bool = False,
+        max_matrix_bytes: int | None = None,
+    ) -> BitPackedInfluenceAccumulator:
+        return BitPackedInfluenceAccumulator(
+            topk, subset_ratio, self, max_matrix_bytes, num_runs, stream_dense=stream_dense
+        )
+
+
 _KERNELS = "heldout.scores.backends.popcount"  # by name: it imports this module's constants
 
 
-class PopcountBackend:
+class PopcountBackend(BitPlaneBackend):
     """The popcount backend (`InfluenceBackend`): exact AND + POPCOUNT counts on the CPU.
 
     Its kernels (`heldout.scores.backends.popcount`, compiled by numba) are imported only
@@ -229,18 +257,6 @@ class PopcountBackend:
     def kernels(self):
         """The numba kernels (`heldout.scores.backends.popcount`), imported on first use."""
         return importlib.import_module(_KERNELS)
-
-    def accumulator(
-        self,
-        topk: int,
-        subset_ratio: float | None,
-        num_runs: int | None = None,
-        stream_dense: bool = False,
-        max_matrix_bytes: int | None = None,
-    ) -> BitPackedInfluenceAccumulator:
-        return BitPackedInfluenceAccumulator(
-            topk, subset_ratio, self, max_matrix_bytes, num_runs, stream_dense=stream_dense
-        )
 
 
 BACKEND = PopcountBackend()

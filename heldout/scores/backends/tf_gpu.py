@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from heldout.scores.backends.bitplanes import BitPackedInfluenceAccumulator
+from heldout.scores.backends.bitplanes import BitPlaneBackend
 
 BLOCK_RUNS = 2048  # float16 holds every integer up to 2048 exactly
 _BLOCK_WORDS = BLOCK_RUNS // 64
@@ -192,7 +192,7 @@ def warm_up(topk: bool = False) -> None:
         tf.constant(0.0).numpy()
 
 
-class TfGpuBackend:
+class TfGpuBackend(BitPlaneBackend):
     """The tf-gpu backend (`InfluenceBackend`): the bit-packed runs' products on a GPU.
 
     Registered by this module's dotted path, imported only when used, so that nothing
@@ -208,18 +208,6 @@ class TfGpuBackend:
 
     def kernels(self):
         return sys.modules[__name__]
-
-    def accumulator(
-        self,
-        topk: int,
-        subset_ratio: float | None,
-        num_runs: int | None = None,
-        stream_dense: bool = False,
-        max_matrix_bytes: int | None = None,
-    ) -> BitPackedInfluenceAccumulator:
-        return BitPackedInfluenceAccumulator(
-            topk, subset_ratio, self, max_matrix_bytes, num_runs, stream_dense=stream_dense
-        )
 
 
 BACKEND = TfGpuBackend()
