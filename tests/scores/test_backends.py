@@ -16,7 +16,7 @@ from heldout.errors import UsageError
 from heldout.scores import experiment as scores
 from heldout.scores.backends import tf_gpu as influence_gpu
 from heldout.scores.backends.base import finish_topk
-from heldout.scores.backends.bitplanes import MAX_EXACT_RUNS, RunBits
+from heldout.scores.backends.bitplanes import MAX_EXACT_RUNS, PlaneProblem, RunBits
 from heldout.scores.influence import (
     POPCOUNT_MIN_WORK,
     InfluenceAccumulator,
@@ -67,7 +67,7 @@ def _tf_cpu(runs, topk):
     with np.errstate(divide="ignore"):
         scale = 1.0 / (count_in * (len(runs) - count_in).astype(np.float64))
     scale[~np.isfinite(scale)] = np.nan
-    inputs = (
+    problem = PlaneProblem(
         tests.planes(),
         masks.planes(),
         correct,
@@ -76,8 +76,8 @@ def _tf_cpu(runs, topk):
         len(runs),
     )
     if topk == 0:
-        return influence_gpu.dense_influence(*inputs, device="/CPU:0")
-    values, index = influence_gpu.topk_influence(*inputs, topk, device="/CPU:0")
+        return influence_gpu.dense_influence(problem, device="/CPU:0")
+    values, index = influence_gpu.topk_influence(problem, topk, device="/CPU:0")
     return finish_topk(values, index)
 
 
@@ -237,12 +237,12 @@ def test_streamed_dense_influence_is_the_same_bits_block_by_block(num_runs, num_
     with np.errstate(divide="ignore"):
         scale = (1.0 / (count_in * (num_runs - count_in))).astype(np.float32)
     scale[~np.isfinite(scale)] = np.nan
-    inputs = (planes[0].planes(), planes[1].planes(), tests.sum(axis=0), count_in, scale)
+    problem = PlaneProblem(
+        planes[0].planes(), planes[1].planes(), tests.sum(axis=0), count_in, scale, num_runs
+    )
     blocks = [
         block.copy()
-        for block in popcount.dense_influence_blocks(
-            *inputs, num_runs, block_bytes=3 * 4 * num_train
-        )
+        for block in popcount.dense_influence_blocks(problem, block_bytes=3 * 4 * num_train)
     ]
     assert [len(b) for b in blocks[:-1]] == [3] * (len(blocks) - 1)
     np.testing.assert_array_equal(np.concatenate(blocks), whole)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,6 +32,27 @@ MAX_EXACT_RUNS = 46340
 # Kernels consume words four at a time; planes beyond the last run stay zero, which adds
 # nothing to any count.
 PLANE_GROUP = 4
+
+
+class PlaneProblem(NamedTuple):
+    """What the bit-plane kernels (`popcount`, `tf_gpu`) take: the runs packed along the
+    run axis, and the counts that turn the products S into influence.
+
+    Attributes:
+      tests: uint64 [W, N_test] word planes of the test correctness T (`RunBits.planes()`).
+      trains: uint64 [W, N] word planes of the training masks M (the same runs).
+      correct_count: c, int [N_test]: runs with each test example correct.
+      count_in: n_in, int [N]: runs with each training example in.
+      scale: float32 [N]: 1 / (n_in * n_out), NaN where either is 0.
+      num_runs: R.
+    """
+
+    tests: np.ndarray
+    trains: np.ndarray
+    correct_count: np.ndarray
+    count_in: np.ndarray
+    scale: np.ndarray
+    num_runs: int
 
 
 class RunBits:
@@ -180,7 +202,7 @@ class BitPackedInfluenceAccumulator(InfluenceCounts):
         self._start_result()
         self._warm_up.join()
         kernels = self._backend.kernels()
-        inputs = (
+        problem = PlaneProblem(
             self._runs.tests.planes(),
             self._runs.masks.planes(),
             self.test_correct_count,
@@ -190,11 +212,11 @@ class BitPackedInfluenceAccumulator(InfluenceCounts):
         )
         if self.k == 0 and self.stream_dense and self._backend.streams_dense:
             shape = (self.num_test, self.num_train)
-            blocks = RowBlocks(shape, np.float32, lambda: kernels.dense_influence_blocks(*inputs))
+            blocks = RowBlocks(shape, np.float32, lambda: kernels.dense_influence_blocks(problem))
             return self._result(matrix=blocks, backend=self.backend)
         if self.k == 0:
-            return self._result(matrix=kernels.dense_influence(*inputs), backend=self.backend)
-        values, index = kernels.topk_influence(*inputs, self.k)
+            return self._result(matrix=kernels.dense_influence(problem), backend=self.backend)
+        values, index = kernels.topk_influence(problem, self.k)
         index, values = finish_topk(values, index)
         return self._result(topk_index=index, topk_value=values, backend=self.backend)
 
