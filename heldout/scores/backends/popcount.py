@@ -59,6 +59,32 @@ def _popcount(typingctx, word):
     return types.uint64(types.uint64), codegen
 
 
+@njit(inline="always")
+def _group_words(tests, w, t):
+    """Test example t's words in planes w..w+3 (a group of four: `PLANE_GROUP`)."""
+    return tests[w, t], tests[w + 1, t], tests[w + 2, t], tests[w + 3, t]
+
+
+@njit(inline="always")
+def _group_chunk(trains, w, j0, width):
+    """Training examples j0..j0+width in planes w..w+3: four rows of words."""
+    return (
+        trains[w, j0 : j0 + width],
+        trains[w + 1, j0 : j0 + width],
+        trains[w + 2, j0 : j0 + width],
+        trains[w + 3, j0 : j0 + width],
+    )
+
+
+@njit(inline="always")
+def _and_count(words, x0, x1, x2, x3):
+    """popcount(words & x) over one group of four words, as an int32."""
+    return np.int32(
+        (_popcount(words[0] & x0) + _popcount(words[1] & x1))
+        + (_popcount(words[2] & x2) + _popcount(words[3] & x3))
+    )
+
+
 @njit(nogil=True, cache=True, boundscheck=False)
 def _pair_sums(tests, trains, t0, t1, j0, width, planes, sums0, sums1):
     """sums0[:width] = S[t0, j0:j0+width] over the first `planes` word planes; t1 likewise.
@@ -69,22 +95,12 @@ def _pair_sums(tests, trains, t0, t1, j0, width, planes, sums0, sums1):
         sums0[j] = 0
         sums1[j] = 0
     for w in range(0, planes, 4):
-        a0, a1, a2, a3 = tests[w, t0], tests[w + 1, t0], tests[w + 2, t0], tests[w + 3, t0]
-        b0, b1, b2, b3 = tests[w, t1], tests[w + 1, t1], tests[w + 2, t1], tests[w + 3, t1]
-        m0 = trains[w, j0 : j0 + width]
-        m1 = trains[w + 1, j0 : j0 + width]
-        m2 = trains[w + 2, j0 : j0 + width]
-        m3 = trains[w + 3, j0 : j0 + width]
+        a, b = _group_words(tests, w, t0), _group_words(tests, w, t1)
+        m0, m1, m2, m3 = _group_chunk(trains, w, j0, width)
         for j in range(width):
             x0, x1, x2, x3 = m0[j], m1[j], m2[j], m3[j]
-            sums0[j] += np.int32(
-                (_popcount(a0 & x0) + _popcount(a1 & x1))
-                + (_popcount(a2 & x2) + _popcount(a3 & x3))
-            )
-            sums1[j] += np.int32(
-                (_popcount(b0 & x0) + _popcount(b1 & x1))
-                + (_popcount(b2 & x2) + _popcount(b3 & x3))
-            )
+            sums0[j] += _and_count(a, x0, x1, x2, x3)
+            sums1[j] += _and_count(b, x0, x1, x2, x3)
 
 
 @njit(nogil=True, cache=True, boundscheck=False)
@@ -119,22 +135,14 @@ def _pair_influence(
     last = tests.shape[0] - 4
     if last > 0:
         _pair_sums(tests, trains, t0, t1, j0, width, last, sums0, sums1)
-    a0, a1, a2, a3 = tests[last, t0], tests[last + 1, t0], tests[last + 2, t0], tests[last + 3, t0]
-    b0, b1, b2, b3 = tests[last, t1], tests[last + 1, t1], tests[last + 2, t1], tests[last + 3, t1]
-    m0 = trains[last, j0 : j0 + width]
-    m1 = trains[last + 1, j0 : j0 + width]
-    m2 = trains[last + 2, j0 : j0 + width]
-    m3 = trains[last + 3, j0 : j0 + width]
+    a, b = _group_words(tests, last, t0), _group_words(tests, last, t1)
+    m0, m1, m2, m3 = _group_chunk(trains, last, j0, width)
     above0 = 0
     above1 = 0
     for j in range(width):
         x0, x1, x2, x3 = m0[j], m1[j], m2[j], m3[j]
-        s0 = np.int32(
-            (_popcount(a0 & x0) + _popcount(a1 & x1)) + (_popcount(a2 & x2) + _popcount(a3 & x3))
-        )
-        s1 = np.int32(
-            (_popcount(b0 & x0) + _popcount(b1 & x1)) + (_popcount(b2 & x2) + _popcount(b3 & x3))
-        )
+        s0 = _and_count(a, x0, x1, x2, x3)
+        s1 = _and_count(b, x0, x1, x2, x3)
         if last > 0:
             s0 += sums0[j]
             s1 += sums1[j]
