@@ -1,5 +1,6 @@
 """Runs packed along the run axis (64 runs of an example in a word), the accumulator that
-keeps them for the popcount and tf-gpu backends, and the popcount backend itself.
+keeps them for the popcount and tf-gpu backends, what both backends share (`PlaneProblem`,
+`BitPlaneBackend`), and the popcount backend itself.
 
 With words of runs, the count of runs where test t is right and training example j was
 in is `popcount(T_t & M_j)` summed over words. `RunBits` transposes runs into such word

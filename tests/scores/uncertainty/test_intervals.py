@@ -1,6 +1,5 @@
 """Intervals beside the estimates: their definitions, their coverage, and the scores file."""
 
-
 import numpy as np
 import pytest
 from scipy import stats
