@@ -233,7 +233,7 @@ def _gemm_rate() -> float:
 def _kernel_seconds(job: dict) -> float:
     """Time of the popcount kernel alone on the job's problem size (random words)."""
     from heldout.scores.backends import popcount
-    from heldout.scores.backends.bitplanes import PLANE_GROUP
+    from heldout.scores.backends.bitplanes import PLANE_GROUP, PlaneProblem
 
     rng = np.random.default_rng(1)
     words = -(-job["num_runs"] // 64)
@@ -245,9 +245,11 @@ def _kernel_seconds(job: dict) -> float:
     correct = rng.integers(0, job["num_runs"], rows).astype(np.int32)
     scale = np.full(job["num_train"], 1e-6, np.float32)
     out = np.empty((rows, job["num_train"]), np.float32)
-    popcount.dense_influence(tests[:, :2].copy(), trains, correct[:2], count_in, scale, 1)
+    warm = PlaneProblem(tests[:, :2].copy(), trains, correct[:2], count_in, scale, 1)
+    popcount.dense_influence(warm)
     start = time.perf_counter()
-    popcount.dense_influence(tests, trains, correct, count_in, scale, job["num_runs"], out)
+    problem = PlaneProblem(tests, trains, correct, count_in, scale, job["num_runs"])
+    popcount.dense_influence(problem, out)
     return (time.perf_counter() - start) * job["num_test"] / rows
 
 

@@ -1,5 +1,5 @@
 """Shared pytest set-up and fixtures: quiet TensorFlow, keep the tests out of the user's caches,
-one Dask LocalCluster fixture."""
+one Dask LocalCluster fixture, the score tools' synthetic experiment."""
 
 import atexit
 import os
@@ -32,3 +32,22 @@ def dask_cluster():
         yield local
     finally:
         local.close()
+
+
+@pytest.fixture(scope="module")
+def scores_experiment(tmp_path_factory):
+    """The synthetic experiment of `tool_runs.SCORES_SPEC`, written once per test module."""
+    from tool_runs import SCORES_SPEC
+
+    from heldout.testing.synthetic import write_synthetic_experiment
+
+    return write_synthetic_experiment(tmp_path_factory.mktemp("cli") / "synthetic", SCORES_SPEC)
+
+
+@pytest.fixture
+def scores_experiment_copy(scores_experiment, tmp_path):
+    """A copy of `scores_experiment` that one test may change."""
+    from heldout.release import layout
+
+    shutil.copytree(scores_experiment.path, tmp_path / "synthetic")
+    return layout.open_experiment(tmp_path / "synthetic")

@@ -24,8 +24,19 @@ __all__ = [
 ]
 
 
+class _WrittenByKey:
+    """`arrays()` for an estimate whose fields go into the scores file as they are, each
+    under its key (`_file_keys`: scores-file key -> field name, in file order)."""
+
+    _file_keys: dict[str, str] = {}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The scores-file keys (`heldout.scores.file`) mapped to their arrays."""
+        return {key: getattr(self, name) for key, name in self._file_keys.items()}
+
+
 @dataclasses.dataclass(frozen=True)
-class CScores:
+class CScores(_WrittenByKey):
     """C-scores of every training example, per subset ratio and integrated over ratios.
 
     Attributes:
@@ -46,9 +57,17 @@ class CScores:
     heldout_count_by_ratio: np.ndarray
     cscore_stderr_by_ratio: np.ndarray
 
+    _file_keys = {
+        keys.CSCORE: "cscore",
+        keys.CSCORE_RATIO_COUNT: "ratio_count",
+        keys.CSCORE_BY_RATIO: "cscore_by_ratio",
+        keys.CSCORE_COUNT_OUT_BY_RATIO: "heldout_count_by_ratio",
+        keys.CSCORE_STDERR_BY_RATIO: "cscore_stderr_by_ratio",
+    }
+
 
 @dataclasses.dataclass(frozen=True)
-class Memorization:
+class Memorization(_WrittenByKey):
     """Memorization of every training example at one subset ratio.
 
     Attributes:
@@ -67,6 +86,13 @@ class Memorization:
     p_correct_in: np.ndarray
     p_correct_out: np.ndarray
     stderr: np.ndarray
+
+    _file_keys = {
+        keys.MEMORIZATION: "memorization",
+        keys.MEMORIZATION_COUNT_IN: "count_in",
+        keys.MEMORIZATION_COUNT_OUT: "count_out",
+        keys.MEMORIZATION_STDERR: "stderr",
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +125,21 @@ class Influence:
     @property
     def is_topk(self) -> bool:
         return self.topk_index is not None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The scores-file keys (`heldout.scores.file`) mapped to their arrays."""
+        out = {
+            keys.INFLUENCE_NUM_RUNS: np.int64(self.num_runs),
+            keys.INFLUENCE_COUNT_IN: self.count_in,
+            keys.INFLUENCE_COUNT_OUT: self.count_out,
+            keys.INFLUENCE_BACKEND: np.asarray(self.backend),  # which ran (same result)
+        }
+        if self.is_topk:
+            out[keys.INFLUENCE_TOPK_INDEX] = self.topk_index
+            out[keys.INFLUENCE_TOPK_VALUE] = self.topk_value
+        else:
+            out[keys.INFLUENCE] = self.matrix
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,34 +259,15 @@ class ExperimentScores:
         }
         if self.score_subset_ratio is not None:
             out[keys.SCORE_SUBSET_RATIO] = np.float64(self.score_subset_ratio)
-        if self.cscores is not None:
-            c = self.cscores
-            out[keys.CSCORE] = c.cscore
-            out[keys.CSCORE_RATIO_COUNT] = c.ratio_count
-            out[keys.CSCORE_BY_RATIO] = c.cscore_by_ratio
-            out[keys.CSCORE_COUNT_OUT_BY_RATIO] = c.heldout_count_by_ratio
-            out[keys.CSCORE_STDERR_BY_RATIO] = c.cscore_stderr_by_ratio
-        if self.memorization is not None:
-            m = self.memorization
-            out[keys.MEMORIZATION] = m.memorization
-            out[keys.MEMORIZATION_COUNT_IN] = m.count_in
-            out[keys.MEMORIZATION_COUNT_OUT] = m.count_out
-            out[keys.MEMORIZATION_STDERR] = m.stderr
-        if self.influence is not None:
-            i = self.influence
-            out[keys.INFLUENCE_NUM_RUNS] = np.int64(i.num_runs)
-            out[keys.INFLUENCE_COUNT_IN] = i.count_in
-            out[keys.INFLUENCE_COUNT_OUT] = i.count_out
-            out[keys.INFLUENCE_BACKEND] = np.asarray(i.backend)  # which ran (same result)
-            if i.is_topk:
-                out[keys.INFLUENCE_TOPK_INDEX] = i.topk_index
-                out[keys.INFLUENCE_TOPK_VALUE] = i.topk_value
-            else:
-                out[keys.INFLUENCE] = i.matrix
-        if self.intervals is not None:
-            out.update(self.intervals.arrays())
-        if self.influence_pairs is not None:
-            out.update(self.influence_pairs.arrays())
+        for estimate in (
+            self.cscores,
+            self.memorization,
+            self.influence,
+            self.intervals,
+            self.influence_pairs,
+        ):
+            if estimate is not None:
+                out.update(estimate.arrays())
         if self.provenance is not None:
             out[keys.PROVENANCE] = keys.provenance_array(self.provenance)
         return out

@@ -1,51 +1,29 @@
 """`heldout scores` (tools/compute_scores.py) end to end, as a user runs it (the library
 behind it: tests/scores/)."""
 
-import shutil
+import functools
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
+from tool_runs import TOOLS, run_tool
 
-from heldout.release import layout as release
 from heldout.scores import experiment as scores
 from heldout.scores.influence import compute_influence
 from heldout.scores.request import ScoreRequest
-from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "compute_scores.py"
-SPEC = SyntheticSpec(num_train=120, num_test=30, subset_ratios=(0.3, 0.7, 0.9), runs_per_ratio=8)
-
-
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
-    return write_synthetic_experiment(tmp_path_factory.mktemp("cli") / "synthetic", SPEC)
-
-
-@pytest.fixture
-def experiment_copy(experiment, tmp_path):
-    shutil.copytree(experiment.path, tmp_path / "synthetic")
-    return release.open_experiment(tmp_path / "synthetic")
-
-
-def _run_tool(*args):
-    return subprocess.run(
-        [sys.executable, str(TOOL), "--noprogress", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+TOOL = TOOLS / "compute_scores.py"
+_run_tool = functools.partial(run_tool, "compute_scores")
 
 
 def _leftovers(folder):
     return [p.name for p in Path(folder).iterdir() if p.name.startswith(".")]
 
 
-def test_default_scores_file(experiment, tmp_path):
+def test_default_scores_file(scores_experiment, tmp_path):
     output = tmp_path / "scores.npz"
-    done = _run_tool(f"--experiment_dir={experiment.path}", f"--output={output}")
+    done = _run_tool(f"--experiment_dir={scores_experiment.path}", f"--output={output}")
     assert done.returncode == 0, done.stderr
     with np.load(output, allow_pickle=False) as npz:
         got = dict(npz)
@@ -69,7 +47,7 @@ def test_default_scores_file(experiment, tmp_path):
     assert got["cscore_by_ratio"].shape == (3, 120) and got["cscore"].shape == (120,)
 
     # Same numbers as the library on the same runs.
-    expected = scores.score_experiment(experiment, ScoreRequest()).arrays()
+    expected = scores.score_experiment(scores_experiment, ScoreRequest()).arrays()
     for key, value in expected.items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
     assert "runs per subset ratio: 0.3: 8, 0.7: 8, 0.9: 8" in done.stdout
@@ -77,9 +55,13 @@ def test_default_scores_file(experiment, tmp_path):
     assert _leftovers(tmp_path) == []
 
 
-def test_dense_and_topk_influence(experiment, tmp_path):
+def test_dense_and_topk_influence(scores_experiment, tmp_path):
     dense_file, topk_file = tmp_path / "dense.npz", tmp_path / "topk.npz"
-    common = [f"--experiment_dir={experiment.path}", "--scores=influence", "--subset_ratio=0.9"]
+    common = [
+        f"--experiment_dir={scores_experiment.path}",
+        "--scores=influence",
+        "--subset_ratio=0.9",
+    ]
     assert _run_tool(*common, f"--output={dense_file}").returncode == 0
     done = _run_tool(*common, f"--output={topk_file}", "--influence_topk=4", "--workers=2")
     assert done.returncode == 0, done.stderr
@@ -87,7 +69,7 @@ def test_dense_and_topk_influence(experiment, tmp_path):
     assert "cscore" not in dense and "memorization" not in dense
     assert dense["score_subset_ratio"] == 0.9
     np.testing.assert_array_equal(dense["subset_ratios"], [0.9])
-    runs = [run.load_aux() for run in experiment.runs_at(0.9)]
+    runs = [run.load_aux() for run in scores_experiment.runs_at(0.9)]
     np.testing.assert_array_equal(dense["influence"], compute_influence(runs).matrix)
     assert "influence" not in topk
     assert topk["influence_topk_index"].shape == (30, 4)
@@ -95,18 +77,18 @@ def test_dense_and_topk_influence(experiment, tmp_path):
     np.testing.assert_allclose(topk["influence_topk_value"], expected, atol=1e-6)
 
 
-def test_a_bad_run_stops_the_tool_and_leaves_no_file(experiment_copy, tmp_path):
-    bad = experiment_copy.run(0.7, 3)
+def test_a_bad_run_stops_the_tool_and_leaves_no_file(scores_experiment_copy, tmp_path):
+    bad = scores_experiment_copy.run(0.7, 3)
     bad.aux_path.write_bytes(b"truncated")
     output = tmp_path / "out" / "scores.npz"
-    done = _run_tool(f"--experiment_dir={experiment_copy.path}", f"--output={output}")
+    done = _run_tool(f"--experiment_dir={scores_experiment_copy.path}", f"--output={output}")
     assert done.returncode != 0
     assert str(bad.aux_path) in done.stderr
     assert not output.exists()
     assert not output.parent.exists() or _leftovers(output.parent) == []
 
     done = _run_tool(
-        f"--experiment_dir={experiment_copy.path}", f"--output={output}", "--skip_bad_runs"
+        f"--experiment_dir={scores_experiment_copy.path}", f"--output={output}", "--skip_bad_runs"
     )
     assert done.returncode == 0, done.stderr
     assert f"skipping bad run: {bad.aux_path}" in done.stderr
@@ -114,27 +96,27 @@ def test_a_bad_run_stops_the_tool_and_leaves_no_file(experiment_copy, tmp_path):
     np.testing.assert_array_equal(np.load(output)["num_runs_by_ratio"], [8, 7, 8])
 
 
-def test_usage_errors(experiment, tmp_path):
-    done = _run_tool(f"--experiment_dir={experiment.path}")
+def test_usage_errors(scores_experiment, tmp_path):
+    done = _run_tool(f"--experiment_dir={scores_experiment.path}")
     assert done.returncode != 0 and "output" in done.stderr
     done = _run_tool(f"--experiment_dir={tmp_path / 'missing'}", f"--output={tmp_path / 'o.npz'}")
     assert done.returncode != 0 and "not a folder" in done.stderr
     assert not (tmp_path / "o.npz").exists()
     done = _run_tool(
-        f"--experiment_dir={experiment.path}",
+        f"--experiment_dir={scores_experiment.path}",
         f"--output={tmp_path / 'o.npz'}",
         "--subset_ratio=0.42",
     )
     assert done.returncode != 0
-    assert f"{experiment.path}: no runs at subset ratio 0.42" in done.stderr
+    assert f"{scores_experiment.path}: no runs at subset ratio 0.42" in done.stderr
     assert "ratios present: [0.3, 0.7, 0.9]" in done.stderr
     assert not (tmp_path / "o.npz").exists()
 
 
-def test_unwritable_output_is_one_line_before_any_work(experiment, tmp_path):
+def test_unwritable_output_is_one_line_before_any_work(scores_experiment, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    done = _run_tool(f"--experiment_dir={experiment.path}", f"--output={blocker / 'o.npz'}")
+    done = _run_tool(f"--experiment_dir={scores_experiment.path}", f"--output={blocker / 'o.npz'}")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -144,14 +126,16 @@ def test_unwritable_output_is_one_line_before_any_work(experiment, tmp_path):
     ]
 
 
-def test_malformed_experiment_json_is_one_line(experiment_copy, tmp_path):
-    (experiment_copy.path / "experiment.json").write_text("[1, 2, 3]")
-    done = _run_tool(f"--experiment_dir={experiment_copy.path}", f"--output={tmp_path / 'o.npz'}")
+def test_malformed_experiment_json_is_one_line(scores_experiment_copy, tmp_path):
+    (scores_experiment_copy.path / "experiment.json").write_text("[1, 2, 3]")
+    done = _run_tool(
+        f"--experiment_dir={scores_experiment_copy.path}", f"--output={tmp_path / 'o.npz'}"
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "experiment.json: expected a JSON object at the top level, got list" in done.stderr
 
 
-def test_outputs_are_readable_by_others_under_umask_022(experiment, tmp_path):
+def test_outputs_are_readable_by_others_under_umask_022(scores_experiment, tmp_path):
     out = tmp_path / "new" / "scores.npz"
     done = subprocess.run(
         [
@@ -162,7 +146,7 @@ def test_outputs_are_readable_by_others_under_umask_022(experiment, tmp_path):
             sys.executable,
             str(TOOL),
             "--noprogress",
-            f"--experiment_dir={experiment.path}",
+            f"--experiment_dir={scores_experiment.path}",
             f"--output={out}",
             "--scores=cscore,influence",
         ],
@@ -175,9 +159,9 @@ def test_outputs_are_readable_by_others_under_umask_022(experiment, tmp_path):
     assert out.parent.stat().st_mode & 0o777 == 0o755
 
 
-def test_bad_flag_values_are_usage_errors_with_status_2(experiment, tmp_path):
+def test_bad_flag_values_are_usage_errors_with_status_2(scores_experiment, tmp_path):
     done = _run_tool(
-        f"--experiment_dir={experiment.path}",
+        f"--experiment_dir={scores_experiment.path}",
         f"--output={tmp_path / 'o.npz'}",
         "--influence_topk=-3",
     )

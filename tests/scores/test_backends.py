@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 from heldout.errors import UsageError
-from heldout.release.aux_arrays import aux_from_predictions
 from heldout.scores import experiment as scores
 from heldout.scores.backends import tf_gpu as influence_gpu
 from heldout.scores.backends.base import finish_topk
-from heldout.scores.backends.bitplanes import MAX_EXACT_RUNS, RunBits
+from heldout.scores.backends.bitplanes import MAX_EXACT_RUNS, PlaneProblem, RunBits
 from heldout.scores.influence import (
     POPCOUNT_MIN_WORK,
     InfluenceAccumulator,
@@ -26,6 +25,7 @@ from heldout.scores.influence import (
 )
 from heldout.scores.request import ScoreRequest
 from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
+from tests.scores.influence_cases import influence_by_definition, random_runs
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "compute_scores.py"
 # Runs crossing 64-run words and 2048-run float16 blocks; odd N and N_test.
@@ -34,23 +34,7 @@ NO_GPU = influence_gpu.why_no_gpu()
 
 
 def _problem(num_runs, num_train, num_test, seed=0, ties=False):
-    rng = np.random.default_rng(seed)
-    masks = rng.random((num_runs, num_train)) < 0.7
-    tests = rng.random((num_runs, num_test)) < 0.6
-    if ties:  # few distinct (n_in, S) pairs: many exactly equal influences
-        masks[:, num_train // 2 :] = masks[:, : num_train - num_train // 2]
-    runs = [
-        aux_from_predictions(m, rng.random(num_train) < 0.5, t, rng=rng)
-        for m, t in zip(masks, tests, strict=True)
-    ]
-    return runs, masks, tests
-
-
-def _definition(masks, tests):
-    """P(t correct | j in) - P(t correct | j out), float64, NaN where undefined."""
-    m, t = masks.astype(np.float64), tests.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (t.T @ m) / m.sum(0) - (t.T @ (1 - m)) / (1 - m).sum(0)
+    return random_runs(num_runs, num_train, num_test, seed, p_in=0.7, p_correct=0.6, ties=ties)
 
 
 def _expected_topk(dense, k):
@@ -83,7 +67,7 @@ def _tf_cpu(runs, topk):
     with np.errstate(divide="ignore"):
         scale = 1.0 / (count_in * (len(runs) - count_in).astype(np.float64))
     scale[~np.isfinite(scale)] = np.nan
-    inputs = (
+    problem = PlaneProblem(
         tests.planes(),
         masks.planes(),
         correct,
@@ -92,15 +76,15 @@ def _tf_cpu(runs, topk):
         len(runs),
     )
     if topk == 0:
-        return influence_gpu.dense_influence(*inputs, device="/CPU:0")
-    values, index = influence_gpu.topk_influence(*inputs, topk, device="/CPU:0")
+        return influence_gpu.dense_influence(problem, device="/CPU:0")
+    values, index = influence_gpu.topk_influence(problem, topk, device="/CPU:0")
     return finish_topk(values, index)
 
 
 @pytest.mark.parametrize("num_runs, num_train, num_test", SIZES)
 def test_dense_influence_is_identical_on_every_backend(num_runs, num_train, num_test):
     runs, masks, tests = _problem(num_runs, num_train, num_test, seed=num_runs)
-    definition = _definition(masks, tests)
+    definition = influence_by_definition(masks, tests)
     numpy_result = compute_influence(runs, backend="numpy")
     popcount_result = compute_influence(runs, backend="popcount")
     assert (numpy_result.backend, popcount_result.backend) == ("numpy", "popcount")
@@ -131,7 +115,7 @@ def test_topk_is_identical_on_every_backend_ties_included(num_runs, num_train, n
 def test_more_than_4096_runs_agree_to_float32_precision():
     runs, masks, tests = _problem(4100, 9, 4, seed=5)
     exact = compute_influence(runs, backend="popcount").matrix
-    np.testing.assert_allclose(exact, _definition(masks, tests), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(exact, influence_by_definition(masks, tests), rtol=0, atol=1e-7)
     np.testing.assert_allclose(
         compute_influence(runs, backend="numpy").matrix, exact, rtol=0, atol=1e-7
     )
@@ -253,12 +237,12 @@ def test_streamed_dense_influence_is_the_same_bits_block_by_block(num_runs, num_
     with np.errstate(divide="ignore"):
         scale = (1.0 / (count_in * (num_runs - count_in))).astype(np.float32)
     scale[~np.isfinite(scale)] = np.nan
-    inputs = (planes[0].planes(), planes[1].planes(), tests.sum(axis=0), count_in, scale)
+    problem = PlaneProblem(
+        planes[0].planes(), planes[1].planes(), tests.sum(axis=0), count_in, scale, num_runs
+    )
     blocks = [
         block.copy()
-        for block in popcount.dense_influence_blocks(
-            *inputs, num_runs, block_bytes=3 * 4 * num_train
-        )
+        for block in popcount.dense_influence_blocks(problem, block_bytes=3 * 4 * num_train)
     ]
     assert [len(b) for b in blocks[:-1]] == [3] * (len(blocks) - 1)
     np.testing.assert_array_equal(np.concatenate(blocks), whole)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_runs import run_tool
 
 pytest.importorskip("distributed", reason="the fan-out needs Dask's distributed")
 
@@ -18,7 +17,6 @@ from heldout.scores import fanout as scores_distributed
 from heldout.scores.request import ScoreRequest, known_split_sizes
 from heldout.testing import synthetic
 
-ROOT = Path(__file__).resolve().parents[2]
 SPEC = synthetic.SyntheticSpec(
     num_train=203,  # not a multiple of 8: the packed runs' last byte is partial
     num_test=61,
@@ -123,23 +121,14 @@ def test_compute_scores_cli_on_a_local_cluster(experiment_dir, tmp_path):
     output = tmp_path / "scores.npz"
     reference_output = tmp_path / "reference.npz"
     common = [
-        sys.executable,
-        str(ROOT / "tools" / "compute_scores.py"),
+        "compute_scores",
         f"--experiment_dir={experiment_dir}",
         "--scores=cscore,memorization,influence",
         "--backend=numpy",
-        "--noprogress",
     ]
-    done = subprocess.run(
-        [*common, f"--output={output}", "--scheduler=local", "--workers=2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_tool(*common, f"--output={output}", "--scheduler=local", "--workers=2", timeout=600)
     assert done.returncode == 0, done.stderr
-    single = subprocess.run(
-        [*common, f"--output={reference_output}"], capture_output=True, text=True, timeout=600
-    )
+    single = run_tool(*common, f"--output={reference_output}", timeout=600)
     assert single.returncode == 0, single.stderr
     with np.load(output) as ours, np.load(reference_output) as reference:
         _assert_equal_arrays(dict(ours), dict(reference))

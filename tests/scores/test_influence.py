@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from heldout.errors import InconsistentRunError, ScoresError, UsageError
-from heldout.release.aux_arrays import aux_from_predictions
 from heldout.scores.backends import base, registry
 from heldout.scores.backends.base import InfluenceBackend, finish_topk
 from heldout.scores.backends.bitplanes import BitPackedInfluenceAccumulator
@@ -15,23 +14,11 @@ from heldout.scores.influence import (
     compute_influence,
     influence_accumulator,
 )
+from tests.scores.influence_cases import influence_by_definition, random_runs
 
 
 def _runs(num_runs=20, num_train=29, num_test=13, seed=0):
-    rng = np.random.default_rng(seed)
-    masks = rng.random((num_runs, num_train)) < 0.6
-    tests = rng.random((num_runs, num_test)) < 0.5
-    runs = [
-        aux_from_predictions(m, rng.random(num_train) < 0.5, t, rng=rng)
-        for m, t in zip(masks, tests, strict=True)
-    ]
-    return runs, masks, tests
-
-
-def _definition(masks, tests):
-    m, t = masks.astype(np.float64), tests.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (t.T @ m) / m.sum(0) - (t.T @ (1 - m)) / (1 - m).sum(0)
+    return random_runs(num_runs, num_train, num_test, seed)
 
 
 def test_the_registry_names_the_cli_backends_and_auto():
@@ -60,7 +47,9 @@ def test_an_unknown_backend_is_a_usage_error():
 def test_numpy_reference_equals_the_definition():
     runs, masks, tests = _runs()
     result = compute_influence(runs, backend="numpy")
-    np.testing.assert_allclose(result.matrix, _definition(masks, tests), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        result.matrix, influence_by_definition(masks, tests), rtol=1e-6, atol=1e-7
+    )
     np.testing.assert_array_equal(result.count_in, masks.sum(0))
     np.testing.assert_array_equal(result.count_out, len(runs) - masks.sum(0))
     assert result.backend == "numpy" and result.num_runs == len(runs)

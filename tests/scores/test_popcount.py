@@ -8,7 +8,7 @@ Sizes cross every boundary the code has: 64-run words (63, 64, 65 runs), 4-word 
 import numpy as np
 import pytest
 
-from heldout.scores.backends.bitplanes import PLANE_GROUP, RunBits
+from heldout.scores.backends.bitplanes import PLANE_GROUP, PlaneProblem, RunBits
 
 popcount = pytest.importorskip("heldout.scores.backends.popcount", reason="numba is not installed")
 
@@ -74,7 +74,9 @@ def test_dense_influence_is_bit_for_bit_the_float32_arithmetic(num_runs, num_tra
     masks[:, 3] = True  # never held out: NaN column
     expected, count_in, correct, scale = _float32_influence(masks, tests)
     got = popcount.dense_influence(
-        _packed(tests).planes(), _packed(masks).planes(), correct, count_in, scale, num_runs
+        PlaneProblem(
+            _packed(tests).planes(), _packed(masks).planes(), correct, count_in, scale, num_runs
+        )
     )
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, expected)  # NaN where expected is NaN
@@ -87,7 +89,10 @@ def test_topk_keeps_the_k_best_with_ties_to_the_smaller_index(num_runs, num_trai
     dense, count_in, correct, scale = _float32_influence(masks, tests)
     k = 6
     values, index = popcount.topk_influence(
-        _packed(tests).planes(), _packed(masks).planes(), correct, count_in, scale, num_runs, k
+        PlaneProblem(
+            _packed(tests).planes(), _packed(masks).planes(), correct, count_in, scale, num_runs
+        ),
+        k,
     )
     filled = np.nan_to_num(dense, nan=-np.inf)
     columns = np.broadcast_to(np.arange(num_train), dense.shape)
@@ -104,7 +109,10 @@ def test_rows_with_fewer_defined_values_than_k_keep_empty_slots():
     masks[:, :3] = True  # only columns 3 and 4 are defined
     dense, count_in, correct, scale = _float32_influence(masks, tests)
     values, index = popcount.topk_influence(
-        _packed(tests).planes(), _packed(masks).planes(), correct, count_in, scale, 10, 4
+        PlaneProblem(
+            _packed(tests).planes(), _packed(masks).planes(), correct, count_in, scale, 10
+        ),
+        4,
     )
     assert (np.sort(index, axis=1)[:, :2] == -1).all()
     assert np.isin(np.sort(index, axis=1)[:, 2:], [3, 4]).all()

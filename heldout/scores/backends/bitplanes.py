@@ -1,5 +1,6 @@
 """Runs packed along the run axis (64 runs of an example in a word), the accumulator that
-keeps them for the popcount and tf-gpu backends, and the popcount backend itself.
+keeps them for the popcount and tf-gpu backends, what both backends share (`PlaneProblem`,
+`BitPlaneBackend`), and the popcount backend itself.
 
 With words of runs, the count of runs where test t is right and training example j was
 in is `popcount(T_t & M_j)` summed over words. `RunBits` transposes runs into such word
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,6 +33,27 @@ MAX_EXACT_RUNS = 46340
 # Kernels consume words four at a time; planes beyond the last run stay zero, which adds
 # nothing to any count.
 PLANE_GROUP = 4
+
+
+class PlaneProblem(NamedTuple):
+    """What the bit-plane kernels (`popcount`, `tf_gpu`) take: the runs packed along the
+    run axis, and the counts that turn the products S into influence.
+
+    Attributes:
+      tests: uint64 [W, N_test] word planes of the test correctness T (`RunBits.planes()`).
+      trains: uint64 [W, N] word planes of the training masks M (the same runs).
+      correct_count: c, int [N_test]: runs with each test example correct.
+      count_in: n_in, int [N]: runs with each training example in.
+      scale: float32 [N]: 1 / (n_in * n_out), NaN where either is 0.
+      num_runs: R.
+    """
+
+    tests: np.ndarray
+    trains: np.ndarray
+    correct_count: np.ndarray
+    count_in: np.ndarray
+    scale: np.ndarray
+    num_runs: int
 
 
 class RunBits:
@@ -127,7 +150,7 @@ class BitPackedInfluenceAccumulator(InfluenceCounts):
     Args:
       topk: 0 for the dense matrix, else k per test example.
       subset_ratio: recorded in the result.
-      backend: a bit-plane backend (`PopcountBackend`, `tf_gpu.TfGpuBackend`): its
+      backend: a `BitPlaneBackend` (`PopcountBackend`, `tf_gpu.TfGpuBackend`): its
         `name`, `streams_dense` and `kernels()` (warm_up, dense_influence,
         dense_influence_blocks, topk_influence).
       max_matrix_bytes: refuse larger dense matrices; default: the memory available.
@@ -180,7 +203,7 @@ class BitPackedInfluenceAccumulator(InfluenceCounts):
         self._start_result()
         self._warm_up.join()
         kernels = self._backend.kernels()
-        inputs = (
+        problem = PlaneProblem(
             self._runs.tests.planes(),
             self._runs.masks.planes(),
             self.test_correct_count,
@@ -190,11 +213,11 @@ class BitPackedInfluenceAccumulator(InfluenceCounts):
         )
         if self.k == 0 and self.stream_dense and self._backend.streams_dense:
             shape = (self.num_test, self.num_train)
-            blocks = RowBlocks(shape, np.float32, lambda: kernels.dense_influence_blocks(*inputs))
+            blocks = RowBlocks(shape, np.float32, lambda: kernels.dense_influence_blocks(problem))
             return self._result(matrix=blocks, backend=self.backend)
         if self.k == 0:
-            return self._result(matrix=kernels.dense_influence(*inputs), backend=self.backend)
-        values, index = kernels.topk_influence(*inputs, self.k)
+            return self._result(matrix=kernels.dense_influence(problem), backend=self.backend)
+        values, index = kernels.topk_influence(problem, self.k)
         index, values = finish_topk(values, index)
         return self._result(topk_index=index, topk_value=values, backend=self.backend)
 
@@ -208,10 +231,38 @@ def _warm_up(backend, topk: bool) -> None:
         pass
 
 
+class BitPlaneBackend:
+    """What the bit-plane backends (popcount, tf-gpu) share: a `BitPackedInfluenceAccumulator`
+    that packs the runs and hands the word planes to the backend's `kernels()`.
+
+    Subclasses set `name`, `streams_dense`, `why_unavailable()` and `kernels()`.
+    """
+
+    name: str
+    streams_dense: bool
+
+    def kernels(self):
+        """The module with the kernels (warm_up, dense_influence, dense_influence_blocks,
+        topk_influence)."""
+        raise NotImplementedError
+
+    def accumulator(
+        self,
+        topk: int,
+        subset_ratio: float | None,
+        num_runs: int | None = None,
+        stream_dense: bool = False,
+        max_matrix_bytes: int | None = None,
+    ) -> BitPackedInfluenceAccumulator:
+        return BitPackedInfluenceAccumulator(
+            topk, subset_ratio, self, max_matrix_bytes, num_runs, stream_dense=stream_dense
+        )
+
+
 _KERNELS = "heldout.scores.backends.popcount"  # by name: it imports this module's constants
 
 
-class PopcountBackend:
+class PopcountBackend(BitPlaneBackend):
     """The popcount backend (`InfluenceBackend`): exact AND + POPCOUNT counts on the CPU.
 
     Its kernels (`heldout.scores.backends.popcount`, compiled by numba) are imported only
@@ -229,18 +280,6 @@ class PopcountBackend:
     def kernels(self):
         """The numba kernels (`heldout.scores.backends.popcount`), imported on first use."""
         return importlib.import_module(_KERNELS)
-
-    def accumulator(
-        self,
-        topk: int,
-        subset_ratio: float | None,
-        num_runs: int | None = None,
-        stream_dense: bool = False,
-        max_matrix_bytes: int | None = None,
-    ) -> BitPackedInfluenceAccumulator:
-        return BitPackedInfluenceAccumulator(
-            topk, subset_ratio, self, max_matrix_bytes, num_runs, stream_dense=stream_dense
-        )
 
 
 BACKEND = PopcountBackend()

@@ -19,7 +19,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from heldout._core.numba_start import load_numba_arrays
-from heldout.scores.backends.bitplanes import MAX_EXACT_RUNS, PLANE_GROUP
+from heldout.scores.backends.bitplanes import MAX_EXACT_RUNS, PLANE_GROUP, PlaneProblem
 
 load_numba_arrays()  # before the first compile would import it with all of scipy.linalg
 
@@ -59,6 +59,32 @@ def _popcount(typingctx, word):
     return types.uint64(types.uint64), codegen
 
 
+@njit(inline="always")
+def _group_words(tests, w, t):
+    """Test example t's words in planes w..w+3 (a group of four: `PLANE_GROUP`)."""
+    return tests[w, t], tests[w + 1, t], tests[w + 2, t], tests[w + 3, t]
+
+
+@njit(inline="always")
+def _group_chunk(trains, w, j0, width):
+    """Training examples j0..j0+width in planes w..w+3: four rows of words."""
+    return (
+        trains[w, j0 : j0 + width],
+        trains[w + 1, j0 : j0 + width],
+        trains[w + 2, j0 : j0 + width],
+        trains[w + 3, j0 : j0 + width],
+    )
+
+
+@njit(inline="always")
+def _and_count(words, x0, x1, x2, x3):
+    """popcount(words & x) over one group of four words, as an int32."""
+    return np.int32(
+        (_popcount(words[0] & x0) + _popcount(words[1] & x1))
+        + (_popcount(words[2] & x2) + _popcount(words[3] & x3))
+    )
+
+
 @njit(nogil=True, cache=True, boundscheck=False)
 def _pair_sums(tests, trains, t0, t1, j0, width, planes, sums0, sums1):
     """sums0[:width] = S[t0, j0:j0+width] over the first `planes` word planes; t1 likewise.
@@ -69,22 +95,12 @@ def _pair_sums(tests, trains, t0, t1, j0, width, planes, sums0, sums1):
         sums0[j] = 0
         sums1[j] = 0
     for w in range(0, planes, 4):
-        a0, a1, a2, a3 = tests[w, t0], tests[w + 1, t0], tests[w + 2, t0], tests[w + 3, t0]
-        b0, b1, b2, b3 = tests[w, t1], tests[w + 1, t1], tests[w + 2, t1], tests[w + 3, t1]
-        m0 = trains[w, j0 : j0 + width]
-        m1 = trains[w + 1, j0 : j0 + width]
-        m2 = trains[w + 2, j0 : j0 + width]
-        m3 = trains[w + 3, j0 : j0 + width]
+        a, b = _group_words(tests, w, t0), _group_words(tests, w, t1)
+        m0, m1, m2, m3 = _group_chunk(trains, w, j0, width)
         for j in range(width):
             x0, x1, x2, x3 = m0[j], m1[j], m2[j], m3[j]
-            sums0[j] += np.int32(
-                (_popcount(a0 & x0) + _popcount(a1 & x1))
-                + (_popcount(a2 & x2) + _popcount(a3 & x3))
-            )
-            sums1[j] += np.int32(
-                (_popcount(b0 & x0) + _popcount(b1 & x1))
-                + (_popcount(b2 & x2) + _popcount(b3 & x3))
-            )
+            sums0[j] += _and_count(a, x0, x1, x2, x3)
+            sums1[j] += _and_count(b, x0, x1, x2, x3)
 
 
 @njit(nogil=True, cache=True, boundscheck=False)
@@ -119,22 +135,14 @@ def _pair_influence(
     last = tests.shape[0] - 4
     if last > 0:
         _pair_sums(tests, trains, t0, t1, j0, width, last, sums0, sums1)
-    a0, a1, a2, a3 = tests[last, t0], tests[last + 1, t0], tests[last + 2, t0], tests[last + 3, t0]
-    b0, b1, b2, b3 = tests[last, t1], tests[last + 1, t1], tests[last + 2, t1], tests[last + 3, t1]
-    m0 = trains[last, j0 : j0 + width]
-    m1 = trains[last + 1, j0 : j0 + width]
-    m2 = trains[last + 2, j0 : j0 + width]
-    m3 = trains[last + 3, j0 : j0 + width]
+    a, b = _group_words(tests, last, t0), _group_words(tests, last, t1)
+    m0, m1, m2, m3 = _group_chunk(trains, last, j0, width)
     above0 = 0
     above1 = 0
     for j in range(width):
         x0, x1, x2, x3 = m0[j], m1[j], m2[j], m3[j]
-        s0 = np.int32(
-            (_popcount(a0 & x0) + _popcount(a1 & x1)) + (_popcount(a2 & x2) + _popcount(a3 & x3))
-        )
-        s1 = np.int32(
-            (_popcount(b0 & x0) + _popcount(b1 & x1)) + (_popcount(b2 & x2) + _popcount(b3 & x3))
-        )
+        s0 = _and_count(a, x0, x1, x2, x3)
+        s1 = _and_count(b, x0, x1, x2, x3)
         if last > 0:
             s0 += sums0[j]
             s1 += sums1[j]
@@ -282,68 +290,50 @@ def count_products(tests: np.ndarray, trains: np.ndarray) -> np.ndarray:
         raise ValueError(f"count_products takes at most {MAX_EXACT_RUNS} runs")
     num_test, num_train = tests.shape[1], trains.shape[1]
     counts = dense_influence(
-        tests,
-        trains,
-        np.zeros(num_test, np.int32),
-        np.zeros(num_train, np.int32),
-        np.ones(num_train, np.float32),
-        1,
+        PlaneProblem(
+            tests,
+            trains,
+            np.zeros(num_test, np.int32),
+            np.zeros(num_train, np.int32),
+            np.ones(num_train, np.float32),
+            1,
+        )
     )
     return counts.astype(np.int64)
 
 
-def _columns(count_in: np.ndarray, scale: np.ndarray, num_runs: int, correct_count):
+def _kernel_args(problem: PlaneProblem) -> tuple:
+    """The kernels' leading arguments: the planes checked, the counts as the kernels' types."""
+    _check_planes(problem.tests, problem.trains)
+    num_runs = problem.num_runs
     if num_runs > MAX_EXACT_RUNS:
         raise ValueError(f"the popcount kernels take at most {MAX_EXACT_RUNS} runs, got {num_runs}")
-    return (
-        np.ascontiguousarray(count_in, dtype=np.int32),
-        np.ascontiguousarray(scale, dtype=np.float32),
-        np.ascontiguousarray(correct_count, dtype=np.int32),
-    )
+    count_in = np.ascontiguousarray(problem.count_in, dtype=np.int32)
+    scale = np.ascontiguousarray(problem.scale, dtype=np.float32)
+    correct_count = np.ascontiguousarray(problem.correct_count, dtype=np.int32)
+    return problem.tests, problem.trains, correct_count, count_in, scale, np.int32(num_runs)
 
 
-def dense_influence(
-    tests: np.ndarray,
-    trains: np.ndarray,
-    correct_count: np.ndarray,
-    count_in: np.ndarray,
-    scale: np.ndarray,
-    num_runs: int,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
+def dense_influence(problem: PlaneProblem, out: np.ndarray | None = None) -> np.ndarray:
     """The dense influence matrix float32 [N_test, N] from word planes.
 
     Args:
-      tests, trains: word planes as in `count_products`.
-      correct_count: c, int [N_test]: runs with each test example correct.
-      count_in: n_in, int [N]: runs with each training example in.
-      scale: float32 [N]: 1 / (n_in * n_out), NaN where either is 0.
-      num_runs: R.
+      problem: the runs' word planes and counts (`PlaneProblem`).
       out: float32 [N_test, N] to fill (C order), else a new array.
     """
-    _check_planes(tests, trains)
-    count_in, scale, correct_count = _columns(count_in, scale, num_runs, correct_count)
-    shape = (tests.shape[1], trains.shape[1])
+    args = _kernel_args(problem)
+    shape = (problem.tests.shape[1], problem.trains.shape[1])
     if out is None:
         out = np.empty(shape, dtype=np.float32)
     if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be C-contiguous float32 {shape}")
     if out.size:
-        _run_tasks(
-            _dense_rows, shape[0], tests, trains, correct_count, count_in, scale,
-            np.int32(num_runs), out,
-        )  # fmt: skip
+        _run_tasks(_dense_rows, shape[0], *args, out)
     return out
 
 
 def dense_influence_blocks(
-    tests: np.ndarray,
-    trains: np.ndarray,
-    correct_count: np.ndarray,
-    count_in: np.ndarray,
-    scale: np.ndarray,
-    num_runs: int,
-    block_bytes: int = 32 << 20,
+    problem: PlaneProblem, block_bytes: int = 32 << 20
 ) -> Iterator[np.ndarray]:
     """`dense_influence`'s rows, a block at a time, in one reused buffer.
 
@@ -353,26 +343,19 @@ def dense_influence_blocks(
 
     Args: as `dense_influence`, and block_bytes: the buffer's size.
     """
-    num_test, num_train = tests.shape[1], trains.shape[1]
+    num_test, num_train = problem.tests.shape[1], problem.trains.shape[1]
     rows = int(max(1, min(num_test, block_bytes // max(1, 4 * num_train))))
     buffer = np.empty((rows, num_train), dtype=np.float32)
     for r0 in range(0, num_test, rows):
         r1 = min(num_test, r0 + rows)
-        yield dense_influence(
-            np.ascontiguousarray(tests[:, r0:r1]), trains, correct_count[r0:r1], count_in,
-            scale, num_runs, out=buffer[: r1 - r0],
-        )  # fmt: skip
+        block = problem._replace(
+            tests=np.ascontiguousarray(problem.tests[:, r0:r1]),
+            correct_count=problem.correct_count[r0:r1],
+        )
+        yield dense_influence(block, out=buffer[: r1 - r0])
 
 
-def topk_influence(
-    tests: np.ndarray,
-    trains: np.ndarray,
-    correct_count: np.ndarray,
-    count_in: np.ndarray,
-    scale: np.ndarray,
-    num_runs: int,
-    k: int,
-) -> tuple[np.ndarray, np.ndarray]:
+def topk_influence(problem: PlaneProblem, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each test row's k largest influences, never holding more than a chunk of a row.
 
     Args: as `dense_influence`, and k.
@@ -382,16 +365,12 @@ def topk_influence(
       -inf and -1 in slots that no defined influence filled (see
       `heldout.scores.influence.finish_topk` for the final order and padding).
     """
-    _check_planes(tests, trains)
-    count_in, scale, correct_count = _columns(count_in, scale, num_runs, correct_count)
-    num_test = tests.shape[1]
+    args = _kernel_args(problem)
+    num_test = problem.tests.shape[1]
     values = np.full((num_test, k), -np.inf, dtype=np.float32)
     index = np.full((num_test, k), -1, dtype=np.int64)
-    if num_test and trains.shape[1]:
-        _run_tasks(
-            _topk_rows, num_test, tests, trains, correct_count, count_in, scale,
-            np.int32(num_runs), values, index,
-        )  # fmt: skip
+    if num_test and problem.trains.shape[1]:
+        _run_tasks(_topk_rows, num_test, *args, values, index)
     return values, index
 
 
@@ -403,8 +382,9 @@ def warm_up(topk: bool = False) -> None:
 
     aux_arrays.use_compiled_checks()
     planes = np.zeros((PLANE_GROUP, 2), dtype=np.uint64)
-    columns = np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2, np.float32), 1
+    columns = np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2, np.float32)
+    problem = PlaneProblem(planes, planes, *columns, 1)
     if topk:
-        topk_influence(planes, planes, *columns, 1)
+        topk_influence(problem, 1)
     else:
-        dense_influence(planes, planes, *columns)
+        dense_influence(problem)

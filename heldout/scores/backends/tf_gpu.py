@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from heldout.scores.backends.bitplanes import BitPackedInfluenceAccumulator
+from heldout.scores.backends.bitplanes import BitPlaneBackend, PlaneProblem
 
 BLOCK_RUNS = 2048  # float16 holds every integer up to 2048 exactly
 _BLOCK_WORDS = BLOCK_RUNS // 64
@@ -45,24 +45,24 @@ def _device(device: str | None) -> str:
     return "/GPU:0" if device is None else device
 
 
-class _Problem:
+class _DeviceProblem:
     """The runs on the device, and the per-tile influence computation."""
 
-    def __init__(self, tests, trains, correct_count, count_in, scale, num_runs, device):
+    def __init__(self, problem: PlaneProblem, device: str | None):
         import tensorflow as tf
 
         self.tf = tf
         self.device = _device(device)
-        self.num_words = tests.shape[0]
-        self.num_test, self.num_train = tests.shape[1], trains.shape[1]
-        self.num_runs = num_runs
+        self.num_words = problem.tests.shape[0]
+        self.num_test, self.num_train = problem.tests.shape[1], problem.trains.shape[1]
+        self.num_runs = problem.num_runs
         with tf.device(self.device):
             # uint8 [W, size, 8]: byte b of word w holds runs 64w + 8b .. 64w + 8b + 7.
-            self.test_bytes = tf.constant(_as_bytes(tests))
-            self.train_bytes = tf.constant(_as_bytes(trains))
-            self.correct_count = tf.constant(np.asarray(correct_count, np.float64))
-            self.count_in = tf.constant(np.asarray(count_in, np.float64))
-            self.scale = tf.constant(np.asarray(scale, np.float32))
+            self.test_bytes = tf.constant(_as_bytes(problem.tests))
+            self.train_bytes = tf.constant(_as_bytes(problem.trains))
+            self.correct_count = tf.constant(np.asarray(problem.correct_count, np.float64))
+            self.count_in = tf.constant(np.asarray(problem.count_in, np.float64))
+            self.scale = tf.constant(np.asarray(problem.scale, np.float32))
             self.shifts = tf.constant(np.arange(8, dtype=np.uint8))
             # Every test example's runs, block by block: float16 [block runs, N_test].
             self.test_blocks = [
@@ -114,38 +114,24 @@ def _tiles(size: int, step: int):
         yield slice(start, min(size, start + step))
 
 
-def dense_influence(
-    tests: np.ndarray,
-    trains: np.ndarray,
-    correct_count: np.ndarray,
-    count_in: np.ndarray,
-    scale: np.ndarray,
-    num_runs: int,
-    device: str | None = None,
-) -> np.ndarray:
+def dense_influence(problem: PlaneProblem, device: str | None = None) -> np.ndarray:
     """The dense influence matrix float32 [N_test, N], computed on `device` (default GPU).
 
-    Args: as `heldout.scores.backends.popcount.dense_influence`; `device` a TensorFlow
-    device name (the tests use "/CPU:0").
+    Args:
+      problem: the runs' word planes and counts (`PlaneProblem`).
+      device: a TensorFlow device name (the tests use "/CPU:0").
     """
-    problem = _Problem(tests, trains, correct_count, count_in, scale, num_runs, device)
-    out = np.empty((problem.num_test, problem.num_train), dtype=np.float32)
-    for columns in _tiles(problem.num_train, _TILE_COLUMNS):
-        blocks = problem.column_blocks(columns)
-        for rows in _tiles(problem.num_test, _TILE_ROWS):
-            out[rows, columns] = problem.tile(rows, columns, blocks).numpy()
+    tiled = _DeviceProblem(problem, device)
+    out = np.empty((tiled.num_test, tiled.num_train), dtype=np.float32)
+    for columns in _tiles(tiled.num_train, _TILE_COLUMNS):
+        blocks = tiled.column_blocks(columns)
+        for rows in _tiles(tiled.num_test, _TILE_ROWS):
+            out[rows, columns] = tiled.tile(rows, columns, blocks).numpy()
     return out
 
 
 def topk_influence(
-    tests: np.ndarray,
-    trains: np.ndarray,
-    correct_count: np.ndarray,
-    count_in: np.ndarray,
-    scale: np.ndarray,
-    num_runs: int,
-    k: int,
-    device: str | None = None,
+    problem: PlaneProblem, k: int, device: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each test example's k largest influences, merged tile by tile on the device.
 
@@ -153,10 +139,10 @@ def topk_influence(
       (values float32 [N_test, k], index int64 [N_test, k]) as
       `heldout.scores.backends.popcount.topk_influence` (non-finite values mark empty slots).
     """
-    problem = _Problem(tests, trains, correct_count, count_in, scale, num_runs, device)
-    tf = problem.tf
-    row_tiles = list(_tiles(problem.num_test, _TILE_ROWS))
-    with tf.device(problem.device):
+    tiled = _DeviceProblem(problem, device)
+    tf = tiled.tf
+    row_tiles = list(_tiles(tiled.num_test, _TILE_ROWS))
+    with tf.device(tiled.device):
         best = [
             (
                 tf.fill([rows.stop - rows.start, k], tf.constant(-np.inf, tf.float32)),
@@ -164,10 +150,10 @@ def topk_influence(
             )
             for rows in row_tiles
         ]
-        for columns in _tiles(problem.num_train, _TILE_COLUMNS):
-            blocks = problem.column_blocks(columns)
+        for columns in _tiles(tiled.num_train, _TILE_COLUMNS):
+            blocks = tiled.column_blocks(columns)
             for i, rows in enumerate(row_tiles):
-                values = problem.tile(rows, columns, blocks)
+                values = tiled.tile(rows, columns, blocks)
                 values = tf.where(tf.math.is_nan(values), tf.constant(-np.inf), values)
                 top = tf.math.top_k(values, k=min(k, columns.stop - columns.start))
                 # Earlier tiles (smaller indices) first: top_k keeps the lower position
@@ -192,7 +178,7 @@ def warm_up(topk: bool = False) -> None:
         tf.constant(0.0).numpy()
 
 
-class TfGpuBackend:
+class TfGpuBackend(BitPlaneBackend):
     """The tf-gpu backend (`InfluenceBackend`): the bit-packed runs' products on a GPU.
 
     Registered by this module's dotted path, imported only when used, so that nothing
@@ -208,18 +194,6 @@ class TfGpuBackend:
 
     def kernels(self):
         return sys.modules[__name__]
-
-    def accumulator(
-        self,
-        topk: int,
-        subset_ratio: float | None,
-        num_runs: int | None = None,
-        stream_dense: bool = False,
-        max_matrix_bytes: int | None = None,
-    ) -> BitPackedInfluenceAccumulator:
-        return BitPackedInfluenceAccumulator(
-            topk, subset_ratio, self, max_matrix_bytes, num_runs, stream_dense=stream_dense
-        )
 
 
 BACKEND = TfGpuBackend()

@@ -1,12 +1,9 @@
 """Intervals beside the estimates: their definitions, their coverage, and the scores file."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import stats
+from tool_runs import run_tool
 
 import heldout.testing as synthetic
 from heldout.errors import ScoresError, UsageError
@@ -26,7 +23,6 @@ from heldout.scores.uncertainty import (
 from heldout.scores.uncertainty import intervals as intervals_module
 from heldout.scores.uncertainty.intervals import _score_statistic
 
-TOOL = Path(__file__).resolve().parents[3] / "tools" / "compute_scores.py"
 Z = stats.norm.isf(0.025)
 
 
@@ -258,12 +254,9 @@ def test_compute_scores_writes_intervals_and_refuses_a_bad_confidence(tmp_path):
     spec = synthetic.SyntheticSpec(num_train=40, num_test=8, subset_ratios=(0.5,), runs_per_ratio=6)
     experiment = synthetic.write_synthetic_experiment(tmp_path / "e", spec)
     output = tmp_path / "scores.npz"
-    command = [sys.executable, str(TOOL), "--noprogress", f"--experiment_dir={experiment.path}"]
-    done = subprocess.run(
-        [*command, f"--output={output}", "--confidence=0.95", "--scores=cscore,influence"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    command = ["compute_scores", f"--experiment_dir={experiment.path}"]
+    done = run_tool(
+        *command, f"--output={output}", "--confidence=0.95", "--scores=cscore,influence"
     )
     assert done.returncode == 0, done.stderr
     assert "95% intervals written beside the estimates" in done.stdout
@@ -271,12 +264,7 @@ def test_compute_scores_writes_intervals_and_refuses_a_bad_confidence(tmp_path):
         assert {"cscore_ci_low", "influence_ci_high", "confidence"} <= set(npz)
         defined = int(np.count_nonzero(~np.isnan(npz["cscore"])))
     assert f"over {defined} estimates" in done.stdout  # says how many are behind it
-    bad = subprocess.run(
-        [*command, f"--output={tmp_path / 'x.npz'}", "--confidence=95"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = run_tool(*command, f"--output={tmp_path / 'x.npz'}", "--confidence=95")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         "compute_scores: error: confidence must be between 0 and 1 (e.g. 0.95), got 95.0"

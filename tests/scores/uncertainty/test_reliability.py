@@ -3,13 +3,12 @@
 import json
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
+from tool_runs import run_tool
 
 import heldout.testing as synthetic
 from heldout._core.ranks import spearman
@@ -21,7 +20,6 @@ from heldout.scores.uncertainty import (
     spearman_brown,
 )
 
-TOOL = Path(__file__).resolve().parents[3] / "tools" / "plan_runs.py"
 CIFAR10 = Path(__file__).resolve().parents[4] / "shared" / "data" / "cifar10-cscores-orig-order.npz"
 RATIOS = (0.1, 0.5, 0.9)
 
@@ -147,13 +145,7 @@ def test_plan_runs_needs_two_runs_per_ratio(tmp_path):
 
 
 def _run(*args):
-    return subprocess.run(
-        [sys.executable, str(TOOL), "--noprogress", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    return run_tool("plan_runs", *args, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
 def test_plan_runs_command_prints_writes_json_and_draws(small_experiment, tmp_path):
