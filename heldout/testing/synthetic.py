@@ -124,6 +124,33 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def with_planted_pairs(p_test: np.ndarray, train_mask: np.ndarray, planted) -> np.ndarray:
+    """A copy of `p_test` in which each planted pair's test example takes its trained or
+    held-out probability, as the run trained its partner or not; `planted` has the pairs
+    (`pair_test`, `pair_train`, `pair_p_trained`, `pair_p_heldout`)."""
+    p_test = p_test.copy()
+    p_test[planted.pair_test] = np.where(
+        train_mask[planted.pair_train], planted.pair_p_trained, planted.pair_p_heldout
+    )
+    return p_test
+
+
+class RunDrawer:
+    """`draw_run` for an experiment that draws `draw_predictions(subset_ratio, run_id)`."""
+
+    def draw_predictions(
+        self, subset_ratio: float, run_id: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
+        raise NotImplementedError
+
+    def draw_run(self, subset_ratio: float, run_id: int, shuffle: bool = True) -> AuxArrays:
+        """One run's aux arrays; `shuffle=False` keeps index order (faster, for benchmarks)."""
+        train_mask, train_correct, test_correct, rng = self.draw_predictions(subset_ratio, run_id)
+        return aux_from_predictions(
+            train_mask, train_correct, test_correct, rng=rng if shuffle else None
+        )
+
+
 def planted_structure(spec: SyntheticSpec) -> PlantedStructure:
     """Draws the per-example difficulties and the influence pairs from `spec.seed`."""
     rng = np.random.default_rng([spec.seed, 0])
@@ -146,7 +173,7 @@ def planted_structure(spec: SyntheticSpec) -> PlantedStructure:
     )
 
 
-class SyntheticExperiment:
+class SyntheticExperiment(RunDrawer):
     """Draws runs of a synthetic experiment, in memory or into a release-layout folder.
 
     Per-ratio probabilities are computed once and cached, so drawing a run costs a
@@ -183,20 +210,9 @@ class SyntheticExperiment:
         train_mask[rng.permutation(spec.num_train)[:num_trained]] = True
         p_correct = np.where(train_mask, p_trained, p_heldout)
         train_correct = rng.random(spec.num_train, dtype=np.float32) < p_correct
-        planted = self.planted
-        p_test = p_test.copy()
-        p_test[planted.pair_test] = np.where(
-            train_mask[planted.pair_train], planted.pair_p_trained, planted.pair_p_heldout
-        )
+        p_test = with_planted_pairs(p_test, train_mask, self.planted)
         test_correct = rng.random(spec.num_test, dtype=np.float32) < p_test
         return train_mask, train_correct, test_correct, rng
-
-    def draw_run(self, subset_ratio: float, run_id: int, shuffle: bool = True) -> AuxArrays:
-        """One run's aux arrays; `shuffle=False` keeps index order (faster, for benchmarks)."""
-        train_mask, train_correct, test_correct, rng = self.draw_predictions(subset_ratio, run_id)
-        return aux_from_predictions(
-            train_mask, train_correct, test_correct, rng=rng if shuffle else None
-        )
 
     def iter_runs(
         self,
