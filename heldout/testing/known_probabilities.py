@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from heldout.release import layout as release
 from heldout.release.aux_arrays import AuxArrays
-from heldout.testing.experiment_folder import write_experiment_folder
 from heldout.testing.synthetic import (
     RunDrawer,
     SyntheticSpec,
@@ -400,17 +398,9 @@ class ProbabilityExperiment(RunDrawer):
         out[truth.pair_test, truth.pair_train] = effect
         return out
 
-    def write(
-        self,
-        experiment_dir: str | Path,
-        on_run_written: Callable[[release.Run], None] | None = None,
-    ) -> release.Experiment:
-        """Writes every run and `experiment.json` (which records the design); returns it.
-
-        Raises:
-          FileExistsError: `experiment_dir` already holds an experiment or runs (checked
-            before anything is written).
-        """
+    def folder_record(self) -> tuple[dict[float, int], tuple[int, int], dict]:
+        """What `write` records: runs per ratio, (N, N_test), the design and a digest of
+        the probabilities."""
         truth = self.probabilities
         digest = hashlib.sha256()
         for array in (
@@ -432,11 +422,4 @@ class ProbabilityExperiment(RunDrawer):
                 "sha256": digest.hexdigest(),
             }
         }
-        return write_experiment_folder(
-            Path(experiment_dir),
-            self.runs_per_ratio,
-            (truth.num_train, truth.num_test),
-            extra,
-            self.iter_runs(),
-            on_run_written,
-        )
+        return self.runs_per_ratio, (truth.num_train, truth.num_test), extra

@@ -136,7 +136,8 @@ def with_planted_pairs(p_test: np.ndarray, train_mask: np.ndarray, planted) -> n
 
 
 class RunDrawer:
-    """`draw_run` for an experiment that draws `draw_predictions(subset_ratio, run_id)`."""
+    """`draw_run` and `write` for an experiment that draws its runs' predictions
+    (`draw_predictions`), lists them (`iter_runs`) and says what its folder records."""
 
     def draw_predictions(
         self, subset_ratio: float, run_id: int
@@ -148,6 +149,32 @@ class RunDrawer:
         train_mask, train_correct, test_correct, rng = self.draw_predictions(subset_ratio, run_id)
         return aux_from_predictions(
             train_mask, train_correct, test_correct, rng=rng if shuffle else None
+        )
+
+    def folder_record(self) -> tuple[dict[float, int], tuple[int, int], dict]:
+        """(runs per ratio, (N, N_test), what `experiment.json` records as `extra`)."""
+        raise NotImplementedError
+
+    def write(
+        self,
+        experiment_dir: str | Path,
+        on_run_written: Callable[[release.Run], None] | None = None,
+    ) -> release.Experiment:
+        """Writes every run (shuffled evaluation orders) and `experiment.json` (which
+        records how they were drawn); returns it.
+
+        Raises:
+          FileExistsError: `experiment_dir` already holds an experiment or runs; checked
+            before anything is written, so another experiment's record is never replaced.
+        """
+        runs_per_ratio, split_sizes, extra = self.folder_record()
+        return write_experiment_folder(
+            Path(experiment_dir),
+            runs_per_ratio,
+            split_sizes,
+            extra,
+            self.iter_runs(),
+            on_run_written,
         )
 
 
@@ -227,25 +254,13 @@ class SyntheticExperiment(RunDrawer):
             for run_id in range(num_runs):
                 yield subset_ratio, run_id, self.draw_run(subset_ratio, run_id, shuffle)
 
-    def write(
-        self,
-        experiment_dir: str | Path,
-        on_run_written: Callable[[release.Run], None] | None = None,
-    ) -> release.Experiment:
-        """Writes every run (shuffled evaluation orders) and `experiment.json`; returns it.
-
-        Raises:
-          FileExistsError: `experiment_dir` already holds an experiment or runs; checked
-            before anything is written, so another experiment's record is never replaced.
-        """
+    def folder_record(self) -> tuple[dict[float, int], tuple[int, int], dict]:
+        """What `write` records: runs per ratio, (N, N_test), and the spec."""
         spec = self.spec
-        return write_experiment_folder(
-            Path(experiment_dir),
+        return (
             {ratio: spec.runs_per_ratio for ratio in spec.subset_ratios},
             (spec.num_train, spec.num_test),
             {"synthetic": dataclasses.asdict(spec)},
-            self.iter_runs(),
-            on_run_written,
         )
 
 
