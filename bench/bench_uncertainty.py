@@ -112,6 +112,11 @@ def _decile_coverage(covered: np.ndarray, truth: np.ndarray, tie: np.ndarray | N
     return covered.mean(), min(deciles), deciles
 
 
+def _interval_coverage(low, high, truth: np.ndarray, keep: np.ndarray):
+    """`_decile_coverage` of the intervals [low, high] over the entries `keep` selects."""
+    return _decile_coverage(((low <= truth) & (truth <= high))[keep], truth[keep])
+
+
 def coverage_rows(truth, design: str, heldout: int, seed: int, mem_ratio: float = 0.7):
     """Coverage of every interval in one experiment; the stderr baselines beside."""
     runs = {r: runs_for_heldout(heldout, r) for r in truth.subset_ratios}
@@ -132,29 +137,26 @@ def coverage_rows(truth, design: str, heldout: int, seed: int, mem_ratio: float 
     rows = {}
     p = truth.p_heldout
     defined = cscores.heldout_count_by_ratio > 0
-    rows["C-score per ratio (Wilson/Jeffreys)"] = _decile_coverage(
-        ((intervals.cscore_by_ratio_low <= p) & (p <= intervals.cscore_by_ratio_high))[defined],
-        p[defined],
+    rows["C-score per ratio (Wilson/Jeffreys)"] = _interval_coverage(
+        intervals.cscore_by_ratio_low, intervals.cscore_by_ratio_high, p, defined
     )
     estimate, stderr = cscores.cscore_by_ratio, cscores.cscore_stderr_by_ratio
-    rows["C-score per ratio, p +- 1.96 SE (today)"] = _decile_coverage(
-        ((estimate - Z95 * stderr <= p) & (p <= estimate + Z95 * stderr))[defined], p[defined]
+    rows["C-score per ratio, p +- 1.96 SE (today)"] = _interval_coverage(
+        estimate - Z95 * stderr, estimate + Z95 * stderr, p, defined
     )
     true_cscore = truth.true_cscore(cscores.heldout_count_by_ratio)
     ok = ~np.isnan(cscores.cscore)
-    rows["integral C-score (Price-Bonett)"] = _decile_coverage(
-        ((intervals.cscore_low <= true_cscore) & (true_cscore <= intervals.cscore_high))[ok],
-        true_cscore[ok],
+    rows["integral C-score (Price-Bonett)"] = _interval_coverage(
+        intervals.cscore_low, intervals.cscore_high, true_cscore, ok
     )
     true_mem = truth.true_memorization(mem_ratio)
     ok = ~np.isnan(memorization.memorization)
-    rows["memorization (Mee score)"] = _decile_coverage(
-        ((intervals.memorization_low <= true_mem) & (true_mem <= intervals.memorization_high))[ok],
-        true_mem[ok],
+    rows["memorization (Mee score)"] = _interval_coverage(
+        intervals.memorization_low, intervals.memorization_high, true_mem, ok
     )
     m, se = memorization.memorization, memorization.stderr
-    rows["memorization, m +- 1.96 SE (today)"] = _decile_coverage(
-        ((m - Z95 * se <= true_mem) & (true_mem <= m + Z95 * se))[ok], true_mem[ok]
+    rows["memorization, m +- 1.96 SE (today)"] = _interval_coverage(
+        m - Z95 * se, m + Z95 * se, true_mem, ok
     )
     true_infl = experiment.true_influence(mem_ratio)
     ok = ~np.isnan(influence.matrix)

@@ -52,8 +52,8 @@ from absl import app, flags, logging
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from bench import _shared  # noqa: E402
 from heldout.cli import flags as cli_flags  # noqa: E402
-from heldout.cli import options as cli_options  # noqa: E402
 
 cli_flags.training_data(__name__)  # --dataset, --data_dir, --label_corrupt_prob, --seed
 cli_flags.recipe(__name__)  # --arch, --epochs, --batch_size, --learning_rate, --mlp_spec
@@ -67,15 +67,6 @@ _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 1, "One-run proxies: models avera
 _NUM_TRAIN = flags.DEFINE_integer(
     "num_train", None, "Only the first n training examples (small runs): a sliced IDX copy."
 )
-
-
-def _slice(opened, folder: Path, num_train: int) -> str:
-    """The first `num_train` training examples (all test ones) as an IDX folder."""
-    from heldout.datasets import idx
-
-    if not (folder / (idx.IDX_FILES["train"][0] + ".gz")).is_file():
-        idx.write_idx_slice(folder, opened.source, num_train)
-    return str(folder)
 
 
 def _metrics(suspicion: np.ndarray, corrupted: np.ndarray) -> tuple[float, float]:
@@ -142,17 +133,13 @@ def main(argv):
     from heldout.scores.soft_cscore import out_of_sample_probs
     from heldout.training.data import open_source
 
-    if _OUTPUT_DIR.value is None:
-        raise app.UsageError("--output_dir is required (the experiment is kept there)")
-    recipe = cli_options.training_recipe()
-    load = os.getloadavg()
-    print(
-        f"CPU cores: {os.cpu_count()}; load average {load[0]:.2f} {load[1]:.2f} "
-        f"{load[2]:.2f}; cleanlab {cleanlab.__version__}"
-    )
+    recipe = _shared.recipe_for(_OUTPUT_DIR, "the experiment is kept there")
+    print(f"CPU cores: {os.cpu_count()}; {_shared.load_average()}; cleanlab {cleanlab.__version__}")
     if _NUM_TRAIN.value is not None:
         opened = open_source(recipe.dataset, recipe.data_dir)
-        data_dir = _slice(opened, Path(_OUTPUT_DIR.value + "-data"), _NUM_TRAIN.value)
+        data_dir = _shared.idx_slice(
+            Path(_OUTPUT_DIR.value + "-data"), opened.source, _NUM_TRAIN.value
+        )
         recipe = dataclasses.replace(recipe, data_dir=data_dir)
     config = training.TrainingConfig.from_recipe(
         recipe,
@@ -253,8 +240,7 @@ def main(argv):
         f"{clean:.4f} -> {'met' if c >= clean - 0.01 else 'NOT met'}"
     )
     _budget_curve(experiment, trained_labels, corrupted, recipe.epochs)
-    load = os.getloadavg()
-    print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(_shared.load_average("load average at the end"))
 
 
 if __name__ == "__main__":

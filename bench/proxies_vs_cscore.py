@@ -41,8 +41,8 @@ from absl import app, flags, logging
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from bench import _shared  # noqa: E402
 from heldout.cli import flags as cli_flags  # noqa: E402
-from heldout.cli import options as cli_options  # noqa: E402
 
 cli_flags.training_data(__name__)  # --dataset, --data_dir, --label_corrupt_prob, --seed
 cli_flags.recipe(__name__)  # --arch, --epochs, --batch_size, --learning_rate, --mlp_spec
@@ -93,12 +93,9 @@ def _reference_scores(config, folder: str, num_train: int | None):
 def _sliced_config(config, opened, num_train: int):
     import dataclasses
 
-    from heldout.datasets import idx
-
     folder = Path(_REFERENCE_DIR.value).with_name(Path(_REFERENCE_DIR.value).name + "-data")
-    if not (folder / (idx.IDX_FILES["train"][0] + ".gz")).is_file():
-        idx.write_idx_slice(folder, opened.source, num_train)
-    return dataclasses.replace(config, data_dir=str(folder))
+    data_dir = _shared.idx_slice(folder, opened.source, num_train)
+    return dataclasses.replace(config, data_dir=data_dir)
 
 
 def main(argv):
@@ -108,12 +105,9 @@ def main(argv):
     from heldout.proxies import compute, reference
     from heldout.proxies.compute import ProxyOptions
 
-    if _REFERENCE_DIR.value is None:
-        raise app.UsageError("--reference_dir is required (the reference is kept there)")
-    recipe = cli_options.training_recipe()
+    recipe = _shared.recipe_for(_REFERENCE_DIR, "the reference is kept there")
     start = time.perf_counter()
-    load = os.getloadavg()
-    print(f"CPU cores: {os.cpu_count()}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"CPU cores: {os.cpu_count()}; {_shared.load_average()}")
     config = training.TrainingConfig.from_recipe(
         recipe,
         subset_ratios=tuple(float(r) for r in _SUBSET_RATIOS.value),
@@ -192,10 +186,9 @@ def main(argv):
         )
         save_figure(figure, _FIGURE.value, dpi=DPI)
         print(f"figure: {_FIGURE.value}")
-    load = os.getloadavg()
     print(
-        f"whole run {time.perf_counter() - start:.0f} s (goal <= 1800 s on 2 cores); load "
-        f"average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        f"whole run {time.perf_counter() - start:.0f} s (goal <= 1800 s on 2 cores); "
+        + _shared.load_average("load average at the end")
     )
 
 

@@ -7,6 +7,8 @@ also derive from `ValueError`. Messages speak of values; the command line adds f
 
 from __future__ import annotations
 
+import traceback
+
 
 class HeldoutError(Exception):
     """Root of every error the toolkit raises on purpose; the message says what to do."""
@@ -127,3 +129,19 @@ __all__ = [
     "TrainingError",
     "UsageError",
 ]
+
+
+def describe_error(error: BaseException) -> tuple[str, str | None]:
+    """How a failure is recorded: (message, traceback), the traceback only for bugs.
+
+    Args:
+      error: what was raised.
+
+    Returns:
+      The message (the class name when it has none; prefixed by the class name for errors
+      that are neither a `HeldoutError` nor an `OSError`) and, for those, the traceback.
+    """
+    message = str(error) or type(error).__name__
+    if isinstance(error, (HeldoutError, OSError)):
+        return message, None
+    return f"{type(error).__name__}: {message}", "".join(traceback.format_exception(error))

@@ -37,13 +37,7 @@ def define_flags() -> None:
     )
     flags.DEFINE_float("threshold", 0.15, "Influence that counts as recovered.")
     cli_flags.pair_thresholds(__name__)
-    cli_flags.define(
-        __name__,
-        cli_flags.DEFINE_path,
-        "labels",
-        None,
-        "Labels: an .npz with `labels` or `tr_labels` (and `tt_labels` for the test split).",
-    )
+    cli_flags.labels(__name__)
     cli_flags.output_dir(__name__, "The figures (none when not given).")
     cli_flags.figures(__name__)
     flags.DEFINE_integer("classes_shown", 5, "Classes listed at each end of the per-class rho.")

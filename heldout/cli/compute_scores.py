@@ -78,6 +78,12 @@ def _report_bad_run(run, error: AuxArraysError) -> None:
     print(f"skipping bad run: {error}", file=sys.stderr)
 
 
+def _defined_mean(values: np.ndarray) -> tuple[np.ndarray, float]:
+    """Where `values` are not NaN, and their mean there (NaN when none are)."""
+    defined = ~np.isnan(values)
+    return defined, np.mean(values[defined]) if defined.any() else float("nan")
+
+
 def _summary(result: scores.ExperimentScores, seconds: float, output: str) -> str:
     lines = [f"experiment {result.experiment}: scores written to {output} in {seconds:.1f} s"]
     runs = ", ".join(
@@ -89,8 +95,7 @@ def _summary(result: scores.ExperimentScores, seconds: float, output: str) -> st
         lines.append(f"  skipped bad runs: {len(result.skipped)}")
     if result.cscores is not None:
         c = result.cscores
-        defined = ~np.isnan(c.cscore)
-        mean = np.mean(c.cscore[defined]) if defined.any() else float("nan")
+        defined, mean = _defined_mean(c.cscore)
         lines.append(
             f"  C-score: mean {mean:.4f} over {defined.sum()} of {c.cscore.size} training "
             "examples (the rest were never held out)"
@@ -104,8 +109,7 @@ def _summary(result: scores.ExperimentScores, seconds: float, output: str) -> st
             )
     if result.memorization is not None:
         m = result.memorization
-        defined = ~np.isnan(m.memorization)
-        mean = np.mean(m.memorization[defined]) if defined.any() else float("nan")
+        defined, mean = _defined_mean(m.memorization)
         lines.append(
             f"  memorization at {m.subset_ratio:g}: mean {mean:.4f}, "
             f"{np.count_nonzero(m.memorization[defined] >= 0.25)} examples >= 0.25, "

@@ -215,6 +215,12 @@ def reference(module: str, fv=FLAGS) -> None:
     define(module, DEFINE_path, "reference", None, help, fv)
 
 
+def labels(module: str, fv=FLAGS) -> None:
+    """--labels: labels from an .npz, for scores that come without them."""
+    help = "Labels: an .npz with `labels` or `tr_labels` (and `tt_labels` for the test split)."
+    define(module, DEFINE_path, "labels", None, help, fv)
+
+
 def model_dir(module: str, note: str = "", fv=FLAGS) -> None:
     """--model_dir: one run folder."""
     define(

@@ -7,6 +7,7 @@ The same --seed and --label_corrupt_prob as `heldout train` give the same random
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from absl import flags
@@ -86,6 +87,14 @@ def _print_stage(stage) -> None:
     print(f"{names.get(stage.name, stage.name)}: {stage.seconds:.1f} s{detail}", flush=True)
 
 
+def _solve_options():
+    """`heldout.kernels.SolveOptions` from the flags that bear its fields' names."""
+    from heldout.kernels import interpolation as kernels
+
+    fields = dataclasses.fields(kernels.SolveOptions)
+    return kernels.SolveOptions(**{field.name: flags.FLAGS[field.name].value for field in fields})
+
+
 def main(argv: Sequence[str]) -> int:
     """Solves, predicts, prints `err = X.XX%`; 0 when done (errors: `app.guarded`)."""
     del argv
@@ -101,16 +110,11 @@ def main(argv: Sequence[str]) -> int:
     result = kernels.interpolate_dataset(
         dataset=data.dataset,
         data_dir=data.data_dir,
-        gamma=_GAMMA.value,
         num_train=_NUM_TRAIN.value,
         num_test=_NUM_TEST.value,
         label_corrupt_prob=data.label_corrupt_prob,
         seed=data.seed,
-        dtype=_DTYPE.value,
-        jitter=_JITTER.value,
-        tolerance=_TOLERANCE.value,
-        max_refine_steps=_MAX_REFINE_STEPS.value,
-        block_size=_BLOCK_SIZE.value,
+        options=_solve_options(),
         on_stage=_print_stage,
     )
     fit = result.interpolant

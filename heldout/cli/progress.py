@@ -8,8 +8,12 @@ random-labels demo, docs/cli.md), the runs written, with a tqdm bar of model-epo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from heldout import training
+
+if TYPE_CHECKING:
+    from heldout.training.fanout import ClusterTrainingResult
 
 
 def run_range(run_ids: Sequence[int]) -> str:
@@ -51,6 +55,29 @@ def plan_line(plan: training.TrainingPlan) -> str:
         f"{plan.experiment_dir}: {len(plan.finished)} runs already written, "
         f"{len(plan.pending)} to train"
     )
+
+
+def result_line(
+    result: training.TrainingResult | ClusterTrainingResult, tasks: int | None = None
+) -> str:
+    """The closing line of `heldout train`: runs written, skipped, set aside and left.
+
+    Args:
+      result: what `train_experiment` or `train_on_cluster` returned.
+      tasks: the cluster tasks the runs were trained in (None: trained here).
+
+    Returns:
+      The line; the cluster branch adds the failed runs after it.
+    """
+    wrote = f"wrote {len(result.written)} runs"
+    if tasks is not None:
+        wrote += f" in {tasks} tasks"
+    line = f"{result.experiment_dir}: {wrote}, skipped {len(result.skipped)} already written"
+    if result.set_aside:
+        line += f", set aside {len(result.set_aside)} unfinished run folders"
+    if result.busy:
+        line += f"; {len(result.busy)} runs left to another process training them"
+    return line
 
 
 class TrainingProgress:

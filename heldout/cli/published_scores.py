@@ -54,13 +54,7 @@ def define_flags() -> None:
     )
     cli_flags.experiment_dir(__name__, "Its runs, and labels from its dataset.")
     cli_flags.subset_ratio(__name__, "classwise; default 0.7 when present, else the largest.")
-    cli_flags.define(
-        __name__,
-        cli_flags.DEFINE_path,
-        "labels",
-        None,
-        "Labels: an .npz with `labels` or `tr_labels` (and `tt_labels` for the test split).",
-    )
+    cli_flags.labels(__name__)
     cli_flags.data(__name__, "Default: the experiment's.")
     flags.DEFINE_enum(
         "order",

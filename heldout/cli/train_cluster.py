@@ -11,6 +11,7 @@ import sys
 
 from heldout.cli import app
 from heldout.cli.options import ClusterOptions
+from heldout.cli.progress import plan_line, result_line
 from heldout.training import events
 from heldout.training import fanout as training_cluster
 from heldout.training.config import TrainingConfig
@@ -33,11 +34,7 @@ class ClusterProgress:
 
     def __call__(self, event) -> None:
         if isinstance(event, events.TrainingPlan):
-            print(
-                f"{event.experiment_dir}: {len(event.finished)} runs already written, "
-                f"{len(event.pending)} to train",
-                flush=True,
-            )
+            print(plan_line(event), flush=True)
             if event.pending:
                 from tqdm import tqdm
 
@@ -94,14 +91,7 @@ def train(config: TrainingConfig, output_dir: str, options: ClusterOptions, gpu:
             on_event=progress,
             gpu=gpu,
         )
-    line = (
-        f"{result.experiment_dir}: wrote {len(result.written)} runs in {result.tasks} tasks, "
-        f"skipped {len(result.skipped)} already written"
-    )
-    if result.set_aside:
-        line += f", set aside {len(result.set_aside)} unfinished run folders"
-    if result.busy:
-        line += f"; {len(result.busy)} runs left to another process training them"
+    line = result_line(result, tasks=result.tasks)
     if result.failed:
         line += f"; {len(result.failed)} runs FAILED (named above; re-run to retry them)"
     print(line)

@@ -148,7 +148,7 @@ def main(argv: Sequence[str]) -> int:
     """Trains the experiment the flags describe; 0 when done (errors: `app.guarded`)."""
     del argv
     from heldout import training
-    from heldout.cli.progress import TrainingProgress
+    from heldout.cli.progress import TrainingProgress, result_line
 
     config = config_from_flags()
     cluster = options.cluster_options()
@@ -158,15 +158,7 @@ def main(argv: Sequence[str]) -> int:
         return train_cluster.train(config, flags.FLAGS.output_dir, cluster, flags.FLAGS.gpu_tasks)
     with TrainingProgress() as progress:
         result = training.train_experiment(config, flags.FLAGS.output_dir, on_event=progress)
-    line = (
-        f"{result.experiment_dir}: wrote {len(result.written)} runs, skipped "
-        f"{len(result.skipped)} already written"
-    )
-    if result.set_aside:
-        line += f", set aside {len(result.set_aside)} unfinished run folders"
-    if result.busy:
-        line += f"; {len(result.busy)} runs left to another process training them"
-    print(line)
+    print(result_line(result))
     return app.EXIT_OK
 
 

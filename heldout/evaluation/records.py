@@ -11,11 +11,10 @@ import dataclasses
 import json
 import math
 import os
-import traceback
 from pathlib import Path
 
 from heldout._core.provenance import file_identity, provenance_for
-from heldout.errors import HeldoutError, InputFileError
+from heldout.errors import InputFileError, describe_error
 from heldout.evaluation.options import EvalOptions, absolute_path
 from heldout.release import label_corruption
 from heldout.release import layout as release
@@ -278,11 +277,7 @@ def error_record(
     identity: dict | None = None,
 ) -> RunRecord:
     """An error record; errors that are not the toolkit's (bugs) keep their traceback."""
-    message = str(error) or type(error).__name__
-    trace = None
-    if not isinstance(error, (HeldoutError, OSError)):
-        message = f"{type(error).__name__}: {message}"
-        trace = "".join(traceback.format_exception(error))
+    message, trace = describe_error(error)
     return RunRecord(
         **base_fields(run),
         status=STATUS_ERROR,

@@ -54,6 +54,31 @@ class Stage:
 
 
 @dataclasses.dataclass(frozen=True)
+class SolveOptions:
+    """How the kernel system is built and solved, for `solve_interpolant` and
+    `interpolate_dataset` (the `heldout kernel-interpolation` flags bear the same names).
+
+    Attributes:
+      gamma: K(x, x') = exp(-gamma ||x - x'||^2); default 0.02 (Zhang et al.'s FAQ).
+      dtype: float32 (default; n = 60 000 needs 14.4 GB) or float64 (twice that).
+      jitter: ridge added to K's diagonal; 0 (default) for the exact interpolant.
+      tolerance: the relative residual `||K alpha - Y|| / ||Y||` to reach; default 1e-6,
+        far below what changes a prediction (a training example is misclassified only
+        when its residual row is about 0.5).
+      max_refine_steps: rounds of iterative refinement allowed to reach `tolerance`
+        (each costs one kernel recomputation).
+      block_size: columns per block of kernel computation.
+    """
+
+    gamma: float = DEFAULT_GAMMA
+    dtype: str = "float32"
+    jitter: float = 0.0
+    tolerance: float = DEFAULT_TOLERANCE
+    max_refine_steps: int = DEFAULT_MAX_REFINE_STEPS
+    block_size: int = DEFAULT_BLOCK_SIZE
+
+
+@dataclasses.dataclass(frozen=True)
 class KernelInterpolant:
     """A solved system: the coefficients, and what they are a solution of.
 
@@ -105,8 +130,10 @@ def _check_gamma(gamma: float) -> None:
         )
 
 
-def _check_inputs(x, targets, gamma, dtype, jitter, tolerance, max_refine_steps) -> None:
-    _check_gamma(gamma)
+def _check_inputs(x, targets, options: SolveOptions) -> None:
+    dtype, jitter, tolerance = options.dtype, options.jitter, options.tolerance
+    max_refine_steps = options.max_refine_steps
+    _check_gamma(options.gamma)
     if dtype not in DTYPES:
         raise KernelError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if not (math.isfinite(jitter) and jitter >= 0):
@@ -138,12 +165,7 @@ def _check_memory(n: int, dtype: str) -> int:
 def solve_interpolant(
     train_images: np.ndarray,
     targets: np.ndarray,
-    gamma: float = DEFAULT_GAMMA,
-    dtype: str = "float32",
-    jitter: float = 0.0,
-    tolerance: float = DEFAULT_TOLERANCE,
-    max_refine_steps: int = DEFAULT_MAX_REFINE_STEPS,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    options: SolveOptions = SolveOptions(),
     on_stage: Callable[[Stage], None] | None = None,
 ) -> KernelInterpolant:
     """Solves `K alpha = targets` for the RBF kernel of `train_images`, in place (see above).
@@ -151,15 +173,7 @@ def solve_interpolant(
     Args:
       train_images: uint8 `[n, H, W, C]` (scaled to [0, 1]) or float `[n, d]`.
       targets: `[n, C]`, usually one-hot labels (`one_hot`).
-      gamma: K(x, x') = exp(-gamma ||x - x'||^2); default 0.02 (Zhang et al.'s FAQ).
-      dtype: float32 (default; n = 60 000 needs 14.4 GB) or float64 (twice that).
-      jitter: ridge added to K's diagonal; 0 (default) for the exact interpolant.
-      tolerance: the relative residual `||K alpha - Y|| / ||Y||` to reach; default 1e-6,
-        far below what changes a prediction (a training example is misclassified only
-        when its residual row is about 0.5).
-      max_refine_steps: rounds of iterative refinement allowed to reach `tolerance`
-        (each costs one kernel recomputation).
-      block_size: columns per block of kernel computation.
+      options: the kernel, precision, ridge, tolerance, refinement steps and block size.
       on_stage: receives a `Stage` after each step.
 
     Returns:
@@ -173,12 +187,15 @@ def solve_interpolant(
         or refinement does not reduce the residual (the message says what to change).
     """
     notify = on_stage or (lambda stage: None)
+    gamma, dtype, jitter = options.gamma, options.dtype, options.jitter
+    tolerance, max_refine_steps = options.tolerance, options.max_refine_steps
+    block_size = options.block_size
     targets = np.asarray(targets)
     if train_images.ndim == 2:
         x = np.array(train_images, dtype=dtype, copy=True)  # centred in place below
     else:
         x = flatten_images(train_images, dtype)
-    _check_inputs(x, targets, gamma, dtype, jitter, tolerance, max_refine_steps)
+    _check_inputs(x, targets, options)
     n = x.shape[0]
     needed = _check_memory(n, dtype)
     mean = x.mean(axis=0, dtype=np.float64).astype(dtype)
@@ -353,16 +370,11 @@ class KernelRun:
 def interpolate_dataset(
     dataset: str = "fashion_mnist",
     data_dir: str | None = None,
-    gamma: float = DEFAULT_GAMMA,
     num_train: int | None = None,
     num_test: int | None = None,
     label_corrupt_prob: float = 0.0,
     seed: int = 0,
-    dtype: str = "float32",
-    jitter: float = 0.0,
-    tolerance: float = DEFAULT_TOLERANCE,
-    max_refine_steps: int = DEFAULT_MAX_REFINE_STEPS,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    options: SolveOptions = SolveOptions(),
     on_stage: Callable[[Stage], None] | None = None,
 ) -> KernelRun:
     """Interpolates the first `num_train` training examples and predicts the test split.
@@ -374,8 +386,7 @@ def interpolate_dataset(
 
     Args:
       dataset, data_dir: as `heldout.training.data.open_source`.
-      gamma, dtype, jitter, tolerance, max_refine_steps, block_size, on_stage: as
-        `solve_interpolant`.
+      options, on_stage: as `solve_interpolant`.
       num_train: the first examples of the training split to interpolate (None: all).
       num_test: the first test examples to predict (None: all).
       label_corrupt_prob: `heldout.release.label_corruption.corrupt_labels`; 1.0: every
@@ -394,7 +405,7 @@ def interpolate_dataset(
     from heldout.training.data import open_source
     from heldout.training.plan import corruption_rng
 
-    _check_gamma(gamma)  # before loading the data
+    _check_gamma(options.gamma)  # before loading the data
     opened = open_source(dataset, data_dir)
     train = opened.source.load_arrays("train")
     test = opened.source.load_arrays("test")
@@ -410,16 +421,11 @@ def interpolate_dataset(
     fit = solve_interpolant(
         train.images[:n],
         one_hot(labels, opened.source.num_classes),
-        gamma=gamma,
-        dtype=dtype,
-        jitter=jitter,
-        tolerance=tolerance,
-        max_refine_steps=max_refine_steps,
-        block_size=block_size,
-        on_stage=on_stage,
+        options,
+        on_stage,
     )
     start = time.perf_counter()
-    test_predictions = fit.predict(test.images[:t], block_size)
+    test_predictions = fit.predict(test.images[:t], options.block_size)
     predict_seconds = time.perf_counter() - start
     if on_stage is not None:
         on_stage(Stage("predict", predict_seconds, f"{t} test examples"))

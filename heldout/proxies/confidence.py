@@ -40,27 +40,45 @@ def softmax_statistics(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.n
     }
 
 
+def _each_table(
+    p_label: np.ndarray,
+    p_max: np.ndarray,
+    entropy: np.ndarray,
+    final,
+    mean,
+    two_dimensional: bool = False,
+) -> dict[str, np.ndarray]:
+    """The six proxies: `final(table)` and `mean(table)` of each float64 table [E, N]."""
+    out = {}
+    for name, table in (("p_label", p_label), ("p_max", p_max), ("entropy", entropy)):
+        table = np.asarray(table, dtype=np.float64)
+        if two_dimensional and table.ndim != 2:
+            raise UsageError(f"the {name} table must be [epochs, N], got shape {table.shape}")
+        out[name] = final(table)
+        out[name + "_mean"] = mean(table)
+    return {key: out[key] for key in CONFIDENCE_KEYS}
+
+
 def confidence_proxies(
     p_label: np.ndarray, p_max: np.ndarray, entropy: np.ndarray
 ) -> dict[str, np.ndarray]:
     """The six confidence proxies from per-epoch tables [E, N] (float64 [N] each)."""
-    out = {}
-    for name, table in (("p_label", p_label), ("p_max", p_max), ("entropy", entropy)):
-        table = np.asarray(table, dtype=np.float64)
-        if table.ndim != 2:
-            raise UsageError(f"the {name} table must be [epochs, N], got shape {table.shape}")
-        out[name] = table[-1]
-        out[name + "_mean"] = table.mean(axis=0)
-    return {key: out[key] for key in CONFIDENCE_KEYS}
+
+    def final(table: np.ndarray) -> np.ndarray:
+        return table[-1]
+
+    def mean(table: np.ndarray) -> np.ndarray:
+        return table.mean(axis=0)
+
+    return _each_table(p_label, p_max, entropy, final, mean, two_dimensional=True)
 
 
 def confidence_by_epoch(
     p_label: np.ndarray, p_max: np.ndarray, entropy: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Each confidence proxy from the first e epochs, e = 1..E: arrays [E, N]."""
-    out = {}
-    for name, table in (("p_label", p_label), ("p_max", p_max), ("entropy", entropy)):
-        table = np.asarray(table, dtype=np.float64)
-        out[name] = table
-        out[name + "_mean"] = np.cumsum(table, axis=0) / np.arange(1, len(table) + 1)[:, None]
-    return {key: out[key] for key in CONFIDENCE_KEYS}
+
+    def running_mean(table: np.ndarray) -> np.ndarray:
+        return np.cumsum(table, axis=0) / np.arange(1, len(table) + 1)[:, None]
+
+    return _each_table(p_label, p_max, entropy, lambda table: table, running_mean)

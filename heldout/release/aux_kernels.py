@@ -20,6 +20,20 @@ load_numba_arrays()  # before the first compile would import it with all of scip
 
 
 @njit(nogil=True, cache=True, boundscheck=False)
+def _scatter(index, values, slot, mark, correct):
+    """correct[index[i]] = values[i], marking each index's slot; False if an index is out
+    of 0..slot.size-1 or its slot is marked already (by this split or another)."""
+    size = slot.size
+    for i in range(index.size):
+        j = index[i]
+        if j < 0 or j >= size or slot[j] != 0:
+            return False
+        slot[j] = mark
+        correct[j] = values[i]
+    return True
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
 def _train_views(
     index_train, index_removed, correct_train, correct_removed, subsample, mask, correct
 ):
@@ -31,18 +45,10 @@ def _train_views(
     """
     size = mask.size
     slot = np.zeros(size, np.uint8)  # 0 unseen, 1 trained, 2 held out, 3 trained + subsampled
-    for i in range(index_train.size):
-        j = index_train[i]
-        if j < 0 or j >= size or slot[j] != 0:
-            return False
-        slot[j] = 1
-        correct[j] = correct_train[i]
-    for i in range(index_removed.size):
-        j = index_removed[i]
-        if j < 0 or j >= size or slot[j] != 0:
-            return False
-        slot[j] = 2
-        correct[j] = correct_removed[i]
+    if not _scatter(index_train, correct_train, slot, 1, correct):
+        return False
+    if not _scatter(index_removed, correct_removed, slot, 2, correct):
+        return False
     for i in range(subsample.size):
         j = subsample[i]
         if j < 0 or j >= size or slot[j] != 1:
@@ -56,15 +62,8 @@ def _train_views(
 @njit(nogil=True, cache=True, boundscheck=False)
 def _test_views(index_test, correct_test, correct):
     """Fills correct (bool [N_test]) in index order; False unless index_test is a permutation."""
-    size = correct.size
-    seen = np.zeros(size, np.bool_)
-    for i in range(index_test.size):
-        j = index_test[i]
-        if j < 0 or j >= size or seen[j]:
-            return False
-        seen[j] = True
-        correct[j] = correct_test[i]
-    return True
+    seen = np.zeros(correct.size, np.uint8)
+    return _scatter(index_test, correct_test, seen, 1, correct)
 
 
 def index_order(typed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from heldout.release import layout as release
-from heldout.release.aux_arrays import AuxArrays, aux_from_predictions
-from heldout.testing.experiment_folder import write_experiment_folder
-from heldout.testing.synthetic import SyntheticSpec, planted_structure, sigmoid
+from heldout.release.aux_arrays import AuxArrays
+from heldout.testing.synthetic import (
+    RunDrawer,
+    SyntheticSpec,
+    planted_structure,
+    sigmoid,
+    with_planted_pairs,
+)
 
 # ---------------------------------------------------------------------------------------
 # Known probabilities: each run's correctness drawn from given per-example probabilities.
@@ -266,7 +270,7 @@ def plant_pairs(
     )
 
 
-class ProbabilityExperiment:
+class ProbabilityExperiment(RunDrawer):
     """Draws runs whose correctness comes from `KnownProbabilities`, in the released layout.
 
     Args:
@@ -366,19 +370,9 @@ class ProbabilityExperiment:
             train_mask[rng.permutation(truth.num_train)[:num_trained]] = True
         p_correct = np.where(train_mask, truth.p_trained[s], truth.p_heldout[s])
         train_correct = rng.random(truth.num_train) < p_correct
-        p_test = truth.p_test[s].copy()
-        p_test[truth.pair_test] = np.where(
-            train_mask[truth.pair_train], truth.pair_p_trained, truth.pair_p_heldout
-        )
+        p_test = with_planted_pairs(truth.p_test[s], train_mask, truth)
         test_correct = rng.random(truth.num_test) < p_test
         return train_mask, train_correct, test_correct, rng
-
-    def draw_run(self, subset_ratio: float, run_id: int, shuffle: bool = True) -> AuxArrays:
-        """One run's aux arrays; `shuffle=False` keeps index order (faster)."""
-        train_mask, train_correct, test_correct, rng = self.draw_predictions(subset_ratio, run_id)
-        return aux_from_predictions(
-            train_mask, train_correct, test_correct, rng=rng if shuffle else None
-        )
 
     def iter_runs(
         self, subset_ratios: Sequence[float] | None = None, shuffle: bool = True
@@ -404,17 +398,9 @@ class ProbabilityExperiment:
         out[truth.pair_test, truth.pair_train] = effect
         return out
 
-    def write(
-        self,
-        experiment_dir: str | Path,
-        on_run_written: Callable[[release.Run], None] | None = None,
-    ) -> release.Experiment:
-        """Writes every run and `experiment.json` (which records the design); returns it.
-
-        Raises:
-          FileExistsError: `experiment_dir` already holds an experiment or runs (checked
-            before anything is written).
-        """
+    def folder_record(self) -> tuple[dict[float, int], tuple[int, int], dict]:
+        """What `write` records: runs per ratio, (N, N_test), the design and a digest of
+        the probabilities."""
         truth = self.probabilities
         digest = hashlib.sha256()
         for array in (
@@ -436,11 +422,4 @@ class ProbabilityExperiment:
                 "sha256": digest.hexdigest(),
             }
         }
-        return write_experiment_folder(
-            Path(experiment_dir),
-            self.runs_per_ratio,
-            (truth.num_train, truth.num_test),
-            extra,
-            self.iter_runs(),
-            on_run_written,
-        )
+        return self.runs_per_ratio, (truth.num_train, truth.num_test), extra

@@ -124,6 +124,60 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def with_planted_pairs(p_test: np.ndarray, train_mask: np.ndarray, planted) -> np.ndarray:
+    """A copy of `p_test` in which each planted pair's test example takes its trained or
+    held-out probability, as the run trained its partner or not; `planted` has the pairs
+    (`pair_test`, `pair_train`, `pair_p_trained`, `pair_p_heldout`)."""
+    p_test = p_test.copy()
+    p_test[planted.pair_test] = np.where(
+        train_mask[planted.pair_train], planted.pair_p_trained, planted.pair_p_heldout
+    )
+    return p_test
+
+
+class RunDrawer:
+    """`draw_run` and `write` for an experiment that draws its runs' predictions
+    (`draw_predictions`), lists them (`iter_runs`) and says what its folder records."""
+
+    def draw_predictions(
+        self, subset_ratio: float, run_id: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
+        raise NotImplementedError
+
+    def draw_run(self, subset_ratio: float, run_id: int, shuffle: bool = True) -> AuxArrays:
+        """One run's aux arrays; `shuffle=False` keeps index order (faster, for benchmarks)."""
+        train_mask, train_correct, test_correct, rng = self.draw_predictions(subset_ratio, run_id)
+        return aux_from_predictions(
+            train_mask, train_correct, test_correct, rng=rng if shuffle else None
+        )
+
+    def folder_record(self) -> tuple[dict[float, int], tuple[int, int], dict]:
+        """(runs per ratio, (N, N_test), what `experiment.json` records as `extra`)."""
+        raise NotImplementedError
+
+    def write(
+        self,
+        experiment_dir: str | Path,
+        on_run_written: Callable[[release.Run], None] | None = None,
+    ) -> release.Experiment:
+        """Writes every run (shuffled evaluation orders) and `experiment.json` (which
+        records how they were drawn); returns it.
+
+        Raises:
+          FileExistsError: `experiment_dir` already holds an experiment or runs; checked
+            before anything is written, so another experiment's record is never replaced.
+        """
+        runs_per_ratio, split_sizes, extra = self.folder_record()
+        return write_experiment_folder(
+            Path(experiment_dir),
+            runs_per_ratio,
+            split_sizes,
+            extra,
+            self.iter_runs(),
+            on_run_written,
+        )
+
+
 def planted_structure(spec: SyntheticSpec) -> PlantedStructure:
     """Draws the per-example difficulties and the influence pairs from `spec.seed`."""
     rng = np.random.default_rng([spec.seed, 0])
@@ -146,7 +200,7 @@ def planted_structure(spec: SyntheticSpec) -> PlantedStructure:
     )
 
 
-class SyntheticExperiment:
+class SyntheticExperiment(RunDrawer):
     """Draws runs of a synthetic experiment, in memory or into a release-layout folder.
 
     Per-ratio probabilities are computed once and cached, so drawing a run costs a
@@ -183,20 +237,9 @@ class SyntheticExperiment:
         train_mask[rng.permutation(spec.num_train)[:num_trained]] = True
         p_correct = np.where(train_mask, p_trained, p_heldout)
         train_correct = rng.random(spec.num_train, dtype=np.float32) < p_correct
-        planted = self.planted
-        p_test = p_test.copy()
-        p_test[planted.pair_test] = np.where(
-            train_mask[planted.pair_train], planted.pair_p_trained, planted.pair_p_heldout
-        )
+        p_test = with_planted_pairs(p_test, train_mask, self.planted)
         test_correct = rng.random(spec.num_test, dtype=np.float32) < p_test
         return train_mask, train_correct, test_correct, rng
-
-    def draw_run(self, subset_ratio: float, run_id: int, shuffle: bool = True) -> AuxArrays:
-        """One run's aux arrays; `shuffle=False` keeps index order (faster, for benchmarks)."""
-        train_mask, train_correct, test_correct, rng = self.draw_predictions(subset_ratio, run_id)
-        return aux_from_predictions(
-            train_mask, train_correct, test_correct, rng=rng if shuffle else None
-        )
 
     def iter_runs(
         self,
@@ -211,25 +254,13 @@ class SyntheticExperiment:
             for run_id in range(num_runs):
                 yield subset_ratio, run_id, self.draw_run(subset_ratio, run_id, shuffle)
 
-    def write(
-        self,
-        experiment_dir: str | Path,
-        on_run_written: Callable[[release.Run], None] | None = None,
-    ) -> release.Experiment:
-        """Writes every run (shuffled evaluation orders) and `experiment.json`; returns it.
-
-        Raises:
-          FileExistsError: `experiment_dir` already holds an experiment or runs; checked
-            before anything is written, so another experiment's record is never replaced.
-        """
+    def folder_record(self) -> tuple[dict[float, int], tuple[int, int], dict]:
+        """What `write` records: runs per ratio, (N, N_test), and the spec."""
         spec = self.spec
-        return write_experiment_folder(
-            Path(experiment_dir),
+        return (
             {ratio: spec.runs_per_ratio for ratio in spec.subset_ratios},
             (spec.num_train, spec.num_test),
             {"synthetic": dataclasses.asdict(spec)},
-            self.iter_runs(),
-            on_run_written,
         )
 
 

@@ -14,12 +14,11 @@ import os
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from heldout import cluster
-from heldout.errors import HeldoutError, UsageError
+from heldout.errors import UsageError, describe_error
 from heldout.release import layout as release
 from heldout.training import experiment, locks, resume
 from heldout.training.config import TrainingConfig
@@ -117,11 +116,7 @@ def failed_runs(
     error: BaseException,
 ) -> tuple[FailedRun, ...]:
     """A `FailedRun` per run; errors that are not the toolkit's keep their traceback."""
-    message = str(error) or type(error).__name__
-    trace = None
-    if not isinstance(error, (HeldoutError, OSError)):
-        message = f"{type(error).__name__}: {message}"
-        trace = "".join(traceback.format_exception(error))
+    message, trace = describe_error(error)
     return tuple(
         FailedRun(float(ratio), int(r), _run_path(experiment_dir, ratio, r), message, trace)
         for r in run_ids

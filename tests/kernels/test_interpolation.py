@@ -82,7 +82,7 @@ def test_the_matrix_is_factored_in_place_without_a_second_copy():
     matrix_bytes = n * n * 4
     tracemalloc.start()
     try:
-        fit = kernels.solve_interpolant(x, targets, gamma=0.5, block_size=128)
+        fit = kernels.solve_interpolant(x, targets, kernels.SolveOptions(gamma=0.5, block_size=128))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -94,7 +94,7 @@ def test_the_matrix_is_factored_in_place_without_a_second_copy():
 @pytest.mark.parametrize("gamma", [0.0, -0.02, float("nan")])
 def test_gamma_must_be_positive(gamma):
     with pytest.raises(kernels.KernelError, match="gamma must be a positive number"):
-        kernels.solve_interpolant(np.zeros((3, 4)), np.eye(3), gamma=gamma)
+        kernels.solve_interpolant(np.zeros((3, 4)), np.eye(3), kernels.SolveOptions(gamma=gamma))
 
 
 def test_num_train_larger_than_the_dataset_is_refused(slice_dir):
@@ -120,13 +120,17 @@ def test_a_singular_system_says_what_to_change(tmp_path):
     data_dir = _duplicated_images(tmp_path / "dups")
     for dtype in ("float32", "float64"):
         with pytest.raises(kernels.SingularKernelError) as caught:
-            kernels.interpolate_dataset(data_dir=data_dir, dtype=dtype)
+            kernels.interpolate_dataset(
+                data_dir=data_dir, options=kernels.SolveOptions(dtype=dtype)
+            )
         message = str(caught.value)
         assert f"50x50 kernel matrix is numerically singular in {dtype}" in message
         assert "a ridge (jitter" in message
         assert ("dtype float64" in message) == (dtype == "float32")
     # The ridge it suggests solves the system (no longer an interpolant of the duplicates).
-    ridge = kernels.interpolate_dataset(data_dir=data_dir, jitter=1e-3)
+    ridge = kernels.interpolate_dataset(
+        data_dir=data_dir, options=kernels.SolveOptions(jitter=1e-3)
+    )
     assert ridge.interpolant.relative_residual <= 1e-6 and ridge.interpolant.jitter == 1e-3
 
 
@@ -139,11 +143,11 @@ def test_refinement_that_cannot_reach_the_tolerance_is_an_error():
     images[25:, 0] += 2  # 2/255 apart in one pixel
     targets = kernels.one_hot(np.repeat([0, 1], 25), 10)
     with pytest.raises(kernels.KernelError, match="refine.*dtype float64") as caught:
-        kernels.solve_interpolant(images / 255, targets, max_refine_steps=4)
+        kernels.solve_interpolant(images / 255, targets, kernels.SolveOptions(max_refine_steps=4))
     assert "does not reduce the residual" in str(caught.value) or (
         "after 4 refinement steps, above the tolerance 1e-06" in str(caught.value)
     )
-    exact = kernels.solve_interpolant(images / 255, targets, dtype="float64")
+    exact = kernels.solve_interpolant(images / 255, targets, kernels.SolveOptions(dtype="float64"))
     assert exact.relative_residual <= 1e-6
     assert (exact.train_predictions() == np.repeat([0, 1], 25)).all()
 
