@@ -1,8 +1,8 @@
 """Tiny experiments in the released layout for the tests that restore checkpoints.
 
-One place builds the random `.npz` data, records the experiment's meta and exports a model
-as a run (correctness from `heldout.evaluation.evaluate`, so re-evaluating it matches N out of N).
-TensorFlow is imported only when a run is exported.
+One place builds the random splits and `.npz` data, records the experiment's meta and exports
+a model as a run (correctness from `heldout.evaluation.evaluate`, so re-evaluating it matches
+N out of N). TensorFlow is imported only when a run is exported.
 """
 
 from __future__ import annotations
@@ -18,6 +18,16 @@ from heldout.release import layout as release
 NUM_CLASSES = 10
 
 
+def random_split(
+    n: int, image_shape: tuple[int, ...], num_classes: int, rng: np.random.Generator
+) -> ArraySplit:
+    """`n` random uint8 images and int64 labels below `num_classes` (images drawn first)."""
+    return ArraySplit(
+        images=rng.integers(0, 256, size=(n, *image_shape), dtype=np.uint8),
+        labels=rng.integers(0, num_classes, size=n).astype(np.int64),
+    )
+
+
 def random_npz_data(
     root: Path,
     image_shape: tuple[int, int, int],
@@ -27,10 +37,7 @@ def random_npz_data(
 ) -> tuple[Path, dict[str, ArraySplit]]:
     """`<root>/tiny.npz` of random uint8 images and labels, and the splits written."""
     splits = {
-        split: ArraySplit(
-            images=rng.integers(0, 256, size=(n, *image_shape), dtype=np.uint8),
-            labels=rng.integers(0, NUM_CLASSES, size=n).astype(np.int64),
-        )
+        split: random_split(n, image_shape, NUM_CLASSES, rng)
         for split, n in (("train", num_train), ("test", num_test))
     }
     data_path = root / "tiny.npz"

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny_release
+from command_runs import run_main
 
 from heldout import models
-from heldout.cli import app, demo
+from heldout.cli import demo
 from heldout.release import layout as release
 from heldout.release.aux_arrays import load_aux_arrays, save_aux_arrays
 
@@ -81,16 +82,8 @@ def experiment(tiny_experiment, tmp_path):
 
 
 def run_demo(args, capsys) -> tuple[int, str, str]:
-    """demo.py's main in-process with fresh flags, through the CLI's one-line error
-    wrapper; returns (exit status, stdout, stderr)."""
-    demo.FLAGS.unparse_flags()
-    demo.FLAGS(["demo.py", *args])
-    try:
-        code = app.guarded(demo.main, demo.NAME)(["demo.py"])
-    finally:
-        demo.FLAGS.unparse_flags()
-    out, err = capsys.readouterr()
-    return code, out, err
+    """demo.py's main in-process; returns (exit status, stdout, stderr)."""
+    return run_main(demo, "demo.py", args, capsys)
 
 
 def test_cli_cross_checks_n_out_of_n(tiny_experiment):

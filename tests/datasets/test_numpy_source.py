@@ -2,18 +2,15 @@
 
 import numpy as np
 import pytest
+from tiny_release import random_split
 
-from heldout.datasets import ArraySplit, DatasetError, get_source
+from heldout.datasets import DatasetError, get_source
 from heldout.datasets.numpy_source import save_npz
 from heldout.errors import UsageError
 
 
-def _split(n, shape=(4, 4, 3), seed=0):
-    rng = np.random.default_rng(seed)
-    return ArraySplit(
-        images=rng.integers(0, 256, size=(n, *shape), dtype=np.uint8),
-        labels=rng.integers(0, 5, size=n).astype(np.int64),
-    )
+def _split(n, seed=0):
+    return random_split(n, (4, 4, 3), 5, np.random.default_rng(seed))
 
 
 def test_per_split_layout_roundtrip(tmp_path):

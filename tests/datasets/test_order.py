@@ -1,11 +1,10 @@
 """Order mapping: matching by image bytes, duplicates, label checks, published score files."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from command_runs import run_tool
 
 from heldout.datasets import DatasetError
 from heldout.datasets.order import (
@@ -188,12 +187,7 @@ def test_permute_scores_checks_the_labels_lengths():
 
 
 def _map_order(*args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "map_order.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    return run_tool("map_order", *args)
 
 
 def test_map_order_cli_reports_truncated_and_empty_files_in_one_line(tmp_path):

@@ -2,19 +2,16 @@
 
 import numpy as np
 import pytest
+from tiny_release import random_split
 
-from heldout.datasets import ArraySplit, DatasetError, get_source, open_source
+from heldout.datasets import DatasetError, get_source, open_source
 from heldout.datasets.idx import write_idx
 from heldout.datasets.numpy_source import NpzSource, save_npz
 from heldout.datasets.resolve import SOURCE_NAMES, is_idx_folder
 
 
-def _split(n, shape=(28, 28, 1), seed=0):
-    rng = np.random.default_rng(seed)
-    return ArraySplit(
-        images=rng.integers(0, 256, size=(n, *shape), dtype=np.uint8),
-        labels=rng.integers(0, 3, size=n).astype(np.int64),
-    )
+def _split(n, seed=0):
+    return random_split(n, (28, 28, 1), 3, np.random.default_rng(seed))
 
 
 def _idx_folder(folder):

@@ -9,20 +9,17 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from command_runs import run_tool
 
 from heldout.datasets import DatasetError, get_source
 from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR, load_idx_split
 from heldout.datasets.order import OrderMapping, match_orders, permute_scores
 from heldout.datasets.tfds_source import TfdsSource, original_to_tfds_mapping, prepare_offline
-
-REPO = Path(__file__).resolve().parents[2]
 
 CIFAR_PER_BATCH = 4  # 5 train batch files → 20 train examples; 5 test examples
 
@@ -197,19 +194,12 @@ def test_map_order_cli_on_cifar(synthetic_cifar10, tmp_path):
     published = tmp_path / "cscores-orig-order.npz"
     np.savez(published, scores=scores, labels=originals["train"][1])
     output = tmp_path / "cscores-tfds.npz"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "tools" / "map_order.py"),
-            f"--scores_file={published}",
-            "--dataset=cifar10",
-            f"--data_dir={data_dir}",
-            f"--output={output}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
+    result = run_tool(
+        "map_order",
+        f"--scores_file={published}",
+        "--dataset=cifar10",
+        f"--data_dir={data_dir}",
+        f"--output={output}",
     )
     assert result.returncode == 0, result.stderr
     assert f"to {output}" in result.stdout

@@ -19,9 +19,9 @@ import numpy as np
 import psutil
 import pytest
 import tiny_release
+from command_runs import run_main
 
 from heldout._core.locks import FileLock
-from heldout.cli import app
 from heldout.errors import HeldoutError, LockBusyError, StaleResultError
 from heldout.evaluation import fanout
 from heldout.release.aux_arrays import load_aux_arrays, save_aux_arrays
@@ -405,14 +405,7 @@ def _cli(args: list[str], capsys) -> tuple[int, str, str]:
     """tools/evaluate_runs.py's main in this process, through the one-line error wrapper."""
     from heldout.cli import evaluate_runs as cli
 
-    cli.FLAGS.unparse_flags()
-    cli.FLAGS(["evaluate_runs.py", *args])
-    try:
-        code = app.guarded(cli.main, cli.NAME)(["evaluate_runs.py"])
-    finally:
-        cli.FLAGS.unparse_flags()
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(cli, "evaluate_runs.py", args, capsys)
 
 
 def test_cli_reports_stale_records_and_other_experiments_in_one_line(

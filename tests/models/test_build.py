@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,17 +9,7 @@ import tensorflow as tf
 from heldout import models
 from heldout.errors import HeldoutError, ModelError
 from heldout.models import checkpoints
-
-SPEC_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoint_variables"
-
-
-def read_spec(filename: str) -> dict[str, list[int]]:
-    """`name<TAB>[d0, d1, ...]` lines -> {name: shape}."""
-    spec = {}
-    for line in (SPEC_DIR / filename).read_text().splitlines():
-        name, shape = line.split("\t")
-        spec[name] = [int(d) for d in shape.strip("[]").split(",") if d.strip()]
-    return spec
+from tests.models.release_variables import read_spec
 
 
 def model_keys(model) -> dict[str, list[int]]:

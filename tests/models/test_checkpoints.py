@@ -18,17 +18,9 @@ import tensorflow as tf
 from heldout import models
 from heldout.models import checkpoints
 from heldout.models.checkpoints import CheckpointError
+from tests.models.release_variables import read_spec
 
-SPEC_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoint_variables"
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
-
-
-def read_spec(filename: str) -> dict[str, list[int]]:
-    spec = {}
-    for line in (SPEC_DIR / filename).read_text().splitlines():
-        name, shape = line.split("\t")
-        spec[name] = [int(d) for d in shape.strip("[]").split(",") if d.strip()]
-    return spec
 
 
 def write_spec_checkpoint(

@@ -1,4 +1,4 @@
-"""The scores file and images the figure tests draw from, and how to read a panel back."""
+"""The scores file, images and run plan the figure tests draw from, and how to read a panel back."""
 
 from __future__ import annotations
 
@@ -40,3 +40,37 @@ def shown(ax) -> np.ndarray:
     """The pixels of the image placed in a panel (as given to imshow)."""
     (image,) = ax.images
     return np.asarray(image.get_array())
+
+
+def run_plan() -> dict:
+    """A run plan of two scores, in the JSON shape `tools/plan_runs.py --output` writes; the
+    memorization target is never reached (null prediction and runs)."""
+    return {
+        "experiment": "e",
+        "scores": [
+            {
+                "score": "cscore",
+                "runs_per_ratio": [8, 8],
+                "repeats": 3,
+                "num_examples": 400,
+                "measured_rho": 0.5,
+                "measured_rho_sd": 0.02,
+                "predicted_rho": {"0.5": 0.3, "1": 0.5, "2": 0.65, "4": 0.8},
+                "spearman_brown_rho": {"0.5": 0.33, "1": 0.5, "2": 0.67, "4": 0.8},
+                "target_rho": 0.75,
+                "runs_for_target": [24, 24],
+            },
+            {
+                "score": "memorization",
+                "runs_per_ratio": [8],
+                "repeats": 3,
+                "num_examples": 350,
+                "measured_rho": 0.2,
+                "measured_rho_sd": 0.05,
+                "predicted_rho": {"0.5": None, "1": 0.2, "2": 0.3, "4": 0.45},
+                "spearman_brown_rho": {"0.5": 0.11, "1": 0.2, "2": 0.33, "4": 0.5},
+                "target_rho": 0.75,
+                "runs_for_target": None,
+            },
+        ],
+    }

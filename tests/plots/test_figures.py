@@ -13,7 +13,7 @@ import pytest
 from heldout.errors import ScoresFileError, UsageError
 from heldout.plots import influence
 from heldout.plots.figures import FIGURE_NAMES, draw_figures, load_scores, write_figures
-from tests.plots.figure_data import shown
+from tests.plots.figure_data import run_plan, shown
 
 
 def test_unknown_format_is_refused_before_anything_is_written(tmp_path, data):
@@ -86,27 +86,6 @@ def _run_plot_scores(tmp_path, *extra: str) -> subprocess.CompletedProcess:
     )
 
 
-def _plan(runs: int) -> dict:
-    """The JSON shape `tools/plan_runs.py --output` writes (one score)."""
-    return {
-        "experiment": "e",
-        "scores": [
-            {
-                "score": "cscore",
-                "runs_per_ratio": [runs, runs],
-                "repeats": 3,
-                "num_examples": 300,
-                "measured_rho": 0.5,
-                "measured_rho_sd": 0.02,
-                "predicted_rho": {"1": 0.5, "2": 0.65, "4": 0.8, "8": 0.9},
-                "spearman_brown_rho": {"1": 0.5, "2": 0.67, "4": 0.8, "8": 0.89},
-                "target_rho": 0.9,
-                "runs_for_target": [8 * runs, 8 * runs],
-            }
-        ],
-    }
-
-
 def test_command_line(tmp_path, data):
     """tools/plot_scores.py on an .npz data source, with intervals and a run plan."""
     import json
@@ -123,7 +102,7 @@ def test_command_line(tmp_path, data):
             "test": ArraySplit(test_images, test_labels.astype(np.int64)),
         },
     )
-    (tmp_path / "plan.json").write_text(json.dumps(_plan(16)))
+    (tmp_path / "plan.json").write_text(json.dumps(run_plan()))
     completed = _run_plot_scores(tmp_path, f"--plan={tmp_path / 'plan.json'}")
     assert completed.returncode == 0, completed.stderr
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [

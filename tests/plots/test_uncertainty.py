@@ -10,6 +10,7 @@ from heldout.plots.uncertainty import (
     plot_reliability_curve,
     write_cscore_bands,
 )
+from tests.plots.figure_data import run_plan
 
 
 def _band_vertices(ax) -> np.ndarray:
@@ -53,40 +54,8 @@ def test_band_figure_without_labels_is_one_panel_and_rejects_mismatched_arrays()
         plot_cscore_bands(np.zeros(3), np.zeros(2), np.zeros(3))
 
 
-def _plan():
-    return {
-        "experiment": "e",
-        "scores": [
-            {
-                "score": "cscore",
-                "runs_per_ratio": [8, 8],
-                "repeats": 3,
-                "num_examples": 400,
-                "measured_rho": 0.5,
-                "measured_rho_sd": 0.02,
-                "predicted_rho": {"0.5": 0.3, "1": 0.5, "2": 0.65, "4": 0.8},
-                "spearman_brown_rho": {"0.5": 0.33, "1": 0.5, "2": 0.67, "4": 0.8},
-                "target_rho": 0.75,
-                "runs_for_target": [24, 24],
-            },
-            {
-                "score": "memorization",
-                "runs_per_ratio": [8],
-                "repeats": 3,
-                "num_examples": 350,
-                "measured_rho": 0.2,
-                "measured_rho_sd": 0.05,
-                "predicted_rho": {"0.5": None, "1": 0.2, "2": 0.3, "4": 0.45},
-                "spearman_brown_rho": {"0.5": 0.11, "1": 0.2, "2": 0.33, "4": 0.5},
-                "target_rho": 0.75,
-                "runs_for_target": None,
-            },
-        ],
-    }
-
-
 def test_reliability_figure_draws_prediction_measurement_and_target():
-    figure = plot_reliability_curve(_plan())
+    figure = plot_reliability_curve(run_plan())
     (ax,) = figure.get_axes()
     lines = {line.get_label(): line for line in ax.get_lines()}
     predicted = lines["cscore: predicted"]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
+from command_runs import run_tool
 
 from heldout.datasets.base import ArraySplit
 from heldout.datasets.numpy_source import save_npz
@@ -47,12 +46,7 @@ def test_published_cifar10_class_means_and_sds_correlate_at_minus_096():
 
 
 def _cli(*args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "analyze_scores.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    return run_tool("analyze_scores", *args)
 
 
 def test_cli_on_the_published_cifar10_file(tmp_path):

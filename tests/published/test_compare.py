@@ -1,12 +1,11 @@
 """Comparing our scores with published ones: statistics, loaders and the command line."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
+from command_runs import run_tool
 
 from heldout._core.ranks import average_ranks
 from heldout.errors import CompareError
@@ -118,12 +117,7 @@ def test_published_pair_files_load():
 
 
 def _run(*args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "compare_scores.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    return run_tool("compare_scores", *args)
 
 
 def test_cli_compares_with_a_published_style_file_and_pairs(tmp_path):

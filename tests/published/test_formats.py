@@ -3,13 +3,12 @@ class-wise influence from runs against the dense engine, and the refusals."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from command_runs import run_tool
 
 import heldout.published as published
 from heldout.published import PublishedFileError
@@ -294,13 +293,15 @@ def test_describe_recognizes_each_format(tmp_path):
 # -------------------------------------------------------------------- command line
 
 
-def _cli(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "published_scores.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
+def _cli(*args):
+    return run_tool("published_scores", *args)
+
+
+def _export(kind: str, output, *args):
+    """`--export=<kind> args... --output=<output>`, which must succeed."""
+    result = _cli(f"--export={kind}", *args, f"--output={output}")
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def test_cli_inspects_the_published_pairs():
@@ -327,8 +328,7 @@ def test_cli_exports_pairs_and_cscores_that_load_back(tmp_path):
     labels = tmp_path / "labels.npz"
     np.savez(labels, tr_labels=rng.integers(0, 3, 20), tt_labels=rng.integers(0, 3, 6))
     pairs_out = tmp_path / "tiny_high_infl_pairs_infl0.15_mem0.25.npz"
-    result = _cli("--export=pairs", f"--scores_file={scores}", f"--output={pairs_out}")
-    assert result.returncode == 0, result.stderr
+    result = _export("pairs", pairs_out, f"--scores_file={scores}")
     expected = published.select_pairs_dense(influence, memorization)
     assert f"wrote {len(expected)} pairs" in result.stdout and "from 12 runs" in result.stdout
     back = published.load_influence_pairs(pairs_out)
@@ -336,13 +336,7 @@ def test_cli_exports_pairs_and_cscores_that_load_back(tmp_path):
     assert back.provenance["scores"]["path"] == str(scores)
 
     cscores_out = tmp_path / "tiny-cscores.npz"
-    result = _cli(
-        "--export=cscores",
-        f"--scores_file={scores}",
-        f"--labels={labels}",
-        f"--output={cscores_out}",
-    )
-    assert result.returncode == 0, result.stderr
+    _export("cscores", cscores_out, f"--scores_file={scores}", f"--labels={labels}")
     record = published.load_cscores(cscores_out)
     np.testing.assert_array_equal(record.scores, cscore)
     assert record.provenance["order"] == "tfds"
@@ -373,13 +367,7 @@ def test_cli_exports_classwise_influence_from_runs(tmp_path):
     train_labels, test_labels = rng.integers(0, 4, 60), rng.integers(0, 4, 20)
     np.savez(labels, tr_labels=train_labels, tt_labels=test_labels)
     out = tmp_path / "synthetic_infl_matrix.npz"
-    result = _cli(
-        "--export=classwise",
-        f"--experiment_dir={experiment.path}",
-        f"--labels={labels}",
-        f"--output={out}",
-    )
-    assert result.returncode == 0, result.stderr
+    result = _export("classwise", out, f"--experiment_dir={experiment.path}", f"--labels={labels}")
     assert "class-wise influence of 4 classes (60 training, 20 test examples) from 30 runs" in (
         result.stdout
     )

@@ -1,5 +1,6 @@
 """Split-half reliability, its prediction for more runs, and tools/plan_runs.py."""
 
+import itertools
 import json
 import os
 import stat
@@ -35,12 +36,10 @@ def test_spearman_leaves_out_nan_and_ranks_ties_by_their_average():
 
 
 def _halves(experiment, runs: int, repeats: int = 4, seed: int = 0) -> SplitHalfAccumulator:
-    ratios = experiment.subset_ratios
-    keys = {ratio: [(ratio, i) for i in range(runs)] for ratio in ratios}
+    keys = {ratio: [(ratio, i) for i in range(runs)] for ratio in experiment.subset_ratios}
     halves = SplitHalfAccumulator(keys, repeats, memorization_ratio=0.5, seed=seed)
-    for ratio in ratios:
-        for run_id in range(runs):
-            halves.add((ratio, run_id), experiment.draw_run(ratio, run_id, shuffle=False))
+    for key in itertools.chain.from_iterable(keys.values()):  # ratio by ratio, run by run
+        halves.add(key, experiment.draw_run(*key, shuffle=False))
     return halves
 
 
