@@ -3,9 +3,12 @@ the CIFAR defaults."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from training_slice import tiny_conv_config, tiny_npz
 
 from heldout import datasets, training
 from heldout.evaluation import evaluate as evaluation
@@ -75,33 +78,7 @@ def test_cifar_recipe_is_the_default_for_cifar_and_flags_win():
         training.TrainingConfig(augment=True)
 
 
-def _tiny_npz(path, num_train=64, num_test=16, shape=(8, 8, 3), seed=0):
-    rng = np.random.default_rng(seed)
-    np.savez(
-        path,
-        x_train=rng.integers(0, 256, (num_train, *shape), dtype=np.uint8),
-        y_train=rng.integers(0, 4, num_train),
-        x_test=rng.integers(0, 256, (num_test, *shape), dtype=np.uint8),
-        y_test=rng.integers(0, 4, num_test),
-    )
-    return path
-
-
-def _conv_config(path, **overrides):
-    settings = dict(
-        dataset="npz",
-        data_dir=str(path),
-        arch="small_inception",
-        subset_ratios=(0.5,),
-        runs_per_ratio=1,
-        epochs=1,
-        batch_size=16,
-        val_examples=8,
-        seed=1,
-        augment=True,
-    )
-    settings.update(overrides)
-    return training.TrainingConfig(**settings)
+_conv_config = functools.partial(tiny_conv_config, seed=1, augment=True)
 
 
 def _model_values(run) -> dict[str, np.ndarray]:
@@ -114,7 +91,7 @@ def _model_values(run) -> dict[str, np.ndarray]:
 
 
 def test_augmented_training_is_deterministic_per_seed_and_off_at_evaluation(tmp_path):
-    path = _tiny_npz(tmp_path / "tiny.npz")
+    path = tiny_npz(tmp_path / "tiny.npz")
     runs = {
         name: training.train_experiment(_conv_config(path, **changes), tmp_path / name).written[0]
         for name, changes in (

@@ -8,12 +8,12 @@ process, read it from its prepared files alone, as they would any TFDS dataset.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from command_runs import assert_demo_matches_all, run_script
+from training_slice import small_config
 
 from heldout import datasets, training
 from heldout.datasets import idx
@@ -22,24 +22,13 @@ from heldout.evaluation import evaluate as evaluation
 from heldout.release import layout as release
 from heldout.training.data import open_source
 
-REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_TEST = 200, 60
 
 
-def _mlp_config(dataset, data_dir, **overrides) -> training.TrainingConfig:
-    settings = dict(
-        dataset=dataset,
-        data_dir=str(data_dir),
-        subset_ratios=(0.5,),
-        runs_per_ratio=2,
-        epochs=1,
-        batch_size=32,
-        models_per_step=2,
-        val_examples=20,
-        seed=5,
+def _mlp_config(dataset, data_dir) -> training.TrainingConfig:
+    return small_config(
+        data_dir, dataset=dataset, batch_size=32, models_per_step=2, val_examples=20, seed=5
     )
-    settings.update(overrides)
-    return training.TrainingConfig(**settings)
 
 
 @pytest.fixture(scope="module")
@@ -210,15 +199,8 @@ def test_tfds_source_trains_end_to_end(tmp_path):
     train = datasets.get_source("tiny_images", tmp_path / "tfds").load_arrays("train")
     assert sorted(map(bytes, train.images)) == sorted(map(bytes, arrays["train"][0]))
     # demo.py, in a process that has never seen the builder: N out of N.
-    completed = subprocess.run(
-        [sys.executable, str(REPO / "demo.py"), f"--model_dir={result.written[0].path}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    total = 48 + 16
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert f"{total} out of {total} predictions match" in completed.stdout, completed.stdout
+    completed = run_script("demo.py", f"--model_dir={result.written[0].path}", timeout=300)
+    assert_demo_matches_all(completed, 48 + 16)
     json.dumps(recorded)  # the record is plain JSON
 
 

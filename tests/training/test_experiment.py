@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+import functools
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_slice import write_fashion_slice, write_idx
+from command_runs import assert_demo_matches_all, run_script
+from training_slice import small_config, write_fashion_slice, write_idx
 
 from heldout import datasets, training
 from heldout.datasets import idx, relabeled
@@ -26,19 +25,16 @@ def data_dir(tmp_path_factory) -> str:
     return write_fashion_slice(tmp_path_factory.mktemp("fashion_slice"), NUM_TRAIN, NUM_TEST)
 
 
-def _config(data_dir, **overrides) -> training.TrainingConfig:
-    settings = dict(
-        data_dir=data_dir,
-        subset_ratios=(0.25, 0.5),
-        runs_per_ratio=2,
-        epochs=2,
-        batch_size=128,
-        models_per_step=2,
-        val_examples=200,
-        seed=3,
-    )
-    settings.update(overrides)
-    return training.TrainingConfig(**settings)
+# Two ratios of two runs, two epochs, on the 2000-example slice.
+_config = functools.partial(
+    small_config,
+    subset_ratios=(0.25, 0.5),
+    epochs=2,
+    batch_size=128,
+    models_per_step=2,
+    val_examples=200,
+    seed=3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -323,16 +319,10 @@ def test_same_seed_same_runs_whatever_the_grouping(tmp_path, data_dir):
     )
 
     # The command line a user runs: demo.py on a trained run, N out of N.
-    demo = Path(__file__).resolve().parents[2] / "demo.py"
-    completed = subprocess.run(
-        [sys.executable, str(demo), f"--model_dir={a.written[1].path}", f"--data_dir={data_dir}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    completed = run_script(
+        "demo.py", f"--model_dir={a.written[1].path}", f"--data_dir={data_dir}", timeout=120
     )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    total = NUM_TRAIN + NUM_TEST
-    assert f"{total} out of {total}" in completed.stdout, completed.stdout
+    assert_demo_matches_all(completed, NUM_TRAIN + NUM_TEST)
 
 
 def test_small_inception_trains_one_model_at_a_time(tmp_path):

@@ -3,11 +3,13 @@ is, bit for bit, the run an uninterrupted call writes."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from training_slice import tiny_conv_config, tiny_npz
 
 from heldout import training
 from heldout.training import partial
@@ -19,35 +21,14 @@ class _Stop(Exception):
     """Raised by the event callback: the interruption, injected through a real event."""
 
 
-def _tiny_npz(path):
-    rng = np.random.default_rng(7)
-    np.savez(
-        path,
-        x_train=rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8),
-        y_train=rng.integers(0, 4, 64),
-        x_test=rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8),
-        y_test=rng.integers(0, 4, 16),
-    )
-    return path
-
-
-def _config(path, **overrides):
-    settings = dict(
-        dataset="npz",
-        data_dir=str(path),
-        arch="small_inception",
-        subset_ratios=(0.5,),
-        runs_per_ratio=1,
-        epochs=EPOCHS,
-        batch_size=16,  # 2 steps per epoch
-        val_examples=8,
-        seed=2,
-        augment=True,  # its generator's state is part of what is restored
-        weight_decay=5e-4,
-        checkpoint_every=1,
-    )
-    settings.update(overrides)
-    return training.TrainingConfig(**settings)
+_config = functools.partial(
+    tiny_conv_config,
+    epochs=EPOCHS,
+    seed=2,
+    augment=True,  # its generator's state is part of what is restored
+    weight_decay=5e-4,
+    checkpoint_every=1,
+)
 
 
 def _stop_after(epoch: int, seen: list):
@@ -76,7 +57,7 @@ def _assert_same_run(run, reference):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("partial")
-    path = _tiny_npz(folder / "tiny.npz")
+    path = tiny_npz(folder / "tiny.npz", seed=7)
     # The reference: the same run, never interrupted and never checkpointed mid-way.
     whole = training.train_experiment(_config(path, checkpoint_every=0), folder / "whole")
     return path, whole.written[0]

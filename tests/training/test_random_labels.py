@@ -9,14 +9,13 @@ The rest are pure functions (label drawing, the log line, the record, the figure
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from training_slice import write_fashion_slice
+from command_runs import assert_demo_matches_all, run_script, run_tool
+from training_slice import small_config, write_fashion_slice
 
 from heldout import training
 from heldout.datasets import relabeled
@@ -24,7 +23,6 @@ from heldout.release import label_corruption
 from heldout.release import layout as release
 from heldout.training import plan, record
 
-REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_TEST = 600, 200
 EPOCH_LINE = re.compile(
     r"^\d{3}: Acc-tr: [ \d]{3}\.\d\d, Acc-val: [ \d]{2,3}\.\d\d, L-tr: \d+\.\d{4}, "
@@ -37,22 +35,12 @@ def data_dir(tmp_path_factory) -> str:
     return write_fashion_slice(tmp_path_factory.mktemp("slice"), NUM_TRAIN, NUM_TEST)
 
 
-def _config(data_dir: str, **overrides) -> training.TrainingConfig:
-    settings = dict(
-        data_dir=data_dir,
-        subset_ratios=(1.0,),
-        runs_per_ratio=2,
-        epochs=2,
-        batch_size=100,
-        models_per_step=2,
-        val_examples=100,
-        seed=7,
-        label_corrupt_prob=1.0,
-        weight_decay=1e-4,
-        mlp_hidden_sizes=(64,),
-    )
-    settings.update(overrides)
-    return training.TrainingConfig(**settings)
+# The acceptance run's recipe: every example trained on, every label random, one hidden
+# layer, weight decay.
+RANDOM_LABELS = dict(
+    subset_ratios=(1.0,), label_corrupt_prob=1.0, weight_decay=1e-4, mlp_hidden_sizes=(64,)
+)
+_config = functools.partial(small_config, epochs=2, models_per_step=2, **RANDOM_LABELS)
 
 
 @pytest.fixture(scope="module")
@@ -109,21 +97,10 @@ def test_ratio_one_scores_are_nan_not_zero(random_labels):
 def test_ratio_one_demo_cross_checks_n_out_of_n(random_labels):
     """demo.py rebuilds the one-hidden-layer MLP from the record and matches every prediction."""
     out, _, _, _ = random_labels
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "demo.py"),
-            f"--experiment_dir={out}",
-            "--subset_ratio=1.0",
-            "--run_id=1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
+    completed = run_script(
+        "demo.py", f"--experiment_dir={out}", "--subset_ratio=1.0", "--run_id=1", timeout=180
     )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    total = NUM_TRAIN + NUM_TEST
-    assert f"{total} out of {total}" in completed.stdout, completed.stdout
+    assert_demo_matches_all(completed, NUM_TRAIN + NUM_TEST)
 
 
 # ------------------------------------------------------------ label_corrupt_prob 1.0
@@ -308,11 +285,7 @@ def test_train_heldout_refuses_bad_spec_and_probability(tmp_path):
         ("--mlp_spec=512,x", "--mlp_spec must be comma-separated positive layer sizes"),
         ("--label_corrupt_prob=1.5", "--label_corrupt_prob must be in [0, 1]"),
     ):
-        completed = subprocess.run(
-            [sys.executable, str(REPO / "tools" / "train_heldout.py"),
-             f"--output_dir={tmp_path / 'exp'}", flag],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        completed = run_tool("train_heldout", f"--output_dir={tmp_path / 'exp'}", flag, timeout=120)
         assert completed.returncode == 2, completed.stderr
         (line,) = completed.stderr.strip().splitlines()
         assert line.startswith("train_heldout: error: ") and needle in line, line

@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from training_slice import write_fashion_slice
+from training_slice import small_config, write_fashion_slice
 
 from heldout.cli.progress import TrainingProgress
 from heldout.errors import LockBusyError
@@ -25,7 +25,6 @@ from heldout.training import (
     RunSetAside,
     RunsSkipped,
     TemporariesRemoved,
-    TrainingConfig,
     locks,
     train_experiment,
 )
@@ -38,24 +37,10 @@ def data_dir(tmp_path_factory) -> str:
     return write_fashion_slice(tmp_path_factory.mktemp("slice"), NUM_TRAIN, NUM_TEST)
 
 
-def _config(data_dir: str, **overrides) -> TrainingConfig:
-    settings = dict(
-        data_dir=data_dir,
-        subset_ratios=(0.5,),
-        runs_per_ratio=2,
-        epochs=1,
-        batch_size=100,
-        val_examples=100,
-        seed=7,
-    )
-    settings.update(overrides)
-    return TrainingConfig(**settings)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir) -> Path:
     out = tmp_path_factory.mktemp("trained") / "exp"
-    assert len(train_experiment(_config(data_dir), out).written) == 2
+    assert len(train_experiment(small_config(data_dir), out).written) == 2
     return out
 
 
@@ -119,7 +104,7 @@ def test_a_live_trainers_temporary_is_not_removed(experiment, data_dir):
     in_flight = _stale(experiment / "0.5", ".1.inflight.tmp")
     with _hold_locks((experiment / locks.TRAINING_LOCK_FILE, True)):
         events = []
-        result = train_experiment(_config(data_dir), experiment, on_event=events.append)
+        result = train_experiment(small_config(data_dir), experiment, on_event=events.append)
     assert in_flight.is_dir() and (in_flight / "aux_arrays.npz").read_bytes() == b"half written"
     assert not result.written and len(result.skipped) == 2
     assert not any(isinstance(e, TemporariesRemoved) for e in events)
@@ -130,7 +115,7 @@ def test_alone_only_ratio_folders_are_cleaned(experiment, data_dir):
     figures = _stale(experiment / "figures", ".0.mine.tmp")
     not_a_ratio_of_ours = _stale(experiment / "0.50", ".0.mine.tmp")
     events = []
-    train_experiment(_config(data_dir), experiment, on_event=events.append)
+    train_experiment(small_config(data_dir), experiment, on_event=events.append)
     assert not stale.exists()
     assert figures.is_dir() and not_a_ratio_of_ours.is_dir()
     (removed,) = [e for e in events if isinstance(e, TemporariesRemoved)]
@@ -151,7 +136,7 @@ def test_invalid_finished_looking_runs_are_set_aside_and_retrained(experiment, d
         progress(event)
 
     with progress:
-        result = train_experiment(_config(data_dir), experiment, on_event=on_event)
+        result = train_experiment(small_config(data_dir), experiment, on_event=on_event)
     assert sorted(r.run_id for r in result.written) == [0, 1]
     aside = [e for e in events if isinstance(e, RunSetAside)]
     assert [(e.run_id, e.moved_to.name) for e in aside] == [
@@ -180,7 +165,7 @@ def test_a_run_claimed_by_another_process_is_skipped(experiment, data_dir):
     with _hold_locks((experiment / locks.TRAINING_LOCK_FILE, True), (claim, False)) as pid:
         events = []
         result = train_experiment(
-            _config(data_dir, runs_per_ratio=3), experiment, on_event=events.append
+            small_config(data_dir, runs_per_ratio=3), experiment, on_event=events.append
         )
     assert not result.written and result.busy == ((0.5, 2),)
     (skipped,) = [e for e in events if isinstance(e, RunsSkipped)]
@@ -191,7 +176,7 @@ def test_a_trainer_busy_too_long_is_named(experiment, data_dir, monkeypatch):
     monkeypatch.setattr(locks, "SHARE_WAIT_S", 0.2)
     with _hold_locks((experiment / locks.TRAINING_LOCK_FILE, False)) as pid:
         with pytest.raises(LockBusyError, match=f"process {pid}"):
-            train_experiment(_config(data_dir), experiment)
+            train_experiment(small_config(data_dir), experiment)
 
 
 def test_resume_still_refuses_changed_defining_settings(experiment, data_dir):
@@ -199,5 +184,5 @@ def test_resume_still_refuses_changed_defining_settings(experiment, data_dir):
 
     before = sorted(os.listdir(experiment / "0.5"))
     with pytest.raises(TrainingError, match="seed: recorded 7, asked 8"):
-        train_experiment(_config(data_dir, seed=8), experiment)
+        train_experiment(small_config(data_dir, seed=8), experiment)
     assert sorted(os.listdir(experiment / "0.5")) == before

@@ -10,18 +10,16 @@ release layout and `demo.py` must reproduce its aux arrays N out of N.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from command_runs import assert_demo_matches_all, run_script, run_tool
 
 from heldout.datasets import idx
 from heldout.errors import DatasetError
 from heldout.release import layout as release
 
-REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_TEST = 256, 64
 
 
@@ -48,26 +46,21 @@ def _cifar_like_fashion(path: Path) -> Path:
 def test_small_inception_on_32x32x3_trains_and_demo_cross_checks(tmp_path):
     data = _cifar_like_fashion(tmp_path / "fashion32.npz")
     out = tmp_path / "fashion32-small_inception"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "tools" / "train_heldout.py"),
-            f"--output_dir={out}",
-            "--dataset=npz",
-            f"--data_dir={data}",
-            "--arch=small_inception",
-            "--subset_ratios=0.5",
-            "--runs_per_ratio=1",
-            "--epochs=1",
-            "--batch_size=64",
-            "--learning_rate=0.1",
-            "--augment",
-            "--checkpoint_every=1",
-            "--val_examples=64",
-            "--compute_dtype=bfloat16",
-        ],
-        capture_output=True,
-        text=True,
+    completed = run_tool(
+        "train_heldout",
+        f"--output_dir={out}",
+        "--dataset=npz",
+        f"--data_dir={data}",
+        "--arch=small_inception",
+        "--subset_ratios=0.5",
+        "--runs_per_ratio=1",
+        "--epochs=1",
+        "--batch_size=64",
+        "--learning_rate=0.1",
+        "--augment",
+        "--checkpoint_every=1",
+        "--val_examples=64",
+        "--compute_dtype=bfloat16",
         timeout=1200,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -80,12 +73,5 @@ def test_small_inception_on_32x32x3_trains_and_demo_cross_checks(tmp_path):
     assert (run.path / release.AUX_ARRAYS_FILE).is_file()
     assert (run.checkpoint_dir / "ckpt-1.index").is_file()
     assert not list(run.path.parent.glob(".0.partial*"))
-    demo = subprocess.run(
-        [sys.executable, str(REPO / "demo.py"), f"--model_dir={run.path}"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    total = NUM_TRAIN + NUM_TEST
-    assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert f"{total} out of {total} predictions match" in demo.stdout, demo.stdout
+    demo = run_script("demo.py", f"--model_dir={run.path}", timeout=600)
+    assert_demo_matches_all(demo, NUM_TRAIN + NUM_TEST)
