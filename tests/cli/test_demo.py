@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny_release
-from command_runs import run_main
+from tool_runs import run_main
 
 from heldout import models
 from heldout.cli import demo

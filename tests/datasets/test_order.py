@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from command_runs import run_tool
+from tool_runs import run_script
 
 from heldout.datasets import DatasetError
 from heldout.datasets.order import (
@@ -187,7 +187,7 @@ def test_permute_scores_checks_the_labels_lengths():
 
 
 def _map_order(*args):
-    return run_tool("map_order", *args)
+    return run_script("tools/map_order.py", *args)
 
 
 def test_map_order_cli_reports_truncated_and_empty_files_in_one_line(tmp_path):

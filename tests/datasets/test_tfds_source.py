@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from command_runs import run_tool
+from tool_runs import run_script
 
 from heldout.datasets import DatasetError, get_source
 from heldout.datasets.idx import DEBIAN_FASHION_MNIST_DIR, load_idx_split
@@ -194,8 +194,8 @@ def test_map_order_cli_on_cifar(synthetic_cifar10, tmp_path):
     published = tmp_path / "cscores-orig-order.npz"
     np.savez(published, scores=scores, labels=originals["train"][1])
     output = tmp_path / "cscores-tfds.npz"
-    result = run_tool(
-        "map_order",
+    result = run_script(
+        "tools/map_order.py",
         f"--scores_file={published}",
         "--dataset=cifar10",
         f"--data_dir={data_dir}",

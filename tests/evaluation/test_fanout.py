@@ -19,7 +19,7 @@ import numpy as np
 import psutil
 import pytest
 import tiny_release
-from command_runs import run_main
+from tool_runs import run_main
 
 from heldout._core.locks import FileLock
 from heldout.errors import HeldoutError, LockBusyError, StaleResultError

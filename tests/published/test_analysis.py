@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-from command_runs import run_tool
+from tool_runs import run_script
 
 from heldout.datasets.base import ArraySplit
 from heldout.datasets.numpy_source import save_npz
@@ -46,7 +46,7 @@ def test_published_cifar10_class_means_and_sds_correlate_at_minus_096():
 
 
 def _cli(*args):
-    return run_tool("analyze_scores", *args)
+    return run_script("tools/analyze_scores.py", *args)
 
 
 def test_cli_on_the_published_cifar10_file(tmp_path):

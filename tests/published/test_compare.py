@@ -5,7 +5,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-from command_runs import run_tool
+from tool_runs import run_script
 
 from heldout._core.ranks import average_ranks
 from heldout.errors import CompareError
@@ -117,7 +117,7 @@ def test_published_pair_files_load():
 
 
 def _run(*args):
-    return run_tool("compare_scores", *args)
+    return run_script("tools/compare_scores.py", *args)
 
 
 def test_cli_compares_with_a_published_style_file_and_pairs(tmp_path):

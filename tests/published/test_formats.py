@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from command_runs import run_tool
+from tool_runs import run_script
 
 import heldout.published as published
 from heldout.published import PublishedFileError
@@ -294,7 +294,7 @@ def test_describe_recognizes_each_format(tmp_path):
 
 
 def _cli(*args):
-    return run_tool("published_scores", *args)
+    return run_script("tools/published_scores.py", *args)
 
 
 def _export(kind: str, output, *args):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from command_runs import assert_demo_matches_all, run_script
+from tool_runs import assert_demo_matches_all, run_script
 from training_slice import small_config
 
 from heldout import datasets, training

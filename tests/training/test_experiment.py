@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pytest
 import tensorflow as tf
-from command_runs import assert_demo_matches_all, run_script
+from tool_runs import assert_demo_matches_all, run_script
 from training_slice import small_config, write_fashion_slice, write_idx
 
 from heldout import datasets, training

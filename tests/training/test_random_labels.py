@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 import pytest
-from command_runs import assert_demo_matches_all, run_script, run_tool
+from tool_runs import assert_demo_matches_all, run_script
 from training_slice import small_config, write_fashion_slice
 
 from heldout import training
@@ -285,7 +285,9 @@ def test_train_heldout_refuses_bad_spec_and_probability(tmp_path):
         ("--mlp_spec=512,x", "--mlp_spec must be comma-separated positive layer sizes"),
         ("--label_corrupt_prob=1.5", "--label_corrupt_prob must be in [0, 1]"),
     ):
-        completed = run_tool("train_heldout", f"--output_dir={tmp_path / 'exp'}", flag, timeout=120)
+        completed = run_script(
+            "tools/train_heldout.py", f"--output_dir={tmp_path / 'exp'}", flag, timeout=120
+        )
         assert completed.returncode == 2, completed.stderr
         (line,) = completed.stderr.strip().splitlines()
         assert line.startswith("train_heldout: error: ") and needle in line, line

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from command_runs import assert_demo_matches_all, run_script, run_tool
+from tool_runs import assert_demo_matches_all, run_script
 
 from heldout.datasets import idx
 from heldout.errors import DatasetError
@@ -46,8 +46,8 @@ def _cifar_like_fashion(path: Path) -> Path:
 def test_small_inception_on_32x32x3_trains_and_demo_cross_checks(tmp_path):
     data = _cifar_like_fashion(tmp_path / "fashion32.npz")
     out = tmp_path / "fashion32-small_inception"
-    completed = run_tool(
-        "train_heldout",
+    completed = run_script(
+        "tools/train_heldout.py",
         f"--output_dir={out}",
         "--dataset=npz",
         f"--data_dir={data}",
