@@ -82,6 +82,14 @@ class PublishedFileError(CompareError, DatasetError):
     """
 
 
+class IdentityMismatchError(CompareError, DatasetError):
+    """Two files whose values index different datasets, or one in different orders.
+
+    Both a `CompareError` and a `DatasetError`: comparisons, exports and analyses check
+    identities, and their callers catch those.
+    """
+
+
 class StaleResultError(HeldoutError):
     """A stored result that belongs to other inputs or options than the ones asked for."""
 
@@ -114,6 +122,7 @@ __all__ = [
     "DownloadError",
     "ExperimentMetaError",
     "HeldoutError",
+    "IdentityMismatchError",
     "InconsistentRunError",
     "InputFileError",
     "InsufficientSpaceError",

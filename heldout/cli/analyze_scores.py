@@ -2,7 +2,8 @@
 
 Per-class mean and SD with the most and least regular classes and r(class mean, class
 SD); figures class_statistics, cscore_histogram, cscore_bins and examples. Works on our
-scores files (--key) and on the published C-score files.
+scores files (--key) and on the published C-score files; a file that records another
+dataset or order than --dataset/--experiment_dir is refused (unless --allow_mismatch).
 """
 
 from __future__ import annotations
@@ -35,22 +36,46 @@ def define_flags() -> None:
     cli_flags.output_dir(__name__, "The figures (none when not given).")
     cli_flags.figures(__name__)
     flags.DEFINE_integer("top", 5, "Classes listed at each end of the table.")
+    cli_flags.allow_mismatch(__name__)
 
 
 def _scores_and_labels(path: str):
-    """(scores, labels or None, cscore_by_ratio or None, subset_ratios or None)."""
+    """(scores, labels or None, cscore_by_ratio or None, subset_ratios or None, identity
+    or None: which dataset and order the file records)."""
     import heldout.published as published
     from heldout._core.npz import load_npz
     from heldout.errors import ScoresFileError
     from heldout.published.format import member_names
+    from heldout.published.identity import (
+        identity_from_provenance,
+        identity_of_published,
+        identity_of_scores,
+    )
 
     names = member_names(path)  # which format, before loading
     if path.endswith(".npy") or "scores" in names:
         record = published.load_cscores(path, allow_pickle=FLAGS.allow_pickle)
-        return record.scores, record.labels, None, None
+        identity = identity_from_provenance(record.provenance, path) or identity_of_published(
+            path, record.scores.shape
+        )
+        return record.scores, record.labels, None, None, identity
     arrays = load_npz(path, keys=[FLAGS.key], error=ScoresFileError, what="a scores .npz file")
     by_ratio = arrays.get("cscore_by_ratio") if FLAGS.key == "cscore" else None
-    return arrays[FLAGS.key], None, by_ratio, arrays.get("subset_ratios")
+    identity = identity_of_scores(arrays, path)
+    return arrays[FLAGS.key], None, by_ratio, arrays.get("subset_ratios"), identity
+
+
+def _source_identity():
+    """Which dataset and order --dataset or --experiment_dir name (before any data is read)."""
+    from heldout.published.identity import identity_of_dataset_flag, identity_of_experiment
+    from heldout.release import layout as release
+
+    if FLAGS.dataset:
+        return identity_of_dataset_flag(FLAGS.dataset)
+    if FLAGS.experiment_dir:
+        meta = release.open_experiment(FLAGS.experiment_dir).meta
+        return identity_of_experiment(meta, FLAGS.experiment_dir)
+    return None
 
 
 def _source():
@@ -87,11 +112,15 @@ def main(argv: Sequence[str]) -> int:
     import heldout.plots as plots
     from heldout.errors import DatasetError, UsageError
     from heldout.published import analysis
+    from heldout.published.identity import check_same_data
 
     formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
     if FLAGS.top < 1:
         raise UsageError(f"--top must be at least 1, got {FLAGS.top}")
-    scores, labels, by_ratio, ratios = _scores_and_labels(FLAGS.scores_file)
+    scores, labels, by_ratio, ratios, identity = _scores_and_labels(FLAGS.scores_file)
+    mismatch = check_same_data(identity, _source_identity(), FLAGS.allow_mismatch)
+    if mismatch is not None:
+        print(f"--allow_mismatch given: {mismatch}")
     source = _source()
     train = source.load_arrays("train") if source is not None else None
     if train is not None:

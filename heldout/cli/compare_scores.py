@@ -2,7 +2,8 @@
 
 Prints rank correlations, the overlap of the extremes, per-class rho and, for pairs, the
 published pairs our influence recovers. Both sides must index the same examples in the
-same order (`heldout map-order` first); exit status 2 when they cannot be compared.
+same order (`heldout map-order` first); exit status 2 when they cannot be compared, or
+record another dataset or order (unless --allow_mismatch).
 """
 
 from __future__ import annotations
@@ -41,28 +42,49 @@ def define_flags() -> None:
     cli_flags.output_dir(__name__, "The figures (none when not given).")
     cli_flags.figures(__name__)
     flags.DEFINE_integer("classes_shown", 5, "Classes listed at each end of the per-class rho.")
+    cli_flags.allow_mismatch(__name__)
 
 
-def _load_key(path: str, key: str) -> np.ndarray:
+def _load_key(path: str, key: str):
+    """(scores, identity or None) of our scores file."""
     from heldout._core.npz import load_npz
     from heldout.errors import CompareError
+    from heldout.published.identity import identity_of_scores
 
-    return load_npz(path, keys=[key], error=CompareError, what=_SCORES_FILE)[key]
+    arrays = load_npz(path, keys=[key], error=CompareError, what=_SCORES_FILE)
+    return arrays[key], identity_of_scores(arrays, path)
 
 
-def _load_reference(path: str, key: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(scores, labels or None): another scores file (it has `key`, no `scores`), or a
-    published score file."""
+def _load_reference(path: str, key: str):
+    """(scores, labels or None, identity or None): another scores file (it has `key`, no
+    `scores`), or a published score file (known by its provenance, or its name and shape)."""
     from heldout._core.npz import load_npz
     from heldout.errors import CompareError
     from heldout.published.cscores import load_cscores
+    from heldout.published.identity import (
+        identity_from_provenance,
+        identity_of_published,
+        identity_of_scores,
+    )
 
     if path.endswith(".npz"):
         arrays = load_npz(path, error=CompareError, what="a score file (.npz)")
         if key in arrays and "scores" not in arrays:
-            return arrays[key], None
+            return arrays[key], None, identity_of_scores(arrays, path)
     record = load_cscores(path)
-    return record.scores, record.labels
+    identity = identity_from_provenance(record.provenance, path) or identity_of_published(
+        path, record.scores.shape
+    )
+    return record.scores, record.labels, identity
+
+
+def _checked_identities(ours, reference) -> None:
+    """Refuses another dataset or order (one line naming both); notes --allow_mismatch."""
+    from heldout.published.identity import check_same_data
+
+    mismatch = check_same_data(ours, reference, FLAGS.allow_mismatch)
+    if mismatch is not None:
+        print(f"--allow_mismatch given: {mismatch}")
 
 
 def _labels(reference_labels: np.ndarray | None, size: int) -> np.ndarray | None:
@@ -85,6 +107,22 @@ def _labels(reference_labels: np.ndarray | None, size: int) -> np.ndarray | None
     return labels
 
 
+def _overlap_line(overlap) -> str:
+    """One extreme overlap, its tie-aware chance level and the ties its cuts split."""
+    line = (
+        f"  {overlap.side} {overlap.fraction:.0%}: {overlap.overlap:.1f} of {overlap.size} "
+        f"examples in both ({overlap.share:.1%}; chance {overlap.chance_share:.1%}, "
+        f"SD {overlap.chance_share_sd:.2%}) of {overlap.num_compared} compared"
+    )
+    if overlap.tied_ours or overlap.tied_reference:
+        line += (
+            f"; ties at the cut: ours {overlap.tied_ours} at {overlap.cut_ours:.4g}, "
+            f"reference {overlap.tied_reference} at {overlap.cut_reference:.4g} "
+            "(counted as random tie-breaking would)"
+        )
+    return line
+
+
 def _print_scores(ours: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> None:
     from heldout.published import compare
 
@@ -97,11 +135,7 @@ def _print_scores(ours: np.ndarray, reference: np.ndarray, labels: np.ndarray | 
         f"max |diff| {agreement.max_abs_difference:.4f}"
     )
     for overlap in compare.extreme_overlaps(ours, reference):
-        print(
-            f"  {overlap.side} {overlap.fraction:.0%}: {overlap.overlap} of {overlap.size} "
-            f"examples in both ({overlap.share:.1%}; chance {overlap.fraction:.0%}) of "
-            f"{overlap.num_compared} compared"
-        )
+        print(_overlap_line(overlap))
     if labels is None:
         return
     classes = compare.per_class_agreement(ours, reference, labels)
@@ -128,8 +162,13 @@ def _print_pairs(published_pairs) -> None:
     from heldout._core.npz import load_npz
     from heldout.errors import CompareError
     from heldout.published import compare
+    from heldout.published.identity import identity_of_published, identity_of_scores
 
     arrays = load_npz(FLAGS.scores_file, error=CompareError, what=_SCORES_FILE)
+    _checked_identities(
+        identity_of_scores(arrays, FLAGS.scores_file),
+        identity_of_published(published_pairs.source, published_pairs.train_index.shape),
+    )
     thresholds = {"min_influence": FLAGS.min_influence, "min_memorization": FLAGS.min_memorization}
     if "influence" in arrays:
         recovery = compare.pair_recovery(published_pairs, arrays["influence"], FLAGS.threshold)
@@ -177,8 +216,9 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError("pass --scores_file and --reference and/or --pairs")
     formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
     if FLAGS.reference:
-        ours = _load_key(FLAGS.scores_file, FLAGS.key)
-        reference, reference_labels = _load_reference(FLAGS.reference, FLAGS.key)
+        ours, our_identity = _load_key(FLAGS.scores_file, FLAGS.key)
+        reference, reference_labels, identity = _load_reference(FLAGS.reference, FLAGS.key)
+        _checked_identities(our_identity, identity)
         compare.compare_scores(ours, reference)  # shapes and dtypes, before the rest
         labels = _labels(reference_labels, len(reference))
         _print_scores(ours, reference, labels)

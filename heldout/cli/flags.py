@@ -131,6 +131,15 @@ def allow_pickle(module: str, fv=FLAGS) -> None:
     define(module, flags.DEFINE_bool, "allow_pickle", False, help, fv)
 
 
+def allow_mismatch(module: str, fv=FLAGS) -> None:
+    """--allow_mismatch: go on when two inputs record different datasets or orders."""
+    help = (
+        "Go on when the inputs record different datasets or example orders (refused "
+        "otherwise); the output records that this was given."
+    )
+    define(module, flags.DEFINE_bool, "allow_mismatch", False, help, fv)
+
+
 def pair_thresholds(module: str, fv=FLAGS) -> None:
     """--min_influence, --min_memorization: the published pair thresholds."""
     define(

@@ -2,7 +2,8 @@
 
 --inspect says what any published file holds (C-scores, pairs, class-wise matrices);
 --export writes ours in the same formats (cscores, pairs, classwise), each file with a
-`provenance` entry. Labels come from --labels, --dataset/--data_dir or the experiment.
+`provenance` entry. Labels come from --labels, --dataset/--data_dir or the experiment;
+labels of another dataset or order than the scores record are refused (--allow_mismatch).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def define_flags() -> None:
     cli_flags.allow_pickle(__name__)
     cli_flags.reader_threads(__name__)
     cli_flags.renamed(__name__, "workers", "reader_threads")
+    cli_flags.allow_mismatch(__name__)
 
 
 # ---------------------------------------------------------------------------- inspect
@@ -155,6 +157,43 @@ def _labels(splits: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
     return labels, {"dataset": source.name, "data_dir": where}
 
 
+# --------------------------------------------------------------------------- identity
+
+
+def _labels_identity(order: str | None = None):
+    """Which dataset and order the labels come from, before they are read (None: unknown).
+
+    Args:
+      order: the order the labels are read in when the source fixes it (`tfds`).
+    """
+    import dataclasses
+
+    from heldout.published.identity import identity_of_dataset_flag, identity_of_experiment
+    from heldout.release import layout as release
+
+    if FLAGS.labels:
+        return None
+    identity = identity_of_dataset_flag(FLAGS.dataset)
+    if identity is None and FLAGS.experiment_dir:
+        meta = release.open_experiment(FLAGS.experiment_dir).meta
+        identity = identity_of_experiment(meta, FLAGS.experiment_dir)
+    if identity is not None and order is not None:
+        identity = dataclasses.replace(identity, index_order=order)
+    return identity
+
+
+def _checked_identities(ours, labels) -> dict:
+    """Refuses labels of another dataset or order; what the provenance records of it."""
+    from heldout.published.identity import check_same_data
+
+    mismatch = check_same_data(ours, labels, FLAGS.allow_mismatch)
+    if not FLAGS.allow_mismatch:
+        return {}
+    if mismatch is not None:
+        print(f"--allow_mismatch given: {mismatch}")
+    return {"allow_mismatch": True, "mismatch": mismatch}
+
+
 # ----------------------------------------------------------------------------- export
 
 
@@ -163,6 +202,8 @@ def _export_cscores() -> str:
     from heldout._core.npz import load_npz
     from heldout._core.provenance import file_identity, provenance_for
     from heldout.errors import ScoresFileError, UsageError
+    from heldout.published.identity import identity_of_scores
+    from heldout.scores.file import load_provenance
 
     if not FLAGS.scores_file:
         raise UsageError("--export=cscores needs --scores_file")
@@ -170,6 +211,14 @@ def _export_cscores() -> str:
         FLAGS.scores_file, keys=["cscore"], error=ScoresFileError, what="a scores file"
     )
     cscore = scores["cscore"]
+    # --order=original moves TFDS order: the scores must be in it, and the labels are.
+    checked = _checked_identities(
+        identity_of_scores(scores, FLAGS.scores_file),
+        _labels_identity("tfds" if FLAGS.order == "original" else None),
+    )
+    recorded = load_provenance(scores) or {}
+    if "experiment" in recorded:  # what the scores are of, for a later comparison
+        checked["experiment"] = recorded["experiment"]
     labels, origin = _labels(["train"])
     labels = labels["train"]
     if len(labels) != len(cscore):
@@ -187,7 +236,11 @@ def _export_cscores() -> str:
         to_original = original_to_tfds_mapping(source, "train").inverse()
         cscore, labels = permute_scores(cscore, to_original), permute_scores(labels, to_original)
     provenance = provenance_for(
-        scores=file_identity(FLAGS.scores_file), key="cscore", order=FLAGS.order, **origin
+        scores=file_identity(FLAGS.scores_file),
+        key="cscore",
+        order=FLAGS.order,
+        **origin,
+        **checked,
     )
     published.save_cscores(FLAGS.output, cscore, labels, provenance=provenance)
     defined = int(np.sum(~np.isnan(cscore)))
@@ -251,6 +304,7 @@ def _export_classwise() -> str:
     import heldout.published as published
     from heldout._core.provenance import provenance_for
     from heldout.errors import UsageError
+    from heldout.published.identity import identity_of_dataset_flag, identity_of_experiment
     from heldout.release import layout as release
     from heldout.release.reading import read_runs
     from heldout.scores.classwise import ClasswiseInfluenceAccumulator
@@ -266,6 +320,10 @@ def _export_classwise() -> str:
             f"{experiment.path}: no runs at subset ratio {ratio}; ratios present: "
             f"{list(experiment.subset_ratios)}"
         )
+    checked = _checked_identities(
+        identity_of_experiment(experiment.meta, FLAGS.experiment_dir),
+        identity_of_dataset_flag(FLAGS.dataset),
+    )
     labels, origin = _labels(["train", "test"])
     accumulator = ClasswiseInfluenceAccumulator(labels["train"], labels["test"])
     for _, aux in read_runs(
@@ -277,6 +335,7 @@ def _export_classwise() -> str:
         subset_ratio=ratio,
         num_runs=accumulator.num_runs,
         **origin,
+        **checked,
     )
     classes = published.save_classwise_influence(
         FLAGS.output,

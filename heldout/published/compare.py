@@ -13,10 +13,23 @@ import numpy as np
 
 from heldout._core.ranks import average_ranks, kendall_tau_b, pearson
 from heldout.errors import CompareError
-from heldout.published.format import SHOW, is_real
+from heldout.published.extremes import EXTREME_FRACTIONS, ExtremeOverlap, extreme_overlaps
+from heldout.published.format import SHOW, checked_pair, is_real
 from heldout.published.pairs import PublishedPairs
 
-EXTREME_FRACTIONS = (0.01, 0.1)  # the lowest / highest 1 % and 10 %
+__all__ = [
+    "EXTREME_FRACTIONS",
+    "ClassAgreement",
+    "ExtremeOverlap",
+    "PairRecovery",
+    "PairSetAgreement",
+    "ScoreAgreement",
+    "compare_scores",
+    "extreme_overlaps",
+    "pair_recovery",
+    "pair_set_agreement",
+    "per_class_agreement",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,30 +47,6 @@ class ScoreAgreement:
     mean_abs_difference: float
     max_abs_difference: float
     kendall_tau_b: float = float("nan")
-
-
-@dataclasses.dataclass(frozen=True)
-class ExtremeOverlap:
-    """How many of one side's lowest (or highest) examples are also the other side's.
-
-    Attributes:
-      fraction: the share of the compared examples taken (0.01 = 1 %).
-      side: "lowest" or "highest".
-      size: examples taken from each side, round(fraction * num_compared) (at least 1).
-      overlap: examples in both selections; `overlap / size` is the agreement (chance
-        level: `fraction`).
-      num_compared: examples defined on both sides (the pool they are taken from).
-    """
-
-    fraction: float
-    side: str
-    size: int
-    overlap: int
-    num_compared: int
-
-    @property
-    def share(self) -> float:
-        return self.overlap / self.size if self.size else float("nan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,51 +91,6 @@ class PairRecovery:
     mean_abs_difference: float
 
 
-def _checked_pair(ours: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ours, reference = np.asarray(ours), np.asarray(reference)
-    for name, values in (("our scores", ours), ("the reference scores", reference)):
-        if not is_real(values):
-            raise CompareError(f"{name} have dtype {values.dtype}; expected numbers")
-    ours, reference = ours.astype(np.float64), reference.astype(np.float64)
-    if ours.shape != reference.shape or ours.ndim != 1:
-        raise CompareError(
-            f"score vectors must be 1-D and equally long, got {ours.shape} and "
-            f"{reference.shape}; are both for the same split and dataset?"
-        )
-    return ours, reference
-
-
-def _ranked(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """`positions` sorted by value, ties by position (a reproducible selection)."""
-    return positions[np.lexsort((positions, values[positions]))]
-
-
-def extreme_overlaps(
-    ours: np.ndarray, reference: np.ndarray, fractions=EXTREME_FRACTIONS
-) -> list[ExtremeOverlap]:
-    """Overlap of the lowest and of the highest `fractions` of the two score vectors.
-
-    The examples with the lowest C-scores are the atypical or mislabeled ones a user
-    looks at, so agreement there matters more than a correlation over all examples.
-    Only examples both sides define are ranked.
-
-    Raises:
-      CompareError: as `compare_scores`, or a fraction outside (0, 1].
-    """
-    ours, reference = _checked_pair(ours, reference)
-    both = np.flatnonzero(~np.isnan(ours) & ~np.isnan(reference))
-    ranked_ours, ranked_reference = _ranked(ours, both), _ranked(reference, both)
-    result = []
-    for fraction in fractions:
-        if not 0 < fraction <= 1:
-            raise CompareError(f"fractions must lie in (0, 1], got {fraction}")
-        size = max(1, int(round(fraction * both.size))) if both.size else 0
-        for side, take in (("lowest", slice(0, size)), ("highest", slice(both.size - size, None))):
-            common = np.intersect1d(ranked_ours[take], ranked_reference[take]).size
-            result.append(ExtremeOverlap(fraction, side, size, int(common), int(both.size)))
-    return result
-
-
 def per_class_agreement(
     ours: np.ndarray, reference: np.ndarray, labels: np.ndarray
 ) -> list[ClassAgreement]:
@@ -158,7 +102,7 @@ def per_class_agreement(
     Raises:
       CompareError: as `compare_scores`, or labels of another length or not integers.
     """
-    ours, reference = _checked_pair(ours, reference)
+    ours, reference = checked_pair(ours, reference)
     labels = np.asarray(labels)
     if labels.shape != ours.shape or not np.issubdtype(labels.dtype, np.integer):
         raise CompareError(
@@ -196,7 +140,7 @@ def compare_scores(ours: np.ndarray, reference: np.ndarray) -> ScoreAgreement:
     Raises:
       CompareError: the vectors are not 1-D, differ in length, or are not numbers.
     """
-    ours, reference = _checked_pair(ours, reference)
+    ours, reference = checked_pair(ours, reference)
     both = ~np.isnan(ours) & ~np.isnan(reference)
     a, b = ours[both], reference[both]
     difference = np.abs(a - b)

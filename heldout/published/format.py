@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 
 from heldout._core.npz import load_npz
-from heldout.errors import PublishedFileError
+from heldout.errors import CompareError, PublishedFileError
 
 CSCORE_KEYS = ("labels", "scores")
 PAIR_KEYS = ("tr_idx", "tt_idx", "infl", "mem")
@@ -35,6 +35,21 @@ def is_real(values: np.ndarray) -> bool:
         or np.issubdtype(values.dtype, np.integer)
         or np.issubdtype(values.dtype, np.floating)
     )
+
+
+def checked_pair(ours: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two score vectors to compare, as float64; refused unless 1-D, equally long, real."""
+    ours, reference = np.asarray(ours), np.asarray(reference)
+    for name, values in (("our scores", ours), ("the reference scores", reference)):
+        if not is_real(values):
+            raise CompareError(f"{name} have dtype {values.dtype}; expected numbers")
+    ours, reference = ours.astype(np.float64), reference.astype(np.float64)
+    if ours.shape != reference.shape or ours.ndim != 1:
+        raise CompareError(
+            f"score vectors must be 1-D and equally long, got {ours.shape} and "
+            f"{reference.shape}; are both for the same split and dataset?"
+        )
+    return ours, reference
 
 
 def real_vector(values: np.ndarray, what: str, source: str) -> np.ndarray:

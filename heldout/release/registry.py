@@ -2,7 +2,8 @@
 
 Like a TFDS builder registry: an experiment name maps to its architecture, class count,
 dataset and index order, split sizes (every run is checked against them) and the tarball
-that carries it (URL and MD5). Every other module asks here instead of repeating these.
+that carries it (URL and MD5); a published score file's name maps to the dataset, order
+and shape it holds. Every other module asks here instead of repeating these.
 """
 
 from __future__ import annotations
@@ -129,3 +130,53 @@ def experiment_spec(name: str) -> ExperimentSpec:
         raise UnknownExperimentError(
             f"unknown experiment {name!r}; known experiments: {known}"
         ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedFileSpec:
+    """Facts about a published score file, recognized by its name and shape.
+
+    `index_order` is the order its example indices follow (`original` for the CIFAR
+    C-scores, `tfds` for MNIST's), None where the publication does not say.
+    """
+
+    filename: str
+    kind: str  # `cscores` or `pairs`
+    dataset: str
+    index_order: str | None
+    shape: tuple[int, ...]  # of `scores` (C-scores) or of each pair array
+
+
+PUBLISHED_FILES: dict[str, PublishedFileSpec] = {
+    spec.filename: spec
+    for spec in (
+        PublishedFileSpec(
+            "cifar10-cscores-orig-order.npz", "cscores", "cifar10", "original", (50_000,)
+        ),
+        PublishedFileSpec(
+            "cifar100-cscores-orig-order.npz", "cscores", "cifar100", "original", (50_000,)
+        ),
+        PublishedFileSpec("mnist-cscores.npy", "cscores", "mnist", "tfds", (60_000,)),
+        PublishedFileSpec(
+            "cifar100_high_infl_pairs_infl0.15_mem0.25.npz", "pairs", "cifar100", None, (1015,)
+        ),
+        PublishedFileSpec(
+            "imagenet_high_infl_pairs_infl0.15_mem0.25.npz", "pairs", "imagenet2012", None, (1641,)
+        ),
+    )
+}
+
+
+def published_file_spec(filename: str, shape: tuple[int, ...]) -> PublishedFileSpec | None:
+    """The published file called `filename` (a base name) holding arrays of `shape`.
+
+    Args:
+      filename: the file's base name, e.g. `mnist-cscores.npy`.
+      shape: the shape of its scores (or of each pair array).
+
+    Returns:
+      Its facts, or None when the name is not a published file's or the shape differs (a
+      file renamed to a published name is not taken for it).
+    """
+    spec = PUBLISHED_FILES.get(filename)
+    return spec if spec is not None and spec.shape == tuple(shape) else None
