@@ -145,7 +145,9 @@ def check_same_data(
     message = f"{' and '.join(what)} mismatch: {ours.describe()} against {reference.describe()}"
     if allow_mismatch:
         return message
-    raise IdentityMismatchError(
-        f"{message}; map one to the other's order (heldout map-order) or pass "
-        "--allow_mismatch to go on"
+    remedy = (
+        "compare scores of the same dataset"
+        if "dataset" in what
+        else "map one into the other's order (heldout map-order)"
     )
+    raise IdentityMismatchError(f"{message}; {remedy}, or pass --allow_mismatch to go on")

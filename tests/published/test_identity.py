@@ -97,15 +97,29 @@ def test_fashion_mnist_scores_against_the_published_mnist_cscores_are_refused(tm
 
 
 def test_published_cifar100_pairs_against_fashion_mnist_influence_are_refused(tmp_path):
-    pairs = _shared("cifar100_high_infl_pairs_infl0.15_mem0.25.npz")
+    """The pairs re-indexed into a small matrix, so that every pair is defined here: the
+    comparison printed "1015 defined here" for a Fashion-MNIST matrix."""
+    published = np.load(_shared("cifar100_high_infl_pairs_infl0.15_mem0.25.npz"))
+    pairs = tmp_path / "cifar100_high_infl_pairs_infl0.15_mem0.25.npz"  # name and shape kept
+    count = published["tr_idx"].size
+    np.savez(
+        pairs,
+        tr_idx=np.arange(count) % 50,
+        tt_idx=np.arange(count) // 50,
+        infl=published["infl"],
+        mem=published["mem"],
+    )
     scores = _scores_file(
         tmp_path / "scores.npz",
-        influence=np.zeros((2, 3), np.float32),
-        memorization=np.zeros(3),
+        influence=np.full((count // 50 + 1, 50), 0.2, np.float32),
+        memorization=np.zeros(50),
     )
     line = _one_line(_compare(f"--scores_file={scores}", f"--pairs={pairs}"))
     assert "dataset mismatch: " in line and "(fashion_mnist, idx order" in line
     assert f"{pairs} (cifar100)" in line
+    allowed = _compare(f"--scores_file={scores}", f"--pairs={pairs}", "--allow_mismatch")
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"influence pairs: {count} published, {count} defined here" in allowed.stdout
 
 
 def _idx_folder(folder: Path, num_train: int) -> Path:
