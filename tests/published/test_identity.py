@@ -171,3 +171,13 @@ def test_published_export_refuses_labels_of_another_dataset_and_records_the_over
     assert provenance["mismatch"].startswith("dataset mismatch: ")
     assert provenance["experiment"]["dataset"] == "fashion_mnist_idx"
     assert json.dumps(provenance)  # still JSON
+
+
+def test_our_cifar10_scores_against_the_published_original_order_are_refused(tmp_path):
+    published = _shared("cifar10-cscores-orig-order.npz")
+    cifar10 = {"dataset": "cifar10:3.0.2", "index_order": "tfds", "n_train": 50_000}
+    scores = _scores_file(tmp_path / "scores.npz", cifar10, cscore=np.zeros(50_000))
+    line = _one_line(_compare(f"--scores_file={scores}", f"--reference={published}"))
+    assert line.startswith("compare_scores: error: order mismatch: "), line
+    assert f"{published} (cifar10, original order, 50000 examples)" in line
+    assert "(heldout map-order)" in line
