@@ -58,6 +58,9 @@ def identity_from_provenance(provenance: dict | None, source: str) -> DataIdenti
         or an exported / order-mapped C-score file's (`dataset`, `order`, or the
         `experiment` copied from the scores file).
       source: the file, for messages.
+
+    Returns:
+      The dataset (base name), order and example count it records, or None.
     """
     if not provenance:
         return None
@@ -107,7 +110,16 @@ def identity_of_experiment(meta, source: str) -> DataIdentity:
 
 
 def identity_of_published(path: str | os.PathLike, shape: tuple[int, ...]) -> DataIdentity | None:
-    """A published file's identity from the registry (by base name and shape), or None."""
+    """A published file's identity from the registry, by base name and shape.
+
+    Args:
+      path: the file; only its base name is looked up.
+      shape: its scores' shape (or each pair array's).
+
+    Returns:
+      Its dataset and order (None for the pair files, whose order is not published), or
+      None when the name and shape are not a published file's.
+    """
     spec = published_file_spec(os.path.basename(os.fspath(path)), shape)
     if spec is None:
         return None
