@@ -152,27 +152,53 @@ def _count_surviving(influence: Influence, threshold: float, fdr: float) -> int:
 
 def _candidates(influence, count_in, correct, family, fdr, log_fact):
     """(test, train, S, influence) of the pairs at or above their critical count, read
-    from the dense matrix a block of rows at a time."""
+    from the dense matrix a block of rows at a time.
+
+    Influence grows with S at fixed counts, so no pair below the smallest critical
+    influence can pass: one float32 comparison rules out most of the matrix, and S is
+    recovered only for the values above it.
+    """
     runs = influence.num_runs
     c_values, c_class = np.unique(correct, return_inverse=True)
     n_values, n_class = np.unique(count_in, return_inverse=True)
     critical = hg.critical_successes(n_values, c_values, runs, fdr, log_fact)
+    lowest = _lowest_critical_influence(critical, n_values, c_values, runs, family, n_class)
     critical = np.concatenate([critical, np.full((c_values.size, 1), runs + 1)], axis=1)
     column_class = np.where(family, n_class.reshape(-1), n_values.size)
     row_class = c_class.reshape(-1)
-    product = (count_in * (runs - count_in)).astype(np.float64)
-    empty = np.zeros(0, np.int32)
-    tests, trains, successes, values_above = [empty], [empty], [empty], [np.zeros(0)]
+    empty = np.zeros(0, np.int64)
+    tests, trains, successes, found = [empty], [empty], [empty], [np.zeros(0)]
     for t0 in range(0, correct.size, _ROWS_PER_BLOCK):
-        rows = slice(t0, min(t0 + _ROWS_PER_BLOCK, correct.size))
-        values = influence.matrix[rows].astype(np.float64)
+        block = influence.matrix[t0 : t0 + _ROWS_PER_BLOCK]
         with np.errstate(invalid="ignore"):
-            s = np.rint((values * product + correct[rows, None] * count_in) / runs)
-            candidate = family & (s >= critical[row_class[rows]][:, column_class])
-        row, column = np.nonzero(candidate)
-        tests.append((row + t0).astype(np.int32))
-        trains.append(column.astype(np.int32))
-        successes.append(s[row, column].astype(np.int32))
-        values_above.append(values[row, column])
-    test, train = np.concatenate(tests).astype(np.int64), np.concatenate(trains).astype(np.int64)
-    return test, train, np.concatenate(successes).astype(np.int64), np.concatenate(values_above)
+            row, column = np.nonzero(block >= lowest)  # False for NaN
+        values = block[row, column].astype(np.float64)
+        n_in = count_in[column]
+        c = correct[row + t0]
+        s = np.rint((values * (n_in * (runs - n_in)) + c * n_in) / runs).astype(np.int64)
+        kept = s >= critical[row_class[row + t0], column_class[column]]
+        tests.append(row[kept] + t0)
+        trains.append(column[kept])
+        successes.append(s[kept])
+        found.append(values[kept])
+    return (
+        np.concatenate(tests).astype(np.int64),
+        np.concatenate(trains).astype(np.int64),
+        np.concatenate(successes),
+        np.concatenate(found),
+    )
+
+
+def _lowest_critical_influence(critical, n_values, c_values, runs, family, n_class) -> float:
+    """The smallest influence any pair of the family needs to reach its critical count,
+    lowered by a margin for float32 rounding (inf: none can)."""
+    in_family = np.zeros(n_values.size, bool)
+    in_family[n_class.reshape(-1)[family]] = True
+    n = n_values[in_family].astype(np.float64)[None, :]
+    c = c_values.astype(np.float64)[:, None]
+    s = critical[:, in_family].astype(np.float64)
+    reachable = s <= np.minimum(n, c)
+    if not reachable.any():
+        return np.inf
+    value = (runs * s - c * n) / (n * (runs - n))
+    return float(value[reachable].min()) - 1e-5
