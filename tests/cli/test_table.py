@@ -49,3 +49,30 @@ def test_the_output_must_be_a_csv_and_the_command_is_listed(tmp_path):
         timeout=120,
     ).stdout
     assert any(line.split()[:1] == ["table"] for line in help_text.splitlines())
+
+
+def test_labels_come_from_the_data_source_and_missing_data_is_one_line(tmp_path):
+    from heldout.scores.experiment import score_experiment
+    from heldout.scores.file import save_scores
+    from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
+
+    spec = SyntheticSpec(num_train=40, num_test=10, subset_ratios=(0.5,), runs_per_ratio=4)
+    experiment = write_synthetic_experiment(tmp_path / "synthetic", spec)
+    save_scores(tmp_path / "scores.npz", score_experiment(experiment).arrays())
+    labels = np.arange(40) % 4
+    np.savez(
+        tmp_path / "data.npz",
+        x_train=np.zeros((40, 4, 4, 1), np.uint8),
+        y_train=labels,
+        x_test=np.zeros((10, 4, 4, 1), np.uint8),
+        y_test=np.zeros(10, np.int64),
+    )
+    common = [f"--scores_file={tmp_path / 'scores.npz'}", f"--output={tmp_path / 't.csv'}"]
+    done = run_script(
+        "tools/table.py", *common, "--dataset=npz", f"--data_dir={tmp_path / 'data.npz'}"
+    )
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(load_score_table(tmp_path / "t.csv")["label"], labels)
+    done = run_script("tools/table.py", *common, f"--experiment_dir={experiment.path}")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "does not record its dataset" in done.stderr
