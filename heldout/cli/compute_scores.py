@@ -22,6 +22,7 @@ from heldout.scores import experiment as scores
 from heldout.scores import file as scores_file
 from heldout.scores import influence
 from heldout.scores.request import ScoreRequest
+from heldout.scores.uncertainty.threshold import ThresholdCheck, check_influence_threshold
 
 EXAMPLES = """\
   heldout scores --experiment_dir=~/data/cifar10-inception --output=~/cifar10-scores.npz \\
@@ -30,6 +31,7 @@ EXAMPLES = """\
       --scores=influence --influence_topk=50 --scheduler=local --dask_workers=4"""
 
 FLAGS = flags.FLAGS
+DEFAULT_FDR = 0.05  # the rate a threshold is checked against when no pairs were selected
 cli_flags.experiment_dir(__name__, required=True)
 cli_flags.output(__name__, "Must end with .npz.", required=True)
 cli_flags.scores(__name__, ["cscore", "memorization"])
@@ -128,14 +130,39 @@ def _summary(result: scores.ExperimentScores, seconds: float, output: str) -> st
             if i.is_topk
             else f"dense {i.matrix.shape[0]} x {i.matrix.shape[1]}"
         )
+        pairs = result.influence_pairs  # its rate, so that the two lines speak of one rule
+        fdr = DEFAULT_FDR if pairs is None else pairs.fdr
+        check = check_influence_threshold(i, values, fdr=fdr, pairs=pairs)
         lines.append(
             f"  influence at {i.subset_ratio:g} ({i.num_runs} runs, {shape}): "
-            f"{np.count_nonzero(values >= 0.15)} test examples have a training example "
-            "with influence >= 0.15"
+            f"{check.num_above} test examples have a training example "
+            f"with influence >= {check.threshold:g}"
         )
+        lines.append(_threshold_line(check))
         lines.append(f"    computed by the {i.backend} backend")
     lines += _uncertainty_summary(result)
     return "\n".join(lines)
+
+
+def _threshold_line(check: ThresholdCheck) -> str:
+    """What the fixed threshold is worth beside FDR control: survivors, or a warning."""
+    if check.too_few_runs:
+        return (
+            f"    warning: at {check.count_in:g} runs in and {check.count_out:g} out, one "
+            f"influence estimate has a standard error up to {check.standard_error:.2f}; "
+            f"the {check.threshold:g} threshold is within noise (FDR-selected pairs: "
+            "--scores=influence_pairs)"
+        )
+    if check.num_surviving is None:
+        return (
+            f"    not checked against FDR control at {check.fdr:g} (top-k or streamed "
+            "values; --scores=influence_pairs selects the pairs)"
+        )
+    return (
+        f"    of these, {check.num_surviving} have such a pair that survives FDR control at "
+        f"{check.fdr:g} (Benjamini-Hochberg over Fisher's exact tests of every pair, on the "
+        "same counts)"
+    )
 
 
 def _uncertainty_summary(result: scores.ExperimentScores) -> list[str]:
@@ -169,6 +196,14 @@ def _uncertainty_summary(result: scores.ExperimentScores) -> list[str]:
             f"{pairs.num_tests} pairs tested ({family})"
         )
     return lines
+
+
+def _plan_line(plan: influence.InfluencePlan) -> str:
+    """The backend and the memory an influence scoring expects, said before it starts."""
+    return (
+        f"influence: the {plan.choice.backend} backend ({plan.choice.reason}); expected peak "
+        f"memory about {plan.peak_bytes / 2**30:.2f} GiB ({plan.held})"
+    )
 
 
 def _streams_influence(requested: Sequence[str]) -> bool:
@@ -209,6 +244,9 @@ def main(argv: Sequence[str]) -> int:
     if not fan_out.distributed and _streams_influence(requested):
         # Only written: computed block by block while it is (never held whole).
         request = request.replace(influence_options={"stream_dense": True})
+    plan = scores.plan_experiment_influence(experiment, request)
+    if plan is not None:
+        print(_plan_line(plan), file=sys.stderr)
     result = score(
         experiment,
         request,

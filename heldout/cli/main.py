@@ -35,6 +35,7 @@ COMMANDS = {
         "analyze_scores", "The papers' per-class analyses of C-scores, and figures."
     ),
     "plot": Command("plot_scores", "The figures of a scores file."),
+    "table": Command("table", "A scores file as a CSV table, one row per training example."),
     "map-order": Command("map_order", "A published score file moved into TFDS order."),
     "train": Command("train_heldout", "Train heldout models into the released layout."),
     "proxies": Command("compute_proxies", "C-score proxies from one training run."),

@@ -16,7 +16,7 @@ from heldout.release.layout import Experiment, ratio_key
 from heldout.release.reading import ProgressCallback, RunLike, read_runs
 from heldout.scores.counts import ScoreAccumulator
 from heldout.scores.file import scores_provenance
-from heldout.scores.influence import influence_accumulator
+from heldout.scores.influence import InfluencePlan, influence_accumulator, plan_influence
 from heldout.scores.request import (
     DEFAULT_REQUEST,
     RunSelection,
@@ -28,7 +28,7 @@ from heldout.scores.results import ExperimentScores
 from heldout.scores.uncertainty.intervals import CorrectTestCounts, score_intervals
 from heldout.scores.uncertainty.pairs import SignificantPairsAccumulator
 
-__all__ = ["ScoreState", "score_experiment"]
+__all__ = ["ScoreState", "plan_experiment_influence", "score_experiment"]
 
 
 def score_experiment(
@@ -77,6 +77,48 @@ def score_experiment(
         if state.at_score_ratio(run.subset_ratio):
             state.add_at_score_ratio(aux)
     return state.result(experiment, skipped, skipped_runs)
+
+
+def plan_experiment_influence(
+    experiment: Experiment, request: ScoreRequest
+) -> InfluencePlan | None:
+    """The influence backend a scoring will use and its expected peak memory, before reading.
+
+    The split sizes come from the experiment's record, else from its first readable run.
+
+    Args:
+      experiment: from `heldout.release.layout.open_experiment`.
+      request: the scoring (`ScoreRequest`).
+
+    Returns:
+      The plan, or None when no influence is asked for or no run can tell the sizes.
+
+    Raises:
+      ScoresError, UsageError: as `score_experiment`, before any reading.
+    """
+    selection = runs_to_read(experiment, request)
+    if "influence" not in selection.scores:
+        return None
+    runs = experiment.runs_at(selection.score_ratio)
+    num_train, num_test = experiment.meta.num_train, experiment.meta.num_test
+    for run in runs[:3] if num_train is None or num_test is None else ():
+        try:
+            aux = run.load_aux()
+        except AuxArraysError:
+            continue  # the scoring reports it (or skips it)
+        num_train, num_test = aux.num_train, aux.num_test
+        break
+    if not runs or num_train is None or num_test is None:
+        return None
+    return plan_influence(
+        len(runs),
+        num_train,
+        num_test,
+        request.influence_topk,
+        request.backend,
+        intervals=selection.confidence is not None,
+        **(request.influence_options or {}),
+    )
 
 
 def _runs_at_score_ratio(experiment: Experiment, selection: RunSelection) -> int:

@@ -29,9 +29,11 @@ __all__ = [
     "POPCOUNT_MIN_WORK",
     "BackendChoice",
     "InfluenceAccumulator",
+    "InfluencePlan",
     "choose_backend",
     "compute_influence",
     "influence_accumulator",
+    "plan_influence",
     "popcount_available",
 ]
 
@@ -86,6 +88,75 @@ def choose_backend(
     if popcount_available():
         return BackendChoice("popcount", size)
     return BackendChoice("numpy", f"{size}, but numba is not installed")
+
+
+@dataclasses.dataclass(frozen=True)
+class InfluencePlan:
+    """What an influence computation will run on and the memory it expects, before it starts.
+
+    Attributes:
+      choice: the backend and why.
+      peak_bytes: the expected peak of the influence's own arrays (about; the process
+        adds its libraries and the other scores).
+      held: what takes that memory, for messages.
+    """
+
+    choice: BackendChoice
+    peak_bytes: int
+    held: str
+
+
+_TILE_BYTES = 64 << 20  # a GEMM tile or a streamed block of rows, about
+
+
+def plan_influence(
+    num_runs: int,
+    num_train: int,
+    num_test: int,
+    topk: int = 0,
+    backend: str = AUTO,
+    intervals: bool = False,
+    **options,
+) -> InfluencePlan:
+    """The backend an influence computation will use and the peak memory it expects.
+
+    Args:
+      num_runs, num_train, num_test: R, N and N_test.
+      topk: 0 for the dense matrix, else k per test example.
+      backend: one of `BACKENDS`.
+      intervals: whether interval limits are computed beside the values.
+      **options: as for `InfluenceAccumulator` (`stream_dense`, the numpy backend's).
+
+    Returns:
+      The plan.
+
+    Raises:
+      UsageError: as `choose_backend`.
+    """
+    if sorted(set(options) & set(NUMPY_OPTIONS)) and backend == AUTO:
+        backend = "numpy"
+    choice = choose_backend(num_runs, num_train, num_test, backend)
+    packed = num_runs * ((num_train + 7) // 8 + (num_test + 7) // 8)
+    if topk == 0:
+        matrix = 4 * num_train * num_test
+        streams = options.get("stream_dense") and getattr(
+            get_backend(choice.backend), "streams_dense", False
+        )
+        if streams and not intervals:
+            held = (
+                f"the runs packed, and blocks of rows of the dense {num_test} x {num_train} matrix"
+            )
+            return InfluencePlan(choice, packed + _TILE_BYTES, held)
+        held = f"the dense {num_test} x {num_train} float32 matrix, held whole"
+        if intervals:
+            matrix, held = 3 * matrix, held + ", and its interval limits"
+        return InfluencePlan(choice, matrix + packed + _TILE_BYTES, held)
+    k = min(topk, num_train)
+    kept = num_test * k * (4 + 8) * (3 if intervals else 2)  # values, indices; merging
+    if choice.backend == "numpy":  # the test correctness of every run, unpacked
+        packed += 4 * num_test * (num_runs + 1)
+    held = f"the runs packed, and the top-{k} of {num_test} test examples"
+    return InfluencePlan(choice, packed + kept + _TILE_BYTES, held)
 
 
 def popcount_available() -> bool:

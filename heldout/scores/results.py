@@ -111,6 +111,8 @@ class Influence:
         influential" means the largest (most helpful) influence, as in the published
         high-influence pairs; of equal values, the smaller training index comes first.
       backend: the backend that computed it (a registered name, never "auto").
+      test_correct_count: int32 [N_test]: runs in which each test example was correct (c),
+        where the backend kept it; not written to the scores file.
     """
 
     subset_ratio: float | None
@@ -121,6 +123,7 @@ class Influence:
     topk_index: np.ndarray | None = None
     topk_value: np.ndarray | None = None
     backend: str = "numpy"
+    test_correct_count: np.ndarray | None = None
 
     @property
     def is_topk(self) -> bool:

@@ -178,3 +178,39 @@ def test_help_lists_the_commands_flags():
     assert done.returncode == 0  # our --help (absl's exited with 1)
     for flag in ("--experiment_dir", "--output", "--scores", "--skip_bad_runs", "--scheduler"):
         assert flag in done.stdout, flag
+
+
+def test_the_threshold_line_agrees_with_the_fdr_pairs_at_few_runs(scores_experiment, tmp_path):
+    """#24: "N test examples have ... influence >= 0.15" beside "0 selected at FDR 0.05"
+    contradicted each other; at 8 runs the threshold is within noise, and it says so. The
+    backend and the peak memory it expects come first, on stderr."""
+    done = _run_tool(
+        f"--experiment_dir={scores_experiment.path}",
+        "--scores=influence,influence_pairs",
+        f"--output={tmp_path / 'scores.npz'}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "test examples have a training example with influence >= 0.15" in done.stdout
+    assert "warning: at " in done.stdout
+    assert "the 0.15 threshold is within noise" in done.stdout
+    assert "influence: the numpy backend (small problem" in done.stderr
+    assert "expected peak memory about" in done.stderr and "held whole" in done.stderr
+
+
+def test_with_enough_runs_the_threshold_line_counts_the_fdr_survivors(tmp_path):
+    """The two summaries agree: the survivors of the threshold are the FDR-selected pairs
+    at or above it, counted on the same counts."""
+    from heldout.cli import compute_scores
+    from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
+
+    spec = SyntheticSpec(num_train=200, num_test=50, subset_ratios=(0.7,), runs_per_ratio=400)
+    experiment = write_synthetic_experiment(tmp_path / "many", spec)
+    request = ScoreRequest(scores=("influence", "influence_pairs"))
+    result = scores.score_experiment(experiment, request)
+    text = compute_scores._summary(result, 0.0, "scores.npz")
+    pairs = result.influence_pairs
+    expected = np.unique(pairs.test_index[pairs.influence >= 0.15]).size
+    assert expected >= 5
+    assert f"of these, {expected} have such a pair that survives FDR control at 0.05" in text
+    assert f"{pairs.train_index.size} selected at FDR 0.05" in text
+    assert "warning" not in text

@@ -13,6 +13,7 @@ from heldout.scores.influence import (
     choose_backend,
     compute_influence,
     influence_accumulator,
+    plan_influence,
 )
 from tests.scores.influence_cases import influence_by_definition, random_runs
 
@@ -142,3 +143,33 @@ def test_a_dense_matrix_over_the_limit_is_refused_before_storing_runs():
     accumulator = influence_accumulator(0, None, "numpy", max_matrix_bytes=16)
     with pytest.raises(base.InfluenceTooLargeError, match="top-k mode"):
         accumulator.add(runs[0])
+
+
+def test_the_plan_names_the_backend_that_runs_and_bounds_its_peak():
+    """#24: `--scores=influence` says its backend and peak memory before it starts."""
+    import tracemalloc
+
+    runs, _, _ = _runs(num_runs=16, num_train=4000, num_test=1000)
+    plan = plan_influence(16, 4000, 1000)
+    assert plan.choice.backend == "numpy" and "held whole" in plan.held
+    tracemalloc.start()
+    try:
+        result = compute_influence(runs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.backend == plan.choice.backend
+    assert 4 * 4000 * 1000 <= peak <= plan.peak_bytes
+
+
+def test_at_the_default_experiments_size_numpy_holds_the_whole_matrix():
+    """The docs' claim: only the popcount backend streams the dense matrix; auto picks
+    numpy for 32 runs of 60 000 x 10 000, which holds all 2.4 GB of it."""
+    plan = plan_influence(32, 60_000, 10_000, stream_dense=True)
+    assert plan.choice.backend == "numpy" and plan.peak_bytes >= 4 * 60_000 * 10_000
+    assert "held whole" in plan.held
+    if registry.get_backend("popcount").why_unavailable() is None:
+        streamed = plan_influence(32, 60_000, 10_000, 0, "popcount", stream_dense=True)
+        assert streamed.peak_bytes < 128 << 20 and "blocks of rows" in streamed.held
+    topk = plan_influence(32, 60_000, 10_000, topk=10)
+    assert topk.peak_bytes < 128 << 20 and "top-10" in topk.held

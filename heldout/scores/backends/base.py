@@ -155,6 +155,7 @@ class InfluenceCounts:
             num_runs=self.num_runs,
             count_in=self.count_in.copy(),
             count_out=(self.num_runs - self.count_in).astype(np.int32),
+            test_correct_count=self.test_correct_count.copy(),
             **fields,
         )
 

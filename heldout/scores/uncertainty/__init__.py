@@ -4,7 +4,7 @@
 - `reliability`: split-half reliability of each score's ranking and its prediction for
   larger run budgets, on `deconvolution`; `planning`: `plan_runs` over an experiment;
 - `pairs`: significant (training, test) influence pairs with false-discovery control,
-  from Fisher's exact test (`hypergeometric`).
+  from Fisher's exact test (`hypergeometric`); `threshold`: a fixed threshold beside it.
 """
 
 from heldout.scores.uncertainty.intervals import (
@@ -29,6 +29,7 @@ from heldout.scores.uncertainty.reliability import (
     predict_run_budget,
     spearman_brown,
 )
+from heldout.scores.uncertainty.threshold import ThresholdCheck, check_influence_threshold
 
 __all__ = [
     "CorrectTestCounts",
@@ -37,8 +38,10 @@ __all__ = [
     "RunPlan",
     "SignificantPairsAccumulator",
     "SplitHalfAccumulator",
+    "ThresholdCheck",
     "benjamini_hochberg",
     "binomial_interval",
+    "check_influence_threshold",
     "compute_influence_pairs",
     "influence_intervals",
     "mean_of_proportions_interval",
