@@ -38,6 +38,15 @@ def influence_topk(scores: dict[str, np.ndarray], k: int = 4, min_runs: int = 0)
     )
 
 
+def influence_training_examples(scores: dict[str, np.ndarray], min_runs: int) -> int | None:
+    """Training examples the influence figure may show: in and out of `min_runs` runs or
+    more (None when the file has no counts)."""
+    count_in, count_out = scores.get("influence_count_in"), scores.get("influence_count_out")
+    if count_in is None or count_out is None:
+        return None
+    return int(np.sum((count_in >= min_runs) & (count_out >= min_runs)))
+
+
 def topk_from_dense(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k largest (NaN-free) influences per test example: (index, value) [N_test, k]."""
     values = np.where(np.isnan(matrix), -np.inf, matrix)
