@@ -26,9 +26,9 @@ def fraction_bins(
     fractions. With the runs that held each example out (`denominators`, n), the edges
     are the cell boundaries (k +- 1/2)/n of the median n, grouped evenly when there are
     more than `MAX_ALIGNED_BINS` cells; an estimate with another n counts spread evenly
-    over its own cell [(k - 1/2)/n, (k + 1/2)/n], so every bin gets its fair share and the
-    heights still sum to the examples. Without counts, or for values that are not k/n,
-    `bins` equal bins on [0, 1], and the note says why.
+    over its own cell [(k - 1/2)/n, (k + 1/2)/n] (0 and 1 stay in the end bins), so every
+    bin gets its fair share and the heights still sum to the examples. Without counts, or
+    for values that are not k/n, `bins` equal bins on [0, 1], and the note says why.
 
     Args:
       values: the defined estimates [M].
@@ -52,16 +52,20 @@ def fraction_bins(
     if cells[-1] != reference + 1:
         cells = np.append(cells, reference + 1)
     edges = (cells - 0.5) / reference
-    low = np.maximum((np.round(k) - 0.5) / n, edges[0])
-    high = np.minimum((np.round(k) + 0.5) / n, edges[-1])
+    k = np.round(k)
+    low = np.maximum((k - 0.5) / n, edges[0])
+    high = np.minimum((k + 0.5) / n, edges[-1])
+    # 0 and 1 (never / always right) are attainable for every n: kept in the end bins.
+    low, high = np.where(k == 0, edges[0], low), np.where(k == 0, edges[1], high)
+    low, high = np.where(k == n, edges[-2], low), np.where(k == n, edges[-1], high)
     share = np.clip((edges[np.newaxis, :] - low[:, np.newaxis]) / (high - low)[:, np.newaxis], 0, 1)
     heights = np.diff(share, axis=1).sum(axis=0)
     if np.all(n == reference):
         note = f"bins: k/{reference}" if group == 1 else f"bins: {group} of k/{reference} each"
     else:
         note = (
-            f"bins: k/{reference}; k/n of n = {int(n.min())}-{int(n.max())} held-out "
-            "runs spread over their 1/n"
+            f"held out {int(n.min())}-{int(n.max())}x: each k/n spread over its 1/n; "
+            f"bins 1/{reference}"
         )
     return edges, heights, note
 
@@ -110,7 +114,7 @@ def plot_histograms(
     for k, (title, edges, heights, color) in enumerate(panels):
         ax = figure.add_subplot(rows, cols, k + 1)
         ax.hist(edges[:-1], bins=edges, weights=heights, color=color)
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=7.5)
         ax.set_xlim(min(0.0, edges[0]), max(1.0, edges[-1]))
         ax.set_xlabel("C-score", fontsize=8)
         ax.set_ylabel("examples", fontsize=8)

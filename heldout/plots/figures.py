@@ -154,6 +154,7 @@ def draw_figures(
             train_labels,
             class_names=class_names,
             note=note,
+            left_out=f"the rest in or out\nof < {min_influence_runs} runs",
         )
     return figures
 
