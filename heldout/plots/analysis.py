@@ -90,7 +90,7 @@ def plot_score_comparison(
     ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
     both = ~np.isnan(ours) & ~np.isnan(reference)
     a, b = ours[both], reference[both]
-    figure = new_figure(11.0, 4.6)
+    figure = new_figure(11.0, 5.0, layout="constrained")
     ax = figure.add_subplot(1, 2, 1)
     hexes = None
     if a.size:
@@ -134,5 +134,4 @@ def plot_score_comparison(
     histograms.set_title("histograms", fontsize=10)
     if hexes is not None:
         figure.colorbar(hexes, ax=ax, label="examples per hexagon (log scale)")
-    figure.tight_layout()
     return figure
