@@ -51,7 +51,7 @@ cli_flags.define(
     "reference's split-half reliability, and its labels are checked against ours.",
 )
 _REFERENCE_EXPERIMENT_DIR = flags.FlagHolder(flags.FLAGS, flags.FLAGS["reference_experiment_dir"])
-cli_flags.figure(__name__, "With --reference (.png or .pdf): rho by epoch, rank scatters.")
+cli_flags.figure(__name__, "With --reference (.png or .pdf): rho by epoch, rank densities.")
 _FIGURE = flags.FlagHolder(flags.FLAGS, flags.FLAGS["figure"])
 _KDE_HIDDEN_EVERY = flags.DEFINE_integer(
     "kde_hidden_every",

@@ -1,4 +1,4 @@
-"""The proxies' figure: rho against epoch (the paper's Figures 8 and 9b) and rank scatters.
+"""The proxies' figure: rho against epoch (the paper's Figures 8 and 9b) and rank densities.
 
 Top: Spearman rho with the reference C-score against the epoch, one line per per-epoch
 proxy (each proxy computed from the first e epochs; hidden densities at epoch e). Below:
