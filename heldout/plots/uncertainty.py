@@ -185,7 +185,13 @@ def plot_reliability_curve(plan) -> Figure:
     ax.set_xlabel("runs per subset ratio")
     ax.set_ylabel("split-half Spearman rho")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{plan['experiment']}: ranking reliability against runs", fontsize=10)
+    counts = sorted({int(n) for score in plan["scores"] for n in score["runs_per_ratio"]})
+    examples = ", ".join(f"{score['score']} {score['num_examples']}" for score in plan["scores"])
+    ax.set_title(
+        f"{plan['experiment']}: ranking reliability against runs\nmeasured at "
+        f"{'/'.join(map(str, counts))} runs per ratio; examples: {examples}",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="lower right")
     return figure
 

@@ -71,6 +71,9 @@ def test_reliability_figure_draws_prediction_measurement_and_target():
     assert "cscore: measured (3 splits, 400 examples)" in legend
     assert "cscore: 24 runs per ratio reach rho 0.75" in legend  # the vertical line
     assert "target rho 0.75" in legend
+    assert ax.get_title().endswith(
+        "measured at 8 runs per ratio; examples: cscore 400, memorization 350"
+    )
 
 
 def test_band_files_from_a_scores_file(tmp_path):
