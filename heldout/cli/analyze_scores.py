@@ -161,10 +161,13 @@ def main(argv: Sequence[str]) -> int:
         ),
         "cscore_histogram": plots.plot_cscore_histogram(scores),
     }
+    from heldout.plots.captions import runs_of_scores_file
+
+    runs = runs_of_scores_file(FLAGS.scores_file)
     if by_ratio is not None and ratios is not None:
-        figures["cscore_bins"] = plots.plot_cscore_bins(ratios, by_ratio, scores)
+        figures["cscore_bins"] = plots.plot_cscore_bins(ratios, by_ratio, scores, runs=runs)
     if train is not None:
-        figures["examples"] = plots.plot_examples(scores, train.images, labels, names)
+        figures["examples"] = plots.plot_examples(scores, train.images, labels, names, runs=runs)
     for name, figure in figures.items():
         for path in plots.save_figure(figure, f"{FLAGS.output_dir}/{name}", formats):
             print(path)

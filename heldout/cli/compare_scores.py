@@ -223,7 +223,10 @@ def main(argv: Sequence[str]) -> int:
         labels = _labels(reference_labels, len(reference))
         _print_scores(ours, reference, labels)
         if FLAGS.output_dir:
-            figure = plots.plot_score_comparison(ours, reference, "ours", "reference")
+            from heldout.plots.captions import runs_of_scores_file as runs_of
+
+            note = f"ours: {runs_of(FLAGS.scores_file)}; reference: {runs_of(FLAGS.reference)}"
+            figure = plots.plot_score_comparison(ours, reference, "ours", "reference", note=note)
             for path in plots.save_figure(figure, f"{FLAGS.output_dir}/comparison", formats):
                 print(path)
     if FLAGS.pairs:

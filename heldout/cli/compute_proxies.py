@@ -51,7 +51,7 @@ cli_flags.define(
     "reference's split-half reliability, and its labels are checked against ours.",
 )
 _REFERENCE_EXPERIMENT_DIR = flags.FlagHolder(flags.FLAGS, flags.FLAGS["reference_experiment_dir"])
-cli_flags.figure(__name__, "With --reference (.png or .pdf): rho by epoch, rank scatters.")
+cli_flags.figure(__name__, "With --reference (.png or .pdf): rho by epoch, rank densities.")
 _FIGURE = flags.FlagHolder(flags.FLAGS, flags.FLAGS["figure"])
 _KDE_HIDDEN_EVERY = flags.DEFINE_integer(
     "kde_hidden_every",
@@ -163,6 +163,7 @@ def main(argv: Sequence[str]) -> int:
             arrays["reference_split_half_rho"] = np.float64(reliability.rho)
     figure = None
     if reference is not None and _FIGURE.value is not None:
+        from heldout.plots.captions import runs_of_scores_file
         from heldout.plots.proxies import plot_proxies
 
         figure = plot_proxies(
@@ -176,6 +177,7 @@ def main(argv: Sequence[str]) -> int:
             {name: float(correlations[f"spearman_{name}"]) for name in result.proxies},
             title=f"{options.recipe.dataset}: proxies ({result.num_train} examples, "
             f"{options.num_seeds} x {options.recipe.epochs} model-epochs) against the C-score",
+            runs=f"reference: {runs_of_scores_file(reference.path)}",
         )
     atomic.write_npz_atomic(output, arrays)
     if figure is not None:

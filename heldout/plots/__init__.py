@@ -1,9 +1,8 @@
 """Figures of scores, uncertainty, proxies and learning curves, drawn with matplotlib.
 
-Modules, one per figure family: `canvas` (the figure, `save_figure`, formats), `figures`
-(`write_figures`: every figure of a scores file), `examples`, `cscores` (distributions),
-`influence`, `uncertainty`, `analysis` (per-class statistics, comparisons), `proxies`,
-`curves` (learning curves).
+Modules: `canvas` (the figure, `save_figure`, formats), `captions` (runs and examples each
+figure states), `figures` (`write_figures`: every figure of a scores file), `examples`,
+`cscores`, `influence`, `uncertainty`, `analysis`, `proxies`, `curves` (learning curves).
 """
 
 from heldout.plots.analysis import plot_class_statistics, plot_score_comparison

@@ -17,10 +17,15 @@ from matplotlib.figure import Figure
 from heldout._core.npz import load_npz
 from heldout.errors import ScoresFileError
 from heldout.plots.canvas import DPI, check_formats, save_figure
+from heldout.plots.captions import count_out_by_ratio, scores_runs
 from heldout.plots.cscores import plot_cscore_bins, plot_histograms
 from heldout.plots.examples import plot_examples
-from heldout.plots.influence import influence_topk, plot_influence
-from heldout.plots.uncertainty import BAND_KEYS, plot_cscore_bands, total_runs
+from heldout.plots.influence import (
+    influence_topk,
+    influence_training_examples,
+    plot_influence,
+)
+from heldout.plots.uncertainty import BAND_KEYS, plot_cscore_bands
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -103,10 +108,19 @@ def draw_figures(
             f"the scores cover {cscore.shape[0]} training examples but the dataset has "
             f"{train_labels.shape[0]}: a different dataset or order than the experiment's?"
         )
+    runs = scores_runs(scores)
     figures = {
-        "examples": plot_examples(cscore, train_images, train_labels, class_names),
-        "histograms": plot_histograms(scores["subset_ratios"], scores["cscore_by_ratio"], cscore),
-        "cscore_bins": plot_cscore_bins(scores["subset_ratios"], scores["cscore_by_ratio"], cscore),
+        "examples": plot_examples(cscore, train_images, train_labels, class_names, runs=runs),
+        "histograms": plot_histograms(
+            scores["subset_ratios"],
+            scores["cscore_by_ratio"],
+            cscore,
+            count_out_by_ratio=count_out_by_ratio(scores),
+            num_runs_by_ratio=scores.get("num_runs_by_ratio"),
+        ),
+        "cscore_bins": plot_cscore_bins(
+            scores["subset_ratios"], scores["cscore_by_ratio"], cscore, runs=runs
+        ),
     }
     if all(key in scores for key in BAND_KEYS):
         figures["cscore_bands"] = plot_cscore_bands(
@@ -116,17 +130,20 @@ def draw_figures(
             labels=train_labels,
             class_names=class_names,
             confidence=float(scores["confidence"]) if "confidence" in scores else None,
-            num_runs=total_runs(scores),
+            runs=runs,
         )
     top = influence_topk(scores, min_runs=min_influence_runs)
     if top is not None and test_images is not None and test_labels is not None:
-        runs = int(scores.get("influence_num_runs", 0))
+        influence_runs = int(scores.get("influence_num_runs", 0))
         ratio = scores.get("score_subset_ratio")
+        kept = influence_training_examples(scores, min_influence_runs)
         note = (
-            f"influence from {runs} runs"
+            f"influence from {influence_runs} runs"
             + (f" at subset ratio {float(ratio):g}" if ratio is not None else "")
-            + f"; training examples in or out of fewer than {min_influence_runs} runs "
-            "left out. With few runs the largest estimates are mostly noise."
+            + f" ({test_labels.shape[0]} test examples; "
+            + ("all training examples" if kept is None else f"{kept} training examples")
+            + f" in and out of at least {min_influence_runs} runs, the others left out).\n"
+            "With few runs the largest estimates are mostly noise."
         )
         figures["influence"] = plot_influence(
             top[0],
@@ -137,6 +154,7 @@ def draw_figures(
             train_labels,
             class_names=class_names,
             note=note,
+            left_out=f"the rest in or out\nof < {min_influence_runs} runs",
         )
     return figures
 

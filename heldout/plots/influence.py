@@ -38,6 +38,15 @@ def influence_topk(scores: dict[str, np.ndarray], k: int = 4, min_runs: int = 0)
     )
 
 
+def influence_training_examples(scores: dict[str, np.ndarray], min_runs: int) -> int | None:
+    """Training examples the influence figure may show: in and out of `min_runs` runs or
+    more (None when the file has no counts)."""
+    count_in, count_out = scores.get("influence_count_in"), scores.get("influence_count_out")
+    if count_in is None or count_out is None:
+        return None
+    return int(np.sum((count_in >= min_runs) & (count_out >= min_runs)))
+
+
 def topk_from_dense(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k largest (NaN-free) influences per test example: (index, value) [N_test, k]."""
     values = np.where(np.isnan(matrix), -np.inf, matrix)
@@ -90,6 +99,9 @@ def choose_influence_rows(
     return order[:rows]
 
 
+HEADER_HEIGHT = 0.9  # inches above the rows: the note and the three headings
+
+
 def plot_influence(
     topk_index: np.ndarray,
     topk_value: np.ndarray,
@@ -104,23 +116,45 @@ def plot_influence(
     seed: int = 0,
     test_rows: np.ndarray | None = None,
     note: str | None = None,
+    left_out: str = "the others left out",
 ) -> Figure:
     """Rows: a test image, its most influential training images (with the values), and
-    random training images of its class for comparison. `note` goes under the title."""
+    random training images of its class for comparison.
+
+    Args:
+      topk_index, topk_value: each test example's top influences [N_test, K] (-1 / NaN:
+        none), e.g. from `influence_topk`.
+      test_images, test_labels, train_images, train_labels: the two splits.
+      rows: test examples shown (fewer when the split has fewer; the heading says so).
+      influential: top influences shown per row (at most K: the file keeps no more).
+      random_same_class: random training images of the test example's class per row.
+      class_names: names of the classes (default: the ids).
+      seed: fixes the random training images.
+      test_rows: the test examples to show (default: `choose_influence_rows`).
+      note: what the estimates rest on, at the top.
+      left_out: why a row has fewer influences than panels (said in the first empty one).
+
+    Returns:
+      The figure. No panel is blank without a reason written in it.
+    """
     if test_rows is None:
         test_rows = choose_influence_rows(topk_index, topk_value, test_labels, train_labels, rows)
+    kept = min(influential, topk_index.shape[1])
     rng = np.random.default_rng(seed)
-    columns = 1 + influential + 1 + random_same_class
-    figure = new_figure(1.05 * columns, 1.25 * len(test_rows) + 0.5)
+    columns = 1 + kept + 1 + random_same_class
+    height = 1.25 * len(test_rows) + HEADER_HEIGHT
+    figure = new_figure(1.05 * (columns - 0.7), height)
+    # A narrow spacer column separates the influences from the random comparison images.
     grid = figure.add_gridspec(
         len(test_rows),
         columns,
+        width_ratios=[1.0] * (1 + kept) + [0.3] + [1.0] * random_same_class,
         wspace=0.1,
         hspace=0.45,
         left=0.02,
         right=0.98,
-        top=0.9,
-        bottom=0.02,
+        top=1 - HEADER_HEIGHT / height,
+        bottom=0.1 / height,
     )
     names = class_names or [
         str(c) for c in range(int(max(train_labels.max(), test_labels.max())) + 1)
@@ -129,37 +163,58 @@ def plot_influence(
         ax = figure.add_subplot(grid[row, 0])
         show_image(ax, test_images[t])
         ax.set_title(f"test {t}\n{names[test_labels[t]]}", fontsize=6, pad=2)
-        for k in range(influential):
+        shown = 0
+        for k in range(kept):
             ax = figure.add_subplot(grid[row, 1 + k])
-            if k < topk_index.shape[1] and np.isfinite(topk_value[t, k]):
+            if topk_index[t, k] >= 0 and np.isfinite(topk_value[t, k]):
                 j = topk_index[t, k]
                 show_image(ax, train_images[j])
                 ax.set_title(
                     f"infl {topk_value[t, k]:.2f}\n{names[train_labels[j]]}", fontsize=6, pad=2
                 )
+                shown += 1
             else:
-                ax.axis("off")
+                _empty(ax, f"no further pair:\n{left_out}" if k == shown else "")
         same_class = np.flatnonzero(train_labels == test_labels[t])
         picks = rng.choice(same_class, size=min(random_same_class, same_class.size), replace=False)
-        for k, j in enumerate(picks):
-            ax = figure.add_subplot(grid[row, 2 + influential + k])
-            show_image(ax, train_images[j])
-            ax.set_title(f"train {j}", fontsize=6, pad=2)
-    figure.text(0.02, 0.96, "test image", fontsize=9)
-    figure.text(
-        (1 + influential / 2) / columns,
-        0.96,
-        "most influential training images",
-        ha="center",
-        fontsize=9,
-    )
-    figure.text(
-        (2 + influential + random_same_class / 2) / columns,
-        0.96,
-        "random training images of its class",
-        ha="center",
-        fontsize=9,
-    )
+        for k in range(random_same_class):
+            ax = figure.add_subplot(grid[row, 2 + kept + k])
+            if k < picks.size:
+                show_image(ax, train_images[picks[k]])
+                ax.set_title(f"train {picks[k]}", fontsize=6, pad=2)
+            else:
+                _empty(
+                    ax,
+                    f"its class has\n{same_class.size} training\nimages" if k == picks.size else "",
+                )
+    heading_y = 1 - 0.5 / height
+    shown_tests = f"test image\n{len(test_rows)} of {test_labels.shape[0]}"
+    fewer = "" if kept == influential else f" (the file keeps {kept} per test image)"
+    for text, first, last in (
+        (shown_tests, 0, 0),
+        ("most influential training images" + fewer, 1, kept),
+        ("random training images of its class", 2 + kept, 1 + kept + random_same_class),
+    ):
+        box_first = grid[0, first].get_position(figure)
+        box_last = grid[0, last].get_position(figure)
+        center = (box_first.x0 + box_last.x1) / 2
+        figure.text(center, heading_y, text, ha="center", va="bottom", fontsize=9)
     if note:
-        figure.text(0.5, 0.995, note, ha="center", va="top", fontsize=7, color="0.3")
+        figure.text(0.5, 1 - 0.04 / height, note, ha="center", va="top", fontsize=7, color="0.3")
     return figure
+
+
+def _empty(ax, reason: str) -> None:
+    """A panel with no image: no frame, and the reason (if any) in small grey text."""
+    ax.axis("off")
+    if reason:
+        ax.text(
+            0.5,
+            0.5,
+            reason,
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="0.35",
+            transform=ax.transAxes,
+        )

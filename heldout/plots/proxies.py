@@ -1,9 +1,9 @@
-"""The proxies' figure: rho against epoch (the paper's Figures 8 and 9b) and rank scatters.
+"""The proxies' figure: rho against epoch (the paper's Figures 8 and 9b) and rank densities.
 
 Top: Spearman rho with the reference C-score against the epoch, one line per per-epoch
 proxy (each proxy computed from the first e epochs; hidden densities at epoch e). Below:
-per proxy, each example's proxy rank against its C-score rank (a random sample of the
-examples when there are many; a diagonal means the same ordering). Proxies are oriented
+per proxy, the density of examples by proxy rank and C-score rank (hexagons on one log
+colour scale; a diagonal means the same ordering). Proxies are oriented
 so that higher means more regular (`heldout.proxies.compute.oriented`).
 """
 
@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 from matplotlib import colormaps, ticker
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from heldout._core.ranks import average_ranks
@@ -20,7 +21,6 @@ from heldout.plots.canvas import new_figure
 
 FORMATS = (".png", ".pdf")  # the suffixes a --figure of this figure may have
 DPI = 110  # the resolution this (large) figure is written at: `save_figure(..., dpi=DPI)`
-_SCATTER_POINTS = 4000
 
 
 def plot_proxies(
@@ -29,7 +29,7 @@ def plot_proxies(
     rho_by_epoch: dict[str, np.ndarray],
     rho: dict[str, float],
     title: str = "",
-    seed: int = 0,
+    runs: str | None = None,
 ) -> Figure:
     """The figure of the module docstring.
 
@@ -39,7 +39,11 @@ def plot_proxies(
       rho_by_epoch: name -> rho per epoch [E] (per-epoch proxies only).
       rho: name -> overall rho (in the scatter titles).
       title: the figure's title.
-      seed: fixes the scatter's sample.
+      runs: what the reference C-scores rest on (runs per ratio), for the title.
+
+    Returns:
+      The figure: the rho curves (axes 0), one rank density per proxy (hexagons of every
+      example with a C-score, one log colour scale), and the colour bar (last axes).
     """
     names = list(proxies)
     cols = 4
@@ -63,20 +67,18 @@ def plot_proxies(
         top.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     defined = ~np.isnan(reference)
     index = np.flatnonzero(defined)
-    rng = np.random.default_rng(seed)
-    sample = index if index.size <= _SCATTER_POINTS else rng.choice(index, _SCATTER_POINTS, False)
-    counts = f"rho over {index.size} examples with a C-score"
-    if sample.size < index.size:
-        counts += f"; scatters: a random {sample.size} of them"
+    counts = f"rho and rank densities over the {index.size} examples with a C-score"
+    if runs:
+        counts += f" ({runs})"
     top.set_title(f"{title or 'proxies against the holdout C-score'}\n{counts}", fontsize=10)
-    reference_rank = np.full(reference.shape, np.nan)
-    reference_rank[index] = average_ranks(reference[index]) / index.size
+    panels = []
     for k, name in enumerate(names):
         ax = figure.add_subplot(grid[1 + k // cols, k % cols])
-        values = np.asarray(proxies[name], np.float64)
-        proxy_rank = np.full(values.shape, np.nan)
-        proxy_rank[index] = average_ranks(values[index]) / index.size
-        ax.scatter(reference_rank[sample], proxy_rank[sample], s=1.5, alpha=0.35, linewidths=0)
+        reference_rank, proxy_rank = rank_pairs(reference, proxies[name], index)
+        hexes = ax.hexbin(
+            reference_rank, proxy_rank, gridsize=30, extent=(0, 1, 0, 1), mincnt=1, cmap="viridis"
+        )
+        panels.append((ax, hexes))
         ax.plot([0, 1], [0, 1], color="0.4", linewidth=0.8)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -86,4 +88,27 @@ def plot_proxies(
             ax.set_ylabel("proxy rank", fontsize=8)
         if k // cols == rows - 1:
             ax.set_xlabel("C-score rank", fontsize=8)
+    densest = max(
+        (float(np.ma.max(h.get_array())) for _, h in panels if h.get_array().size), default=1.0
+    )
+    norm = LogNorm(vmin=1, vmax=max(densest, 2.0))
+    for _, hexes in panels:
+        hexes.set_norm(norm)
+    if panels:
+        figure.colorbar(
+            panels[0][1],
+            ax=[ax for ax, _ in panels],
+            label="examples per hexagon (log scale)",
+            shrink=0.8,
+        )
     return figure
+
+
+def rank_pairs(
+    reference: np.ndarray, values: np.ndarray, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(C-score rank, proxy rank) of the examples `index`, as fractions; ties averaged."""
+    values = np.asarray(values, np.float64)
+    reference_rank = average_ranks(reference[index]) / index.size
+    proxy_rank = average_ranks(values[index]) / index.size
+    return reference_rank, proxy_rank

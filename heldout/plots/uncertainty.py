@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from heldout.errors import ScoresFileError, UsageError
 from heldout.plots.canvas import new_figure, save_figure
+from heldout.plots.captions import UNKNOWN_RUNS, scores_runs
 
 __all__ = [
     "BAND_KEYS",
@@ -42,6 +43,7 @@ def plot_cscore_bands(
     confidence: float | None = None,
     max_classes: int = 10,
     num_runs: int | None = None,
+    runs: str | None = None,
 ) -> Figure:
     """Per class, examples sorted by C-score: the score and its interval as a band.
 
@@ -52,6 +54,8 @@ def plot_cscore_bands(
       confidence: the intervals' nominal coverage, for the title.
       max_classes: panels at most (the first classes by id).
       num_runs: the runs behind the scores, for the title.
+      runs: what the scores rest on, as words (`heldout.plots.captions`); preferred over
+        `num_runs` in the title.
 
     Returns:
       The figure: one axes per class shown; in each, the line is the sorted C-scores and
@@ -88,8 +92,10 @@ def plot_cscore_bands(
     axes = figure.subplots(rows, columns, squeeze=False, sharey=True)
     for ax in axes.flat[len(groups) :]:
         ax.remove()
+    total = 0
     for ax, (name, members) in zip(axes.flat, groups, strict=False):
         shown = members[~np.isnan(cscore[members])]
+        total += shown.size
         order = shown[np.argsort(cscore[shown], kind="stable")]
         position = np.arange(order.size)
         ax.fill_between(position, low[order], high[order], color="tab:blue", alpha=0.3, lw=0)
@@ -100,8 +106,12 @@ def plot_cscore_bands(
         ax.tick_params(labelsize=7)
     axes[0, 0].set_ylabel("C-score", fontsize=8)
     level = f"{confidence:.0%} " if confidence is not None else ""
-    runs = f", from {num_runs} runs" if num_runs is not None else ""
-    figure.suptitle(f"C-scores with their {level}confidence intervals{runs}", fontsize=10)
+    if runs is None:
+        runs = f"{num_runs} runs" if num_runs is not None else UNKNOWN_RUNS
+    figure.suptitle(
+        f"C-scores of {total} examples with their {level}confidence intervals; {runs}",
+        fontsize=10,
+    )
     return figure
 
 
@@ -131,7 +141,8 @@ def plot_reliability_curve(plan) -> Figure:
       One axes: per score, the predicted curve (solid, markers at the predicted budgets),
       the measured value at the current runs (a point with an error bar of one standard
       deviation over the repeats), Spearman-Brown's step-up (dashed) and, where reached,
-      the runs the target needs (a vertical line); the target itself is a grey line.
+      the runs the target needs (a vertical line); the target itself is a grey line. Every
+      line is named in the legend.
     """
     plan = _plan_dict(plan)
     figure = new_figure(6.0, 4.0, layout="constrained")
@@ -157,17 +168,30 @@ def plot_reliability_curve(plan) -> Figure:
             label=f"{score['score']}: measured ({score['repeats']} splits, "
             f"{score['num_examples']} examples)",
         )
-        if score["runs_for_target"] is not None:
-            ax.axvline(max(score["runs_for_target"]), color=color, lw=0.8, ls=":")
         target = score["target_rho"]
+        if score["runs_for_target"] is not None:
+            needed = max(score["runs_for_target"])
+            ax.axvline(
+                needed,
+                color=color,
+                lw=0.8,
+                ls=":",
+                label=f"{score['score']}: {needed:g} runs per ratio reach rho {target:g}",
+            )
     if target is not None:
-        ax.axhline(target, color="grey", lw=0.8)
+        ax.axhline(target, color="grey", lw=0.8, label=f"target rho {target:g}")
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xlabel("runs per subset ratio")
     ax.set_ylabel("split-half Spearman rho")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{plan['experiment']}: ranking reliability against runs", fontsize=10)
+    counts = sorted({int(n) for score in plan["scores"] for n in score["runs_per_ratio"]})
+    examples = ", ".join(f"{score['score']} {score['num_examples']}" for score in plan["scores"])
+    ax.set_title(
+        f"{plan['experiment']}: ranking reliability against runs\nmeasured at "
+        f"{'/'.join(map(str, counts))} runs per ratio; examples: {examples}",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="lower right")
     return figure
 
@@ -199,6 +223,6 @@ def write_cscore_bands(
         labels=labels,
         class_names=class_names,
         confidence=confidence,
-        num_runs=total_runs(scores),
+        runs=scores_runs(scores),
     )
     return [save_figure(figure, f"{os.fspath(path_stem)}.{fmt}")[0] for fmt in formats]

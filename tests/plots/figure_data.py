@@ -74,3 +74,17 @@ def run_plan() -> dict:
             },
         ],
     }
+
+
+def figure_texts(figure) -> list[str]:
+    """Every title, suptitle and free text of a figure and its axes, as drawn."""
+    texts = [t.get_text() for t in figure.texts]
+    if figure._suptitle is not None:
+        texts.append(figure._suptitle.get_text())
+    for ax in figure.axes:
+        texts += [ax.get_title(loc) for loc in ("left", "center", "right")]
+        texts += [t.get_text() for t in ax.texts]
+        legend = ax.get_legend()
+        if legend is not None:
+            texts += [t.get_text() for t in legend.get_texts()]
+    return [t for t in texts if t]

@@ -23,10 +23,21 @@ def test_score_comparison_figure_counts_the_compared_examples():
     ours = rng.random(200)
     reference = ours + rng.normal(0, 0.1, 200)
     reference[:5] = np.nan
-    figure = analysis.plot_score_comparison(ours, reference)
-    scatter, histograms = figure.axes
-    counts = scatter.collections[0].get_array()  # the 2-D histogram of ranks
+    figure = analysis.plot_score_comparison(ours, reference, note="ours: 32 runs")
+    density, histograms, colorbar = figure.axes
+    counts = density.collections[0].get_array()  # examples per hexagon
     assert np.nansum(counts) == 195
     heights = [patch.get_height() for patch in histograms.patches]
     assert sum(heights) == 2 * 195  # both histograms over the same examples
-    assert "195 examples" in scatter.get_title()
+    assert "195 examples" in density.get_title() and "ours: 32 runs" in density.get_title()
+    assert "log scale" in colorbar.get_ylabel()
+
+
+def test_score_comparison_covers_the_full_rank_range_and_names_the_ties():
+    rng = np.random.default_rng(0)
+    ours = np.where(rng.random(1000) < 0.7, 1.0, rng.random(1000))  # 70% tied at 1.0
+    reference = rng.permutation(ours)
+    density = analysis.plot_score_comparison(ours, reference).axes[0]
+    assert density.get_xlim() == (0, 1) and density.get_ylim() == (0, 1)
+    tied = int(np.sum(ours == 1.0))
+    assert f"{tied} of ours at 1.00, {tied} of published at 1.00" in density.get_title()

@@ -13,7 +13,7 @@ import pytest
 from heldout.errors import ScoresFileError, UsageError
 from heldout.plots import influence
 from heldout.plots.figures import FIGURE_NAMES, draw_figures, load_scores, write_figures
-from tests.plots.figure_data import run_plan, shown
+from tests.plots.figure_data import figure_texts, run_plan, shown
 
 
 def test_unknown_format_is_refused_before_anything_is_written(tmp_path, data):
@@ -52,6 +52,23 @@ def test_topk_scores_and_no_influence(data):
         scores.pop(key)
     figures = draw_figures(scores, train_images, train_labels)
     assert sorted(figures) == ["cscore_bins", "examples", "histograms"]
+
+
+def test_every_figure_says_the_runs_and_examples_behind_it(data):
+    scores, train_images, train_labels, test_images, test_labels = data
+    scores["num_runs_by_ratio"] = np.array([32, 32, 32])
+    figures = draw_figures(
+        scores, train_images, train_labels, test_images=test_images, test_labels=test_labels
+    )
+    runs = "32 runs at each of ratios 0.3, 0.5, 0.7"
+    texts = {name: "\n".join(figure_texts(figure)) for name, figure in figures.items()}
+    assert runs in texts["examples"] and "299 training examples" in texts["examples"]
+    assert "(295 examples, 32 runs)" in texts["histograms"]
+    assert "(300 examples, 32 runs)" in texts["histograms"]
+    assert runs in texts["cscore_bins"] and "299 examples binned" in texts["cscore_bins"]
+    assert runs in texts["cscore_bands"] and "C-scores of 299 examples" in texts["cscore_bands"]
+    assert "influence from 16 runs" in texts["influence"]
+    assert "40 test examples" in texts["influence"]
 
 
 def test_mismatched_dataset_is_an_error(tmp_path, data):
@@ -113,9 +130,9 @@ def test_command_line(tmp_path, data):
         "influence.png",
         "reliability.png",
     ]
-    # The examples figure is 21 x 3 panels of 0.62 x 0.72 inches (+ margins) at 150 dpi.
+    # The examples figure is 21 x 3 panels of 0.62 x 0.9 inches (+ margins) at 150 dpi.
     examples = matplotlib.image.imread(tmp_path / "figs" / "examples.png")
-    assert examples.shape == (round(150 * (0.72 * 3 + 0.8)), round(150 * (0.62 * 21 + 1.2)), 4)
+    assert examples.shape == (round(150 * (0.9 * 3 + 0.7)), round(150 * (0.62 * 21 + 1.2)), 4)
     # Not a plan: refused with the file named, before any figure is written.
     (tmp_path / "bad.json").write_text(json.dumps({"scores": [{"score": "cscore"}]}))
     (tmp_path / "figs" / "reliability.png").unlink()

@@ -48,3 +48,38 @@ def test_influence_figure_shows_each_test_image_and_its_top_training_images(data
             j = int(ax.get_title().split()[1])  # "train <j>"
             assert train_labels[j] == test_labels[t]
             np.testing.assert_array_equal(shown(ax), train_images[j, :, :, 0])
+
+
+def test_no_panel_is_blank_without_a_reason(data):
+    """Fewer influences than panels (a top-2 file; pairs left out) and a class with fewer
+    training images than comparison panels: each gap says why, and no spacer panel."""
+    _, train_images, train_labels, test_images, test_labels = data
+    index = np.array([[0, 3]] * len(test_labels))
+    value = np.array([[0.5, np.nan]] * len(test_labels))  # the second pair left out
+    train_labels = train_labels.copy()
+    train_labels[train_labels == 2] = 1
+    train_labels[:2] = 2  # class 2: only two training images (example 0 and 1)
+    figure = influence.plot_influence(
+        index,
+        value,
+        test_images,
+        test_labels,
+        train_images,
+        train_labels,
+        rows=3,
+        test_rows=np.array([2, 0, 1]),
+        left_out="too few runs",
+    )
+    per_row = 1 + 2 + 5  # test image, the 2 the file keeps, random of its class
+    assert len(figure.axes) == 3 * per_row
+    for row in range(3):
+        panels = figure.axes[row * per_row : (row + 1) * per_row]
+        for group in (panels[1:3], panels[3:]):  # the influences; the random images
+            empty = [ax for ax in group if not ax.images]
+            assert not empty or empty[0].texts  # the first gap of a group says why
+    reasons = [t.get_text() for ax in figure.axes for t in ax.texts]
+    assert reasons.count("no further pair:\ntoo few runs") == 3
+    assert "its class has\n2 training\nimages" in reasons
+    texts = [t.get_text() for t in figure.texts]
+    assert "most influential training images (the file keeps 2 per test image)" in texts
+    assert "test image\n3 of 40" in texts

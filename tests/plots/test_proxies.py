@@ -12,15 +12,20 @@ def _figure(reference: np.ndarray, values: dict[str, np.ndarray]):
     return proxies.plot_proxies(values, reference, {"a": np.array([0.1, 0.3, np.nan])}, {"a": 0.5})
 
 
-def test_scatter_places_each_example_at_its_ranks_with_ties_averaged():
+def test_rank_density_counts_each_example_at_its_ranks_with_ties_averaged():
     reference = np.array([0.3, np.nan, 0.1, 0.3, 0.9])
     values = {"a": np.array([2.0, 5.0, 2.0, 1.0, 3.0])}
     figure = _figure(reference, values)
-    scatter = figure.axes[1].collections[0]
     # Defined examples 0, 2, 3, 4: reference ranks 2.5, 1, 2.5, 4; proxy ranks 2.5, 2.5, 1, 4.
+    ranks = proxies.rank_pairs(reference, values["a"], np.array([0, 2, 3, 4]))
     expected = np.array([[2.5, 2.5], [1, 2.5], [2.5, 1], [4, 4]]) / 4
-    np.testing.assert_array_equal(scatter.get_offsets(), expected)
-    assert figure.axes[1].get_title() == "a: rho 0.500"
+    np.testing.assert_array_equal(np.column_stack(ranks), expected)
+    density = figure.axes[1]
+    assert np.sum(density.collections[0].get_array()) == 4  # every defined example
+    assert density.get_xlim() == (0, 1) and density.get_ylim() == (0, 1)
+    assert density.get_title() == "a: rho 0.500"
+    assert "log scale" in figure.axes[-1].get_ylabel()  # the colour bar
+    assert "4 examples with a C-score" in figure.axes[0].get_title()
 
 
 def test_written_at_the_figure_resolution(tmp_path):

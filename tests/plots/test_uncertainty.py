@@ -35,6 +35,7 @@ def test_band_figure_has_a_panel_per_class_with_sorted_scores_and_their_interval
         "frog (20 examples)",
     ]
     assert "95% confidence intervals" in figure._suptitle.get_text()
+    assert "C-scores of 58 examples" in figure._suptitle.get_text()
     for ax, members in zip(
         axes, (np.arange(20), np.arange(20, 40), np.arange(40, 60)), strict=True
     ):
@@ -68,6 +69,11 @@ def test_reliability_figure_draws_prediction_measurement_and_target():
     assert any(list(line.get_ydata()) == [0.75, 0.75] for line in ax.get_lines())
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
     assert "cscore: measured (3 splits, 400 examples)" in legend
+    assert "cscore: 24 runs per ratio reach rho 0.75" in legend  # the vertical line
+    assert "target rho 0.75" in legend
+    assert ax.get_title().endswith(
+        "measured at 8 runs per ratio; examples: cscore 400, memorization 350"
+    )
 
 
 def test_band_files_from_a_scores_file(tmp_path):
