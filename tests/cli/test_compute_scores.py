@@ -199,18 +199,24 @@ def test_the_threshold_line_agrees_with_the_fdr_pairs_at_few_runs(scores_experim
 
 def test_with_enough_runs_the_threshold_line_counts_the_fdr_survivors(tmp_path):
     """The two summaries agree: the survivors of the threshold are the FDR-selected pairs
-    at or above it, counted on the same counts."""
-    from heldout.cli import compute_scores
+    at or above it, counted on the same counts. (The command runs in its own process: its
+    flags must not meet other commands' definitions in this one.)"""
     from heldout.testing.synthetic import SyntheticSpec, write_synthetic_experiment
 
     spec = SyntheticSpec(num_train=200, num_test=50, subset_ratios=(0.7,), runs_per_ratio=400)
     experiment = write_synthetic_experiment(tmp_path / "many", spec)
     request = ScoreRequest(scores=("influence", "influence_pairs"))
-    result = scores.score_experiment(experiment, request)
-    text = compute_scores._summary(result, 0.0, "scores.npz")
-    pairs = result.influence_pairs
+    pairs = scores.score_experiment(experiment, request).influence_pairs
     expected = np.unique(pairs.test_index[pairs.influence >= 0.15]).size
     assert expected >= 5
+    done = run_tool(
+        "compute_scores",
+        f"--experiment_dir={experiment.path}",
+        f"--output={tmp_path / 'scores.npz'}",
+        "--scores=influence,influence_pairs",
+    )
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
     assert f"of these, {expected} have such a pair that survives FDR control at 0.05" in text
     assert f"{pairs.train_index.size} selected at FDR 0.05" in text
     assert "warning" not in text
