@@ -1,4 +1,4 @@
-"""Evaluation throughput: heldout.evaluation.evaluate vs a plain eager loop, against the matmul rate.
+"""Evaluation throughput: heldout.evaluation.evaluate vs a plain eager loop and the matmul rate.
 
 SmallInception on 32x32x3 images (random pixels, random weights: speed does not depend on
 them). In the same process, interleaved over several rounds so that a shared or throttled

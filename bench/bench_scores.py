@@ -37,8 +37,8 @@ the popcount backend at full size, and the ratio to the float32 GEMM path (numpy
 measured in the same run on the first --imagenet_compare_num_test test examples (both
 costs are linear in N_test; the float32 path alone takes ~15 minutes at full size here).
 
-Part `files`: how fast `heldout.release.reading.read_runs` reads written `aux_arrays.npz` files, in the
-calling thread (its default) and on reader threads.
+Part `files`: how fast `heldout.release.reading.read_runs` reads written `aux_arrays.npz`
+files, in the calling thread (its default) and on reader threads.
 
   python bench/bench_scores.py                                   # everything, full size
   python bench/bench_scores.py --num_runs=400 --num_train=20000 --num_test=4000 \
