@@ -309,7 +309,7 @@ def default_share(num_runs: int, n_workers: int) -> int:
 
 
 def cluster_scorer(options) -> Callable[..., ExperimentScores]:
-    """`score_experiment`'s signature on the cluster that `cluster_flags` options name.
+    """`score_experiment`'s signature on the cluster a `heldout.cli.options.ClusterOptions` names.
 
     `workers` (reader threads in one process) is accepted and ignored: on a cluster each
     worker reads with its share of the cores.
