@@ -16,7 +16,7 @@ import sys
 import tarfile
 
 import pytest
-from download_servers import Entry, ObjectServer, make_targz
+from download_servers import Entry, Faults, ObjectServer, make_targz
 from tool_runs import REPO, run_script
 
 PAYLOAD = {f"rel/0.1/{i}/aux_arrays.npz": random.Random(i).randbytes(200_000) for i in range(3)}
@@ -93,6 +93,28 @@ def test_a_link_at_the_archive_name_is_read_but_never_replaced(server, tmp_path)
     assert str(link) in err and "symbolic link" in err, err
     assert victim.read_bytes() == VICTIM_BYTES and link.is_symlink()
     assert sorted(p.name for p in out.iterdir()) == ["release.tar.gz"]
+
+
+def test_a_fifo_at_the_part_name_is_refused_not_opened(server, tmp_path):
+    url = server.put("/r/release.tar.gz", TARGZ)
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "release.tar.gz.part")
+    args = [f"--url={url}", f"--output_dir={out}", f"--md5={MD5}", "--retries=0"]
+    err = _one_line(_download(*args, timeout=30))  # opening it for writing blocked before
+    assert f"{out}/release.tar.gz.part: is a FIFO, not a regular file" in err, err
+
+
+def test_a_dangling_link_where_bad_bytes_are_kept_aside_is_not_replaced(server, tmp_path):
+    url = server.put("/r/release.tar.gz", TARGZ)
+    server.faults = Faults(corrupt_offsets=(len(TARGZ) // 2,))
+    out = tmp_path / "out"
+    link, victim = _plant_link(tmp_path, out, "release.tar.gz.md5-mismatch", dangling=True)
+    completed = _download(f"--url={url}", f"--output_dir={out}", f"--md5={MD5}", "--retries=0")
+    err = _one_line(completed)
+    assert f"The data is kept as {out}/release.tar.gz.md5-mismatch.1." in err, err
+    assert link.is_symlink() and os.readlink(link) == str(victim)
+    assert not os.path.lexists(victim)
 
 
 # ------------------------------------------------------------- special files to read
