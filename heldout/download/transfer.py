@@ -123,6 +123,11 @@ def download(
                              `<name>` into the same folder fails at once with `LockBusyError`
                              naming the holder's PID (per archive, so the released archives can
                              be fetched side by side into one folder); left in place.
+      `.heldout-extract-*/`  with extract, this run's private folder of temporaries (removed
+                             at the end; only a killed process leaves one behind).
+
+    None of these is ever followed or replaced when it is a symbolic link someone else made
+    (`.part` and the lock are refused; `<name>` is read through, never replaced).
 
     The MD5 covers a local prefix as read from disk. New bytes are appended to `<name>.part`
     when the archive is kept (plain download, extract with `keep_archive`, or whenever a `.part`
@@ -277,7 +282,9 @@ def _check_space(filename: str, size: int | None, plan: _Plan, request: _Request
         few-GB selection because the whole archive would not fit is worse than the late
         `[Errno 28]` this check exists to prevent.
     Without a size (the server reports none and no `expected_size` was given) there is
-    nothing to check against.
+    nothing to check against. While extracting, each member's declared size is checked
+    against the free space again before any of its bytes is written (`extract`), so an
+    archive far smaller than its content (or a selection too large) stops at that member.
     """
     if size is None:
         return
