@@ -21,9 +21,9 @@ class Temporaries:
     """Creates temporaries (O_EXCL, never through a link) and removes what is left.
 
     One private folder per file system under `root` (a rename cannot cross file systems):
-    in `root` itself, or in the first target folder seen on another file system. Temporaries are numbered, so two
-    members never share one; `close()` removes the numbered files still there and the
-    folders, and nothing else.
+    in `root` itself, or in the first target folder seen on another file system.
+    Temporaries are numbered, so two members never share one; `close()` removes the
+    numbered files still there and the folders, and nothing else.
     """
 
     def __init__(self, root: str):
