@@ -57,13 +57,11 @@ def check_regular(path: Path, what: str = "the file to read") -> os.stat_result:
     """`os.stat(path)` (links followed), refusing anything that is not a regular file.
 
     Raises:
-      DownloadError: missing, or a FIFO, device, directory or socket (reading one would block
-        or never end).
+      DownloadError: a FIFO, device, directory or socket (reading one would block or never
+        end).
+      OSError: it cannot be stat'ed (missing: FileNotFoundError, naming it).
     """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise DownloadError(f"{path}: no such file ({what})") from None
+    st = os.stat(path)  # a missing file: the OSError names it
     if not stat.S_ISREG(st.st_mode):
         raise DownloadError(
             f"{path}: is {kind_of(st.st_mode)}, not a regular file; refusing to read it as {what}"
