@@ -47,13 +47,14 @@ def unused_name(path: Path) -> Path:
     return candidate
 
 
-def unreadable(error, append_to, final, report) -> ArchiveError:
+def unreadable(error, append_to, final, report, part_stat=None) -> ArchiveError:
     """Moves a `.part` that holds unreadable data aside (a resume would stop at the same
-    place), lists the files written from the bad stream, and says where everything is."""
+    place), lists the files written from the bad stream, and says where everything is.
+    `part_stat`: the `.part` we appended to; only that very file is moved."""
     lines = [str(error)]
     if append_to is not None and os.path.lexists(append_to):
         kept = unused_name(final.with_name(final.name + CORRUPT_SUFFIX))
-        durable_rename(append_to, kept)
+        durable_rename(append_to, kept, expected=part_stat)
         lines.append(f"The archive bytes received are kept as {kept}.")
     elif append_to is None and final.exists():
         lines.append(
@@ -77,12 +78,14 @@ def _list_written(report: ExtractReport, final: Path, suffix: str) -> list[str]:
     ]
 
 
-def mismatch(url, expected, actual, kept, final, report) -> ChecksumMismatchError:
+def mismatch(url, expected, actual, kept, final, report, part_stat=None) -> ChecksumMismatchError:
+    """The error for bytes whose MD5 is not `expected`, with a `.part` (`kept`, the file
+    `part_stat` describes when given) renamed aside to `<name>.md5-mismatch`."""
     lines = [f"MD5 mismatch for {url}: expected {expected}, got {actual}."]
     kept_path = None
     if kept is not None and kept != final:
         kept_path = unused_name(final.with_name(final.name + MISMATCH_SUFFIX))
-        durable_rename(kept, kept_path)
+        durable_rename(kept, kept_path, expected=part_stat)
         lines.append(f"The data is kept as {kept_path}.")
     elif kept == final:
         kept_path = final

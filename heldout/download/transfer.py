@@ -325,7 +325,7 @@ def _transfer(source, info, expected, plan, request, reporter, started) -> Downl
         try:
             _extract(stream, output_dir, request.only, request.overwrite, reporter, report)
         except ArchiveError as e:
-            raise unreadable(e, append_to, final, report) from None
+            raise unreadable(e, append_to, final, report, stream.part_stat) from None
     else:
         with contextlib.closing(iter(stream)) as chunks:
             for _ in chunks:
@@ -334,7 +334,7 @@ def _transfer(source, info, expected, plan, request, reporter, started) -> Downl
 
     kept = final if prefix == final else append_to
     if actual != expected:
-        raise mismatch(source.url, expected, actual, kept, final, report)
+        raise mismatch(source.url, expected, actual, kept, final, report, stream.part_stat)
     if kept == part:
         durable_rename(part, final, expected=stream.part_stat)
         kept = final
