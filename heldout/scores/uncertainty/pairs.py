@@ -25,6 +25,7 @@ __all__ = [
     "SignificantPairsAccumulator",
     "benjamini_hochberg",
     "compute_influence_pairs",
+    "q_values_of",
 ]
 
 _BINS_PER_DECADE = 50
@@ -184,6 +185,16 @@ class SignificantPairsAccumulator:
         self._runs.append(mask, test_correct)
         self.num_runs += 1
 
+    @property
+    def count_in(self) -> np.ndarray | None:
+        """int64 [N]: runs so far that trained on each training example (None before any)."""
+        return self._count_in
+
+    @property
+    def test_correct_count(self) -> np.ndarray | None:
+        """int64 [N_test]: runs so far that got each test example right (None before any)."""
+        return self._test_correct
+
     def memorization(self) -> np.ndarray:
         """float64 [N]: p(correct | trained) - p(correct | held out); NaN where undefined."""
         count_out = self.num_runs - self._count_in
@@ -308,6 +319,35 @@ class SignificantPairsAccumulator:
         possible = at_most >= num_tests * np.exp(lower_edges) / self.fdr
         possible[-1] = True  # below the last edge: keep everything that is there
         return float(edges[np.argmax(possible)])
+
+
+def q_values_of(pairs: SignificantPairs, test_index, train_index) -> np.ndarray:
+    """The q-value `pairs` gives each (test, train) pair; NaN for a pair it did not select.
+
+    A pair BH did not select has a q-value above `pairs.fdr` (or was outside the family);
+    -1 indices (no pair) give NaN too.
+
+    Args:
+      pairs: a selection (`compute_influence_pairs`, or a scores file's `pairs_*` arrays).
+      test_index, train_index: int arrays of one shape: the pairs asked about.
+
+    Returns:
+      float64, shaped like `test_index`.
+    """
+    test_index, train_index = np.broadcast_arrays(
+        np.asarray(test_index, np.int64), np.asarray(train_index, np.int64)
+    )
+    q = np.full(test_index.shape, np.nan)
+    if pairs.q_value.size == 0:
+        return q
+    selected = (pairs.test_index.astype(np.int64) << 32) | pairs.train_index.astype(np.int64)
+    order = np.argsort(selected, kind="stable")
+    keys = selected[order]
+    asked = (test_index << 32) | np.maximum(train_index, 0)
+    where = np.minimum(np.searchsorted(keys, asked), keys.size - 1)
+    hit = (keys[where] == asked) & (test_index >= 0) & (train_index >= 0)
+    q[hit] = pairs.q_value[order][where[hit]]
+    return q
 
 
 def compute_influence_pairs(
