@@ -16,6 +16,7 @@ from heldout.scores.uncertainty import (
     SignificantPairsAccumulator,
     benjamini_hochberg,
     compute_influence_pairs,
+    q_values_of,
 )
 from heldout.scores.uncertainty import hypergeometric as hg
 
@@ -198,3 +199,17 @@ def test_scores_file_and_command_line(tmp_path, planted):
     )
     assert bad.returncode == 2
     assert "false-discovery rate must be between 0 and 1" in bad.stderr
+
+
+def test_q_values_of_looks_up_the_selection(planted):
+    _, runs = planted
+    result = compute_influence_pairs(runs, 0.7, 0.05)
+    assert result.q_value.size > 2
+    got = q_values_of(result, result.test_index[::-1], result.train_index[::-1])
+    np.testing.assert_array_equal(got, result.q_value[::-1])
+    # Pairs not selected, and "no pair" (-1), have no q-value at this FDR.
+    chosen = set(zip(result.test_index.tolist(), result.train_index.tolist(), strict=True))
+    other = next((t, j) for t in range(120) for j in range(300) if (t, j) not in chosen)
+    assert np.isnan(q_values_of(result, [other[0], 0], [other[1], -1])).all()
+    empty = compute_influence_pairs(runs[:3], 0.7, 0.05)
+    assert empty.q_value.size == 0 and np.isnan(q_values_of(empty, [[0]], [[0]])).all()
