@@ -85,11 +85,11 @@ def choose_influence_rows(
     test_labels: np.ndarray,
     train_labels: np.ndarray,
     rows: int,
-    q_value: np.ndarray | None = None,
+    survives: np.ndarray | None = None,
 ) -> np.ndarray:
     """Test examples whose most influential training example is of their own class,
-    strongest first (then the others, strongest first); with `q_value`, the test examples
-    with a pair that survives FDR control (a finite q-value) come before all others.
+    strongest first (then the others, strongest first); with `survives` (bool [N_test, k]),
+    the test examples with a pair that survives FDR control come before all others.
 
     With few runs the largest estimates are mostly noise, and noise pairs have random
     classes; a strong same-class pair is the kind the published figures show.
@@ -98,8 +98,8 @@ def choose_influence_rows(
     first = topk_index[:, 0]
     strongest = np.where(np.isnan(topk_value[:, 0]) | (first < 0), -np.inf, topk_value[:, 0])
     same = (first >= 0) & (train_labels[np.maximum(first, 0)] == test_labels)
-    survives = np.zeros(first.size, bool) if q_value is None else np.isfinite(q_value).any(1)
-    order = np.lexsort((np.arange(first.size), -strongest, ~same, ~survives))
+    any_survives = np.zeros(first.size, bool) if survives is None else survives.any(axis=1)
+    order = np.lexsort((np.arange(first.size), -strongest, ~same, ~any_survives))
     return order[:rows]
 
 
@@ -142,9 +142,9 @@ def plot_influence(
       test_rows: the test examples to show (default: `choose_influence_rows`).
       note: what the estimates rest on, at the top.
       left_out: why a row has fewer influences than panels (said in the first empty one).
-      q_value: each pick's q-value [N_test, K] (NaN: not selected at `fdr`), e.g. from
+      q_value: each pick's q-value [N_test, K] (NaN: unknown, above `fdr`), e.g. from
         `heldout.plots.influence_evidence.influence_picks`; written beside each value, and
-        the picks without one greyed. None: no q-values known.
+        the picks above `fdr` greyed. None: no q-values known.
       lower: each pick's lower interval limit [N_test, K], written beside its value.
       fdr: the rate of the selection behind `q_value`.
       heading: what survives FDR control, in black above the note.
@@ -160,7 +160,7 @@ def plot_influence(
             test_labels,
             train_labels,
             rows,
-            None if q_value is None else q_value[:, :influential],
+            None if q_value is None else _survives(q_value[:, :influential], fdr),
         )
     kept = min(influential, topk_index.shape[1])
     rng = np.random.default_rng(seed)
@@ -239,9 +239,9 @@ def _pick_title(ax, value, lower, q, fdr: float, name: str) -> None:
     """'infl 0.73' (', low 0.21'), its q-value (when known), its class; a pick that does
     not survive FDR control is greyed."""
     text = f"infl {value:.2f}" + ("" if lower is None or np.isnan(lower) else f", low {lower:.2f}")
-    survives = q is None or np.isfinite(q)
+    survives = q is None or bool(_survives(q, fdr))
     if q is not None:
-        text += "\n" + (f"q {q:.2g}" if survives else f"q > {fdr:g}")
+        text += "\n" + (f"q > {fdr:g}" if np.isnan(q) else f"q {q:.3g}")
     ax.set_title(f"{text}\n{name}", fontsize=6, pad=2, color="black" if survives else "0.5")
     if not survives:
         for image in ax.images:
@@ -262,3 +262,9 @@ def _empty(ax, reason: str) -> None:
             color="0.35",
             transform=ax.transAxes,
         )
+
+
+def _survives(q_value, fdr: float):
+    """Whether each q-value is at or below the FDR (NaN: unknown, above it)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(q_value) <= fdr

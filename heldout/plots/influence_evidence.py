@@ -30,10 +30,13 @@ class InfluenceEvidence:
       pairs: the Benjamini-Hochberg selection of the runs behind the influence.
       test_correct_count: int [N_test]: runs that got each test example right, or None
         (then only the file's own interval limits can order the picks).
+      runs: the runs read, or None: they give the q-value of a pair not selected (else
+        only "above the FDR").
     """
 
     pairs: SignificantPairs
     test_correct_count: np.ndarray | None = None
+    runs: SignificantPairsAccumulator | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +45,8 @@ class InfluencePicks:
 
     Attributes:
       index, value: training examples and their influence [N_test, K] (-1 / NaN: none).
-      q_value: their q-values [N_test, K]; NaN where BH did not select the pair.
+      q_value: their q-values [N_test, K]: the selection's where it selected the pair,
+        else over the whole family from the runs; NaN where unknown (above the FDR).
       lower: the lower limits of their intervals [N_test, K], or None.
       by_lower_limit: whether each row is ordered by `lower` instead of `value`.
       heading: one sentence on what survives FDR control, for the figure's title.
@@ -111,7 +115,9 @@ def influence_evidence_for(
     if not np.array_equal(accumulator.count_in, count_in):  # not the runs behind the file
         return None if pairs is None else InfluenceEvidence(pairs)
     return InfluenceEvidence(
-        pairs if pairs is not None else accumulator.result(), accumulator.test_correct_count
+        pairs if pairs is not None else accumulator.result(),
+        accumulator.test_correct_count,
+        accumulator,
     )
 
 
@@ -162,8 +168,12 @@ def influence_picks(
                 index, value, lower = (
                     np.take_along_axis(a, order, axis=1) for a in (index, value, lower)
                 )
-    rows = np.arange(index.shape[0])[:, None]
-    q_value = q_values_of(pairs, np.broadcast_to(rows, index.shape), index)
+    rows = np.broadcast_to(np.arange(index.shape[0])[:, None], index.shape)
+    q_value = q_values_of(pairs, rows, index)
+    if evidence.runs is not None:  # the pairs not selected: their q over the family
+        family_q = evidence.runs.family_q_values(rows, index)
+        if family_q is not None:
+            q_value = np.where(np.isnan(q_value), family_q, q_value)
     if survivors:
         heading = (
             f"{survivors:,} {'pair survives' if survivors == 1 else 'pairs survive'} FDR "
