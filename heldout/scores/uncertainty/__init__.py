@@ -21,6 +21,7 @@ from heldout.scores.uncertainty.pairs import (
     SignificantPairsAccumulator,
     benjamini_hochberg,
     compute_influence_pairs,
+    q_values_of,
 )
 from heldout.scores.uncertainty.planning import RunPlan, plan_runs
 from heldout.scores.uncertainty.reliability import (
@@ -48,6 +49,7 @@ __all__ = [
     "newcombe_interval",
     "plan_runs",
     "predict_run_budget",
+    "q_values_of",
     "score_intervals",
     "spearman_brown",
 ]
