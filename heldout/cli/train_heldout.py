@@ -148,7 +148,10 @@ def config_from_flags() -> TrainingConfig:
 
 
 def main(argv: Sequence[str]) -> int:
-    """Trains the experiment the flags describe; 0 when done (errors: `app.guarded`)."""
+    """Trains the experiment the flags describe; 0 when done, 1 when runs diverged.
+
+    Errors print one line (`app.guarded`).
+    """
     del argv
     from heldout import training
     from heldout.cli.progress import TrainingProgress, result_line
@@ -162,7 +165,9 @@ def main(argv: Sequence[str]) -> int:
     with TrainingProgress() as progress:
         result = training.train_experiment(config, flags.FLAGS.output_dir, on_event=progress)
     print(result_line(result))
-    return app.EXIT_OK
+    for diverged in result.diverged:  # not finished: said, and the exit status is 1
+        app.print_error("train_heldout", diverged.describe())
+    return app.EXIT_FAILED if result.diverged else app.EXIT_OK
 
 
 def run() -> None:

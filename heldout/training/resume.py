@@ -1,9 +1,9 @@
 """Resuming: which runs are finished, which only look finished, what was left behind.
 
-A run is finished when its aux arrays validate and its final checkpoint is complete;
-existence alone is not trusted. A folder that only looks finished is renamed aside
-(`<ratio>/.<run_id>.invalid-<n>`), never deleted; leftovers of interrupted calls are
-removed only by a trainer alone in the folder, and only in its own ratio folders.
+Finished: files of the sizes recorded when written (`heldout.training.run_record`), aux
+arrays that validate, a complete final checkpoint. A folder that only looks finished is
+renamed aside (`<ratio>/.<run_id>.invalid-<n>`), never deleted; leftovers of interrupted
+calls are removed only by a trainer alone in the folder, in its own ratio folders.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from heldout.training.config import TrainingConfig
 from heldout.training.events import RunKey
 from heldout.training.locks import CLAIM_SUFFIX
 from heldout.training.plan import run_subset
+from heldout.training.run_record import run_record_problem
 
 _RUN_TEMPORARY = re.compile(r"^\.[0-9]+\..+\.tmp$")  # release.write_run's temporaries
 _RUN_CLAIM = re.compile(r"^\.[0-9]+" + re.escape(CLAIM_SUFFIX) + "$")
@@ -85,6 +86,8 @@ def run_state(
     if not np.array_equal(np.sort(aux.index_train), subset):
         return INVALID, f"{aux.source}: trained on another subset than this experiment's run"
     problem = _checkpoint_problem(run_dir / release.CHECKPOINTS_DIR, config.epochs)
+    if problem is None:  # then the sizes recorded when written: a truncation shows
+        problem = run_record_problem(run_dir)
     if problem is not None:
         return INVALID, problem
     return FINISHED, None

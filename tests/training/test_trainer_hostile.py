@@ -1,0 +1,121 @@
+"""A trainer that trusts only what it can check: truncated runs, dead companions, NaN.
+
+One tiny experiment (a 600-example slice of Fashion-MNIST, ratio 0.5, two runs, one
+epoch) is trained once; the tests work on copies. Other processes are real processes,
+killed for real; files are truncated for real.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from training_slice import small_config, write_fashion_slice
+
+from heldout.release import layout as release
+from heldout.training import RunSetAside, RunsSkipped, locks, train_experiment
+from heldout.training.run_record import RUN_RECORD_FILE
+
+NUM_TRAIN, NUM_TEST = 600, 200
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> str:
+    return write_fashion_slice(tmp_path_factory.mktemp("slice"), NUM_TRAIN, NUM_TEST)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir) -> Path:
+    out = tmp_path_factory.mktemp("trained") / "exp"
+    assert len(train_experiment(small_config(data_dir), out).written) == 2
+    return out
+
+
+@pytest.fixture
+def experiment(trained, tmp_path) -> Path:
+    """A private copy of the trained experiment."""
+    copy = tmp_path / "exp"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+# ------------------------------------------------------------- truncated checkpoints
+
+
+def test_a_truncated_checkpoint_shard_is_set_aside_and_retrained(experiment, data_dir):
+    (shard,) = (experiment / "0.5" / "1" / "checkpoints").glob("ckpt-1.data-*")
+    full_size = shard.stat().st_size
+    os.truncate(shard, 100)
+    events = []
+    result = train_experiment(small_config(data_dir), experiment, on_event=events.append)
+    assert [run.run_id for run in result.written] == [1]
+    assert result.skipped == ((0.5, 0),)
+    (aside,) = [e for e in events if isinstance(e, RunSetAside)]
+    assert aside.run_id == 1 and shard.name in aside.reason and "truncated" in aside.reason
+    kept = experiment / "0.5" / ".1.invalid-1" / "checkpoints" / shard.name
+    assert kept.stat().st_size == 100  # set aside as it was, never deleted
+    assert shard.stat().st_size == full_size  # the retrained run's shard is whole again
+
+
+def test_a_run_without_its_size_record_is_not_counted_as_finished(experiment, data_dir):
+    (experiment / "0.5" / "0" / RUN_RECORD_FILE).unlink()
+    events = []
+    result = train_experiment(small_config(data_dir), experiment, on_event=events.append)
+    assert [run.run_id for run in result.written] == [0]
+    (aside,) = [e for e in events if isinstance(e, RunSetAside)]
+    assert "no size record" in aside.reason
+    assert (experiment / "0.5" / "0" / RUN_RECORD_FILE).is_file()
+
+
+# ---------------------------------------------------------------- a companion killed
+
+
+def test_a_run_left_by_a_companion_killed_9_is_taken_over(experiment, data_dir):
+    """The companion claims run 2, then dies by SIGKILL while this trainer works."""
+    ratio_dir = experiment / "0.5"
+    code = textwrap.dedent(
+        f"""
+        import os, sys
+        from pathlib import Path
+        from heldout._core.locks import FileLock
+        from heldout.training import locks
+        lock = FileLock({str(experiment / locks.TRAINING_LOCK_FILE)!r}, "a test", shared=True)
+        lock.acquire()
+        claim = locks.claim_run(Path({str(ratio_dir)!r}), 2)
+        os.mkdir({str(ratio_dir / ".2.half-written.tmp")!r})  # its run, half written
+        print("claimed", flush=True)
+        sys.stdin.read()
+        """
+    )
+    companion = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert companion.stdout.readline().strip() == "claimed"
+        events = []
+
+        def on_event(event):
+            events.append(event)
+            if isinstance(event, RunsSkipped) and companion.poll() is None:
+                os.kill(companion.pid, signal.SIGKILL)  # after this trainer found it busy
+                companion.wait(timeout=30)
+
+        result = train_experiment(
+            small_config(data_dir, runs_per_ratio=3), experiment, on_event=on_event
+        )
+    finally:
+        if companion.poll() is None:
+            companion.kill()
+        companion.wait(timeout=30)
+    assert companion.returncode == -signal.SIGKILL
+    (skipped,) = [e for e in events if isinstance(e, RunsSkipped)]
+    assert skipped.run_ids == (2,) and str(companion.pid) in skipped.reason
+    assert [run.run_id for run in result.written] == [2] and result.busy == ()
+    assert not (ratio_dir / ".2.half-written.tmp").exists()
+    assert [run.run_id for run in release.open_experiment(experiment).runs] == [0, 1, 2]
