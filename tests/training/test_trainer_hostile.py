@@ -7,6 +7,7 @@ killed for real; files are truncated for real.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,8 +20,9 @@ import pytest
 from training_slice import small_config, write_fashion_slice
 
 from heldout.release import layout as release
-from heldout.training import RunSetAside, RunsSkipped, locks, train_experiment
-from heldout.training.run_record import RUN_RECORD_FILE
+from heldout.training import RunSetAside, RunsSkipped, fanout, locks, train_experiment
+from heldout.training.experiment import prepared_experiment
+from heldout.training.run_record import RUN_RECORD_FILE, run_record_problem
 
 NUM_TRAIN, NUM_TEST = 600, 200
 
@@ -119,3 +121,37 @@ def test_a_run_left_by_a_companion_killed_9_is_taken_over(experiment, data_dir):
     assert [run.run_id for run in result.written] == [2] and result.busy == ()
     assert not (ratio_dir / ".2.half-written.tmp").exists()
     assert [run.run_id for run in release.open_experiment(experiment).runs] == [0, 1, 2]
+
+
+def test_a_size_record_is_trusted_only_for_files_inside_its_run(experiment):
+    run_dir = experiment / "0.5" / "0"
+    assert run_record_problem(run_dir) is None
+    record = run_dir / RUN_RECORD_FILE
+    sizes = json.loads(record.read_text())["sizes"]
+    assert "aux_arrays.npz" in sizes and any(".data-" in name for name in sizes)
+    for hostile, needle in [
+        ({**sizes, "../../1/aux_arrays.npz": 1}, "outside the run"),
+        ({**sizes, "/etc/passwd": 1}, "outside the run"),
+        ({**sizes, "aux_arrays.npz": True}, "not a size record"),
+    ]:
+        record.write_text(json.dumps({"format": 1, "sizes": hostile}))
+        assert needle in run_record_problem(run_dir)
+    record.unlink()
+    record.symlink_to(experiment / "0.5" / "1" / RUN_RECORD_FILE)
+    assert "not a size record" in run_record_problem(run_dir)
+
+
+# ------------------------------------------------------------------ diverged runs
+
+
+def test_a_diverged_run_is_a_failed_run_of_a_fanout_task(tmp_path, data_dir):
+    """The task a Dask worker runs, called here: a NaN loss is a named failure, no traceback."""
+    config = small_config(data_dir, runs_per_ratio=1, learning_rate=1e20)
+    experiment = tmp_path / "exp"
+    with prepared_experiment(config, experiment, lambda event: None):
+        pass  # what the client does before it submits the tasks
+    record = fanout.train_group_task(config, str(experiment), 0.5, (0,))
+    (failed,) = record.failed
+    assert failed.run_id == 0 and failed.traceback is None and not record.written
+    assert "loss became nan at epoch 1" in failed.error and ".0.diverged-1" in failed.error
+    assert not (experiment / "0.5" / "0").exists()
