@@ -17,7 +17,7 @@ from pathlib import Path
 
 from heldout.errors import LockBusyError
 from heldout.release import layout as release
-from heldout.training import locks, record, resume
+from heldout.training import legacy_runs, locks, record, resume
 from heldout.training.config import TrainingConfig
 from heldout.training.data import TrainingData, open_source
 from heldout.training.events import (
@@ -73,7 +73,7 @@ class _Session:
         # Holding the claim, no one else writes this run: what a killed trainer of it left
         # (a half-written `release.write_run` temporary) can go now, not only when alone.
         remove_run_temporaries(claim.path.parent, run_id)
-        if state == resume.INVALID:
+        if state in (resume.INVALID, resume.UNRECORDED):
             moved = resume.set_aside(run_dir)
             event = RunSetAside(ratio, run_id, run_dir, moved, why)
             self.set_aside.append(event)
@@ -210,6 +210,10 @@ def prepared_experiment(
         training_lock.share()
         data = record.update_record(experiment_dir, config, opened)
         states = resume.scan_runs(experiment_dir, config, data.num_train, data.num_test)
+        if states.unrecorded and legacy_runs.record_checked_runs(
+            experiment_dir, config, data, states.unrecorded
+        ):
+            states = resume.scan_runs(experiment_dir, config, data.num_train, data.num_test)
         notify(
             TrainingPlan(
                 experiment_dir,

@@ -1,10 +1,8 @@
 """The size record of a written run: what makes a run folder count as finished on resume.
 
-The trainer lists the size of every file of a run (aux arrays, checkpoint index and data
-shards) in `.heldout-run.json` inside the run folder before committing it. A resume
-counts a run as finished only if every recorded file is still there with that size, so
-a truncated or replaced checkpoint is retrained, not skipped. Sizes are the cheap check
-that catches truncation; the aux arrays are loaded (and validated) as well.
+The trainer lists the size of every file of a run in `.heldout-run.json` inside the run
+folder before committing it. A resume counts a run as finished only if every recorded
+file still has that size: a truncated checkpoint is retrained, not skipped.
 """
 
 from __future__ import annotations
@@ -42,6 +40,12 @@ def write_run_record(run_dir: Path) -> None:
     write_json_atomic(
         Path(run_dir) / RUN_RECORD_FILE, {"format": _FORMAT, "sizes": _regular_files(run_dir)}
     )
+
+
+def has_run_record(run_dir: Path) -> bool:
+    """Whether `run_dir` has a size record (a link or a folder by that name counts)."""
+    path = Path(run_dir) / RUN_RECORD_FILE
+    return path.exists() or path.is_symlink()
 
 
 def _recorded_sizes(record_path: Path) -> dict[str, int] | str:

@@ -65,14 +65,21 @@ def test_a_truncated_checkpoint_shard_is_set_aside_and_retrained(experiment, dat
     assert shard.stat().st_size == full_size  # the retrained run's shard is whole again
 
 
-def test_a_run_without_its_size_record_is_not_counted_as_finished(experiment, data_dir):
-    (experiment / "0.5" / "0" / RUN_RECORD_FILE).unlink()
+def test_a_run_without_size_record_counts_only_if_its_checkpoint_reads_whole(experiment, data_dir):
+    """Runs written before the record (or whose record was removed) are read once."""
+    for run_id in (0, 1):
+        (experiment / "0.5" / str(run_id) / RUN_RECORD_FILE).unlink()
+    (shard,) = (experiment / "0.5" / "1" / "checkpoints").glob("ckpt-1.data-*")
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only reading the tensors shows it
+    shard.write_bytes(bytes(data))
     events = []
     result = train_experiment(small_config(data_dir), experiment, on_event=events.append)
-    assert [run.run_id for run in result.written] == [0]
-    (aside,) = [e for e in events if isinstance(e, RunSetAside)]
-    assert "no size record" in aside.reason
+    assert result.skipped == ((0.5, 0),)  # read back whole: recorded, not retrained
     assert (experiment / "0.5" / "0" / RUN_RECORD_FILE).is_file()
+    assert [run.run_id for run in result.written] == [1]
+    (aside,) = [e for e in events if isinstance(e, RunSetAside)]
+    assert aside.run_id == 1 and "no size record" in aside.reason
 
 
 # ---------------------------------------------------------------- a companion killed
