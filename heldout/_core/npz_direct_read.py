@@ -63,11 +63,15 @@ _layouts: dict[int, _Layout] = {}
 _MAX_LAYOUTS = 16
 
 
-def read_stored_npz(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
+def read_stored_npz(
+    path: str | os.PathLike, max_bytes: int | None = None
+) -> dict[str, np.ndarray] | None:
     """Every array of an uncompressed `.npz`, or None when this reader does not handle it.
 
     Args:
       path: the file.
+      max_bytes: a file larger than this is left to `load_npz` (which checks what it
+        declares before reading); its arrays, which the file holds, cannot be larger.
 
     Returns:
       key (member name without `.npy`) -> array, as `np.load` would give; None for a file
@@ -80,6 +84,8 @@ def read_stored_npz(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
         return None
     try:
         size = os.fstat(fd).st_size
+        if max_bytes is not None and size > max_bytes:
+            return None
         layout = _layouts.get(size)
         arrays = _read_by_layout(fd, layout) if layout is not None else None
         if arrays is None:
