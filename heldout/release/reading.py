@@ -119,7 +119,7 @@ def majority_split_sizes(runs: Iterable[RunLike], workers: int | None = None) ->
             for n, n_test in tied
         )
         raise InconsistentRunError(
-            f"{os.path.commonpath(paths)}: the runs disagree on their split sizes and no "
+            f"{_common_folder(paths)}: the runs disagree on their split sizes and no "
             f"majority decides which are right: {groups}; record num_train and num_test in "
             "experiment.json, or remove the runs of the wrong experiment"
         )
@@ -128,6 +128,14 @@ def majority_split_sizes(runs: Iterable[RunLike], workers: int | None = None) ->
         num_test,
         reference=f"the majority of the runs ({agree} of {len(sizes)} readable runs)",
     )
+
+
+def _common_folder(paths: list[Path]) -> str:
+    """The folder all `paths` lie in (the experiment's), for naming it in an error."""
+    try:
+        return os.path.commonpath([os.path.abspath(path) for path in paths])
+    except ValueError:  # paths on different drives (Windows)
+        return str(paths[0].parent)
 
 
 def _aux_path(item: RunLike) -> Path:

@@ -64,8 +64,9 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def _is_run_candidate(child: Path) -> bool:
-    """A folder named by a run id that is a run, or should be and cannot be read as one.
+def _run_candidate(child: Path) -> tuple[bool, tuple[int, int] | None]:
+    """Whether a folder named by a run id is a run, or should be and cannot be read as
+    one; and what it leads to (`_identity`).
 
     An empty folder is nothing (no run, no file dropped). A folder holding anything, a
     link that cannot be followed and a folder that cannot be listed are runs: reading
@@ -74,16 +75,17 @@ def _is_run_candidate(child: Path) -> bool:
     try:
         info = os.stat(child)
     except OSError:
-        return os.path.islink(child)  # a dangling link: its file is missing
+        return os.path.islink(child), None  # a dangling link: its file is missing
     if not stat.S_ISDIR(info.st_mode):
-        return False
+        return False, None
+    identity = info.st_dev, info.st_ino
     if os.path.lexists(child / AUX_ARRAYS_FILE):
-        return True
+        return True, identity
     try:
         with os.scandir(child) as entries:
-            return next(entries, None) is not None
+            return next(entries, None) is not None, identity
     except OSError:
-        return True  # an unreadable folder: its file cannot be read
+        return True, identity  # an unreadable folder: its file cannot be read
 
 
 class _Seen:
@@ -127,14 +129,17 @@ def find_run_folders(experiment_dir: Path) -> list[tuple[float, str, int, Path]]
         run_ids = _Seen("run")
         for child in sorted(ratio_dir.iterdir()):
             run_id = parse_run_id(child.name)
-            if run_id is None or not _is_run_candidate(child):
+            if run_id is None:
+                continue
+            is_run, identity = _run_candidate(child)
+            if not is_run:
                 continue
             run_ids.add(run_id, child, f"both name run {run_id}")
-            runs.append((ratio, ratio_dir.name, run_id, child))
+            runs.append((ratio, ratio_dir.name, run_id, child, identity))
     files = _Seen("run")
-    for _, _, _, run_dir in runs:
-        folders.add(_identity(run_dir), run_dir, "are one run folder (reached through links)")
+    for *_, run_dir, identity in runs:
+        folders.add(identity, run_dir, "are one run folder (reached through links)")
         aux = run_dir / AUX_ARRAYS_FILE
         files.add(_identity(aux), aux, "are one file (reached through links)")
     runs.sort(key=lambda found: (found[0], found[2]))
-    return runs
+    return [found[:4] for found in runs]

@@ -1,0 +1,51 @@
+"""heldout._core.npz and the direct reader on files built to hurt: what a file declares is
+checked before anything is allocated or inflated, and every refusal names the file."""
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from heldout._core import npz
+from heldout._core.npz_direct_read import read_stored_npz
+from heldout.errors import NpzFileError
+
+
+def _header(shape, descr="<i8"):
+    text = repr({"descr": descr, "fortran_order": False, "shape": shape})
+    return np.lib.format._wrap_header(text, (1, 0))
+
+
+def test_an_npy_declaring_more_than_it_holds_is_refused_before_allocating(tmp_path):
+    path = tmp_path / "huge.npy"
+    path.write_bytes(_header((10**12,)) + bytes(64))
+    with pytest.raises(NpzFileError, match=r"declares shape \(1000000000000,\)") as caught:
+        npz.load_npz(path)
+    assert str(caught.value).startswith(str(path))
+
+
+def test_a_bound_refuses_what_the_caller_cannot_hold(tmp_path):
+    path = tmp_path / "big.npz"
+    np.savez(path, a=np.zeros(1000))
+    with pytest.raises(NpzFileError, match="more than the 4000 bytes"):
+        npz.load_npz(path, max_bytes=4000)
+    assert npz.load_npz(path, max_bytes=9000)["a"].size == 1000
+    assert read_stored_npz(path, max_bytes=4000) is None  # left to the loader, which says why
+    assert read_stored_npz(path)["a"].size == 1000
+
+
+def test_members_compressed_in_ways_numpy_never_writes_are_not_inflated(tmp_path):
+    path = tmp_path / "bz.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_BZIP2) as archive:
+        archive.writestr("a.npy", _header((4,)) + bytes(32))
+    with pytest.raises(NpzFileError, match="a.npy is compressed with method 12"):
+        npz.load_npz(path)
+
+
+@pytest.mark.parametrize("tail", [b"", b"\x01\x02" + bytes(100)])
+def test_bytes_starting_with_pk_are_not_called_pickles(tmp_path, tail):
+    path = tmp_path / "pk.npz"
+    path.write_bytes(b"PK" + tail + b"not a zip")
+    with pytest.raises(NpzFileError, match=r"not a valid \.npz \(zip\) file") as caught:
+        npz.load_npz(path)
+    assert "pickled" not in str(caught.value)
