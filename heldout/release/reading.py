@@ -185,12 +185,12 @@ _AUX_BOUND_SLACK = 1 << 20
 
 
 def aux_load_bound(size_check: SplitSizeCheck) -> int | None:
-    """The most bytes one run's arrays may declare: from the known split sizes, else the
-    memory available (None where unknown); checked before any array is allocated."""
-    known = [n for n in (size_check.num_train, size_check.num_test) if n is not None]
-    if known:
-        return _AUX_BOUND_FACTOR * max(known) + _AUX_BOUND_SLACK
-    return memory_available()
+    """The most bytes one run's arrays may declare: from the split sizes when both are
+    known, else the memory available (None where unknown); checked before any array is
+    allocated or inflated."""
+    if size_check.num_train is None or size_check.num_test is None:
+        return memory_available()
+    return _AUX_BOUND_FACTOR * max(size_check.num_train, size_check.num_test) + _AUX_BOUND_SLACK
 
 
 # Files the kernel is asked to read ahead of the calling thread (by default): a few MB for
