@@ -125,6 +125,8 @@ def _check_members(path: Path, max_bytes: int | None) -> None:
     total = 0
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
+            if info.flag_bits & 0x1:  # zipfile would raise RuntimeError asking for a password
+                raise _Declared(f"{info.filename} is encrypted")
             if info.compress_type not in _METHODS:
                 raise _Declared(f"{info.filename} is compressed with method {info.compress_type}")
             total += info.file_size

@@ -49,3 +49,14 @@ def test_bytes_starting_with_pk_are_not_called_pickles(tmp_path, tail):
     with pytest.raises(NpzFileError, match=r"not a valid \.npz \(zip\) file") as caught:
         npz.load_npz(path)
     assert "pickled" not in str(caught.value)
+
+
+def test_an_encrypted_member_is_one_error(tmp_path):
+    path = tmp_path / "encrypted.npz"
+    np.savez(path, a=np.arange(3))
+    data = bytearray(path.read_bytes())
+    data[6] |= 1  # the local header's "encrypted" flag
+    data[data.rfind(b"PK\x01\x02") + 8] |= 1  # and the central directory's
+    path.write_bytes(bytes(data))
+    with pytest.raises(NpzFileError, match="a.npy is encrypted"):
+        npz.load_npz(path)
