@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -99,8 +100,9 @@ def load_npz(
                 "file from elsewhere can run code)"
             ) from None
         raise error(f"{source}: cannot read as {what} ({e})") from None
-    except (OSError, EOFError, KeyError) as e:
-        # EOFError: truncated; OSError: corrupt members, unreadable file.
+    except (OSError, EOFError, KeyError, zlib.error, NotImplementedError) as e:
+        # EOFError: truncated; OSError: corrupt members, unreadable file; zlib.error:
+        # corrupt deflated data; NotImplementedError: a zip version zipfile cannot read.
         raise error(f"{source}: cannot read as {what} ({type(e).__name__}: {e})") from None
     if keys is not None:
         missing = [key for key in keys if key not in arrays]

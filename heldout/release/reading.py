@@ -13,6 +13,7 @@ import functools
 import gc
 import os
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -86,7 +87,15 @@ def split_sizes_of(path: str | os.PathLike) -> tuple[int, int] | None:
         with zipfile.ZipFile(path) as npz:
             num_train = _array_length(npz, "index_train") + _array_length(npz, "index_removed")
             return num_train, _array_length(npz, "index_test")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        RuntimeError,  # zipfile: an encrypted member, a zip version it cannot read
+    ):
         return None  # the full read reports what is wrong with it
 
 

@@ -60,3 +60,35 @@ def test_an_encrypted_member_is_one_error(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(NpzFileError, match="a.npy is encrypted"):
         npz.load_npz(path)
+
+
+def _compressed(path):
+    np.savez_compressed(path, a=np.arange(1000))
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("a.npy")
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = (
+        int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little"),
+        int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little"),
+    )
+    return data, info.header_offset + 30 + name_len + extra_len
+
+
+def test_corrupt_deflated_data_is_one_error(tmp_path):
+    path = tmp_path / "corrupt.npz"
+    data, start = _compressed(path)
+    data[start : start + 8] = b"\xff" * 8  # block type 3: no such deflate block
+    path.write_bytes(bytes(data))
+    with pytest.raises(NpzFileError, match="cannot read") as caught:
+        npz.load_npz(path)
+    assert str(caught.value).startswith(str(path))
+
+
+def test_a_zip_version_zipfile_cannot_read_is_one_error(tmp_path):
+    path = tmp_path / "version.npz"
+    data, _ = _compressed(path)
+    data[data.rfind(b"PK\x01\x02") + 6] = 0xE8  # "version needed to extract": 23.2
+    path.write_bytes(bytes(data))
+    with pytest.raises(NpzFileError, match="zip file version") as caught:
+        npz.load_npz(path)
+    assert str(caught.value).startswith(str(path))
