@@ -8,7 +8,9 @@ naming the file, raised before the parse where it can be.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 
 from heldout._core.atomic import PathLike
 
@@ -49,7 +51,10 @@ def load_json_file(
     Raises:
       `error`: one line starting with the file; OSError where it cannot be read.
     """
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO: no wait
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error(f"{path}: not a regular file (a FIFO, device or socket)")
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise error(f"{path}: larger than {max_bytes} bytes; not a record the toolkit reads")

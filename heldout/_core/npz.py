@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import zipfile
 import zlib
 from collections.abc import Iterable
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -59,30 +59,26 @@ def load_npz(
       `error` (default NpzFileError): the message starts with `path` and says what is wrong.
     """
     source = str(path)
-    path = Path(path)
     try:
-        if path.is_dir():
-            raise error(f"{source}: is a folder, expected {what}")
-        if path.stat().st_size == 0:
-            raise error(f"{source}: the file is empty (an interrupted write?); expected {what}")
-        with open(path, "rb") as f:
+        with _open_regular_file(path, error, what) as f:
             magic = f.read(6)
-            if magic == _NPY_MAGIC:
+            if magic[:2] == b"PK" and magic[:4] not in _ZIP_MAGICS:
+                raise error(f"{source}: not a valid .npz (zip) file (it starts with {magic!r})")
+            if magic[:4] in _ZIP_MAGICS:
+                _check_members(f, max_bytes)
+            elif magic == _NPY_MAGIC:
                 f.seek(0)
                 _check_declared(f, os.fstat(f.fileno()).st_size, "the array", _bound(max_bytes))
-        if magic[:2] == b"PK" and magic[:4] not in _ZIP_MAGICS:
-            raise error(f"{source}: not a valid .npz (zip) file (it starts with {magic!r})")
-        if magic[:4] in _ZIP_MAGICS:
-            _check_members(path, max_bytes)
-        elif magic != _NPY_MAGIC:
-            # np.load would take any other bytes for a pickle and say so: misleading.
-            raise error(f"{source}: not a numpy .npz or .npy file (it starts with {magic!r})")
-        loaded = np.load(path, allow_pickle=allow_pickle)
-        if isinstance(loaded, np.ndarray):
-            arrays = {"": loaded}
-        else:
-            with loaded as npz:
-                arrays = {key: npz[key] for key in npz.files}
+            else:
+                # np.load would take any other bytes for a pickle and say so: misleading.
+                raise error(f"{source}: not a numpy .npz or .npy file (it starts with {magic!r})")
+            f.seek(0)
+            loaded = np.load(f, allow_pickle=allow_pickle)
+            if isinstance(loaded, np.ndarray):
+                arrays = {"": loaded}
+            else:
+                with loaded as npz:
+                    arrays = {key: npz[key] for key in npz.files}
     except error:
         raise  # ours, from the checks above: already says what is wrong
     except _Declared as e:
@@ -113,6 +109,28 @@ def load_npz(
     return arrays
 
 
+def _open_regular_file(path: PathLike, error: type[Exception], what: str) -> BinaryIO:
+    """The file opened for reading, refused unless it is a non-empty regular file.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would hang the
+    open or the read, a device (`/dev/zero`) never ends, and a check by name before the
+    open could be raced.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise error(f"{path}: is a folder, expected {what}")
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{path}: not a regular file (a FIFO, device or socket); expected {what}")
+        if info.st_size == 0:
+            raise error(f"{path}: the file is empty (an interrupted write?); expected {what}")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class _Declared(Exception):
     """What a file declares does not fit what it holds or the bound (internal)."""
 
@@ -121,11 +139,11 @@ def _bound(max_bytes: int | None) -> int | None:
     return memory_available() if max_bytes is None else max_bytes
 
 
-def _check_members(path: Path, max_bytes: int | None) -> None:
+def _check_members(f: BinaryIO, max_bytes: int | None) -> None:
     """Raises `_Declared` unless every member's declared sizes fit before inflating it."""
     bound = _bound(max_bytes)
     total = 0
-    with zipfile.ZipFile(path) as archive:
+    with zipfile.ZipFile(f) as archive:
         for info in archive.infolist():
             if info.flag_bits & 0x1:  # zipfile would raise RuntimeError asking for a password
                 raise _Declared(f"{info.filename} is encrypted")

@@ -189,7 +189,7 @@ def read_experiment_meta(experiment_dir: Path) -> ExperimentMeta:
     """
     experiment_dir = Path(experiment_dir)
     meta_path = experiment_dir / EXPERIMENT_META_FILE
-    if meta_path.is_file():
+    if meta_path.exists() and not meta_path.is_dir():  # a FIFO or device: refused, named
         # Bounded: a huge number or deep nesting is one error, not a traceback.
         raw = load_json_file(meta_path, ExperimentMetaError)
         fields = _meta_fields(raw, meta_path)

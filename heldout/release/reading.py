@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gc
 import os
+import stat
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -84,6 +85,8 @@ def _array_length(npz: zipfile.ZipFile, key: str) -> int:
 def split_sizes_of(path: str | os.PathLike) -> tuple[int, int] | None:
     """(N, N_test) of one `aux_arrays.npz` from its array headers; None if unreadable."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None  # a FIFO would block the read; the full read names it
         with zipfile.ZipFile(path) as npz:
             num_train = _array_length(npz, "index_train") + _array_length(npz, "index_removed")
             return num_train, _array_length(npz, "index_test")
@@ -319,7 +322,7 @@ def _advise_will_need(path: Path) -> None:
     if not hasattr(os, "posix_fadvise"):  # pragma: no cover - Linux has it; macOS does not
         return
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO: no wait
     except OSError:
         return
     try:

@@ -183,6 +183,18 @@ def _dangling_link(run: Path) -> Path:
     return run / AUX
 
 
+def _a_fifo(run: Path) -> Path:
+    (run / AUX).unlink()
+    os.mkfifo(run / AUX)  # opened without care, a read would wait forever
+    return run / AUX
+
+
+def _a_device(run: Path) -> Path:
+    (run / AUX).unlink()
+    (run / AUX).symlink_to("/dev/zero")  # endless bytes
+    return run / AUX
+
+
 def _unreadable_file(run: Path) -> Path:
     (run / AUX).chmod(0)
     return run / AUX
@@ -194,7 +206,8 @@ def _unreadable_folder(run: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "damage", [_missing, _a_folder, _dangling_link, _unreadable_file, _unreadable_folder]
+    "damage",
+    [_missing, _a_folder, _dangling_link, _a_fifo, _a_device, _unreadable_file, _unreadable_folder],
 )
 def test_a_run_whose_file_cannot_be_read_is_named_not_dropped(tmp_path, damage):
     unprivileged = damage in (_unreadable_file, _unreadable_folder)
@@ -301,6 +314,14 @@ def test_a_hostile_experiment_json_is_one_line(tmp_path, text, problem):
     (experiment / "experiment.json").write_text(text)
     line = _refused(*_scores(experiment), experiment / "experiment.json")
     assert problem in line
+
+
+def test_an_experiment_json_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
+    experiment = _experiment(tmp_path / "e")
+    (experiment / "experiment.json").unlink()
+    os.mkfifo(experiment / "experiment.json")
+    line = _refused(*_scores(experiment), experiment / "experiment.json")
+    assert "not a regular file" in line
 
 
 # ---------------------------------------------------------------- messages that mislead
