@@ -135,8 +135,26 @@ class _Declared(Exception):
     """What a file declares does not fit what it holds or the bound (internal)."""
 
 
-def _bound(max_bytes: int | None) -> int | None:
-    return memory_available() if max_bytes is None else max_bytes
+class _Bound(int):
+    """A byte bound that says where it comes from, for messages."""
+
+    what: str
+
+    def __new__(cls, value: int, what: str) -> _Bound:
+        bound = super().__new__(cls, value)
+        bound.what = what
+        return bound
+
+    def __str__(self) -> str:
+        return f"the {int(self)} bytes {self.what}"
+
+
+def _bound(max_bytes: int | None) -> _Bound | None:
+    """`max_bytes` when given, else the memory available (None where unknown)."""
+    if max_bytes is not None:
+        return _Bound(max_bytes, "the file may hold here")
+    available = memory_available()
+    return None if available is None else _Bound(available, "of memory available")
 
 
 def _check_members(f: BinaryIO, max_bytes: int | None) -> None:
@@ -153,7 +171,7 @@ def _check_members(f: BinaryIO, max_bytes: int | None) -> None:
             if bound is not None and total > bound:
                 raise _Declared(
                     f"{info.filename} declares {info.file_size} bytes uncompressed, more than "
-                    f"the {bound} bytes the file may hold here"
+                    f"{bound}"
                 )
             if info.filename.endswith(".npy"):
                 with archive.open(info) as member:
@@ -181,8 +199,7 @@ def _check_declared(stream: BinaryIO, stored: int, name: str, bound: int | None)
     stored -= stream.tell()  # the header's own bytes
     if bound is not None and declared > bound:
         raise _Declared(
-            f"{name} declares shape {shape} of {dtype} ({declared} bytes), more than the "
-            f"{bound} bytes it may hold here"
+            f"{name} declares shape {shape} of {dtype} ({declared} bytes), more than {bound}"
         )
     if declared > stored:
         raise _Declared(
