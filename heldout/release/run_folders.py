@@ -64,28 +64,39 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def _run_candidate(child: Path) -> tuple[bool, tuple[int, int] | None]:
+Identity = tuple[int, int] | None
+
+
+def _run_candidate(child: str) -> tuple[bool, Identity, Identity]:
     """Whether a folder named by a run id is a run, or should be and cannot be read as
-    one; and what it leads to (`_identity`).
+    one; and what the folder and its `aux_arrays.npz` lead to (`_identity`).
 
     An empty folder is nothing (no run, no file dropped). A folder holding anything, a
     link that cannot be followed and a folder that cannot be listed are runs: reading
     their `aux_arrays.npz` then names what is wrong, instead of the run vanishing.
+    Two `stat`s for a usual run, as many as telling a folder and a file apart takes.
     """
     try:
         info = os.stat(child)
     except OSError:
-        return os.path.islink(child), None  # a dangling link: its file is missing
+        return os.path.islink(child), None, None  # a dangling link: its file is missing
     if not stat.S_ISDIR(info.st_mode):
-        return False, None
-    identity = info.st_dev, info.st_ino
-    if os.path.lexists(child / AUX_ARRAYS_FILE):
-        return True, identity
+        return False, None, None
+    folder = info.st_dev, info.st_ino
+    aux = os.path.join(child, AUX_ARRAYS_FILE)
+    try:
+        file = os.stat(aux)
+        return True, folder, (file.st_dev, file.st_ino)
+    except FileNotFoundError:
+        if os.path.islink(aux):
+            return True, folder, None  # a dangling link
+    except OSError:
+        return True, folder, None  # an unreadable folder, a link loop: the read says
     try:
         with os.scandir(child) as entries:
-            return next(entries, None) is not None, identity
+            return next(entries, None) is not None, folder, None
     except OSError:
-        return True, identity  # an unreadable folder: its file cannot be read
+        return True, folder, None
 
 
 class _Seen:
@@ -127,19 +138,20 @@ def find_run_folders(experiment_dir: Path) -> list[tuple[float, str, int, Path]]
         ratio_names.add(ratio_key(ratio), ratio_dir, f"both name subset ratio {ratio}")
         folders.add(_identity(ratio_dir), ratio_dir, "are one folder (a link)")
         run_ids = _Seen("run")
-        for child in sorted(ratio_dir.iterdir()):
-            run_id = parse_run_id(child.name)
+        with os.scandir(ratio_dir) as entries:
+            children = sorted((entry.name, entry.path) for entry in entries)
+        for name, child in children:
+            run_id = parse_run_id(name)
             if run_id is None:
                 continue
-            is_run, identity = _run_candidate(child)
-            if not is_run:
-                continue
-            run_ids.add(run_id, child, f"both name run {run_id}")
-            runs.append((ratio, ratio_dir.name, run_id, child, identity))
+            is_run, folder, file = _run_candidate(child)
+            if is_run:
+                run_dir = Path(child)
+                run_ids.add(run_id, run_dir, f"both name run {run_id}")
+                runs.append((ratio, ratio_dir.name, run_id, run_dir, folder, file))
     files = _Seen("run")
-    for *_, run_dir, identity in runs:
-        folders.add(identity, run_dir, "are one run folder (reached through links)")
-        aux = run_dir / AUX_ARRAYS_FILE
-        files.add(_identity(aux), aux, "are one file (reached through links)")
+    for *_, run_dir, folder, file in runs:
+        folders.add(folder, run_dir, "are one run folder (reached through links)")
+        files.add(file, run_dir / AUX_ARRAYS_FILE, "are one file (reached through links)")
     runs.sort(key=lambda found: (found[0], found[2]))
     return [found[:4] for found in runs]
