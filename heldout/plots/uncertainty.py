@@ -159,13 +159,17 @@ def plot_reliability_curve(plan) -> Figure:
         # Every budget the planner evaluated, so the curve reaches its answer.
         checked = {float(r): _number(v) for r, v in (score.get("checked_rho") or {}).items()}
         curve = sorted({**dict(zip(budget, predicted, strict=True)), **checked}.items())
+        falls = "".join(
+            f"; falls {rho:.3f} -> {lower:.3f} from {runs:g} to {later:g} runs"
+            for runs, rho, later, lower in score.get("falls") or ()
+        )
         ax.plot(
             [b for b, _ in curve],
             [v for _, v in curve],
             "-o",
             color=color,
             ms=2.5,
-            label=f"{score['score']}: predicted",
+            label=f"{score['score']}: predicted{falls}",
         )
         ax.plot(budget, brown, "--", color=color, lw=0.8, label=f"{score['score']}: Spearman-Brown")
         ax.errorbar(

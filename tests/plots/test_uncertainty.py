@@ -78,6 +78,12 @@ def test_reliability_figure_draws_prediction_measurement_and_target():
         in legend
     )
     assert any(list(line.get_ydata()) == [0.97, 0.97] for line in ax.get_lines())
+    plan = run_plan()
+    plan["scores"][0]["falls"] = [[16, 0.65, 32, 0.6]]
+    (legend,) = plot_reliability_curve(plan).legends  # a fall is never drawn unsaid
+    assert "cscore: predicted; falls 0.650 -> 0.600 from 16 to 32 runs" in [
+        text.get_text() for text in legend.get_texts()
+    ]
     assert ax.get_title().endswith(
         "measured at 8 runs per ratio; examples: cscore 400, memorization 350"
     )
