@@ -46,12 +46,12 @@ class Trainer:
         self,
         config: TrainingConfig,
         data: TrainingData,
-        experiment_dir: Path,
+        experiment_dir: str | Path,
         notify: Callable[[Event], None],
     ):
         self.config = config
         self.data = data
-        self.experiment_dir = experiment_dir
+        self.experiment_dir = Path(experiment_dir)
         self.notify = notify
         n = data.num_train
         self.images_flat = tf.constant(data.train_images.reshape(n, -1))
