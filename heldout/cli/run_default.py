@@ -14,6 +14,7 @@ from pathlib import Path
 from absl import flags
 
 from heldout._core.inputs_outputs import refuse_output_over_inputs
+from heldout._core.write_safety import ensure_dir
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 from heldout.errors import LockBusyError
@@ -146,7 +147,7 @@ def main(argv: Sequence[str]) -> int:
     experiment = release.open_experiment(experiment_dir)
     matched = _cross_check(experiment)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(output_dir)
     arrays = _scores(experiment, output_dir / "scores.npz")
 
     source = relabeled.experiment_source(experiment)
