@@ -19,7 +19,13 @@ from typing import IO, Any
 import numpy as np
 
 from heldout._core.npz_direct_write import write_stored_npz
-from heldout._core.write_safety import WRITE_ERRNOS, ensure_dir, is_write_failure, write_failure
+from heldout._core.write_safety import (
+    WRITE_ERRNOS,
+    ensure_dir,
+    is_write_failure,
+    symlink_refused,
+    write_failure,
+)
 
 PathLike = str | os.PathLike
 
@@ -182,9 +188,12 @@ def make_temp_dir(parent: PathLike, prefix: str) -> Path:
 def commit_dir(tmp_dir: PathLike, final: PathLike) -> None:
     """fsyncs a finished temporary folder and renames it to `final` (which must not exist).
 
-    Raises FileExistsError if `final` appeared meanwhile (another process won the race).
+    Raises FileExistsError if `final` appeared meanwhile (another process won the race),
+    UnsafeWriteError if `final` is a symbolic link.
     """
     tmp_dir, final = Path(tmp_dir), Path(final)
+    if final.is_symlink():  # rename would fail with "Not a directory": say what is there
+        raise symlink_refused(final)
     fsync_tree(tmp_dir)
     try:
         os.rename(tmp_dir, final)  # fails on an existing non-empty folder: never replaces

@@ -25,8 +25,10 @@ def test_scores_written_to_a_name_that_is_not_utf8(scores_experiment, tmp_path):
         ],
         capture_output=True,
         timeout=120,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},  # as in a UTF-8 locale
     )
     assert done.returncode == 0, done.stderr
+    assert os.fsencode(output) in done.stdout
     assert os.listdir(os.fsencode(tmp_path)) == [b"scores-\xff.npz"]
     assert np.load(output)["cscore"].shape == (120,)
 

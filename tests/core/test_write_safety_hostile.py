@@ -61,6 +61,15 @@ def test_atomic_write_replaces_a_planted_link_not_its_target(tmp_path):
     assert not (tmp_path / "out.json").is_symlink()
 
 
+def test_a_run_folder_is_never_renamed_onto_a_planted_link(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "run").symlink_to(tmp_path / "elsewhere")
+    tmp = atomic.make_temp_dir(tmp_path, ".run.")
+    with pytest.raises(UnsafeWriteError, match=f"^{tmp_path / 'run'} {REFUSED}$"):
+        atomic.commit_dir(tmp, tmp_path / "run")
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
 def test_atomic_writes_work_for_names_that_are_not_utf8(tmp_path):
     for raw in (b"scores-\xff.npz", b"\xfe" * 247 + b".npz"):
         name = os.fsdecode(raw)
