@@ -79,11 +79,23 @@ def tree_inputs(root: PathLike) -> tuple[list[Path], list[Path]]:
     return [root / EXPERIMENT_META_FILE], sorted(folders)
 
 
+def data_inputs(data_dir: PathLike, dataset: str | None) -> tuple[list[Path], list[Path]]:
+    """What reading a dataset from `data_dir` reads, as far as the command line knows:
+    (files, folders), i.e. the folder itself and the dataset's own folder (TFDS:
+    `<data_dir>/<name>`). Other entries of a data folder may be the user's outputs (a
+    scores file written there last time), so they are not counted as inputs."""
+    root = Path(os.path.expanduser(data_dir))
+    folders = [root / dataset.split(":")[0].split("/")[0]] if dataset else []
+    return [root], folders
+
+
 def refuse_output_over_inputs(
     outputs: Iterable[PathLike | None],
     input_files: Iterable[PathLike | None] = (),
     input_dirs: Iterable[PathLike | None] = (),
     input_trees: Iterable[PathLike | None] = (),
+    data_dir: PathLike | None = None,
+    dataset: str | None = None,
 ) -> None:
     """Refuses, before any work, a command whose output would replace one of its inputs.
 
@@ -97,6 +109,7 @@ def refuse_output_over_inputs(
       input_dirs: the folders it reads: no output may be one, or lie inside one.
       input_trees: the folders of folders it reads (experiments, data_dirs): see
         `tree_inputs`; an output may sit beside their subfolders, not inside one.
+      data_dir: the data folder it reads (see `data_inputs`), with `dataset`'s name.
 
     Raises:
       OutputOverInputError: one line naming the output and the input.
@@ -108,6 +121,10 @@ def refuse_output_over_inputs(
             tree_files, tree_dirs = tree_inputs(tree)
             files += tree_files
             dirs += tree_dirs
+    if data_dir:
+        data_files, data_dirs = data_inputs(data_dir, dataset)
+        files += data_files
+        dirs += data_dirs
     for output in outputs:
         if not output:
             continue

@@ -117,7 +117,11 @@ def main(argv: Sequence[str]) -> int:
 
     formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
     refuse_output_over_inputs(
-        [FLAGS.output_dir], [FLAGS.scores_file], input_trees=[FLAGS.experiment_dir, FLAGS.data_dir]
+        [FLAGS.output_dir],
+        [FLAGS.scores_file],
+        input_trees=[FLAGS.experiment_dir],
+        data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset,
     )
     if FLAGS.top < 1:
         raise UsageError(f"--top must be at least 1, got {FLAGS.top}")

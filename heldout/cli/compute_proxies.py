@@ -109,7 +109,9 @@ def main(argv: Sequence[str]) -> int:
     refuse_output_over_inputs(
         [output, _FIGURE.value],
         [_REFERENCE.value],
-        input_trees=[flags.FLAGS.data_dir, _REFERENCE_EXPERIMENT_DIR.value],
+        input_trees=[_REFERENCE_EXPERIMENT_DIR.value],
+        data_dir=flags.FLAGS.data_dir,
+        dataset=flags.FLAGS.dataset,
     )
     if _REFERENCE_EXPERIMENT_DIR.value is not None and _REFERENCE.value is None:
         raise UsageError("--reference_experiment_dir needs --reference")

@@ -103,7 +103,9 @@ def main(argv: Sequence[str]) -> int:
     from heldout.kernels import interpolation as kernels
 
     _check_flags()
-    refuse_output_over_inputs([flags.FLAGS.output], input_trees=[flags.FLAGS.data_dir])
+    refuse_output_over_inputs(
+        [flags.FLAGS.output], data_dir=flags.FLAGS.data_dir, dataset=flags.FLAGS.dataset
+    )
     data = options.data_options()
     if flags.FLAGS.output:
         atomic.probe_writable(

@@ -47,7 +47,11 @@ def main(argv: Sequence[str]) -> int:
     from heldout.published.cscores import load_cscores
 
     refuse_output_over_inputs(
-        [FLAGS.output], [FLAGS.scores_file], [FLAGS.idx_dir], input_trees=[FLAGS.data_dir]
+        [FLAGS.output],
+        [FLAGS.scores_file],
+        [FLAGS.idx_dir],
+        data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset,
     )
     published = load_cscores(FLAGS.scores_file)
     source = TfdsSource(FLAGS.dataset, FLAGS.data_dir)

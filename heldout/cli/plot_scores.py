@@ -53,7 +53,9 @@ def main(argv: Sequence[str]) -> int:
     refuse_output_over_inputs(
         [FLAGS.output_dir],
         [FLAGS.scores_file, FLAGS.plan],
-        input_trees=[FLAGS.experiment_dir, FLAGS.data_dir],
+        input_trees=[FLAGS.experiment_dir],
+        data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset,
     )
     scores = plots.load_scores(FLAGS.scores_file)
     plan = load_plan(FLAGS.plan) if FLAGS.plan else None

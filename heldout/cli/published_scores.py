@@ -364,7 +364,9 @@ def main(argv: Sequence[str]) -> int:
     refuse_output_over_inputs(
         [FLAGS.output],
         [*(FLAGS.inspect or ()), FLAGS.scores_file, *(FLAGS.classwise_file or ()), FLAGS.labels],
-        input_trees=[FLAGS.experiment_dir, FLAGS.data_dir],
+        input_trees=[FLAGS.experiment_dir],
+        data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset,
     )
     for path in FLAGS.inspect or ():
         print(_describe(path))

@@ -112,7 +112,9 @@ def main(argv: Sequence[str]) -> int:
         [FLAGS.output],
         [FLAGS.scores_file, FLAGS.labels, FLAGS.proxies_file],
         [FLAGS.idx_dir],
-        input_trees=[FLAGS.experiment_dir, FLAGS.data_dir],
+        input_trees=[FLAGS.experiment_dir],
+        data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset,
     )
     atomic.probe_writable(FLAGS.output)
     arrays = load_scores(FLAGS.scores_file)

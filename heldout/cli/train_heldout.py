@@ -152,7 +152,9 @@ def main(argv: Sequence[str]) -> int:
     from heldout.cli.progress import TrainingProgress, result_line
 
     config = config_from_flags()
-    refuse_output_over_inputs([flags.FLAGS.output_dir], [], [flags.FLAGS.data_dir])
+    refuse_output_over_inputs(
+        [flags.FLAGS.output_dir], data_dir=flags.FLAGS.data_dir, dataset=flags.FLAGS.dataset
+    )
     cluster = options.cluster_options()
     if cluster.distributed:
         from heldout.cli import train_cluster

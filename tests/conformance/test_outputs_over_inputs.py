@@ -99,3 +99,14 @@ def test_the_helper_compares_paths_that_do_not_exist_yet(tmp_path):
         refuse_output_over_inputs([tmp_path / "d" / "x" / "new.npz"], [], [tmp_path / "d"])
     with pytest.raises(OutputOverInputError, match="is the input"):
         refuse_output_over_inputs([tmp_path / "a" / ".." / "f.npz"], [tmp_path / "f.npz"])
+
+
+def test_a_data_folder_protects_the_dataset_not_its_neighbours(tmp_path):
+    (tmp_path / "cifar10" / "3.0.2").mkdir(parents=True)
+    (tmp_path / "scores.npz").write_bytes(b"last time's output")
+    data = {"data_dir": tmp_path, "dataset": "cifar10"}
+    refuse_output_over_inputs([tmp_path / "scores.npz", tmp_path / "figures"], **data)
+    with pytest.raises(OutputOverInputError, match="lies inside the input folder"):
+        refuse_output_over_inputs([tmp_path / "cifar10" / "3.0.2" / "x.npz"], **data)
+    with pytest.raises(OutputOverInputError, match="is the input"):
+        refuse_output_over_inputs([tmp_path], **data)
