@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from tool_runs import TOOLS
 
 
@@ -33,12 +34,19 @@ def test_scores_written_to_a_name_that_is_not_utf8(scores_experiment, tmp_path):
     assert np.load(output)["cscore"].shape == (120,)
 
 
-def _file_size_limit():
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill, as on a full disk
-    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+def _file_size_limit(ignore_sigxfsz: bool):
+    def limit():
+        if ignore_sigxfsz:  # EFBIG instead of a kill, as on a full disk
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    return limit
 
 
-def test_a_full_disk_names_the_file_and_leaves_no_temporary(scores_experiment, tmp_path):
+@pytest.mark.parametrize("ignore_sigxfsz", [True, False], ids=["EFBIG", "SIGXFSZ"])
+def test_a_full_disk_names_the_file_and_leaves_no_temporary(
+    scores_experiment, tmp_path, ignore_sigxfsz
+):
     output = tmp_path / "out" / "scores.npz"
     output.parent.mkdir()
     done = subprocess.run(
@@ -51,7 +59,7 @@ def test_a_full_disk_names_the_file_and_leaves_no_temporary(scores_experiment, t
         ],
         capture_output=True,
         text=True,
-        preexec_fn=_file_size_limit,
+        preexec_fn=_file_size_limit(ignore_sigxfsz),
         timeout=120,
     )
     assert done.returncode == 1, done.stderr
