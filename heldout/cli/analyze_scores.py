@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 
@@ -115,6 +116,13 @@ def main(argv: Sequence[str]) -> int:
     from heldout.published.identity import check_same_data
 
     formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
+    refuse_output_over_inputs(
+        [FLAGS.output_dir],
+        [FLAGS.scores_file],
+        input_trees=[FLAGS.experiment_dir],
+        data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset,
+    )
     if FLAGS.top < 1:
         raise UsageError(f"--top must be at least 1, got {FLAGS.top}")
     scores, labels, by_ratio, ratios, identity = _scores_and_labels(FLAGS.scores_file)

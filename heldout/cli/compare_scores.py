@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 
@@ -214,6 +215,9 @@ def main(argv: Sequence[str]) -> int:
 
     if not FLAGS.scores_file or not (FLAGS.reference or FLAGS.pairs):
         raise UsageError("pass --scores_file and --reference and/or --pairs")
+    refuse_output_over_inputs(
+        [FLAGS.output_dir], [FLAGS.scores_file, FLAGS.reference, FLAGS.pairs, FLAGS.labels]
+    )
     formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
     if FLAGS.reference:
         ours, our_identity = _load_key(FLAGS.scores_file, FLAGS.key)

@@ -14,6 +14,7 @@ import numpy as np
 from absl import flags
 
 from heldout._core import atomic
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app, options
 from heldout.cli import flags as cli_flags
 from heldout.errors import AuxArraysError, UsageError
@@ -218,6 +219,7 @@ def main(argv: Sequence[str]) -> int:
     del argv  # checked by app.guarded
     if not FLAGS.output.endswith(".npz"):
         raise UsageError(f"--output must end with .npz, got {FLAGS.output}")
+    refuse_output_over_inputs([FLAGS.output], input_trees=[FLAGS.experiment_dir])
     start = time.perf_counter()
     experiment = release.open_experiment(FLAGS.experiment_dir)
     # Hours of reading must not end in "permission denied": try the folder first.

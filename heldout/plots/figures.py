@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from heldout._core.npz import load_npz
+from heldout._core.write_safety import ensure_dir
 from heldout.errors import ScoresFileError
 from heldout.plots.canvas import DPI, check_formats, save_figure
 from heldout.plots.captions import count_out_by_ratio, scores_runs
@@ -237,7 +238,7 @@ def write_figures(
         influence_evidence,
     )
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(output_dir)
     written = []
     for name, figure in figures.items():
         written += save_figure(figure, output_dir / name, formats, dpi)
