@@ -16,6 +16,7 @@ from absl import flags
 from heldout._core import atomic
 from heldout.cli import app, options
 from heldout.cli import flags as cli_flags
+from heldout.cli.flag_types import DEFINE_finite_float
 from heldout.errors import AuxArraysError, UsageError
 from heldout.release import layout as release
 from heldout.scores import experiment as scores
@@ -56,23 +57,32 @@ flags.DEFINE_enum(
 )
 cli_flags.cluster(__name__, threads=True)  # --scheduler, --dask_workers, --reader_threads
 cli_flags.run_checks(__name__)  # --skip_bad_runs, --progress
-flags.DEFINE_float(
+DEFINE_finite_float(
     "confidence",
     None,
     "E.g. 0.95: write a confidence interval beside every estimate (*_ci_low, *_ci_high; "
     "docs/methods.md says which intervals and their measured coverage).",
+    lower=0.0,
+    upper=1.0,
+    open_lower=True,
+    open_upper=True,
 )
-flags.DEFINE_float(
+DEFINE_finite_float(
     "fdr",
     0.05,
     "influence_pairs: the false-discovery rate of the selected pairs (Benjamini-Hochberg "
     "over Fisher's exact one-sided tests).",
+    lower=0.0,
+    upper=1.0,
+    open_lower=True,
+    open_upper=True,
 )
-flags.DEFINE_float(
+DEFINE_finite_float(
     "min_memorization",
     None,
     "influence_pairs: test only training examples with at least this memorization "
     "(the published pairs used 0.25); default: all.",
+    **cli_flags.UNIT_INTERVAL,
 )
 
 

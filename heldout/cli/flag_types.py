@@ -1,4 +1,5 @@
-"""The flag machinery of the commands: path and choice-list types, and defining once.
+"""The flag machinery of the commands: path, choice-list and bounded-number types, and
+defining once.
 
 `define` makes a flag a key flag of the command that uses it (its `--help` lists it) and
 lets two commands in one process share a definition; `renamed` keeps an old flag name
@@ -7,6 +8,7 @@ working with a warning; `finish_parsing` applies both after absl has parsed.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -57,6 +59,58 @@ class ChoiceListParser(flags.ListParser):
 
     def flag_type(self) -> str:
         return f"comma separated list of {', '.join(self.choices)}"
+
+
+class FiniteFloatParser(flags.FloatParser):
+    """A finite number within bounds: `nan` and `inf` are refused like any value out of range
+    (absl's own bounds let NaN through, as every comparison with it is false).
+
+    Args:
+      lower, upper: the bounds (None: unbounded on that side).
+      open_lower, open_upper: exclude the bound itself (`(0, 1]` for a rate).
+    """
+
+    def __init__(
+        self,
+        lower: float | None = None,
+        upper: float | None = None,
+        open_lower: bool = False,
+        open_upper: bool = False,
+    ):
+        super().__init__(lower, upper)
+        self.open_lower, self.open_upper = open_lower, open_upper
+        low = "-inf" if lower is None else f"{lower:g}"
+        high = "inf" if upper is None else f"{upper:g}"
+        left = "(" if open_lower or lower is None else "["
+        right = ")" if open_upper or upper is None else "]"
+        self.syntactic_help = f"a finite number in {left}{low}, {high}{right}"
+
+    def is_outside_bounds(self, val: float) -> bool:
+        if not math.isfinite(val):
+            return True
+        low, high = self.lower_bound, self.upper_bound
+        if low is not None and (val <= low if self.open_lower else val < low):
+            return True
+        return high is not None and (val >= high if self.open_upper else val > high)
+
+
+def DEFINE_finite_float(  # noqa: N802 - absl's style
+    name,
+    default,
+    help,
+    flag_values=FLAGS,
+    lower=None,
+    upper=None,
+    open_lower=False,
+    open_upper=False,
+    **args,
+):
+    """A float flag refusing `nan`, `inf` and values outside [lower, upper] (exit status 2,
+    one line naming the flag), before any work. A None default stays None."""
+    parser = FiniteFloatParser(lower, upper, open_lower, open_upper)
+    return flags.DEFINE(
+        parser, name, default, help, flag_values, flags.ArgumentSerializer(), **args
+    )
 
 
 def DEFINE_path(name, default, help, flag_values=FLAGS, **args):  # noqa: N802 - absl's style

@@ -28,6 +28,7 @@ from heldout.published.format import (
     DEFAULT_MIN_INFLUENCE,
     DEFAULT_MIN_MEMORIZATION,
     SHOW,
+    check_threshold,
     index_vector,
     is_real,
     load_arrays,
@@ -59,7 +60,13 @@ class ClasswiseInfluence:
         min_influence: float = DEFAULT_MIN_INFLUENCE,
         min_memorization: float = DEFAULT_MIN_MEMORIZATION,
     ) -> PublishedPairs:
-        """The same-class pairs passing both thresholds (a class-wise file has no others)."""
+        """The same-class pairs passing both thresholds (a class-wise file has no others).
+
+        Raises:
+          UsageError: a threshold that is not a finite number in [0, 1].
+        """
+        min_influence = check_threshold(min_influence, "min_influence")
+        min_memorization = check_threshold(min_memorization, "min_memorization")
         parts = [[], [], [], []]
         for block in self.blocks.values():
             memorization = self.train_memorization[block.train_index]

@@ -16,7 +16,7 @@ import numpy as np
 from heldout._core.atomic import write_npz_atomic
 from heldout._core.npz import load_npz
 from heldout._core.provenance import provenance_for
-from heldout.errors import ScoresError
+from heldout.errors import ScoresError, ScoresFileError
 
 # What was read.
 EXPERIMENT = "experiment"
@@ -150,8 +150,22 @@ def load_scores(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_provenance(arrays: dict[str, np.ndarray]) -> dict | None:
-    """The provenance record of loaded scores, or None for files written without one."""
+def load_provenance(arrays: dict[str, np.ndarray], source: str = "a scores file") -> dict | None:
+    """The provenance record of loaded scores, or None for files written without one.
+
+    Raises:
+      ScoresFileError (a ValueError): `provenance` that is not a JSON object, or is
+        nested deeper than Python's recursion limit; the message starts with `source`.
+    """
     if PROVENANCE not in arrays:
         return None
-    return json.loads(str(arrays[PROVENANCE].item()))
+    raw = arrays[PROVENANCE]
+    try:
+        value = json.loads(str(raw.item() if raw.ndim == 0 else raw))
+    except (ValueError, TypeError) as error:
+        raise ScoresFileError(f"{source}: `provenance` is not JSON ({error})") from None
+    except RecursionError:  # thousands of nested brackets: no record we write
+        raise ScoresFileError(f"{source}: `provenance` is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ScoresFileError(f"{source}: `provenance` must be a JSON object")
+    return value
