@@ -36,8 +36,13 @@ def define_flags() -> None:
     cli_flags.define(
         __name__, cli_flags.DEFINE_path, "pairs", None, "Published high-influence pairs .npz."
     )
-    cli_flags.DEFINE_finite_float(
-        "threshold", 0.15, "Influence that counts as recovered.", **cli_flags.UNIT_INTERVAL
+    cli_flags.define(
+        __name__,
+        cli_flags.DEFINE_finite_float,
+        "threshold",
+        0.15,
+        "Influence that counts as recovered.",
+        **cli_flags.UNIT_INTERVAL,
     )
     cli_flags.pair_thresholds(__name__)
     cli_flags.labels(__name__)

@@ -57,7 +57,9 @@ flags.DEFINE_enum(
 )
 cli_flags.cluster(__name__, threads=True)  # --scheduler, --dask_workers, --reader_threads
 cli_flags.run_checks(__name__)  # --skip_bad_runs, --progress
-DEFINE_finite_float(
+cli_flags.define(
+    __name__,
+    DEFINE_finite_float,
     "confidence",
     None,
     "E.g. 0.95: write a confidence interval beside every estimate (*_ci_low, *_ci_high; "
@@ -67,7 +69,9 @@ DEFINE_finite_float(
     open_lower=True,
     open_upper=True,
 )
-DEFINE_finite_float(
+cli_flags.define(
+    __name__,
+    DEFINE_finite_float,
     "fdr",
     0.05,
     "influence_pairs: the false-discovery rate of the selected pairs (Benjamini-Hochberg "
@@ -77,7 +81,9 @@ DEFINE_finite_float(
     open_lower=True,
     open_upper=True,
 )
-DEFINE_finite_float(
+cli_flags.define(
+    __name__,
+    DEFINE_finite_float,
     "min_memorization",
     None,
     "influence_pairs: test only training examples with at least this memorization "
