@@ -57,29 +57,17 @@ flags.DEFINE_enum(
 )
 cli_flags.cluster(__name__, threads=True)  # --scheduler, --dask_workers, --reader_threads
 cli_flags.run_checks(__name__)  # --skip_bad_runs, --progress
-cli_flags.define(
-    __name__,
-    DEFINE_finite_float,
+flags.DEFINE_float(
     "confidence",
     None,
     "E.g. 0.95: write a confidence interval beside every estimate (*_ci_low, *_ci_high; "
     "docs/methods.md says which intervals and their measured coverage).",
-    lower=0.0,
-    upper=1.0,
-    open_lower=True,
-    open_upper=True,
 )
-cli_flags.define(
-    __name__,
-    DEFINE_finite_float,
+flags.DEFINE_float(
     "fdr",
     0.05,
     "influence_pairs: the false-discovery rate of the selected pairs (Benjamini-Hochberg "
     "over Fisher's exact one-sided tests).",
-    lower=0.0,
-    upper=1.0,
-    open_lower=True,
-    open_upper=True,
 )
 cli_flags.define(
     __name__,
