@@ -84,6 +84,13 @@ def values_in_range(
     A value no estimate can take means a corrupted or foreign file; compared or ranked,
     it would shift every statistic without a word.
 
+    Args:
+      values: the numbers to check (any shape).
+      what: the array's name in the message (`scores`, `infl`).
+      source: the file, first in the message.
+      low, high: the closed range every value must lie in.
+      allow_nan: accept NaN (an undefined score).
+
     Raises:
       PublishedFileError: naming the file, how many values, and the first few.
     """
@@ -106,6 +113,13 @@ def values_in_range(
 def check_threshold(value: float, name: str) -> float:
     """`value` as a float, refused unless finite and in [0, 1] (NaN would select nothing,
     a negative threshold nearly every pair).
+
+    Args:
+      value: the threshold.
+      name: its name in the message (`min_influence`).
+
+    Returns:
+      The threshold as a float.
 
     Raises:
       UsageError: naming the threshold.
