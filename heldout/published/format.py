@@ -95,6 +95,7 @@ def values_in_range(
       PublishedFileError: naming the file, how many values, and the first few.
     """
     values = np.asarray(values, dtype=np.float64)
+    shape, values = values.shape, values.ravel()
     with np.errstate(invalid="ignore"):
         bad = ~((values >= low) & (values <= high))
     if allow_nan:
@@ -102,10 +103,13 @@ def values_in_range(
     where = np.flatnonzero(bad)
     if where.size:
         shown = values[where[:SHOW]].tolist()
+        entries = where[:SHOW].tolist()
+        if len(shape) > 1:  # (row, column) of a matrix
+            entries = [tuple(int(i) for i in np.unravel_index(k, shape)) for k in entries]
         allowed = f"finite numbers in [{low:g}, {high:g}]" + (" (or NaN)" if allow_nan else "")
         raise PublishedFileError(
             f"{source}: {what} holds {where.size} value(s) that are not {allowed}, e.g. "
-            f"{shown} at entr{'y' if where.size == 1 else 'ies'} {where[:SHOW].tolist()}"
+            f"{shown} at entr{'y' if where.size == 1 else 'ies'} {entries}"
             f"{' ...' if where.size > SHOW else ''}"
         )
 

@@ -139,6 +139,49 @@ def test_a_pairs_file_missing_mem_is_named_as_such(tmp_path):
     assert "`scores`" not in line
 
 
+@pytest.fixture
+def classwise_file(scores_experiment, tmp_path):
+    """A class-wise influence file exported from the synthetic experiment's runs."""
+    labels = tmp_path / "labels.npz"
+    np.savez(labels, tr_labels=np.arange(120) % 3, tt_labels=np.arange(30) % 3)
+    path = tmp_path / "classwise.npz"
+    done = run_script(
+        "tools/published_scores.py",
+        "--export=classwise",
+        f"--experiment_dir={scores_experiment.path}",
+        f"--labels={labels}",
+        f"--output={path}",
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+@pytest.mark.parametrize(
+    "key, where, value, shown",
+    [("tr_mem", 2, np.inf, "at entry [2]"), ("infl_matrix_class1", (1, 1), 5.0, "(1, 1)")],
+)
+def test_a_classwise_file_with_an_impossible_value_is_refused(
+    classwise_file, tmp_path, key, where, value, shown
+):
+    arrays = dict(np.load(classwise_file))
+    assert _inspect(classwise_file).returncode == 0  # as exported
+    arrays[key] = arrays[key].copy()
+    arrays[key][where] = value
+    path = tmp_path / "hostile.npz"
+    np.savez(path, **arrays)
+    _one_line_error(_inspect(path), "published_scores", str(path), key, "[-1, 1]", shown)
+
+
+def test_a_classwise_file_missing_tr_mem_is_named_as_such(classwise_file, tmp_path):
+    arrays = dict(np.load(classwise_file))
+    del arrays["tr_mem"]
+    path = tmp_path / "hostile.npz"
+    np.savez(path, **arrays)
+    line = _one_line_error(_inspect(path), "published_scores", str(path), "class-wise")
+    assert "lacks tr_mem" in line
+
+
 # -------------------------------------------------------------------------- compare
 
 
