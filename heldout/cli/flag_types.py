@@ -1,4 +1,4 @@
-"""The flag machinery of the commands: path, choice-list and bounded-number types, and
+"""The flag machinery of the commands: path, choice-list and finite-number types, and
 defining once.
 
 `define` makes a flag a key flag of the command that uses it (its `--help` lists it) and
@@ -62,36 +62,48 @@ class ChoiceListParser(flags.ListParser):
 
 
 class FiniteFloatParser(flags.FloatParser):
-    """A finite number within bounds: `nan` and `inf` are refused like any value out of range
-    (absl's own bounds let NaN through, as every comparison with it is false).
+    """A finite number (never NaN or infinity), positive or within bounds as asked.
+
+    absl's own bounds let NaN through (every comparison with NaN is false): a NaN or
+    infinite learning rate trains a model of NaNs without a word, and a NaN threshold
+    selects nothing and reports it as a result. Refused while parsing, before any work.
 
     Args:
-      lower, upper: the bounds (None: unbounded on that side).
-      open_lower, open_upper: exclude the bound itself (`(0, 1]` for a rate).
+      lower_bound, upper_bound: the closed bounds (None: unbounded on that side).
+      positive: refuse 0 and below.
     """
 
     def __init__(
         self,
-        lower: float | None = None,
-        upper: float | None = None,
-        open_lower: bool = False,
-        open_upper: bool = False,
+        lower_bound: float | None = None,
+        positive: bool = False,
+        upper_bound: float | None = None,
     ):
-        super().__init__(lower, upper)
-        self.open_lower, self.open_upper = open_lower, open_upper
-        low = "-inf" if lower is None else f"{lower:g}"
-        high = "inf" if upper is None else f"{upper:g}"
-        left = "(" if open_lower or lower is None else "["
-        right = ")" if open_upper or upper is None else "]"
-        self.syntactic_help = f"a finite number in {left}{low}, {high}{right}"
+        super().__init__()
+        self.lower, self.positive, self.upper = lower_bound, positive, upper_bound
+        self.syntactic_help = "a finite number" + self._range()
 
-    def is_outside_bounds(self, val: float) -> bool:
-        if not math.isfinite(val):
-            return True
-        low, high = self.lower_bound, self.upper_bound
-        if low is not None and (val <= low if self.open_lower else val < low):
-            return True
-        return high is not None and (val >= high if self.open_upper else val > high)
+    def _range(self) -> str:
+        if self.lower is not None and self.upper is not None:
+            return f" in [{self.lower:g}, {self.upper:g}]"
+        return ""
+
+    def parse(self, argument):
+        value = super().parse(argument)
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number{self._range()}, got {argument!r}")
+        if self.positive and not value > 0:
+            raise ValueError(f"must be positive, got {argument!r}")
+        if self._range() and not self.lower <= value <= self.upper:
+            raise ValueError(f"must be a finite number{self._range()}, got {argument!r}")
+        if self.lower is not None and value < self.lower:
+            raise ValueError(f"must be at least {self.lower:g}, got {argument!r}")
+        if self.upper is not None and value > self.upper:
+            raise ValueError(f"must be at most {self.upper:g}, got {argument!r}")
+        return value
+
+    def flag_type(self) -> str:
+        return "float"
 
 
 def DEFINE_finite_float(  # noqa: N802 - absl's style
@@ -99,15 +111,14 @@ def DEFINE_finite_float(  # noqa: N802 - absl's style
     default,
     help,
     flag_values=FLAGS,
-    lower=None,
-    upper=None,
-    open_lower=False,
-    open_upper=False,
+    lower_bound=None,
+    positive=False,
+    upper_bound=None,
     **args,
 ):
-    """A float flag refusing `nan`, `inf` and values outside [lower, upper] (exit status 2,
-    one line naming the flag), before any work. A None default stays None."""
-    parser = FiniteFloatParser(lower, upper, open_lower, open_upper)
+    """A float flag that refuses NaN, infinities and (as asked) values outside its bounds
+    (exit status 2, one line naming the flag); a None default stays None."""
+    parser = FiniteFloatParser(lower_bound, positive, upper_bound)
     return flags.DEFINE(
         parser, name, default, help, flag_values, flags.ArgumentSerializer(), **args
     )

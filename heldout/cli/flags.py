@@ -27,7 +27,7 @@ PLAN_SCORE_CHOICES = ("cscore", "memorization")
 SPLIT_CHOICES = ("train", "test", "all")
 # The bounds of a threshold on influence or memorization (`DEFINE_finite_float`): NaN would
 # silently select nothing, and a negative one would select nearly every pair.
-UNIT_INTERVAL = {"lower": 0.0, "upper": 1.0}
+UNIT_INTERVAL = {"lower_bound": 0.0, "upper_bound": 1.0}
 DATASET_HELP = (
     "Data source (one resolver, heldout.datasets): cifar10, cifar100, mnist, fashion_mnist "
     "(IDX files or TFDS), fashion_mnist_idx, mnist_idx, npz (--data_dir is a .npz file with "
@@ -403,7 +403,7 @@ def recipe(module: str, dataset_recipes: bool = False, fv=FLAGS) -> None:
     batch = f"{tag}Batch size (paper: MNIST 256" + (", CIFAR 512)." if cifar else ").")
     define(module, flags.DEFINE_integer, "batch_size", 256, batch, fv)
     rate = f"{tag}Base learning rate (paper: MNIST 0.1" + (", CIFAR 0.4)." if cifar else ").")
-    define(module, flags.DEFINE_float, "learning_rate", 0.1, rate, fv)
+    define(module, DEFINE_finite_float, "learning_rate", 0.1, rate, fv, positive=True)
     spec = (
         "Hidden layer sizes of the MLP, comma-separated: 512,256 (default) is the published "
         "MNIST MLP, 512 one hidden layer of 512 units."
