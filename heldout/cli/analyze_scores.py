@@ -52,6 +52,7 @@ def _scores_and_labels(path: str):
         identity_of_published,
         identity_of_scores,
     )
+    from heldout.scores.file import check_score_values
 
     names = member_names(path)  # which format, before loading
     if path.endswith(".npy") or "scores" in names:
@@ -61,6 +62,7 @@ def _scores_and_labels(path: str):
         )
         return record.scores, record.labels, None, None, identity
     arrays = load_npz(path, keys=[FLAGS.key], error=ScoresFileError, what="a scores .npz file")
+    check_score_values(arrays, path)  # infinite or impossible estimates, named
     by_ratio = arrays.get("cscore_by_ratio") if FLAGS.key == "cscore" else None
     identity = identity_of_scores(arrays, path)
     return arrays[FLAGS.key], None, by_ratio, arrays.get("subset_ratios"), identity
@@ -149,7 +151,7 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError(
             f"{FLAGS.scores_file} has no labels: give --dataset/--data_dir or --experiment_dir"
         )
-    stats = analysis.class_statistics(scores, labels)
+    stats = analysis.class_statistics(scores, labels, FLAGS.scores_file)
     dataset_name = source.name if source is not None else FLAGS.scores_file.split("/")[-1]
     names = plots.class_names_for(dataset_name, int(stats.labels.max()) + 1)
     print(

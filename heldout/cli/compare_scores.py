@@ -37,7 +37,14 @@ def define_flags() -> None:
     cli_flags.define(
         __name__, cli_flags.DEFINE_path, "pairs", None, "Published high-influence pairs .npz."
     )
-    flags.DEFINE_float("threshold", 0.15, "Influence that counts as recovered.")
+    cli_flags.define(
+        __name__,
+        cli_flags.DEFINE_finite_float,
+        "threshold",
+        0.15,
+        "Influence that counts as recovered.",
+        **cli_flags.UNIT_INTERVAL,
+    )
     cli_flags.pair_thresholds(__name__)
     cli_flags.labels(__name__)
     cli_flags.output_dir(__name__, "The figures (none when not given).")
@@ -185,6 +192,9 @@ def _print_pairs(published_pairs) -> None:
                 arrays["influence"], arrays["memorization"], **thresholds
             )
     elif "influence_topk_index" in arrays and "memorization" in arrays:
+        compare.check_pairs_covered(
+            published_pairs, len(arrays["influence_topk_index"]), len(arrays["memorization"])
+        )
         ours, _ = published.select_pairs_topk(
             arrays["influence_topk_index"],
             arrays["influence_topk_value"],

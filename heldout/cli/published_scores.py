@@ -217,7 +217,7 @@ def _export_cscores() -> str:
         identity_of_scores(scores, FLAGS.scores_file),
         _labels_identity("tfds" if FLAGS.order == "original" else None),
     )
-    recorded = load_provenance(scores) or {}
+    recorded = load_provenance(scores, FLAGS.scores_file) or {}
     if "experiment" in recorded:  # what the scores are of, for a later comparison
         checked["experiment"] = recorded["experiment"]
     labels, origin = _labels(["train"])

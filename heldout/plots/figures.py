@@ -32,6 +32,7 @@ from heldout.plots.influence_evidence import (
     influence_picks,
 )
 from heldout.plots.uncertainty import BAND_KEYS, plot_cscore_bands
+from heldout.scores.file import check_score_values
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -74,10 +75,12 @@ def load_scores(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a scores `.npz` (never unpickling).
 
     Raises:
-      ScoresFileError: the file is missing, empty, truncated or not an `.npz`; the message
-        starts with the file.
+      ScoresFileError: the file is missing, empty, truncated or not an `.npz`, or a
+        per-example estimate is infinite or out of range; the message starts with the file.
     """
-    return load_npz(path, error=ScoresFileError, what="a scores .npz file (compute_scores)")
+    arrays = load_npz(path, error=ScoresFileError, what="a scores .npz file (compute_scores)")
+    check_score_values(arrays, os.fspath(path))
+    return arrays
 
 
 def draw_figures(
