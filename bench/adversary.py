@@ -1,0 +1,263 @@
+"""The adversarial suite: hostile inputs against every `heldout` command, each attempt classified.
+
+Builds links, aliases, bombs, non-finite values, sparse and colliding tar members and full
+disks in a temporary folder, runs the commands on them in subprocesses with a timeout, and
+prints one row per attempt, the totals per outcome and per class, and the CPU. Exits 1 if any
+attempt is a traceback, a wrong result, data lost, a hang or a crash (docs/robustness.md).
+
+  python bench/adversary.py [--quick] [--only=CLASS[,CLASS]] [--verbose] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import hashlib
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from bench._adversary_cases import Attempt
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # heldout, bench._shared, download_servers
+
+OUTCOMES = ("refused", "ok", "traceback", "wrong", "lost", "hang", "crash")
+FAILURES = ("traceback", "wrong", "lost", "hang", "crash")
+
+
+@dataclasses.dataclass
+class Result:
+    attempt: Attempt
+    outcome: str
+    note: str
+    seconds: float
+    stderr: str
+
+
+def _digest(path: Path) -> str | None:
+    """The sha256 of a file's bytes, `absent`, or `<kind>` for what is not a regular file."""
+    if not os.path.lexists(path):
+        return "absent"
+    if path.is_symlink() and not path.exists():
+        return "dangling"
+    if not path.is_file():
+        return "not a file"
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as error:
+        return f"unreadable ({error.errno})"
+
+
+def _child_setup(fsize: int | None) -> Callable[[], None]:
+    def setup() -> None:
+        if fsize is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails with EFBIG instead
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    return setup
+
+
+def _run_child(argv: list, env: dict, cwd: Path, attempt: Attempt, logs: Path):
+    """Runs argv in its own session; (returncode or None on timeout, stderr, peak RSS MB)."""
+    with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
+        process = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_child_setup(attempt.fsize),
+        )
+        deadline = time.monotonic() + attempt.timeout
+        status = usage = None
+        while status is None:
+            pid, raw, rusage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                status, usage = raw, rusage
+            elif time.monotonic() > deadline:
+                os.killpg(process.pid, signal.SIGKILL)  # the session this attempt started
+                _, raw, usage = os.wait4(process.pid, 0)
+                process.returncode = 0  # reaped here; keeps Popen from waiting again
+                stderr = (logs / "stderr").read_bytes().decode(errors="replace")
+                return None, stderr, usage.ru_maxrss / 1024
+            else:
+                time.sleep(0.01)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = (logs / "stderr").read_bytes().decode(errors="replace")
+    return process.returncode, stderr, usage.ru_maxrss / 1024
+
+
+def classify(attempt: Attempt, code: int | None, stderr: str, changed: list[str]) -> tuple:
+    """(outcome, note) of a finished attempt; see docs/robustness.md for the outcomes."""
+    if code is None:
+        return "hang", f"no exit within {attempt.timeout:.0f} s"
+    if code < 0:
+        return "crash", f"signal {-code} ({signal.Signals(-code).name})"
+    if changed:
+        return "lost", "changed: " + ", ".join(changed)
+    if "Traceback" in stderr:
+        return "traceback", _last_line(stderr)
+    if code == 0:
+        if "ok" not in attempt.expect:
+            return "wrong", "exit 0 where a refusal was expected"
+        reason = attempt.check() if attempt.check else None
+        return ("wrong", reason) if reason else ("ok", "")
+    if "refused" not in attempt.expect:
+        return "wrong", f"exit {code} where success was expected: {_last_line(stderr)}"
+    lines = [line.strip() for line in re.split(r"[\r\n]+", stderr) if line.strip()]
+    line = lines[-1] if lines else ""
+    if not re.match(r"[\w.\- ]+: error: ", line):
+        return "wrong", f"the last line on stderr is not an error: {line or '(nothing)'}"
+    noise = [x for x in lines[:-1] if re.search(r"error|fail|exception|warn", x, re.IGNORECASE)]
+    if noise:
+        return "wrong", f"{len(noise) + 1} error lines on stderr, not one: {noise[0]}"
+    if not re.search(r"/|--\w|\.npz|\.json", line):
+        return "wrong", f"names nothing: {line}"
+    if attempt.needle and not re.search(attempt.needle, line, re.IGNORECASE):
+        return "wrong", f"refused for another reason: {line}"
+    words = re.sub(r"\S*/\S*", "", line)  # the message, not the paths it names
+    if attempt.forbid and re.search(attempt.forbid, words, re.IGNORECASE):
+        return "wrong", f"misleading: {line}"
+    return "refused", line
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(nothing on stderr)"
+
+
+def run_attempt(attempt: Attempt, root: Path, env: dict, index: int) -> Result:
+    """Runs one attempt in a fresh Python and classifies it."""
+    before = {path: _digest(path) for path in attempt.keep}
+    logs = root / "logs" / str(index)
+    logs.mkdir(parents=True)
+    argv = [sys.executable, str(REPO / "tools" / f"{attempt.tool}.py"), *attempt.args]
+    start = time.monotonic()
+    code, stderr, peak_mb = _run_child(argv, env, root, attempt, logs)
+    seconds = time.monotonic() - start
+    changed = [p.name for p, digest in before.items() if _digest(p) != digest]
+    outcome, note = classify(attempt, code, stderr, changed)
+    if outcome in ("ok", "refused"):
+        reason = attempt.after() if attempt.after else None
+        if attempt.max_rss_mb is not None and peak_mb > attempt.max_rss_mb:
+            reason = f"peak memory {peak_mb:.0f} MB (bound {attempt.max_rss_mb:.0f} MB)"
+        if reason:
+            outcome, note = "wrong", reason
+    return Result(attempt, outcome, note, seconds, stderr)
+
+
+def shown_command(attempt: Attempt, root: Path) -> str:
+    """`tool args` with the temporary folder as `$T`."""
+    words = [
+        a.decode(errors="backslashreplace") if isinstance(a, bytes) else a for a in attempt.args
+    ]
+    return " ".join([attempt.tool, *words]).replace(str(root), "$T")
+
+
+def cpu_line() -> str:
+    """`CPU: <model>; <n> cores; load average ...`, as the other benches print it."""
+    from bench._shared import load_average
+
+    try:
+        with open("/proc/cpuinfo") as info:
+            models = [
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            ]
+    except OSError:
+        models = []
+    model = models[0] if models else "unknown"
+    return f"CPU: {model}; {len(os.sched_getaffinity(0))} cores; {load_average()}"
+
+
+def print_report(results: list[Result], root: Path, verbose: bool) -> None:
+    rows = [
+        (r.attempt.klass, r.attempt.case, shown_command(r.attempt, root), r.outcome, r.seconds)
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    print(f"{'class':<{widths[0]}}  {'case':<{widths[1]}}  {'outcome':<9}  {'s':>5}  command")
+    for result, (klass, case, command, outcome, seconds) in zip(results, rows, strict=True):
+        print(f"{klass:<{widths[0]}}  {case:<{widths[1]}}  {outcome:<9}  {seconds:5.1f}  {command}")
+        if outcome in FAILURES or verbose:
+            print(f"{'':<{widths[0] + widths[1] + 4}}-> {result.note[:300]}")
+    totals = collections.Counter(r.outcome for r in results)
+    print("\ntotals: " + ", ".join(f"{o} {totals[o]}" for o in OUTCOMES))
+    by_class: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for r in results:
+        by_class[r.attempt.klass][r.outcome] += 1
+    for klass, counts in by_class.items():
+        print(
+            f"  {klass:<{widths[0]}}  "
+            + ", ".join(f"{o} {counts[o]}" for o in OUTCOMES if counts[o])
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the fast subset (CI)")
+    parser.add_argument("--only", default="", help="comma-separated classes to run")
+    parser.add_argument("--verbose", action="store_true", help="print every attempt's last line")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    options = parser.parse_args()
+
+    from download_servers import ObjectServer
+
+    from bench import _adversary_cases as cases
+
+    print(cpu_line())
+    only = {c for c in options.only.split(",") if c}
+    unknown = only - set(cases.CLASSES)
+    if unknown:
+        parser.error(f"unknown classes {sorted(unknown)}; classes: {', '.join(cases.CLASSES)}")
+    root = Path(tempfile.mkdtemp(prefix="adversary-"))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        ),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        HELDOUT_HOME=str(root / "home"),
+    )
+    start = time.monotonic()
+    try:
+        with ObjectServer() as server:
+            attempts = cases.build(root, server, env, quick=options.quick, only=only)
+            print(f"{len(attempts)} attempts, built in {time.monotonic() - start:.1f} s\n")
+            results = [run_attempt(a, root, env, i) for i, a in enumerate(attempts)]
+    finally:
+        if options.keep:
+            print(f"kept {root}")
+        else:
+            _remove(root)
+    print_report(results, root, options.verbose)
+    failures = sum(r.outcome in FAILURES for r in results)
+    print(f"\n{len(results)} attempts in {time.monotonic() - start:.0f} s; {failures} failures")
+    return 1 if failures else 0
+
+
+def _remove(root: Path) -> None:
+    for folder, dirs, _ in os.walk(root):  # unreadable folders made by a case
+        for name in dirs:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o755)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
