@@ -63,7 +63,18 @@ class Attempt:
     quick: bool = True
 
 
-CLASSES = ("links", "overwrite", "aliases", "bombs", "values", "download", "disk", "training")
+CLASSES = (
+    "links",
+    "overwrite",
+    "aliases",
+    "bombs",
+    "values",
+    "download",
+    "disk",
+    "training",
+    "workers",
+)
+SLOW = ("training", "workers")  # not part of --quick
 SPEC = dict(num_train=60, num_test=20, subset_ratios=(0.3, 0.7), runs_per_ratio=4)
 SCORES = "--scores=cscore,memorization,influence"
 
@@ -75,7 +86,7 @@ def build(root: Path, server, env: dict, *, quick: bool, only: set[str]) -> list
     for klass in CLASSES:
         if only and klass not in only:
             continue
-        if quick and klass == "training":
+        if quick and klass in SLOW:
             continue
         for attempt in globals()[f"_{klass}"](base, quick):
             if attempt.quick or not quick:
@@ -916,31 +927,6 @@ def _training(base: Base, quick: bool) -> list[Attempt]:
         ],
         timeout=180,
     )
-    bad = base.copy("training/popcount")
-    (bad / "0.7" / "1" / "aux_arrays.npz").unlink()
-    (bad / "0.7" / "1" / "aux_arrays.npz").mkdir()
-    popcount = [
-        _scores(
-            base,
-            bad,
-            base.root / "training" / "pc.npz",
-            SCORES,
-            "--backend=popcount",
-            klass="training",
-            case="popcount, bad run",
-        )
-        for _ in range(4)
-    ]
-    dask = _scores(
-        base,
-        bad,
-        base.root / "training" / "dask.npz",
-        "--scheduler=local",
-        "--dask_workers=1",
-        klass="training",
-        case="Dask local, bad run",
-        timeout=120,
-    )
     return [
         train("nan", "--learning_rate=nan", case="--learning_rate=nan", needle="learning_rate"),
         train("inf", "--learning_rate=inf", case="--learning_rate=inf", needle="learning_rate"),
@@ -955,6 +941,35 @@ def _training(base: Base, quick: bool) -> list[Attempt]:
         ),
         train("full", case="full disk while training", fsize=64 << 10),
         proxies,
-        *popcount,
-        dask,
     ]
+
+
+def _workers(base: Base, quick: bool) -> list[Attempt]:
+    """Commands with background work (numba warm-up, a Dask cluster) that end in an error:
+    the process must exit cleanly, repeatedly, with one line."""
+    bad = base.copy("workers/exp")
+    (bad / "0.7" / "1" / "aux_arrays.npz").write_bytes(b"PK\x03\x04" + bytes(4000))
+    output = base.root / "workers" / "s.npz"
+    popcount = [
+        _scores(
+            base,
+            bad,
+            output,
+            SCORES,
+            "--backend=popcount",
+            klass="workers",
+            case="popcount, bad run",
+        )
+        for _ in range(5)
+    ]
+    dask = _scores(
+        base,
+        bad,
+        output,
+        "--scheduler=local",
+        "--dask_workers=1",
+        klass="workers",
+        case="Dask local, bad run",
+        timeout=120,
+    )
+    return [*popcount, dask]

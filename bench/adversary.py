@@ -184,27 +184,39 @@ def cpu_line() -> str:
     return f"CPU: {model}; {len(os.sched_getaffinity(0))} cores; {load_average()}"
 
 
-def print_report(results: list[Result], root: Path, verbose: bool) -> None:
-    rows = [
-        (r.attempt.klass, r.attempt.case, shown_command(r.attempt, root), r.outcome, r.seconds)
-        for r in results
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    print(f"{'class':<{widths[0]}}  {'case':<{widths[1]}}  {'outcome':<9}  {'s':>5}  command")
-    for result, (klass, case, command, outcome, seconds) in zip(results, rows, strict=True):
-        print(f"{klass:<{widths[0]}}  {case:<{widths[1]}}  {outcome:<9}  {seconds:5.1f}  {command}")
-        if outcome in FAILURES or verbose:
-            print(f"{'':<{widths[0] + widths[1] + 4}}-> {result.note[:300]}")
-    totals = collections.Counter(r.outcome for r in results)
-    print("\ntotals: " + ", ".join(f"{o} {totals[o]}" for o in OUTCOMES))
-    by_class: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for r in results:
-        by_class[r.attempt.klass][r.outcome] += 1
-    for klass, counts in by_class.items():
+class Table:
+    """Prints one row per attempt as it finishes, then the totals per outcome and class."""
+
+    def __init__(self, attempts: list[Attempt], root: Path, verbose: bool):
+        self.root, self.verbose = root, verbose
+        self.widths = [max(len(x) for x in (*(a.klass for a in attempts), "class")), 0]
+        self.widths[1] = max(len(x) for x in (*(a.case for a in attempts), "case"))
+
+    def header(self) -> None:
+        klass, case = self.widths
         print(
-            f"  {klass:<{widths[0]}}  "
-            + ", ".join(f"{o} {counts[o]}" for o in OUTCOMES if counts[o])
+            f"{'class':<{klass}}  {'case':<{case}}  {'outcome':<9}  {'s':>5}  command", flush=True
         )
+
+    def row(self, result: Result) -> None:
+        klass, case = self.widths
+        a = result.attempt
+        command = shown_command(a, self.root)
+        timing = f"{result.outcome:<9}  {result.seconds:5.1f}"
+        print(f"{a.klass:<{klass}}  {a.case:<{case}}  {timing}  {command}")
+        if result.outcome in FAILURES or self.verbose:
+            print(f"{'':<{klass + case + 4}}-> {result.note[:300]}")
+        sys.stdout.flush()
+
+    def totals(self, results: list[Result]) -> None:
+        totals = collections.Counter(r.outcome for r in results)
+        print("\ntotals: " + ", ".join(f"{o} {totals[o]}" for o in OUTCOMES))
+        by_class: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        for r in results:
+            by_class[r.attempt.klass][r.outcome] += 1
+        for klass, counts in by_class.items():
+            shown = ", ".join(f"{o} {counts[o]}" for o in OUTCOMES if counts[o])
+            print(f"  {klass:<{self.widths[0]}}  {shown}")
 
 
 def main() -> int:
@@ -238,13 +250,18 @@ def main() -> int:
         with ObjectServer() as server:
             attempts = cases.build(root, server, env, quick=options.quick, only=only)
             print(f"{len(attempts)} attempts, built in {time.monotonic() - start:.1f} s\n")
-            results = [run_attempt(a, root, env, i) for i, a in enumerate(attempts)]
+            table = Table(attempts, root, options.verbose)
+            table.header()
+            results = []
+            for index, attempt in enumerate(attempts):
+                results.append(run_attempt(attempt, root, env, index))
+                table.row(results[-1])
     finally:
         if options.keep:
             print(f"kept {root}")
         else:
             _remove(root)
-    print_report(results, root, options.verbose)
+    table.totals(results)
     failures = sum(r.outcome in FAILURES for r in results)
     print(f"\n{len(results)} attempts in {time.monotonic() - start:.0f} s; {failures} failures")
     return 1 if failures else 0
