@@ -128,9 +128,11 @@ def classify(attempt: Attempt, code: int | None, stderr: str, changed: list[str]
         return "wrong", f"{len(noise) + 1} error lines on stderr, not one: {noise[0]}"
     if not re.search(r"/|--\w|\.npz|\.json", line):
         return "wrong", f"names nothing: {line}"
-    if attempt.needle and not re.search(attempt.needle, line, re.IGNORECASE):
-        return "wrong", f"refused for another reason: {line}"
+    if attempt.names and attempt.names not in line:
+        return "wrong", f"does not name {attempt.names}: {line}"
     words = re.sub(r"\S*/\S*", "", line)  # the message, not the paths it names
+    if attempt.needle and not re.search(attempt.needle, words, re.IGNORECASE):
+        return "wrong", f"refused for another reason: {line}"
     if attempt.forbid and re.search(attempt.forbid, words, re.IGNORECASE):
         return "wrong", f"misleading: {line}"
     return "refused", line
@@ -141,12 +143,12 @@ def _last_line(text: str) -> str:
     return lines[-1].strip() if lines else "(nothing on stderr)"
 
 
-def run_attempt(attempt: Attempt, root: Path, env: dict, index: int) -> Result:
-    """Runs one attempt in a fresh Python and classifies it."""
+def run_attempt(attempt: Attempt, root: Path, env: dict, index: int, target: Path) -> Result:
+    """Runs one attempt in a fresh Python (`target`'s tools/) and classifies it."""
     before = {path: _digest(path) for path in attempt.keep}
     logs = root / "logs" / str(index)
     logs.mkdir(parents=True)
-    argv = [sys.executable, str(REPO / "tools" / f"{attempt.tool}.py"), *attempt.args]
+    argv = [sys.executable, str(target / "tools" / f"{attempt.tool}.py"), *attempt.args]
     start = time.monotonic()
     code, stderr, peak_mb = _run_child(argv, env, root, attempt, logs)
     seconds = time.monotonic() - start
@@ -225,6 +227,9 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated classes to run")
     parser.add_argument("--verbose", action="store_true", help="print every attempt's last line")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--repo", default=str(REPO), help="the checkout whose commands run (default: this one)"
+    )
     options = parser.parse_args()
 
     from download_servers import ObjectServer
@@ -232,14 +237,18 @@ def main() -> int:
     from bench import _adversary_cases as cases
 
     print(cpu_line())
+    print(f"commands of {Path(options.repo).resolve()}")
     only = {c for c in options.only.split(",") if c}
     unknown = only - set(cases.CLASSES)
     if unknown:
         parser.error(f"unknown classes {sorted(unknown)}; classes: {', '.join(cases.CLASSES)}")
+    target = Path(options.repo).resolve()
+    if not (target / "tools").is_dir():
+        parser.error(f"--repo={options.repo}: no tools/ folder there")
     root = Path(tempfile.mkdtemp(prefix="adversary-"))
     env = dict(
         os.environ,
-        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(
+        PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]).rstrip(
             os.pathsep
         ),
         TF_CPP_MIN_LOG_LEVEL="3",
@@ -254,7 +263,7 @@ def main() -> int:
             table.header()
             results = []
             for index, attempt in enumerate(attempts):
-                results.append(run_attempt(attempt, root, env, index))
+                results.append(run_attempt(attempt, root, env, index, target))
                 table.row(results[-1])
     finally:
         if options.keep:

@@ -69,6 +69,22 @@ def _classify(code, stderr, changed=(), **attempt):
         (2, "scores: error: something is wrong\n", (), {}, "wrong"),
         (2, "scores: error: /x: [Errno 17] File exists\n", (), {"forbid": r"\[Errno"}, "wrong"),
         (2, "train: error: /x: no checkpoint\n", (), {"needle": "learning_rate"}, "wrong"),
+        (2, "train: error: /x/learning_rate: bad\n", (), {"needle": "learning_rate"}, "wrong"),
+        (
+            2,
+            "train: error: --learning_rate=nan: not finite\n",
+            (),
+            {"needle": "learning_rate"},
+            "refused",
+        ),
+        (2, "scores: error: [Errno 27] File too large\n", (), {"names": "s.npz"}, "wrong"),
+        (
+            2,
+            "scores: error: /x/s.npz: [Errno 27] File too large\n",
+            (),
+            {"names": "s.npz"},
+            "refused",
+        ),
     ],
 )
 def test_the_classifier_names_each_outcome(code, stderr, changed, attempt, outcome):
