@@ -108,13 +108,13 @@ class Base:
         write_synthetic_experiment(self.experiment, SyntheticSpec(**SPEC))
         self.scores = root / "clean" / "scores.npz"  # dense influence and memorization
         self.topk = root / "clean" / "topk.npz"
-        self._tool(
+        self.run_tool(
             "compute_scores",
             f"--experiment_dir={self.experiment}",
             SCORES,
             f"--output={self.scores}",
         )
-        self._tool(
+        self.run_tool(
             "compute_scores",
             f"--experiment_dir={self.experiment}",
             SCORES,
@@ -139,7 +139,7 @@ class Base:
         self.tarball = targz({"t/a": b"member a\n", "t/b": b"member b\n"})
         self.url, self.md5 = self.serve("good.tar.gz", self.tarball)
 
-    def _tool(self, tool: str, *args: str) -> None:
+    def run_tool(self, tool: str, *args: str) -> None:
         done = subprocess.run(
             [
                 sys.executable,
@@ -689,6 +689,16 @@ def _values(base: Base, quick: bool) -> list[Attempt]:
                     klass="values", case=case, tool="compare_scores", args=args, quick=quick_too
                 )
             )
+    no_mem = base.npz("values/pairs_without_mem.npz", tr_idx=[0, 2], tt_idx=[1, 0], infl=[0.2, 0.3])
+    attempts.append(
+        Attempt(
+            klass="values",
+            case="pairs without mem",
+            tool="published_scores",
+            args=[f"--inspect={no_mem}"],
+            forbid=r"no .?scores",
+        )
+    )
     for case, scores in (("all-NaN scores", np.full(60, np.nan)), ("empty scores", np.zeros(0))):
         path = base.npz(
             f"values/{case.split()[0]}.npz", scores=scores, labels=labels[: scores.size]
@@ -914,6 +924,17 @@ def _training(base: Base, quick: bool) -> list[Attempt]:
             **kw,
         )
 
+    truncated = base.root / "training" / "truncated"
+    base.run_tool("train_heldout", f"--output_dir={truncated}", *common)
+    (checkpoint,) = truncated.glob("0.5/0/checkpoints/ckpt-*.data-*")
+    os.truncate(checkpoint, 100)
+
+    def retrained() -> str | None:
+        kept = [
+            p for p in truncated.glob("0.5/0/checkpoints/ckpt-*.data-*") if p.stat().st_size == 100
+        ]
+        return "exit 0 with the truncated checkpoint kept as a finished run" if kept else None
+
     lock = base.folder("training/lock")
     os.symlink(base.victim, lock / ".training.lock")
     blocker = base.path("training/a_file")
@@ -938,6 +959,12 @@ def _training(base: Base, quick: bool) -> list[Attempt]:
         train("nan", "--learning_rate=nan", case="--learning_rate=nan", needle="learning_rate"),
         train("inf", "--learning_rate=inf", case="--learning_rate=inf", needle="learning_rate"),
         train("lock", case="lock link to a victim", keep=[base.victim]),
+        train(
+            "truncated",
+            case="a finished run's checkpoint truncated",
+            expect=EITHER,
+            check=retrained,
+        ),
         Attempt(
             klass="training",
             case="output folder is a file",
