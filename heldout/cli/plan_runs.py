@@ -43,6 +43,53 @@ def _runs_text(ratios, runs) -> str:
     return ", ".join(f"{ratio:g}: {n}" for ratio, n in zip(ratios, runs, strict=True))
 
 
+def _ceiling_lines(score) -> list[str]:
+    """The limit of the curve, and the tied true values that explain it."""
+    name = "C-score" if score.score == "cscore" else "memorization"
+    lines = [f"    as runs grow without bound: rho -> {score.ceiling_rho:.3f}"]
+    if score.tied_true_values:
+        tied = ", ".join(
+            f"{share:.1%} at exactly {value:g}" for value, share in score.tied_true_values.items()
+        )
+        lines.append(
+            f"      tied true {name}s: {tied} (every run right or every run wrong: their "
+            "estimates stay tied at every budget and share an average rank, which agrees "
+            "between halves)"
+        )
+    if score.noise_tied_share > 0.001:
+        lines.append(
+            f"      {score.noise_tied_share:.1%} of examples share a true {name} that their "
+            "estimates only approach: their order is noise at any budget, which is what "
+            "holds the ceiling below 1"
+        )
+    for runs, rho, later, lower in score.falls:
+        lines.append(
+            f"    note: the predicted rho falls from {rho:.3f} at {runs} to {lower:.3f} at "
+            f"{later} runs per ratio, more than the simulation's noise (a sign of examples "
+            "tied in truth just inside 0 or 1, whose ties break at random as runs grow)"
+        )
+    return lines
+
+
+def _target_lines(score) -> list[str]:
+    target = f"rho = {score.target_rho:g}"
+    if score.runs_for_target is not None:
+        return [
+            f"    runs per ratio for {target}: "
+            f"{_runs_text(score.subset_ratios, list(score.runs_for_target))} "
+            f"({score.multiplier_for_target:.3g}x; the smallest budget whose predicted rho "
+            "stays at or above it at every larger budget checked)"
+        ]
+    if not score.ceiling_rho >= score.target_rho:
+        return [f"    {target} is not reachable: ceiling rho = {score.ceiling_rho:.3f}"]
+    largest = max(score.checked_rho) if score.checked_rho else 0
+    reached = score.checked_rho.get(largest, float("nan"))
+    return [
+        f"    {target} is not reached within 1024x the runs (rho = {reached:.3f} at "
+        f"{largest} runs per ratio; ceiling {score.ceiling_rho:.3f})"
+    ]
+
+
 def format_plan(plan) -> str:
     """The printed table: every number with the runs or examples behind it."""
     lines = [f"experiment {plan.experiment}: split-half reliability of each score's ranking"]
@@ -67,14 +114,8 @@ def format_plan(plan) -> str:
                 f"rho = {score.predicted_rho[m]:.3f}   "
                 f"(Spearman-Brown: {score.spearman_brown_rho[m]:.3f})"
             )
-        if score.runs_for_target is None:
-            lines.append(f"    rho = {score.target_rho:g} is not reached within 1024x the runs")
-        else:
-            lines.append(
-                f"    runs per ratio for rho = {score.target_rho:g}: "
-                f"{_runs_text(score.subset_ratios, list(score.runs_for_target))} "
-                f"({score.multiplier_for_target:.3g}x)"
-            )
+        lines.extend(_ceiling_lines(score))
+        lines.extend(_target_lines(score))
     lines.append(
         "  (rho at R runs per ratio: Spearman between the scores of two disjoint halves of "
         "R / 2 runs each; the prediction at 2x is also how well the scores of all current "

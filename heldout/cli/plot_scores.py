@@ -51,6 +51,7 @@ def main(argv: Sequence[str]) -> int:
     formats = plots.check_formats(FLAGS.formats)  # before anything slow
     scores = plots.load_scores(FLAGS.scores_file)
     plan = load_plan(FLAGS.plan) if FLAGS.plan else None
+    experiment = None
     if FLAGS.experiment_dir:
         experiment = release.open_experiment(FLAGS.experiment_dir)
         source = relabeled.experiment_source(experiment, FLAGS.dataset, FLAGS.data_dir)
@@ -69,6 +70,7 @@ def main(argv: Sequence[str]) -> int:
         test_labels=None if test is None else test.labels,
         class_names=plots.class_names_for(source.name, source.num_classes),
         formats=formats,
+        influence_evidence=plots.influence_evidence_for(scores, experiment),
     )
     if plan is not None:
         from heldout.plots.uncertainty import plot_reliability_curve

@@ -157,6 +157,7 @@ def main(argv: Sequence[str]) -> int:
         test_images=test.images,
         test_labels=test.labels,
         class_names=plots.class_names_for(source.name, source.num_classes),
+        influence_evidence=plots.influence_evidence_for(arrays, experiment),
     )
     print(
         f"[4/4] figures: {', '.join(sorted({p.stem for p in written}))} "

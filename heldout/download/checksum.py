@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from heldout.download.errors import ChecksumMismatchError
+from heldout.download.local import check_regular
 from heldout.download.resume import file_chunks
 from heldout.errors import UsageError
 
@@ -46,9 +47,14 @@ def normalize_md5(value: str) -> str:
 
 
 def md5_file(path, progress: ProgressCallback | None = None) -> str:
-    """MD5 of a local file (lowercase hex), reporting progress as it reads."""
+    """MD5 of a local file (lowercase hex), reporting progress as it reads.
+
+    Raises:
+      DownloadError: `path` is missing or not a regular file (a FIFO or /dev/zero would
+        never end); checked before reading.
+    """
     path = Path(path)
-    reporter = Reporter(progress, path.stat().st_size)
+    reporter = Reporter(progress, check_regular(path, "the file to verify").st_size)
     return md5_of(path, reporter)
 
 
@@ -61,7 +67,15 @@ def md5_of(path: Path, reporter: Reporter) -> str:
 
 
 def verify_file(path, expected_md5: str, progress: ProgressCallback | None = None) -> str:
-    """Checks a local file's MD5; returns it, or raises ChecksumMismatchError (file untouched)."""
+    """Checks a local file's MD5.
+
+    Returns:
+      The MD5 (lowercase hex).
+
+    Raises:
+      ChecksumMismatchError: it differs from `expected_md5` (the file is left untouched).
+      DownloadError: `path` is missing or not a regular file.
+    """
     expected = normalize_md5(expected_md5)
     actual = md5_file(path, progress)
     if actual != expected:

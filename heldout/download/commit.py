@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable
 from typing import BinaryIO
+
+from heldout.download.errors import DownloadError
 
 _WORKERS = 8  # fsyncs in flight; beyond a few the journal commits no more at once
 _MAX_PENDING = 32  # files written but not yet renamed (open descriptors, bounded)
@@ -25,17 +28,32 @@ class _Pending:
     undo: Callable[[], None]
 
 
-def _fsync_and_rename(out: BinaryIO, tmp: str, target: str) -> None:
+def _fsync_and_rename(
+    out: BinaryIO, tmp: str, target: str, check: Callable[[int], None] | None
+) -> None:
     try:
         try:
             os.fsync(out.fileno())
+            if check is not None:
+                check(out.fileno())
         finally:
-            out.close()
+            with contextlib.suppress(OSError):  # flushed already; a failed fsync is raised
+                out.close()
         os.replace(tmp, target)  # replaces a symbolic link itself, never what it points to
+    except OSError as e:
+        remove_quietly(tmp)
+        raise DownloadError(
+            f"{target}: writing failed ({e.strerror or e}); its temporary was removed"
+        ) from None
     except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+        remove_quietly(tmp)
         raise
+
+
+def remove_quietly(path: str) -> None:
+    """Removes a temporary of ours if it is still there."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 class Committer:
@@ -53,13 +71,22 @@ class Committer:
         self._pending: collections.deque[_Pending] = collections.deque()
         self._targets: set[str] = set()
 
-    def submit(self, out: BinaryIO, tmp: str, target: str, undo: Callable[[], None]) -> None:
+    def submit(
+        self,
+        out: BinaryIO,
+        tmp: str,
+        target: str,
+        undo: Callable[[], None],
+        check: Callable[[int], None] | None = None,
+    ) -> None:
         """Hands over `out` (flushed, still open, written to `tmp`) to become `target`.
 
-        `undo` is called (in this thread) if that fails; the error is raised by a later
-        `submit`, `wait_for` or `close`. Blocks while too many files are pending.
+        `check(fd)`, after the fsync and before the rename, raises if the file must not
+        become `target`. `undo` is called (in this thread) if that fails; the error is raised
+        by a later `submit`, `wait_for` or `close`. Blocks while too many files are pending.
+        A write error is a DownloadError naming `target`; the temporary is removed.
         """
-        future = self._pool.submit(_fsync_and_rename, out, tmp, target)
+        future = self._pool.submit(_fsync_and_rename, out, tmp, target, check)
         self._pending.append(_Pending(target, future, undo))
         self._targets.add(target)
         self._settle(keep=_MAX_PENDING)

@@ -1,8 +1,8 @@
 """Safe extraction of a tar stream, member by member, as the bytes arrive.
 
-Only regular files and directories are written, each under a temporary name, fsynced and
-renamed when complete; unsafe members are refused and reported, never written, and
-existing files are never overwritten unless asked. The rules: `extract_tar_stream`.
+Only regular files and directories are written, each as a temporary in a private folder,
+checked, fsynced and renamed when complete; unsafe members are refused and reported, never
+written, and existing files are never overwritten unless asked. The rules: `extract_tar_stream`.
 """
 
 from __future__ import annotations
@@ -10,21 +10,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
-import hashlib
+import functools
 import os
 import re
+import shutil
 import stat
 import tarfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from heldout._core.atomic import fsync_dir
-from heldout.download.commit import Committer
-from heldout.download.errors import ArchiveError, UnsafeMemberError
+from heldout._core.system import check_free_space
+from heldout.download.commit import Committer, remove_quietly
+from heldout.download.errors import ArchiveError, DownloadError, UnsafeMemberError
+from heldout.download.temporaries import Temporaries, check_written
 
 _COPY_BYTES = 1 << 20
-_TMP_SUFFIX = ".heldout-tmp"
 _KINDS = {
     tarfile.SYMTYPE: "a symbolic link",
     tarfile.LNKTYPE: "a hard link",
@@ -93,6 +96,8 @@ class _Destination:
 
     def __init__(self, root: Path):
         self.root = str(root)
+        self.temporaries = Temporaries(self.root)
+        self._space_left = 0  # free bytes at the last check, less what was written since
         self._real_root = os.path.realpath(self.root)
         self._checked: set[str] = set()
         self._made: set[str] = set()
@@ -110,7 +115,18 @@ class _Destination:
                     "a symbolic link already there)"
                 )
             self._checked.add(parent)
+        self.temporaries.refuse_inside(target)
         return target
+
+    def reserve(self, target: str, relative: str, size: int) -> None:
+        """Refuses (InsufficientSpaceError) a member whose declared size is more than the
+        free space, before a byte of it is written; asks the file system only when what was
+        free at the last check, less what was written since, might not be enough."""
+        if size > self._space_left:
+            folder = os.path.dirname(target)
+            check_free_space(folder, size, f"extracting {relative} (its declared size)")
+            self._space_left = shutil.disk_usage(folder).free
+        self._space_left -= size
 
     def make_dir(self, path: str) -> None:
         if path not in self._made:
@@ -159,11 +175,22 @@ def extract_tar_stream(
 
     Raises:
       ArchiveError: the tar data is unreadable (bad header, truncated).
+      InsufficientSpaceError: a member declares more bytes than the disk has free (checked
+        before any of its bytes is written).
+      DownloadError: writing a file failed (a full disk: its temporary is removed), or a
+        file was changed by another program before its rename.
 
     A member is refused (reported, not written) when its name is absolute or contains `..`,
-    when it is a link, a device, a FIFO or a sparse file, or when its destination would resolve
-    outside the output directory (e.g. through a symbolic link already there). Refusals never
-    stop the extraction: the caller gets the list and decides (the CLI exits non-zero).
+    when it is a link, a device, a FIFO or a sparse file (GNU type, or PAX `GNU.sparse.*`
+    records), or when its destination would resolve outside the output directory (e.g.
+    through a symbolic link already there) or into this extraction's private folder.
+    Refusals never stop the extraction: the caller gets the list and decides (the CLI exits
+    non-zero).
+
+    Each file is written under a numbered name (O_EXCL) in a private folder that
+    `tempfile.mkdtemp` makes inside the output tree (`.heldout-extract-*`, removed at the
+    end), so no member and no other extraction can share a temporary's name; its size and
+    CRC-32, read back, must match what was streamed before it is renamed.
 
     The fsync and rename run in worker threads (`heldout.download.commit`). Folders that
     received new entries are fsynced when the stream moves on to another folder and at the
@@ -194,6 +221,7 @@ def extract_tar_stream(
         raise ArchiveError(f"the tar data is unreadable: {e}.") from None
     finally:
         destination.sync()  # what the report lists as written survives a crash
+        destination.temporaries.close()  # every file is renamed or removed by now
     return report
 
 
@@ -216,6 +244,12 @@ def _extract_member(
     try:
         if member.type in _KINDS:
             raise UnsafeMemberError(f"is {_KINDS[member.type]}")
+        if _is_sparse(member):
+            # Its holes would be written as zeros: a few hundred bytes of archive could fill
+            # a disk (the declared size is what matters, and it is refused, not written).
+            raise UnsafeMemberError(
+                f"is a sparse file (declared size {member.size} bytes); sparse members are refused"
+            )
         if not (member.isreg() or member.isdir()):
             raise UnsafeMemberError(f"has unsupported type {member.type!r}")
         target = destination.path(relative)
@@ -238,6 +272,11 @@ def _extract_member(
         report.conflicts.append((relative, "a parent path exists and is not a directory"))
     if on_member is not None:
         on_member(relative, report)
+
+
+def _is_sparse(member: tarfile.TarInfo) -> bool:
+    """GNU sparse members, as a GNU type or as PAX `GNU.sparse.*` records (any version)."""
+    return member.issparse() or any(key.startswith("GNU.sparse.") for key in member.pax_headers)
 
 
 def _lstat(path: str) -> os.stat_result | None:
@@ -268,26 +307,30 @@ def _extract_file(
             report.conflicts.append((relative, reason))
             return
     destination.make_dir(os.path.dirname(target))
-    tmp = _temporary_name(target)
-    if os.path.lexists(tmp):  # left by an interrupted run: ours, incomplete
-        os.unlink(tmp)
+    destination.reserve(target, relative, member.size)
     # The kernel takes the umask off: the mode a plain `open()` gives (0o777 for members that
     # are executable), never the archive's own bits (no setuid, no world-writable files).
-    mode = 0o777 if member.mode & 0o111 else 0o666
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    fd, tmp = destination.temporaries.create(target, 0o777 if member.mode & 0o111 else 0o666)
     out = os.fdopen(fd, "wb")
+    crc = size = 0
     try:
         source = tar.extractfile(member)
         while chunk := source.read(_COPY_BYTES):
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
             out.write(chunk)
         out.flush()
         with contextlib.suppress(OverflowError, OSError, ValueError):
             # A crafted header's mtime can lie outside what the OS accepts; the bytes matter.
             os.utime(out.fileno(), (member.mtime, member.mtime))
-    except BaseException:
-        out.close()
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # its flush fails again after a failed write
+            out.close()
+        remove_quietly(tmp)
+        if isinstance(e, OSError):  # a full disk, a file-size limit, an I/O error
+            raise DownloadError(
+                f"{target}: writing failed ({e.strerror or e}); its temporary was removed"
+            ) from None
         raise
     report.written.append(relative)
     report.bytes_written += member.size
@@ -296,18 +339,9 @@ def _extract_file(
         report.written.remove(relative)
         report.bytes_written -= member.size
 
-    # fsync (the data is on disk before its final name is), then the rename: in a worker.
-    committer.submit(out, tmp, target, undo)
-
-
-def _temporary_name(target: str) -> str:
-    """A hidden name beside `target`, short enough for the file system even when the
-    member's own name already uses the whole 255 bytes a name may have."""
-    directory, name = os.path.split(target)
-    tmp = "." + name + _TMP_SUFFIX
-    if len(os.fsencode(tmp)) > 255:
-        tmp = "." + hashlib.sha256(os.fsencode(name)).hexdigest()[:32] + _TMP_SUFFIX
-    return os.path.join(directory, tmp)
+    # fsync, check what is in the file, then the rename: in a worker.
+    check = functools.partial(check_written, tmp=tmp, target=target, size=size, crc=crc)
+    committer.submit(out, tmp, target, undo, check)
 
 
 def _same_content(tar, member, path: str) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from heldout.download.errors import DownloadError, TransientError
+from heldout.download.local import open_regular
 from heldout.download.sources import CHUNK_BYTES, Source
 from heldout.errors import UsageError
 
@@ -114,11 +115,15 @@ def remote_chunks(
 
 
 def file_chunks(
-    path: Path, *, limit: int | None = None, chunk_bytes: int = CHUNK_BYTES
+    path: Path, *, limit: int | None = None, chunk_bytes: int = CHUNK_BYTES, follow: bool = True
 ) -> Iterator[bytes]:
-    """The bytes of a local file (its first `limit` bytes, if given), in chunks."""
+    """The bytes of a local file (its first `limit` bytes, if given), in chunks.
+
+    Only a regular file is read (a FIFO or a device would block or never end); with
+    `follow=False` a symbolic link is refused too. Both are a DownloadError.
+    """
     remaining = limit
-    with open(path, "rb") as f:
+    with open(open_regular(path, follow=follow), "rb") as f:
         while remaining is None or remaining > 0:
             chunk = f.read(chunk_bytes if remaining is None else min(chunk_bytes, remaining))
             if not chunk:

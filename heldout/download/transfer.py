@@ -23,6 +23,12 @@ from heldout.download.aside import durable_rename, mismatch, unreadable
 from heldout.download.checksum import ProgressCallback, Reporter, md5_of, normalize_md5
 from heldout.download.errors import ArchiveError, ChecksumMismatchError, DownloadError
 from heldout.download.extract import ExtractReport, extract_tar_stream
+from heldout.download.local import (
+    check_regular,
+    lstat_or_none,
+    open_append,
+    refuse_link_or_special,
+)
 from heldout.download.pipeline import ChunkReader, gunzip, threaded
 from heldout.download.resume import RetryPolicy, call_with_retries, file_chunks, remote_chunks
 from heldout.download.sources import DEFAULT_TIMEOUT_S, RemoteInfo, Source, open_source
@@ -117,6 +123,11 @@ def download(
                              `<name>` into the same folder fails at once with `LockBusyError`
                              naming the holder's PID (per archive, so the released archives can
                              be fetched side by side into one folder); left in place.
+      `.heldout-extract-*/`  with extract, this run's private folder of temporaries (removed
+                             at the end; only a killed process leaves one behind).
+
+    None of these is ever followed or replaced when it is a symbolic link someone else made
+    (`.part` and the lock are refused; `<name>` is read through, never replaced).
 
     The MD5 covers a local prefix as read from disk. New bytes are appended to `<name>.part`
     when the archive is kept (plain download, extract with `keep_archive`, or whenever a `.part`
@@ -172,18 +183,39 @@ class _Plan:
 
 
 def _plan(final: Path, part: Path, request: _Request) -> _Plan:
-    if not request.extract and final.exists() and not request.overwrite:
+    final_exists = _existing_archive(final, request)
+    part_exists = refuse_link_or_special(part, "the partial download") is not None
+    if not request.extract and final_exists and not request.overwrite:
         return _Plan(True, final, final.stat().st_size, None)
     # Local bytes first: a complete archive (only worth reading when extracting), else a
     # prefix. An existing `.part` is always continued: it is a download the user started.
-    if request.extract and final.exists():
+    if request.extract and final_exists:
         prefix, append_to = final, None
     else:
-        prefix = part if part.exists() else None
+        prefix = part if part_exists else None
         keep = prefix is not None or not request.extract or request.keep_archive
         append_to = part if keep else None
     prefix_size = prefix.stat().st_size if prefix is not None else 0
     return _Plan(False, prefix, prefix_size, append_to)
+
+
+def _existing_archive(final: Path, request: _Request) -> bool:
+    """Whether a complete `<name>` is there to read. A symbolic link to a regular file is
+    read through (a shared copy of the release), never replaced: with `overwrite`, or when
+    it dangles or leads to anything else, it is refused (one line naming it)."""
+    st = lstat_or_none(final)
+    if st is None:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        if request.overwrite or not final.is_file():
+            raise DownloadError(
+                f"{final}: is a symbolic link{' (dangling)' if not final.exists() else ''}; "
+                "heldout never follows a link to write, nor replaces a link it did not make: "
+                "move it away"
+            )
+        return True
+    check_regular(final, "the archive")
+    return True
 
 
 def _download(source: Source, request: _Request, reporter: Reporter, started: float):
@@ -203,10 +235,10 @@ def _download(source: Source, request: _Request, reporter: Reporter, started: fl
     if not plan.verify_existing:
         _check_space(source.filename, size, plan, request)
     output_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(
-        output_dir / f".{source.filename}{LOCK_SUFFIX}",
-        f"downloading {source.filename} into {output_dir}",
-    )
+    lock_path = output_dir / f".{source.filename}{LOCK_SUFFIX}"
+    # FileLock opens its file itself; a link there (to a victim's file) is refused first.
+    refuse_link_or_special(lock_path, "the download's lock file")
+    lock = FileLock(lock_path, f"downloading {source.filename} into {output_dir}")
     with lock:
         plan = _plan(final, part, request)
         if plan.verify_existing:
@@ -250,7 +282,9 @@ def _check_space(filename: str, size: int | None, plan: _Plan, request: _Request
         few-GB selection because the whole archive would not fit is worse than the late
         `[Errno 28]` this check exists to prevent.
     Without a size (the server reports none and no `expected_size` was given) there is
-    nothing to check against.
+    nothing to check against. While extracting, each member's declared size is checked
+    against the free space again before any of its bytes is written (`extract`), so an
+    archive far smaller than its content (or a selection too large) stops at that member.
     """
     if size is None:
         return
@@ -291,7 +325,7 @@ def _transfer(source, info, expected, plan, request, reporter, started) -> Downl
         try:
             _extract(stream, output_dir, request.only, request.overwrite, reporter, report)
         except ArchiveError as e:
-            raise unreadable(e, append_to, final, report) from None
+            raise unreadable(e, append_to, final, report, stream.part_stat) from None
     else:
         with contextlib.closing(iter(stream)) as chunks:
             for _ in chunks:
@@ -300,9 +334,9 @@ def _transfer(source, info, expected, plan, request, reporter, started) -> Downl
 
     kept = final if prefix == final else append_to
     if actual != expected:
-        raise mismatch(source.url, expected, actual, kept, final, report)
+        raise mismatch(source.url, expected, actual, kept, final, report, stream.part_stat)
     if kept == part:
-        durable_rename(part, final)
+        durable_rename(part, final, expected=stream.part_stat)
         kept = final
     return DownloadResult(
         url=source.url,
@@ -328,6 +362,7 @@ class _ArchiveStream:
         self.md5 = hashlib.md5()
         self.bytes_total = 0
         self.bytes_remote = 0
+        self.part_stat: os.stat_result | None = None  # the `.part` we appended to
 
     def _remote(self) -> Iterator[bytes]:
         size = self._info.size
@@ -342,19 +377,41 @@ class _ArchiveStream:
     def __iter__(self) -> Iterator[bytes]:
         chunks = self._remote()
         if self._prefix is not None:
-            chunks = itertools.chain(file_chunks(self._prefix, limit=self._prefix_size), chunks)
-        out = open(self._append_to, "ab") if self._append_to is not None else None
+            chunks = itertools.chain(
+                file_chunks(
+                    self._prefix,
+                    limit=self._prefix_size,
+                    follow=self._prefix != self._append_to,  # `.part` is never a link
+                ),
+                chunks,
+            )
+        fd = None
+        if self._append_to is not None:
+            fd = open_append(self._append_to, new=self._prefix != self._append_to)
+            self.part_stat = os.fstat(fd)
         try:
             for chunk in chunks:
                 self.md5.update(chunk)
-                if out is not None and self.bytes_total >= self._prefix_size:
-                    out.write(chunk)
+                if fd is not None and self.bytes_total >= self._prefix_size:
+                    self._append(fd, chunk)
                 self.bytes_total += len(chunk)
                 self._reporter.add_bytes(len(chunk))
                 yield chunk
         finally:
-            if out is not None:
-                out.close()
+            if fd is not None:
+                os.close(fd)
+
+    def _append(self, fd: int, chunk: bytes) -> None:
+        """Writes all of `chunk` to `.part`; a write error (a full disk) names the file."""
+        view = memoryview(chunk)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as e:
+            raise DownloadError(
+                f"{self._append_to}: writing the download failed ({e.strerror or e}); the bytes "
+                "already there are kept and a rerun resumes from them"
+            ) from None
 
 
 def _expected_md5(md5: str | None, info: RemoteInfo, url: str) -> str:

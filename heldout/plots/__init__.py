@@ -2,7 +2,8 @@
 
 Modules: `canvas` (the figure, `save_figure`, formats), `captions` (runs and examples each
 figure states), `figures` (`write_figures`: every figure of a scores file), `examples`,
-`cscores`, `influence`, `uncertainty`, `analysis`, `proxies`, `curves` (learning curves).
+`cscores`, `influence` (`influence_evidence`: its q-values), `uncertainty`, `analysis`,
+`proxies`, `curves` (learning curves).
 """
 
 from heldout.plots.analysis import plot_class_statistics, plot_score_comparison
@@ -23,6 +24,7 @@ from heldout.plots.figures import (
     write_figures,
 )
 from heldout.plots.influence import plot_influence
+from heldout.plots.influence_evidence import influence_evidence_for
 from heldout.plots.proxies import plot_proxies
 from heldout.plots.uncertainty import plot_cscore_bands, plot_reliability_curve, write_cscore_bands
 
@@ -33,6 +35,7 @@ __all__ = [
     "check_formats",
     "class_names_for",
     "draw_figures",
+    "influence_evidence_for",
     "learning_curve_figure",
     "load_scores",
     "plot_class_statistics",

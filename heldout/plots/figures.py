@@ -25,6 +25,11 @@ from heldout.plots.influence import (
     influence_training_examples,
     plot_influence,
 )
+from heldout.plots.influence_evidence import (
+    InfluenceEvidence,
+    influence_evidence_for,
+    influence_picks,
+)
 from heldout.plots.uncertainty import BAND_KEYS, plot_cscore_bands
 
 FASHION_MNIST_CLASSES = (
@@ -82,6 +87,7 @@ def draw_figures(
     test_labels: np.ndarray | None = None,
     class_names: Sequence[str] | None = None,
     min_influence_runs: int = 5,
+    influence_evidence: InfluenceEvidence | None = None,
 ) -> dict[str, Figure]:
     """Every figure the scores allow, by name (`FIGURE_NAMES`), drawn but not saved.
 
@@ -89,7 +95,10 @@ def draw_figures(
     corrupted labels: `heldout.datasets.relabeled.experiment_labels`), so that a mislabeled
     image shows up among the low C-scores of the class it was labeled as. The influence figure
     needs influence scores and the test split; it leaves out training examples that were
-    in or out of fewer than `min_influence_runs` runs. The band figure (`cscore_bands`)
+    in or out of fewer than `min_influence_runs` runs; with `influence_evidence` (see
+    `heldout.plots.influence_evidence.influence_evidence_for`; default: the file's own
+    `influence_pairs`, if any) it gives each pick's q-value and greys those that do not
+    survive FDR control. The band figure (`cscore_bands`)
     needs the intervals `tools/compute_scores.py --confidence` writes.
 
     Raises:
@@ -142,12 +151,23 @@ def draw_figures(
             + (f" at subset ratio {float(ratio):g}" if ratio is not None else "")
             + f" ({test_labels.shape[0]} test examples; "
             + ("all training examples" if kept is None else f"{kept} training examples")
-            + f" in and out of at least {min_influence_runs} runs, the others left out).\n"
-            "With few runs the largest estimates are mostly noise."
+            + f" in and out of at least {min_influence_runs} runs, the others left out)."
         )
+        index, value = top
+        picks = None
+        if influence_evidence is None:
+            influence_evidence = influence_evidence_for(scores)  # the file's own pairs
+        if influence_evidence is not None:
+            picks = influence_picks(scores, index, value, influence_evidence, min_influence_runs)
+            index, value = picks.index, picks.value
+        else:
+            note += (
+                "\nWith few runs the largest estimates are mostly noise; no q-values: the file "
+                "has no influence_pairs and the runs were not given."
+            )
         figures["influence"] = plot_influence(
-            top[0],
-            top[1],
+            index,
+            value,
             test_images,
             test_labels,
             train_images,
@@ -155,6 +175,10 @@ def draw_figures(
             class_names=class_names,
             note=note,
             left_out=f"the rest in or out\nof < {min_influence_runs} runs",
+            q_value=None if picks is None else picks.q_value,
+            lower=None if picks is None else picks.lower,
+            fdr=0.05 if picks is None else influence_evidence.pairs.fdr,
+            heading=None if picks is None else picks.heading,
         )
     return figures
 
@@ -170,6 +194,7 @@ def write_figures(
     formats: Sequence[str] = ("pdf", "png"),
     dpi: int = DPI,
     min_influence_runs: int = 5,
+    influence_evidence: InfluenceEvidence | None = None,
 ) -> list[Path]:
     """Draws every figure the scores allow and writes each into `output_dir`.
 
@@ -187,6 +212,8 @@ def write_figures(
       dpi: resolution of raster formats.
       min_influence_runs: training examples in or out of fewer runs are left out of the
         influence figure.
+      influence_evidence: the FDR selection behind the influence, for its q-values
+        (`heldout.plots.influence_evidence.influence_evidence_for`); None: none shown.
 
     Returns:
       The files written, `<output_dir>/<name>.<format>` with `name` from `FIGURE_NAMES`,
@@ -207,6 +234,7 @@ def write_figures(
         test_labels,
         class_names,
         min_influence_runs,
+        influence_evidence,
     )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

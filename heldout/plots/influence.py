@@ -85,21 +85,26 @@ def choose_influence_rows(
     test_labels: np.ndarray,
     train_labels: np.ndarray,
     rows: int,
+    survives: np.ndarray | None = None,
 ) -> np.ndarray:
     """Test examples whose most influential training example is of their own class,
-    strongest first (then the others, strongest first).
+    strongest first (then the others, strongest first); with `survives` (bool [N_test, k]),
+    the test examples with a pair that survives FDR control come before all others.
 
     With few runs the largest estimates are mostly noise, and noise pairs have random
     classes; a strong same-class pair is the kind the published figures show.
+    `topk_value` is what "strongest" means: the estimates, or their lower limits.
     """
     first = topk_index[:, 0]
     strongest = np.where(np.isnan(topk_value[:, 0]) | (first < 0), -np.inf, topk_value[:, 0])
     same = (first >= 0) & (train_labels[np.maximum(first, 0)] == test_labels)
-    order = np.lexsort((np.arange(first.size), -strongest, ~same))
+    any_survives = np.zeros(first.size, bool) if survives is None else survives.any(axis=1)
+    order = np.lexsort((np.arange(first.size), -strongest, ~same, ~any_survives))
     return order[:rows]
 
 
-HEADER_HEIGHT = 0.9  # inches above the rows: the note and the three headings
+LINE_HEIGHT = 0.125  # inches per line of the heading and note at the top
+GREYED_ALPHA = 0.35  # picks that do not survive FDR control
 
 
 def plot_influence(
@@ -117,6 +122,10 @@ def plot_influence(
     test_rows: np.ndarray | None = None,
     note: str | None = None,
     left_out: str = "the others left out",
+    q_value: np.ndarray | None = None,
+    lower: np.ndarray | None = None,
+    fdr: float = 0.05,
+    heading: str | None = None,
 ) -> Figure:
     """Rows: a test image, its most influential training images (with the values), and
     random training images of its class for comparison.
@@ -133,16 +142,34 @@ def plot_influence(
       test_rows: the test examples to show (default: `choose_influence_rows`).
       note: what the estimates rest on, at the top.
       left_out: why a row has fewer influences than panels (said in the first empty one).
+      q_value: each pick's q-value [N_test, K] (NaN: unknown, above `fdr`), e.g. from
+        `heldout.plots.influence_evidence.influence_picks`; written beside each value, and
+        the picks above `fdr` greyed. None: no q-values known.
+      lower: each pick's lower interval limit [N_test, K], written beside its value.
+      fdr: the rate of the selection behind `q_value`.
+      heading: what survives FDR control, in black above the note.
 
     Returns:
       The figure. No panel is blank without a reason written in it.
     """
     if test_rows is None:
-        test_rows = choose_influence_rows(topk_index, topk_value, test_labels, train_labels, rows)
+        ranked_by = topk_value if lower is None else lower
+        test_rows = choose_influence_rows(
+            topk_index,
+            ranked_by,
+            test_labels,
+            train_labels,
+            rows,
+            None if q_value is None else _survives(q_value[:, :influential], fdr),
+        )
     kept = min(influential, topk_index.shape[1])
     rng = np.random.default_rng(seed)
     columns = 1 + kept + 1 + random_same_class
-    height = 1.25 * len(test_rows) + HEADER_HEIGHT
+    text_lines = sum(text.count("\n") + 1 for text in (heading, note) if text)
+    headings_bottom = 0.04 + LINE_HEIGHT * text_lines + 0.32  # the group headings above it
+    title_lines = 2 + (q_value is not None)  # a pick's title: value (, q), class
+    header = headings_bottom + 0.12 + 0.1 * title_lines
+    height = 1.25 * len(test_rows) + header
     figure = new_figure(1.05 * (columns - 0.7), height)
     # A narrow spacer column separates the influences from the random comparison images.
     grid = figure.add_gridspec(
@@ -150,10 +177,10 @@ def plot_influence(
         columns,
         width_ratios=[1.0] * (1 + kept) + [0.3] + [1.0] * random_same_class,
         wspace=0.1,
-        hspace=0.45,
+        hspace=0.35 + 0.1 * title_lines,
         left=0.02,
         right=0.98,
-        top=1 - HEADER_HEIGHT / height,
+        top=1 - header / height,
         bottom=0.1 / height,
     )
     names = class_names or [
@@ -169,9 +196,9 @@ def plot_influence(
             if topk_index[t, k] >= 0 and np.isfinite(topk_value[t, k]):
                 j = topk_index[t, k]
                 show_image(ax, train_images[j])
-                ax.set_title(
-                    f"infl {topk_value[t, k]:.2f}\n{names[train_labels[j]]}", fontsize=6, pad=2
-                )
+                q = None if q_value is None else q_value[t, k]
+                low = None if lower is None else lower[t, k]
+                _pick_title(ax, topk_value[t, k], low, q, fdr, names[train_labels[j]])
                 shown += 1
             else:
                 _empty(ax, f"no further pair:\n{left_out}" if k == shown else "")
@@ -187,7 +214,7 @@ def plot_influence(
                     ax,
                     f"its class has\n{same_class.size} training\nimages" if k == picks.size else "",
                 )
-    heading_y = 1 - 0.5 / height
+    heading_y = 1 - headings_bottom / height
     shown_tests = f"test image\n{len(test_rows)} of {test_labels.shape[0]}"
     fewer = "" if kept == influential else f" (the file keeps {kept} per test image)"
     for text, first, last in (
@@ -199,9 +226,26 @@ def plot_influence(
         box_last = grid[0, last].get_position(figure)
         center = (box_first.x0 + box_last.x1) / 2
         figure.text(center, heading_y, text, ha="center", va="bottom", fontsize=9)
+    top = 1 - 0.04 / height
+    if heading:
+        figure.text(0.5, top, heading, ha="center", va="top", fontsize=7.5)
+        top -= LINE_HEIGHT * (heading.count("\n") + 1) / height
     if note:
-        figure.text(0.5, 1 - 0.04 / height, note, ha="center", va="top", fontsize=7, color="0.3")
+        figure.text(0.5, top, note, ha="center", va="top", fontsize=7, color="0.3")
     return figure
+
+
+def _pick_title(ax, value, lower, q, fdr: float, name: str) -> None:
+    """'infl 0.73' (', low 0.21'), its q-value (when known), its class; a pick that does
+    not survive FDR control is greyed."""
+    text = f"infl {value:.2f}" + ("" if lower is None or np.isnan(lower) else f", low {lower:.2f}")
+    survives = q is None or bool(_survives(q, fdr))
+    if q is not None:
+        text += "\n" + (f"q > {fdr:g}" if np.isnan(q) else f"q {q:.3g}")
+    ax.set_title(f"{text}\n{name}", fontsize=6, pad=2, color="black" if survives else "0.5")
+    if not survives:
+        for image in ax.images:
+            image.set_alpha(GREYED_ALPHA)
 
 
 def _empty(ax, reason: str) -> None:
@@ -218,3 +262,9 @@ def _empty(ax, reason: str) -> None:
             color="0.35",
             transform=ax.transAxes,
         )
+
+
+def _survives(q_value, fdr: float):
+    """Whether each q-value is at or below the FDR (NaN: unknown, above it)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(q_value) <= fdr

@@ -102,7 +102,7 @@ def plot_cscore_bands(
         ax.plot(position, cscore[order], color="tab:blue", lw=1)
         ax.set_title(f"{name} ({order.size} examples)", fontsize=9)
         ax.set_xlabel("examples, by C-score", fontsize=8)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.02)
         ax.tick_params(labelsize=7)
     axes[0, 0].set_ylabel("C-score", fontsize=8)
     level = f"{confidence:.0%} " if confidence is not None else ""
@@ -140,12 +140,13 @@ def plot_reliability_curve(plan) -> Figure:
     Returns:
       One axes: per score, the predicted curve (solid, markers at the predicted budgets),
       the measured value at the current runs (a point with an error bar of one standard
-      deviation over the repeats), Spearman-Brown's step-up (dashed) and, where reached,
-      the runs the target needs (a vertical line); the target itself is a grey line. Every
+      deviation over the repeats), Spearman-Brown's step-up (dashed), the ceiling as runs
+      grow without bound (dash-dotted) and, where reached, the fewest runs whose predicted
+      rho stays at the target (a vertical line); the target itself is a grey line. Every
       line is named in the legend.
     """
     plan = _plan_dict(plan)
-    figure = new_figure(6.0, 4.0, layout="constrained")
+    figure = new_figure(7.0, 6.0, layout="constrained")
     ax = figure.subplots()
     colors = ("tab:blue", "tab:orange", "tab:green", "tab:red")
     target = None
@@ -155,7 +156,21 @@ def plot_reliability_curve(plan) -> Figure:
         budget = [m * runs for m in multipliers]
         predicted = [_number(score["predicted_rho"][f"{m:g}"]) for m in multipliers]
         brown = [_number(score["spearman_brown_rho"][f"{m:g}"]) for m in multipliers]
-        ax.plot(budget, predicted, "-o", color=color, ms=3, label=f"{score['score']}: predicted")
+        # Every budget the planner evaluated, so the curve reaches its answer.
+        checked = {float(r): _number(v) for r, v in (score.get("checked_rho") or {}).items()}
+        curve = sorted({**dict(zip(budget, predicted, strict=True)), **checked}.items())
+        falls = "".join(
+            f"; falls {rho:.3f} -> {lower:.3f} from {runs:g} to {later:g} runs"
+            for runs, rho, later, lower in score.get("falls") or ()
+        )
+        ax.plot(
+            [b for b, _ in curve],
+            [v for _, v in curve],
+            "-o",
+            color=color,
+            ms=2.5,
+            label=f"{score['score']}: predicted{falls}",
+        )
         ax.plot(budget, brown, "--", color=color, lw=0.8, label=f"{score['score']}: Spearman-Brown")
         ax.errorbar(
             [runs],
@@ -176,7 +191,19 @@ def plot_reliability_curve(plan) -> Figure:
                 color=color,
                 lw=0.8,
                 ls=":",
-                label=f"{score['score']}: {needed:g} runs per ratio reach rho {target:g}",
+                label=f"{score['score']}: {needed:g} runs per ratio, the fewest whose "
+                f"predicted rho stays >= {target:g}",
+            )
+        ceiling = _number(score.get("ceiling_rho"))
+        if np.isfinite(ceiling):
+            tied = sum((score.get("tied_true_values") or {}).values())
+            ax.axhline(
+                ceiling,
+                color=color,
+                lw=0.8,
+                ls="-.",
+                label=f"{score['score']}: ceiling {ceiling:.3f} as runs grow without bound "
+                f"({tied:.0%} of examples tied at exactly 0 or 1)",
             )
     if target is not None:
         ax.axhline(target, color="grey", lw=0.8, label=f"target rho {target:g}")
@@ -184,7 +211,7 @@ def plot_reliability_curve(plan) -> Figure:
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xlabel("runs per subset ratio")
     ax.set_ylabel("split-half Spearman rho")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.02)
     counts = sorted({int(n) for score in plan["scores"] for n in score["runs_per_ratio"]})
     examples = ", ".join(f"{score['score']} {score['num_examples']}" for score in plan["scores"])
     ax.set_title(
@@ -192,7 +219,7 @@ def plot_reliability_curve(plan) -> Figure:
         f"{'/'.join(map(str, counts))} runs per ratio; examples: {examples}",
         fontsize=9,
     )
-    ax.legend(fontsize=7, loc="lower right")
+    figure.legend(fontsize=7, loc="outside lower center", ncols=1)
     return figure
 
 

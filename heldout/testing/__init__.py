@@ -10,6 +10,7 @@ from heldout.testing.known_probabilities import (
     ProbabilityExperiment,
     cscore_like_probabilities,
     plant_pairs,
+    point_mass_probabilities,
     probabilities_from_spec,
 )
 from heldout.testing.synthetic import (
@@ -30,6 +31,7 @@ __all__ = [
     "cscore_like_probabilities",
     "plant_pairs",
     "planted_structure",
+    "point_mass_probabilities",
     "probabilities_from_spec",
     "write_synthetic_experiment",
 ]

@@ -228,6 +228,43 @@ def cscore_like_probabilities(
     )
 
 
+def point_mass_probabilities(
+    subset_ratios: Sequence[float] = (0.3, 0.5, 0.7),
+    num_train: int = 3000,
+    num_test: int = 5,
+    always_right: float = 0.7,
+    always_wrong: float = 0.05,
+    seed: int = 0,
+) -> KnownProbabilities:
+    """Probabilities with point masses at 0 and 1, as real C-scores and memorization have.
+
+    A share `always_right` of the training examples is right in every run, trained on or
+    held out (true C-score exactly 1, memorization exactly 0); a share `always_wrong` is
+    wrong whenever held out and right when trained on (C-score 0, memorization 1). The rest
+    follow per-example logistic curves over the ratios with a mean near 0.6, and trained
+    examples are right with `1 - (1 - p_heldout) * (1 - fit)`, `fit ~ Beta(19, 1)`. Ties
+    in truth are what make a run planner's curve plateau or fall, so it is checked here.
+    """
+    if not (0 <= always_right and 0 <= always_wrong and always_right + always_wrong <= 1):
+        raise ValueError("always_right and always_wrong must be shares summing to at most 1")
+    rng = np.random.default_rng([seed, 6])
+    ratios = np.asarray(sorted(subset_ratios), dtype=np.float64)
+    kind = rng.choice(
+        3, num_train, p=[always_right, always_wrong, 1.0 - always_right - always_wrong]
+    )
+    ease, slope = rng.normal(0.5, 1.5, num_train), rng.normal(2.0, 1.0, num_train)
+    curve = sigmoid(ease[None, :] + slope[None, :] * (ratios[:, None] - 0.5))
+    p_heldout = np.where(kind == 0, 1.0, np.where(kind == 1, 0.0, curve))
+    fit = rng.beta(19.0, 1.0, num_train)
+    p_trained = np.where(kind == 2, 1 - (1 - p_heldout) * (1 - fit[None, :]), 1.0)
+    return KnownProbabilities(
+        subset_ratios=tuple(ratios.tolist()),
+        p_heldout=p_heldout,
+        p_trained=p_trained,
+        p_test=np.full((ratios.size, num_test), 0.5),
+    )
+
+
 def plant_pairs(
     probabilities: KnownProbabilities,
     effects: Sequence[float],

@@ -247,7 +247,7 @@ def test_interrupted_extract_reruns_and_skips_finished_members(server, tmp_path)
     first = _tree(tmp_path)
     assert first and len(first) < len(files)
     assert all(files[k] == v for k, v in first.items())  # only whole files
-    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".heldout-tmp")]
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".heldout-")]
 
     result = download(url, tmp_path, md5=md5, extract=True, retry=FAST)
     assert _tree(tmp_path) == files
@@ -323,7 +323,7 @@ def test_interrupted_extract_keeps_whole_files_only(server, tmp_path):
         _extract_url(url, targz, tmp_path, progress=interrupt_midway)
     first = _tree(tmp_path)
     assert 5 <= len(first) < len(files) and all(files[k] == v for k, v in first.items())
-    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".heldout-tmp")]
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".heldout-")]
 
 
 def test_extract_continues_an_existing_partial_download(server, tmp_path):

@@ -217,9 +217,14 @@ def test_every_rename_comes_after_an_fsync_of_the_file_and_before_one_of_its_fol
     assert fsynced(out, after=at), synced
     for name in FILES:
         target = out / name
-        at = renamed(target.parent / f".{target.name}.heldout-tmp", target)
-        assert fsynced(target.parent / f".{target.name}.heldout-tmp", before=at), name
+        # Temporaries are numbered files in the extraction's private folder under `out`.
+        (source,) = {c.split('"')[1] for _, c in renames if c.split('"')[3] == str(target)}
+        assert Path(source).parent.name.startswith(".heldout-extract-"), source
+        assert Path(source).parent.parent == out, source
+        at = renamed(source, target)
+        assert fsynced(source, before=at), name
         assert fsynced(target.parent, after=at), name
+    assert [p.name for p in out.iterdir() if p.name.startswith(".heldout-")] == []
 
 
 # ------------------------------------------------------------------------------ modes

@@ -59,6 +59,8 @@ def run_plan() -> dict:
                 "spearman_brown_rho": {"0.5": 0.33, "1": 0.5, "2": 0.67, "4": 0.8},
                 "target_rho": 0.75,
                 "runs_for_target": [24, 24],
+                "ceiling_rho": 0.97,
+                "tied_true_values": {"0": 0.02, "1": 0.7},
             },
             {
                 "score": "memorization",

@@ -67,10 +67,23 @@ def test_reliability_figure_draws_prediction_measurement_and_target():
     vertical = [line for line in ax.get_lines() if list(line.get_xdata()) == [24, 24]]
     assert len(vertical) == 1  # runs the target needs, only where it is reached
     assert any(list(line.get_ydata()) == [0.75, 0.75] for line in ax.get_lines())
-    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    (legend,) = figure.legends  # below the axes, where it hides no line
+    legend = [text.get_text() for text in legend.get_texts()]
     assert "cscore: measured (3 splits, 400 examples)" in legend
-    assert "cscore: 24 runs per ratio reach rho 0.75" in legend  # the vertical line
+    # The vertical line says what it marks, by the rule the planner applies.
+    assert "cscore: 24 runs per ratio, the fewest whose predicted rho stays >= 0.75" in legend
     assert "target rho 0.75" in legend
+    assert (
+        "cscore: ceiling 0.970 as runs grow without bound (72% of examples tied at exactly 0 or 1)"
+        in legend
+    )
+    assert any(list(line.get_ydata()) == [0.97, 0.97] for line in ax.get_lines())
+    plan = run_plan()
+    plan["scores"][0]["falls"] = [[16, 0.65, 32, 0.6]]
+    (legend,) = plot_reliability_curve(plan).legends  # a fall is never drawn unsaid
+    assert "cscore: predicted; falls 0.650 -> 0.600 from 16 to 32 runs" in [
+        text.get_text() for text in legend.get_texts()
+    ]
     assert ax.get_title().endswith(
         "measured at 8 runs per ratio; examples: cscore 400, memorization 350"
     )

@@ -25,6 +25,7 @@ __all__ = [
     "SignificantPairsAccumulator",
     "benjamini_hochberg",
     "compute_influence_pairs",
+    "q_values_of",
 ]
 
 _BINS_PER_DECADE = 50
@@ -67,6 +68,12 @@ class _Runs:
         self._masks[self.size] = np.packbits(mask)
         self._tests[self.size] = np.packbits(test_correct)
         self.size += 1
+
+    def bits(self, which: str, index: np.ndarray) -> np.ndarray:
+        """uint8 [runs, len(index)]: the bits of the given examples ("masks": training
+        examples trained on; "tests": test examples right), unpacked one by one."""
+        packed = (self._masks if which == "masks" else self._tests)[: self.size]
+        return (packed[:, index // 8] >> (7 - index % 8).astype(np.uint8)) & 1
 
     def masks(self, start: int, stop: int) -> np.ndarray:
         """float32 [runs, stop - start]; start a multiple of 8."""
@@ -184,6 +191,16 @@ class SignificantPairsAccumulator:
         self._runs.append(mask, test_correct)
         self.num_runs += 1
 
+    @property
+    def count_in(self) -> np.ndarray | None:
+        """int64 [N]: runs so far that trained on each training example (None before any)."""
+        return self._count_in
+
+    @property
+    def test_correct_count(self) -> np.ndarray | None:
+        """int64 [N_test]: runs so far that got each test example right (None before any)."""
+        return self._test_correct
+
     def memorization(self) -> np.ndarray:
         """float64 [N]: p(correct | trained) - p(correct | held out); NaN where undefined."""
         count_out = self.num_runs - self._count_in
@@ -271,6 +288,81 @@ class SignificantPairsAccumulator:
             memorization=memorization[train],
         )
 
+    def family_q_values(self, test_index, train_index, max_bins: int = 1 << 24):
+        """Benjamini-Hochberg q-values of the given pairs over the whole family, selected
+        at the FDR or not.
+
+        One more pass over the tiles counts every pair of the family by (c, n_in, S), which
+        fixes its p-value, so the rank of each distinct p-value is exact:
+        q(p) = min over p' >= p of m p' / #(pairs with p-value <= p').
+
+        Args:
+          test_index, train_index: int arrays of one shape (-1: no pair).
+
+        Returns:
+          float64 shaped like `test_index`, NaN for a pair outside the family (or -1);
+          None when the counts would need more than `max_bins` bins (many runs).
+
+        Raises:
+          ScoresError: no run was added.
+        """
+        if self._runs is None:
+            raise ScoresError("no runs were added; influence pairs need runs")
+        runs, count_in = self.num_runs, self._count_in
+        family = (count_in > 0) & (count_in < runs)
+        if self.min_memorization is not None:
+            with np.errstate(invalid="ignore"):
+                family &= self.memorization() >= self.min_memorization
+        c_values, c_class = np.unique(self._test_correct, return_inverse=True)
+        n_values, n_class = np.unique(count_in, return_inverse=True)
+        width = runs + 1
+        bins = c_values.size * n_values.size * width
+        if bins > max_bins:
+            return None
+        row_code = c_class.reshape(-1).astype(np.int64) * (n_values.size * width)
+        column_code = n_class.reshape(-1).astype(np.int64) * width
+        histogram = np.zeros(bins, np.int64)
+        for j0 in range(0, self.num_train, self.tile_train):
+            j1 = min(j0 + self.tile_train, self.num_train)
+            columns = np.flatnonzero(family[j0:j1])
+            if columns.size == 0:
+                continue
+            masks = self._runs.masks(j0, j1)[:, columns]
+            for t0 in range(0, self.num_test, self.tile_test):
+                t1 = min(t0 + self.tile_test, self.num_test)
+                code = np.matmul(self._runs.tests(t0, t1), masks).astype(np.int64)
+                code += row_code[t0:t1, None]
+                code += column_code[j0 + columns][None, :]
+                histogram += np.bincount(code.reshape(-1), minlength=bins)
+        present = np.flatnonzero(histogram)
+        c_of, rest = np.divmod(present, n_values.size * width)
+        n_of, successes = np.divmod(rest, width)
+        log_p = hg.log_sf(successes, n_values[n_of], c_values[c_of], runs, hg.log_factorials(runs))
+        order = np.argsort(log_p, kind="stable")
+        at_most = np.cumsum(histogram[present[order]]).astype(np.float64)
+        log_q = log_p[order] + math.log(int(family.sum()) * self.num_test) - np.log(at_most)
+        q_of_code = np.full(bins, np.nan)
+        q_of_code[present[order]] = np.exp(np.minimum(np.minimum.accumulate(log_q[::-1])[::-1], 0))
+        return self._q_of_pairs(test_index, train_index, family, q_of_code, row_code, column_code)
+
+    def _q_of_pairs(self, test_index, train_index, family, q_of_code, row_code, column_code):
+        """Looks up each asked pair's (c, n_in, S) code, its S counted from the packed runs."""
+        test_index, train_index = np.broadcast_arrays(
+            np.asarray(test_index, np.int64), np.asarray(train_index, np.int64)
+        )
+        q = np.full(test_index.shape, np.nan)
+        asked = np.flatnonzero((test_index.reshape(-1) >= 0) & (train_index.reshape(-1) >= 0))
+        t, j = test_index.reshape(-1)[asked], train_index.reshape(-1)[asked]
+        inside = family[j]
+        asked, t, j = asked[inside], t[inside], j[inside]
+        flat = q.reshape(-1)
+        for start in range(0, asked.size, 1 << 16):
+            part = slice(start, start + (1 << 16))
+            both = self._runs.bits("tests", t[part]) & self._runs.bits("masks", j[part])
+            code = row_code[t[part]] + column_code[j[part]] + both.sum(axis=0, dtype=np.int64)
+            flat[asked[part]] = q_of_code[code]
+        return flat.reshape(test_index.shape)
+
     def _candidate_pairs(self, critical, row_class, column_class):
         """Yields (test, train, S) of the pairs at or above their critical count, per tile."""
         runs = self._runs
@@ -308,6 +400,35 @@ class SignificantPairsAccumulator:
         possible = at_most >= num_tests * np.exp(lower_edges) / self.fdr
         possible[-1] = True  # below the last edge: keep everything that is there
         return float(edges[np.argmax(possible)])
+
+
+def q_values_of(pairs: SignificantPairs, test_index, train_index) -> np.ndarray:
+    """The q-value `pairs` gives each (test, train) pair; NaN for a pair it did not select.
+
+    A pair BH did not select has a q-value above `pairs.fdr` (or was outside the family);
+    -1 indices (no pair) give NaN too.
+
+    Args:
+      pairs: a selection (`compute_influence_pairs`, or a scores file's `pairs_*` arrays).
+      test_index, train_index: int arrays of one shape: the pairs asked about.
+
+    Returns:
+      float64, shaped like `test_index`.
+    """
+    test_index, train_index = np.broadcast_arrays(
+        np.asarray(test_index, np.int64), np.asarray(train_index, np.int64)
+    )
+    q = np.full(test_index.shape, np.nan)
+    if pairs.q_value.size == 0:
+        return q
+    selected = (pairs.test_index.astype(np.int64) << 32) | pairs.train_index.astype(np.int64)
+    order = np.argsort(selected, kind="stable")
+    keys = selected[order]
+    asked = (test_index << 32) | np.maximum(train_index, 0)
+    where = np.minimum(np.searchsorted(keys, asked), keys.size - 1)
+    hit = (keys[where] == asked) & (test_index >= 0) & (train_index >= 0)
+    q[hit] = pairs.q_value[order][where[hit]]
+    return q
 
 
 def compute_influence_pairs(

@@ -13,12 +13,8 @@ from collections.abc import Callable, Sequence
 from heldout.errors import ScoresError, UsageError
 from heldout.release.reading import read_runs
 from heldout.scores.request import default_score_ratio, known_split_sizes
-from heldout.scores.uncertainty.reliability import (
-    RELIABILITY_SCORES,
-    RunBudget,
-    SplitHalfAccumulator,
-    predict_run_budget,
-)
+from heldout.scores.uncertainty.budget import RunBudget, predict_run_budget
+from heldout.scores.uncertainty.reliability import RELIABILITY_SCORES, SplitHalfAccumulator
 
 __all__ = ["RunPlan", "plan_runs"]
 

@@ -16,6 +16,7 @@ from heldout.scores.uncertainty import (
     SignificantPairsAccumulator,
     benjamini_hochberg,
     compute_influence_pairs,
+    q_values_of,
 )
 from heldout.scores.uncertainty import hypergeometric as hg
 
@@ -198,3 +199,49 @@ def test_scores_file_and_command_line(tmp_path, planted):
     )
     assert bad.returncode == 2
     assert "false-discovery rate must be between 0 and 1" in bad.stderr
+
+
+def test_q_values_of_looks_up_the_selection(planted):
+    _, runs = planted
+    result = compute_influence_pairs(runs, 0.7, 0.05)
+    assert result.q_value.size > 2
+    got = q_values_of(result, result.test_index[::-1], result.train_index[::-1])
+    np.testing.assert_array_equal(got, result.q_value[::-1])
+    # Pairs not selected, and "no pair" (-1), have no q-value at this FDR.
+    chosen = set(zip(result.test_index.tolist(), result.train_index.tolist(), strict=True))
+    other = next((t, j) for t in range(120) for j in range(300) if (t, j) not in chosen)
+    assert np.isnan(q_values_of(result, [other[0], 0], [other[1], -1])).all()
+    empty = compute_influence_pairs(runs[:3], 0.7, 0.05)
+    assert empty.q_value.size == 0 and np.isnan(q_values_of(empty, [[0]], [[0]])).all()
+
+
+@pytest.mark.parametrize("min_memorization", [None, 0.3])
+def test_family_q_values_are_benjamini_hochberg_over_all_pairs(planted, min_memorization):
+    """Every pair's q-value, selected or not, against scipy's p-values of the whole family."""
+    _, runs = planted
+    accumulator = SignificantPairsAccumulator(0.7, 0.05, min_memorization, 16, 64)
+    for aux in runs:
+        accumulator.add(aux)
+    masks = np.stack([aux.train_mask() for aux in runs]).astype(np.int64)
+    tests = np.stack([aux.test_correctness() for aux in runs]).astype(np.int64)
+    n_in, correct = masks.sum(axis=0), tests.sum(axis=0)
+    family = (n_in > 0) & (n_in < len(runs))
+    if min_memorization is not None:
+        with np.errstate(invalid="ignore"):
+            family &= accumulator.memorization() >= min_memorization
+    p = stats.hypergeom.sf(tests.T @ masks - 1, len(runs), n_in[None, :], correct[:, None])
+    flat = p[:, family].ravel()
+    order = np.argsort(flat, kind="stable")
+    adjusted = flat[order] * flat.size / np.arange(1, flat.size + 1)
+    expected = np.empty_like(flat)
+    expected[order] = np.minimum(np.minimum.accumulate(adjusted[::-1])[::-1], 1.0)
+    test_index, train_index = np.nonzero(np.ones_like(p, bool))
+    got = accumulator.family_q_values(test_index, train_index).reshape(p.shape)
+    assert np.all(np.isnan(got[:, ~family]))
+    np.testing.assert_allclose(got[:, family].ravel(), expected, rtol=1e-9)
+    # The selected pairs' q-values are the selection's.
+    result = accumulator.result()
+    selected = accumulator.family_q_values(result.test_index, result.train_index)
+    np.testing.assert_allclose(selected, result.q_value, rtol=1e-12)
+    assert accumulator.family_q_values([[0, -1]], [[-1, 0]]).shape == (1, 2)
+    assert accumulator.family_q_values([0], [0], max_bins=10) is None
