@@ -791,6 +791,7 @@ def _download(base: Base, quick: bool) -> list[Attempt]:
             md5=md5,
             klass="download",
             case="sparse member of 300 MiB",
+            needle="sparse",
             after=_small(out),
         )
     )

@@ -102,8 +102,14 @@ def _run_child(argv: list, env: dict, cwd: Path, attempt: Attempt, logs: Path):
     return process.returncode, stderr, usage.ru_maxrss / 1024
 
 
-def classify(attempt: Attempt, code: int | None, stderr: str, changed: list[str]) -> tuple:
-    """(outcome, note) of a finished attempt; see docs/robustness.md for the outcomes."""
+def classify(
+    attempt: Attempt, code: int | None, stderr: str, changed: list[str], stdout: str = ""
+) -> tuple:
+    """(outcome, note) of a finished attempt; see docs/robustness.md for the outcomes.
+
+    An error line that ends `(see above)` (a download's refused tar members) is read with
+    the `REFUSED:` / `NOT WRITTEN:` lines of stdout, which name the members and causes.
+    """
     if code is None:
         return "hang", f"no exit within {attempt.timeout:.0f} s"
     if code < 0:
@@ -126,6 +132,9 @@ def classify(attempt: Attempt, code: int | None, stderr: str, changed: list[str]
     noise = [x for x in lines[:-1] if re.search(r"error|fail|exception|warn", x, re.IGNORECASE)]
     if noise:
         return "wrong", f"{len(noise) + 1} error lines on stderr, not one: {noise[0]}"
+    if line.endswith("(see above)"):
+        listed = re.findall(r"^(?:REFUSED|NOT WRITTEN): +(.*)$", stdout, re.MULTILINE)
+        line = " ".join([line, *listed])
     if not re.search(r"/|--\w|\.npz|\.json", line):
         return "wrong", f"names nothing: {line}"
     if attempt.names and attempt.names not in line:
@@ -151,9 +160,10 @@ def run_attempt(attempt: Attempt, root: Path, env: dict, index: int, target: Pat
     argv = [sys.executable, str(target / "tools" / f"{attempt.tool}.py"), *attempt.args]
     start = time.monotonic()
     code, stderr, peak_mb = _run_child(argv, env, root, attempt, logs)
+    stdout = (logs / "stdout").read_bytes().decode(errors="replace")
     seconds = time.monotonic() - start
     changed = [p.name for p, digest in before.items() if _digest(p) != digest]
-    outcome, note = classify(attempt, code, stderr, changed)
+    outcome, note = classify(attempt, code, stderr, changed, stdout)
     if outcome in ("ok", "refused"):
         reason = attempt.after() if attempt.after else None
         if attempt.max_rss_mb is not None and peak_mb > attempt.max_rss_mb:

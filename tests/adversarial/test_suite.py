@@ -48,9 +48,9 @@ def _classify(code, stderr, changed=(), **attempt):
     from bench.adversary import classify
 
     attempt.setdefault("expect", EITHER if attempt.pop("either", False) else frozenset({"refused"}))
-    return classify(
-        Attempt(klass="k", case="c", tool="t", args=[], **attempt), code, stderr, list(changed)
-    )[0]
+    stdout = attempt.pop("stdout", "")
+    made = Attempt(klass="k", case="c", tool="t", args=[], **attempt)
+    return classify(made, code, stderr, list(changed), stdout)[0]
 
 
 @pytest.mark.parametrize(
@@ -83,6 +83,14 @@ def _classify(code, stderr, changed=(), **attempt):
             "scores: error: /x/s.npz: [Errno 27] File too large\n",
             (),
             {"names": "s.npz"},
+            "refused",
+        ),
+        (1, "download: error: 1 members refused (see above)\n", (), {}, "wrong"),
+        (
+            1,
+            "download: error: 1 members refused (see above)\n",
+            (),
+            {"stdout": "REFUSED:     't/sparse': a sparse file\n", "needle": "sparse"},
             "refused",
         ),
     ],
