@@ -29,11 +29,23 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from bench._adversary_cases import Attempt
+    from bench._adversary_base import Attempt
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]  # heldout, bench._shared, download_servers
 
+CLASSES = (
+    "links",
+    "overwrite",
+    "aliases",
+    "bombs",
+    "values",
+    "download",
+    "disk",
+    "training",
+    "workers",
+)
+SLOW = ("training", "workers")  # not part of --quick
 OUTCOMES = ("refused", "ok", "traceback", "wrong", "lost", "hang", "crash")
 FAILURES = ("traceback", "wrong", "lost", "hang", "crash")
 
@@ -231,6 +243,27 @@ class Table:
             print(f"  {klass:<{self.widths[0]}}  {shown}")
 
 
+def build(root: Path, server, env: dict, *, quick: bool, only: set[str]) -> list[Attempt]:
+    """Every attempt of the chosen classes (all when `only` is empty), their inputs written."""
+    from bench import _adversary_content, _adversary_layout, _adversary_slow
+    from bench._adversary_base import Base
+
+    base = Base(root, server, env)
+    attempts = []
+    for klass in CLASSES:
+        if (only and klass not in only) or (quick and klass in SLOW):
+            continue
+        module = next(
+            m
+            for m in (_adversary_layout, _adversary_content, _adversary_slow)
+            if hasattr(m, f"cases_{klass}")
+        )
+        attempts += [
+            a for a in getattr(module, f"cases_{klass}")(base, quick) if a.quick or not quick
+        ]
+    return attempts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the fast subset (CI)")
@@ -244,14 +277,12 @@ def main() -> int:
 
     from download_servers import ObjectServer
 
-    from bench import _adversary_cases as cases
-
     print(cpu_line())
     print(f"commands of {Path(options.repo).resolve()}")
     only = {c for c in options.only.split(",") if c}
-    unknown = only - set(cases.CLASSES)
+    unknown = only - set(CLASSES)
     if unknown:
-        parser.error(f"unknown classes {sorted(unknown)}; classes: {', '.join(cases.CLASSES)}")
+        parser.error(f"unknown classes {sorted(unknown)}; classes: {', '.join(CLASSES)}")
     target = Path(options.repo).resolve()
     if not (target / "tools").is_dir():
         parser.error(f"--repo={options.repo}: no tools/ folder there")
@@ -267,7 +298,7 @@ def main() -> int:
     start = time.monotonic()
     try:
         with ObjectServer() as server:
-            attempts = cases.build(root, server, env, quick=options.quick, only=only)
+            attempts = build(root, server, env, quick=options.quick, only=only)
             print(f"{len(attempts)} attempts, built in {time.monotonic() - start:.1f} s\n")
             table = Table(attempts, root, options.verbose)
             table.header()

@@ -44,7 +44,7 @@ def test_quick_adversarial_suite_has_no_failures():
 
 def _classify(code, stderr, changed=(), **attempt):
     sys.path.insert(0, str(REPO))
-    from bench._adversary_cases import EITHER, Attempt
+    from bench._adversary_base import EITHER, Attempt
     from bench.adversary import classify
 
     attempt.setdefault("expect", EITHER if attempt.pop("either", False) else frozenset({"refused"}))
