@@ -6,6 +6,7 @@ per class, `cases_<class>(base, quick)`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -147,6 +148,8 @@ def cases_values(base: Base, quick: bool) -> list[Attempt]:
         attempts.append(
             Attempt(klass="values", case=case, tool="published_scores", args=[f"--inspect={path}"])
         )
+        if case == "C-scores with inf":
+            attempts.append(_analyze(base, case, path, frozenset({"refused"})))
         flag = "--pairs" if "pairs" in case else "--reference"
         if "provenance" not in case:
             args = [f"--scores_file={base.scores}", f"{flag}={path}"]
@@ -189,6 +192,8 @@ def cases_values(base: Base, quick: bool) -> list[Attempt]:
                 quick=case.startswith("all"),
             )
         )
+        if case.startswith("all"):
+            attempts.append(_analyze(base, case, path, EITHER))
     for flag in ("--min_memorization=nan", "--min_influence=nan"):
         name = flag[2:].split("=")[0]
         args = [f"--scores_file={base.scores}", f"--pairs={base.pairs}", flag]
@@ -238,6 +243,14 @@ def cases_values(base: Base, quick: bool) -> list[Attempt]:
         )
     )
     return attempts
+
+
+def _analyze(base: Base, case: str, path: Path, expect: frozenset) -> Attempt:
+    output = base.root / "values" / f"analysis-{path.stem}"
+    args = [f"--scores_file={path}", f"--output_dir={output}"]
+    return Attempt(
+        klass="values", case=case, tool="analyze_scores", args=args, expect=expect, quick=False
+    )
 
 
 def cases_download(base: Base, quick: bool) -> list[Attempt]:

@@ -99,6 +99,23 @@ def cases_links(base: Base, quick: bool) -> list[Attempt]:
             keep=[base.victim],
         )
     )
+    for tool, name, args, quick_too in (
+        ("table", "t.csv", [f"--scores_file={base.scores}"], True),
+        ("plan_runs", "plan.json", [f"--experiment_dir={base.experiment}", "--repeats=2"], False),
+    ):
+        out = base.path(f"links/{tool}/{name}")
+        os.symlink(base.victim, out)
+        attempts.append(
+            Attempt(
+                klass="links",
+                case=f"{tool} output link",
+                tool=tool,
+                args=[*args, f"--output={out}"],
+                expect=EITHER,
+                keep=[base.victim],
+                quick=quick_too,
+            )
+        )
     return attempts
 
 
@@ -184,6 +201,21 @@ def cases_overwrite(base: Base, quick: bool) -> list[Attempt]:
             forbid=not_errno,
         ),
     ]
+    for tool, args in (
+        ("plot_scores", [f"--scores_file={base.scores}", *base.data_flags]),
+        ("analyze_scores", [f"--scores_file={base.cscores}"]),
+    ):
+        attempts.append(
+            Attempt(
+                klass="overwrite",
+                case="output folder is a file",
+                tool=tool,
+                args=[*args, f"--output_dir={blocker}"],
+                keep=[blocker],
+                forbid=not_errno,
+                quick=False,
+            )
+        )
     odd = os.fsencode(base.root / "ow") + b"/\xff\xfe-scores.npz"
     attempts.append(
         Attempt(
