@@ -94,7 +94,7 @@ def cases_training(base: Base, quick: bool) -> list[Attempt]:
             tool="train_heldout",
             args=[f"--output_dir={blocker}", *common],
             keep=[blocker],
-            forbid=r"\[Errno",
+            forbid=r"File exists",
         ),
         train("full", case="full disk while training", fsize=64 << 10),
         proxies,
