@@ -32,6 +32,10 @@ from heldout.published.format import (
 _THRESHOLDS_IN_NAME = re.compile(r"infl([0-9.]+?)_mem([0-9.]+?)(?:\.npz)?$")
 
 
+# The largest index a pairs file may hold (`PublishedPairs.keys` packs two in 64 bits).
+_MAX_INDEX = 2**31 - 1
+
+
 @dataclasses.dataclass(frozen=True)
 class PublishedPairs:
     """High-influence pairs: training index, test index, influence, memorization.
@@ -74,6 +78,16 @@ class PublishedPairs:
                     f"{shown} at pair(s) {negative[:SHOW].tolist()}"
                     f"{' ...' if negative.size > SHOW else ''}; indices are positions "
                     "0..N-1 in the split"
+                )
+            # Beyond int64 (a uint64 2**64 - 1 would read as -1) or past 32 bits, where
+            # `keys` packs the two indices: no released split comes near either.
+            huge = np.flatnonzero(values > _MAX_INDEX)
+            if huge.size:
+                shown = values[huge[:SHOW]].tolist()
+                raise PublishedFileError(
+                    f"{self.source}: {key} holds {huge.size} index(es) beyond any split, e.g. "
+                    f"{shown} at pair(s) {huge[:SHOW].tolist()}; indices are positions 0..N-1 "
+                    f"in the split (at most {_MAX_INDEX})"
                 )
         for key in ("infl", "mem"):
             if not is_real(arrays[key]):

@@ -139,6 +139,23 @@ def test_a_pairs_file_missing_mem_is_named_as_such(tmp_path):
     assert "`scores`" not in line
 
 
+@pytest.mark.parametrize("key", ["tr_idx", "tt_idx"])
+def test_a_pairs_index_beyond_int64_is_refused_as_it_is(tmp_path, key):
+    """Was: exit 0, the uint64 2**64 - 1 read as -1 (then used as a position)."""
+    arrays = dict(
+        tr_idx=np.array([0, 2], np.uint64),
+        tt_idx=np.array([1, 0], np.uint64),
+        infl=np.array([0.2, 0.3]),
+        mem=np.array([0.5, 0.6]),
+    )
+    arrays[key][1] = np.uint64(2**64 - 1)
+    path = tmp_path / "pairs.npz"
+    np.savez(path, **arrays)
+    line = _one_line_error(_inspect(path), "published_scores", str(path), key)
+    assert "18446744073709551615" in line and "beyond any split" in line
+    assert "[-1]" not in line and "-1.." not in line
+
+
 @pytest.fixture
 def classwise_file(scores_experiment, tmp_path):
     """A class-wise influence file exported from the synthetic experiment's runs."""
