@@ -29,7 +29,7 @@ from heldout.training import augment as augment_ops
 from heldout.training import partial, precision, stacked_mlp
 from heldout.training.config import TrainingConfig
 from heldout.training.data import TrainingData
-from heldout.training.events import EpochEnd, EpochLog, Event, RunWritten
+from heldout.training.events import EpochEnd, EpochLog, Event, RunWritten, TrainingPass
 from heldout.training.plan import epoch_batches, learning_rates, run_rngs, run_subset
 
 # Rows per inference call of the per-epoch hook: large products, bounded memory.
@@ -37,7 +37,11 @@ PREDICT_CHUNK = 8192
 
 
 class Trainer:
-    """Holds the device-resident data and the compiled steps across groups of runs."""
+    """Holds the device-resident data and the compiled steps across groups of runs.
+
+    With `record_training_passes`, each `EpochEnd` of the stacked MLPs carries the
+    epoch's training-pass logits (`heldout.training.events.TrainingPass`).
+    """
 
     def __init__(
         self,
@@ -45,8 +49,10 @@ class Trainer:
         data: TrainingData,
         experiment_dir: Path,
         notify: Callable[[Event], None],
+        record_training_passes: bool = False,
     ):
         self.config = config
+        self.record_training_passes = record_training_passes
         self.data = data
         self.experiment_dir = experiment_dir
         self.notify = notify
@@ -97,12 +103,20 @@ class Trainer:
                 axis=1,
             )  # [steps, M, B]
             start = time.perf_counter()
-            loss, correct = stack.train_epoch(
+            epoch_args = (
                 self.images_flat,
                 self.labels,
                 tf.constant(batch_index),
                 tf.constant(rates[epoch * steps : (epoch + 1) * steps]),
             )
+            training_pass = None
+            if self.record_training_passes:
+                loss, correct, logits, seen = stack.train_epoch_recorded(
+                    *epoch_args, tf.constant(subsets[0].size, tf.int32)
+                )
+                training_pass = TrainingPass(logits.numpy(), seen.numpy())
+            else:
+                loss, correct = stack.train_epoch(*epoch_args)
             loss, correct = loss.numpy(), correct.numpy()
             seconds = time.perf_counter() - start
             val_loss, val_correct = stack.evaluate(
@@ -130,6 +144,7 @@ class Trainer:
                     epoch + 1,
                     config.epochs,
                     lambda with_features, stack=stack: self._stack_predict(stack, with_features),
+                    training_pass=training_pass,
                 )
             )
         written = []

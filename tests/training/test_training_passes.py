@@ -1,0 +1,87 @@
+"""The training-pass statistics: the logits each training step computed, by example index.
+
+A hand-made loop runs the same steps one at a time and takes each batch's forward pass
+before the step; the recorded tables must equal those outputs scattered by index, with
+every example of a model's subset once (the last batch's fill-up repeats not twice) and
+the rest NaN, and recording must not change the training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from heldout.training import plan, stacked_mlp
+
+N, SIZES, M, BATCH, SUBSET = 23, (6, 5, 3), 2, 5, 17  # 17 = 3 x 5 + 2: a partial last batch
+
+
+def _setup():
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (N, SIZES[0]), dtype=np.uint8)
+    labels = rng.integers(0, SIZES[-1], N).astype(np.int32)
+    params = [stacked_mlp.init_params(rng, SIZES) for _ in range(M)]
+    subsets = [np.sort(rng.permutation(N)[:SUBSET]) for _ in range(M)]
+    return images, labels, params, subsets
+
+
+def _epoch_index(subsets, seed: int) -> np.ndarray:
+    rngs = [np.random.default_rng([seed, m]) for m in range(M)]
+    return np.stack(
+        [plan.epoch_batches(s, BATCH, r) for s, r in zip(subsets, rngs, strict=True)], axis=1
+    )  # [S, M, B]
+
+
+def test_training_pass_tables_are_the_steps_forward_outputs_scattered_by_index():
+    images, labels, params, subsets = _setup()
+    recorded = stacked_mlp.StackedMLP(M, SIZES)
+    recorded.set_params(params)
+    by_hand = stacked_mlp.StackedMLP(M, SIZES)
+    by_hand.set_params(params)
+    forward = tf.function(lambda index: by_hand._forward(by_hand._images(images, index))[1])
+    for epoch in range(2):
+        batch_index = _epoch_index(subsets, epoch)
+        steps = batch_index.shape[0]
+        assert steps * BATCH > SUBSET  # the last batch is filled up with repeats
+        rates = np.linspace(0.5, 0.3, steps).astype(np.float32)
+        step_logits = []
+        for s in range(steps):  # the hand-made loop: forward, then the step
+            step_logits.append(forward(tf.constant(batch_index[s])).numpy())
+            by_hand.train_epoch(images, labels, batch_index[s : s + 1], rates[s : s + 1])
+        _, _, table, seen = recorded.train_epoch_recorded(
+            images, labels, batch_index, rates, tf.constant(SUBSET)
+        )
+        table, seen = table.numpy(), seen.numpy()
+        for m in range(M):
+            order = batch_index[:, m].reshape(-1)  # the model's epoch order, with repeats
+            outputs = np.concatenate([out[m] for out in step_logits])  # [S * B, C]
+            assert np.array_equal(np.sort(order[:SUBSET]), subsets[m])  # each once
+            expected = np.full((N, SIZES[-1]), np.nan, np.float32)
+            expected[order[:SUBSET]] = outputs[:SUBSET]  # the first time each is seen
+            np.testing.assert_array_equal(table[m], expected)
+            mask = np.zeros(N, dtype=bool)
+            mask[subsets[m]] = True
+            np.testing.assert_array_equal(seen[m], mask)
+            # The repeats' second forward pass (weights moved since) is not what was kept.
+            repeats = outputs[SUBSET:]
+            assert not np.array_equal(table[m, order[SUBSET:]], repeats)
+        for a, b in zip(recorded.w + recorded.b, by_hand.w + by_hand.b, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())  # training is unchanged
+
+
+def test_recording_leaves_the_training_bit_identical():
+    images, labels, params, subsets = _setup()
+    batch_index = _epoch_index(subsets, 7)
+    rates = np.full(batch_index.shape[0], 0.2, np.float32)
+    plain = stacked_mlp.StackedMLP(M, SIZES)
+    plain.set_params(params)
+    loss, correct = plain.train_epoch(images, labels, batch_index, rates)
+    recorded = stacked_mlp.StackedMLP(M, SIZES)
+    recorded.set_params(params)
+    loss_r, correct_r, _, _ = recorded.train_epoch_recorded(
+        images, labels, batch_index, rates, tf.constant(SUBSET)
+    )
+    np.testing.assert_array_equal(loss.numpy(), loss_r.numpy())
+    np.testing.assert_array_equal(correct.numpy(), correct_r.numpy())
+    for a, b in zip(plain.w + plain.b, recorded.w + recorded.b, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
