@@ -119,6 +119,9 @@ class EpochRecorder:
             self.kde_hidden_epochs.append(event.epoch)
             self.kde_seconds += time.perf_counter() - start
 
+    def finish(self) -> None:
+        """Waits for what is still being computed (nothing unless the source overlaps)."""
+
     def _kde_of(self, features: np.ndarray):
         kwargs = {} if self.kde_block is None else {"block": self.kde_block}
         return kde_proxies(features, self.labels, self.num_classes, **kwargs)
