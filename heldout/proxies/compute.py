@@ -438,12 +438,15 @@ def _train(options, config, data, labels, on_event, kde_block, seconds):
         )
         try:
             trainer.train_group(1.0, list(range(options.num_seeds)))
-        finally:
-            recorder.finish()
+        except BaseException:
+            recorder.finish(raise_errors=False)
+            raise
+        recorder.finish()
     total = time.perf_counter() - start
     seconds["hook"] = recorder.seconds
     seconds["kde_hidden"] = recorder.kde_seconds
-    seconds["training"] = total - recorder.seconds - recorder.kde_seconds
+    # What the training waited for (the hook's own time, unless it overlapped).
+    seconds["training"] = total - recorder.waited
     return recorder
 
 

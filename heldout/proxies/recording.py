@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -44,8 +45,10 @@ class EpochRecorder:
     where the model did not train on the example that epoch; its statistics are then
     NaN and `correct` False), `kde_hidden[variant]`
     [M, E', N] and `kde_hidden_bandwidth` [M, E'] (E' epochs where they were computed),
-    `kde_hidden_epochs` (the 1-based epochs of those rows), `seconds` (wall time spent
-    in the hook, without the densities) and `kde_seconds`.
+    `kde_hidden_epochs` (the 1-based epochs of those rows), `seconds` (wall time of the
+    statistics, without the densities), `kde_seconds`, and `waited` (the wall time the
+    training waited for the hook; less than the others where the pass overlaps). With
+    an overlapping source, call `finish()` after training, before reading the tables.
     """
 
     def __init__(
@@ -75,6 +78,9 @@ class EpochRecorder:
         self.epochs_seen: list[int] = []
         self.seconds = 0.0
         self.kde_seconds = 0.0
+        self.waited = 0.0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, EpochEnd):
@@ -87,28 +93,51 @@ class EpochRecorder:
             raise TrainingError(
                 f"epoch {event.epoch} after epoch {self.epochs_seen[-1]}: one recorder per group"
             )
-        start = time.perf_counter()
+        began = time.perf_counter()
         every = self.kde_every
         kde_now = self.want_kde and (
             event.epoch == event.epochs or (every > 0 and event.epoch % every == 0)
         )
+        training_pass = None
         if self.source == "training_passes":
-            if event.training_pass is None:
+            training_pass = event.training_pass
+            if training_pass is None:
                 raise TrainingError(
                     "the trainer sent no training-pass logits (make it with "
                     "record_training_passes=True)"
                 )
-            logits, seen = event.training_pass.logits, event.training_pass.seen
-            features = event.predict_train(True)[1] if kde_now else None
+        self.epochs_seen.append(event.epoch)
+        overlap = self.source != "inference_sync" and event.snapshot is not None
+        if training_pass is not None and not kde_now:
+            self._store(event.epoch, False, training_pass, None)
+        elif overlap:  # a copy of the weights now; the pass runs beside the next epoch
+            self._wait()
+            predict = event.snapshot()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="heldout-epoch-pass")
+            self._pending = self._pool.submit(
+                self._store, event.epoch, kde_now, training_pass, predict
+            )
         else:
-            logits, features = event.predict_train(kde_now)
+            self._store(event.epoch, kde_now, training_pass, event.predict_train)
+        self.waited += time.perf_counter() - began
+
+    def _store(self, epoch: int, kde_now: bool, training_pass, predict) -> None:
+        """Keeps one epoch's statistics (and densities); runs in order, one at a time."""
+        start = time.perf_counter()
+        features = None
+        if training_pass is not None:
+            logits, seen = training_pass.logits, training_pass.seen
+            if kde_now:
+                features = predict(True)[1]
+        else:
+            logits, features = predict(kde_now)
             seen = np.ones(logits.shape[:2], dtype=bool)
         stats = softmax_statistics(logits, self.labels)  # each [M, N]
         stats["correct"] &= seen  # NaN logits (unseen) must not count as right
         for name in STATISTICS:
             self._rows[name].append(stats[name])
         self._seen.append(seen)
-        self.epochs_seen.append(event.epoch)
         self.seconds += time.perf_counter() - start
         if kde_now:
             start = time.perf_counter()
@@ -116,11 +145,32 @@ class EpochRecorder:
             for name in KDE_VARIANTS:
                 self._kde[name].append(np.stack([values[name] for values, _ in per_model]))
             self._bandwidth.append(np.array([h for _, h in per_model]))
-            self.kde_hidden_epochs.append(event.epoch)
+            self.kde_hidden_epochs.append(epoch)
             self.kde_seconds += time.perf_counter() - start
 
-    def finish(self) -> None:
-        """Waits for what is still being computed (nothing unless the source overlaps)."""
+    def _wait(self) -> None:
+        """Waits for the pass in flight; its error, if any, is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def finish(self, raise_errors: bool = True) -> None:
+        """Waits for the pass still in flight and stops the thread (call after training).
+
+        `raise_errors=False` (training failed already) waits without raising the pass's
+        own error, so the first failure is the one reported.
+        """
+        began = time.perf_counter()
+        try:
+            self._wait()
+        except Exception:
+            if raise_errors:
+                raise
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            self.waited += time.perf_counter() - began
 
     def _kde_of(self, features: np.ndarray):
         kwargs = {} if self.kde_block is None else {"block": self.kde_block}
@@ -129,6 +179,8 @@ class EpochRecorder:
     @property
     def tables(self) -> dict[str, np.ndarray]:
         """Each statistic as [M, E, N] (models, epochs, examples)."""
+        if self._pending is not None:
+            raise TrainingError("an epoch pass is still in flight: call finish() first")
         if not self.epochs_seen:
             raise TrainingError("no epoch was recorded (was anything trained?)")
         return {name: np.stack(rows, axis=1) for name, rows in self._rows.items()}

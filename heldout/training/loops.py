@@ -145,6 +145,7 @@ class Trainer:
                     config.epochs,
                     lambda with_features, stack=stack: self._stack_predict(stack, with_features),
                     training_pass=training_pass,
+                    snapshot=lambda stack=stack: self._stack_snapshot(stack),
                 )
             )
         written = []
@@ -162,12 +163,13 @@ class Trainer:
             )
         return written
 
-    def _stack_predict(self, stack, with_features: bool):
+    def _stack_predict(self, stack, with_features: bool, infer=None):
         """`EpochEnd.predict_train` of a stack: logits [M, N, C] (and features [M, N, H])."""
+        infer = stack.infer if infer is None else infer
         logits, features = [], []
         n = int(self.images_flat.shape[0])
         for start in range(0, n, PREDICT_CHUNK):
-            hidden, out = stack.infer(self.images_flat[start : start + PREDICT_CHUNK])
+            hidden, out = infer(self.images_flat[start : start + PREDICT_CHUNK])
             logits.append(out.numpy())
             if with_features:
                 features.append(hidden.numpy())
@@ -175,6 +177,16 @@ class Trainer:
             np.concatenate(logits, axis=1),
             np.concatenate(features, axis=1) if with_features else None,
         )
+
+    def _stack_snapshot(self, stack):
+        """`EpochEnd.snapshot` of a stack: a `predict_train` of a copy of its weights now."""
+        weights = [tf.constant(w.numpy()) for w in stack.w]
+        biases = [tf.constant(b.numpy()) for b in stack.b]
+
+        def infer(images):
+            return stack.infer_snapshot(weights, biases, images)
+
+        return lambda with_features: self._stack_predict(stack, with_features, infer)
 
     def _mlp_from(self, params):
         """The evaluation MLP (one, reused: its compiled step is traced once) with `params`."""

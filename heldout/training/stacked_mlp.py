@@ -130,12 +130,17 @@ class StackedMLP(tf.Module):
         )
 
     # -- math ------------------------------------------------------------------------------
-    def _forward(self, x):
-        """x: [M, B, in] in compute dtype. Returns (hidden activations, logits float32)."""
+    def _forward(self, x, weights=None, biases=None):
+        """x: [M, B, in] in compute dtype. Returns (hidden activations, logits float32).
+
+        `weights`, `biases`: stacked tensors to use instead of the variables (a snapshot).
+        """
         hidden = []
         h = x
         last = len(self.w) - 1
-        for k, (w, b) in enumerate(zip(self.w, self.b, strict=True)):
+        weights = self.w if weights is None else weights
+        biases = self.b if biases is None else biases
+        for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
             z = tf.matmul(h, tf.cast(w, self.compute_dtype))
             z = tf.cast(z, tf.float32) + b[:, tf.newaxis, :]
             if k == last:
@@ -272,6 +277,14 @@ class StackedMLP(tf.Module):
         """
         x = tf.cast(tf.cast(images_u8, tf.float32) / 255.0, self.compute_dtype)[tf.newaxis]
         hidden, logits = self._forward(x)
+        return tf.cast(hidden[-1], tf.float32), logits
+
+    @tf.function
+    def infer_snapshot(self, weights, biases, images_u8):
+        """`infer` from stacked weights and biases given as tensors (a copy of the
+        variables), so it can run in another thread while the variables move on."""
+        x = tf.cast(tf.cast(images_u8, tf.float32) / 255.0, self.compute_dtype)[tf.newaxis]
+        hidden, logits = self._forward(x, weights, biases)
         return tf.cast(hidden[-1], tf.float32), logits
 
     @tf.function

@@ -44,3 +44,31 @@ def test_training_passes_without_the_trainers_logits_are_refused():
         recorder(EpochEnd(1.0, (0,), 1, 1, _no_inference))
     with pytest.raises(TrainingError, match="unknown proxy source"):
         EpochRecorder(np.zeros(3, int), 2, source="free")
+
+
+def test_the_inference_source_runs_the_pass_from_a_snapshot_beside_the_training():
+    """The callback returns before the pass ends: the next epoch can train meanwhile."""
+    import threading
+
+    labels = np.array([0, 1, 1])
+    logits = np.log(np.array([[[0.7, 0.3], [0.4, 0.6], [0.9, 0.1]]], np.float32))
+    threads = []
+
+    def snapshot(next_epoch_trained):
+        def predict(with_features):
+            threads.append(threading.current_thread())
+            assert next_epoch_trained.wait(timeout=30), "the pass blocked the training"
+            return logits, None
+
+        return lambda: predict
+
+    recorder = EpochRecorder(labels, 2, source="inference")
+    for epoch in (1, 2):
+        trained = threading.Event()
+        recorder(EpochEnd(1.0, (0,), epoch, 2, _no_inference, snapshot=snapshot(trained)))
+        trained.set()  # "training" goes on while the pass waits for it
+    recorder.finish()
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    np.testing.assert_array_equal(
+        recorder.tables["correct"][0], [[True, True, False], [True, True, False]]
+    )

@@ -85,3 +85,19 @@ def test_recording_leaves_the_training_bit_identical():
     np.testing.assert_array_equal(correct.numpy(), correct_r.numpy())
     for a, b in zip(plain.w + plain.b, recorded.w + recorded.b, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_snapshot_predicts_from_the_weights_it_copied_while_training_moves_on():
+    images, labels, params, subsets = _setup()
+    stack = stacked_mlp.StackedMLP(M, SIZES)
+    stack.set_params(params)
+    before = stack.infer(images)
+    weights = [tf.constant(w.numpy()) for w in stack.w]
+    biases = [tf.constant(b.numpy()) for b in stack.b]
+    batch_index = _epoch_index(subsets, 1)
+    stack.train_epoch(images, labels, batch_index, np.full(len(batch_index), 0.5, np.float32))
+    after = stack.infer(images)[1].numpy()
+    hidden, logits = stack.infer_snapshot(weights, biases, images)
+    np.testing.assert_array_equal(logits.numpy(), before[1].numpy())
+    np.testing.assert_array_equal(hidden.numpy(), before[0].numpy())
+    assert not np.array_equal(logits.numpy(), after)
