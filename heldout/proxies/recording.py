@@ -107,12 +107,12 @@ class EpochRecorder:
                     "record_training_passes=True)"
                 )
         self.epochs_seen.append(event.epoch)
-        overlap = self.source != "inference_sync" and event.snapshot is not None
-        if training_pass is not None and not kde_now:
-            self._store(event.epoch, False, training_pass, None)
-        elif overlap:  # a copy of the weights now; the pass runs beside the next epoch
+        overlap = self.source != "inference_sync" and (
+            event.snapshot is not None or (training_pass is not None and not kde_now)
+        )
+        if overlap:  # a copy of the weights now; the pass runs beside the next epoch
             self._wait()
-            predict = event.snapshot()
+            predict = None if training_pass is not None and not kde_now else event.snapshot()
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="heldout-epoch-pass")
             self._pending = self._pool.submit(

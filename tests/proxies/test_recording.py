@@ -26,6 +26,7 @@ def test_training_passes_are_recorded_with_unseen_examples_masked():
         logits[~seen] = np.nan
         passes.append((logits, seen))
         recorder(EpochEnd(0.5, (0, 1), epoch, 2, _no_inference, TrainingPass(logits, seen)))
+    recorder.finish()  # the statistics are computed beside the training
     tables, seen_table = recorder.tables, recorder.seen
     assert tables["loss"].shape == (2, 2, 5) and seen_table.shape == (2, 2, 5)
     for e, (logits, seen) in enumerate(passes):
