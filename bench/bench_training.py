@@ -169,7 +169,7 @@ def _timed_group(trainer, models: int, source: str, folder: str) -> float:
 
     trainer.notify = notify
     trainer.record_training_passes = source == "training_passes"
-    trainer.experiment_dir = os.path.join(folder, source)
+    trainer.experiment_dir = Path(folder) / source
     os.makedirs(trainer.experiment_dir, exist_ok=True)
     start = time.perf_counter()
     trainer.train_group(1.0, list(range(models)))

@@ -14,6 +14,7 @@ import ast
 import dataclasses
 import os
 import re
+import stat
 import struct
 
 import numpy as np
@@ -22,6 +23,7 @@ from heldout._core.zip_records import CENTRAL, END_RECORD, LOCAL
 from heldout._core.zip_records import crc32 as _crc32
 
 _MAX_COMMENT = 0xFFFF
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _NPY_MAGIC = b"\x93NUMPY"
 _FIRST_READ = 512  # a local header and a typical .npy header (128 bytes) fit in one read
 # The header numpy writes; others go through ast.literal_eval (as np.load does).
@@ -63,11 +65,15 @@ _layouts: dict[int, _Layout] = {}
 _MAX_LAYOUTS = 16
 
 
-def read_stored_npz(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
+def read_stored_npz(
+    path: str | os.PathLike, max_bytes: int | None = None
+) -> dict[str, np.ndarray] | None:
     """Every array of an uncompressed `.npz`, or None when this reader does not handle it.
 
     Args:
       path: the file.
+      max_bytes: a file larger than this is left to `load_npz` (which checks what it
+        declares before reading); its arrays, which the file holds, cannot be larger.
 
     Returns:
       key (member name without `.npy`) -> array, as `np.load` would give; None for a file
@@ -75,11 +81,14 @@ def read_stored_npz(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
       `heldout._core.npz.load_npz`, which says what is wrong).
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK)  # a FIFO must not block the open
     except OSError:
         return None
     try:
-        size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        size = info.st_size
+        if not stat.S_ISREG(info.st_mode) or (max_bytes is not None and size > max_bytes):
+            return None
         layout = _layouts.get(size)
         arrays = _read_by_layout(fd, layout) if layout is not None else None
         if arrays is None:

@@ -7,6 +7,7 @@ working with a warning; `finish_parsing` applies both after absl has parsed.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -57,6 +58,41 @@ class ChoiceListParser(flags.ListParser):
 
     def flag_type(self) -> str:
         return f"comma separated list of {', '.join(self.choices)}"
+
+
+class FiniteFloatParser(flags.FloatParser):
+    """A finite number (never NaN or infinity), at least `lower_bound`, or above it.
+
+    absl's own bounds let NaN through (every comparison with NaN is false), and a NaN or
+    infinite learning rate trains a model of NaNs without a word: refused while parsing.
+    """
+
+    def __init__(self, lower_bound: float | None = None, positive: bool = False):
+        super().__init__()
+        self.lower, self.positive = lower_bound, positive
+
+    def parse(self, argument):
+        value = super().parse(argument)
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {argument!r}")
+        if self.positive and not value > 0:
+            raise ValueError(f"must be positive, got {argument!r}")
+        if self.lower is not None and value < self.lower:
+            raise ValueError(f"must be at least {self.lower:g}, got {argument!r}")
+        return value
+
+    def flag_type(self) -> str:
+        return "float"
+
+
+def DEFINE_finite_float(  # noqa: N802 - absl's style
+    name, default, help, flag_values=FLAGS, lower_bound=None, positive=False, **args
+):
+    """A float flag that refuses NaN, infinities and (as asked) values below a bound."""
+    parser = FiniteFloatParser(lower_bound, positive)
+    return flags.DEFINE(
+        parser, name, default, help, flag_values, flags.ArgumentSerializer(), **args
+    )
 
 
 def DEFINE_path(name, default, help, flag_values=FLAGS, **args):  # noqa: N802 - absl's style

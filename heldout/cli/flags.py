@@ -14,6 +14,7 @@ from absl import flags
 from heldout.cli.flag_types import (
     DEFINE_choice,
     DEFINE_choice_list,
+    DEFINE_finite_float,
     DEFINE_path,
     define,
     renamed,
@@ -397,7 +398,7 @@ def recipe(module: str, dataset_recipes: bool = False, fv=FLAGS) -> None:
     batch = f"{tag}Batch size (paper: MNIST 256" + (", CIFAR 512)." if cifar else ").")
     define(module, flags.DEFINE_integer, "batch_size", 256, batch, fv)
     rate = f"{tag}Base learning rate (paper: MNIST 0.1" + (", CIFAR 0.4)." if cifar else ").")
-    define(module, flags.DEFINE_float, "learning_rate", 0.1, rate, fv)
+    define(module, DEFINE_finite_float, "learning_rate", 0.1, rate, fv, positive=True)
     spec = (
         "Hidden layer sizes of the MLP, comma-separated: 512,256 (default) is the published "
         "MNIST MLP, 512 one hidden layer of 512 units."

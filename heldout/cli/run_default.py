@@ -15,7 +15,7 @@ from absl import flags
 
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
-from heldout.errors import LockBusyError
+from heldout.errors import LockBusyError, TrainingError
 
 EXAMPLES = """\
   heldout default                        # scores and figures into ./default_output
@@ -51,6 +51,11 @@ def _train(experiment_dir: Path) -> None:
     )
     with progress:
         result = training.train_experiment(training.default_config(), experiment_dir, progress)
+    if result.diverged:  # the next steps need every run, and these are not finished
+        raise TrainingError(
+            f"{len(result.diverged)} runs of the default experiment diverged; first: "
+            + result.diverged[0].describe()
+        )
     if result.busy:
         # The next steps need every run: scoring a half-built experiment would mislead.
         raise LockBusyError(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from absl import flags
 
-from heldout.cli import app, options
+from heldout.cli import app, flag_types, options
 from heldout.cli import flags as cli_flags
 from heldout.errors import UsageError
 
@@ -67,11 +67,14 @@ _MODELS_PER_STEP = flags.DEFINE_integer(
 _VAL_EXAMPLES = flags.DEFINE_integer(
     "val_examples", 1000, "Test examples behind the per-epoch Acc-val."
 )
-_WEIGHT_DECAY = flags.DEFINE_float(
+flag_types.define(
+    __name__,
+    flag_types.DEFINE_finite_float,
     "weight_decay",
     0.0,
     "L2 weight decay: weight_decay * W added to each weight matrix's gradient (biases "
     "excluded). Default 0, as in the paper's MNIST runs.",
+    lower_bound=0.0,
 )
 _COMPUTE_DTYPE = flags.DEFINE_enum(
     "compute_dtype",
@@ -138,14 +141,17 @@ def config_from_flags() -> TrainingConfig:
         seed=data.seed,
         val_examples=_VAL_EXAMPLES.value,
         compute_dtype=_compute_dtype(_COMPUTE_DTYPE.value),
-        weight_decay=_WEIGHT_DECAY.value,
+        weight_decay=flags.FLAGS.weight_decay,
         mlp_hidden_sizes=options.mlp_hidden_sizes(flags.FLAGS.mlp_spec),
         record_heldout_probs=flags.FLAGS.record_heldout_probs,
     )
 
 
 def main(argv: Sequence[str]) -> int:
-    """Trains the experiment the flags describe; 0 when done (errors: `app.guarded`)."""
+    """Trains the experiment the flags describe; 0 when done, 1 when runs diverged.
+
+    Errors print one line (`app.guarded`).
+    """
     del argv
     from heldout import training
     from heldout.cli.progress import TrainingProgress, result_line
@@ -159,7 +165,9 @@ def main(argv: Sequence[str]) -> int:
     with TrainingProgress() as progress:
         result = training.train_experiment(config, flags.FLAGS.output_dir, on_event=progress)
     print(result_line(result))
-    return app.EXIT_OK
+    for diverged in result.diverged:  # not finished: said, and the exit status is 1
+        app.print_error("train_heldout", diverged.describe())
+    return app.EXIT_FAILED if result.diverged else app.EXIT_OK
 
 
 def run() -> None:

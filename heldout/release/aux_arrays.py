@@ -97,6 +97,7 @@ class AuxArrays:
 
 
 _INT64 = np.dtype(np.int64)
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 def _as_bool(name: str, values: np.ndarray, source: str) -> np.ndarray:
@@ -123,6 +124,11 @@ def _as_index(name: str, values: np.ndarray, source: str) -> np.ndarray:
         return values
     if not np.issubdtype(values.dtype, np.integer):
         raise AuxArraysError(f"{source}: {name} has dtype {values.dtype}; expected integers")
+    if values.dtype.kind == "u" and values.size and values.max() > _INT64_MAX:
+        # Said before the cast to int64, which would wrap it to a negative number.
+        raise AuxArraysError(
+            f"{source}: {name} is not a list of example positions: it holds {values.max()}"
+        )
     return values.astype(np.int64, copy=False)
 
 
@@ -264,24 +270,29 @@ def validate(arrays: dict[str, np.ndarray], source: str = "<memory>") -> AuxArra
     return aux
 
 
-def load_aux_arrays(path: str | os.PathLike) -> AuxArrays:
+def load_aux_arrays(path: str | os.PathLike, max_bytes: int | None = None) -> AuxArrays:
     """Reads and validates one `aux_arrays.npz` without ever unpickling.
 
     Args:
       path: the file.
+      max_bytes: the most bytes its arrays may declare (from the split sizes, e.g.
+        `heldout.release.reading.aux_load_bound`); None: the memory available. A file
+        declaring more is refused before anything is allocated or inflated.
 
     Returns:
       The validated arrays (index and correctness of every split, the run's subset).
 
     Raises:
-      AuxArraysError: the file is missing, unreadable, pickled or breaks a format rule;
-        the message starts with the file.
+      AuxArraysError: the file is missing, unreadable, pickled, declares more than
+        `max_bytes` or breaks a format rule; the message starts with the file.
     """
     # The direct reader handles the usual files (one read per array, no copies); anything
     # else, including every broken file, goes through the one loader, which names the fault.
-    arrays = read_stored_npz(path)
+    arrays = read_stored_npz(path, max_bytes)
     if arrays is None:
-        arrays = load_npz(path, error=AuxArraysError, what="an aux_arrays.npz file")
+        arrays = load_npz(
+            path, error=AuxArraysError, what="an aux_arrays.npz file", max_bytes=max_bytes
+        )
     return validate(arrays, str(path))
 
 

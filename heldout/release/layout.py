@@ -11,17 +11,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from heldout._core.atomic import commit_dir, make_temp_dir, write_text_atomic
+from heldout._core.bounded_json import load_json_file
 from heldout.errors import ExperimentMetaError, ReleaseLayoutError, UsageError
 from heldout.release import registry
 from heldout.release.aux_arrays import AuxArrays, load_aux_arrays, save_aux_arrays
+from heldout.release.run_folders import (
+    AUX_ARRAYS_FILE,
+    find_run_folders,
+    parse_ratio,
+    parse_run_id,
+    ratio_dirs,
+    ratio_key,  # noqa: F401 - re-exported: callers compare ratios by it
+)
 
-AUX_ARRAYS_FILE = "aux_arrays.npz"
 CHECKPOINTS_DIR = "checkpoints"
 EXPERIMENT_META_FILE = "experiment.json"
 DEFAULT_EXPERIMENT_NAME = "fashion_mnist-mlp"
@@ -113,44 +120,15 @@ def _same_ratio(a: float, b: float) -> bool:
     return abs(a - b) < 1e-9
 
 
+class _NoRunsError(ReleaseLayoutError):
+    """A folder with ratio-like folders but no run: not an experiment, for the finder."""
+
+
 def ratio_dir_name(subset_ratio: float) -> str:
     """0.7 -> '0.7': the shortest decimal that reads back as the same float."""
     if not 0.0 < subset_ratio <= 1.0:
         raise UsageError(f"subset ratio must be in (0, 1], got {subset_ratio}")
     return repr(float(subset_ratio))
-
-
-def ratio_key(subset_ratio: float) -> float:
-    """The one canonical form of a subset ratio, for comparing and grouping ratios.
-
-    Ratios parsed from folder names or typed by users: 0.7 and 0.7000000000001 are one.
-    """
-    return round(float(subset_ratio), 9)
-
-
-_RATIO_NAME = re.compile(r"^(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e-?[0-9]+)?$")
-_RUN_ID_NAME = re.compile(r"^[0-9]+$")
-
-
-def _parse_ratio(name: str) -> float | None:
-    """The subset ratio a folder name stands for, or None for any other folder.
-
-    Only ASCII decimals (`0.7`, `.5`, `1.0`, `1e-05`): `float` also accepts other scripts'
-    digits, whitespace, `nan` and `inf`, none of which names a ratio folder.
-    """
-    if not _RATIO_NAME.match(name):
-        return None
-    value = float(name)
-    return value if 0.0 < value <= 1.0 else None
-
-
-def _parse_run_id(name: str) -> int | None:
-    """The run id a folder name stands for (ASCII digits only: `str.isdigit` accepts "²")."""
-    return int(name) if _RUN_ID_NAME.match(name) else None
-
-
-def _is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / AUX_ARRAYS_FILE).is_file()
 
 
 _META_TYPES: dict[str, tuple[type, ...]] = {
@@ -205,16 +183,15 @@ def read_experiment_meta(experiment_dir: Path) -> ExperimentMeta:
     """Meta from `experiment.json` when present, else from the registry by folder name.
 
     Raises:
-      ExperimentMetaError: the file is not valid JSON, not an object, or a field has the
-        wrong type (the message names the file and the field).
+      ExperimentMetaError: the file is not valid JSON (or too large or deeply nested),
+        not an object, or a field has the wrong type (the message names the file and
+        the field).
     """
     experiment_dir = Path(experiment_dir)
     meta_path = experiment_dir / EXPERIMENT_META_FILE
-    if meta_path.is_file():
-        try:
-            raw = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ExperimentMetaError(f"{meta_path}: not valid JSON ({error})") from None
+    if meta_path.exists() and not meta_path.is_dir():  # a FIFO or device: refused, named
+        # Bounded: a huge number or deep nesting is one error, not a traceback.
+        raw = load_json_file(meta_path, ExperimentMetaError)
         fields = _meta_fields(raw, meta_path)
         fields.setdefault("name", experiment_dir.name)
         known = set(_META_TYPES)
@@ -245,15 +222,6 @@ def write_experiment_meta(experiment_dir: str | os.PathLike, meta: ExperimentMet
     write_text_atomic(experiment_dir / EXPERIMENT_META_FILE, json.dumps(raw, indent=2) + "\n")
 
 
-def _ratio_dirs(experiment_dir: Path) -> list[tuple[float, Path]]:
-    found = []
-    for child in experiment_dir.iterdir():
-        ratio = _parse_ratio(child.name)
-        if ratio is not None and child.is_dir():
-            found.append((ratio, child))
-    return sorted(found)
-
-
 def open_experiment(path: str | os.PathLike) -> Experiment:
     """Reads one experiment folder: its meta and every run, sorted by (ratio, run id).
 
@@ -264,24 +232,19 @@ def open_experiment(path: str | os.PathLike) -> Experiment:
       The experiment.
 
     Raises:
-      ReleaseLayoutError: not a folder, or no run below it.
+      ReleaseLayoutError: not a folder, no run below it, or two folders that denote one
+        ratio, one run id or (through links) one run (`find_run_folders`).
       ExperimentMetaError: a malformed `experiment.json`.
     """
     path = Path(path)
     if not path.is_dir():
         raise ReleaseLayoutError(f"{path}: not a folder")
-    runs = []
-    for ratio, ratio_dir in _ratio_dirs(path):
-        for child in ratio_dir.iterdir():
-            run_id = _parse_run_id(child.name)
-            if run_id is not None and _is_run_dir(child):
-                runs.append(Run(path, ratio, ratio_dir.name, run_id, child))
+    runs = [Run(path, *found) for found in find_run_folders(path)]
     if not runs:
-        raise ReleaseLayoutError(
+        raise _NoRunsError(
             f"{path}: no runs found; expected <subset_ratio>/<run_id>/{AUX_ARRAYS_FILE} "
             "below it (e.g. 0.7/0/aux_arrays.npz)"
         )
-    runs.sort(key=lambda run: (run.subset_ratio, run.run_id))
     return Experiment(path=path, meta=read_experiment_meta(path), runs=tuple(runs))
 
 
@@ -296,19 +259,20 @@ def find_experiments(root: str | os.PathLike) -> list[Experiment]:
       ratio-like folder with no runs) are left out.
 
     Raises:
-      ReleaseLayoutError: `root` is not a folder, or is an experiment that cannot be read.
+      ReleaseLayoutError: `root` is not a folder, or it or a folder below it is an
+        experiment that cannot be read (e.g. a run counted twice).
     """
     root = Path(root)
     if not root.is_dir():
         raise ReleaseLayoutError(f"{root}: not a folder")
-    if _ratio_dirs(root):
+    if ratio_dirs(root):
         return [open_experiment(root)]
     experiments = []
     for child in sorted(root.iterdir()):
-        if child.is_dir() and not child.name.startswith(".") and _ratio_dirs(child):
+        if child.is_dir() and not child.name.startswith(".") and ratio_dirs(child):
             try:
                 experiments.append(open_experiment(child))
-            except ReleaseLayoutError:
+            except _NoRunsError:
                 continue  # a ratio-like folder with no runs: not an experiment
     return experiments
 
@@ -330,13 +294,13 @@ def open_run(path: str | os.PathLike) -> Run:
     if path.name == CHECKPOINTS_DIR:
         path = path.parent
     path = path.resolve()
-    run_id = _parse_run_id(path.name)
-    ratio = _parse_ratio(path.parent.name)
+    run_id = parse_run_id(path.name)
+    ratio = parse_ratio(path.parent.name)
     if run_id is None or ratio is None:
         raise ReleaseLayoutError(
             f"{path}: not a run folder; expected <experiment>/<subset_ratio>/<run_id>"
         )
-    if not _is_run_dir(path):
+    if not (path.is_dir() and (path / AUX_ARRAYS_FILE).is_file()):
         raise ReleaseLayoutError(f"{path}: run folder without {AUX_ARRAYS_FILE}")
     return Run(path.parent.parent, ratio, path.parent.name, run_id, path)
 

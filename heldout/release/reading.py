@@ -12,14 +12,17 @@ import contextlib
 import functools
 import gc
 import os
+import stat
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from heldout.errors import InconsistentRunError  # noqa: F401 - re-exported
+from heldout._core.system import memory_available
+from heldout.errors import InconsistentRunError
 from heldout.release.aux_arrays import AuxArrays, AuxArraysError, load_aux_arrays
 from heldout.release.layout import Run
 
@@ -82,10 +85,20 @@ def _array_length(npz: zipfile.ZipFile, key: str) -> int:
 def split_sizes_of(path: str | os.PathLike) -> tuple[int, int] | None:
     """(N, N_test) of one `aux_arrays.npz` from its array headers; None if unreadable."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None  # a FIFO would block the read; the full read names it
         with zipfile.ZipFile(path) as npz:
             num_train = _array_length(npz, "index_train") + _array_length(npz, "index_removed")
             return num_train, _array_length(npz, "index_test")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        RuntimeError,  # zipfile: an encrypted member, a zip version it cannot read
+    ):
         return None  # the full read reports what is wrong with it
 
 
@@ -93,17 +106,35 @@ def majority_split_sizes(runs: Iterable[RunLike], workers: int | None = None) ->
     """A check against the (N, N_test) most runs have, read from the files' headers.
 
     Cheap (a few hundred bytes per file), so `read_runs(..., skip_bad_runs=True)` can skip
-    the odd runs instead of the good ones when nothing else says what the sizes are. Ties
-    go to the sizes seen first.
+    the odd runs instead of the good ones when nothing else says what the sizes are.
+
+    Raises:
+      InconsistentRunError: two sizes are tied for the most runs: nothing says which
+        runs are the odd ones (the message names both groups and a file of each).
     """
     paths = [_aux_path(run) for run in runs]
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aux-sizes") as pool:
-        sizes = [size for size in pool.map(split_sizes_of, paths) if size is not None]
+        read = list(zip(paths, pool.map(split_sizes_of, paths), strict=True))
+    sizes = [size for _, size in read if size is not None]
     if not sizes:
         return SplitSizeCheck()
     counts = collections.Counter(sizes)
     (num_train, num_test), agree = counts.most_common(1)[0]
+    tied = [size for size, count in counts.items() if count == agree]
+    if len(tied) > 1:
+        example = {}
+        for path, size in read:
+            example.setdefault(size, path)
+        groups = " and ".join(
+            f"N={n}, N_test={n_test} ({agree} runs, e.g. {example[(n, n_test)]})"
+            for n, n_test in tied
+        )
+        raise InconsistentRunError(
+            f"{_common_folder(paths)}: the runs disagree on their split sizes and no "
+            f"majority decides which are right: {groups}; record num_train and num_test in "
+            "experiment.json, or remove the runs of the wrong experiment"
+        )
     return SplitSizeCheck(
         num_train,
         num_test,
@@ -111,8 +142,67 @@ def majority_split_sizes(runs: Iterable[RunLike], workers: int | None = None) ->
     )
 
 
+def _common_folder(paths: list[Path]) -> str:
+    """The folder all `paths` lie in (the experiment's), for naming it in an error."""
+    try:
+        return os.path.commonpath([os.path.abspath(path) for path in paths])
+    except ValueError:  # paths on different drives (Windows)
+        return str(paths[0].parent)
+
+
 def _aux_path(item: RunLike) -> Path:
     return item.aux_path if isinstance(item, Run) else Path(item)
+
+
+def check_subset_ratio(aux: AuxArrays, subset_ratio: float) -> None:
+    """Raises unless the run trained on its folder's subset ratio of the examples.
+
+    A run copied into another ratio's folder would change that ratio's scores; its own
+    arrays show its ratio (`len(index_train) / N`). Rounding of `ratio * N` is allowed,
+    and more for tiny splits: max(0.02, 2 / N).
+
+    Raises:
+      AuxArraysError: naming the file, its training fraction and the folder's ratio.
+    """
+    num_train = aux.num_train
+    if num_train == 0:
+        return
+    trained = aux.index_train.size
+    fraction = trained / num_train
+    if abs(fraction - subset_ratio) > max(0.02, 2 / num_train):
+        raise AuxArraysError(
+            f"{aux.source}: the run trained on {trained} of {num_train} examples (fraction "
+            f"{fraction:.4g}), but its folder is subset ratio {subset_ratio:g}; a run of "
+            "another ratio (copied into the wrong folder?) would change the scores"
+        )
+
+
+def _expected_ratios(
+    runs: list[RunLike], ratios: Sequence[float | None] | None
+) -> list[float | None]:
+    """The subset ratio each run must have: a `Run`'s own, else the one given for it."""
+    if ratios is not None and len(ratios) != len(runs):
+        raise ValueError(f"{len(ratios)} ratios given for {len(runs)} runs")
+    return [
+        run.subset_ratio if isinstance(run, Run) else (ratios[k] if ratios is not None else None)
+        for k, run in enumerate(runs)
+    ]
+
+
+# An aux_arrays.npz holds 7 arrays of at most max(N, N_test) entries of at most 8 bytes; a
+# file declaring 4 times that is refused before it is inflated (a run of another size
+# below that is still reported as such, by the split-size check).
+_AUX_BOUND_FACTOR = 4 * 7 * 8
+_AUX_BOUND_SLACK = 1 << 20
+
+
+def aux_load_bound(size_check: SplitSizeCheck) -> int | None:
+    """The most bytes one run's arrays may declare: from the split sizes when both are
+    known, else the memory available (None where unknown); checked before any array is
+    allocated or inflated."""
+    if size_check.num_train is None or size_check.num_test is None:
+        return memory_available()
+    return _AUX_BOUND_FACTOR * max(size_check.num_train, size_check.num_test) + _AUX_BOUND_SLACK
 
 
 # Files the kernel is asked to read ahead of the calling thread (by default): a few MB for
@@ -129,6 +219,7 @@ def read_runs(
     on_bad_run: BadRunCallback | None = None,
     progress: bool | ProgressCallback = False,
     size_check: SplitSizeCheck | None = None,
+    ratios: Sequence[float | None] | None = None,
 ) -> Iterator[tuple[RunLike, AuxArrays]]:
     """Yields `(run, aux)` for each run (a `Run` or a path to an `aux_arrays.npz`), in order.
 
@@ -147,10 +238,17 @@ def read_runs(
       size_check: the split-size check, e.g. with the experiment's known sizes. Default:
         with `skip_bad_runs`, the majority over `runs` (`majority_split_sizes`); else the
         first run sets the sizes (any disagreement then stops the read, naming both files).
+        Its sizes also bound what a file may declare before it is inflated
+        (`aux_load_bound`).
+      ratios: for runs given as paths, the subset ratio of each (a `Run` carries its
+        own): a run whose training fraction is another ratio's is a bad run
+        (`check_subset_ratio`).
 
     Raises:
-      AuxArraysError: a bad run, unless `skip_bad_runs`.
-      ValueError: `workers` below 1.
+      AuxArraysError: a bad run (malformed, missing, unreadable, of other split sizes or
+        of another ratio), unless `skip_bad_runs`.
+      InconsistentRunError: with `skip_bad_runs` and no known sizes, runs tied on sizes.
+      ValueError: `workers` below 1, or `ratios` not one per run.
 
     By default the calling thread reads and the kernel is asked to read the next files ahead
     (`posix_fadvise(WILLNEED)`), so a cold disk works while a run is checked and counted.
@@ -166,19 +264,23 @@ def read_runs(
     if size_check is None:
         # Skipping bad runs needs to know which sizes are the good ones before the first.
         size_check = majority_split_sizes(runs, workers) if skip_bad_runs else SplitSizeCheck()
+    expected_ratios = _expected_ratios(runs, ratios)
+    load = functools.partial(load_aux_arrays, max_bytes=aux_load_bound(size_check))
     report = progress_reporter(progress, len(runs))
     if workers:
-        loads = _loads_on_threads(runs, workers, max(1, max_in_flight or 2 * workers))
+        loads = _loads_on_threads(runs, load, workers, max(1, max_in_flight or 2 * workers))
     else:
         readahead = READAHEAD_RUNS if max_in_flight is None else max(0, max_in_flight)
-        loads = _loads_here(runs, readahead)
+        loads = _loads_here(runs, load, readahead)
     done = 0
     with cyclic_gc_paused(), contextlib.closing(loads):
         try:
-            for run, load in loads:
+            for (run, loaded), ratio in zip(loads, expected_ratios, strict=False):
                 try:
-                    aux = load()
+                    aux = loaded()
                     size_check.check(aux)
+                    if ratio is not None:
+                        check_subset_ratio(aux, ratio)
                 except AuxArraysError as error:
                     if not skip_bad_runs:
                         raise
@@ -197,7 +299,9 @@ def read_runs(
 Load = Callable[[], AuxArrays]
 
 
-def _loads_here(runs: list[RunLike], readahead: int) -> Iterator[tuple[RunLike, Load]]:
+def _loads_here(
+    runs: list[RunLike], load: Callable[[Path], AuxArrays], readahead: int
+) -> Iterator[tuple[RunLike, Load]]:
     """Each run with the call that reads it in this thread; the next `readahead` files are
     handed to the kernel's read-ahead first, so their pages arrive while this one is used."""
     paths = [_aux_path(run) for run in runs]
@@ -206,7 +310,7 @@ def _loads_here(runs: list[RunLike], readahead: int) -> Iterator[tuple[RunLike, 
     for position, (run, path) in enumerate(zip(runs, paths, strict=True)):
         if position + readahead < len(paths):
             _advise_will_need(paths[position + readahead])
-        yield run, functools.partial(load_aux_arrays, path)
+        yield run, functools.partial(load, path)
 
 
 def _advise_will_need(path: Path) -> None:
@@ -218,7 +322,7 @@ def _advise_will_need(path: Path) -> None:
     if not hasattr(os, "posix_fadvise"):  # pragma: no cover - Linux has it; macOS does not
         return
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO: no wait
     except OSError:
         return
     try:
@@ -230,7 +334,7 @@ def _advise_will_need(path: Path) -> None:
 
 
 def _loads_on_threads(
-    runs: list[RunLike], workers: int, max_in_flight: int
+    runs: list[RunLike], load: Callable[[Path], AuxArrays], workers: int, max_in_flight: int
 ) -> Iterator[tuple[RunLike, Load]]:
     """Each run with the call that waits for its read on a pool of `workers` threads; at
     most `max_in_flight` runs are loaded or loading, counting the one handed out."""
@@ -241,7 +345,7 @@ def _loads_on_threads(
         def submit_next() -> None:
             run = next(to_submit, None)
             if run is not None:
-                pending.append((run, pool.submit(load_aux_arrays, _aux_path(run))))
+                pending.append((run, pool.submit(load, _aux_path(run))))
 
         try:
             for _ in range(max_in_flight):

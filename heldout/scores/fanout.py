@@ -134,6 +134,7 @@ def read_share(
         skip_bad_runs=skip_bad_runs,
         on_bad_run=bad,
         size_check=size_check,
+        ratios=[ratio for _, ratio in items],  # a run in another ratio's folder is bad
     ):
         ratio = ratio_of[str(path)]
         counts.add(ratio, aux)

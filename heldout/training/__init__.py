@@ -5,14 +5,16 @@
     cifar = TrainingConfig.for_dataset("cifar10", data_dir="~/tensorflow_datasets")
 
 Modules, each with one job (none but `loops` and `stacked_mlp` imports TensorFlow on
-import): `recipe` (how models are trained, shared with the proxies), `config` (what
-an experiment trains: a recipe plus its layout, and the papers' recipes), `plan` (each
+import): `recipe` (how models are trained, shared with the proxies), `config` (what an
+experiment trains: a recipe plus its layout, and the papers' recipes), `plan` (each
 run's subset, random streams and schedule), `data` (the source -- IDX files, a .npz, any
 TFDS dataset -- in memory, and its record), `record` (`experiment.json`), `resume`
-(finished, invalid and leftover runs), `partial` (mid-training checkpoints of a run),
-`augment` (the CIFAR training augmentation), `locks` (several trainers in one folder),
-`experiment` (the driver), `fanout` (the same on a Dask cluster), `events` (what is
-reported), `loops` and `stacked_mlp` (TensorFlow), `precision` (mixed precision).
+(finished, invalid and leftover runs), `run_record` (the sizes a finished run is checked
+against), `legacy_runs` (runs written before that record), `divergence` (runs whose loss
+became NaN), `partial` (mid-training checkpoints of a run), `augment` (the CIFAR
+training augmentation), `locks` (several trainers in one folder), `experiment` (the
+driver), `fanout` (the same on a Dask cluster), `events` (what is reported), `loops` and
+`stacked_mlp` (TensorFlow), `precision` (mixed precision).
 """
 
 from heldout.errors import TrainingError
@@ -20,6 +22,7 @@ from heldout.training.config import DATASETS, RECIPES, TrainingConfig, default_c
 from heldout.training.events import (
     EpochLog,
     Event,
+    RunDiverged,
     RunSetAside,
     RunsSkipped,
     RunWritten,
@@ -39,6 +42,7 @@ __all__ = [
     "Recipe",
     "EpochLog",
     "Event",
+    "RunDiverged",
     "RunSetAside",
     "RunWritten",
     "RunsSkipped",

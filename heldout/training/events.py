@@ -52,6 +52,28 @@ class RunSetAside:
 
 
 @dataclasses.dataclass(frozen=True)
+class RunDiverged:
+    """Sent when a run's loss or weights stopped being finite: not written, not finished.
+
+    Its model is kept in `kept_in` (a hidden folder of the ratio folder, ignored by the
+    release reader) for inspection; the run stays pending (a lower learning rate helps).
+    """
+
+    subset_ratio: float
+    run_id: int
+    path: Path  # where the run would have been written
+    kept_in: Path
+    reason: str  # e.g. "loss became nan at epoch 3"
+
+    def describe(self) -> str:
+        """One line: the run, what went wrong, where its model is."""
+        return (
+            f"run {self.subset_ratio:g}/{self.run_id}: {self.reason}; not written as a "
+            f"finished run, its model set aside in {self.kept_in}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class RunsSkipped:
     """Sent when pending runs are left to another process that trains (or trained) them."""
 
@@ -130,7 +152,14 @@ class RunWritten:
 
 
 Event = (
-    TrainingPlan | TemporariesRemoved | RunSetAside | RunsSkipped | EpochLog | EpochEnd | RunWritten
+    TrainingPlan
+    | TemporariesRemoved
+    | RunSetAside
+    | RunDiverged
+    | RunsSkipped
+    | EpochLog
+    | EpochEnd
+    | RunWritten
 )
 
 
@@ -140,6 +169,7 @@ class TrainingResult:
 
     `busy` runs were pending but claimed by another process training into the same
     folder: they are not finished when this call returns (that process finishes them).
+    `diverged` runs are not finished either: their loss or weights became non-finite.
     """
 
     experiment_dir: Path
@@ -147,3 +177,4 @@ class TrainingResult:
     skipped: tuple[RunKey, ...]  # finished before this call (or by another process meanwhile)
     set_aside: tuple[RunSetAside, ...] = ()
     busy: tuple[RunKey, ...] = ()
+    diverged: tuple[RunDiverged, ...] = ()  # not written: loss or weights not finite

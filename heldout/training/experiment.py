@@ -17,11 +17,12 @@ from pathlib import Path
 
 from heldout.errors import LockBusyError
 from heldout.release import layout as release
-from heldout.training import locks, record, resume
+from heldout.training import legacy_runs, locks, record, resume
 from heldout.training.config import TrainingConfig
 from heldout.training.data import TrainingData, open_source
 from heldout.training.events import (
     Event,
+    RunDiverged,
     RunKey,
     RunSetAside,
     RunsSkipped,
@@ -50,6 +51,7 @@ class _Session:
         self.skipped: list[RunKey] = []
         self.busy: list[RunKey] = []
         self.set_aside: list[RunSetAside] = []
+        self.diverged: list[RunDiverged] = []
         self._trainer = trainer
 
     def trainer(self):
@@ -71,7 +73,7 @@ class _Session:
         # Holding the claim, no one else writes this run: what a killed trainer of it left
         # (a half-written `release.write_run` temporary) can go now, not only when alone.
         remove_run_temporaries(claim.path.parent, run_id)
-        if state == resume.INVALID:
+        if state in (resume.INVALID, resume.UNRECORDED):
             moved = resume.set_aside(run_dir)
             event = RunSetAside(ratio, run_id, run_dir, moved, why)
             self.set_aside.append(event)
@@ -79,11 +81,14 @@ class _Session:
         return True
 
     @contextlib.contextmanager
-    def claimed(self, ratio: float, run_ids: Sequence[int]) -> Iterator[list[int]]:
+    def claimed(
+        self, ratio: float, run_ids: Sequence[int], quiet_busy: bool = False
+    ) -> Iterator[list[int]]:
         """Claims what it can of `run_ids`; yields the runs this process is to train.
 
         Runs claimed by another process, or written by one since the scan, are reported
-        (`RunsSkipped`) and left. The claims are held until the group is written.
+        (`RunsSkipped`; busy ones not again when `quiet_busy`) and left. The claims are
+        held until the group is written.
         """
         ratio_dir = self.experiment_dir / release.ratio_dir_name(ratio)
         claims: dict[int, locks.RunClaim] = {}
@@ -103,7 +108,8 @@ class _Session:
                     done.append(run_id)
             if busy:
                 self.busy.extend((ratio, run_id) for run_id in busy)
-                self.notify(RunsSkipped(ratio, tuple(busy), reason))
+                if not quiet_busy:
+                    self.notify(RunsSkipped(ratio, tuple(busy), reason))
             if done:
                 self.skipped.extend((ratio, run_id) for run_id in done)
                 self.notify(RunsSkipped(ratio, tuple(done), "written by another process"))
@@ -116,10 +122,30 @@ class _Session:
         for _, run_group in training_groups(self.config, [(ratio, r) for r in run_ids]):
             self.train_group(ratio, run_group)
 
-    def train_group(self, ratio: float, run_ids: Sequence[int]) -> None:
-        with self.claimed(ratio, run_ids) as group:
+    def train_group(self, ratio: float, run_ids: Sequence[int], quiet_busy=False) -> None:
+        with self.claimed(ratio, run_ids, quiet_busy) as group:
             if group:
-                self.written.extend(self.trainer().train_group(ratio, group))
+                for outcome in self.trainer().train_group(ratio, group):
+                    if isinstance(outcome, RunDiverged):
+                        self.diverged.append(outcome)
+                    else:
+                        self.written.append(outcome)
+
+    def take_over_busy(self) -> None:
+        """Takes over the runs left to another process whose claim is now free.
+
+        A claim dies with its process: a free claim means that process finished the run
+        (then counted as written by another process) or died (then trained here, its
+        leftovers removed first). Repeated while claims come free; runs still claimed by
+        a live process stay in `busy`.
+        """
+        while self.busy:
+            before = list(self.busy)
+            self.busy.clear()
+            for ratio, run_ids in training_groups(self.config, before):
+                self.train_group(ratio, run_ids, quiet_busy=True)
+            if set(self.busy) == set(before):  # every holder is alive: theirs to finish
+                return
 
     def result(self) -> TrainingResult:
         return TrainingResult(
@@ -128,6 +154,7 @@ class _Session:
             tuple(self.skipped),
             tuple(self.set_aside),
             tuple(self.busy),
+            tuple(self.diverged),
         )
 
 
@@ -183,6 +210,10 @@ def prepared_experiment(
         training_lock.share()
         data = record.update_record(experiment_dir, config, opened)
         states = resume.scan_runs(experiment_dir, config, data.num_train, data.num_test)
+        if states.unrecorded and legacy_runs.record_checked_runs(
+            experiment_dir, config, data, states.unrecorded
+        ):
+            states = resume.scan_runs(experiment_dir, config, data.num_train, data.num_test)
         notify(
             TrainingPlan(
                 experiment_dir,
@@ -205,20 +236,24 @@ def train_experiment(
     Calling it again with the same config trains nothing; an interrupted call leaves only
     complete run folders (and hidden temporaries that a later call removes). Several
     calls, in several processes, may train into one folder at once (e.g. one per subset
-    ratio); a run another process is training is skipped and listed in `result.busy`.
+    ratio); a run another process is training is skipped, and taken over at the end if
+    that process has died meanwhile; those still training are listed in `result.busy`.
 
     Args:
       config: what to train.
       output_dir: the experiment folder (created if missing).
       on_event: receives a `TrainingPlan` first, then `EpochLog`, `RunWritten`,
-        `RunSetAside`, `RunsSkipped` and `TemporariesRemoved` records as they happen.
+        `RunSetAside`, `RunDiverged`, `RunsSkipped` and `TemporariesRemoved` records as
+        they happen.
 
     Returns:
-      What was written, skipped, set aside, and left to other processes.
+      What was written, skipped, set aside, left to other processes, and the runs that
+      diverged (loss or weights not finite: not written, still to train).
 
     Raises:
       TrainingError: `output_dir` holds another experiment (not written by this trainer,
-        or with other defining settings), or the data cannot be found.
+        or with other defining settings), the data cannot be found, or a run cannot be
+        written (a full disk: the message names the folder).
       LockBusyError: another process kept a lock of the folder for over a minute.
       DatasetError, LabelCorruptionError: the data or the recorded corruption is unusable.
     """
@@ -229,6 +264,7 @@ def train_experiment(
         session.skipped.extend(states.finished)
         for ratio, run_ids in training_groups(config, states.pending):
             session.train_group(ratio, run_ids)
+        session.take_over_busy()  # a companion killed meanwhile left its runs to no one
     return session.result()
 
 
@@ -293,6 +329,7 @@ def train_group(
         session = _Session(config, kept[1], experiment_dir, forward, trainer=kept[3])
         try:
             session.train_group(subset_ratio, tuple(run_ids))
+            session.take_over_busy()
         finally:
             forward.target = lambda event: None
             kept[3] = session._trainer

@@ -155,6 +155,11 @@ def train_group_task(
             "skipped": tuple(int(r) for _, r in result.skipped),
             "busy": tuple(int(r) for _, r in result.busy),
             "set_aside": tuple(result.set_aside),
+            # Not finished: failed runs to the caller (named, exit status 1), no traceback.
+            "failed": tuple(
+                FailedRun(event.subset_ratio, event.run_id, str(event.path), event.describe())
+                for event in result.diverged
+            ),
         }
     except Exception as error:  # noqa: BLE001 - reported per run, with a traceback for bugs
         done = {run.run_id for run in written}

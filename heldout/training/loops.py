@@ -10,9 +10,11 @@ with) and writes it as a run with `heldout.release.layout.write_run`.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +28,19 @@ from heldout.release import layout as release
 from heldout.release.aux_arrays import aux_from_predictions
 from heldout.scores import soft_cscore
 from heldout.training import augment as augment_ops
-from heldout.training import partial, precision, stacked_mlp
+from heldout.training import divergence, partial, precision, stacked_mlp
 from heldout.training.config import TrainingConfig
 from heldout.training.data import TrainingData
-from heldout.training.events import EpochEnd, EpochLog, Event, RunWritten, TrainingPass
+from heldout.training.events import (
+    EpochEnd,
+    EpochLog,
+    Event,
+    RunDiverged,
+    RunWritten,
+    TrainingPass,
+)
 from heldout.training.plan import epoch_batches, learning_rates, run_rngs, run_subset
+from heldout.training.run_record import write_run_record
 
 # Rows per inference call of the per-epoch hook: large products, bounded memory.
 PREDICT_CHUNK = 8192
@@ -47,14 +57,14 @@ class Trainer:
         self,
         config: TrainingConfig,
         data: TrainingData,
-        experiment_dir: Path,
+        experiment_dir: str | Path,
         notify: Callable[[Event], None],
         record_training_passes: bool = False,
     ):
         self.config = config
         self.record_training_passes = record_training_passes
         self.data = data
-        self.experiment_dir = experiment_dir
+        self.experiment_dir = Path(experiment_dir)
         self.notify = notify
         n = data.num_train
         self.images_flat = tf.constant(data.train_images.reshape(n, -1))
@@ -84,8 +94,14 @@ class Trainer:
             )
         return self._stacks[num_models]
 
-    def train_group(self, subset_ratio: float, run_ids: Sequence[int]) -> list[release.Run]:
-        """Trains runs `run_ids` of one ratio together (MLPs) or in turn, and writes them."""
+    def train_group(
+        self, subset_ratio: float, run_ids: Sequence[int]
+    ) -> list[release.Run | RunDiverged]:
+        """Trains runs `run_ids` of one ratio together (MLPs) or in turn, and writes them.
+
+        A run whose loss or weights became non-finite is not written: its `RunDiverged`
+        (also sent) takes its place in the list.
+        """
         if self.config.arch != "mlp":
             return [self._train_single(subset_ratio, run_id) for run_id in run_ids]
         config, n = self.config, self.data.num_train
@@ -97,6 +113,7 @@ class Trainer:
         stack = self._stack(len(run_ids))
         sizes = stack.layer_sizes
         stack.set_params([stacked_mlp.init_params(r["init"], sizes) for r in rngs])
+        diverged: dict[int, str] = {}  # model -> why it is not a finished run
         for epoch in range(config.epochs):
             batch_index = np.stack(
                 [epoch_batches(s, batch, r["shuffle"]) for s, r in zip(subsets, rngs, strict=True)],
@@ -119,6 +136,10 @@ class Trainer:
                 loss, correct = stack.train_epoch(*epoch_args)
             loss, correct = loss.numpy(), correct.numpy()
             seconds = time.perf_counter() - start
+            for m in range(len(run_ids)):  # the models are independent: the others go on
+                problem = divergence.loss_problem(loss[m], epoch + 1)
+                if problem is not None:
+                    diverged.setdefault(m, problem)
             val_loss, val_correct = stack.evaluate(
                 self.val_images, self.val_labels, tf.constant(config.eval_batch_size)
             )
@@ -150,7 +171,14 @@ class Trainer:
             )
         written = []
         for m, run_id in enumerate(run_ids):
-            model = self._mlp_from(stack.get_params(m))
+            params = stack.get_params(m)
+            reason = diverged.get(m)
+            if reason is None and not divergence.all_finite([*params.weights, *params.biases]):
+                reason = f"weights not finite after epoch {config.epochs}"
+            model = self._mlp_from(params)
+            if reason is not None:
+                written.append(self._set_aside(subset_ratio, run_id, model, reason))
+                continue
             written.append(
                 self._write(
                     subset_ratio,
@@ -203,7 +231,7 @@ class Trainer:
         return model
 
     # -- other architectures, one model at a time -----------------------------------------
-    def _train_single(self, subset_ratio: float, run_id: int) -> release.Run:
+    def _train_single(self, subset_ratio: float, run_id: int) -> release.Run | RunDiverged:
         """Trains one convolutional model (the papers' recipe) and writes it as a run.
 
         Mid-training checkpoints (`config.checkpoint_every`, `heldout.training.partial`)
@@ -237,7 +265,7 @@ class Trainer:
         streams = {"shuffle": rngs["shuffle"], "augment": rngs["augment"]}
         ratio_dir = self.experiment_dir / release.ratio_dir_name(subset_ratio)
         identity = partial.run_identity(config, self.data.record, subset_ratio, run_id)
-        first_epoch = 0
+        first_epoch, reason = 0, None
         if config.checkpoint_every:
             found = partial.find(ratio_dir, run_id, identity, config.epochs)
             if found is not None:
@@ -296,6 +324,9 @@ class Trainer:
             loss_sum = float(np.sum(tf.stack(losses).numpy(), dtype=np.float64)) * batch
             hits_sum = int(np.sum(tf.stack(hits).numpy()))
             seconds = time.perf_counter() - start
+            reason = divergence.loss_problem(loss_sum, epoch + 1)
+            if reason is not None:  # NaN from here on: no use training further
+                break
             val_logits = model(val_x, is_training=False)
             predicted = tf.argmax(val_logits, -1, output_type=tf.int32)
             val_hits = int(tf.reduce_sum(tf.cast(predicted == self.val_labels, tf.int32)))
@@ -310,7 +341,8 @@ class Trainer:
             if every and (epoch + 1) % every == 0 and epoch + 1 < config.epochs:
                 epoch_done.assign(epoch + 1)
                 step_done.assign((epoch + 1) * steps)
-                partial.save(ratio_dir, run_id, epoch + 1, state, identity, streams)
+                with naming_write_errors(ratio_dir / f".{run_id}.partial-e{epoch + 1}"):
+                    partial.save(ratio_dir, run_id, epoch + 1, state, identity, streams)
             examples = steps * batch
             self.notify(
                 EpochLog(
@@ -325,10 +357,15 @@ class Trainer:
                     seconds=seconds,
                 )
             )
-        run = self._write(
-            subset_ratio, run_id, model, subset, rngs["aux_order"], steps * config.epochs
-        )
-        partial.remove(ratio_dir, run_id)  # the run is written: nothing to resume
+        if reason is None and not divergence.all_finite(v.numpy() for v in model.variables):
+            reason = f"weights not finite after epoch {config.epochs}"
+        if reason is not None:
+            run = self._set_aside(subset_ratio, run_id, model, reason)
+        else:
+            run = self._write(
+                subset_ratio, run_id, model, subset, rngs["aux_order"], steps * config.epochs
+            )
+        partial.remove(ratio_dir, run_id)  # written or set aside: nothing to resume
         return run
 
     def _single_images(self):
@@ -338,6 +375,20 @@ class Trainer:
         return self._images
 
     # -- evaluation and writing ------------------------------------------------------------
+    def _set_aside(self, subset_ratio, run_id, model, reason: str) -> RunDiverged:
+        """Keeps a diverged model aside (never as a finished run); sends `RunDiverged`."""
+        ratio_dir = self.experiment_dir / release.ratio_dir_name(subset_ratio)
+        with naming_write_errors(ratio_dir / f".{run_id}.diverged"):
+            event = divergence.keep_diverged(
+                ratio_dir,
+                subset_ratio,
+                run_id,
+                reason,
+                lambda folder: checkpoints.save(model, folder, self.config.epochs, 0),
+            )
+        self.notify(event)
+        return event
+
     def _write(self, subset_ratio, run_id, model, subset, aux_rng, global_step) -> release.Run:
         if self._mlp_evaluator is not None and model is self._mlp_evaluator.model:
             evaluator = self._mlp_evaluator
@@ -361,10 +412,13 @@ class Trainer:
             checkpoints.save(model, folder, epoch=self.config.epochs, global_step=global_step)
             if probs is not None:
                 soft_cscore.write_heldout_probs(folder.parent, np.flatnonzero(~mask), probs)
+            write_run_record(folder.parent)  # last: the sizes a resume checks
 
-        run = release.write_run(
-            self.experiment_dir, subset_ratio, run_id, aux, write_checkpoint=write_files
-        )
+        run_dir = self.experiment_dir / release.ratio_dir_name(subset_ratio) / str(run_id)
+        with naming_write_errors(run_dir):
+            run = release.write_run(
+                self.experiment_dir, subset_ratio, run_id, aux, write_checkpoint=write_files
+            )
         self.notify(
             RunWritten(
                 run,
@@ -385,6 +439,35 @@ class Trainer:
         return evaluate_correctness(
             evaluator, self._eval_datasets[split], split, self.data.source.split_size(split)
         )
+
+
+@contextlib.contextmanager
+def naming_write_errors(target: Path) -> Iterator[None]:
+    """Turns a failed write (full disk, file-size limit) into one line naming `target`.
+
+    TensorFlow's checkpoint writer raises its own errors (`ResourceExhaustedError` for a
+    full disk); numpy raises OSErrors that name no file. The writers remove their
+    temporaries themselves.
+    """
+    try:
+        yield
+    except FileExistsError:
+        raise  # the run was written by another process: said as it is
+    except (tf.errors.OpError, OSError) as error:
+        raise TrainingError(
+            f"{target}: could not be written ({_write_cause(error)}); is the disk full, or over a "
+            "file-size limit?"
+        ) from None
+
+
+def _write_cause(error: BaseException) -> str:
+    """The cause of a failed write in a few words ("File too large", "No space left ...")."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(getattr(error, "message", None) or error)
+    text = re.sub(r"\{\{.*?\}\}|\[Op:[^\]]*\]", "", text).strip()  # TensorFlow's decorations
+    text = text.rsplit("; ", 1)[-1].strip()  # after the temporary file's name
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def evaluate_correctness(evaluator, dataset, split: str, size: int) -> np.ndarray:

@@ -9,6 +9,7 @@ once here, so neither copies the other's field list. No TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from heldout.errors import TrainingError
 
@@ -103,16 +104,23 @@ class Recipe:
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise TrainingError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise TrainingError(f"learning_rate must be positive, got {self.learning_rate}")
+        # Written so that NaN fails each test: a NaN or infinite rate trains NaN models.
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise TrainingError(
+                f"learning_rate must be positive and finite, got {self.learning_rate}"
+            )
+        if not (math.isfinite(self.momentum) and 0.0 <= self.momentum < 1.0):
+            raise TrainingError(f"momentum must be in [0, 1), got {self.momentum}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise TrainingError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if not 0.0 <= self.label_corrupt_prob <= 1.0:
             raise TrainingError(
                 f"label_corrupt_prob must be in [0, 1], got {self.label_corrupt_prob}"
             )
-        if not self.weight_decay >= 0.0:  # also refuses NaN
-            raise TrainingError(f"weight_decay must be at least 0, got {self.weight_decay}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0.0):
+            raise TrainingError(
+                f"weight_decay must be at least 0 and finite, got {self.weight_decay}"
+            )
         if not self.mlp_hidden_sizes or min(self.mlp_hidden_sizes) < 1:
             raise TrainingError(
                 "mlp_hidden_sizes must be one or more positive layer sizes, got "

@@ -1,9 +1,9 @@
 """Resuming: which runs are finished, which only look finished, what was left behind.
 
-A run is finished when its aux arrays validate and its final checkpoint is complete;
-existence alone is not trusted. A folder that only looks finished is renamed aside
-(`<ratio>/.<run_id>.invalid-<n>`), never deleted; leftovers of interrupted calls are
-removed only by a trainer alone in the folder, and only in its own ratio folders.
+Finished: files of the sizes recorded when written (`heldout.training.run_record`), aux
+arrays that validate, a complete final checkpoint. A folder that only looks finished is
+renamed aside (`<ratio>/.<run_id>.invalid-<n>`), never deleted; leftovers of interrupted
+calls are removed only by a trainer alone in the folder, in its own ratio folders.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from heldout.training.config import TrainingConfig
 from heldout.training.events import RunKey
 from heldout.training.locks import CLAIM_SUFFIX
 from heldout.training.plan import run_subset
+from heldout.training.run_record import has_run_record, run_record_problem
 
 _RUN_TEMPORARY = re.compile(r"^\.[0-9]+\..+\.tmp$")  # release.write_run's temporaries
 _RUN_CLAIM = re.compile(r"^\.[0-9]+" + re.escape(CLAIM_SUFFIX) + "$")
@@ -29,6 +30,7 @@ _RECORD_TEMPORARY = re.compile(r"^\.(experiment\.json|label_corruption\.npz)\..+
 _SHARD = re.compile(r"\.data-([0-9]{5})-of-([0-9]{5})$")
 
 MISSING, FINISHED, INVALID = "missing", "finished", "invalid"
+UNRECORDED = "unrecorded"  # finished-looking, but written before runs recorded their sizes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,7 @@ class RunStates:
     finished: tuple[RunKey, ...]
     pending: tuple[RunKey, ...]
     invalid: dict[RunKey, str]  # why each one is not finished
+    unrecorded: tuple[RunKey, ...] = ()  # invalid for want of a size record only
 
 
 def _checkpoint_problem(checkpoint_dir: Path, epoch: int) -> str | None:
@@ -67,7 +70,11 @@ def run_state(
     num_train: int,
     num_test: int,
 ) -> tuple[str, str | None]:
-    """(MISSING | FINISHED | INVALID, why invalid) of one run folder of this experiment."""
+    """(MISSING | FINISHED | INVALID | UNRECORDED, why not finished) of one run folder.
+
+    UNRECORDED: all is well but the size record is missing (`heldout.training.legacy_runs`
+    can check such a run once and record it); otherwise it counts as INVALID.
+    """
     if not run_dir.exists() and not run_dir.is_symlink():
         return MISSING, None
     if not run_dir.is_dir():
@@ -85,6 +92,10 @@ def run_state(
     if not np.array_equal(np.sort(aux.index_train), subset):
         return INVALID, f"{aux.source}: trained on another subset than this experiment's run"
     problem = _checkpoint_problem(run_dir / release.CHECKPOINTS_DIR, config.epochs)
+    if problem is None:  # then the sizes recorded when written: a truncation shows
+        problem = run_record_problem(run_dir)
+        if problem is not None and not has_run_record(run_dir):
+            return UNRECORDED, problem
     if problem is not None:
         return INVALID, problem
     return FINISHED, None
@@ -94,7 +105,7 @@ def scan_runs(
     experiment_dir: Path, config: TrainingConfig, num_train: int, num_test: int
 ) -> RunStates:
     """The state of every run of `config` in `experiment_dir` (reads, changes nothing)."""
-    finished, pending, invalid = [], [], {}
+    finished, pending, invalid, unrecorded = [], [], {}, []
     for ratio in sorted(set(config.subset_ratios)):
         ratio_dir = experiment_dir / release.ratio_dir_name(ratio)
         for run_id in range(config.runs_per_ratio):
@@ -105,9 +116,11 @@ def scan_runs(
                 finished.append((ratio, run_id))
             else:
                 pending.append((ratio, run_id))
-                if state == INVALID:
+                if state in (INVALID, UNRECORDED):
                     invalid[(ratio, run_id)] = why
-    return RunStates(tuple(finished), tuple(pending), invalid)
+                if state == UNRECORDED:
+                    unrecorded.append((ratio, run_id))
+    return RunStates(tuple(finished), tuple(pending), invalid, tuple(unrecorded))
 
 
 def set_aside(run_dir: Path) -> Path:

@@ -60,11 +60,11 @@ def test_at_most_max_in_flight_runs_are_held(experiment, monkeypatch):
     lock = threading.Lock()
     state = {"loaded": 0, "yielded": 0, "most": 0}
 
-    def counting_load(path):
+    def counting_load(path, **options):
         with lock:
             state["loaded"] += 1
             state["most"] = max(state["most"], state["loaded"] - state["yielded"])
-        return load_aux_arrays(path)
+        return load_aux_arrays(path, **options)
 
     monkeypatch.setattr(reading, "load_aux_arrays", counting_load)
     for _ in read_runs(experiment.runs, workers=4, max_in_flight=2):
@@ -173,9 +173,9 @@ def test_the_calling_thread_asks_the_kernel_for_the_next_files_ahead(experiment,
     events = []
     monkeypatch.setattr(reading, "_advise_will_need", lambda path: events.append(("ahead", path)))
 
-    def recording_load(path):
+    def recording_load(path, **options):
         events.append(("read", path, threading.current_thread() is threading.main_thread()))
-        return load_aux_arrays(path)
+        return load_aux_arrays(path, **options)
 
     monkeypatch.setattr(reading, "load_aux_arrays", recording_load)
     paths = [run.aux_path for run in experiment.runs]
@@ -211,11 +211,11 @@ def test_stopping_early_cancels_pending_reads(experiment, monkeypatch):
     started = []
     submitted = []
 
-    def gated_load(path):
+    def gated_load(path, **options):
         started.append(path)
         if path != experiment.runs[0].aux_path:
             gate.wait(timeout=30)  # bounded: the test cannot hang here
-        return load_aux_arrays(path)
+        return load_aux_arrays(path, **options)
 
     class RecordingPool(reading.ThreadPoolExecutor):
         def submit(self, *args, **kwargs):

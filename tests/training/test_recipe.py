@@ -41,6 +41,11 @@ def test_from_recipe_keeps_the_recipe_and_takes_the_layout():
     [
         ({"epochs": 0}, "epochs must be at least 1, got 0"),
         ({"learning_rate": 0.0}, "learning_rate must be positive"),
+        ({"learning_rate": float("nan")}, "learning_rate must be positive and finite"),
+        ({"learning_rate": float("inf")}, "learning_rate must be positive and finite"),
+        ({"weight_decay": float("inf")}, "weight_decay must be at least 0 and finite"),
+        ({"momentum": float("nan")}, r"momentum must be in \[0, 1\)"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
         ({"arch": "vgg"}, "arch must be one of"),
         ({"augment": True}, "augment and checkpoint_every apply"),
         ({"arch": "resnet50", "mlp_hidden_sizes": (64,)}, "applies to arch mlp only"),
