@@ -28,7 +28,7 @@ from heldout.release import layout as release
 from heldout.release.aux_arrays import aux_from_predictions
 from heldout.scores import soft_cscore
 from heldout.training import augment as augment_ops
-from heldout.training import divergence, partial, precision, stacked_mlp
+from heldout.training import divergence, epoch_passes, partial, precision, stacked_mlp
 from heldout.training.config import TrainingConfig
 from heldout.training.data import TrainingData
 from heldout.training.events import (
@@ -41,9 +41,6 @@ from heldout.training.events import (
 )
 from heldout.training.plan import epoch_batches, learning_rates, run_rngs, run_subset
 from heldout.training.run_record import write_run_record
-
-# Rows per inference call of the per-epoch hook: large products, bounded memory.
-PREDICT_CHUNK = 8192
 
 
 class Trainer:
@@ -164,9 +161,13 @@ class Trainer:
                     tuple(run_ids),
                     epoch + 1,
                     config.epochs,
-                    lambda with_features, stack=stack: self._stack_predict(stack, with_features),
+                    lambda with_features, stack=stack: epoch_passes.stack_predict(
+                        self.images_flat, stack.infer, with_features
+                    ),
                     training_pass=training_pass,
-                    snapshot=lambda stack=stack: self._stack_snapshot(stack),
+                    snapshot=lambda stack=stack: epoch_passes.stack_snapshot(
+                        stack, self.images_flat
+                    ),
                 )
             )
         written = []
@@ -190,31 +191,6 @@ class Trainer:
                 )
             )
         return written
-
-    def _stack_predict(self, stack, with_features: bool, infer=None):
-        """`EpochEnd.predict_train` of a stack: logits [M, N, C] (and features [M, N, H])."""
-        infer = stack.infer if infer is None else infer
-        logits, features = [], []
-        n = int(self.images_flat.shape[0])
-        for start in range(0, n, PREDICT_CHUNK):
-            hidden, out = infer(self.images_flat[start : start + PREDICT_CHUNK])
-            logits.append(out.numpy())
-            if with_features:
-                features.append(hidden.numpy())
-        return (
-            np.concatenate(logits, axis=1),
-            np.concatenate(features, axis=1) if with_features else None,
-        )
-
-    def _stack_snapshot(self, stack):
-        """`EpochEnd.snapshot` of a stack: a `predict_train` of a copy of its weights now."""
-        weights = [tf.constant(w.numpy()) for w in stack.w]
-        biases = [tf.constant(b.numpy()) for b in stack.b]
-
-        def infer(images):
-            return stack.infer_snapshot(weights, biases, images)
-
-        return lambda with_features: self._stack_predict(stack, with_features, infer)
 
     def _mlp_from(self, params):
         """The evaluation MLP (one, reused: its compiled step is traced once) with `params`."""
@@ -297,7 +273,7 @@ class Trainer:
             hits = tf.reduce_sum(
                 tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.int32)
             )
-            return loss, hits
+            return loss, hits, logits
 
         val_x = (
             tf.cast(
@@ -312,15 +288,17 @@ class Trainer:
             batches = epoch_batches(subset, batch, rngs["shuffle"])
             draws = augment_ops.draw(rngs["augment"], steps, batch) if augment else None
             start = time.perf_counter()
-            losses, hits = [], []  # device tensors: read once per epoch, not once per step
+            losses, hits, outputs = [], [], []  # device tensors: read once per epoch
             for s, index in enumerate(batches):
                 offsets = tf.constant(draws.offsets[s]) if augment else no_offsets
                 flips = tf.constant(draws.flips[s]) if augment else no_flips
-                loss, hit = step(
+                loss, hit, logits = step(
                     tf.constant(index), tf.constant(rates[epoch * steps + s]), offsets, flips
                 )
                 losses.append(loss)
                 hits.append(hit)
+                if self.record_training_passes:
+                    outputs.append(logits)
             loss_sum = float(np.sum(tf.stack(losses).numpy(), dtype=np.float64)) * batch
             hits_sum = int(np.sum(tf.stack(hits).numpy()))
             seconds = time.perf_counter() - start
@@ -357,6 +335,12 @@ class Trainer:
                     seconds=seconds,
                 )
             )
+            if self.record_training_passes:  # augmented images where the recipe augments
+                passes = epoch_passes.training_pass(batches, tf.stack(outputs), subset.size, n)
+                predict = epoch_passes.single_predict(model, images)
+                self.notify(
+                    EpochEnd(subset_ratio, (run_id,), epoch + 1, config.epochs, predict, passes)
+                )
         if reason is None and not divergence.all_finite(v.numpy() for v in model.variables):
             reason = f"weights not finite after epoch {config.epochs}"
         if reason is not None:

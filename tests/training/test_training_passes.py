@@ -9,6 +9,7 @@ the rest NaN, and recording must not change the training.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from heldout.training import plan, stacked_mlp
@@ -101,3 +102,60 @@ def test_a_snapshot_predicts_from_the_weights_it_copied_while_training_moves_on(
     np.testing.assert_array_equal(logits.numpy(), before[1].numpy())
     np.testing.assert_array_equal(hidden.numpy(), before[0].numpy())
     assert not np.array_equal(logits.numpy(), after)
+
+
+def _single_model_passes(tmp_path, batch_size: int, augment: bool):
+    """SmallInception trained one model at a time, recording its training passes."""
+    from training_slice import tiny_conv_config, tiny_npz
+
+    from heldout.training.data import load_training_data
+    from heldout.training.events import EpochEnd, EpochLog
+    from heldout.training.loops import Trainer
+
+    config = tiny_conv_config(
+        tiny_npz(tmp_path / "tiny.npz"), epochs=2, batch_size=batch_size, augment=augment
+    )
+    data = load_training_data(config)
+    events = []
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    Trainer(config, data, folder, events.append, record_training_passes=True).train_group(0.5, [0])
+    logs = [e for e in events if isinstance(e, EpochLog)]
+    ends = [e for e in events if isinstance(e, EpochEnd)]
+    subset = plan.run_subset(config.seed, 0.5, 0, data.num_train)
+    return data, subset, logs, ends
+
+
+def test_a_single_model_records_what_its_steps_trained_on_augmented(tmp_path):
+    """No fill-up (32 examples, batches of 16): the recorded logits give the epoch's loss."""
+    from heldout.proxies.confidence import softmax_statistics
+
+    data, subset, logs, ends = _single_model_passes(tmp_path, 16, augment=True)
+    assert [e.epoch for e in ends] == [1, 2]
+    mask = np.zeros(data.num_train, dtype=bool)
+    mask[subset] = True
+    for log, end in zip(logs, ends, strict=True):
+        np.testing.assert_array_equal(end.training_pass.seen[0], mask)
+        assert np.isnan(end.training_pass.logits[0, ~mask]).all()
+        stats = softmax_statistics(end.training_pass.logits[0, mask], data.train_labels[mask])
+        assert stats["loss"].mean() == pytest.approx(float(log.loss[0]), rel=1e-5)
+        assert stats["correct"].mean() == pytest.approx(float(log.acc_train[0]))
+
+
+def test_a_single_models_last_batch_fill_up_is_not_counted_twice(tmp_path):
+    data, subset, _, ends = _single_model_passes(tmp_path, 12, augment=False)  # 3 x 12 > 32
+    for end in ends:
+        assert end.training_pass.seen[0].sum() == subset.size == 32
+        assert np.isfinite(end.training_pass.logits[0, subset]).all()
+
+
+def test_the_single_model_table_keeps_each_examples_first_step():
+    from heldout.training.epoch_passes import training_pass
+
+    batches = np.array([[3, 1], [0, 3]])  # 3 examples; the last position repeats example 3
+    step_logits = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+    table = training_pass(batches, step_logits, 3, 5)
+    np.testing.assert_array_equal(table.seen[0], [True, True, False, True, False])
+    np.testing.assert_array_equal(table.logits[0, 3], [0, 1])  # step 0, not the repeat
+    np.testing.assert_array_equal(table.logits[0, 0], [4, 5])
+    assert np.isnan(table.logits[0, [2, 4]]).all()
