@@ -140,7 +140,9 @@ def main(argv):
     from heldout.training.data import open_source
 
     recipe = _shared.recipe_for(_OUTPUT_DIR, "the experiment is kept there")
-    print(f"CPU cores: {os.cpu_count()}; {_shared.load_average()}; cleanlab {cleanlab.__version__}")
+    print(
+        f"CPU: {_shared.cpu_features()}; {_shared.load_average()}; cleanlab {cleanlab.__version__}"
+    )
     if _NUM_TRAIN.value is not None:
         opened = open_source(recipe.dataset, recipe.data_dir)
         data_dir = _shared.idx_slice(
