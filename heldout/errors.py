@@ -114,6 +114,19 @@ class DownloadError(HeldoutError, RuntimeError):
     """A download or extraction that could not finish; the message says why and what was kept."""
 
 
+class UnsafeWriteError(HeldoutError, OSError):
+    """A file the toolkit would write that is not safe to write: a symbolic link (which
+    would be followed onto someone else's file), a non-regular lock file, or a file that
+    could not be written (full disk, size limit); the message names the file and the cause.
+
+    An `OSError` too, so that code guarding a write with `except OSError` still sees it.
+    """
+
+
+class OutputOverInputError(UsageError):
+    """An output that is (or lies inside) one of the command's inputs; names both."""
+
+
 __all__ = [
     "AuxArraysError",
     "CheckpointError",
@@ -130,12 +143,14 @@ __all__ = [
     "LockBusyError",
     "ModelError",
     "NpzFileError",
+    "OutputOverInputError",
     "PublishedFileError",
     "ReleaseLayoutError",
     "ScoresError",
     "ScoresFileError",
     "StaleResultError",
     "TrainingError",
+    "UnsafeWriteError",
     "UsageError",
 ]
 

@@ -1,6 +1,7 @@
-"""Atomic, durable writes: a hidden temporary beside the target, fsynced, given the
-mode a plain `open()` would give it under the umask, renamed onto the target, and the
-folder fsynced, so a reader (or a machine that loses power) sees the old file or the new one.
+"""Atomic, durable writes: a hidden temporary beside the target (created new, never
+through a link), fsynced, given the mode a plain `open()` would give it under the umask,
+renamed onto the target, and the folder fsynced, so a reader (or a machine that loses
+power) sees the old file or the new one; a failed write leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from typing import IO, Any
 import numpy as np
 
 from heldout._core.npz_direct_write import write_stored_npz
+from heldout._core.write_safety import (
+    WRITE_ERRNOS,
+    ensure_dir,
+    is_write_failure,
+    symlink_refused,
+    write_failure,
+)
 
 PathLike = str | os.PathLike
 
@@ -94,11 +102,27 @@ def fsync_tree(root: PathLike) -> None:
 
 def _temp_prefix(path: Path) -> str:
     """`.<name>.` for the temporary beside `path`, cut so that the temporary's name stays
-    within the 255 bytes file systems allow even when `path`'s own name is that long."""
+    within the 255 bytes file systems allow even when `path`'s own name is that long.
+
+    Names are counted in the bytes the file system sees (`os.fsencode`): a name that is
+    not UTF-8 (bytes kept as surrogates) is as writable as any other.
+    """
     name = path.name
-    while len(name.encode()) > 200:
+    while len(os.fsencode(name)) > 200:
         name = name[:-1]
     return f".{name}."
+
+
+def _make_temp(path: Path, suffix: str) -> tuple[int, str]:
+    """A new temporary beside `path` (`tempfile.mkstemp`: O_CREAT|O_EXCL|O_NOFOLLOW, so
+    never a file someone planted or a link's target), its folder created if missing."""
+    ensure_dir(path.parent)
+    try:
+        return tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=path.parent)
+    except OSError as error:
+        if error.errno in WRITE_ERRNOS:
+            raise write_failure(path, error) from error
+        raise
 
 
 @contextlib.contextmanager
@@ -108,10 +132,18 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     The file is fsynced before the rename and the folder after it; its mode is what a
     plain `open()` gives under the umask. On any exception the temporary is removed and
     `path` is left as it was.
+
+    A symbolic link at `path` is replaced by the new file, not followed: `rename` acts on
+    the link itself, so whatever it points to is never written (nor is a planted link
+    ever opened). Replacing it is the safe outcome; refusing would let anyone who can
+    plant a link stop every later write.
+
+    Raises:
+      UnsafeWriteError: the folder is a file, or the write failed for want of space or a
+        size limit (the message names `path` and the cause; the temporary is removed).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+    handle, tmp_name = _make_temp(path, ".tmp")
     try:
         os.fchmod(handle, file_mode())
         with os.fdopen(handle, mode) as f:
@@ -119,8 +151,10 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp_name).unlink(missing_ok=True)
+        if is_write_failure(error, (tmp_name,)):
+            raise write_failure(path, error) from error
         raise
     fsync_dir(path.parent)
 
@@ -146,7 +180,7 @@ def make_temp_dir(parent: PathLike, prefix: str) -> Path:
 
     `tempfile.mkdtemp` makes it 0700; a run folder renamed from it would stay private.
     """
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=ensure_dir(parent)))
     os.chmod(tmp, dir_mode())
     return tmp
 
@@ -154,9 +188,12 @@ def make_temp_dir(parent: PathLike, prefix: str) -> Path:
 def commit_dir(tmp_dir: PathLike, final: PathLike) -> None:
     """fsyncs a finished temporary folder and renames it to `final` (which must not exist).
 
-    Raises FileExistsError if `final` appeared meanwhile (another process won the race).
+    Raises FileExistsError if `final` appeared meanwhile (another process won the race),
+    UnsafeWriteError if `final` is a symbolic link.
     """
     tmp_dir, final = Path(tmp_dir), Path(final)
+    if final.is_symlink():  # rename would fail with "Not a directory": say what is there
+        raise symlink_refused(final)
     fsync_tree(tmp_dir)
     try:
         os.rename(tmp_dir, final)  # fails on an existing non-empty folder: never replaces
@@ -181,7 +218,6 @@ def probe_writable(path: PathLike) -> None:
                     errno.ENOTDIR, f"not a folder, so {path} cannot be written", str(parent)
                 )
             break
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".probe", dir=path.parent)
+    handle, tmp_name = _make_temp(path, ".probe")
     os.close(handle)
     os.unlink(tmp_name)

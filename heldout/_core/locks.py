@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from heldout._core.atomic import PathLike, file_mode
+from heldout._core.write_safety import ensure_dir, open_nofollow
 from heldout.errors import LockBusyError
 
 # ----------------------------------------------------------------------------- locks
@@ -50,6 +51,10 @@ class FileLock:
     its process, so a crash never leaves a lock behind; the lock file itself is left in
     place (removing it would race with a waiter).
 
+    The lock file is opened with O_NOFOLLOW and must be a regular file: a link planted at
+    its name is refused (`UnsafeWriteError`), never followed onto the file it names, and
+    the owner's PID is written only into a file with no other hard link.
+
     Args:
       path: the lock file (created with the umask's mode if missing).
       what: what the lock guards, for the busy message ("training into /x").
@@ -87,8 +92,8 @@ class FileLock:
     def acquire(self) -> FileLock:
         if self._fd is not None:
             raise RuntimeError(f"{self.path}: lock already held by this object")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
+        ensure_dir(self.path.parent)
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, file_mode())
         deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
         try:
             while not self._try(fd, self.shared):
@@ -105,6 +110,8 @@ class FileLock:
 
     def _write_owner(self) -> None:
         try:
+            if os.fstat(self._fd).st_nlink != 1:
+                return  # a hard link someone made: the file is not only ours to rewrite
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
         except OSError:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 
@@ -51,6 +52,7 @@ def _scores_and_labels(path: str):
         identity_of_published,
         identity_of_scores,
     )
+    from heldout.scores.file import check_score_values
 
     names = member_names(path)  # which format, before loading
     if path.endswith(".npy") or "scores" in names:
@@ -60,6 +62,7 @@ def _scores_and_labels(path: str):
         )
         return record.scores, record.labels, None, None, identity
     arrays = load_npz(path, keys=[FLAGS.key], error=ScoresFileError, what="a scores .npz file")
+    check_score_values(arrays, path)  # infinite or impossible estimates, named
     by_ratio = arrays.get("cscore_by_ratio") if FLAGS.key == "cscore" else None
     identity = identity_of_scores(arrays, path)
     return arrays[FLAGS.key], None, by_ratio, arrays.get("subset_ratios"), identity
@@ -115,6 +118,13 @@ def main(argv: Sequence[str]) -> int:
     from heldout.published.identity import check_same_data
 
     formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
+    refuse_output_over_inputs(
+        [FLAGS.output_dir],
+        [FLAGS.scores_file],
+        input_trees=[FLAGS.experiment_dir],
+        data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset,
+    )
     if FLAGS.top < 1:
         raise UsageError(f"--top must be at least 1, got {FLAGS.top}")
     scores, labels, by_ratio, ratios, identity = _scores_and_labels(FLAGS.scores_file)
@@ -141,7 +151,7 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError(
             f"{FLAGS.scores_file} has no labels: give --dataset/--data_dir or --experiment_dir"
         )
-    stats = analysis.class_statistics(scores, labels)
+    stats = analysis.class_statistics(scores, labels, FLAGS.scores_file)
     dataset_name = source.name if source is not None else FLAGS.scores_file.split("/")[-1]
     names = plots.class_names_for(dataset_name, int(stats.labels.max()) + 1)
     print(

@@ -12,6 +12,7 @@ import gc
 import importlib.abc
 import importlib.util
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -187,11 +188,29 @@ def run_command(main: Main, name: str, error_status: int = EXIT_USAGE) -> None:
     from absl import app
 
     quiet_libraries()
+    _names_printable()
+    _file_size_limit_as_error()
     args = sys.argv[1 : sys.argv.index("--") if "--" in sys.argv else len(sys.argv)]
     if any(arg in HELP_FLAGS for arg in args):
         print(command_help(main.__module__, sys.argv[0]))
         sys.exit(EXIT_OK)
     app.run(_frozen_at_exit(guarded(main, name, error_status)), flags_parser=flags_parser(name))
+
+
+def _names_printable() -> None:
+    """File names that are not UTF-8 (bytes kept as surrogates) printed as the bytes they
+    are, as `ls` prints them, not a UnicodeEncodeError after the work is done (stderr
+    already escapes them)."""
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(errors="surrogateescape")
+
+
+def _file_size_limit_as_error() -> None:
+    """A write past the file-size limit (`ulimit -f`) fails with EFBIG, which the writer
+    reports in one line naming the file and cleans up after, instead of SIGXFSZ killing
+    the process and leaving its temporary behind."""
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def _frozen_at_exit(main: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str]], int]:

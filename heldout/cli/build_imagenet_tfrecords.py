@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 
@@ -55,6 +56,9 @@ def main(argv: Sequence[str]) -> int:
         write_tfrecords,
     )
 
+    refuse_output_over_inputs(
+        [FLAGS.output_dir], [FLAGS.index_file, FLAGS.labels_file], [FLAGS.image_dir]
+    )
     entries = read_index_list(FLAGS.index_file, FLAGS.split, FLAGS.allow_pickle)
     images = find_images(FLAGS.image_dir)
     labels = synset_label_map(FLAGS.image_dir, FLAGS.labels_file)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 
@@ -36,7 +37,14 @@ def define_flags() -> None:
     cli_flags.define(
         __name__, cli_flags.DEFINE_path, "pairs", None, "Published high-influence pairs .npz."
     )
-    flags.DEFINE_float("threshold", 0.15, "Influence that counts as recovered.")
+    cli_flags.define(
+        __name__,
+        cli_flags.DEFINE_finite_float,
+        "threshold",
+        0.15,
+        "Influence that counts as recovered.",
+        **cli_flags.UNIT_INTERVAL,
+    )
     cli_flags.pair_thresholds(__name__)
     cli_flags.labels(__name__)
     cli_flags.output_dir(__name__, "The figures (none when not given).")
@@ -184,6 +192,9 @@ def _print_pairs(published_pairs) -> None:
                 arrays["influence"], arrays["memorization"], **thresholds
             )
     elif "influence_topk_index" in arrays and "memorization" in arrays:
+        compare.check_pairs_covered(
+            published_pairs, len(arrays["influence_topk_index"]), len(arrays["memorization"])
+        )
         ours, _ = published.select_pairs_topk(
             arrays["influence_topk_index"],
             arrays["influence_topk_value"],
@@ -214,6 +225,9 @@ def main(argv: Sequence[str]) -> int:
 
     if not FLAGS.scores_file or not (FLAGS.reference or FLAGS.pairs):
         raise UsageError("pass --scores_file and --reference and/or --pairs")
+    refuse_output_over_inputs(
+        [FLAGS.output_dir], [FLAGS.scores_file, FLAGS.reference, FLAGS.pairs, FLAGS.labels]
+    )
     formats = plots.check_formats(FLAGS.formats) if FLAGS.output_dir else None
     if FLAGS.reference:
         ours, our_identity = _load_key(FLAGS.scores_file, FLAGS.key)

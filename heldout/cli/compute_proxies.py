@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 from heldout.cli import options as cli_options
@@ -118,6 +119,13 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError(f"--output must end with .npz, got {output}")
     if _FIGURE.value is not None and _REFERENCE.value is None:
         raise UsageError("--figure needs --reference (it plots rho against the C-score)")
+    refuse_output_over_inputs(
+        [output, _FIGURE.value],
+        [_REFERENCE.value],
+        input_trees=[_REFERENCE_EXPERIMENT_DIR.value],
+        data_dir=flags.FLAGS.data_dir,
+        dataset=flags.FLAGS.dataset,
+    )
     if _REFERENCE_EXPERIMENT_DIR.value is not None and _REFERENCE.value is None:
         raise UsageError("--reference_experiment_dir needs --reference")
     recipe = cli_options.training_recipe()

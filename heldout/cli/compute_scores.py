@@ -14,8 +14,10 @@ import numpy as np
 from absl import flags
 
 from heldout._core import atomic
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app, options
 from heldout.cli import flags as cli_flags
+from heldout.cli.flag_types import DEFINE_finite_float
 from heldout.errors import AuxArraysError, UsageError
 from heldout.release import layout as release
 from heldout.scores import experiment as scores
@@ -68,11 +70,14 @@ flags.DEFINE_float(
     "influence_pairs: the false-discovery rate of the selected pairs (Benjamini-Hochberg "
     "over Fisher's exact one-sided tests).",
 )
-flags.DEFINE_float(
+cli_flags.define(
+    __name__,
+    DEFINE_finite_float,
     "min_memorization",
     None,
     "influence_pairs: test only training examples with at least this memorization "
     "(the published pairs used 0.25); default: all.",
+    **cli_flags.UNIT_INTERVAL,
 )
 
 
@@ -218,6 +223,7 @@ def main(argv: Sequence[str]) -> int:
     del argv  # checked by app.guarded
     if not FLAGS.output.endswith(".npz"):
         raise UsageError(f"--output must end with .npz, got {FLAGS.output}")
+    refuse_output_over_inputs([FLAGS.output], input_trees=[FLAGS.experiment_dir])
     start = time.perf_counter()
     experiment = release.open_experiment(FLAGS.experiment_dir)
     # Hours of reading must not end in "permission denied": try the folder first.

@@ -11,6 +11,7 @@ import sys
 
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app, options
 from heldout.cli import flags as cli_flags
 from heldout.errors import UsageError
@@ -67,6 +68,7 @@ def main(argv) -> int:
     options.check_evaluation_flags()
     if not FLAGS.experiment_dir or not FLAGS.output_dir:
         raise UsageError("--experiment_dir and --output_dir are required")
+    refuse_output_over_inputs([FLAGS.output_dir], [], [FLAGS.experiment_dir])
     cluster = options.cluster_options()  # checks --scheduler, quiets Dask's INFO
     from tqdm import tqdm
 

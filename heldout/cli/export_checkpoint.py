@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 
@@ -57,6 +58,7 @@ def main(argv: Sequence[str]) -> int:
     if bool(FLAGS.model_dir) == bool(FLAGS.experiment_dir):
         raise UsageError("give --model_dir or --experiment_dir (one of them)")
     formats = export.check_formats(FLAGS.format)
+    refuse_output_over_inputs([FLAGS.output_dir], [], [FLAGS.model_dir, FLAGS.experiment_dir])
     if FLAGS.model_dir:
         result = export.export_run(
             FLAGS.model_dir, FLAGS.output_dir, FLAGS.arch, FLAGS.num_classes, formats, FLAGS.check

@@ -1,4 +1,5 @@
-"""The flag machinery of the commands: path and choice-list types, and defining once.
+"""The flag machinery of the commands: path, choice-list and finite-number types, and
+defining once.
 
 `define` makes a flag a key flag of the command that uses it (its `--help` lists it) and
 lets two commands in one process share a definition; `renamed` keeps an old flag name
@@ -61,24 +62,44 @@ class ChoiceListParser(flags.ListParser):
 
 
 class FiniteFloatParser(flags.FloatParser):
-    """A finite number (never NaN or infinity), at least `lower_bound`, or above it.
+    """A finite number (never NaN or infinity), positive or within bounds as asked.
 
-    absl's own bounds let NaN through (every comparison with NaN is false), and a NaN or
-    infinite learning rate trains a model of NaNs without a word: refused while parsing.
+    absl's own bounds let NaN through (every comparison with NaN is false): a NaN or
+    infinite learning rate trains a model of NaNs without a word, and a NaN threshold
+    selects nothing and reports it as a result. Refused while parsing, before any work.
+
+    Args:
+      lower_bound, upper_bound: the closed bounds (None: unbounded on that side).
+      positive: refuse 0 and below.
     """
 
-    def __init__(self, lower_bound: float | None = None, positive: bool = False):
+    def __init__(
+        self,
+        lower_bound: float | None = None,
+        positive: bool = False,
+        upper_bound: float | None = None,
+    ):
         super().__init__()
-        self.lower, self.positive = lower_bound, positive
+        self.lower, self.positive, self.upper = lower_bound, positive, upper_bound
+        self.syntactic_help = "a finite number" + self._range()
+
+    def _range(self) -> str:
+        if self.lower is not None and self.upper is not None:
+            return f" in [{self.lower:g}, {self.upper:g}]"
+        return ""
 
     def parse(self, argument):
         value = super().parse(argument)
         if not math.isfinite(value):
-            raise ValueError(f"must be a finite number, got {argument!r}")
+            raise ValueError(f"must be a finite number{self._range()}, got {argument!r}")
         if self.positive and not value > 0:
             raise ValueError(f"must be positive, got {argument!r}")
+        if self._range() and not self.lower <= value <= self.upper:
+            raise ValueError(f"must be a finite number{self._range()}, got {argument!r}")
         if self.lower is not None and value < self.lower:
             raise ValueError(f"must be at least {self.lower:g}, got {argument!r}")
+        if self.upper is not None and value > self.upper:
+            raise ValueError(f"must be at most {self.upper:g}, got {argument!r}")
         return value
 
     def flag_type(self) -> str:
@@ -86,10 +107,18 @@ class FiniteFloatParser(flags.FloatParser):
 
 
 def DEFINE_finite_float(  # noqa: N802 - absl's style
-    name, default, help, flag_values=FLAGS, lower_bound=None, positive=False, **args
+    name,
+    default,
+    help,
+    flag_values=FLAGS,
+    lower_bound=None,
+    positive=False,
+    upper_bound=None,
+    **args,
 ):
-    """A float flag that refuses NaN, infinities and (as asked) values below a bound."""
-    parser = FiniteFloatParser(lower_bound, positive)
+    """A float flag that refuses NaN, infinities and (as asked) values outside its bounds
+    (exit status 2, one line naming the flag); a None default stays None."""
+    parser = FiniteFloatParser(lower_bound, positive, upper_bound)
     return flags.DEFINE(
         parser, name, default, help, flag_values, flags.ArgumentSerializer(), **args
     )

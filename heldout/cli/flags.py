@@ -25,6 +25,9 @@ FLAGS = flags.FLAGS
 SCORE_CHOICES = ("cscore", "memorization", "influence", "influence_pairs", "soft_cscore")
 PLAN_SCORE_CHOICES = ("cscore", "memorization")
 SPLIT_CHOICES = ("train", "test", "all")
+# The bounds of a threshold on influence or memorization (`DEFINE_finite_float`): NaN would
+# silently select nothing, and a negative one would select nearly every pair.
+UNIT_INTERVAL = {"lower_bound": 0.0, "upper_bound": 1.0}
 DATASET_HELP = (
     "Data source (one resolver, heldout.datasets): cifar10, cifar100, mnist, fashion_mnist "
     "(IDX files or TFDS), fashion_mnist_idx, mnist_idx, npz (--data_dir is a .npz file with "
@@ -145,19 +148,21 @@ def pair_thresholds(module: str, fv=FLAGS) -> None:
     """--min_influence, --min_memorization: the published pair thresholds."""
     define(
         module,
-        flags.DEFINE_float,
+        DEFINE_finite_float,
         "min_influence",
         0.15,
         "Pairs: the influence threshold (published: 0.15).",
         fv,
+        **UNIT_INTERVAL,
     )
     define(
         module,
-        flags.DEFINE_float,
+        DEFINE_finite_float,
         "min_memorization",
         0.25,
         "Pairs: the memorization threshold (published: 0.25).",
         fv,
+        **UNIT_INTERVAL,
     )
 
 

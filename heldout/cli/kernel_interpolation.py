@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app, options
 from heldout.cli import flags as cli_flags
 from heldout.errors import UsageError
@@ -102,6 +103,9 @@ def main(argv: Sequence[str]) -> int:
     from heldout.kernels import interpolation as kernels
 
     _check_flags()
+    refuse_output_over_inputs(
+        [flags.FLAGS.output], data_dir=flags.FLAGS.data_dir, dataset=flags.FLAGS.dataset
+    )
     data = options.data_options()
     if flags.FLAGS.output:
         atomic.probe_writable(

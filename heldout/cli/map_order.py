@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 
@@ -45,6 +46,13 @@ def main(argv: Sequence[str]) -> int:
     from heldout.datasets.tfds_source import TfdsSource, original_to_tfds_mapping
     from heldout.published.cscores import load_cscores
 
+    refuse_output_over_inputs(
+        [FLAGS.output],
+        [FLAGS.scores_file],
+        [FLAGS.idx_dir],
+        data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset,
+    )
     published = load_cscores(FLAGS.scores_file)
     source = TfdsSource(FLAGS.dataset, FLAGS.data_dir)
     mapping = original_to_tfds_mapping(source, FLAGS.split, FLAGS.idx_dir)

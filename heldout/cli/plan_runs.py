@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 
@@ -131,6 +132,7 @@ def main(argv: Sequence[str]) -> int:
     from heldout.release import layout as release
     from heldout.scores.uncertainty import plan_runs
 
+    refuse_output_over_inputs([FLAGS.output, FLAGS.figure], input_trees=[FLAGS.experiment_dir])
     if FLAGS.output:
         atomic.probe_writable(FLAGS.output)
     if FLAGS.figure:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 
@@ -49,6 +50,13 @@ def main(argv: Sequence[str]) -> int:
     from heldout.release import layout as release
 
     formats = plots.check_formats(FLAGS.formats)  # before anything slow
+    refuse_output_over_inputs(
+        [FLAGS.output_dir],
+        [FLAGS.scores_file, FLAGS.plan],
+        input_trees=[FLAGS.experiment_dir],
+        data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset,
+    )
     scores = plots.load_scores(FLAGS.scores_file)
     plan = load_plan(FLAGS.plan) if FLAGS.plan else None
     experiment = None

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 from heldout.cli.flag_types import DEFINE_path_list
@@ -216,7 +217,7 @@ def _export_cscores() -> str:
         identity_of_scores(scores, FLAGS.scores_file),
         _labels_identity("tfds" if FLAGS.order == "original" else None),
     )
-    recorded = load_provenance(scores) or {}
+    recorded = load_provenance(scores, FLAGS.scores_file) or {}
     if "experiment" in recorded:  # what the scores are of, for a later comparison
         checked["experiment"] = recorded["experiment"]
     labels, origin = _labels(["train"])
@@ -360,6 +361,13 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError("give --inspect FILE[,FILE...] and/or --export FORMAT --output FILE")
     if FLAGS.export and not FLAGS.output:
         raise UsageError("--export needs --output")
+    refuse_output_over_inputs(
+        [FLAGS.output],
+        [*(FLAGS.inspect or ()), FLAGS.scores_file, *(FLAGS.classwise_file or ()), FLAGS.labels],
+        input_trees=[FLAGS.experiment_dir],
+        data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset,
+    )
     for path in FLAGS.inspect or ():
         print(_describe(path))
     if FLAGS.export:

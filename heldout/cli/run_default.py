@@ -13,6 +13,8 @@ from pathlib import Path
 
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
+from heldout._core.write_safety import ensure_dir
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 from heldout.errors import LockBusyError, TrainingError
@@ -145,11 +147,12 @@ def main(argv: Sequence[str]) -> int:
     start = time.perf_counter()
     experiment_dir = Path(FLAGS.experiment_dir or release.default_experiment_dir())
     output_dir = Path(FLAGS.output_dir)
+    refuse_output_over_inputs([output_dir], [], [experiment_dir])
     _train(experiment_dir)
     experiment = release.open_experiment(experiment_dir)
     matched = _cross_check(experiment)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(output_dir)
     arrays = _scores(experiment, output_dir / "scores.npz")
 
     source = relabeled.experiment_source(experiment)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app
 from heldout.cli import flags as cli_flags
 
@@ -107,6 +108,14 @@ def main(argv: Sequence[str]) -> int:
 
     if not FLAGS.output.endswith(".csv"):
         raise UsageError(f"--output must end with .csv, got {FLAGS.output}")
+    refuse_output_over_inputs(
+        [FLAGS.output],
+        [FLAGS.scores_file, FLAGS.labels, FLAGS.proxies_file],
+        [FLAGS.idx_dir],
+        input_trees=[FLAGS.experiment_dir],
+        data_dir=FLAGS.data_dir,
+        dataset=FLAGS.dataset,
+    )
     atomic.probe_writable(FLAGS.output)
     arrays = load_scores(FLAGS.scores_file)
     proxies = []

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from absl import flags
 
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app, flag_types, options
 from heldout.cli import flags as cli_flags
 from heldout.errors import UsageError
@@ -157,6 +158,9 @@ def main(argv: Sequence[str]) -> int:
     from heldout.cli.progress import TrainingProgress, result_line
 
     config = config_from_flags()
+    refuse_output_over_inputs(
+        [flags.FLAGS.output_dir], data_dir=flags.FLAGS.data_dir, dataset=flags.FLAGS.dataset
+    )
     cluster = options.cluster_options()
     if cluster.distributed:
         from heldout.cli import train_cluster

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from heldout._core.write_safety import ensure_dir
 from heldout.datasets.base import ArraySource, ArraySplit, DatasetError
 
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -138,7 +139,7 @@ def write_idx_slice(
       The folder.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_dir(folder)
     for split, count in (("train", num_train), ("test", num_test)):
         arrays = source.load_arrays(split)
         image_stem, label_stem = IDX_FILES[split]

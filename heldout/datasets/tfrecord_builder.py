@@ -12,13 +12,16 @@ import concurrent.futures
 import dataclasses
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from heldout._core.atomic import fsync_dir, fsync_file, write_json_atomic
+from heldout._core.atomic import file_mode, fsync_dir, fsync_file, write_json_atomic
 from heldout._core.npz import load_npz
+from heldout._core.write_safety import ensure_dir
 from heldout.datasets.base import DatasetError
 from heldout.datasets.imagenet import (
     FILENAME_KEY,
@@ -356,12 +359,16 @@ def write_tfrecords(
     if num_shards < 1 or num_shards > max(1, len(records)):
         raise UsageError(f"num_shards must be in [1, {len(records)}], got {num_shards}.")
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(output_dir)
     bounds = np.linspace(0, len(records), num_shards + 1).astype(int)
+
+    # TensorFlow's writer opens its file as `fopen` does, following a link: the shards
+    # are written in a private folder of ours (0700, new) and renamed out of it.
+    private = Path(tempfile.mkdtemp(prefix=".heldout-shards-", suffix=".tmp", dir=output_dir))
 
     def write_shard(shard: int) -> tuple[Path, list[str]]:
         final = output_dir / shard_name(split, shard, num_shards)
-        temporary = final.with_name(f".{final.name}.tmp")
+        temporary = private / final.name
         reencoded = []
         try:
             with tf.io.TFRecordWriter(str(temporary)) as writer:
@@ -382,14 +389,18 @@ def write_tfrecords(
                     if progress is not None:
                         progress(1)
             fsync_file(temporary)
+            os.chmod(temporary, file_mode())
             os.replace(temporary, final)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
         return final, reencoded
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-        results = list(pool.map(write_shard, range(num_shards)))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
+            results = list(pool.map(write_shard, range(num_shards)))
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     fsync_dir(output_dir)
     indices = [r.index for r in records]
     reencoded = sorted(name for _, names in results for name in names)

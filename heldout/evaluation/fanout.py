@@ -25,6 +25,7 @@ from heldout import cluster
 from heldout._core.atomic import write_json_atomic, write_text_atomic
 from heldout._core.locks import FileLock
 from heldout._core.provenance import provenance_for
+from heldout._core.write_safety import ensure_dir
 from heldout.cluster import SCHEDULER_LOCAL, SCHEDULER_NONE, check_scheduler
 from heldout.errors import InputFileError, StaleResultError, UsageError
 from heldout.evaluation.options import EvalOptions
@@ -317,7 +318,7 @@ def evaluate_runs(
     if not runs:
         return EvaluationSummary(output_dir, (), evaluated=0, skipped=0)
     (experiment_dir,) = experiments
-    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(output_dir)
     with FileLock(output_dir / LOCK_FILE, f"writing evaluation records into {output_dir}"):
         _claim_output_dir(output_dir, experiment_dir)
         experiment = experiment_identity(experiment_dir, options)

@@ -18,6 +18,7 @@ import numpy as np
 
 from heldout._core.atomic import commit_dir, make_temp_dir, write_json_atomic
 from heldout._core.provenance import TOOLKIT_VERSION, file_identity, provenance_for
+from heldout._core.write_safety import ensure_dir
 from heldout.errors import CheckpointError, ModelError, StaleResultError, UsageError
 from heldout.export.format import (
     EXPORT_FORMATS,
@@ -272,7 +273,7 @@ def export_checkpoint(
     if _existing(output_dir, source, exporter.formats):
         files = tuple(output_dir / _FORMAT_FILES[f] for f in exporter.formats)
         return ExportResult(output_dir, (*files, output_dir / JSON_FILE), True, {})
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(output_dir.parent)
     tmp = make_temp_dir(output_dir.parent, f"{TMP_PREFIX}{output_dir.name}-")
     try:
         checks = exporter.write(prefix, tmp, source)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from heldout._core.locks import FileLock
+from heldout._core.write_safety import ensure_dir
 from heldout.errors import CheckpointError, ModelError, StaleResultError, UsageError
 from heldout.export.exporter import Exporter, export_checkpoint
 from heldout.export.format import TMP_PREFIX, ExportResult
@@ -75,7 +76,7 @@ def export_experiment(
             )
     arch, num_classes = arch_for_experiment(experiment.meta, arch, num_classes)
     output_dir = Path(output_dir).absolute()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(output_dir)
     exported, reused, failed, without = [], [], [], 0
     with FileLock(output_dir / ".export.lock", f"exporting checkpoints into {output_dir}"):
         for stale in output_dir.glob(f"*/{TMP_PREFIX}*.tmp"):

@@ -16,6 +16,7 @@ from typing import Any
 import sonnet as snt
 import tensorflow as tf
 
+from heldout._core.write_safety import ensure_dir
 from heldout.errors import CheckpointError
 from heldout.models.build import ensure_variables
 from heldout.models.checkpoint_diagnosis import MAX_LISTED, diagnose
@@ -340,7 +341,7 @@ def save(
         raise CheckpointError(f"epoch and global_step must be >= 0, got {epoch}, {global_step}")
     ensure_variables(model)
     folder = checkpoint_dir_for(run_dir_or_checkpoints_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_dir(folder)
     prefix = folder / f"{PREFIX_NAME}-{epoch}"
     present = _checkpoints_in(folder)
     if prefix in present or any(folder.glob(prefix.name + ".*")):

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from heldout._core.npz import load_npz
+from heldout._core.write_safety import ensure_dir
 from heldout.errors import ScoresFileError
 from heldout.plots.canvas import DPI, check_formats, save_figure
 from heldout.plots.captions import count_out_by_ratio, scores_runs
@@ -31,6 +32,7 @@ from heldout.plots.influence_evidence import (
     influence_picks,
 )
 from heldout.plots.uncertainty import BAND_KEYS, plot_cscore_bands
+from heldout.scores.file import check_score_values
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -73,10 +75,12 @@ def load_scores(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a scores `.npz` (never unpickling).
 
     Raises:
-      ScoresFileError: the file is missing, empty, truncated or not an `.npz`; the message
-        starts with the file.
+      ScoresFileError: the file is missing, empty, truncated or not an `.npz`, or a
+        per-example estimate is infinite or out of range; the message starts with the file.
     """
-    return load_npz(path, error=ScoresFileError, what="a scores .npz file (compute_scores)")
+    arrays = load_npz(path, error=ScoresFileError, what="a scores .npz file (compute_scores)")
+    check_score_values(arrays, os.fspath(path))
+    return arrays
 
 
 def draw_figures(
@@ -237,7 +241,7 @@ def write_figures(
         influence_evidence,
     )
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(output_dir)
     written = []
     for name, figure in figures.items():
         written += save_figure(figure, output_dir / name, formats, dpi)

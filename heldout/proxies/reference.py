@@ -17,6 +17,7 @@ import numpy as np
 
 from heldout._core.npz import load_npz
 from heldout.errors import NpzFileError, PublishedFileError, ScoresFileError
+from heldout.published.format import values_in_range
 
 _SHOW = 5
 
@@ -44,7 +45,8 @@ def load_reference(path: str | os.PathLike) -> ReferenceScores:
     """Reads `--reference` (see the module docstring).
 
     Raises:
-      ScoresFileError: unreadable, or neither kind of file (the message names it).
+      ScoresFileError: unreadable, neither kind of file, or C-scores that are infinite or
+        outside [0, 1] (the message names it).
     """
     source = os.fspath(path)
     if not source.endswith(".npy"):
@@ -56,6 +58,10 @@ def load_reference(path: str | os.PathLike) -> ReferenceScores:
             cscore = np.asarray(arrays["cscore"], dtype=np.float64)
             if cscore.ndim != 1:
                 raise ScoresFileError(f"{source}: cscore must be a vector, got {cscore.shape}")
+            try:  # a C-score is a probability; NaN marks an example never held out
+                values_in_range(cscore, "cscore", source, 0.0, 1.0, allow_nan=True)
+            except PublishedFileError as error:
+                raise ScoresFileError(str(error)) from None
             experiment = str(arrays["experiment"]) if "experiment" in arrays else None
             return ReferenceScores(source, cscore, None, "scores", experiment)
     from heldout.published.cscores import load_cscores
@@ -104,7 +110,8 @@ def check_reference(
       float64 [num_train].
 
     Raises:
-      ScoresFileError: another length, or labels that disagree (the message names the file).
+      ScoresFileError: another length, labels that disagree, or fewer than 2 defined
+        (not NaN) C-scores among those used (the message names the file).
     """
     size = reference.cscore.size
     if size not in (num_train_full, num_train):
@@ -130,7 +137,14 @@ def check_reference(
             reference_labels[:num_train],
             "the labels trained on here (other order, or other label corruption)",
         )
-    return reference.cscore[:num_train]
+    scores = reference.cscore[:num_train]
+    defined = int(np.count_nonzero(~np.isnan(scores)))
+    if defined < 2:  # every rank correlation would be NaN, after the whole training
+        raise ScoresFileError(
+            f"{reference.path}: {defined} of the {scores.size} C-scores used are defined "
+            "(the rest are NaN): a rank correlation needs at least 2"
+        )
+    return scores
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,15 +47,19 @@ class ClassStatistics:
         return np.lexsort((self.labels, -self.mean))
 
 
-def class_statistics(scores: np.ndarray, labels: np.ndarray) -> ClassStatistics:
+def class_statistics(
+    scores: np.ndarray, labels: np.ndarray, source: str = "the scores"
+) -> ClassStatistics:
     """Mean and SD of `scores` within each class; NaN scores are left out and counted.
 
     Args:
       scores: float [N] (e.g. integral C-scores), NaN where undefined.
       labels: int [N], in the same example order.
+      source: the file the scores come from, named by the infinite-value error.
 
     Raises:
-      ScoresError: shapes differ, labels are not integers, or no score is defined.
+      ScoresError: shapes differ, labels are not integers, a score is infinite, or no
+        score is defined.
     """
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     if scores.ndim != 1 or labels.shape != scores.shape:
@@ -65,6 +69,12 @@ def class_statistics(scores: np.ndarray, labels: np.ndarray) -> ClassStatistics:
         )
     if not np.issubdtype(labels.dtype, np.integer):
         raise ScoresError(f"labels must be integers, got {labels.dtype}")
+    infinite = np.flatnonzero(np.isinf(scores))
+    if infinite.size:  # one infinity makes its class mean infinite and its SD NaN
+        raise ScoresError(
+            f"{source}: {infinite.size} score(s) are infinite, e.g. at "
+            f"{infinite[:5].tolist()}; a score is a finite number (NaN: undefined)"
+        )
     defined = ~np.isnan(scores)
     if not defined.any():
         raise ScoresError("no example has a defined score")

@@ -28,12 +28,14 @@ from heldout.published.format import (
     DEFAULT_MIN_INFLUENCE,
     DEFAULT_MIN_MEMORIZATION,
     SHOW,
+    check_threshold,
     index_vector,
     is_real,
     load_arrays,
     provenance_arrays,
     provenance_from,
     real_vector,
+    values_in_range,
 )
 from heldout.published.pairs import PublishedPairs, ordered_pairs
 from heldout.scores.classwise import ClassBlock
@@ -59,7 +61,13 @@ class ClasswiseInfluence:
         min_influence: float = DEFAULT_MIN_INFLUENCE,
         min_memorization: float = DEFAULT_MIN_MEMORIZATION,
     ) -> PublishedPairs:
-        """The same-class pairs passing both thresholds (a class-wise file has no others)."""
+        """The same-class pairs passing both thresholds (a class-wise file has no others).
+
+        Raises:
+          UsageError: a threshold that is not a finite number in [0, 1].
+        """
+        min_influence = check_threshold(min_influence, "min_influence")
+        min_memorization = check_threshold(min_memorization, "min_memorization")
         parts = [[], [], [], []]
         for block in self.blocks.values():
             memorization = self.train_memorization[block.train_index]
@@ -126,6 +134,8 @@ def _check_block(
             f"[{train.size}, {test.size}] matrix (rows are training examples), got "
             f"{matrix.dtype} {matrix.shape}"
         )
+    # Influence estimates: finite and within [-1, 1]; NaN where one is undefined.
+    values_in_range(matrix, f"infl_matrix_class{label}", source, -1.0, 1.0, allow_nan=True)
     for what, index, labels in (("tr", train, train_labels), ("tt", test, test_labels)):
         wrong = np.flatnonzero(labels[index] != label)
         if wrong.size:
@@ -171,8 +181,8 @@ def load_classwise_influence(
     Returns:
       The blocks, checked: every class has its matrix and both index arrays, the matrix
       is [n_train_K, n_test_K], positions are in range and unique, no position is in two
-      classes, every position has label K in `tr_labels` / `tt_labels`, and `tr_mem`
-      has one value per training example.
+      classes, every position has label K in `tr_labels` / `tt_labels`, `tr_mem`
+      has one value per training example, and every value is NaN or finite in [-1, 1].
 
     Raises:
       PublishedFileError: the first problem found; the message starts with the file.
@@ -190,6 +200,7 @@ def load_classwise_influence(
     train_labels = index_vector(arrays["tr_labels"], "tr_labels", source)
     test_labels = index_vector(arrays["tt_labels"], "tt_labels", source)
     memorization = real_vector(arrays["tr_mem"], "tr_mem", source)
+    values_in_range(memorization, "tr_mem", source, -1.0, 1.0, allow_nan=True)
     if memorization.shape != train_labels.shape:
         raise PublishedFileError(
             f"{source}: tr_mem has {memorization.size} entries, tr_labels {train_labels.size}"

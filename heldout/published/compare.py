@@ -24,6 +24,7 @@ __all__ = [
     "PairRecovery",
     "PairSetAgreement",
     "ScoreAgreement",
+    "check_pairs_covered",
     "compare_scores",
     "extreme_overlaps",
     "pair_recovery",
@@ -138,10 +139,16 @@ def compare_scores(ours: np.ndarray, reference: np.ndarray) -> ScoreAgreement:
       Rank and linear correlation and absolute differences over the examples both define.
 
     Raises:
-      CompareError: the vectors are not 1-D, differ in length, or are not numbers.
+      CompareError: the vectors are not 1-D, differ in length, are not numbers, hold an
+        infinity, or no example is defined (not NaN) on both sides.
     """
     ours, reference = checked_pair(ours, reference)
     both = ~np.isnan(ours) & ~np.isnan(reference)
+    if not both.any():  # every statistic would be of nothing (or numpy's "zero-size array")
+        raise CompareError(
+            f"no example has a score on both sides: ours define {int(np.sum(~np.isnan(ours)))}"
+            f" and the reference {int(np.sum(~np.isnan(reference)))} of {ours.size}"
+        )
     a, b = ours[both], reference[both]
     difference = np.abs(a - b)
     return ScoreAgreement(
@@ -155,8 +162,16 @@ def compare_scores(ours: np.ndarray, reference: np.ndarray) -> ScoreAgreement:
     )
 
 
-def _check_pair_range(pairs: PublishedPairs, num_test: int, num_train: int) -> None:
-    """Every pair must name a cell of the `[num_test, num_train]` influence matrix."""
+def check_pairs_covered(pairs: PublishedPairs, num_test: int, num_train: int) -> None:
+    """Every pair must name a cell of the `[num_test, num_train]` influence estimates
+    (dense, or top-k rows of `num_test` test examples over `num_train` training ones).
+
+    Outside them, no estimate could confirm a pair, and precision and recall would read
+    0 as if that were a finding.
+
+    Raises:
+      CompareError: naming the pairs file, how many pairs lie outside, and examples.
+    """
     outside = (pairs.test_index >= num_test) | (pairs.train_index >= num_train)
     if outside.any():
         where = np.flatnonzero(outside)
@@ -193,7 +208,7 @@ def pair_recovery(
             f"{influence.dtype} {influence.shape}"
         )
     num_test, num_train = influence.shape
-    _check_pair_range(pairs, num_test, num_train)
+    check_pairs_covered(pairs, num_test, num_train)
     ours = influence[pairs.test_index, pairs.train_index].astype(np.float64)
     defined = ~np.isnan(ours)
     difference = np.abs(ours[defined] - pairs.influence[defined])

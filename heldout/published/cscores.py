@@ -22,6 +22,7 @@ from heldout.published.format import (
     provenance_arrays,
     provenance_from,
     real_vector,
+    values_in_range,
 )
 
 
@@ -45,6 +46,13 @@ class CScoreFile:
 
     def __post_init__(self):
         scores = real_vector(self.scores, "scores", self.source)
+        # A C-score is a probability; NaN marks an example no run held out.
+        values_in_range(scores, "scores", self.source, 0.0, 1.0, allow_nan=True)
+        if not np.any(~np.isnan(scores)):
+            raise PublishedFileError(
+                f"{self.source}: scores holds no defined C-score "
+                f"({'empty' if scores.size == 0 else f'all {scores.size} are NaN'})"
+            )
         object.__setattr__(self, "scores", scores)
         if self.labels is not None:
             labels = index_vector(self.labels, "labels", self.source)
@@ -93,8 +101,9 @@ def load_cscores(path: str | os.PathLike, allow_pickle: bool = False) -> CScoreF
 
     Raises:
       PublishedFileError: missing, unreadable or pickled (without `allow_pickle`) file; no
-        `scores`; scores that are not a vector of numbers; labels or file names of another
-        length. The message starts with the file.
+        `scores`; scores that are not a vector of numbers, are infinite or outside [0, 1],
+        or none defined (empty, all NaN); labels or file names of another length. The
+        message starts with the file.
     """
     source = os.fspath(path)
     arrays = load_arrays(source, "a C-score file (.npz or .npy)", allow_pickle=allow_pickle)

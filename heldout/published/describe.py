@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from heldout.errors import PublishedFileError
 from heldout.published.classwise import load_classwise_influence
 from heldout.published.cscores import load_cscores
 from heldout.published.format import CLASSWISE_KEYS, PAIR_KEYS, member_names
@@ -29,7 +30,8 @@ def describe(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[str, 
       "classwise" and a `ClasswiseInfluence`.
 
     Raises:
-      PublishedFileError: the file is none of the formats, or is broken.
+      PublishedFileError: the file is none of the formats, lacks a key of the format its
+        other keys show, or is broken.
     """
     source = os.fspath(path)
     if source.endswith(".npy"):
@@ -39,7 +41,21 @@ def describe(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[str, 
         return "pairs", load_influence_pairs(source)
     if all(key in names for key in CLASSWISE_KEYS):
         return "classwise", load_classwise_influence(source)
-    if "scores" in names:
-        return "cscores", load_cscores(source, allow_pickle=allow_pickle)
+    if "scores" not in names:
+        _refuse_partial_format(source, names)
     # Not recognizable from its members (or unreadable): the C-score loader says why.
     return "cscores", load_cscores(source, allow_pickle=allow_pickle)
+
+
+def _refuse_partial_format(source: str, names: set[str]) -> None:
+    """A file holding some keys of the pairs or class-wise format, and not all: the error
+    names the format it was taken for and the keys it lacks (not "no `scores`")."""
+    formats = (("high-influence pairs", PAIR_KEYS), ("class-wise influence", CLASSWISE_KEYS))
+    kind, keys = max(formats, key=lambda item: sum(key in names for key in item[1]))
+    present = [key for key in keys if key in names]
+    if present:
+        missing = [key for key in keys if key not in names]
+        raise PublishedFileError(
+            f"{source}: taken for a {kind} file (it has {', '.join(present)}), but it lacks "
+            f"{', '.join(missing)}"
+        )

@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 
 from heldout._core.npz import load_npz
-from heldout.errors import CompareError, PublishedFileError
+from heldout.errors import CompareError, PublishedFileError, UsageError
 
 CSCORE_KEYS = ("labels", "scores")
 PAIR_KEYS = ("tr_idx", "tt_idx", "infl", "mem")
@@ -38,7 +38,8 @@ def is_real(values: np.ndarray) -> bool:
 
 
 def checked_pair(ours: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two score vectors to compare, as float64; refused unless 1-D, equally long, real."""
+    """Two score vectors to compare, as float64; refused unless 1-D, equally long, real,
+    and free of infinities (NaN marks an undefined score and is allowed)."""
     ours, reference = np.asarray(ours), np.asarray(reference)
     for name, values in (("our scores", ours), ("the reference scores", reference)):
         if not is_real(values):
@@ -49,6 +50,13 @@ def checked_pair(ours: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, n
             f"score vectors must be 1-D and equally long, got {ours.shape} and "
             f"{reference.shape}; are both for the same split and dataset?"
         )
+    for name, values in (("our scores", ours), ("the reference scores", reference)):
+        infinite = np.flatnonzero(np.isinf(values))
+        if infinite.size:  # NaN is "undefined" and skipped; an infinity is no score
+            raise CompareError(
+                f"{name} hold {infinite.size} infinite value(s), e.g. at "
+                f"{infinite[:SHOW].tolist()}; a score is a finite number (NaN: undefined)"
+            )
     return ours, reference
 
 
@@ -60,6 +68,70 @@ def real_vector(values: np.ndarray, what: str, source: str) -> np.ndarray:
             f"{source}: {what} must be a 1-D array of numbers, got {values.dtype} {values.shape}"
         )
     return values.astype(np.float64)
+
+
+def values_in_range(
+    values: np.ndarray,
+    what: str,
+    source: str,
+    low: float,
+    high: float,
+    allow_nan: bool = False,
+) -> None:
+    """Refuses values that are infinite, outside [low, high], or NaN unless `allow_nan`
+    (NaN marks an undefined score: an example never held out).
+
+    A value no estimate can take means a corrupted or foreign file; compared or ranked,
+    it would shift every statistic without a word.
+
+    Args:
+      values: the numbers to check (any shape).
+      what: the array's name in the message (`scores`, `infl`).
+      source: the file, first in the message.
+      low, high: the closed range every value must lie in.
+      allow_nan: accept NaN (an undefined score).
+
+    Raises:
+      PublishedFileError: naming the file, how many values, and the first few.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    shape, values = values.shape, values.ravel()
+    with np.errstate(invalid="ignore"):
+        bad = ~((values >= low) & (values <= high))
+    if allow_nan:
+        bad &= ~np.isnan(values)
+    where = np.flatnonzero(bad)
+    if where.size:
+        shown = values[where[:SHOW]].tolist()
+        entries = where[:SHOW].tolist()
+        if len(shape) > 1:  # (row, column) of a matrix
+            entries = [tuple(int(i) for i in np.unravel_index(k, shape)) for k in entries]
+        allowed = f"finite numbers in [{low:g}, {high:g}]" + (" (or NaN)" if allow_nan else "")
+        raise PublishedFileError(
+            f"{source}: {what} holds {where.size} value(s) that are not {allowed}, e.g. "
+            f"{shown} at entr{'y' if where.size == 1 else 'ies'} {entries}"
+            f"{' ...' if where.size > SHOW else ''}"
+        )
+
+
+def check_threshold(value: float, name: str) -> float:
+    """`value` as a float, refused unless finite and in [0, 1] (NaN would select nothing,
+    a negative threshold nearly every pair).
+
+    Args:
+      value: the threshold.
+      name: its name in the message (`min_influence`).
+
+    Returns:
+      The threshold as a float.
+
+    Raises:
+      UsageError: naming the threshold.
+    """
+    value = float(value)
+    if not (0.0 <= value <= 1.0):
+        raise UsageError(f"{name} must be a finite number in [0, 1], got {value}")
+    return value
 
 
 def index_vector(values: np.ndarray, what: str, source: str, size: int | None = None):
@@ -94,6 +166,8 @@ def provenance_from(arrays: dict[str, np.ndarray], source: str) -> dict | None:
         value = json.loads(str(raw.item() if raw.ndim == 0 else raw))
     except (ValueError, TypeError) as error:
         raise PublishedFileError(f"{source}: `provenance` is not JSON ({error})") from None
+    except RecursionError:  # thousands of nested brackets: no record we write
+        raise PublishedFileError(f"{source}: `provenance` is nested too deeply") from None
     if not isinstance(value, dict):
         raise PublishedFileError(f"{source}: `provenance` must be a JSON object")
     return value

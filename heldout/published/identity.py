@@ -84,7 +84,7 @@ def identity_from_provenance(provenance: dict | None, source: str) -> DataIdenti
 def identity_of_scores(arrays: dict, source: str) -> DataIdentity | None:
     """A scores file's identity from its provenance (None when it has no readable one)."""
     try:
-        provenance = load_provenance(arrays)
+        provenance = load_provenance(arrays, source)
     except (ValueError, TypeError):  # not our JSON record: the file says nothing
         return None
     return identity_from_provenance(provenance, source)

@@ -21,10 +21,12 @@ from heldout.published.format import (
     DEFAULT_MIN_MEMORIZATION,
     PAIR_KEYS,
     SHOW,
+    check_threshold,
     is_real,
     load_arrays,
     provenance_arrays,
     provenance_from,
+    values_in_range,
 )
 
 _THRESHOLDS_IN_NAME = re.compile(r"infl([0-9.]+?)_mem([0-9.]+?)(?:\.npz)?$")
@@ -78,6 +80,8 @@ class PublishedPairs:
                 raise PublishedFileError(
                     f"{self.source}: {key} has dtype {arrays[key].dtype}; expected numbers"
                 )
+            # Both are differences of two accuracies: finite and within [-1, 1].
+            values_in_range(arrays[key], key, self.source, -1.0, 1.0)
         object.__setattr__(self, "train_index", arrays["tr_idx"].astype(np.int64))
         object.__setattr__(self, "test_index", arrays["tt_idx"].astype(np.int64))
         object.__setattr__(self, "influence", arrays["infl"].astype(np.float64))
@@ -137,8 +141,9 @@ def load_influence_pairs(path: str | os.PathLike, check_name: bool = True) -> Pu
 
     Raises:
       PublishedFileError (a CompareError): the file is missing, unreadable, lacks a key,
-        holds indices that are not non-negative integers of one length, repeats a pair,
-        or breaks the thresholds of its name; the message starts with the file.
+        holds indices that are not non-negative integers of one length, values that are
+        not finite numbers in [-1, 1], repeats a pair, or breaks the thresholds of its
+        name; the message starts with the file.
     """
     source = os.fspath(path)
     arrays = load_arrays(source, "a high-influence pairs .npz file", keys=PAIR_KEYS)
@@ -215,7 +220,10 @@ def select_pairs_dense(
 
     Raises:
       CompareError: shapes that do not fit each other.
+      UsageError: a threshold that is not a finite number in [0, 1].
     """
+    min_influence = check_threshold(min_influence, "min_influence")
+    min_memorization = check_threshold(min_memorization, "min_memorization")
     influence, memorization = np.asarray(influence), np.asarray(memorization)
     if influence.ndim != 2 or memorization.shape != influence.shape[1:]:
         raise CompareError(
@@ -256,12 +264,15 @@ def select_pairs_topk(
 
     Raises:
       CompareError: top-k index and value shapes that differ or are not 2-D.
+      UsageError: a threshold that is not a finite number in [0, 1].
 
     Returns:
       (pairs, saturated): `saturated` counts the test examples whose k-th value still
       passes the influence threshold, i.e. which may have more qualifying pairs than k
       shows (recompute with a larger k, or dense, when it is not 0).
     """
+    min_influence = check_threshold(min_influence, "min_influence")
+    min_memorization = check_threshold(min_memorization, "min_memorization")
     index, value = np.asarray(topk_index), np.asarray(topk_value, dtype=np.float64)
     memorization = np.asarray(memorization, dtype=np.float64)
     if index.shape != value.shape or index.ndim != 2:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 import heldout.cluster as cluster
-from heldout.errors import AuxArraysError, UsageError
+from heldout.errors import AuxArraysError, HeldoutError, UsageError
 from heldout.release.layout import Experiment
 from heldout.release.reading import (
     ProgressCallback,
@@ -87,6 +87,9 @@ class PartialScores:
       packed: the share's readable runs at the score ratio, in order (empty when no
         influence, intervals or pairs are asked for).
       skipped: (position, message) of each bad run skipped.
+      failure: the one-line error that stopped the share (a bad run without skipping), or
+        None. Returned rather than raised: a task that raises makes every Dask worker log
+        "Compute Failed" and a traceback before the command's one line.
     """
 
     first: int
@@ -94,6 +97,7 @@ class PartialScores:
     counts: ScoreAccumulator
     packed: list[PackedRun] = dataclasses.field(default_factory=list)
     skipped: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    failure: HeldoutError | None = None
 
 
 def read_share(
@@ -116,8 +120,9 @@ def read_share(
       skip_bad_runs: report bad runs and go on (else the first one raises, naming it).
       threads: reader threads (default: this worker's share of the cores).
 
-    Raises:
-      AuxArraysError: a bad run, without `skip_bad_runs`.
+    Returns:
+      The share's statistics; an expected error (a bad run, without `skip_bad_runs`) is
+      its `failure`, which the client raises.
     """
     counts = ScoreAccumulator(subset_ratios)
     partial = PartialScores(first, len(items), counts)
@@ -128,25 +133,38 @@ def read_share(
     def bad(run: RunLike, error: AuxArraysError) -> None:
         partial.skipped.append((position[str(run)], str(error)))
 
-    for path, aux in read_runs(
-        [path for path, _ in items],
-        workers=threads or cluster.threads_per_worker(1),
-        skip_bad_runs=skip_bad_runs,
-        on_bad_run=bad,
-        size_check=size_check,
-        ratios=[ratio for _, ratio in items],  # a run in another ratio's folder is bad
-    ):
-        ratio = ratio_of[str(path)]
-        counts.add(ratio, aux)
-        if pack_key is not None and round(float(ratio), 9) == pack_key:
-            partial.packed.append(PackedRun.of(aux))
+    try:
+        for path, aux in read_runs(
+            [path for path, _ in items],
+            workers=threads or cluster.threads_per_worker(1),
+            skip_bad_runs=skip_bad_runs,
+            on_bad_run=bad,
+            size_check=size_check,
+            ratios=[ratio for _, ratio in items],  # a run in another ratio's folder is bad
+        ):
+            ratio = ratio_of[str(path)]
+            counts.add(ratio, aux)
+            if pack_key is not None and round(float(ratio), 9) == pack_key:
+                partial.packed.append(PackedRun.of(aux))
+    except HeldoutError as error:  # bugs still raise, with Dask's traceback
+        partial.failure = error
+        partial.packed.clear()
     return partial
 
 
+def failure_of(partial: PartialScores) -> HeldoutError | None:
+    """The task the client waits on per share: the share's failure, without its data."""
+    return partial.failure
+
+
 def add_partials(a: PartialScores, b: PartialScores) -> PartialScores:
-    """The statistics of two adjacent shares (`a` first): counts added, runs in order."""
+    """The statistics of two adjacent shares (`a` first): counts added, runs in order; a
+    failed share's failure is passed on."""
     if a.first > b.first:
         a, b = b, a
+    for partial in (a, b):
+        if partial.failure is not None:
+            return partial
     return PartialScores(
         first=a.first,
         runs=a.runs + b.runs,
@@ -277,16 +295,21 @@ def _fan_out(
             )
             for first, share in shares
         ]
-        sizes = {future.key: len(share) for future, (_, share) in zip(level, shares, strict=True)}
+        # Small tasks that bring back each share's failure (not its runs) as it finishes.
+        checks = [client.submit(failure_of, future, pure=False) for future in level]
+        sizes = {check.key: len(share) for check, (_, share) in zip(checks, shares, strict=True)}
         done = 0
         tree = _tree(client, level)
-        for future in as_completed(level):
-            if future.status == "error":
-                future.result()  # raises the worker's error (a bad run, without skipping)
-            done += sizes[future.key]
+        for check in as_completed(checks):
+            failure = check.result()  # a bug in a share raises here, with its traceback
+            if failure is not None:
+                raise failure  # a bad run, without skipping: the command's one line
+            done += sizes[check.key]
             report(done)
         root = tree.result()
         report(None)
+    if root.failure is not None:
+        raise root.failure
     return root
 
 

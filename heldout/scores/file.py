@@ -16,7 +16,7 @@ import numpy as np
 from heldout._core.atomic import write_npz_atomic
 from heldout._core.npz import load_npz
 from heldout._core.provenance import provenance_for
-from heldout.errors import ScoresError
+from heldout.errors import ScoresError, ScoresFileError
 
 # What was read.
 EXPERIMENT = "experiment"
@@ -141,17 +141,73 @@ def load_scores(path: str | os.PathLike) -> dict[str, np.ndarray]:
       key -> array; `provenance` stays the JSON string (`load_provenance` decodes it).
 
     Raises:
-      ScoresError: the file is missing or not a readable `.npz`.
+      ScoresError: the file is missing or not a readable `.npz`; ScoresFileError: a
+        per-example estimate that is infinite or out of range (`check_score_values`).
     """
     arrays = load_npz(path, error=ScoresError, what="a scores file")
     for old, new in RENAMED_KEYS.items():
         if old in arrays and new not in arrays:
             arrays[new] = arrays.pop(old)
+    check_score_values(arrays, os.fspath(path))
     return arrays
 
 
-def load_provenance(arrays: dict[str, np.ndarray]) -> dict | None:
-    """The provenance record of loaded scores, or None for files written without one."""
+# The range of each per-example estimate; NaN marks one that is undefined. A C-score is a
+# probability, memorization a difference of two.
+VALUE_RANGES = {
+    CSCORE: (0.0, 1.0),
+    CSCORE_BY_RATIO: (0.0, 1.0),
+    SOFT_CSCORE: (0.0, 1.0),
+    MEMORIZATION: (-1.0, 1.0),
+}
+
+
+def check_score_values(arrays: dict[str, np.ndarray], source: str) -> None:
+    """Refuses per-example estimates (`VALUE_RANGES`) that are infinite or out of range.
+
+    A value no estimate can take means a corrupted or hand-edited file; plotted, tabled
+    or ranked, it would pass without a word. (The influence matrix is not scanned: it may
+    be larger than memory allows twice.)
+
+    Args:
+      arrays: a scores file's arrays.
+      source: the file, first in the message.
+
+    Raises:
+      ScoresFileError: naming the file, the key, how many values and the first entries.
+    """
+    for key, (low, high) in VALUE_RANGES.items():
+        if key not in arrays or not np.issubdtype(np.asarray(arrays[key]).dtype, np.floating):
+            continue
+        values = np.asarray(arrays[key], dtype=np.float64)
+        flat = values.ravel()
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~((flat >= low) & (flat <= high)) & ~np.isnan(flat))
+        if bad.size:
+            entries = [tuple(int(i) for i in np.unravel_index(k, values.shape)) for k in bad[:5]]
+            raise ScoresFileError(
+                f"{source}: {key} holds {bad.size} value(s) that are not finite numbers in "
+                f"[{low:g}, {high:g}] (or NaN), e.g. {flat[bad[:5]].tolist()} at "
+                f"{entries if values.ndim > 1 else bad[:5].tolist()}"
+            )
+
+
+def load_provenance(arrays: dict[str, np.ndarray], source: str = "a scores file") -> dict | None:
+    """The provenance record of loaded scores, or None for files written without one.
+
+    Raises:
+      ScoresFileError (a ValueError): `provenance` that is not a JSON object, or is
+        nested deeper than Python's recursion limit; the message starts with `source`.
+    """
     if PROVENANCE not in arrays:
         return None
-    return json.loads(str(arrays[PROVENANCE].item()))
+    raw = arrays[PROVENANCE]
+    try:
+        value = json.loads(str(raw.item() if raw.ndim == 0 else raw))
+    except (ValueError, TypeError) as error:
+        raise ScoresFileError(f"{source}: `provenance` is not JSON ({error})") from None
+    except RecursionError:  # thousands of nested brackets: no record we write
+        raise ScoresFileError(f"{source}: `provenance` is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ScoresFileError(f"{source}: `provenance` must be a JSON object")
+    return value

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from heldout._core.write_safety import ensure_dir
 from heldout.errors import LockBusyError
 from heldout.release import layout as release
 from heldout.training import legacy_runs, locks, record, resume
@@ -201,7 +202,7 @@ def prepared_experiment(
     """
     opened = open_source(config.dataset, config.data_dir)
     record.check_existing(experiment_dir, config, opened.name)
-    experiment_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(experiment_dir)
     with locks.TrainingLock(experiment_dir) as training_lock:
         if training_lock.alone:
             removed = resume.remove_stale_temporaries(experiment_dir)

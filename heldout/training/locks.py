@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from heldout._core.locks import FileLock
+from heldout._core.write_safety import ensure_dir
 from heldout.errors import LockBusyError
 
 TRAINING_LOCK_FILE = ".training.lock"
@@ -101,7 +102,7 @@ def claim_run(ratio_dir: Path, run_id: int) -> RunClaim:
     Raises:
       LockBusyError: another process claims the run (the message names its PID).
     """
-    ratio_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(ratio_dir)
     claim = RunClaim(
         claim_path(ratio_dir, run_id), f"training run {run_id} of {ratio_dir}", timeout_s=0
     )

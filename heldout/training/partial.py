@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from heldout._core.atomic import commit_dir, make_temp_dir, write_json_atomic
+from heldout._core.write_safety import ensure_dir
 
 STATE_FILE = "state.json"
 CHECKPOINT_PREFIX = "state"
@@ -113,7 +114,7 @@ def save(
     Returns:
       The checkpoint folder.
     """
-    ratio_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(ratio_dir)
     final = ratio_dir / f".{int(run_id)}.partial-e{int(epoch)}"
     older = [path for _, path in _candidates(ratio_dir, run_id) if path != final]
     if final.exists():  # left by an interrupted save of this epoch: replaced

@@ -329,3 +329,25 @@ def test_cli_reports_a_truncated_index_file_in_one_line(image_dir, tmp_path):
     assert "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"build_imagenet_tfrecords: error: {index}: cannot read")
+
+
+def test_builder_never_writes_through_a_link_planted_at_a_temporary_name(image_dir, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    planted = out / ".validation-00000-of-00001.tmp"  # the name temporaries once had
+    planted.symlink_to(victim)
+    entries = [(name, index) for name, index in INDEX.items()]
+    index_file = tmp_path / "index.csv"
+    index_file.write_text("filename,index\n" + "".join(f"{n},{i}\n" for n, i in entries))
+    records = plan_records(
+        read_index_list(index_file), find_images(image_dir), image_dir, synset_label_map(image_dir)
+    )
+    write_tfrecords(records, out, "validation", num_shards=1, num_threads=1)
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".validation-00000-of-00001.tmp",  # not ours: left as it was
+        "validation-00000-of-00001",
+        "validation-metadata.json",
+    ]

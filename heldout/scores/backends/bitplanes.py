@@ -179,9 +179,12 @@ class BitPackedInfluenceAccumulator(InfluenceCounts):
         self.max_matrix_bytes = max_matrix_bytes or default_max_matrix_bytes()
         self._capacity_runs = max(64, min(num_runs or 256, MAX_EXACT_RUNS))
         # Loading the backend (numba and its cached kernels; TensorFlow) overlaps the
-        # reading of the runs instead of following it.
+        # reading of the runs instead of following it. Not a daemon: the interpreter joins
+        # it before it shuts down, on every path (a bad run, an interrupt). A daemon thread
+        # still importing or compiling (LLVM, without the GIL) while the interpreter
+        # finalizes can crash the process (exit 139) after an ordinary one-line error.
         self._warm_up = threading.Thread(
-            target=_warm_up, args=(self._backend, topk > 0), name="influence-warm-up", daemon=True
+            target=_warm_up, args=(self._backend, topk > 0), name="influence-warm-up"
         )
         self._warm_up.start()
 

@@ -155,6 +155,9 @@ class SignificantPairsAccumulator:
             )
         if max_candidates < 2:
             raise UsageError(f"max_candidates must be at least 2, got {max_candidates}")
+        if min_memorization is not None and not math.isfinite(min_memorization):
+            # NaN would test no pair at all and report "0 selected" as if it were a result.
+            raise UsageError(f"min_memorization must be a finite number, got {min_memorization}")
         self.subset_ratio = subset_ratio
         self.fdr = float(fdr)
         self.min_memorization = None if min_memorization is None else float(min_memorization)
