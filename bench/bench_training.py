@@ -15,11 +15,12 @@ The published one-model-at-a-time code reaches about 0.6 of the matmul rate on a
 CPU (7.8 s per model at ratio 0.5 for 10 epochs). On a GPU the goal is 32 models per step
 >= 10x faster than 1. --bfloat16 also runs 32 models with bfloat16 matrix products
 (reported separately; it may exceed the float32 limit on CPUs with AVX512-BF16).
-  (c) the per-epoch statistics' overhead (`heldout.proxies.recording`, the `EpochEnd`
-      hook of `tools/compute_proxies.py`): one model trained on all 60 000 examples
-      (--overhead_models to stack more), evaluated in inference mode on every training
-      example after every epoch; the hook's wall time as a fraction of the training
-      steps' (goal <= 10 %). `--overhead_only` runs this part alone.
+  (c) the per-epoch statistics' overhead by `--proxy_source` (`heldout.proxies.recording`):
+      one model trained on all 60 000 examples (--overhead_models to stack more,
+      --overhead_num_train to slice), the same trainer and steps with no recording,
+      `training_passes` (goal <= 3 %), `inference` (overlapped, goal <= 25 %) and
+      `inference_sync`; the wall time of the epochs and statistics, interleaved repeats.
+      `--overhead_only` runs this part alone.
   (d) with --bfloat16 (or `--precision_only`, alone): SmallInception on 32x32x3 images
       (synthetic, 4 096 examples, batch 128) through the trainer, float32 against mixed
       precision (`--compute_dtype=bfloat16`, `heldout.training.precision`), in training
@@ -29,12 +30,15 @@ CPU (7.8 s per model at ratio 0.5 for 10 epochs). On a GPU the goal is 32 models
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from absl import app, flags, logging
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Epochs per configuration (>= 2).")
@@ -48,6 +52,12 @@ _PRECISION_ONLY = flags.DEFINE_bool(
 )
 _OVERHEAD_MODELS = flags.DEFINE_integer(
     "overhead_models", 1, "Part (c): models trained together (the proxies' --num_seeds)."
+)
+_OVERHEAD_NUM_TRAIN = flags.DEFINE_integer(
+    "overhead_num_train", None, "Part (c): the first n training examples only (short runs)."
+)
+_OVERHEAD_REPEATS = flags.DEFINE_integer(
+    "overhead_repeats", 3, "Part (c): interleaved repeats of every source (median shown)."
 )
 
 MFLOP_PER_EXAMPLE = 3.2  # MLP(512,256,10): ~1.07 forward + ~2.1 backward, per example
@@ -135,32 +145,78 @@ def run_trainer(
     }
 
 
-def logging_overhead(epochs: int, models: int) -> None:
-    """Part (c): the `EpochEnd` statistics hook against the training steps, full data."""
-    from heldout import training
-    from heldout.proxies.compute import ProxyOptions, compute_proxies
+SOURCES = ("none", "training_passes", "inference", "inference_sync")
+
+
+def _timed_group(trainer, models: int, source: str, folder: str) -> float:
+    """Wall seconds of one group's epochs and its statistics (run writing excluded)."""
+    from heldout.proxies.recording import EpochRecorder
+    from heldout.training.events import EpochEnd
+
+    epochs = trainer.config.epochs
+    recorder = None
+    if source != "none":
+        recorder = EpochRecorder(trainer.data.train_labels, trainer.data.num_classes, source=source)
+    ended = []
+
+    def notify(event):
+        if recorder is not None:
+            recorder(event)
+        if isinstance(event, EpochEnd) and event.epoch == epochs:
+            if recorder is not None:
+                recorder.finish()  # the last pass has no next epoch to overlap
+            ended.append(time.perf_counter())
+
+    trainer.notify = notify
+    trainer.record_training_passes = source == "training_passes"
+    trainer.experiment_dir = Path(folder) / source
+    os.makedirs(trainer.experiment_dir, exist_ok=True)
+    start = time.perf_counter()
+    trainer.train_group(1.0, list(range(models)))
+    return ended[0] - start
+
+
+def logging_overhead(epochs: int, models: int, num_train: int | None, repeats: int) -> None:
+    """Part (c): each proxy source against no recording, same trainer, same steps."""
+    import dataclasses
+
+    from bench import _shared
+    from heldout.proxies import compute
+    from heldout.training.loops import Trainer
     from heldout.training.recipe import Recipe
 
-    step_seconds = []
-
-    def on_event(event):
-        if isinstance(event, training.EpochLog) and event.epoch > 1:  # 1st: tracing
-            step_seconds.append(event.seconds)
-
-    options = ProxyOptions(
-        recipe=Recipe(epochs=epochs), num_seeds=models, proxies=("learning_speed", "confidence")
-    )
+    options = compute.ProxyOptions(recipe=Recipe(epochs=epochs), num_seeds=models)
+    config = options.training_config()
+    data, _, _ = compute._load_data(options, config)  # the data compute_proxies trains on
+    data = compute._sliced_data(data, num_train)
     start_load = os.getloadavg()[0]
-    result = compute_proxies(options, on_event=on_event)
-    hook = result.seconds["hook"] * (epochs - 1) / epochs  # the timed epochs' share
-    steps = sum(step_seconds)
+    seconds = {source: [] for source in SOURCES}
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(dataclasses.replace(config, epochs=1), data, folder, lambda e: None)
+        for source in SOURCES:  # traces every compiled function once, untimed
+            _timed_group(trainer, models, source, os.path.join(folder, "warm-up"))
+        trainer.config = config
+        for r in range(repeats):  # interleaved: a shared machine's drift hits each alike
+            for source in SOURCES:
+                where = os.path.join(folder, str(r))
+                seconds[source].append(_timed_group(trainer, models, source, where))
+    base = float(np.median(seconds["none"]))
     print(
-        f"(c) per-epoch statistics hook, {models} model(s) x {epochs} epochs on "
-        f"{result.num_train} examples (load average {start_load:.2f} -> "
-        f"{os.getloadavg()[0]:.2f}): training steps {steps:.1f} s over epochs 2..{epochs}, "
-        f"hook {hook:.1f} s (inference on every training example + statistics), overhead "
-        f"{100 * hook / steps:.1f} % (goal <= 10 %: {'met' if hook <= 0.1 * steps else 'NOT met'})"
+        f"(c) per-epoch statistics by source, {models} model(s) x {epochs} epochs on "
+        f"{data.num_train} examples, median of {repeats} interleaved repeats (load average "
+        f"{start_load:.2f} -> {os.getloadavg()[0]:.2f}); CPU: {_shared.cpu_features()}"
     )
+    goals = {"training_passes": 0.03, "inference": 0.25}
+    for source in SOURCES:
+        wall = float(np.median(seconds[source]))
+        line = f"    {source:<16} {wall:7.2f} s  x{wall / base:.3f} of no recording"
+        if source in goals:
+            over = wall / base - 1
+            verdict = "met" if over <= goals[source] else "NOT met"
+            line += (
+                f"  overhead {100 * over:+.1f} % (goal <= {100 * goals[source]:.0f} %: {verdict})"
+            )
+        print(line + f"  [each: {', '.join(f'{x:.2f}' for x in seconds[source])}]")
     # What the definition costs at best: one inference pass per epoch against the
     # epoch's training steps, in multiply-adds (the first layer needs no input gradient).
     sizes = (784, *Recipe().mlp_hidden_sizes, 10)
@@ -234,7 +290,12 @@ def main(argv):
         f"CPU cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.2f}"
     )
     if _OVERHEAD_ONLY.value:
-        logging_overhead(_EPOCHS.value, _OVERHEAD_MODELS.value)
+        logging_overhead(
+            _EPOCHS.value,
+            _OVERHEAD_MODELS.value,
+            _OVERHEAD_NUM_TRAIN.value,
+            _OVERHEAD_REPEATS.value,
+        )
         return
     if _PRECISION_ONLY.value:
         mixed_precision_speed(_EPOCHS.value)
@@ -272,7 +333,9 @@ def main(argv):
         f"model-epochs/s at ratio 0.5 (about 0.6 of the matmul rate); ours with 32 per "
         f"step: {results['32']['model_epochs_per_s']:.2f}"
     )
-    logging_overhead(_EPOCHS.value, _OVERHEAD_MODELS.value)
+    logging_overhead(
+        _EPOCHS.value, _OVERHEAD_MODELS.value, _OVERHEAD_NUM_TRAIN.value, _OVERHEAD_REPEATS.value
+    )
     if _BFLOAT16.value:
         mixed_precision_speed(_EPOCHS.value)
 

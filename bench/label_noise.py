@@ -19,7 +19,8 @@ same corrupted labels (checked). Detectors, all scored so that high = suspicious
   ranked by self-confidence; its precision and recall are printed too). Same runs, so
   the same budget: the comparison "C-score not below cleanlab - 0.01" is at equal cost;
 - from one model trained on the full (noisy) training set (`heldout.proxies`): -CBTL,
-  cumulative loss, -p_label_mean.
+  cumulative loss, -p_label_mean, for each of --proxy_sources (the free training passes
+  and the overlapped inference pass, side by side; same budget in model-epochs).
 Printed per detector: AUROC and average precision, and its training budget in
 model-epochs (and in passes over the full training set); the targets (C-score AUROC >=
 0.95; CBTL or cumulative loss >= 0.93 from one run; C-score >= cleanlab - 0.01); CPU and
@@ -64,6 +65,11 @@ _SUBSET_RATIOS = flags.DEFINE_list(
 )
 _RUNS_PER_RATIO = flags.DEFINE_integer("runs_per_ratio", 64, "Runs per subset ratio.")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 1, "One-run proxies: models averaged.")
+_SOURCES = flags.DEFINE_list(
+    "proxy_sources",
+    ["training_passes", "inference"],
+    "One-run proxies: each of these sources (heldout proxies --proxy_source), side by side.",
+)
 _NUM_TRAIN = flags.DEFINE_integer(
     "num_train", None, "Only the first n training examples (small runs): a sliced IDX copy."
 )
@@ -134,7 +140,9 @@ def main(argv):
     from heldout.training.data import open_source
 
     recipe = _shared.recipe_for(_OUTPUT_DIR, "the experiment is kept there")
-    print(f"CPU cores: {os.cpu_count()}; {_shared.load_average()}; cleanlab {cleanlab.__version__}")
+    print(
+        f"CPU: {_shared.cpu_features()}; {_shared.load_average()}; cleanlab {cleanlab.__version__}"
+    )
     if _NUM_TRAIN.value is not None:
         opened = open_source(recipe.dataset, recipe.data_dir)
         data_dir = _shared.idx_slice(
@@ -158,17 +166,21 @@ def main(argv):
     oos = out_of_sample_probs([run.path for run in experiment.runs], n)
     heldout_seconds = time.perf_counter() - start
 
-    start = time.perf_counter()
-    proxies = compute.compute_proxies(
-        compute.ProxyOptions(
-            recipe=recipe,
-            num_seeds=_NUM_SEEDS.value,
-            proxies=("learning_speed", "confidence"),
+    by_source, proxy_seconds = {}, {}
+    for source in _SOURCES.value:
+        start = time.perf_counter()
+        by_source[source] = compute.compute_proxies(
+            compute.ProxyOptions(
+                recipe=recipe,
+                num_seeds=_NUM_SEEDS.value,
+                proxies=("learning_speed", "confidence"),
+                proxy_source=source,
+            )
         )
-    )
-    proxy_seconds = time.perf_counter() - start
-    if not np.array_equal(proxies.labels, trained_labels):
-        raise app.UsageError("the one-run proxies trained on other labels than the experiment")
+        proxy_seconds[source] = time.perf_counter() - start
+        if not np.array_equal(by_source[source].labels, trained_labels):
+            raise app.UsageError("the one-run proxies trained on other labels than the experiment")
+    proxies = by_source[_SOURCES.value[0]]
 
     held = oos.count > 0
     cscore = result.cscores.cscore
@@ -195,31 +207,41 @@ def main(argv):
         ("1 - soft C-score", 1 - oos.soft_cscore(trained_labels)[defined], ref_epochs, ref_passes),
         ("cleanlab label quality", 1 - quality, ref_epochs, ref_passes),
         ("cleanlab find_label_issues", issue_rank, ref_epochs, ref_passes),
-        ("-CBTL (one run)", -proxies.proxies["cbtl"][defined], one_run, one_run),
-        (
-            "cumulative loss (one run)",
-            proxies.proxies["cumulative_loss"][defined],
-            one_run,
-            one_run,
-        ),
-        ("-p_label_mean (one run)", -proxies.proxies["p_label_mean"][defined], one_run, one_run),
     ]
+    for source, found in by_source.items():
+        values = found.proxies
+        detectors += [
+            (f"-CBTL (one run, {source})", -values["cbtl"][defined], one_run, one_run),
+            (
+                f"cumulative loss (one run, {source})",
+                values["cumulative_loss"][defined],
+                one_run,
+                one_run,
+            ),
+            (
+                f"-p_label_mean (one run, {source})",
+                -values["p_label_mean"][defined],
+                one_run,
+                one_run,
+            ),
+        ]
     print(
         f"experiment {experiment.path}: {len(experiment.runs)} runs at "
         f"{list(experiment.subset_ratios)}, {recipe.epochs} epochs, trained and scored in "
-        f"{heldout_seconds:.0f} s; one-run proxies in {proxy_seconds:.0f} s"
+        f"{heldout_seconds:.0f} s; one-run proxies in "
+        + ", ".join(f"{seconds:.0f} s ({source})" for source, seconds in proxy_seconds.items())
     )
     print(
         f"{int(corrupted.sum())} of {n} labels corrupted ({100 * corrupted.mean():.1f} %); "
         f"{int(defined.sum())} examples scored by every detector ({int((~defined).sum())} "
         "never held out, left out)"
     )
-    print(f"{'detector':<30} {'AUROC':>7} {'AP':>7} {'model-epochs':>13} {'full passes':>12}")
+    print(f"{'detector':<46} {'AUROC':>7} {'AP':>7} {'model-epochs':>13} {'full passes':>12}")
     auroc = {}
     for name, suspicion, budget, passes in detectors:
         roc, ap = _metrics(suspicion, truth)
         auroc[name] = roc
-        print(f"{name:<30} {roc:7.4f} {ap:7.4f} {budget:13d} {passes:12.0f}")
+        print(f"{name:<46} {roc:7.4f} {ap:7.4f} {budget:13d} {passes:12.0f}")
     flagged = np.zeros(truth.size, bool)
     flagged[ranked] = True
     precision = truth[flagged].mean() if flagged.any() else float("nan")
@@ -228,7 +250,11 @@ def main(argv):
         f"{truth[flagged].sum() / max(1, truth.sum()):.3f}"
     )
     c = auroc["1 - integral C-score"]
-    best_one = max(auroc["-CBTL (one run)"], auroc["cumulative loss (one run)"])
+    best_one = max(
+        auroc[f"{name} (one run, {source})"]
+        for name in ("-CBTL", "cumulative loss")
+        for source in by_source
+    )
     clean = max(auroc["cleanlab label quality"], auroc["cleanlab find_label_issues"])
     print(f"  target: C-score AUROC >= 0.95: {c:.4f} -> {'met' if c >= 0.95 else 'NOT met'}")
     print(

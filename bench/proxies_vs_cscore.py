@@ -25,11 +25,15 @@ reference's split-half reliability, both training budgets in model-epochs side b
 (and in passes over the full training set), the paper's orderings as hard requirements
 (hidden-space densities pm_label > label > unlabeled; p_label above p_max; CBTL above
 every input-space density), the target (CBTL or cumulative loss rho >= 0.80, at least
-0.70), the wall time and the CPU / load line.
+0.70), the wall time and the CPU / load line. Then, side by side for each of
+--proxy_sources (default: the free `training_passes` and the overlapped `inference`), the
+rho and tau-b of CBTL, cumulative loss, p_label_mean and forgetting events, each source's
+time, and whether the free CBTL reaches rho >= 0.80 (and by how much it falls short).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -62,6 +66,13 @@ _KDE_HIDDEN_EVERY = flags.DEFINE_integer(
     "pairs (about a minute at 60 000 on 2 cores), so every 4th keeps the run in 30 minutes.",
 )
 _FIGURE = flags.DEFINE_string("figure", None, "Where to draw the figure (.png or .pdf).")
+_SOURCES = flags.DEFINE_list(
+    "proxy_sources",
+    ["training_passes", "inference"],
+    "Proxy sources side by side; the first computes every proxy, the others the "
+    "learning-speed and confidence ones (the densities do not depend on the source).",
+)
+SIDE_BY_SIDE = ("cbtl", "cumulative_loss", "p_label_mean", "forgetting_events")
 _RELIABILITY_REPEATS = 5
 
 
@@ -91,11 +102,34 @@ def _reference_scores(config, folder: str, num_train: int | None):
 
 
 def _sliced_config(config, opened, num_train: int):
-    import dataclasses
-
     folder = Path(_REFERENCE_DIR.value).with_name(Path(_REFERENCE_DIR.value).name + "-data")
     data_dir = _shared.idx_slice(folder, opened.source, num_train)
     return dataclasses.replace(config, data_dir=data_dir)
+
+
+def _side_by_side(by_source: dict, cscore: np.ndarray) -> None:
+    """Spearman rho / Kendall tau-b of the learning-speed proxies by source, and times."""
+    from heldout.proxies import compute
+
+    names = list(by_source)
+    print("by proxy source (rho / tau-b against the reference):")
+    print(f"{'proxy':<22} " + " ".join(f"{name:>24}" for name in names))
+    table = {name: compute.correlations(result, cscore) for name, (result, _) in by_source.items()}
+    for proxy in SIDE_BY_SIDE:
+        rho = [float(table[n][f"spearman_{proxy}"]) for n in names]
+        tau = [float(table[n][f"kendall_{proxy}"]) for n in names]
+        cells = [f"{r:11.4f} / {t:.4f}" for r, t in zip(rho, tau, strict=True)]
+        print(f"{proxy:<22} " + " ".join(f"{c:>24}" for c in cells))
+    for name, (result, seconds) in by_source.items():
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+        print(f"  {name}: {seconds:.1f} s in all ({parts}); groups {list(result.options.proxies)}")
+    free = by_source.get("training_passes")
+    if free is not None:
+        rho = float(table["training_passes"]["spearman_cbtl"])
+        print(
+            f"  target: training-pass CBTL rho >= 0.80: {rho:.4f} -> "
+            + ("met" if rho >= 0.8 else f"NOT met, short by {0.8 - rho:.4f}")
+        )
 
 
 def main(argv):
@@ -107,7 +141,7 @@ def main(argv):
 
     recipe = _shared.recipe_for(_REFERENCE_DIR, "the reference is kept there")
     start = time.perf_counter()
-    print(f"CPU cores: {os.cpu_count()}; {_shared.load_average()}")
+    print(f"CPU: {_shared.cpu_features()}; {_shared.load_average()}")
     config = training.TrainingConfig.from_recipe(
         recipe,
         subset_ratios=tuple(float(r) for r in _SUBSET_RATIOS.value),
@@ -121,10 +155,18 @@ def main(argv):
         recipe=config.recipe,  # its data_dir is the slice when --num_train: the same examples
         num_seeds=_NUM_SEEDS.value,
         kde_hidden_every=_KDE_HIDDEN_EVERY.value,
+        proxy_source=_SOURCES.value[0],
     )
     proxy_start = time.perf_counter()
     result = compute.compute_proxies(options)
     proxy_seconds = time.perf_counter() - proxy_start
+    by_source = {options.proxy_source: (result, proxy_seconds)}
+    for source in _SOURCES.value[1:]:
+        other = dataclasses.replace(
+            options, proxy_source=source, proxies=("learning_speed", "confidence")
+        )
+        began = time.perf_counter()
+        by_source[source] = (compute.compute_proxies(other), time.perf_counter() - began)
     labels_there = reference.reference_labels(experiment)
     if not np.array_equal(labels_there, result.labels):
         raise app.UsageError("the reference and the proxies train on different labels")
@@ -154,6 +196,7 @@ def main(argv):
     print(f"{'proxy':<22} {'Spearman rho':>12} {'Kendall tau-b':>13}")
     for name in result.proxies:
         print(f"{name:<22} {rho[name]:12.4f} {tau[name]:13.4f}")
+    _side_by_side(by_source, cscore)
     checks = []
     if {"kde_hidden_pm_label", "kde_hidden_label", "kde_hidden_unlabeled"} <= set(rho):
         checks.append(

@@ -61,6 +61,19 @@ _KDE_HIDDEN_EVERY = flags.DEFINE_integer(
     "0: the last epoch only (each costs a pass over all pairs).",
     lower_bound=0,
 )
+cli_flags.define(
+    __name__,
+    cli_flags.DEFINE_choice,
+    "proxy_source",
+    "training_passes",
+    "Where the per-epoch statistics come from: training_passes (the training steps' own "
+    "forward passes, free; augmented images where the recipe augments), inference (an "
+    "inference-mode pass over every training example after each epoch, overlapping the "
+    "next epoch) or inference_sync (the same pass, training waiting). kde_hidden always "
+    "uses an inference pass. Recorded in the output.",
+    choices=["training_passes", "inference", "inference_sync"],
+)
+_PROXY_SOURCE = flags.FlagHolder(flags.FLAGS, flags.FLAGS["proxy_source"])
 _RELIABILITY_REPEATS = 5
 
 
@@ -126,6 +139,7 @@ def main(argv: Sequence[str]) -> int:
         num_train=_NUM_TRAIN.value,
         proxies=tuple(_PROXIES.value),
         kde_hidden_every=_KDE_HIDDEN_EVERY.value,
+        proxy_source=_PROXY_SOURCE.value,
     )
     if _FIGURE.value is not None:
         from heldout.plots.proxies import FORMATS
@@ -196,7 +210,8 @@ def main(argv: Sequence[str]) -> int:
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     print(
         f"proxies of {result.num_train} training examples written to {output} in "
-        f"{seconds:.0f} s ({parts}); training budget {result.model_epochs} model-epochs"
+        f"{seconds:.0f} s ({parts}); training budget {result.model_epochs} model-epochs; "
+        f"proxy source {options.proxy_source}"
     )
     if result.bandwidth_input is not None:
         print(f"  KDE bandwidth h: input {result.bandwidth_input:.4f}", end="")

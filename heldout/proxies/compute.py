@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from heldout._core.provenance import provenance_for
-from heldout.errors import UsageError
+from heldout.errors import TrainingError, UsageError
 from heldout.proxies import confidence, kde, learning_speed
 from heldout.proxies.ranking import kendall_tau_b, spearman_rho
+from heldout.proxies.recording import PROXY_SOURCES
 from heldout.training.config import TrainingConfig
 from heldout.training.recipe import Recipe, recipe_of
 
@@ -32,6 +33,9 @@ GROUP_KEYS = {
     "kde_input": tuple(f"kde_input_{v}" for v in kde.KDE_VARIANTS),
     "kde_hidden": tuple(f"kde_hidden_{v}" for v in kde.KDE_VARIANTS),
 }
+PROXY_SOURCE_KEY = "proxy_source"
+# What a proxies file without the key was made with: the inference pass, then synchronous.
+LEGACY_PROXY_SOURCE = "inference_sync"
 ORIENTED_NEGATIVE = frozenset(
     {"cumulative_loss", "forgetting_events", "first_learned_epoch", "entropy", "entropy_mean"}
 )
@@ -53,10 +57,17 @@ class ProxyOptions:
       kde_hidden_every: the hidden densities at every k-th epoch and the last (for the
         rho-by-epoch curve; 1: every epoch), 0: the last only. Each is a density pass
         over all pairs per seed.
+      proxy_source: where the per-epoch statistics of the learning-speed and confidence
+        proxies come from (`heldout.proxies.recording.PROXY_SOURCES`): `training_passes`
+        (default: the training steps' own forward passes, free; they see augmented
+        images where the recipe augments, as the paper's did), `inference` (a pass in
+        inference mode after every epoch, overlapping the next epoch) or
+        `inference_sync` (the same pass, training waiting). The hidden densities always
+        come from an inference pass, whatever the source.
 
     Raises:
-      UsageError: an unknown proxy, another architecture than the MLP, or a count out of
-        range.
+      UsageError: an unknown proxy or source, another architecture than the MLP, or a
+        count out of range.
       TrainingError: the recipe itself is out of range.
     """
 
@@ -65,6 +76,7 @@ class ProxyOptions:
     num_train: int | None = None
     proxies: tuple[str, ...] = PROXY_GROUPS
     kde_hidden_every: int = 1
+    proxy_source: str = "training_passes"
 
     def __post_init__(self):
         object.__setattr__(self, "recipe", recipe_of(self.recipe))
@@ -76,6 +88,10 @@ class ProxyOptions:
             raise UsageError(
                 f"proxies are recorded for arch mlp only (the per-epoch hook evaluates the "
                 f"stacked MLPs), got {self.recipe.arch!r}"
+            )
+        if self.proxy_source not in PROXY_SOURCES:
+            raise UsageError(
+                f"unknown proxy_source {self.proxy_source!r}; choose from {list(PROXY_SOURCES)}"
             )
         if self.num_seeds < 1:
             raise UsageError(f"num_seeds must be at least 1, got {self.num_seeds}")
@@ -102,6 +118,7 @@ class ProxyOptions:
             num_train=self.num_train,
             proxies=list(self.proxies),
             kde_hidden_every=self.kde_hidden_every,
+            proxy_source=self.proxy_source,
         )
         return values
 
@@ -147,6 +164,7 @@ class ProxyResult:
     def arrays(self) -> dict[str, np.ndarray]:
         """The output file's keys (see `tools/compute_proxies.py`)."""
         out = {"index": np.arange(self.num_train, dtype=np.int64), "labels": self.labels}
+        out[PROXY_SOURCE_KEY] = np.asarray(self.options.proxy_source)
         out.update(self.proxies)
         if self.bandwidth_input is not None:
             out["kde_bandwidth_input"] = np.float64(self.bandwidth_input)
@@ -164,6 +182,39 @@ class ProxyResult:
             )
         )
         return out
+
+
+def proxy_source_of(arrays, path: str) -> str:
+    """The proxy source a proxies file (or its arrays) records.
+
+    Files written before the source was recorded were made with the synchronous
+    inference pass (`LEGACY_PROXY_SOURCE`).
+
+    Raises:
+      UsageError: the file records a source this toolkit does not know.
+    """
+    if PROXY_SOURCE_KEY not in arrays:
+        return LEGACY_PROXY_SOURCE
+    source = str(np.asarray(arrays[PROXY_SOURCE_KEY]))
+    if source not in PROXY_SOURCES:
+        raise UsageError(f"{path}: unknown proxy_source {source!r}")
+    return source
+
+
+def check_same_source(ours: str, theirs: str, what: str, allow_mismatch: bool = False) -> None:
+    """Refuses to compare proxies of two sources, unless `allow_mismatch`.
+
+    `inference` and `inference_sync` are one statistic (bit-identical), so they agree.
+
+    Raises:
+      UsageError: one line naming `what` and both sources.
+    """
+    same = {ours, theirs} <= {"inference", "inference_sync"} or ours == theirs
+    if not same and not allow_mismatch:
+        raise UsageError(
+            f"{what} was made with proxy_source={theirs}, these proxies with {ours}: "
+            "not the same statistic (pass --allow_mismatch to compare anyway)"
+        )
 
 
 def oriented(name: str, values: np.ndarray) -> np.ndarray:
@@ -292,6 +343,8 @@ def compute_proxies(
     if trained:
         recorder = _train(options, config, data, labels, on_event, kde_block, seconds)
         tables = recorder.tables  # [M, E, N]
+        if not recorder.seen.all():  # ratio 1.0: every example once an epoch
+            raise TrainingError("the proxies' models did not see every example every epoch")
         if "learning_speed" in groups:
             _add_averaged(
                 proxies,
@@ -372,15 +425,28 @@ def _train(options, config, data, labels, on_event, kde_block, seconds):
         kde_hidden_every=options.kde_hidden_every,
         forward=on_event,
         kde_block=kde_block,
+        source=options.proxy_source,
     )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="heldout-proxies-") as folder:
-        trainer = Trainer(config, data, _experiment_dir(folder), recorder)
-        trainer.train_group(1.0, list(range(options.num_seeds)))
+        trainer = Trainer(
+            config,
+            data,
+            _experiment_dir(folder),
+            recorder,
+            record_training_passes=options.proxy_source == "training_passes",
+        )
+        try:
+            trainer.train_group(1.0, list(range(options.num_seeds)))
+        except BaseException:
+            recorder.finish(raise_errors=False)
+            raise
+        recorder.finish()
     total = time.perf_counter() - start
     seconds["hook"] = recorder.seconds
     seconds["kde_hidden"] = recorder.kde_seconds
-    seconds["training"] = total - recorder.seconds - recorder.kde_seconds
+    # What the training waited for (the hook's own time, unless it overlapped).
+    seconds["training"] = total - recorder.waited
     return recorder
 
 

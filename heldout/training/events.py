@@ -104,6 +104,20 @@ class EpochLog:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainingPass:
+    """What the epoch's own training steps computed on each example, by example index.
+
+    `logits` float32 [M, N, C]: the forward pass of the step that trained model m on
+    example n (training mode, before that step's update; augmented images where the
+    recipe augments); NaN where `seen` [M, N] is False (not in the model's subset). An
+    example repeated to fill the last batch counts once, at its first step.
+    """
+
+    logits: np.ndarray
+    seen: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
 class EpochEnd:
     """Sent after each epoch's `EpochLog`, with access to the models as they are then.
 
@@ -112,6 +126,10 @@ class EpochEnd:
     features float32 [M, N, H], or None unless `with_features`; MLPs only). It is the
     per-epoch statistics hook (`heldout.proxies.recording`): it costs nothing unless a
     callback calls it, and is valid only during the callback (the weights move on after).
+    `snapshot()` copies the weights now and returns a `predict_train` of that copy, valid
+    whenever and from any thread (to overlap the pass with the next epoch); None where the
+    trainer has none. `training_pass`: the epoch's training-pass logits, when the trainer
+    was asked to record them (`Trainer(record_training_passes=True)`), else None.
     """
 
     subset_ratio: float
@@ -119,6 +137,8 @@ class EpochEnd:
     epoch: int  # 1-based
     epochs: int
     predict_train: Callable[[bool], tuple[np.ndarray, np.ndarray | None]]
+    training_pass: TrainingPass | None = None
+    snapshot: Callable[[], Callable[[bool], tuple[np.ndarray, np.ndarray | None]]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,19 +28,27 @@ from heldout.release import layout as release
 from heldout.release.aux_arrays import aux_from_predictions
 from heldout.scores import soft_cscore
 from heldout.training import augment as augment_ops
-from heldout.training import divergence, partial, precision, stacked_mlp
+from heldout.training import divergence, epoch_passes, partial, precision, stacked_mlp
 from heldout.training.config import TrainingConfig
 from heldout.training.data import TrainingData
-from heldout.training.events import EpochEnd, EpochLog, Event, RunDiverged, RunWritten
+from heldout.training.events import (
+    EpochEnd,
+    EpochLog,
+    Event,
+    RunDiverged,
+    RunWritten,
+    TrainingPass,
+)
 from heldout.training.plan import epoch_batches, learning_rates, run_rngs, run_subset
 from heldout.training.run_record import write_run_record
 
-# Rows per inference call of the per-epoch hook: large products, bounded memory.
-PREDICT_CHUNK = 8192
-
 
 class Trainer:
-    """Holds the device-resident data and the compiled steps across groups of runs."""
+    """Holds the device-resident data and the compiled steps across groups of runs.
+
+    With `record_training_passes`, each `EpochEnd` of the stacked MLPs carries the
+    epoch's training-pass logits (`heldout.training.events.TrainingPass`).
+    """
 
     def __init__(
         self,
@@ -48,8 +56,10 @@ class Trainer:
         data: TrainingData,
         experiment_dir: str | Path,
         notify: Callable[[Event], None],
+        record_training_passes: bool = False,
     ):
         self.config = config
+        self.record_training_passes = record_training_passes
         self.data = data
         self.experiment_dir = Path(experiment_dir)
         self.notify = notify
@@ -107,12 +117,20 @@ class Trainer:
                 axis=1,
             )  # [steps, M, B]
             start = time.perf_counter()
-            loss, correct = stack.train_epoch(
+            epoch_args = (
                 self.images_flat,
                 self.labels,
                 tf.constant(batch_index),
                 tf.constant(rates[epoch * steps : (epoch + 1) * steps]),
             )
+            training_pass = None
+            if self.record_training_passes:
+                loss, correct, logits, seen = stack.train_epoch_recorded(
+                    *epoch_args, tf.constant(subsets[0].size, tf.int32)
+                )
+                training_pass = TrainingPass(logits.numpy(), seen.numpy())
+            else:
+                loss, correct = stack.train_epoch(*epoch_args)
             loss, correct = loss.numpy(), correct.numpy()
             seconds = time.perf_counter() - start
             for m in range(len(run_ids)):  # the models are independent: the others go on
@@ -143,7 +161,13 @@ class Trainer:
                     tuple(run_ids),
                     epoch + 1,
                     config.epochs,
-                    lambda with_features, stack=stack: self._stack_predict(stack, with_features),
+                    lambda with_features, stack=stack: epoch_passes.stack_predict(
+                        self.images_flat, stack.infer, with_features
+                    ),
+                    training_pass=training_pass,
+                    snapshot=lambda stack=stack: epoch_passes.stack_snapshot(
+                        stack, self.images_flat
+                    ),
                 )
             )
         written = []
@@ -167,20 +191,6 @@ class Trainer:
                 )
             )
         return written
-
-    def _stack_predict(self, stack, with_features: bool):
-        """`EpochEnd.predict_train` of a stack: logits [M, N, C] (and features [M, N, H])."""
-        logits, features = [], []
-        n = int(self.images_flat.shape[0])
-        for start in range(0, n, PREDICT_CHUNK):
-            hidden, out = stack.infer(self.images_flat[start : start + PREDICT_CHUNK])
-            logits.append(out.numpy())
-            if with_features:
-                features.append(hidden.numpy())
-        return (
-            np.concatenate(logits, axis=1),
-            np.concatenate(features, axis=1) if with_features else None,
-        )
 
     def _mlp_from(self, params):
         """The evaluation MLP (one, reused: its compiled step is traced once) with `params`."""
@@ -263,7 +273,7 @@ class Trainer:
             hits = tf.reduce_sum(
                 tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.int32)
             )
-            return loss, hits
+            return loss, hits, logits
 
         val_x = (
             tf.cast(
@@ -278,15 +288,17 @@ class Trainer:
             batches = epoch_batches(subset, batch, rngs["shuffle"])
             draws = augment_ops.draw(rngs["augment"], steps, batch) if augment else None
             start = time.perf_counter()
-            losses, hits = [], []  # device tensors: read once per epoch, not once per step
+            losses, hits, outputs = [], [], []  # device tensors: read once per epoch
             for s, index in enumerate(batches):
                 offsets = tf.constant(draws.offsets[s]) if augment else no_offsets
                 flips = tf.constant(draws.flips[s]) if augment else no_flips
-                loss, hit = step(
+                loss, hit, logits = step(
                     tf.constant(index), tf.constant(rates[epoch * steps + s]), offsets, flips
                 )
                 losses.append(loss)
                 hits.append(hit)
+                if self.record_training_passes:
+                    outputs.append(logits)
             loss_sum = float(np.sum(tf.stack(losses).numpy(), dtype=np.float64)) * batch
             hits_sum = int(np.sum(tf.stack(hits).numpy()))
             seconds = time.perf_counter() - start
@@ -323,6 +335,12 @@ class Trainer:
                     seconds=seconds,
                 )
             )
+            if self.record_training_passes:  # augmented images where the recipe augments
+                passes = epoch_passes.training_pass(batches, tf.stack(outputs), subset.size, n)
+                predict = epoch_passes.single_predict(model, images)
+                self.notify(
+                    EpochEnd(subset_ratio, (run_id,), epoch + 1, config.epochs, predict, passes)
+                )
         if reason is None and not divergence.all_finite(v.numpy() for v in model.variables):
             reason = f"weights not finite after epoch {config.epochs}"
         if reason is not None:

@@ -130,12 +130,17 @@ class StackedMLP(tf.Module):
         )
 
     # -- math ------------------------------------------------------------------------------
-    def _forward(self, x):
-        """x: [M, B, in] in compute dtype. Returns (hidden activations, logits float32)."""
+    def _forward(self, x, weights=None, biases=None):
+        """x: [M, B, in] in compute dtype. Returns (hidden activations, logits float32).
+
+        `weights`, `biases`: stacked tensors to use instead of the variables (a snapshot).
+        """
         hidden = []
         h = x
         last = len(self.w) - 1
-        for k, (w, b) in enumerate(zip(self.w, self.b, strict=True)):
+        weights = self.w if weights is None else weights
+        biases = self.b if biases is None else biases
+        for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
             z = tf.matmul(h, tf.cast(w, self.compute_dtype))
             z = tf.cast(z, tf.float32) + b[:, tf.newaxis, :]
             if k == last:
@@ -145,7 +150,11 @@ class StackedMLP(tf.Module):
         raise AssertionError("unreachable")
 
     def _train_step(self, x, labels, learning_rate):
-        """One SGD-momentum step of every model on its own batch; returns (loss, correct) [M]."""
+        """One SGD-momentum step of every model on its own batch.
+
+        Returns (loss, correct) [M], summed over the batch, and the logits [M, B, C] of
+        the forward pass the step took (training mode, before its update).
+        """
         hidden, logits = self._forward(x)
         batch = tf.cast(tf.shape(logits)[1], tf.float32)
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
@@ -170,7 +179,8 @@ class StackedMLP(tf.Module):
                 )
             self._apply(self.w[k], self._w_accum[k], grad_w, learning_rate)
             self._apply(self.b[k], self._b_accum[k], grad_b, learning_rate)
-        return tf.reduce_sum(loss, axis=1), tf.reduce_sum(tf.cast(correct, tf.int32), axis=1)
+        hits = tf.reduce_sum(tf.cast(correct, tf.int32), axis=1)
+        return tf.reduce_sum(loss, axis=1), hits, logits
 
     def _apply(self, var, accum, grad, learning_rate):
         tf.raw_ops.ResourceApplyMomentum(
@@ -201,17 +211,62 @@ class StackedMLP(tf.Module):
         Returns:
           (loss_sum, correct) float32 / int32 [M]: summed over the epoch's examples.
         """
+        loss_sum, correct, _ = self._epoch(images_u8, labels, batch_index, learning_rates, False)
+        return loss_sum, correct
+
+    @tf.function
+    def train_epoch_recorded(self, images_u8, labels, batch_index, learning_rates, num_examples):
+        """`train_epoch`, also keeping the logits each step's forward pass computed.
+
+        The training-pass statistics, for free: the logits of the training step itself
+        (training mode, before its update), scattered by example index. Only the first
+        `num_examples` positions of each model's epoch order count (the rest of the last
+        batch repeats earlier examples: `heldout.training.plan.epoch_batches`), so no
+        example is recorded twice.
+
+        Args:
+          images_u8, labels, batch_index, learning_rates: as `train_epoch`.
+          num_examples: int32 scalar, the examples of each model's subset.
+
+        Returns:
+          (loss_sum, correct) as `train_epoch`; logits float32 [M, N, C], NaN where the
+          model did not see the example this epoch; seen bool [M, N].
+        """
+        loss_sum, correct, per_step = self._epoch(
+            images_u8, labels, batch_index, learning_rates, True
+        )
+        m, classes = self.num_models, self.layer_sizes[-1]
+        order = tf.reshape(tf.transpose(batch_index, [1, 0, 2]), [m, -1])[:, :num_examples]
+        logits = tf.reshape(tf.transpose(per_step, [1, 0, 2, 3]), [m, -1, classes])
+        logits = logits[:, :num_examples]
+        models = tf.broadcast_to(tf.range(m)[:, tf.newaxis], tf.shape(order))
+        where = tf.stack([models, order], axis=-1)  # [M, num_examples, 2]
+        n = tf.shape(labels)[0]
+        table = tf.tensor_scatter_nd_update(
+            tf.fill([m, n, classes], tf.constant(np.nan, tf.float32)), where, logits
+        )
+        seen = tf.tensor_scatter_nd_update(
+            tf.zeros([m, n], tf.bool), where, tf.ones(tf.shape(order), tf.bool)
+        )
+        return loss_sum, correct, table, seen
+
+    def _epoch(self, images_u8, labels, batch_index, learning_rates, record: bool):
+        """The steps of `train_epoch`; with `record`, also each step's logits [S, M, B, C]."""
         steps = tf.shape(batch_index)[0]
         loss_sum = tf.zeros([self.num_models], tf.float32)
         correct = tf.zeros([self.num_models], tf.int32)
+        # Empty (and never written) without `record`: autograph wants a loop variable.
+        per_step = tf.TensorArray(tf.float32, size=steps if record else 0)
         for s in tf.range(steps):
             index = batch_index[s]
-            loss, hits = self._train_step(
+            loss, hits, logits = self._train_step(
                 self._images(images_u8, index), tf.gather(labels, index), learning_rates[s]
             )
             loss_sum += loss
             correct += hits
-        return loss_sum, correct
+            if record:
+                per_step = per_step.write(s, logits)
+        return loss_sum, correct, per_step.stack() if record else None
 
     @tf.function
     def infer(self, images_u8):
@@ -222,6 +277,14 @@ class StackedMLP(tf.Module):
         """
         x = tf.cast(tf.cast(images_u8, tf.float32) / 255.0, self.compute_dtype)[tf.newaxis]
         hidden, logits = self._forward(x)
+        return tf.cast(hidden[-1], tf.float32), logits
+
+    @tf.function
+    def infer_snapshot(self, weights, biases, images_u8):
+        """`infer` from stacked weights and biases given as tensors (a copy of the
+        variables), so it can run in another thread while the variables move on."""
+        x = tf.cast(tf.cast(images_u8, tf.float32) / 255.0, self.compute_dtype)[tf.newaxis]
+        hidden, logits = self._forward(x, weights, biases)
         return tf.cast(hidden[-1], tf.float32), logits
 
     @tf.function

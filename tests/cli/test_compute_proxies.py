@@ -164,6 +164,10 @@ def test_compute_proxies_end_to_end(reference, tmp_path):
     provenance = json.loads(str(arrays["provenance"]))
     assert provenance["options"]["num_train"] == PROXY_TRAIN
     assert provenance["model_epochs"] == 2
+    # The default source, recorded twice: in the provenance and as its own key.
+    assert provenance["options"]["proxy_source"] == "training_passes"
+    assert str(arrays["proxy_source"]) == "training_passes"
+    assert "proxy source training_passes" in done.stdout
     assert "Kendall tau-b" in done.stdout and "split-half reliability" in done.stdout
     assert figure.stat().st_size > 10_000
 
