@@ -95,6 +95,46 @@ def _checked_identities(ours, reference) -> None:
         print(f"--allow_mismatch given: {mismatch}")
 
 
+def _proxy_source(path: str) -> str | None:
+    """The proxy source of a proxies file (`heldout proxies`), or None for other files.
+
+    Read from the zip's member names first, so a large scores file is not loaded.
+    """
+    import zipfile
+
+    from heldout._core.npz import load_npz
+    from heldout.errors import CompareError
+    from heldout.proxies.compute import (
+        GROUP_KEYS,
+        LEGACY_PROXY_SOURCE,
+        PROXY_SOURCE_KEY,
+        proxy_source_of,
+    )
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {name.removesuffix(".npy") for name in archive.namelist()}
+    except (OSError, zipfile.BadZipFile):
+        return None
+    if PROXY_SOURCE_KEY in names:
+        arrays = load_npz(path, keys=[PROXY_SOURCE_KEY], error=CompareError, what="a proxies file")
+        return proxy_source_of(arrays, path)
+    proxy_keys = {key for keys in GROUP_KEYS.values() for key in keys}
+    return LEGACY_PROXY_SOURCE if names & proxy_keys else None
+
+
+def _checked_proxy_sources(ours_path: str, reference_path: str) -> None:
+    """Proxies of two sources (training passes, inference) are not compared silently."""
+    from heldout.proxies.compute import check_same_source
+
+    ours, theirs = _proxy_source(ours_path), _proxy_source(reference_path)
+    if ours is None or theirs is None or ours == theirs:
+        return
+    check_same_source(ours, theirs, reference_path, FLAGS.allow_mismatch)
+    if FLAGS.allow_mismatch:
+        print(f"--allow_mismatch given: {reference_path} has proxy_source={theirs}, ours {ours}")
+
+
 def _labels(reference_labels: np.ndarray | None, size: int) -> np.ndarray | None:
     from heldout._core.npz import load_npz
     from heldout.errors import CompareError
@@ -233,6 +273,7 @@ def main(argv: Sequence[str]) -> int:
         ours, our_identity = _load_key(FLAGS.scores_file, FLAGS.key)
         reference, reference_labels, identity = _load_reference(FLAGS.reference, FLAGS.key)
         _checked_identities(our_identity, identity)
+        _checked_proxy_sources(FLAGS.scores_file, FLAGS.reference)
         compare.compare_scores(ours, reference)  # shapes and dtypes, before the rest
         labels = _labels(reference_labels, len(reference))
         _print_scores(ours, reference, labels)

@@ -72,3 +72,30 @@ def test_the_overlapped_inference_pass_is_bit_identical_to_the_synchronous_one(f
     np.testing.assert_array_equal(
         free.proxies["kde_hidden_pm_label"], sync.proxies["kde_hidden_pm_label"]
     )
+
+
+def _proxies_file(path, source):
+    arrays = dict(index=np.arange(40), labels=np.arange(40) % 10, cbtl=np.arange(40.0) % 7)
+    if source is not None:
+        arrays[compute.PROXY_SOURCE_KEY] = np.asarray(source)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("theirs", ["inference", None])  # None: a file from before the key
+def test_compare_refuses_proxies_of_another_source_unless_asked(tmp_path, theirs):
+    from tool_runs import run_script
+
+    ours = _proxies_file(tmp_path / "ours.npz", "training_passes")
+    reference = _proxies_file(tmp_path / "ref.npz", theirs)
+    command = ("tools/compare_scores.py", f"--scores_file={ours}", "--key=cbtl")
+    done = run_script(*command, f"--reference={reference}", timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    expected = theirs or compute.LEGACY_PROXY_SOURCE
+    assert f"{reference} was made with proxy_source={expected}" in done.stderr
+    done = run_script(*command, f"--reference={reference}", "--allow_mismatch", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"--allow_mismatch given: {reference} has proxy_source={expected}" in done.stdout
+    same = _proxies_file(tmp_path / "same.npz", "training_passes")
+    done = run_script(*command, f"--reference={same}", timeout=120)
+    assert done.returncode == 0 and "allow_mismatch" not in done.stdout, done.stderr
