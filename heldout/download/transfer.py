@@ -19,6 +19,7 @@ from pathlib import Path
 
 from heldout._core.locks import FileLock
 from heldout._core.system import check_free_space, format_bytes
+from heldout._core.write_safety import ensure_dir
 from heldout.download.aside import durable_rename, mismatch, unreadable
 from heldout.download.checksum import ProgressCallback, Reporter, md5_of, normalize_md5
 from heldout.download.errors import ArchiveError, ChecksumMismatchError, DownloadError
@@ -234,7 +235,7 @@ def _download(source: Source, request: _Request, reporter: Reporter, started: fl
     plan = _plan(final, part, request)
     if not plan.verify_existing:
         _check_space(source.filename, size, plan, request)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(output_dir)
     lock_path = output_dir / f".{source.filename}{LOCK_SUFFIX}"
     # FileLock opens its file itself; a link there (to a victim's file) is refused first.
     refuse_link_or_special(lock_path, "the download's lock file")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from heldout._core.atomic import commit_dir, make_temp_dir, write_text_atomic
 from heldout._core.bounded_json import load_json_file
+from heldout._core.write_safety import ensure_dir
 from heldout.errors import ExperimentMetaError, ReleaseLayoutError, UsageError
 from heldout.release import registry
 from heldout.release.aux_arrays import AuxArrays, load_aux_arrays, save_aux_arrays
@@ -217,7 +218,7 @@ def read_experiment_meta(experiment_dir: Path) -> ExperimentMeta:
 def write_experiment_meta(experiment_dir: str | os.PathLike, meta: ExperimentMeta) -> None:
     """Records what an experiment was trained on, so later tools load the same data order."""
     experiment_dir = Path(experiment_dir)
-    experiment_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(experiment_dir)
     raw = dataclasses.asdict(meta)
     write_text_atomic(experiment_dir / EXPERIMENT_META_FILE, json.dumps(raw, indent=2) + "\n")
 
@@ -332,7 +333,7 @@ def write_run(
     """
     experiment_dir = Path(experiment_dir)
     ratio_dir = experiment_dir / ratio_dir_name(subset_ratio)
-    ratio_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(ratio_dir)
     final = ratio_dir / str(run_id)
     if final.exists():
         raise FileExistsError(f"{final}: run folder already exists; not replacing it")
