@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -31,3 +32,20 @@ def provenance_for(**fields: Any) -> dict:
     and a resume can compare records field by field.
     """
     return {"heldout_version": TOOLKIT_VERSION, **fields}
+
+
+def parse_provenance(raw, source: str, error: type[Exception]) -> dict:
+    """A stored `provenance` array (a JSON object as a 0-d or 1-d string) as a dict.
+
+    Any file may be hostile: invalid JSON, thousands of nested brackets (Python's JSON
+    parser recurses) or another JSON type are `error`s naming `source`, never a traceback.
+    """
+    try:
+        value = json.loads(str(raw.item() if raw.ndim == 0 else raw))
+    except (ValueError, TypeError) as problem:
+        raise error(f"{source}: `provenance` is not JSON ({problem})") from None
+    except RecursionError:  # thousands of nested brackets: no record we write
+        raise error(f"{source}: `provenance` is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise error(f"{source}: `provenance` must be a JSON object")
+    return value

@@ -14,6 +14,7 @@ import zipfile
 import numpy as np
 
 from heldout._core.npz import load_npz
+from heldout._core.provenance import parse_provenance
 from heldout.errors import CompareError, PublishedFileError, UsageError
 
 CSCORE_KEYS = ("labels", "scores")
@@ -161,16 +162,7 @@ def provenance_from(arrays: dict[str, np.ndarray], source: str) -> dict | None:
     """The `provenance` JSON our writers add (None in the published files)."""
     if PROVENANCE_KEY not in arrays:
         return None
-    raw = arrays[PROVENANCE_KEY]
-    try:
-        value = json.loads(str(raw.item() if raw.ndim == 0 else raw))
-    except (ValueError, TypeError) as error:
-        raise PublishedFileError(f"{source}: `provenance` is not JSON ({error})") from None
-    except RecursionError:  # thousands of nested brackets: no record we write
-        raise PublishedFileError(f"{source}: `provenance` is nested too deeply") from None
-    if not isinstance(value, dict):
-        raise PublishedFileError(f"{source}: `provenance` must be a JSON object")
-    return value
+    return parse_provenance(arrays[PROVENANCE_KEY], source, PublishedFileError)
 
 
 def provenance_arrays(provenance: dict | None) -> dict[str, np.ndarray]:

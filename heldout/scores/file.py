@@ -15,7 +15,7 @@ import numpy as np
 
 from heldout._core.atomic import write_npz_atomic
 from heldout._core.npz import load_npz
-from heldout._core.provenance import provenance_for
+from heldout._core.provenance import parse_provenance, provenance_for
 from heldout.errors import ScoresError, ScoresFileError
 
 # What was read.
@@ -201,13 +201,4 @@ def load_provenance(arrays: dict[str, np.ndarray], source: str = "a scores file"
     """
     if PROVENANCE not in arrays:
         return None
-    raw = arrays[PROVENANCE]
-    try:
-        value = json.loads(str(raw.item() if raw.ndim == 0 else raw))
-    except (ValueError, TypeError) as error:
-        raise ScoresFileError(f"{source}: `provenance` is not JSON ({error})") from None
-    except RecursionError:  # thousands of nested brackets: no record we write
-        raise ScoresFileError(f"{source}: `provenance` is nested too deeply") from None
-    if not isinstance(value, dict):
-        raise ScoresFileError(f"{source}: `provenance` must be a JSON object")
-    return value
+    return parse_provenance(arrays[PROVENANCE], source, ScoresFileError)

@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from training_slice import small_config, write_fashion_slice
+from training_slice import small_config
 
 from heldout.cli.progress import TrainingProgress
 from heldout.errors import LockBusyError
@@ -28,28 +28,6 @@ from heldout.training import (
     locks,
     train_experiment,
 )
-
-NUM_TRAIN, NUM_TEST = 600, 200
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> str:
-    return write_fashion_slice(tmp_path_factory.mktemp("slice"), NUM_TRAIN, NUM_TEST)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir) -> Path:
-    out = tmp_path_factory.mktemp("trained") / "exp"
-    assert len(train_experiment(small_config(data_dir), out).written) == 2
-    return out
-
-
-@pytest.fixture
-def experiment(trained, tmp_path) -> Path:
-    """A private copy of the trained experiment."""
-    copy = tmp_path / "exp"
-    shutil.copytree(trained, copy)
-    return copy
 
 
 @contextlib.contextmanager

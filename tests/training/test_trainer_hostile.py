@@ -9,43 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-import pytest
-from training_slice import small_config, write_fashion_slice
+from training_slice import small_config
 
 from heldout.release import layout as release
 from heldout.training import RunSetAside, RunsSkipped, fanout, locks, train_experiment
 from heldout.training.experiment import prepared_experiment
 from heldout.training.run_record import RUN_RECORD_FILE, run_record_problem
-
-NUM_TRAIN, NUM_TEST = 600, 200
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> str:
-    return write_fashion_slice(tmp_path_factory.mktemp("slice"), NUM_TRAIN, NUM_TEST)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir) -> Path:
-    out = tmp_path_factory.mktemp("trained") / "exp"
-    assert len(train_experiment(small_config(data_dir), out).written) == 2
-    return out
-
-
-@pytest.fixture
-def experiment(trained, tmp_path) -> Path:
-    """A private copy of the trained experiment."""
-    copy = tmp_path / "exp"
-    shutil.copytree(trained, copy)
-    return copy
-
 
 # ------------------------------------------------------------- truncated checkpoints
 
