@@ -8,6 +8,7 @@ scheduler name means and how the cores are shared. Dask is imported only when as
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import sys
@@ -144,6 +145,10 @@ def local_cluster(
             dashboard_address="127.0.0.1:0" if dashboard else None,
             scheduler_kwargs={} if dashboard else {"dashboard_address": "127.0.0.1:0"},
             env=worker_environment(n_workers, threads),
+            # Workers print errors only: a command reports its own failures in one line,
+            # and closing a cluster after one cancels the other tasks, which Dask's
+            # workers would each log as a warning beneath it.
+            silence_logs=logging.ERROR,
             **kwargs,
         )
 
