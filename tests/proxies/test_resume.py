@@ -98,3 +98,33 @@ def test_a_killed_run_resumes_with_identical_proxies(tmp_path, source):
         assert want[key].tobytes() == got[key].tobytes(), key
     assert "kde_hidden_pm_label" in want and "cbtl" in want
     assert np.isfinite(want["p_label_mean"]).all()
+
+
+def test_parts_held_by_another_process_or_a_link_are_refused(tmp_path):
+    """A second writer of the same parts, and a link planted at the parts' name."""
+    from heldout._core.locks import FileLock
+
+    data_dir = write_fashion_slice(tmp_path / "slice", 200, 50)
+    output = tmp_path / "out.npz"
+    parts = tmp_path / "out.npz.parts"
+    with FileLock(parts / "parts.lock", "a test holding the parts"):
+        done = run_script(
+            "tools/compute_proxies.py", *_args(data_dir, output, "training_passes"), env=ENV
+        )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(parts / "parts.lock") in lines[0], done.stderr
+    assert str(os.getpid()) in lines[0]
+    assert not output.exists()
+    (parts / "parts.lock").unlink()
+    parts.rmdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    parts.symlink_to(elsewhere)
+    done = run_script(
+        "tools/compute_proxies.py", *_args(data_dir, output, "training_passes"), env=ENV
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(parts) in lines[0], done.stderr
+    assert list(elsewhere.iterdir()) == [] and not output.exists()
