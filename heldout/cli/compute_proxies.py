@@ -168,7 +168,31 @@ def main(argv: Sequence[str]) -> int:
             None if experiment is None else ref_module.reference_labels(experiment),
         )
     start = time.perf_counter()
-    result = compute.compute_proxies(options, on_event=_epoch_printer)
+    from heldout.proxies.parts import SeedParts, parts_dir_of
+
+    # Each seed's tables are kept beside the output until it is written: a rerun of a
+    # killed run loads them instead of retraining (bit-identical output).
+    with SeedParts(parts_dir_of(output), say=_say) as parts:
+        written = _write_proxies(output, options, reference, experiment, scores, parts)
+        parts.remove(options.num_seeds)
+    return _report(output, options, time.perf_counter() - start, *written)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _write_proxies(output, options, reference, experiment, scores, parts) -> tuple:
+    """Computes the proxies (and their agreement with `reference`) and writes `output`.
+
+    Returns:
+      (the `ProxyResult`, its correlations, the reference's split-half reliability).
+    """
+    from heldout._core import atomic
+    from heldout.proxies import compute
+    from heldout.proxies import reference as ref_module
+
+    result = compute.compute_proxies(options, on_event=_epoch_printer, parts=parts)
     arrays = result.arrays()
     correlations, reliability = {}, None
     if reference is not None:
@@ -206,7 +230,10 @@ def main(argv: Sequence[str]) -> int:
         from heldout.plots import proxies, save_figure
 
         save_figure(figure, _FIGURE.value, dpi=proxies.DPI)
-    seconds = time.perf_counter() - start
+    return result, correlations, reliability
+
+
+def _report(output, options, seconds: float, result, correlations, reliability) -> int:
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     print(
         f"proxies of {result.num_train} training examples written to {output} in "

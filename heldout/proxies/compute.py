@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 
@@ -314,6 +312,7 @@ def compute_proxies(
     options: ProxyOptions,
     on_event: Callable | None = None,
     kde_block: int | None = None,
+    parts=None,
 ) -> ProxyResult:
     """Trains the proxies' model(s) and computes every proxy asked for.
 
@@ -321,6 +320,10 @@ def compute_proxies(
       options: what to train and compute.
       on_event: receives the trainer's events (`heldout.training.events`) as they come.
       kde_block: rows per tile of the densities (default `heldout.proxies.kde.DEFAULT_BLOCK`).
+      parts: a `heldout.proxies.parts.SeedParts`: the seeds are trained one at a time,
+        each one's tables stored there as it finishes, and a stored part whose record
+        matches is loaded instead of retrained (a killed run resumes, bit-identical).
+        None: all seeds trained together, nothing kept.
 
     Returns:
       A `ProxyResult`.
@@ -328,6 +331,7 @@ def compute_proxies(
     Raises:
       UsageError: options out of range.
       TrainingError, DatasetError: the data cannot be read or trained on.
+      UsageError: a stored part of `parts` was made by another run.
     """
     config = options.training_config()
     data, clean_full, opened = _load_data(options, config)
@@ -341,7 +345,16 @@ def compute_proxies(
     bandwidth_hidden = None
     trained = groups & {"learning_speed", "confidence", "kde_hidden"}
     if trained:
-        recorder = _train(options, config, data, labels, on_event, kde_block, seconds)
+        from heldout.proxies import train_seeds
+
+        if parts is None:
+            recorder = train_seeds.train_together(
+                options, config, data, labels, on_event, kde_block, seconds
+            )
+        else:
+            recorder = train_seeds.train_by_seed(
+                options, config, data, labels, on_event, kde_block, seconds, parts, opened
+            )
         tables = recorder.tables  # [M, E, N]
         if not recorder.seen.all():  # ratio 1.0: every example once an epoch
             raise TrainingError("the proxies' models did not see every example every epoch")
@@ -411,49 +424,6 @@ def _add_averaged(proxies: dict, by_epoch: dict, per_seed: Sequence[tuple[dict, 
         values = [final[key] for final, _ in per_seed]
         proxies[key] = values[0] if len(values) == 1 else np.mean(values, axis=0)
         by_epoch[key] = np.mean([epochs[key] for _, epochs in per_seed], axis=0)
-
-
-def _train(options, config, data, labels, on_event, kde_block, seconds):
-    """Trains `num_seeds` MLPs together in a throw-away folder; returns the recorder."""
-    from heldout.proxies.recording import EpochRecorder
-    from heldout.training.loops import Trainer
-
-    recorder = EpochRecorder(
-        labels,
-        data.num_classes,
-        kde_hidden="kde_hidden" in options.proxies,
-        kde_hidden_every=options.kde_hidden_every,
-        forward=on_event,
-        kde_block=kde_block,
-        source=options.proxy_source,
-    )
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="heldout-proxies-") as folder:
-        trainer = Trainer(
-            config,
-            data,
-            _experiment_dir(folder),
-            recorder,
-            record_training_passes=options.proxy_source == "training_passes",
-        )
-        try:
-            trainer.train_group(1.0, list(range(options.num_seeds)))
-        except BaseException:
-            recorder.finish(raise_errors=False)
-            raise
-        recorder.finish()
-    total = time.perf_counter() - start
-    seconds["hook"] = recorder.seconds
-    seconds["kde_hidden"] = recorder.kde_seconds
-    # What the training waited for (the hook's own time, unless it overlapped).
-    seconds["training"] = total - recorder.waited
-    return recorder
-
-
-def _experiment_dir(folder: str) -> str:
-    path = os.path.join(folder, "experiment")
-    os.makedirs(path)
-    return path
 
 
 def model_epochs_of_experiment(experiment) -> tuple[int, float]:
