@@ -8,6 +8,7 @@ for the baselines first; the evaluation runs only for scoring.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -23,6 +24,8 @@ __all__ = [
     "MARGIN",
     "OutputsReader",
     "ScoredAttribution",
+    "lds_arrays",
+    "lds_table",
     "read_correctness",
     "score_attribution",
 ]
@@ -96,3 +99,46 @@ def score_attribution(
     }
     results = {name: compute_lds(tau, masks, outputs, seed=seed) for name, tau in methods.items()}
     return ScoredAttribution(results, split, output_kind)
+
+
+def lds_arrays(scored: ScoredAttribution, provenance: dict) -> dict[str, np.ndarray]:
+    """What `heldout attribution` writes: the attribution's LDS, the split, the baselines.
+
+    Keys: `lds_per_test` [n_test] (NaN where undefined), `lds`, `lds_ci_low`,
+    `lds_ci_high`, `num_test` (test examples with a defined LDS), `num_runs`,
+    `evaluation_run_ids`, `estimation_run_ids`, `output_kind`, `baseline_names` with
+    `baseline_lds`, `baseline_ci_low`, `baseline_ci_high` in the same order, and
+    `provenance` (JSON).
+    """
+    own = scored.results[ATTRIBUTION]
+    baselines = [(name, r) for name, r in scored.results.items() if name != ATTRIBUTION]
+    return {
+        "lds_per_test": own.per_test,
+        "lds": np.float64(own.lds),
+        "lds_ci_low": np.float64(own.ci_low),
+        "lds_ci_high": np.float64(own.ci_high),
+        "num_test": np.int64(own.num_test),
+        "num_runs": np.int64(own.num_runs),
+        "evaluation_run_ids": np.asarray(scored.split.evaluation, dtype=np.int64),
+        "estimation_run_ids": np.asarray(scored.split.estimation, dtype=np.int64),
+        "output_kind": np.asarray(scored.output_kind),
+        "baseline_names": np.asarray([name for name, _ in baselines]),
+        "baseline_lds": np.asarray([r.lds for _, r in baselines], dtype=np.float64),
+        "baseline_ci_low": np.asarray([r.ci_low for _, r in baselines], dtype=np.float64),
+        "baseline_ci_high": np.asarray([r.ci_high for _, r in baselines], dtype=np.float64),
+        "provenance": np.asarray(json.dumps(provenance, sort_keys=True)),
+    }
+
+
+def lds_table(scored: ScoredAttribution) -> str:
+    """The LDS of the attribution and each baseline as one text table."""
+    noisier = " (0/1 per run: the noisier variant)" if scored.output_kind == CORRECTNESS else ""
+    lines = [
+        f"LDS over {len(scored.split.evaluation)} evaluation runs, outputs: "
+        f"{scored.output_kind}{noisier}",
+        f"{'method':<44} {'LDS':>7}  {'95% interval':<17} {'test':>6}",
+    ]
+    for name, r in scored.results.items():
+        interval = f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+        lines.append(f"{name:<44} {r.lds:>+7.3f}  {interval:<17} {r.num_test:>6}")
+    return "\n".join(lines)
