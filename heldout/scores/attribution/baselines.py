@@ -35,17 +35,20 @@ def holdout_influence(masks: np.ndarray, outputs: np.ndarray) -> np.ndarray:
       UsageError: the shapes disagree.
     """
     masks = np.asarray(masks, dtype=bool)
-    outputs = np.asarray(outputs, dtype=np.float64)
+    outputs = np.asarray(outputs, dtype=np.float32)
     if masks.ndim != 2 or outputs.ndim != 2 or masks.shape[0] != outputs.shape[0]:
         raise UsageError(
             f"masks {masks.shape} and outputs {outputs.shape} are not of the same runs"
         )
-    count_in = masks.sum(axis=0)
-    count_out = masks.shape[0] - count_in
-    sum_in = outputs.T @ masks.astype(np.float64)  # [n_test, n_train]
-    sum_all = outputs.sum(axis=0)[:, None]
+    count_in = masks.sum(axis=0).astype(np.float32)
+    count_out = np.float32(masks.shape[0]) - count_in
+    sum_in = outputs.T @ masks.astype(np.float32)  # [n_test, n_train], float32: the big one
+    sum_all = outputs.sum(axis=0, dtype=np.float64).astype(np.float32)[:, None]
     defined = (count_in > 0) & (count_out > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        tau = sum_in / count_in - (sum_all - sum_in) / count_out
+        tau = sum_in / count_in
+        sum_in -= sum_all  # in place: minus the sum over runs holding j out
+        sum_in /= count_out
+        tau += sum_in
     tau[:, ~defined] = 0.0
-    return tau.astype(np.float32)
+    return tau
