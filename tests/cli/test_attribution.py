@@ -133,3 +133,16 @@ def test_overlapping_run_ids_are_refused(experiment, tmp_path):
         f"--output={tmp_path / 'lds.npz'}",
     )
     assert done.returncode != 0 and "share run ids [10]" in done.stderr
+
+
+def test_an_experiment_without_the_default_ratio_needs_subset_ratio(tmp_path):
+    spec = SyntheticSpec(num_train=40, num_test=10, subset_ratios=(0.3,), runs_per_ratio=6)
+    write_synthetic_experiment(tmp_path / "e", spec)
+    np.save(tmp_path / "tau.npy", np.ones((10, 40), np.float32))
+    common = (f"--attribution={tmp_path / 'tau.npy'}", f"--output={tmp_path / 'lds.npz'}")
+    done = attribution(tmp_path / "e", *common)
+    assert done.returncode != 0 and "no 0.5 ratio; give --subset_ratio" in done.stderr
+    assert not (tmp_path / "lds.npz").exists()
+    done = attribution(tmp_path / "e", *common, "--subset_ratio=0.3")
+    assert done.returncode == 0, done.stderr
+    assert "3 estimation and 3 evaluation runs of ratio 0.3" in done.stdout
