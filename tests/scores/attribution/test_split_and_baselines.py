@@ -85,3 +85,24 @@ def test_no_evaluation_run_reaches_an_estimate(tmp_path):
     direct = compute_lds(expected, eval_masks, eval_outputs).per_test
     np.testing.assert_array_equal(scored.results[name].per_test, direct)
     assert scored.results["attribution"].num_runs == len(split.evaluation)
+
+
+def test_a_margin_reader_plugs_in_and_names_the_margin_baseline():
+    rng = np.random.default_rng(3)
+    tau = rng.normal(size=(15, 50)).astype(np.float32)
+    masks = rng.random((120, 50)) < 0.5
+    margins = masks @ tau.T.astype(np.float64) + 0.1 * rng.normal(size=(120, 15))
+    runs = {run_id: run_id for run_id in range(120)}  # the reader gets what runs_by_id holds
+
+    def margin_reader(selected):
+        rows = np.asarray(selected)
+        return masks[rows], margins[rows]
+
+    split = split_runs(sorted(runs), evaluation=0.5, seed=1)
+    scored = score_attribution(tau, runs, split, margin_reader, output_kind="margin")
+    names = list(scored.results)
+    assert names[:2] == ["attribution", "random"]
+    assert names[2] == "holdout influence (margin, 60 runs)"
+    assert scored.results["attribution"].lds >= 0.9
+    assert scored.results[names[2]].lds > 0.3  # estimated from 60 runs: well below the truth
+    assert abs(scored.results["random"].lds) < 0.1
