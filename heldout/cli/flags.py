@@ -258,6 +258,29 @@ def seed(module: str, fv=FLAGS) -> None:
     define(module, flags.DEFINE_integer, "seed", 0, help, fv)
 
 
+def run_split(module: str, fv=FLAGS) -> None:
+    """--estimation_runs, --evaluation_runs: runs of one ratio split by run id, disjointly."""
+    for name, role in (
+        ("estimation_runs", "Runs estimates may use (baselines)"),
+        ("evaluation_runs", "Runs the scoring uses"),
+    ):
+        help = (
+            f"{role}: run ids (3,5,10-12) or a fraction of the ratio's runs (0.5, drawn "
+            "with --seed); never shared with the other side. One given: the other is the "
+            "rest; neither: half the runs evaluate."
+        )
+        define(module, flags.DEFINE_string, name, None, help, fv)
+
+
+def outputs_dir(module: str, note: str = "", fv=FLAGS) -> None:
+    """--outputs_dir: per-run model outputs kept outside a downloaded release."""
+    help = (
+        "A folder with the runs' outputs.npz (margins) in the release's layout, for a "
+        "release that is not written into; default: beside each run's aux arrays."
+    )
+    define(module, DEFINE_path, "outputs_dir", None, help, fv, note=note)
+
+
 # ------------------------------------------------------------------ fan-out (Dask)
 
 

@@ -34,6 +34,9 @@ COMMANDS = {
     "analyze": Command(
         "analyze_scores", "The papers' per-class analyses of C-scores, and figures."
     ),
+    "attribution": Command(
+        "attribution", "The LDS of a data attribution against the runs, with baselines."
+    ),
     "plot": Command("plot_scores", "The figures of a scores file."),
     "table": Command("table", "A scores file as a CSV table, one row per training example."),
     "map-order": Command("map_order", "A published score file moved into TFDS order."),

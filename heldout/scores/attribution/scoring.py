@@ -1,0 +1,144 @@
+"""An attribution and the built-in baselines scored by LDS on one split of the runs.
+
+The runs' masks and outputs come through a reader (correctness from the aux arrays here;
+margins from per-run outputs files plug in the same way). The estimation runs are read
+for the baselines first; the evaluation runs only for scoring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from heldout.release.layout import Run
+from heldout.release.reading import read_runs
+from heldout.scores.attribution.baselines import holdout_influence, random_attribution
+from heldout.scores.attribution.lds import Attribution, LdsResult, compute_lds
+from heldout.scores.attribution.split import RunSplit
+
+__all__ = [
+    "CORRECTNESS",
+    "MARGIN",
+    "OutputsReader",
+    "ScoredAttribution",
+    "lds_arrays",
+    "lds_table",
+    "read_correctness",
+    "score_attribution",
+]
+
+CORRECTNESS = "correctness"
+MARGIN = "margin"
+ATTRIBUTION = "attribution"
+RANDOM = "random"
+
+# runs -> (masks bool [R, n_train], outputs float32 [R, n_test]), rows in the runs' order
+OutputsReader = Callable[[Sequence[Run]], tuple[np.ndarray, np.ndarray]]
+
+
+def read_correctness(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray]:
+    """The runs' training masks and 0/1 test correctness, from their aux arrays.
+
+    Raises:
+      AuxArraysError: a run's file is unreadable or disagrees with the others, naming it.
+    """
+    masks, outputs = [], []
+    for _, aux in read_runs(list(runs)):
+        masks.append(aux.train_mask())
+        outputs.append(aux.test_correctness().astype(np.float32))
+    return np.stack(masks), np.stack(outputs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoredAttribution:
+    """LDS by method name (the attribution first, then the baselines), and the split."""
+
+    results: dict[str, LdsResult]
+    split: RunSplit
+    output_kind: str
+
+
+def score_attribution(
+    attribution: Attribution,
+    runs_by_id: Mapping[int, Run],
+    split: RunSplit,
+    read_outputs: OutputsReader = read_correctness,
+    output_kind: str = CORRECTNESS,
+    seed: int = 0,
+) -> ScoredAttribution:
+    """The LDS of `attribution` and of the baselines over the split's evaluation runs.
+
+    Args:
+      attribution: dense [n_test, n_train] or top-k, in the experiment's positions.
+      runs_by_id: the runs of one ratio by run id.
+      split: estimation and evaluation run ids (disjoint).
+      read_outputs: reads masks and outputs of a list of runs.
+      output_kind: `CORRECTNESS` or `MARGIN`, what `read_outputs` returns (names the
+        holdout-influence baseline: binary or margin).
+      seed: of the random baseline and of the bootstrap intervals.
+
+    Returns:
+      The `ScoredAttribution`.
+
+    Raises:
+      UsageError: shapes of the attribution and the runs disagree; what the reader raises.
+    """
+    estimation = read_outputs([runs_by_id[i] for i in split.estimation])
+    holdout = holdout_influence(*estimation)
+    del estimation
+    masks, outputs = read_outputs([runs_by_id[i] for i in split.evaluation])
+    num_test, num_train = outputs.shape[1], masks.shape[1]
+    kind = "binary" if output_kind == CORRECTNESS else "margin"
+    methods = {
+        ATTRIBUTION: attribution,
+        RANDOM: random_attribution(num_test, num_train, seed),
+        f"holdout influence ({kind}, {len(split.estimation)} runs)": holdout,
+    }
+    results = {name: compute_lds(tau, masks, outputs, seed=seed) for name, tau in methods.items()}
+    return ScoredAttribution(results, split, output_kind)
+
+
+def lds_arrays(scored: ScoredAttribution, provenance: dict) -> dict[str, np.ndarray]:
+    """What `heldout attribution` writes: the attribution's LDS, the split, the baselines.
+
+    Keys: `lds_per_test` [n_test] (NaN where undefined), `lds`, `lds_ci_low`,
+    `lds_ci_high`, `num_test` (test examples with a defined LDS), `num_runs`,
+    `evaluation_run_ids`, `estimation_run_ids`, `output_kind`, `baseline_names` with
+    `baseline_lds`, `baseline_ci_low`, `baseline_ci_high` in the same order, and
+    `provenance` (JSON).
+    """
+    own = scored.results[ATTRIBUTION]
+    baselines = [(name, r) for name, r in scored.results.items() if name != ATTRIBUTION]
+    return {
+        "lds_per_test": own.per_test,
+        "lds": np.float64(own.lds),
+        "lds_ci_low": np.float64(own.ci_low),
+        "lds_ci_high": np.float64(own.ci_high),
+        "num_test": np.int64(own.num_test),
+        "num_runs": np.int64(own.num_runs),
+        "evaluation_run_ids": np.asarray(scored.split.evaluation, dtype=np.int64),
+        "estimation_run_ids": np.asarray(scored.split.estimation, dtype=np.int64),
+        "output_kind": np.asarray(scored.output_kind),
+        "baseline_names": np.asarray([name for name, _ in baselines]),
+        "baseline_lds": np.asarray([r.lds for _, r in baselines], dtype=np.float64),
+        "baseline_ci_low": np.asarray([r.ci_low for _, r in baselines], dtype=np.float64),
+        "baseline_ci_high": np.asarray([r.ci_high for _, r in baselines], dtype=np.float64),
+        "provenance": np.asarray(json.dumps(provenance, sort_keys=True)),
+    }
+
+
+def lds_table(scored: ScoredAttribution) -> str:
+    """The LDS of the attribution and each baseline as one text table."""
+    noisier = " (0/1 per run: the noisier variant)" if scored.output_kind == CORRECTNESS else ""
+    lines = [
+        f"LDS over {len(scored.split.evaluation)} evaluation runs, outputs: "
+        f"{scored.output_kind}{noisier}",
+        f"{'method':<44} {'LDS':>7}  {'95% interval':<17} {'test':>6}",
+    ]
+    for name, r in scored.results.items():
+        interval = f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+        lines.append(f"{name:<44} {r.lds:>+7.3f}  {interval:<17} {r.num_test:>6}")
+    return "\n".join(lines)
