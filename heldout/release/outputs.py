@@ -21,6 +21,8 @@ from heldout._core.npz import load_npz
 from heldout._core.provenance import parse_provenance, provenance_for
 from heldout.errors import OutputsError
 from heldout.release.aux_arrays import AuxArrays
+from heldout.release.layout import CHECKPOINTS_DIR
+from heldout.release.run_folders import AUX_ARRAYS_FILE
 
 OUTPUTS_FILE = "outputs.npz"
 SPLITS = ("train", "removed", "test")
@@ -110,21 +112,26 @@ def outputs_path(run_path: str | os.PathLike, experiment_dir=None, outputs_dir=N
     return Path(outputs_dir) / run_path.relative_to(experiment_dir) / OUTPUTS_FILE
 
 
-def run_identity(run) -> dict:
+def run_identity(run_dir: str | os.PathLike, subset_ratio: float, run_id: int) -> dict:
     """A run's checkpoint identity, stable under copying the experiment elsewhere: its place
     (ratio, run id), the sha256 of its aux arrays, and its last checkpoint's name and bytes.
 
     Args:
-      run: a `heldout.release.layout.Run`.
+      run_dir: the run's folder (or its temporary folder before it is committed).
+      subset_ratio, run_id: where the run sits in its experiment.
     """
-    digest = hashlib.sha256(run.aux_path.read_bytes()).hexdigest()
-    identity = {"subset_ratio": float(run.subset_ratio), "run_id": int(run.run_id)}
-    identity["aux_sha256"] = digest
-    indexes = sorted(run.checkpoint_dir.glob("ckpt-*.index")) if run.has_checkpoint else []
-    if indexes:
-        last = max(indexes, key=lambda p: int(p.name[5:-6]) if p.name[5:-6].isdigit() else -1)
-        stem = last.name[: -len(".index")]
-        parts = sorted(run.checkpoint_dir.glob(stem + ".*"))
+    run_dir = Path(run_dir)
+    identity = {"subset_ratio": float(subset_ratio), "run_id": int(run_id)}
+    identity["aux_sha256"] = hashlib.sha256((run_dir / AUX_ARRAYS_FILE).read_bytes()).hexdigest()
+    checkpoint_dir = run_dir / CHECKPOINTS_DIR
+    steps = [
+        (int(p.name[5:-6]), p.name[:-6])
+        for p in checkpoint_dir.glob("ckpt-*.index")
+        if p.name[5:-6].isdigit()
+    ]
+    if steps:
+        stem = max(steps)[1]
+        parts = [p for p in checkpoint_dir.glob(stem + ".*") if p.is_file()]
         identity["checkpoint"] = stem
         identity["checkpoint_bytes"] = int(sum(p.stat().st_size for p in parts))
     return identity
@@ -174,13 +181,44 @@ def save_outputs(
       path: the file.
       arrays: from `outputs_from_logits`.
       identity: the checkpoint identity (`run_identity`), compared on load and on resume.
-      fields: more provenance (e.g. `labels="after_corruption"`).
+      fields: more provenance (e.g. `labels_source="after_corruption"`).
 
     Raises:
       UnsafeWriteError: the target is a link or cannot be written (disk full), naming it.
     """
     record = provenance_for(identity=identity, **fields)
     write_npz_atomic(path, {**arrays, "provenance": np.array(json.dumps(record, sort_keys=True))})
+
+
+def save_run_outputs(
+    run_dir: str | os.PathLike,
+    subset_ratio: float,
+    run_id: int,
+    aux: AuxArrays,
+    logits: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    keep_logits: bool = False,
+    labels_source: str = "dataset",
+    **fields,
+) -> Path:
+    """Writes a run's `outputs.npz` beside its aux arrays (already written in `run_dir`).
+
+    Args:
+      run_dir: the run's folder (its temporary folder while the trainer builds it).
+      subset_ratio, run_id: where the run sits, for its identity.
+      aux, logits, labels, keep_logits: as `outputs_from_logits`.
+      labels_source: where the labels came from ("dataset", or "after_corruption" where the
+        experiment records a label corruption), kept in the provenance.
+      fields: more provenance.
+
+    Returns:
+      The written file.
+    """
+    path = Path(run_dir) / OUTPUTS_FILE
+    arrays = outputs_from_logits(logits, labels, aux, keep_logits)
+    identity = run_identity(run_dir, subset_ratio, run_id)
+    save_outputs(path, arrays, identity, labels_source=labels_source, **fields)
+    return path
 
 
 def _max_bytes(aux: AuxArrays | None) -> int | None:

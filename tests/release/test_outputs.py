@@ -87,9 +87,9 @@ def test_save_load_round_trip_aligned_with_aux(tmp_path):
     arrays = outputs_from_logits(logits, labels, aux, keep_logits=True)
     path = tmp_path / "outputs.npz"
     identity = {"run_id": 3, "aux_sha256": "ab"}
-    save_outputs(path, arrays, identity, labels="dataset")
+    save_outputs(path, arrays, identity, labels_source="dataset")
     outputs = load_outputs(path, expect_identity=identity, aux=aux)
-    assert outputs.identity == identity and outputs.provenance["labels"] == "dataset"
+    assert outputs.identity == identity and outputs.provenance["labels_source"] == "dataset"
     phi, _ = margins_from_logits(logits["test"], labels["test"])
     np.testing.assert_array_equal(outputs.in_index_order("test"), phi)
     phi_train, hinge_train = margins_from_logits(logits["train"], labels["train"])
