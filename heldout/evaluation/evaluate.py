@@ -440,6 +440,7 @@ def check_run(
     meta=None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     cache: ModelCache | None = None,
+    keep_logits: bool = False,
 ) -> RunCheck:
     """Restores the run's checkpoint, evaluates `splits` and cross-checks them.
 
@@ -454,6 +455,7 @@ def check_run(
       cache: a `ModelCache` to take the model from (built once, restored in place). None
         builds a fresh model for this call, which is right for one run and wasteful for
         many.
+      keep_logits: keep each split's logits (and labels) in its result.
 
     Returns:
       The restore info, per-split results and cross-checks.
@@ -469,7 +471,7 @@ def check_run(
     info = cached.target.restore(run.path)
     results = {
         split: cached.evaluator.evaluate(
-            cache.dataset(source, split, batch_size), split, batch_size
+            cache.dataset(source, split, batch_size), split, batch_size, keep_logits=keep_logits
         )
         for split in splits
     }

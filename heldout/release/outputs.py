@@ -19,7 +19,7 @@ import numpy as np
 from heldout._core.atomic import write_npz_atomic
 from heldout._core.npz import load_npz
 from heldout._core.provenance import parse_provenance, provenance_for
-from heldout.errors import OutputsError
+from heldout.errors import OutputsError, UsageError
 from heldout.release.aux_arrays import AuxArrays
 from heldout.release.layout import CHECKPOINTS_DIR
 from heldout.release.run_folders import AUX_ARRAYS_FILE
@@ -153,6 +153,9 @@ def outputs_from_logits(
 
     Returns:
       key -> array, ready for `save_outputs`.
+
+    Raises:
+      UsageError: `keep_logits` with more than `MAX_LOGIT_CLASSES` classes.
     """
     margins = {s: margins_from_logits(logits[s], labels[s]) for s in ("train", "test")}
     arrays: dict[str, np.ndarray] = {}
@@ -165,7 +168,7 @@ def outputs_from_logits(
         if keep_logits:
             classes = logits[source].shape[1]
             if classes > MAX_LOGIT_CLASSES:
-                raise ValueError(
+                raise UsageError(
                     f"logits are kept for <= {MAX_LOGIT_CLASSES} classes, not {classes}"
                 )
             arrays[f"logits_{split}"] = np.asarray(logits[source])[index].astype(np.float16)
