@@ -105,7 +105,16 @@ def margins_from_logits(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndar
 
 def outputs_path(run_path: str | os.PathLike, experiment_dir=None, outputs_dir=None) -> Path:
     """Where a run's `outputs.npz` lives: beside its aux arrays, or under `outputs_dir` at the
-    run's path relative to `experiment_dir` (the release's layout, never the downloaded tree)."""
+    run's path relative to `experiment_dir` (the release's layout, never the downloaded tree).
+
+    Args:
+      run_path: the run's folder.
+      experiment_dir: its experiment's folder (needed with `outputs_dir`).
+      outputs_dir: the user's outputs folder; None: beside the aux arrays.
+
+    Returns:
+      `<run_path>/outputs.npz` or `<outputs_dir>/<ratio>/<run_id>/outputs.npz`.
+    """
     run_path = Path(run_path)
     if outputs_dir is None:
         return run_path / OUTPUTS_FILE
