@@ -38,6 +38,11 @@ class AuxArraysError(InputFileError):
     """A malformed `aux_arrays.npz`; the message starts with the file it is about."""
 
 
+class OutputsError(InputFileError):
+    """An `outputs.npz` that is malformed, from another checkpoint, or disagrees with the run's
+    aux arrays; the message starts with the file."""
+
+
 class InconsistentRunError(AuxArraysError):
     """A run whose split sizes differ from the experiment's; names both files."""
 

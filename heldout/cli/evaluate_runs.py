@@ -32,6 +32,19 @@ cli_flags.evaluation(__name__)
 cli_flags.output_dir(__name__, "The per-run JSON records (resumable).")
 cli_flags.cluster(__name__, default_scheduler="local")  # --scheduler, --dask_workers
 flags.DEFINE_bool("retry_errors", False, "Evaluate runs with an error record again.")
+flags.DEFINE_list(
+    "outputs",
+    [],
+    "Also write each run's outputs.npz: margins (logit and hinge margins) and optionally "
+    "logits (float16, <= 100 classes), e.g. --outputs=margins,logits. Only runs whose "
+    "predictions match N out of N get one; needs --outputs_dir.",
+)
+flags.DEFINE_string(
+    "outputs_dir",
+    None,
+    "Where --outputs go, in the release's layout (<ratio>/<run_id>/outputs.npz); never "
+    "inside the experiment. A rerun skips runs whose outputs are current.",
+)
 
 NAME = "evaluate_runs"
 _SHOW_PROBLEMS = 10
@@ -46,8 +59,11 @@ def _report(summary) -> None:
     bug = next((r for r in failed if r.traceback), None)
     if bug is not None:  # not an error the toolkit raises on purpose: show where it came from
         print(f"traceback of the error in {bug.run_path}:\n{bug.traceback}", file=sys.stderr)
+    no_outputs = "; no outputs file written" if FLAGS.outputs else ""
     for record in differ[:_SHOW_PROBLEMS]:
-        print(f"mismatch: {record.run_path}: {record.matches} out of {record.total} match")
+        print(
+            f"mismatch: {record.run_path}: {record.matches} out of {record.total} match{no_outputs}"
+        )
     for problems, what in ((failed, "failed runs"), (differ, "mismatching runs")):
         if len(problems) > _SHOW_PROBLEMS:
             print(f"... {len(problems) - _SHOW_PROBLEMS} more {what}; see the records")
@@ -68,7 +84,11 @@ def main(argv) -> int:
     options.check_evaluation_flags()
     if not FLAGS.experiment_dir or not FLAGS.output_dir:
         raise UsageError("--experiment_dir and --output_dir are required")
+    if FLAGS.outputs and not FLAGS.outputs_dir:
+        raise UsageError("--outputs needs --outputs_dir (never the downloaded experiment)")
     refuse_output_over_inputs([FLAGS.output_dir], [], [FLAGS.experiment_dir])
+    # The outputs mirror the experiment's layout: never anywhere inside the downloaded tree.
+    refuse_output_over_inputs([FLAGS.outputs_dir], input_dirs=[FLAGS.experiment_dir])
     cluster = options.cluster_options()  # checks --scheduler, quiets Dask's INFO
     from tqdm import tqdm
 
@@ -101,6 +121,8 @@ def main(argv) -> int:
             bar.close()
     _report(summary)
     verdict = options.match_verdict(summary.matches, summary.total, summary.errors)
+    if FLAGS.outputs:
+        print(f"outputs in {FLAGS.outputs_dir}")
     if verdict.message:
         print(verdict.message, file=sys.stdout if verdict.status == app.EXIT_OK else sys.stderr)
     return verdict.status

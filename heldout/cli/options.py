@@ -91,6 +91,8 @@ def evaluation_options(flag_values: flags.FlagValues = FLAGS):
         batch_size=fv.batch_size,
         arch=fv.arch,
         num_classes=fv.num_classes,
+        outputs=tuple(getattr(fv, "outputs", None) or ()),
+        outputs_dir=getattr(fv, "outputs_dir", None),
     ).resolved()
 
 

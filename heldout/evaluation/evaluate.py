@@ -44,6 +44,7 @@ class EvalResult:
       index: int64 [N], position of each example in the full split (the source's order).
       predictions: int64 [N] argmax class, or None.
       labels: int64 [N], or None.
+      logits: float32 [N, classes] (the same pass as `correctness`), or None.
     """
 
     split: str
@@ -51,6 +52,7 @@ class EvalResult:
     index: np.ndarray
     predictions: np.ndarray | None = None
     labels: np.ndarray | None = None
+    logits: np.ndarray | None = None
 
     @property
     def num_examples(self) -> int:
@@ -117,20 +119,24 @@ class Evaluator:
         self._steps: dict[tuple[int, ...], tf.types.experimental.PolymorphicFunction] = {}
         self.traces = 0  # how often a step was traced (Python runs only while tracing)
 
-    def predict_step(self, image_shape: Sequence[int]):
-        """The compiled `float32 images [B, *image_shape] -> argmax class (int64)` step."""
-        key = tuple(int(d) for d in image_shape)
+    def predict_step(self, image_shape: Sequence[int], with_logits: bool = False):
+        """The compiled `float32 images [B, *image_shape] -> argmax class (int64)` step;
+        `with_logits`: `-> (argmax, float32 logits)` from the same forward pass."""
+        key = (*(int(d) for d in image_shape), with_logits)
         if key not in self._steps:
             model = self.model
 
             @tf.function(
-                input_signature=[tf.TensorSpec([None, *key], tf.float32)],
+                input_signature=[tf.TensorSpec([None, *key[:-1]], tf.float32)],
                 jit_compile=self.jit_compile,
             )
             def predict(images):
                 self.traces += 1
                 logits = model(images, is_training=False)
-                return tf.argmax(logits, axis=-1, output_type=tf.int64)
+                predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
+                if with_logits:
+                    return predicted, tf.cast(logits, tf.float32)
+                return predicted
 
             self._steps[key] = predict
         return self._steps[key]
@@ -141,6 +147,7 @@ class Evaluator:
         split: str = "test",
         batch_size: int = DEFAULT_BATCH_SIZE,
         keep_predictions: bool = True,
+        keep_logits: bool = False,
     ) -> EvalResult:
         """See the module-level `evaluate`."""
         ds = _as_dataset(source_or_dataset, split, batch_size)
@@ -151,26 +158,31 @@ class Evaluator:
         image_shape = spec["image"].shape[1:]
         if not image_shape.is_fully_defined():
             raise DatasetError(f"dataset images need a known shape, got {spec['image'].shape}")
-        predict = self.predict_step(image_shape.as_list())
+        predict = self.predict_step(image_shape.as_list(), keep_logits)
         # Sources prefetch already; this is for plain datasets passed in.
         ds = ds.prefetch(tf.data.AUTOTUNE)
 
-        predictions, labels, indices = [], [], []
+        predictions, labels, indices, logits = [], [], [], []
         for batch in ds:
             # Keep results as tensors: converting to numpy here would wait for each step
             # (on a GPU, steps are queued while the input pipeline prepares the next batch).
-            predictions.append(predict(tf.cast(batch["image"], tf.float32)))
+            out = predict(tf.cast(batch["image"], tf.float32))
+            if keep_logits:
+                out, batch_logits = out
+                logits.append(batch_logits)
+            predictions.append(out)
             labels.append(batch["label"])
             indices.append(batch["index"])
         if not indices:
             empty = np.zeros(0, np.int64)
-            return EvalResult(split, np.zeros(0, bool), empty, empty, empty)
+            return EvalResult(split, np.zeros(0, bool), empty, empty, empty, None)
         pred = tf.concat(predictions, axis=0).numpy()
         label = tf.cast(tf.concat(labels, axis=0), tf.int64).numpy()
         index = tf.cast(tf.concat(indices, axis=0), tf.int64).numpy()
         correct = pred == label
-        if keep_predictions:
-            return EvalResult(split, correct, index, pred, label)
+        kept = tf.concat(logits, axis=0).numpy() if keep_logits else None
+        if keep_predictions or keep_logits:  # margins need the labels beside the logits
+            return EvalResult(split, correct, index, pred, label, kept)
         return EvalResult(split, correct, index)
 
 
@@ -181,6 +193,7 @@ def evaluate(
     batch_size: int = DEFAULT_BATCH_SIZE,
     keep_predictions: bool = True,
     jit_compile: bool | None = None,
+    keep_logits: bool = False,
 ) -> EvalResult:
     """Predicts every example of `split` and returns its correctness by index.
 
@@ -193,6 +206,7 @@ def evaluate(
       batch_size: images per step. Larger batches amortize per-step overhead.
       keep_predictions: also return predicted classes and labels.
       jit_compile: compile the step with XLA (None: no XLA).
+      keep_logits: also return the float32 logits of the same pass (and the labels).
 
     Returns:
       An `EvalResult`: the split's correctness in index order (and, when kept, the
@@ -205,7 +219,7 @@ def evaluate(
     Use an `Evaluator` to evaluate several splits with one model without tracing again.
     """
     return Evaluator(model, jit_compile=jit_compile).evaluate(
-        source_or_dataset, split, batch_size, keep_predictions
+        source_or_dataset, split, batch_size, keep_predictions, keep_logits
     )
 
 
@@ -426,6 +440,7 @@ def check_run(
     meta=None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     cache: ModelCache | None = None,
+    keep_logits: bool = False,
 ) -> RunCheck:
     """Restores the run's checkpoint, evaluates `splits` and cross-checks them.
 
@@ -440,6 +455,7 @@ def check_run(
       cache: a `ModelCache` to take the model from (built once, restored in place). None
         builds a fresh model for this call, which is right for one run and wasteful for
         many.
+      keep_logits: keep each split's logits (and labels) in its result.
 
     Returns:
       The restore info, per-split results and cross-checks.
@@ -455,7 +471,7 @@ def check_run(
     info = cached.target.restore(run.path)
     results = {
         split: cached.evaluator.evaluate(
-            cache.dataset(source, split, batch_size), split, batch_size
+            cache.dataset(source, split, batch_size), split, batch_size, keep_logits=keep_logits
         )
         for split in splits
     }

@@ -23,11 +23,13 @@ from typing import Any
 
 from heldout import cluster
 from heldout._core.atomic import write_json_atomic, write_text_atomic
+from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout._core.locks import FileLock
 from heldout._core.provenance import provenance_for
 from heldout._core.write_safety import ensure_dir
 from heldout.cluster import SCHEDULER_LOCAL, SCHEDULER_NONE, check_scheduler
 from heldout.errors import InputFileError, StaleResultError, UsageError
+from heldout.evaluation import run_outputs
 from heldout.evaluation.options import EvalOptions
 from heldout.evaluation.records import (
     RECORD_VERSION,
@@ -167,6 +169,8 @@ def evaluate_run(
         source = state.source(run.experiment_dir, options, experiment["labels"])
         meta = release.read_experiment_meta(Path(run.experiment_dir))
         check = options.check_run(run, source, meta, cache=state.models)
+        if options.outputs:  # only a run matching N out of N gets a file
+            run_outputs.write_run_outputs(run, check, options)
     except Exception as error:  # noqa: BLE001 - recorded (bugs with their traceback)
         return error_record(run, error, time.perf_counter() - start, identity)
     return RunRecord(
@@ -318,6 +322,8 @@ def evaluate_runs(
     if not runs:
         return EvaluationSummary(output_dir, (), evaluated=0, skipped=0)
     (experiment_dir,) = experiments
+    if options.outputs:  # never into the downloaded tree
+        refuse_output_over_inputs([options.outputs_dir], input_dirs=[experiment_dir])
     ensure_dir(output_dir)
     with FileLock(output_dir / LOCK_FILE, f"writing evaluation records into {output_dir}"):
         _claim_output_dir(output_dir, experiment_dir)
@@ -335,6 +341,8 @@ def evaluate_runs(
                     "output folder"
                 )
             current = found is not None and found.identity == run_identity(run, experiment)
+            if current and found.ok and found.all_match and options.outputs:
+                current = run_outputs.outputs_current(run, options)  # a file removed since
             if current and (found.ok or not retry_errors):
                 records[run.path] = found
                 if progress is not None:

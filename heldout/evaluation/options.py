@@ -13,6 +13,7 @@ from heldout.errors import UsageError
 from heldout.release import layout as release
 
 SPLITS = ("train", "test")
+OUTPUT_KINDS = ("margins", "logits")  # what `outputs.npz` may hold (logits: margins too)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,8 @@ class EvalOptions:
       splits: "train" and/or "test".
       batch_size: images per evaluation step.
       arch, num_classes: override the experiment's model.
+      outputs: also write each matching run's `outputs.npz` ("margins", and "logits").
+      outputs_dir: where they go, in the release's layout; never inside the experiment.
     """
 
     dataset: str | None = None
@@ -34,12 +37,15 @@ class EvalOptions:
     batch_size: int = 500
     arch: str | None = None
     num_classes: int | None = None
+    outputs: tuple[str, ...] = ()
+    outputs_dir: str | None = None
 
     def resolved(self) -> EvalOptions:
         """These options checked, with an absolute `data_dir`.
 
         Raises:
-          UsageError: unknown or no splits, a batch size below 1, a class count below 2.
+          UsageError: unknown or no splits, a batch size below 1, a class count below 2;
+            outputs of an unknown kind, without an outputs folder, or without both splits.
         """
         splits = tuple(self.splits)
         if not splits or any(split not in SPLITS for split in splits):
@@ -48,11 +54,20 @@ class EvalOptions:
             raise UsageError(f"batch size must be a positive integer, got {self.batch_size}")
         if self.num_classes is not None and self.num_classes < 2:
             raise UsageError(f"number of classes must be at least 2, got {self.num_classes}")
+        outputs = tuple(kind for kind in OUTPUT_KINDS if kind in self.outputs)
+        if len(outputs) != len(set(self.outputs)):
+            raise UsageError(f"outputs must be some of {list(OUTPUT_KINDS)}, got {self.outputs}")
+        if outputs and not self.outputs_dir:
+            raise UsageError("outputs need an outputs folder (never the downloaded experiment)")
+        if outputs and set(splits) != set(SPLITS):
+            raise UsageError(f"outputs cover every split: evaluate both, not {list(splits)}")
         return dataclasses.replace(
             self,
             splits=splits,
             batch_size=int(self.batch_size),
             data_dir=absolute_path(self.data_dir),
+            outputs=outputs,
+            outputs_dir=absolute_path(self.outputs_dir) if outputs else None,
         )
 
     def check_run(self, run: release.Run, source, meta, cache=None):
@@ -78,6 +93,7 @@ class EvalOptions:
             meta=meta,
             batch_size=self.batch_size,
             cache=cache,
+            keep_logits=bool(self.outputs),
         )
 
 

@@ -206,7 +206,7 @@ def experiment_identity(experiment_dir: str | os.PathLike, options: EvalOptions)
     corruption_name = extra.get(label_corruption.META_KEY)
     labels = _file_or_missing(folder / corruption_name) if corruption_name else None
     image_shape = list(meta.image_shape) if meta.image_shape else None
-    return {
+    identity = {
         "experiment_dir": str(folder),
         "options": {
             "splits": list(options.splits),
@@ -220,6 +220,10 @@ def experiment_identity(experiment_dir: str | os.PathLike, options: EvalOptions)
         "labels": labels,
         "model": {"arch": meta.arch, "num_classes": meta.num_classes, "image_shape": image_shape},
     }
+    if options.outputs:  # only then: records written without outputs stay current
+        identity["options"]["outputs"] = list(options.outputs)
+        identity["options"]["outputs_dir"] = options.outputs_dir
+    return identity
 
 
 def run_identity(run: release.Run, experiment: dict) -> dict:

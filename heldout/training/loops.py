@@ -25,6 +25,7 @@ from heldout.errors import TrainingError
 from heldout.evaluation import evaluate as evaluation
 from heldout.models import build_model, checkpoints, ensure_variables
 from heldout.release import layout as release
+from heldout.release import outputs
 from heldout.release.aux_arrays import aux_from_predictions
 from heldout.scores import soft_cscore
 from heldout.training import augment as augment_ops
@@ -378,8 +379,9 @@ class Trainer:
             evaluator = self._mlp_evaluator
         else:
             evaluator = evaluation.Evaluator(model)
-        correct_train = self._correctness(evaluator, "train")
-        correct_test = self._correctness(evaluator, "test")
+        # One pass per split gives correctness and the logits the outputs are taken from.
+        correct_train, logits_train, labels_train = self._evaluated(evaluator, "train")
+        correct_test, logits_test, labels_test = self._evaluated(evaluator, "test")
         mask = np.zeros(self.data.num_train, dtype=bool)
         mask[subset] = True
         aux = aux_from_predictions(mask, correct_train, correct_test, rng=aux_rng)
@@ -396,6 +398,17 @@ class Trainer:
             checkpoints.save(model, folder, epoch=self.config.epochs, global_step=global_step)
             if probs is not None:
                 soft_cscore.write_heldout_probs(folder.parent, np.flatnonzero(~mask), probs)
+            # Margins against the labels the run trained on (corrupted where recorded).
+            labels_kind = "dataset" if self.data.corruption is None else "after_corruption"
+            outputs.save_run_outputs(
+                folder.parent,
+                subset_ratio,
+                run_id,
+                aux,
+                {"train": logits_train, "test": logits_test},
+                {"train": labels_train, "test": labels_test},
+                labels_source=labels_kind,
+            )
             write_run_record(folder.parent)  # last: the sizes a resume checks
 
         run_dir = self.experiment_dir / release.ratio_dir_name(subset_ratio) / str(run_id)
@@ -413,14 +426,14 @@ class Trainer:
         )
         return run
 
-    def _correctness(self, evaluator, split: str) -> np.ndarray:
-        """bool [split size] in index order, through `heldout.evaluation.evaluate`."""
+    def _evaluated(self, evaluator, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(correctness, logits, labels) in index order, through `heldout.evaluation.evaluate`."""
         if split not in self._eval_datasets:
             # Built once and re-iterated for every run: the same batches demo.py evaluates.
             self._eval_datasets[split] = self.data.source.as_dataset(
                 split, self.config.eval_batch_size
             )
-        return evaluate_correctness(
+        return evaluate_in_index_order(
             evaluator, self._eval_datasets[split], split, self.data.source.split_size(split)
         )
 
@@ -454,18 +467,25 @@ def _write_cause(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def evaluate_correctness(evaluator, dataset, split: str, size: int) -> np.ndarray:
-    """bool [size] in index order: is the evaluator's model right on each example?
+def evaluate_in_index_order(
+    evaluator, dataset, split: str, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bool correctness [size], float32 logits [size, classes], int64 labels [size]) in index
+    order, from one pass of the evaluator's model over `dataset`.
 
     `evaluator`: a `heldout.evaluation.evaluate.Evaluator`, the code path `demo.py` re-evaluates
     runs with, so that the stored correctness and a later cross-check cannot disagree.
     `dataset`: the batches of a source's `as_dataset(split, batch_size)`.
     """
-    result = evaluator.evaluate(dataset, split, keep_predictions=False)
+    result = evaluator.evaluate(dataset, split, keep_predictions=False, keep_logits=True)
     if result.index.size != size or np.unique(result.index).size != size:
         raise TrainingError(
             f"evaluating the {split} split gave {result.index.size} results for {size} examples"
         )
     correct = np.zeros(size, dtype=bool)
     correct[result.index] = result.correctness
-    return correct
+    logits = np.empty((size, result.logits.shape[1]), dtype=np.float32)
+    logits[result.index] = result.logits
+    labels = np.empty(size, dtype=np.int64)
+    labels[result.index] = result.labels
+    return correct, logits, labels
