@@ -63,20 +63,14 @@ def define_flags() -> None:
 
 
 def outputs_reader_for(output_kind: str, outputs_dir: str | None):
-    """The reader of the runs' masks and outputs for `output_kind`.
-
-    Raises:
-      UsageError: margins, until per-run outputs files can be read.
-    """
-    from heldout.errors import UsageError
-    from heldout.scores.attribution.scoring import read_correctness
+    """The reader of the runs' masks and outputs for `output_kind`: 0/1 correctness from
+    the aux arrays, or logit margins from the runs' `outputs.npz` (beside the runs, or in
+    `outputs_dir` for a release evaluated with `heldout evaluate --outputs=margins`)."""
+    from heldout.scores.attribution.scoring import margin_reader, read_correctness
 
     if output_kind == "correctness":
         return read_correctness
-    raise UsageError(
-        "--output_kind=margin needs the runs' outputs.npz, which this version cannot read "
-        "yet; use --output_kind=correctness"
-    )
+    return margin_reader(outputs_dir)
 
 
 def _ratio_runs(experiment):

@@ -1,7 +1,7 @@
 """An attribution and the built-in baselines scored by LDS on one split of the runs.
 
-The runs' masks and outputs come through a reader (correctness from the aux arrays here;
-margins from per-run outputs files plug in the same way). The estimation runs are read
+The runs' masks and outputs come through a reader: 0/1 correctness from the aux arrays,
+or logit margins from the runs' `outputs.npz` (`margin_reader`). The estimation runs are read
 for the baselines first; the evaluation runs only for scoring.
 """
 
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from heldout.release.layout import Run
+from heldout.release.outputs_reading import read_outputs
 from heldout.release.reading import read_runs
 from heldout.scores.attribution.baselines import holdout_influence, random_attribution
 from heldout.scores.attribution.lds import Attribution, LdsResult, compute_lds
@@ -26,6 +28,7 @@ __all__ = [
     "ScoredAttribution",
     "lds_arrays",
     "lds_table",
+    "margin_reader",
     "read_correctness",
     "score_attribution",
 ]
@@ -50,6 +53,32 @@ def read_correctness(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray]:
         masks.append(aux.train_mask())
         outputs.append(aux.test_correctness().astype(np.float32))
     return np.stack(masks), np.stack(outputs)
+
+
+def margin_reader(outputs_dir: str | os.PathLike | None = None) -> OutputsReader:
+    """A reader of the runs' training masks and test logit margins (`outputs.npz`).
+
+    Args:
+      outputs_dir: where a release's outputs were written (`heldout evaluate --outputs
+        --outputs_dir`), in the release's layout; None: beside each run (our training).
+
+    Returns:
+      An `OutputsReader`; each file is checked against its run's identity and aux arrays.
+    """
+
+    def read(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray]:
+        runs = list(runs)
+        _, masks, margins = read_outputs(
+            runs[0].experiment_dir,
+            runs[0].subset_ratio,
+            outputs_dir=outputs_dir,
+            kind="logit_margin",
+            split="test",
+            run_ids=[run.run_id for run in runs],
+        )
+        return masks, margins
+
+    return read
 
 
 @dataclasses.dataclass(frozen=True)
