@@ -10,6 +10,7 @@ single-process ones exactly.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -302,8 +303,10 @@ def _fan_out(
         tree = _tree(client, level)
         for check in as_completed(checks):
             failure = check.result()  # a bug in a share raises here, with its traceback
-            if failure is not None:
-                raise failure  # a bad run, without skipping: the command's one line
+            if failure is not None:  # a bad run, without skipping: the command's one line
+                if scheduler == cluster.SCHEDULER_LOCAL:
+                    _quiet_teardown(client)
+                raise failure
             done += sizes[check.key]
             report(done)
         root = tree.result()
@@ -311,6 +314,19 @@ def _fan_out(
     if root.failure is not None:
         raise root.failure
     return root
+
+
+def _silence_dask_logs() -> None:
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+def _quiet_teardown(client) -> None:
+    """Before a local cluster closes under a failed command, its processes stop logging,
+    so the command's one line is all that is printed (closing while shares were moving
+    between workers made them log errors with tracebacks). Local clusters only: a shared
+    scheduler's workers keep their logs."""
+    client.run(_silence_dask_logs)
+    _silence_dask_logs()  # the scheduler and nannies of a LocalCluster live here
 
 
 def _tree(client, level: list):
