@@ -193,18 +193,26 @@ def influence_picks(
     return InfluencePicks(index, value, q_value, lower, lower is not None, heading)
 
 
+def _lower_limits_of(scores, evidence, confidence, **estimates) -> np.ndarray:
+    """Lower interval limits of influence `estimates` (`matrix=`, or `topk_index=` and
+    `topk_value=`) from the file's counts and the runs' test correctness."""
+    influence = Influence(
+        subset_ratio=None,
+        num_runs=int(scores[keys.INFLUENCE_NUM_RUNS]),
+        count_in=scores[keys.INFLUENCE_COUNT_IN],
+        count_out=scores[keys.INFLUENCE_COUNT_OUT],
+        **estimates,
+    )
+    low, _ = influence_intervals(influence, evidence.test_correct_count, confidence)
+    return low
+
+
 def _lower_limits(scores, index, value, evidence, confidence) -> np.ndarray | None:
     """Lower interval limits of the top-k pairs (index, value) [T, K], or None."""
     if evidence.test_correct_count is not None:
-        influence = Influence(
-            subset_ratio=None,
-            num_runs=int(scores[keys.INFLUENCE_NUM_RUNS]),
-            count_in=scores[keys.INFLUENCE_COUNT_IN],
-            count_out=scores[keys.INFLUENCE_COUNT_OUT],
-            topk_index=index,
-            topk_value=value.astype(np.float32),
+        low = _lower_limits_of(
+            scores, evidence, confidence, topk_index=index, topk_value=value.astype(np.float32)
         )
-        low, _ = influence_intervals(influence, evidence.test_correct_count, confidence)
         return np.where(index >= 0, low, np.nan)
     file_low = scores.get(keys.ci_low_key(keys.INFLUENCE))
     if file_low is None or keys.INFLUENCE_TOPK_INDEX not in scores:
@@ -225,14 +233,7 @@ def _dense_by_lower_limit(scores, index, value, evidence, confidence, min_runs):
         )
         matrix = np.where(few[np.newaxis, :], np.nan, matrix).astype(np.float32)
     if evidence.test_correct_count is not None:
-        influence = Influence(
-            subset_ratio=None,
-            num_runs=int(scores[keys.INFLUENCE_NUM_RUNS]),
-            count_in=scores[keys.INFLUENCE_COUNT_IN],
-            count_out=scores[keys.INFLUENCE_COUNT_OUT],
-            matrix=matrix,
-        )
-        low, _ = influence_intervals(influence, evidence.test_correct_count, confidence)
+        low = _lower_limits_of(scores, evidence, confidence, matrix=matrix)
     elif keys.ci_low_key(keys.INFLUENCE) in scores:
         low = np.where(np.isnan(matrix), np.nan, scores[keys.ci_low_key(keys.INFLUENCE)])
     else:
