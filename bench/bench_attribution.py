@@ -85,9 +85,7 @@ def dense_part(scale: float, rounds: int) -> float:
     scale_of = float(np.max(np.abs(baseline)))
     base_rate, ours_rate = flop / min(base_s), flop / min(ours_s)
     ratio = ours_rate / base_rate
-    print(
-        f"  np.matmul float32 (baseline): {min(base_s):.2f} s, {base_rate / 1e9:.1f} GFLOP/s"
-    )
+    print(f"  np.matmul float32 (baseline): {min(base_s):.2f} s, {base_rate / 1e9:.1f} GFLOP/s")
     print(
         f"  predicted_outputs (bool masks, blocks): {min(ours_s):.2f} s, "
         f"{ours_rate / 1e9:.1f} GFLOP/s-equivalent"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from heldout.release.layout import Run
+from heldout.release.layout import Run, open_experiment
 from heldout.release.outputs_reading import read_outputs
 from heldout.release.reading import read_runs
 from heldout.scores.attribution.baselines import (
@@ -70,13 +70,19 @@ def margin_reader(outputs_dir: str | os.PathLike | None = None) -> OutputsReader
         --outputs_dir`), in the release's layout; None: beside each run (our training).
 
     Returns:
-      An `OutputsReader`; each file is checked against its run's identity and aux arrays.
+      An `OutputsReader`; each file is checked against its run's identity and aux arrays
+      (or the ratio's pack is read where it is current: `heldout.release.outputs_pack`).
     """
+
+    opened: dict = {}  # the experiment, listed once for the estimation and evaluation reads
 
     def read(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray]:
         runs = list(runs)
+        folder = runs[0].experiment_dir
+        if folder not in opened:
+            opened[folder] = open_experiment(folder)
         _, masks, margins = read_outputs(
-            runs[0].experiment_dir,
+            opened[folder],
             runs[0].subset_ratio,
             outputs_dir=outputs_dir,
             kind="logit_margin",
