@@ -23,6 +23,7 @@ from heldout.errors import OutputsError
 from heldout.release import layout as release
 from heldout.release.layout import CHECKPOINTS_DIR
 from heldout.release.outputs import OUTPUTS_FILE, outputs_path
+from heldout.release.outputs_checked import checked_run_outputs, runs_of
 from heldout.release.run_folders import AUX_ARRAYS_FILE
 
 PACK_DIR = "outputs_pack"
@@ -83,8 +84,6 @@ def pack_outputs(
       OutputsError, InconsistentRunError, ReleaseLayoutError: as `read_outputs`.
       UnsafeWriteError: the pack cannot be written (a link, a full disk), naming it.
     """
-    from heldout.release.outputs_reading import checked_run_outputs, runs_of
-
     experiment, runs = runs_of(experiment, subset_ratio)
     final = pack_dir(experiment, runs[0].ratio_dir_name, outputs_dir)
     stamps = {run.run_id: _stamps(run, experiment, outputs_dir) for run in runs}  # before
