@@ -76,11 +76,9 @@ def dense_part(scale: float, rounds: int) -> float:
         start = time.perf_counter()
         baseline = np.matmul(masks_float, tau.T)
         base_s.append(time.perf_counter() - start)
-        del baseline
         start = time.perf_counter()
         ours = predicted_outputs(tau, masks)
         ours_s.append(time.perf_counter() - start)
-    baseline = np.matmul(masks_float, tau.T)
     difference = float(np.max(np.abs(ours - baseline)))
     scale_of = float(np.max(np.abs(baseline)))
     base_rate, ours_rate = flop / min(base_s), flop / min(ours_s)

@@ -102,7 +102,10 @@ def predicted_outputs(attribution: Attribution, masks: np.ndarray) -> np.ndarray
         _sparse_predicted(attribution, masks, out)
         return out
     tau_t = np.asarray(attribution, dtype=np.float32).T
-    step = _block_rows(masks.shape[1] * 4, num_runs)
+    # Tall blocks keep the GEMM near its full rate; the float32 block is at most an eighth
+    # of the attribution's own size beyond BLOCK_BYTES.
+    budget = max(BLOCK_BYTES, tau_t.nbytes // 8)
+    step = max(1, min(num_runs, budget // max(1, masks.shape[1] * 4)))
     for start in range(0, num_runs, step):
         block = masks[start : start + step].astype(np.float32)
         np.matmul(block, tau_t, out=out[start : start + step])
