@@ -10,6 +10,7 @@ asked for is in it and unchanged (a changed file sends the read back to the per-
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 from pathlib import Path
@@ -28,12 +29,14 @@ from heldout.release.run_folders import AUX_ARRAYS_FILE
 
 PACK_DIR = "outputs_pack"
 RECORD_FILE = "record.json"
+RUN_IDS_FILE = "run_ids.npy"
+STAMPS_FILE = "stamps.npy"
 MASKS_FILE = "masks.npy"
 FORMAT = 1
 PACKED = tuple(
     f"{kind}_{split}" for kind in ("logit_margin", "hinge_margin") for split in ("train", "test")
 )
-_RECORD_BYTES = 64 << 20
+_RECORD_BYTES = 1 << 20
 
 
 def pack_dir(experiment: release.Experiment, ratio_dir_name: str, outputs_dir=None) -> Path:
@@ -42,26 +45,28 @@ def pack_dir(experiment: release.Experiment, ratio_dir_name: str, outputs_dir=No
     return root / PACK_DIR / ratio_dir_name
 
 
-def _stamp(path: str) -> list[int] | None:
-    """(size, modification time in ns) of a file or folder; None where there is none."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return [info.st_size, info.st_mtime_ns]
-
-
-def _stamps(run: release.Run, experiment: release.Experiment, outputs_dir) -> list:
-    folder = os.fspath(run.path)  # strings, not Paths: thousands of runs per read
-    if outputs_dir is None:
-        outputs = os.path.join(folder, OUTPUTS_FILE)
-    else:
-        outputs = os.fspath(outputs_path(run.path, experiment.path, outputs_dir))
-    return [
-        _stamp(outputs),
-        _stamp(os.path.join(folder, AUX_ARRAYS_FILE)),
-        _stamp(os.path.join(folder, CHECKPOINTS_DIR)),  # a checkpoint added or removed
-    ]
+def _stamps(runs: list[release.Run], experiment: release.Experiment, outputs_dir) -> np.ndarray:
+    """int64 [R, 6]: size and modification time (ns) of each run's outputs file, aux arrays
+    and checkpoint folder (a checkpoint added or removed changes it); -1 where missing.
+    Strings and one stat per file, not Paths: a read stats thousands of runs."""
+    stamps = np.full((len(runs), 6), -1, dtype=np.int64)
+    stat = os.stat
+    for row, run in enumerate(runs):
+        folder = os.fspath(run.path)
+        if outputs_dir is None:
+            outputs = folder + os.sep + OUTPUTS_FILE
+        else:
+            outputs = os.fspath(outputs_path(run.path, experiment.path, outputs_dir))
+        for column, path in enumerate(
+            (outputs, folder + os.sep + AUX_ARRAYS_FILE, folder + os.sep + CHECKPOINTS_DIR)
+        ):
+            try:
+                info = stat(path)
+            except OSError:
+                continue
+            stamps[row, 2 * column] = info.st_size
+            stamps[row, 2 * column + 1] = info.st_mtime_ns
+    return stamps
 
 
 def pack_outputs(
@@ -86,7 +91,7 @@ def pack_outputs(
     """
     experiment, runs = runs_of(experiment, subset_ratio)
     final = pack_dir(experiment, runs[0].ratio_dir_name, outputs_dir)
-    stamps = {run.run_id: _stamps(run, experiment, outputs_dir) for run in runs}  # before
+    stamps = _stamps(runs, experiment, outputs_dir)  # before reading: a change meanwhile shows
     tmp = make_temp_dir(final.parent, f".{final.name}-")
     try:
         arrays: dict[str, np.ndarray] = {}
@@ -104,14 +109,10 @@ def pack_outputs(
         for array in arrays.values():
             array.flush()
         del arrays
-        record = {
-            "format": FORMAT,
-            "subset_ratio": float(subset_ratio),
-            "run_ids": [run.run_id for run in runs],
-            "stamps": {str(run_id): value for run_id, value in stamps.items()},
-            "provenance": provenance_for(),
-        }
-        write_json_atomic(tmp / RECORD_FILE, record)
+        np.save(tmp / RUN_IDS_FILE, np.asarray([run.run_id for run in runs], dtype=np.int64))
+        np.save(tmp / STAMPS_FILE, stamps)
+        record = {"format": FORMAT, "subset_ratio": float(subset_ratio)}
+        write_json_atomic(tmp / RECORD_FILE, {**record, "provenance": provenance_for()})
         old = None
         if final.exists():
             old = make_temp_dir(final.parent, f".{final.name}-old-")
@@ -144,22 +145,32 @@ def read_packed(
         return None
     try:
         record = load_json_file(record_path, OutputsError, max_bytes=_RECORD_BYTES)
-        stamps = record["stamps"]
-        packed_ids = record["run_ids"]
-        if record.get("format") != FORMAT:
+        if not isinstance(record, dict) or record.get("format") != FORMAT:
             return None
-        for run in runs:
-            if stamps.get(str(run.run_id)) != _stamps(run, experiment, outputs_dir):
-                return None
-        ids = [run.run_id for run in runs]
-        if ids == packed_ids:
-            masks, values = np.load(folder / MASKS_FILE), np.load(folder / f"{kind}_{split}.npy")
+        packed_ids = np.load(folder / RUN_IDS_FILE)
+        packed_stamps = np.load(folder / STAMPS_FILE)
+        ids = np.asarray([run.run_id for run in runs], dtype=np.int64)
+        if np.array_equal(ids, packed_ids):
+            rows = None
+            stamps = packed_stamps
         else:
-            rows = np.asarray([packed_ids.index(i) for i in ids], dtype=np.int64)
-            masks = np.load(folder / MASKS_FILE, mmap_mode="r")[rows]
-            values = np.load(folder / f"{kind}_{split}.npy", mmap_mode="r")[rows]
-    except (OutputsError, OSError, ValueError, KeyError, TypeError, AttributeError):
+            where = {int(run_id): row for row, run_id in enumerate(packed_ids)}
+            rows = np.asarray([where[int(run_id)] for run_id in ids], dtype=np.int64)
+            stamps = packed_stamps[rows]
+        # The runs' files are checked on a thread while the arrays are read (np.load
+        # releases the GIL): the pack's files never change once committed.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            current = pool.submit(_stamps, runs, experiment, outputs_dir)
+            if rows is None:
+                masks = np.load(folder / MASKS_FILE)
+                values = np.load(folder / f"{kind}_{split}.npy")
+            else:
+                masks = np.load(folder / MASKS_FILE, mmap_mode="r")[rows]
+                values = np.load(folder / f"{kind}_{split}.npy", mmap_mode="r")[rows]
+            if not np.array_equal(stamps, current.result()):
+                return None
+    except (OutputsError, OSError, ValueError, KeyError, TypeError, IndexError):
         return None  # unreadable or foreign: the per-run files decide
     if masks.shape[0] != len(runs) or values.shape[0] != len(runs):
         return None
-    return np.asarray(ids, dtype=np.int64), masks, values
+    return ids, masks, values
