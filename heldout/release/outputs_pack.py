@@ -171,6 +171,13 @@ def read_packed(
                 return None
     except (OutputsError, OSError, ValueError, KeyError, TypeError, IndexError):
         return None  # unreadable or foreign: the per-run files decide
-    if masks.shape[0] != len(runs) or values.shape[0] != len(runs):
-        return None
+    if (
+        masks.dtype != np.bool_
+        or values.dtype != np.float32
+        or masks.ndim != 2
+        or values.ndim != 2
+        or masks.shape[0] != len(runs)
+        or values.shape[0] != len(runs)
+    ):
+        return None  # not what pack_outputs writes
     return ids, masks, values

@@ -83,3 +83,15 @@ def test_a_release_pack_goes_under_the_outputs_dir(tmp_path):
     folder = outputs_pack.pack_outputs(root, 0.5, outputs_dir=outs)
     assert folder == outs / "outputs_pack" / "0.5"
     assert not (root / "outputs_pack").exists()
+
+
+def test_a_pack_of_other_arrays_is_not_used(tmp_path, monkeypatch):
+    root, _ = _experiment(tmp_path / "exp", runs=3)
+    folder = outputs_pack.pack_outputs(root, 0.5)
+    expected = read_outputs(root, 0.5)
+    np.save(folder / "logit_margin_test.npy", expected[2].astype(np.float64))  # not float32
+    answered = _from_pack(monkeypatch)
+    got = read_outputs(root, 0.5)
+    assert got[2].dtype == np.float32
+    np.testing.assert_array_equal(got[2], expected[2])
+    assert answered == [False]
