@@ -193,9 +193,9 @@ def lds_table(scored: ScoredAttribution) -> str:
     lines = [
         f"LDS over {len(scored.split.evaluation)} evaluation runs, outputs: "
         f"{scored.output_kind}{noisier}",
-        f"{'method':<44} {'LDS':>7}  {'95% interval':<17} {'test':>6}",
+        f"{'method':<48} {'LDS':>7}  {'95% interval':<17} {'test':>6}",
     ]
     for name, r in scored.results.items():
         interval = f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
-        lines.append(f"{name:<44} {r.lds:>+7.3f}  {interval:<17} {r.num_test:>6}")
+        lines.append(f"{name:<48} {r.lds:>+7.3f}  {interval:<17} {r.num_test:>6}")
     return "\n".join(lines)
