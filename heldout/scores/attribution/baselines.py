@@ -11,7 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from heldout.errors import UsageError
-from heldout.scores.attribution.lds import BLOCK_BYTES, SparseAttribution
+from heldout.scores.attribution.lds import (
+    BLOCK_BYTES,
+    TRANSPOSED_BLOCK_BYTES,
+    SparseAttribution,
+)
 
 __all__ = [
     "holdout_influence",
@@ -101,7 +105,7 @@ def holdout_influence_on_support(
     count_out = np.float32(num_runs) - count_in
     sum_all = outputs.sum(axis=0, dtype=np.float64).astype(np.float32)[:, None]
     sum_in = np.zeros(index.shape, dtype=np.float32)
-    run_step = max(1, BLOCK_BYTES // max(1, num_train))  # transposed bool block
+    run_step = max(1, TRANSPOSED_BLOCK_BYTES // max(1, num_train))  # transposed bool block
     for run_start in range(0, num_runs, run_step):
         by_example = np.ascontiguousarray(masks[run_start : run_start + run_step].T)
         block_outputs = outputs[run_start : run_start + run_step]

@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 BLOCK_BYTES = 64 << 20  # the temporary of one block of runs or test examples, about
+TRANSPOSED_BLOCK_BYTES = 4 * BLOCK_BYTES  # a top-k prediction's block of runs' masks
 BOOTSTRAP_SAMPLES = 1000
 
 
@@ -121,7 +122,8 @@ def _sparse_predicted(attribution: SparseAttribution, masks: np.ndarray, out: np
     value = np.asarray(attribution.value, dtype=np.float32)
     num_runs, num_train = masks.shape
     num_test, k = index.shape
-    run_step = _block_rows(num_train, num_runs)  # the transposed bool block
+    # The transposed bool block: wide enough that each gathered row is a few cache lines.
+    run_step = max(1, min(num_runs, TRANSPOSED_BLOCK_BYTES // max(1, num_train)))
     for run_start in range(0, num_runs, run_step):
         by_example = np.ascontiguousarray(masks[run_start : run_start + run_step].T)
         runs = by_example.shape[1]

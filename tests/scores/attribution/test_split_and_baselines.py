@@ -124,6 +124,7 @@ def test_holdout_influence_on_support_is_the_dense_one_at_those_pairs(monkeypatc
     index = rng.integers(0, 30, (9, 5))
     index[0, 0] = 3
     monkeypatch.setattr(baselines, "BLOCK_BYTES", 200)  # many blocks of runs and tests
+    monkeypatch.setattr(baselines, "TRANSPOSED_BLOCK_BYTES", 100)
     got = holdout_influence_on_support(masks, outputs, SparseAttribution(index, index * 0.0, 30))
     dense = holdout_influence(masks, outputs)
     np.testing.assert_allclose(got.value, np.take_along_axis(dense, index, 1), atol=1e-5)
