@@ -36,13 +36,16 @@ flags.DEFINE_list(
     "outputs",
     [],
     "Also write each run's outputs.npz: margins (logit and hinge margins) and optionally "
-    "logits (float16, <= 100 classes), e.g. --outputs=margins,logits. Only runs whose "
-    "predictions match N out of N get one; needs --outputs_dir.",
+    "logits (float16, <= 100 classes), e.g. --outputs=margins,logits; and/or heldout_probs: "
+    "heldout_probs.npz, the softmax on the examples the run held out (for heldout "
+    "export-pred-probs). Only runs whose predictions match N out of N get them; needs "
+    "--outputs_dir.",
 )
 flags.DEFINE_string(
     "outputs_dir",
     None,
-    "Where --outputs go, in the release's layout (<ratio>/<run_id>/outputs.npz); never "
+    "Where --outputs go, in the release's layout (<ratio>/<run_id>/outputs.npz and "
+    "heldout_probs.npz); never "
     "inside the experiment. A rerun skips runs whose outputs are current.",
 )
 
