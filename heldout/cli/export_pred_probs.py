@@ -56,7 +56,6 @@ def main(argv: Sequence[str]) -> int:
     del argv
     from tqdm import tqdm
 
-    from heldout._core import atomic
     from heldout.release import layout as release
     from heldout.scores import pred_probs as export
 
@@ -71,7 +70,6 @@ def main(argv: Sequence[str]) -> int:
     )
     experiment = release.open_experiment(FLAGS.experiment_dir)
     runs = export.select_runs(experiment, FLAGS.subset_ratio)
-    atomic.probe_writable(f"{FLAGS.output_dir}/{export.SIDECAR_FILE}")
     with tqdm(total=len(runs), unit="run", file=sys.stderr, disable=not FLAGS.progress) as bar:
         probs = export.accumulate_heldout_probs(
             experiment, runs, FLAGS.outputs_dir, progress=lambda run: bar.update(1)
