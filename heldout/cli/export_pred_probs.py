@@ -41,7 +41,7 @@ cli_flags.output_dir(
     required=True,
 )
 cli_flags.data(__name__, "Read for the labels; default: the experiment's.")
-flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.")
+cli_flags.progress(__name__)
 flags.DEFINE_integer(
     "min_count",
     0,
