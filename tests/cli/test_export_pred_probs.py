@@ -77,8 +77,9 @@ def evaluated(tmp_path_factory):
     root = tmp_path_factory.mktemp("untrained")
     experiment = _write_experiment(root, "tiny-mlp", seed=2)
     outs = root / "outs"
-    done = _evaluate(experiment, root, outs)
+    done = _evaluate(experiment, root, outs, "--split=train")  # all that heldout_probs need
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "120 out of 120 predictions match over 3 runs" in done.stdout  # the train split only
     return experiment, outs
 
 
@@ -93,7 +94,7 @@ def test_evaluate_writes_each_runs_heldout_softmax_and_resumes(evaluated, tmp_pa
             np.testing.assert_array_equal(f["index"], np.flatnonzero(~run.load_aux().train_mask()))
             np.testing.assert_allclose(f["probs"].astype(float).sum(axis=1), 1, atol=1e-2)
     stamps = [p.stat().st_mtime_ns for p in files]
-    again = _evaluate(experiment, outs.parent, outs)
+    again = _evaluate(experiment, outs.parent, outs, "--split=train")
     assert again.returncode == 0 and "0 evaluated now" in again.stdout, again.stdout
     assert [p.stat().st_mtime_ns for p in files] == stamps
 
