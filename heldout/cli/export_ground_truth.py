@@ -46,12 +46,19 @@ def define_flags() -> None:
     cli_flags.define(
         __name__, DEFINE_choice_list, "format", ["trak"], help, choices=("trak", "dattri")
     )
-    help = (
-        "The outputs exported: margin (per-run outputs.npz) or correctness (the aux arrays' "
-        "0/1, written as correctness.npy: the noisier variant)."
+    help = (  # the meaning `heldout attribution` gives it: one flag, one concept
+        "The runs' actual outputs: margin (per-run outputs.npz) or correctness (the aux "
+        "arrays alone; 0/1 with ties: the noisier variant)."
     )
+    note = "Correctness is written as correctness.npy."
     cli_flags.define(
-        __name__, DEFINE_choice, "output_kind", "margin", help, choices=("margin", "correctness")
+        __name__,
+        DEFINE_choice,
+        "output_kind",
+        "margin",
+        help,
+        note=note,
+        choices=("margin", "correctness"),
     )
     help = "The split whose outputs are exported: test, or train (the full training split)."
     cli_flags.define(__name__, DEFINE_choice, "split", "test", help, choices=("test", "train"))
