@@ -5,7 +5,9 @@ bad input is one line naming the file, with nothing written."""
 from __future__ import annotations
 
 import json
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -125,3 +127,27 @@ def test_a_bad_run_selection_is_a_usage_error(experiment, tmp_path):
     done = export(f"--experiment_dir={experiment}", f"--output_dir={tmp_path / 'gt'}", "--runs=3,x")
     _one_line_error(done, "--runs=3,x")
     assert done.returncode == 2 and not (tmp_path / "gt").exists()
+
+
+def _file_size_limit():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill, as a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+
+def test_a_full_disk_names_the_output_and_leaves_nothing(experiment, tmp_path):
+    output = tmp_path / "gt"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "export_ground_truth.py"),
+            "--noprogress",
+            f"--experiment_dir={experiment}",
+            f"--output_dir={output}",
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=_file_size_limit,
+        timeout=120,
+    )
+    _one_line_error(done, f"could not write {output}: file too large (errno 27)")
+    assert list(tmp_path.iterdir()) == []

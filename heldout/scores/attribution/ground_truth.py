@@ -9,7 +9,9 @@ they are; rows stream into memory-mapped files of a temporary folder renamed int
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -21,8 +23,13 @@ import numpy as np
 from heldout._core.atomic import commit_dir, make_temp_dir, write_json_atomic
 from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout._core.provenance import provenance_for
-from heldout._core.write_safety import symlink_refused
-from heldout.errors import InconsistentRunError, StaleResultError, UsageError
+from heldout._core.write_safety import WRITE_ERRNOS, symlink_refused, write_failure
+from heldout.errors import (
+    InconsistentRunError,
+    StaleResultError,
+    UnsafeWriteError,
+    UsageError,
+)
 from heldout.release.layout import Experiment, Run
 from heldout.release.outputs import run_identity
 from heldout.release.outputs_reading import read_outputs
@@ -154,7 +161,11 @@ def check_output_dir(output_dir: str | os.PathLike) -> None:
         return
     if not folder.is_dir():
         raise StaleResultError(f"{folder}: exists and is not a folder; choose an output folder")
-    other = sorted(p.name for p in folder.iterdir() if p.name not in EXPORT_FILES or p.is_symlink())
+    other = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name not in EXPORT_FILES or p.is_symlink() or not p.is_file()
+    )
     if other:
         raise StaleResultError(
             f"{folder}: holds {other[:5]}, not only an earlier ground-truth export; remove "
@@ -182,6 +193,19 @@ def _rows(
         yield run, masks[0], values[0]
 
 
+def _new_memmap(path: Path, dtype, shape: tuple[int, int]) -> np.memmap:
+    """A new `.npy` mapped for writing, its blocks allocated first: a full disk is then an
+    error naming the file here, not a SIGBUS when a page of a sparse file is written."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    try:
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError as error:
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # EINVAL: not on this system
+            raise
+    return array
+
+
 def _stream(rows, total: int, folder: Path, values_name: str, progress: bool):
     """Writes the rows into `masks.npy` and `values_name` in `folder`, preallocated.
 
@@ -196,12 +220,8 @@ def _stream(rows, total: int, folder: Path, values_name: str, progress: bool):
         for row, (run, mask, value) in enumerate(rows):
             if masks is None:
                 first = run.aux_path
-                masks = np.lib.format.open_memmap(
-                    folder / MASKS_FILE, mode="w+", dtype=np.bool_, shape=(total, mask.size)
-                )
-                values = np.lib.format.open_memmap(
-                    folder / values_name, mode="w+", dtype=np.float32, shape=(total, value.size)
-                )
+                masks = _new_memmap(folder / MASKS_FILE, np.bool_, (total, mask.size))
+                values = _new_memmap(folder / values_name, np.float32, (total, value.size))
             elif (mask.size, value.size) != (masks.shape[1], values.shape[1]):
                 raise InconsistentRunError(
                     f"{run.aux_path}: {mask.size} training and {value.size} exported examples, "
@@ -227,9 +247,7 @@ def _dattri_indices(folder: Path, num_train: int, sizes: list[int]) -> int | Non
     masks = np.load(folder / MASKS_FILE, mmap_mode="r")
     width = max(sizes) if sizes else 0
     pad = num_train if sizes and min(sizes) != width else None
-    indices = np.lib.format.open_memmap(
-        folder / DATTRI_INDICES_FILE, mode="w+", dtype=np.int64, shape=(len(sizes), width)
-    )
+    indices = _new_memmap(folder / DATTRI_INDICES_FILE, np.int64, (len(sizes), width))
     for row in range(len(sizes)):
         trained = np.flatnonzero(masks[row])
         indices[row, : trained.size] = trained
@@ -237,6 +255,34 @@ def _dattri_indices(folder: Path, num_train: int, sizes: list[int]) -> int | Non
     indices.flush()
     del indices, masks
     return pad
+
+
+def _lay_out(folder: Path, formats, values_name: str, output_kind: str, sizes, num_examples):
+    """Turns the streamed `masks.npy` and outputs into the files of `formats`.
+
+    Returns:
+      (file name -> what it holds, in the sidecar's words; dattri's pad index or None).
+    """
+    runs, num_train = len(sizes), np.load(folder / MASKS_FILE, mmap_mode="r").shape[1]
+    meaning = f"float32 [{runs}, {num_examples}]: {_MEANING[output_kind]}"
+    files, pad = {}, None
+    if TRAK in formats:
+        files[MASKS_FILE] = f"bool [{runs}, {num_train}]: True where the run trained on j"
+        files[values_name] = meaning
+    if DATTRI in formats:
+        pad = _dattri_indices(folder, num_train, sizes)
+        files[DATTRI_TARGETS_FILE] = meaning
+        files[DATTRI_INDICES_FILE] = (
+            f"int64 [{runs}, {max(sizes)}]: each run's training indices, ascending"
+            + (f"; padded with {pad}" if pad is not None else "")
+        )
+        if TRAK in formats:
+            shutil.copyfile(folder / values_name, folder / DATTRI_TARGETS_FILE)
+        else:
+            os.replace(folder / values_name, folder / DATTRI_TARGETS_FILE)
+    if TRAK not in formats:
+        (folder / MASKS_FILE).unlink()
+    return files, pad
 
 
 def _experiment_identity(experiment: Experiment) -> dict:
@@ -251,6 +297,16 @@ def _experiment_identity(experiment: Experiment) -> dict:
         "num_train": meta.num_train,
         "num_test": meta.num_test,
     }
+
+
+def _failed_writing(error: BaseException, tmp: Path) -> bool:
+    """A full disk or a size limit met while writing in `tmp` (numpy names no file)."""
+    if not isinstance(error, OSError) or isinstance(error, UnsafeWriteError):
+        return False
+    where = error.filename
+    return error.errno in WRITE_ERRNOS and (
+        where is None or Path(os.fsdecode(where)).is_relative_to(tmp)
+    )
 
 
 def _commit(tmp: Path, output_dir: Path) -> None:
@@ -325,32 +381,13 @@ def export_ground_truth(
     values_name = OUTPUTS_FILES[output_kind]
     rows = _rows(experiment, runs, output_kind, split, outputs_dir)
     first = next(rows)  # a missing or mismatched outputs file is refused before any write
-    rows = _chain(first, rows)
+    rows = itertools.chain([first], rows)
     tmp = make_temp_dir(output_dir.absolute().parent, f".{output_dir.name}-")
     try:
         ids, digest, num_train, num_examples, sizes = _stream(
             rows, len(runs), tmp, values_name, progress
         )
-        files = {}
-        pad = None
-        if DATTRI in formats:
-            pad = _dattri_indices(tmp, num_train, sizes)
-            files[DATTRI_TARGETS_FILE] = (
-                f"float32 [{len(ids)}, {num_examples}]: {_MEANING[output_kind]}"
-            )
-            files[DATTRI_INDICES_FILE] = (
-                f"int64 [{len(ids)}, {max(sizes)}]: each run's training indices, ascending"
-                + (f"; padded with {pad}" if pad is not None else "")
-            )
-            if TRAK in formats:
-                shutil.copyfile(tmp / values_name, tmp / DATTRI_TARGETS_FILE)
-            else:
-                os.replace(tmp / values_name, tmp / DATTRI_TARGETS_FILE)
-        if TRAK in formats:
-            files[MASKS_FILE] = f"bool [{len(ids)}, {num_train}]: True where the run trained on j"
-            files[values_name] = f"float32 [{len(ids)}, {num_examples}]: {_MEANING[output_kind]}"
-        else:
-            (tmp / MASKS_FILE).unlink()
+        files, pad = _lay_out(tmp, formats, values_name, output_kind, sizes, num_examples)
         sidecar = provenance_for(
             experiment=_experiment_identity(experiment),
             subset_ratio=float(runs[0].subset_ratio),
@@ -371,13 +408,10 @@ def export_ground_truth(
         )
         write_json_atomic(tmp / SIDECAR_FILE, sidecar)
         _commit(tmp, output_dir)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _failed_writing(error, tmp):
+            raise write_failure(output_dir, error) from error
         raise
     written = tuple(output_dir / name for name in (*files, SIDECAR_FILE))
     return GroundTruthExport(output_dir, written, tuple(ids), num_train, num_examples, sidecar)
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
