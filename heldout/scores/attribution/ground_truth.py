@@ -296,6 +296,7 @@ def _experiment_identity(experiment: Experiment) -> dict:
         "num_classes": meta.num_classes,
         "num_train": meta.num_train,
         "num_test": meta.num_test,
+        "recorded": meta.extra,  # the rest of experiment.json (how it was trained)
     }
 
 

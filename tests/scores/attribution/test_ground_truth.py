@@ -181,3 +181,19 @@ def test_run_selection_refuses_unknown_ids_and_empty_fractions(experiment):
         select_runs(experiment, selection=0.01)
     with pytest.raises(UsageError, match="no runs of subset ratio 0.7"):
         select_runs(experiment, subset_ratio=0.7)
+
+
+def test_outputs_of_a_release_evaluated_elsewhere_are_read_from_outputs_dir(tmp_path):
+    root = write_margin_experiment(tmp_path / "exp", TAU, runs=3)
+    outs = tmp_path / "outs"
+    for run in release.open_experiment(root).runs:
+        (outs / "0.5" / str(run.run_id)).mkdir(parents=True)
+        shutil.move(run.path / OUTPUTS_FILE, outs / "0.5" / str(run.run_id) / OUTPUTS_FILE)
+    experiment = release.open_experiment(root)
+    _, runs = select_runs(experiment)
+    done = export_ground_truth(experiment, runs, tmp_path / "gt", outputs_dir=outs)
+    _, _, expected = read_outputs(experiment, 0.5, outputs_dir=outs)
+    np.testing.assert_array_equal(np.load(tmp_path / "gt" / "margins.npy"), expected)
+    assert done.sidecar["outputs_dir"] == str(outs.absolute())
+    with pytest.raises(OutputOverInputError, match="lies inside the input folder"):
+        export_ground_truth(experiment, runs, outs / "gt", outputs_dir=outs)
