@@ -59,15 +59,13 @@ def main(argv: Sequence[str]) -> int:
     from heldout.release import layout as release
     from heldout.scores import pred_probs as export
 
-    output_files = [
-        f"{FLAGS.output_dir}/{name}"
-        for name in (export.PRED_PROBS_FILE, export.LABELS_FILE, export.COUNTS_FILE)
-    ]
+    output_files = [f"{FLAGS.output_dir}/{name}" for name in export.EXPORT_FILES]
     refuse_output_over_inputs(
         [FLAGS.output_dir, *output_files],
         input_dirs=[FLAGS.outputs_dir],
         input_trees=[FLAGS.experiment_dir],
     )
+    export.check_output_dir(FLAGS.output_dir)
     experiment = release.open_experiment(FLAGS.experiment_dir)
     runs = export.select_runs(experiment, FLAGS.subset_ratio)
     with tqdm(total=len(runs), unit="run", file=sys.stderr, disable=not FLAGS.progress) as bar:

@@ -12,14 +12,15 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from heldout._core.atomic import atomic_open, write_json_atomic
+from heldout._core.atomic import atomic_open, make_temp_dir, replace_dir, write_json_atomic
 from heldout._core.provenance import provenance_for
-from heldout._core.write_safety import ensure_dir
+from heldout._core.write_safety import check_replaceable_dir
 from heldout.errors import InconsistentRunError, LabelCorruptionError, ScoresError
 from heldout.release import label_corruption
 from heldout.release import layout as release
@@ -36,6 +37,8 @@ PRED_PROBS_FILE = "pred_probs.npy"  # float32 [N, C]; NaN rows where never held 
 LABELS_FILE = "labels.npy"  # int64 [N]: the labels the runs trained on
 COUNTS_FILE = "counts.npy"  # int64 [N]: the runs behind each row
 SIDECAR_FILE = "pred_probs.json"  # identity and provenance, written last
+ARRAY_FILES = (PRED_PROBS_FILE, LABELS_FILE, COUNTS_FILE)
+EXPORT_FILES = frozenset((*ARRAY_FILES, SIDECAR_FILE))
 FORMAT = "heldout pred_probs"
 
 
@@ -239,28 +242,46 @@ def export_pred_probs(
     return PredProbs(pred_probs, labels, counts, sidecar)
 
 
+def check_output_dir(output_dir: str | os.PathLike) -> None:
+    """Refuses, before any work, an output folder this export may not fill: it may be
+    missing, empty, or hold only an earlier export's files (then replaced).
+
+    Raises:
+      UnsafeWriteError: it is a symbolic link.
+      StaleResultError: it is a file, or holds anything else (named).
+    """
+    check_replaceable_dir(output_dir, EXPORT_FILES, "pred_probs export")
+
+
 def save_pred_probs(output_dir: str | os.PathLike, export: PredProbs) -> list[Path]:
-    """Writes the three `.npy` files and the sidecar into `output_dir`, each atomically
-    (temporary name, fsync, rename; no link followed), the sidecar last.
+    """Writes the three `.npy` files and the sidecar (last) into a temporary folder beside
+    `output_dir`, then renames it into place (an earlier export there is replaced): a
+    reader sees the whole old export or the whole new one, never a mix.
 
     Returns:
       The written files.
 
     Raises:
-      UnsafeWriteError: a file cannot be written (a link in the way, a full disk), naming it.
+      StaleResultError, UnsafeWriteError: `output_dir` is not one to fill
+        (`check_output_dir`), or a write failed (a full disk), naming the file.
     """
-    folder = ensure_dir(output_dir)
-    written = []
-    for name, array in (
-        (PRED_PROBS_FILE, export.pred_probs),
-        (LABELS_FILE, export.labels),
-        (COUNTS_FILE, export.counts),
-    ):
-        with atomic_open(folder / name, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        written.append(folder / name)
-    write_json_atomic(folder / SIDECAR_FILE, export.provenance)
-    return [*written, folder / SIDECAR_FILE]
+    output_dir = Path(output_dir).absolute()
+    check_output_dir(output_dir)
+    tmp = make_temp_dir(output_dir.parent, f".{output_dir.name}-")
+    try:
+        for name, array in (
+            (PRED_PROBS_FILE, export.pred_probs),
+            (LABELS_FILE, export.labels),
+            (COUNTS_FILE, export.counts),
+        ):
+            with atomic_open(tmp / name, "wb") as f:
+                np.save(f, array, allow_pickle=False)
+        write_json_atomic(tmp / SIDECAR_FILE, export.provenance)
+        replace_dir(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [output_dir / name for name in (*ARRAY_FILES, SIDECAR_FILE)]
 
 
 def load_pred_probs(output_dir: str | os.PathLike) -> PredProbs:
@@ -273,10 +294,7 @@ def load_pred_probs(output_dir: str | os.PathLike) -> PredProbs:
     sidecar_path = folder / SIDECAR_FILE
     try:
         sidecar = json.loads(sidecar_path.read_text())
-        arrays = {
-            name: np.load(folder / name, allow_pickle=False)
-            for name in (PRED_PROBS_FILE, LABELS_FILE, COUNTS_FILE)
-        }
+        arrays = {name: np.load(folder / name, allow_pickle=False) for name in ARRAY_FILES}
     except (OSError, ValueError) as error:
         raise ScoresError(f"{folder}: not a readable pred_probs export ({error})") from None
     if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from heldout.errors import LabelCorruptionError, ScoresError
+from heldout.errors import LabelCorruptionError, ScoresError, StaleResultError
 from heldout.release import label_corruption
 from heldout.release import layout as release
 from heldout.release.outputs import run_identity
@@ -104,6 +104,13 @@ def test_export_rows_sum_to_one_nan_where_never_held_out_and_load_with_plain_num
     np.save(tmp_path / "out" / "counts.npy", counts + 1)  # changed behind the sidecar's back
     with pytest.raises(ScoresError, match="counts.npy: differs from"):
         export.load_pred_probs(tmp_path / "out")
+    export.save_pred_probs(tmp_path / "out", result)  # an earlier export is replaced whole
+    np.testing.assert_array_equal(export.load_pred_probs(tmp_path / "out").counts, counts)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(StaleResultError, match=r"other: holds \['notes.txt'\]"):
+        export.save_pred_probs(tmp_path / "other", result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "other", "out", "outs"]
 
 
 def test_an_example_never_held_out_is_refused_when_asked(experiment):
