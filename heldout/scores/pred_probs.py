@@ -59,8 +59,15 @@ class PredProbs:
 
 
 def select_runs(experiment: release.Experiment, subset_ratio: float | None = None) -> list:
-    """The runs whose held-out probabilities are averaged: every run (all ratios, as the
-    soft C-score does), or those of `subset_ratio`.
+    """The runs whose held-out probabilities are averaged.
+
+    Args:
+      experiment: the opened experiment.
+      subset_ratio: only this ratio's runs; None: every run, all ratios (as the soft
+        C-score).
+
+    Returns:
+      The runs, by (ratio, run id).
 
     Raises:
       ScoresError: no run (at that ratio).
@@ -286,6 +293,12 @@ def save_pred_probs(output_dir: str | os.PathLike, export: PredProbs) -> list[Pa
 
 def load_pred_probs(output_dir: str | os.PathLike) -> PredProbs:
     """Reads an export back (plain `np.load`, no pickles) and checks it against its sidecar.
+
+    Args:
+      output_dir: the folder `save_pred_probs` wrote.
+
+    Returns:
+      The arrays and the sidecar.
 
     Raises:
       ScoresError: a missing file, or arrays that disagree with the sidecar (named).

@@ -28,18 +28,38 @@ _KEYS = ("index", "probs")
 
 
 def heldout_probs_path(run_path: str | os.PathLike, experiment_dir=None, outputs_dir=None) -> Path:
-    """Where a run's `heldout_probs.npz` lives: beside its aux arrays (training writes it
-    there), or under `outputs_dir` in the release's layout (`heldout evaluate` writes it
-    there), beside the run's `outputs.npz` (`heldout.release.outputs.outputs_path`)."""
+    """Where a run's `heldout_probs.npz` lives, beside its `outputs.npz`.
+
+    Args:
+      run_path: the run's folder.
+      experiment_dir: its experiment's folder (needed with `outputs_dir`).
+      outputs_dir: the outputs folder of `heldout evaluate`; None: beside the aux arrays,
+        where training writes it.
+
+    Returns:
+      `<run_path>/heldout_probs.npz` or `<outputs_dir>/<ratio>/<run_id>/heldout_probs.npz`.
+    """
     return outputs_path(run_path, experiment_dir, outputs_dir).with_name(HELDOUT_PROBS_FILE)
 
 
 def write_heldout_probs(
     run_dir: str | os.PathLike, index: np.ndarray, probs: np.ndarray, **provenance
 ) -> Path:
-    """Writes `<run_dir>/heldout_probs.npz` atomically: `index` int64, `probs` float16 and
-    `provenance` (JSON: the toolkit version and `provenance`, e.g. the checkpoint `identity`
-    that `heldout evaluate` compares on resume)."""
+    """Writes `<run_dir>/heldout_probs.npz` atomically (temporary name, fsync, rename).
+
+    Args:
+      run_dir: the folder (a run's, or its place in an outputs folder; created if missing).
+      index: int [K], the held-out training positions.
+      probs: [K, C] softmax rows, stored as float16.
+      provenance: recorded as JSON with the toolkit version, e.g. the checkpoint
+        `identity` that `heldout evaluate` compares on resume.
+
+    Returns:
+      The written file.
+
+    Raises:
+      UnsafeWriteError: the file cannot be written (a link in the way, a full disk).
+    """
     path = Path(run_dir) / HELDOUT_PROBS_FILE
     record = json.dumps(provenance_for(**provenance), sort_keys=True)
     write_npz_atomic(

@@ -97,6 +97,12 @@ def test_evaluate_writes_each_runs_heldout_softmax_and_resumes(evaluated, tmp_pa
     again = _evaluate(experiment, outs.parent, outs, "--split=train")
     assert again.returncode == 0 and "0 evaluated now" in again.stdout, again.stdout
     assert [p.stat().st_mtime_ns for p in files] == stamps
+    # Another run's file in run 0's place is not current: a rerun writes run 0's again.
+    own = files[0].read_bytes()
+    shutil.copyfile(files[1], files[0])
+    third = _evaluate(experiment, outs.parent, outs, "--split=train")
+    assert third.returncode == 0 and "1 evaluated now" in third.stdout, third.stdout
+    assert files[0].read_bytes() == own
 
 
 def test_export_from_an_outputs_folder_is_the_mean_over_held_out_runs(evaluated, tmp_path):
