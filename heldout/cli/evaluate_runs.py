@@ -126,6 +126,12 @@ def main(argv) -> int:
     verdict = options.match_verdict(summary.matches, summary.total, summary.errors)
     if FLAGS.outputs:
         print(f"outputs in {FLAGS.outputs_dir}")
+    if "heldout_probs" in FLAGS.outputs:
+        print(
+            f"  pred_probs for cleanlab (their mean over the runs that held each example out): "
+            f"heldout export-pred-probs --experiment_dir={FLAGS.experiment_dir} "
+            f"--outputs_dir={FLAGS.outputs_dir} --output_dir=..."
+        )
     if verdict.message:
         print(verdict.message, file=sys.stdout if verdict.status == app.EXIT_OK else sys.stderr)
     return verdict.status

@@ -80,6 +80,7 @@ def evaluated(tmp_path_factory):
     done = _evaluate(experiment, root, outs, "--split=train")  # all that heldout_probs need
     assert done.returncode == 0, done.stdout + done.stderr
     assert "120 out of 120 predictions match over 3 runs" in done.stdout  # the train split only
+    assert f"heldout export-pred-probs --experiment_dir={experiment}" in done.stdout
     return experiment, outs
 
 
