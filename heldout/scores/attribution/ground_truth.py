@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from heldout._core.atomic import commit_dir, make_temp_dir, write_json_atomic
+from heldout._core.atomic import make_temp_dir, replace_dir, write_json_atomic
 from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout._core.provenance import provenance_for
-from heldout._core.write_safety import WRITE_ERRNOS, symlink_refused, write_failure
+from heldout._core.write_safety import WRITE_ERRNOS, check_replaceable_dir, write_failure
 from heldout.errors import (
     InconsistentRunError,
-    StaleResultError,
     UnsafeWriteError,
     UsageError,
 )
@@ -154,23 +153,7 @@ def check_output_dir(output_dir: str | os.PathLike) -> None:
       UnsafeWriteError: it is a symbolic link.
       StaleResultError: it is a file, or holds anything else (named).
     """
-    folder = Path(output_dir)
-    if folder.is_symlink():
-        raise symlink_refused(folder)
-    if not folder.exists():
-        return
-    if not folder.is_dir():
-        raise StaleResultError(f"{folder}: exists and is not a folder; choose an output folder")
-    other = sorted(
-        p.name
-        for p in folder.iterdir()
-        if p.name not in EXPORT_FILES or p.is_symlink() or not p.is_file()
-    )
-    if other:
-        raise StaleResultError(
-            f"{folder}: holds {other[:5]}, not only an earlier ground-truth export; remove "
-            "them or choose another output folder"
-        )
+    check_replaceable_dir(output_dir, EXPORT_FILES, "ground-truth export")
 
 
 def _rows(
@@ -310,25 +293,6 @@ def _failed_writing(error: BaseException, tmp: Path) -> bool:
     )
 
 
-def _commit(tmp: Path, output_dir: Path) -> None:
-    """Renames the finished folder onto `output_dir`; an earlier export there is replaced."""
-    old = None
-    if output_dir.is_dir():
-        if any(output_dir.iterdir()):
-            old = make_temp_dir(output_dir.parent, f".{output_dir.name}-old-")
-            os.replace(output_dir, old)
-        else:
-            output_dir.rmdir()
-    try:
-        commit_dir(tmp, output_dir)
-    except BaseException:
-        if old is not None:
-            os.replace(old, output_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_ground_truth(
     experiment: Experiment,
     runs: Sequence[Run],
@@ -408,7 +372,7 @@ def export_ground_truth(
             **fields,
         )
         write_json_atomic(tmp / SIDECAR_FILE, sidecar)
-        _commit(tmp, output_dir)
+        replace_dir(tmp, output_dir)
     except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
         if _failed_writing(error, tmp):
