@@ -36,13 +36,16 @@ flags.DEFINE_list(
     "outputs",
     [],
     "Also write each run's outputs.npz: margins (logit and hinge margins) and optionally "
-    "logits (float16, <= 100 classes), e.g. --outputs=margins,logits. Only runs whose "
-    "predictions match N out of N get one; needs --outputs_dir.",
+    "logits (float16, <= 100 classes), e.g. --outputs=margins,logits; and/or heldout_probs: "
+    "heldout_probs.npz, the softmax on the examples the run held out (for heldout "
+    "export-pred-probs). Only runs whose predictions match N out of N get them; needs "
+    "--outputs_dir.",
 )
 flags.DEFINE_string(
     "outputs_dir",
     None,
-    "Where --outputs go, in the release's layout (<ratio>/<run_id>/outputs.npz); never "
+    "Where --outputs go, in the release's layout (<ratio>/<run_id>/outputs.npz and "
+    "heldout_probs.npz); never "
     "inside the experiment. A rerun skips runs whose outputs are current.",
 )
 
@@ -123,6 +126,12 @@ def main(argv) -> int:
     verdict = options.match_verdict(summary.matches, summary.total, summary.errors)
     if FLAGS.outputs:
         print(f"outputs in {FLAGS.outputs_dir}")
+    if "heldout_probs" in FLAGS.outputs:
+        print(
+            f"  pred_probs for cleanlab (their mean over the runs that held each example out): "
+            f"heldout export-pred-probs --experiment_dir={FLAGS.experiment_dir} "
+            f"--outputs_dir={FLAGS.outputs_dir} --output_dir=..."
+        )
     if verdict.message:
         print(verdict.message, file=sys.stdout if verdict.status == app.EXIT_OK else sys.stderr)
     return verdict.status

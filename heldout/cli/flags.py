@@ -193,6 +193,11 @@ def run_checks(module: str, fv=FLAGS) -> None:
         "Report and skip malformed runs instead of stopping.",
         fv,
     )
+    progress(module, fv)
+
+
+def progress(module: str, fv=FLAGS) -> None:
+    """--progress: a tqdm bar on stderr."""
     define(module, flags.DEFINE_bool, "progress", True, "Show a progress bar on stderr.", fv)
 
 

@@ -128,8 +128,19 @@ def test_outputs_dir_inside_the_experiment_is_refused(experiment_dir, tmp_path):
         ({"outputs": ("margins",)}, "outputs need an outputs folder"),
         ({"outputs": ("bogus",), "outputs_dir": "o"}, "outputs must be some of"),
         ({"outputs": ("margins",), "outputs_dir": "o", "splits": ("test",)}, "every split"),
+        (
+            {"outputs": ("heldout_probs",), "outputs_dir": "o", "splits": ("test",)},
+            "heldout_probs cover the train split",
+        ),
     ],
 )
 def test_bad_outputs_options_are_usage_errors(changes, message):
     with pytest.raises(UsageError, match=message):
         dataclasses.replace(OPTIONS, **changes).resolved()
+
+
+def test_heldout_probs_need_the_train_split_only():
+    options = dataclasses.replace(
+        OPTIONS, outputs=("heldout_probs",), outputs_dir="o", splits=("train",)
+    ).resolved()
+    assert options.outputs == ("heldout_probs",) and options.splits == ("train",)
