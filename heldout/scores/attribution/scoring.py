@@ -14,11 +14,16 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from heldout.release.layout import Run
+from heldout.release.layout import Run, open_experiment
 from heldout.release.outputs_reading import read_outputs
 from heldout.release.reading import read_runs
-from heldout.scores.attribution.baselines import holdout_influence, random_attribution
-from heldout.scores.attribution.lds import Attribution, LdsResult, compute_lds
+from heldout.scores.attribution.baselines import (
+    holdout_influence,
+    holdout_influence_on_support,
+    random_attribution,
+    random_on_support,
+)
+from heldout.scores.attribution.lds import Attribution, LdsResult, SparseAttribution, compute_lds
 from heldout.scores.attribution.split import RunSplit
 
 __all__ = [
@@ -37,6 +42,8 @@ CORRECTNESS = "correctness"
 MARGIN = "margin"
 ATTRIBUTION = "attribution"
 RANDOM = "random"
+DENSE_BASELINE_BYTES = 1 << 30  # a top-k attribution larger than this densely: baselines on
+# its own support (a dense [n_test, n_train] would not fit at ImageNet size)
 
 # runs -> (masks bool [R, n_train], outputs float32 [R, n_test]), rows in the runs' order
 OutputsReader = Callable[[Sequence[Run]], tuple[np.ndarray, np.ndarray]]
@@ -63,13 +70,19 @@ def margin_reader(outputs_dir: str | os.PathLike | None = None) -> OutputsReader
         --outputs_dir`), in the release's layout; None: beside each run (our training).
 
     Returns:
-      An `OutputsReader`; each file is checked against its run's identity and aux arrays.
+      An `OutputsReader`; each file is checked against its run's identity and aux arrays
+      (or the ratio's pack is read where it is current: `heldout.release.outputs_pack`).
     """
+
+    opened: dict = {}  # the experiment, listed once for the estimation and evaluation reads
 
     def read(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray]:
         runs = list(runs)
+        folder = runs[0].experiment_dir
+        if folder not in opened:
+            opened[folder] = open_experiment(folder)
         _, masks, margins = read_outputs(
-            runs[0].experiment_dir,
+            opened[folder],
             runs[0].subset_ratio,
             outputs_dir=outputs_dir,
             kind="logit_margin",
@@ -101,7 +114,9 @@ def score_attribution(
     """The LDS of `attribution` and of the baselines over the split's evaluation runs.
 
     Args:
-      attribution: dense [n_test, n_train] or top-k, in the experiment's positions.
+      attribution: dense [n_test, n_train] or top-k, in the experiment's positions. A
+        top-k one of more than `DENSE_BASELINE_BYTES` as a dense float32 gets its baselines
+        on its own indices (named "... on top-k"), so nothing [n_test, n_train] is made.
       runs_by_id: the runs of one ratio by run id.
       split: estimation and evaluation run ids (disjoint).
       read_outputs: reads masks and outputs of a list of runs.
@@ -116,17 +131,30 @@ def score_attribution(
       UsageError: shapes of the attribution and the runs disagree; what the reader raises.
     """
     estimation = read_outputs([runs_by_id[i] for i in split.estimation])
-    holdout = holdout_influence(*estimation)
+    on_support = (
+        isinstance(attribution, SparseAttribution)
+        and 4 * attribution.shape[0] * attribution.shape[1] > DENSE_BASELINE_BYTES
+    )
+    kind = "binary" if output_kind == CORRECTNESS else "margin"
+    holdout_name = f"holdout influence ({kind}, {len(split.estimation)} runs)"
+    if on_support:
+        holdout = holdout_influence_on_support(*estimation, attribution)
+        random, holdout_name = random_on_support(attribution, seed), holdout_name + " on top-k"
+    else:
+        holdout = holdout_influence(*estimation)
     del estimation
     masks, outputs = read_outputs([runs_by_id[i] for i in split.evaluation])
     num_test, num_train = outputs.shape[1], masks.shape[1]
-    kind = "binary" if output_kind == CORRECTNESS else "margin"
+    if not on_support:
+        random = random_attribution(num_test, num_train, seed)
     methods = {
         ATTRIBUTION: attribution,
-        RANDOM: random_attribution(num_test, num_train, seed),
-        f"holdout influence ({kind}, {len(split.estimation)} runs)": holdout,
+        RANDOM + (" on top-k" if on_support else ""): random,
+        holdout_name: holdout,
     }
-    results = {name: compute_lds(tau, masks, outputs, seed=seed) for name, tau in methods.items()}
+    results = {}
+    for name in list(methods):
+        results[name] = compute_lds(methods.pop(name), masks, outputs, seed=seed)
     return ScoredAttribution(results, split, output_kind)
 
 
@@ -165,9 +193,9 @@ def lds_table(scored: ScoredAttribution) -> str:
     lines = [
         f"LDS over {len(scored.split.evaluation)} evaluation runs, outputs: "
         f"{scored.output_kind}{noisier}",
-        f"{'method':<44} {'LDS':>7}  {'95% interval':<17} {'test':>6}",
+        f"{'method':<48} {'LDS':>7}  {'95% interval':<17} {'test':>6}",
     ]
     for name, r in scored.results.items():
         interval = f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
-        lines.append(f"{name:<44} {r.lds:>+7.3f}  {interval:<17} {r.num_test:>6}")
+        lines.append(f"{name:<48} {r.lds:>+7.3f}  {interval:<17} {r.num_test:>6}")
     return "\n".join(lines)
