@@ -196,6 +196,11 @@ def run_checks(module: str, fv=FLAGS) -> None:
     define(module, flags.DEFINE_bool, "progress", True, "Show a progress bar on stderr.", fv)
 
 
+def progress(module: str, fv=FLAGS) -> None:
+    """--progress alone, for a command that reads runs but never skips one."""
+    define(module, flags.DEFINE_bool, "progress", True, "Show a progress bar on stderr.", fv)
+
+
 def model_override(module: str, fv=FLAGS) -> None:
     """--arch, --num_classes: override what a checkpoint or experiment records."""
     define(

@@ -37,6 +37,9 @@ COMMANDS = {
     "attribution": Command(
         "attribution", "The LDS of a data attribution against the runs, with baselines."
     ),
+    "privacy": Command(
+        "privacy", "Membership inference (LiRA) against the runs, and per-example risk."
+    ),
     "plot": Command("plot_scores", "The figures of a scores file."),
     "table": Command("table", "A scores file as a CSV table, one row per training example."),
     "map-order": Command("map_order", "A published score file moved into TFDS order."),

@@ -18,7 +18,12 @@ from heldout.errors import UsageError
 from heldout.scores.counts import ScoreAccumulator
 from heldout.scores.privacy.attacks import MARGIN, lira_offline, lira_online, loss_threshold
 from heldout.scores.privacy.reading import RunStatistic
-from heldout.scores.privacy.roc import AttackEvaluation, evaluate_attack, per_example_auc
+from heldout.scores.privacy.roc import (
+    BOOTSTRAP_SAMPLES,
+    AttackEvaluation,
+    evaluate_attack,
+    per_example_auc,
+)
 from heldout.scores.privacy.shadows import ShadowSums
 
 __all__ = [
@@ -169,7 +174,7 @@ def compute_privacy(
     min_shadows: int = 4,
     fix_variance: bool = False,
     seed: int = 0,
-    bootstrap_samples: int = 1000,
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES,
     progress: Callable[[str], None] | None = None,
 ) -> PrivacyResult:
     """Everything `heldout privacy` reports, from the runs of one ratio.

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 FPR_LEVELS = (0.001, 0.01)
-BOOTSTRAP_SAMPLES = 1000
+BOOTSTRAP_SAMPLES = 200
 METRICS = ("auc", "balanced_accuracy", "tpr_at_0.1%_fpr", "tpr_at_1%_fpr")
 
 
@@ -50,16 +50,23 @@ class AttackEvaluation:
     num_nonmembers: int
 
 
-def _sorted_pool(scores: np.ndarray, member: np.ndarray):
+def _sorted_pool(scores: np.ndarray):
+    """The order of `scores`, high first, and the last position of each run of ties (None
+    where every score is distinct)."""
     order = np.argsort(-scores, kind="stable")
     ordered = scores[order]
-    ends = np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))
+    distinct = ordered[1:] != ordered[:-1]
+    ends = None if distinct.all() else np.flatnonzero(np.append(distinct, True))
     return order, ends
 
 
-def _curve(member_sorted: np.ndarray, weight_sorted: np.ndarray, ends: np.ndarray):
-    true_positives = np.cumsum(np.where(member_sorted, weight_sorted, 0.0))[ends]
-    false_positives = np.cumsum(weight_sorted)[ends] - true_positives
+def _curve(member_sorted: np.ndarray, weight_sorted: np.ndarray, ends: np.ndarray | None):
+    """(fpr, tpr) from 0/1 float members and weights in score order, at each tie's end."""
+    true_positives = np.cumsum(member_sorted * weight_sorted)
+    false_positives = np.cumsum(weight_sorted)
+    false_positives -= true_positives
+    if ends is not None:
+        true_positives, false_positives = true_positives[ends], false_positives[ends]
     with np.errstate(invalid="ignore", divide="ignore"):
         tpr = np.concatenate([[0.0], true_positives / true_positives[-1]])
         fpr = np.concatenate([[0.0], false_positives / false_positives[-1]])
@@ -75,8 +82,8 @@ def roc_curve(scores: np.ndarray, member: np.ndarray) -> tuple[np.ndarray, np.nd
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     member = np.asarray(member, dtype=bool).ravel()
-    order, ends = _sorted_pool(scores, member)
-    return _curve(member[order], np.ones(scores.size), ends)
+    order, ends = _sorted_pool(scores)
+    return _curve(member[order].astype(np.float64), np.ones(scores.size), ends)
 
 
 def roc_summary(fpr: np.ndarray, tpr: np.ndarray) -> dict[str, float]:
@@ -116,15 +123,17 @@ def evaluate_attack(
     defined = ~np.isnan(scores)
     target_of = np.broadcast_to(np.arange(num_targets)[:, None], scores.shape)[defined]
     pooled, pooled_member = scores[defined], member[defined]
-    order, ends = _sorted_pool(pooled, pooled_member)
-    member_sorted, target_sorted = pooled_member[order], target_of[order]
+    order, ends = _sorted_pool(pooled)
+    member_sorted = pooled_member[order].astype(np.float64)
+    target_sorted = target_of[order]
     fpr, tpr = _curve(member_sorted, np.ones(pooled.size), ends)
     values = roc_summary(fpr, tpr)
     rng = np.random.default_rng(seed)
     drawn = {name: np.empty(samples) for name in METRICS}
     for i in range(samples):
         counts = np.bincount(rng.integers(0, num_targets, num_targets), minlength=num_targets)
-        summary = roc_summary(*_curve(member_sorted, counts[target_sorted].astype(float), ends))
+        weights = counts.astype(np.float64)[target_sorted]
+        summary = roc_summary(*_curve(member_sorted, weights, ends))
         for name in METRICS:
             drawn[name][i] = summary[name]
     low, high = {}, {}
@@ -135,7 +144,7 @@ def evaluate_attack(
             if finite.size
             else (math.nan, math.nan)
         )
-    members = int(pooled_member.sum())
+    members = int(np.count_nonzero(pooled_member))
     return AttackEvaluation(
         values, low, high, fpr, tpr, num_targets, members, int(pooled.size - members)
     )
