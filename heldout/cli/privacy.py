@@ -40,7 +40,8 @@ def define_flags() -> None:
         flags.DEFINE_string,
         "targets",
         "16",
-        "Target runs: a count drawn with --seed (16), or run ids (3,5,10-12; one id: 7,). "
+        "Target runs: a count drawn with --seed (default 16, or every run where the ratio has "
+        "fewer), or run ids (3,5,10-12; one id: 7,). "
         "Each is attacked with every other run of the ratio as its shadows.",
     )
     cli_flags.define(
@@ -93,6 +94,10 @@ def _with_progress(items, total: int):
     return tqdm(items, total=total, unit="run", file=sys.stderr, desc="reading runs")
 
 
+def _print_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def main(argv: Sequence[str]) -> int:
     """Runs the command."""
     del argv
@@ -124,7 +129,10 @@ def main(argv: Sequence[str]) -> int:
             f"{experiment.path}: ratio {ratio} has {len(runs)} runs, fewer than the "
             f"{2 * FLAGS.min_shadows} that --min_shadows={FLAGS.min_shadows} needs"
         )
-    targets = select_targets([run.run_id for run in runs], FLAGS.targets, FLAGS.seed)
+    targets_wanted = FLAGS.targets
+    if not FLAGS["targets"].present and targets_wanted.isdigit():
+        targets_wanted = str(min(int(targets_wanted), len(runs)))  # the default, capped
+    targets = select_targets([run.run_id for run in runs], targets_wanted, FLAGS.seed)
     print(
         f"{len(targets)} target runs of ratio {ratio}, each against the other "
         f"{len(runs) - 1} runs; statistic {FLAGS.statistic}"
@@ -137,14 +145,14 @@ def main(argv: Sequence[str]) -> int:
         min_shadows=FLAGS.min_shadows,
         fix_variance=FLAGS.fix_variance,
         seed=FLAGS.seed,
-        progress=print if FLAGS.progress else None,
+        progress=_print_to_stderr if FLAGS.progress else None,
     )
     provenance = provenance_for(
         experiment={"path": str(experiment.path), "name": experiment.name},
         outputs_dir=FLAGS.outputs_dir,
         subset_ratio=ratio,
         statistic=FLAGS.statistic,
-        targets=FLAGS.targets,
+        targets=[int(i) for i in targets],
         min_shadows=FLAGS.min_shadows,
         fix_variance=FLAGS.fix_variance,
         seed=FLAGS.seed,

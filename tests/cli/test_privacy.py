@@ -130,3 +130,23 @@ def test_too_few_runs_for_min_shadows_are_refused(experiment, tmp_path):
 def test_more_targets_than_runs_are_refused(experiment, tmp_path):
     done = privacy(experiment, "--targets=17", f"--output={tmp_path / 'out.npz'}")
     _assert_refused(done, tmp_path, "--targets=17", "the ratio has 16 runs")
+
+
+def test_shadows_too_few_everywhere_give_nan_counted_not_a_crash(experiment, tmp_path):
+    out, figure = tmp_path / "p.npz", tmp_path / "roc.png"
+    done = privacy(
+        experiment, "--min_shadows=8", "--targets=2", f"--output={out}", f"--figure={figure}"
+    )
+    assert done.returncode == 0, done.stderr
+    with np.load(out) as f:
+        assert f["lira_online_num_undefined"] == 2 * NUM_TRAIN
+        assert np.isnan(f["lira_online"]).all() and np.isnan(f["lira_online_auc"])
+    assert figure.exists()
+
+
+def test_the_default_targets_are_capped_at_the_runs_of_the_ratio(tmp_path):
+    spec = SyntheticSpec(num_train=30, num_test=10, subset_ratios=(0.5,), runs_per_ratio=10)
+    write_synthetic_experiment(tmp_path / "e", spec)
+    done = privacy(tmp_path / "e", "--statistic=correctness", f"--output={tmp_path / 'p.npz'}")
+    assert done.returncode == 0, done.stderr
+    assert "10 target runs of ratio 0.5, each against the other 9 runs" in done.stdout

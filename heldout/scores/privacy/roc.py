@@ -123,6 +123,10 @@ def evaluate_attack(
     defined = ~np.isnan(scores)
     target_of = np.broadcast_to(np.arange(num_targets)[:, None], scores.shape)[defined]
     pooled, pooled_member = scores[defined], member[defined]
+    if pooled.size == 0:  # no pair with enough shadows: nothing to evaluate
+        nan = {name: math.nan for name in METRICS}
+        empty = np.array([math.nan])
+        return AttackEvaluation(nan, dict(nan), dict(nan), empty, empty, num_targets, 0, 0)
     order, ends = _sorted_pool(pooled)
     member_sorted = pooled_member[order].astype(np.float64)
     target_sorted = target_of[order]

@@ -111,3 +111,13 @@ def test_targets_are_a_count_or_ids():
         select_targets(range(20), "21")
     with pytest.raises(UsageError, match=r"run ids \[20\]"):
         select_targets(range(20), "19-20")
+
+
+def test_a_ratio_with_exactly_twice_min_shadows_runs_leaves_every_score_nan_and_counted():
+    # 8 runs: each target has 7 shadows, never 4 IN and 4 OUT
+    result = compute_privacy(leaky_runs(num_runs=8, num_train=20), [0, 1], bootstrap_samples=5)
+    assert result.attacks.num_undefined["lira_online"] == 2 * 20
+    assert np.isnan(result.attacks.scores["lira_online"]).all()
+    evaluation = result.evaluations["lira_online"]
+    assert evaluation.num_members == evaluation.num_nonmembers == 0
+    assert math.isnan(evaluation.values["auc"]) and np.isnan(result.privacy_risk).all()
