@@ -31,10 +31,12 @@ from heldout.scores.privacy.audit import ATTACKS, compute_privacy  # noqa: E402
 from heldout.scores.privacy.reading import iter_run_statistics, select_targets  # noqa: E402
 from heldout.scores.privacy.report import privacy_arrays, privacy_table  # noqa: E402
 
-CONFIGURATIONS = {
-    "margin": ("margin", False),
-    "margin_fixed": ("margin", True),
-    "correctness": ("correctness", False),
+CONFIGURATIONS = {  # name -> (statistic, fix_variance, shadows)
+    "margin": ("margin", False, "others"),
+    "margin_fixed": ("margin", True, "others"),
+    "correctness": ("correctness", False, "others"),
+    "margin_non_targets": ("margin", False, "non_targets"),
+    "correctness_non_targets": ("correctness", False, "non_targets"),
 }
 
 
@@ -52,7 +54,7 @@ def main() -> None:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--subset_ratio", type=float, default=0.5)
     parser.add_argument("--targets", default="16")
-    parser.add_argument("--configurations", default="margin,margin_fixed,correctness")
+    parser.add_argument("--configurations", default=",".join(CONFIGURATIONS))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     print(cpu_features())
@@ -64,11 +66,16 @@ def main() -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.configurations.split(","):
-        statistic, fixed = CONFIGURATIONS[name]
+        statistic, fixed, shadows = CONFIGURATIONS[name]
         start = time.perf_counter()
         stream = iter_run_statistics(experiment, runs, statistic)
         result = compute_privacy(
-            stream, targets, statistic=statistic, fix_variance=fixed, seed=args.seed
+            stream,
+            targets,
+            statistic=statistic,
+            fix_variance=fixed,
+            seed=args.seed,
+            shadows=shadows,
         )
         seconds = time.perf_counter() - start
         print(f"\n== {name}: {seconds:.0f} s ==")
@@ -78,6 +85,7 @@ def main() -> None:
             subset_ratio=args.subset_ratio,
             statistic=statistic,
             fix_variance=fixed,
+            shadows=shadows,
             targets=list(targets),
             seed=args.seed,
         )

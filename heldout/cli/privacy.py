@@ -42,7 +42,7 @@ def define_flags() -> None:
         "16",
         "Target runs: a count drawn with --seed (default 16, or every run where the ratio has "
         "fewer), or run ids (3,5,10-12; one id: 7,). "
-        "Each is attacked with every other run of the ratio as its shadows.",
+        "Each is attacked by shadow runs (--shadows).",
     )
     cli_flags.define(
         __name__,
@@ -60,6 +60,16 @@ def define_flags() -> None:
         4,
         "Fewer IN or OUT shadow runs than this leave an example's score NaN (counted).",
         lower_bound=1,
+    )
+    cli_flags.define(
+        __name__,
+        cli_flags.DEFINE_choice,
+        "shadows",
+        "others",
+        "Each target's shadow runs: others (every other run of the ratio, the target left "
+        "out exactly) or non_targets (every run that is no target: one shadow set for all "
+        "targets, the paper's threat model; no leave-one-out artifact in privacy_risk).",
+        choices=("others", "non_targets"),
     )
     cli_flags.define(
         __name__,
@@ -133,9 +143,15 @@ def main(argv: Sequence[str]) -> int:
     if not FLAGS["targets"].present and targets_wanted.isdigit():
         targets_wanted = str(min(int(targets_wanted), len(runs)))  # the default, capped
     targets = select_targets([run.run_id for run in runs], targets_wanted, FLAGS.seed)
+    shadows = len(runs) - 1 if FLAGS.shadows == "others" else len(runs) - len(targets)
+    if FLAGS.shadows == "non_targets" and shadows < 2 * FLAGS.min_shadows:
+        raise UsageError(
+            f"{experiment.path}: {shadows} runs of ratio {ratio} are no target, fewer than "
+            f"the {2 * FLAGS.min_shadows} shadows that --min_shadows={FLAGS.min_shadows} needs"
+        )
     print(
-        f"{len(targets)} target runs of ratio {ratio}, each against the other "
-        f"{len(runs) - 1} runs; statistic {FLAGS.statistic}"
+        f"{len(targets)} target runs of ratio {ratio}, each against {shadows} shadow runs "
+        f"({FLAGS.shadows}); statistic {FLAGS.statistic}"
     )
     stream = iter_run_statistics(experiment, runs, FLAGS.statistic, FLAGS.outputs_dir)
     result = compute_privacy(
@@ -146,6 +162,7 @@ def main(argv: Sequence[str]) -> int:
         fix_variance=FLAGS.fix_variance,
         seed=FLAGS.seed,
         progress=_print_to_stderr if FLAGS.progress else None,
+        shadows=FLAGS.shadows,
     )
     provenance = provenance_for(
         experiment={"path": str(experiment.path), "name": experiment.name},
@@ -155,6 +172,7 @@ def main(argv: Sequence[str]) -> int:
         targets=[int(i) for i in targets],
         min_shadows=FLAGS.min_shadows,
         fix_variance=FLAGS.fix_variance,
+        shadows=FLAGS.shadows,
         seed=FLAGS.seed,
     )
     atomic.write_npz_atomic(FLAGS.output, privacy_arrays(result, provenance))

@@ -59,7 +59,7 @@ def plot_privacy_roc(result: PrivacyResult, path: str | os.PathLike) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(
         f"Membership inference ({result.statistic}): {first.num_targets} targets, "
-        f"{result.attacks.num_runs - 1} shadows each\n{result.privacy_risk.size} examples, "
+        f"{result.attacks.num_shadows} shadows each\n{result.privacy_risk.size} examples, "
         f"{first.num_members} member / {first.num_nonmembers} non-member pairs",
         fontsize=9,
     )

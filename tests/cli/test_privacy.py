@@ -51,7 +51,7 @@ def test_margins_end_to_end_write_scores_evaluation_risk_and_a_figure(experiment
     out, figure = tmp_path / "privacy.npz", tmp_path / "roc.png"
     done = privacy(experiment, "--targets=4", f"--output={out}", f"--figure={figure}")
     assert done.returncode == 0, done.stderr
-    assert "4 target runs of ratio 0.5, each against the other 15 runs" in done.stdout
+    assert "4 target runs of ratio 0.5, each against 15 shadow runs (others)" in done.stdout
     assert "pooled over" in done.stdout and "Spearman rho(privacy_risk, memorization)" in (
         done.stdout
     )
@@ -149,4 +149,34 @@ def test_the_default_targets_are_capped_at_the_runs_of_the_ratio(tmp_path):
     write_synthetic_experiment(tmp_path / "e", spec)
     done = privacy(tmp_path / "e", "--statistic=correctness", f"--output={tmp_path / 'p.npz'}")
     assert done.returncode == 0, done.stderr
-    assert "10 target runs of ratio 0.5, each against the other 9 runs" in done.stdout
+    assert "10 target runs of ratio 0.5, each against 9 shadow runs (others)" in done.stdout
+
+
+def test_non_target_shadows_are_one_set_for_every_target(experiment, tmp_path):
+    from scipy.stats import norm
+
+    from heldout.release.outputs_reading import read_outputs
+
+    out = tmp_path / "p.npz"
+    done = privacy(experiment, "--targets=3,7", "--shadows=non_targets", f"--output={out}")
+    assert done.returncode == 0, done.stderr
+    assert "each against 14 shadow runs (non_targets)" in done.stdout
+    ids, masks, phi = read_outputs(experiment, 0.5, split="train")
+    shadows = (ids != 3) & (ids != 7)
+    with np.load(out) as f:
+        online, member = f["lira_online"], f["member"]
+        assert str(f["shadows"]) == "non_targets" and f["num_shadows"] == 14
+    for row, target in enumerate((3, 7)):
+        for j in (0, 59):
+            inside = phi[shadows & masks[:, j], j].astype(np.float64)
+            outside = phi[shadows & ~masks[:, j], j].astype(np.float64)
+            x = float(phi[ids == target, j][0])
+            expected = norm.logpdf(x, inside.mean(), inside.std()) - norm.logpdf(
+                x, outside.mean(), outside.std()
+            )
+            assert online[row, j] == pytest.approx(expected, rel=1e-6)
+            assert member[row, j] == masks[ids == target, j][0]
+    done = privacy(
+        experiment, "--targets=10", "--shadows=non_targets", f"--output={tmp_path / 'out.npz'}"
+    )
+    _assert_refused(done, tmp_path, "6 runs of ratio 0.5 are no target, fewer than the 8")

@@ -28,6 +28,9 @@ from heldout.scores.privacy.shadows import ShadowSums
 
 __all__ = [
     "ATTACKS",
+    "NON_TARGETS",
+    "OTHERS",
+    "SHADOWS",
     "AttackScores",
     "PrivacyResult",
     "compute_attack_scores",
@@ -36,6 +39,9 @@ __all__ = [
 ]
 
 ATTACKS = ("lira_online", "lira_offline", "loss_threshold")
+OTHERS = "others"  # every run of the ratio but the target: the issue's threat model
+NON_TARGETS = "non_targets"  # every run that is no target: one shadow set for all targets
+SHADOWS = (OTHERS, NON_TARGETS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +56,8 @@ class AttackScores:
       num_runs: runs of the ratio read (each target's shadows are the others).
       num_undefined: attack name -> (target, example) pairs left NaN.
       accumulator: counts of the same runs for memorization and C-scores (None if no aux).
+      shadows: `OTHERS` or `NON_TARGETS`, which runs were each target's shadows.
+      num_shadows: the shadow runs of each target.
     """
 
     target_run_ids: np.ndarray
@@ -58,6 +66,8 @@ class AttackScores:
     num_runs: int
     num_undefined: dict[str, int]
     accumulator: ScoreAccumulator | None = None
+    shadows: str = OTHERS
+    num_shadows: int = 0
 
 
 def compute_attack_scores(
@@ -66,6 +76,7 @@ def compute_attack_scores(
     statistic: str = MARGIN,
     min_shadows: int = 4,
     fix_variance: bool = False,
+    shadows: str = OTHERS,
 ) -> AttackScores:
     """The attacks against each target, its shadows every other run, in one pass over runs.
 
@@ -75,13 +86,18 @@ def compute_attack_scores(
       statistic: `MARGIN` or `CORRECTNESS`, what the runs' statistic is.
       min_shadows: fewer IN or OUT shadow runs than this leave an example NaN.
       fix_variance: LiRA with one global std per side instead of per example.
+      shadows: `OTHERS` (every run but the target, left out exactly) or `NON_TARGETS`
+        (every run that is no target: the same shadows for every target).
 
     Returns:
       The `AttackScores`.
 
     Raises:
-      UsageError: a target not among the runs, or fewer runs than 2 x `min_shadows`.
+      UsageError: a target not among the runs, fewer shadow runs than 2 x `min_shadows`,
+        or an unknown `shadows`.
     """
+    if shadows not in SHADOWS:
+        raise UsageError(f"unknown shadows {shadows!r}; use one of {list(SHADOWS)}")
     wanted = {int(i) for i in target_run_ids}
     kept: dict[int, RunStatistic] = {}
     sums: ShadowSums | None = None
@@ -95,20 +111,26 @@ def compute_attack_scores(
         if run.run_id in wanted:
             kept[run.run_id] = RunStatistic(run.run_id, run.mask, run.statistic, None)
     num_runs = 0 if sums is None else sums.num_runs
-    if num_runs < 2 * min_shadows:
-        raise UsageError(
-            f"{num_runs} runs cannot give {min_shadows} IN and {min_shadows} OUT shadows "
-            f"(--min_shadows={min_shadows} needs at least {2 * min_shadows} runs of the ratio)"
-        )
     missing = sorted(wanted - set(kept))
     if missing:
         raise UsageError(f"target runs {missing[:10]} are not among the {num_runs} runs read")
+    num_shadows = num_runs - len(wanted) if shadows == NON_TARGETS else num_runs
+    if num_shadows < 2 * min_shadows:
+        raise UsageError(
+            f"{num_shadows} shadow runs cannot give {min_shadows} IN and {min_shadows} OUT "
+            f"shadows (--min_shadows={min_shadows} needs at least {2 * min_shadows} runs)"
+        )
     ids = sorted(wanted)
+    shared = None
+    if shadows == NON_TARGETS:
+        for run_id in ids:
+            sums.remove(kept[run_id].mask, kept[run_id].statistic)
+        shared = sums.fits()
     scores = {name: np.empty((len(ids), sums.num_train)) for name in ATTACKS}
     member = np.empty((len(ids), sums.num_train), dtype=bool)
     for row, run_id in enumerate(ids):
         target = kept.pop(run_id)
-        fits = sums.fits_without(target.mask, target.statistic)
+        fits = shared if shared is not None else sums.fits_without(target.mask, target.statistic)
         scores["lira_online"][row] = lira_online(target.statistic, fits, min_shadows, fix_variance)
         scores["lira_offline"][row] = lira_offline(
             target.statistic, fits, min_shadows, fix_variance
@@ -117,7 +139,16 @@ def compute_attack_scores(
         member[row] = target.mask
     undefined = {name: int(np.isnan(values).sum()) for name, values in scores.items()}
     counted = accumulator if accumulator.num_train is not None else None
-    return AttackScores(np.asarray(ids, np.int64), scores, member, num_runs, undefined, counted)
+    return AttackScores(
+        np.asarray(ids, np.int64),
+        scores,
+        member,
+        num_runs,
+        undefined,
+        counted,
+        shadows,
+        num_shadows - 1 if shadows == OTHERS else num_shadows,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,11 +207,12 @@ def compute_privacy(
     seed: int = 0,
     bootstrap_samples: int = BOOTSTRAP_SAMPLES,
     progress: Callable[[str], None] | None = None,
+    shadows: str = OTHERS,
 ) -> PrivacyResult:
     """Everything `heldout privacy` reports, from the runs of one ratio.
 
     Args:
-      runs, target_run_ids, statistic, min_shadows, fix_variance: as
+      runs, target_run_ids, statistic, min_shadows, fix_variance, shadows: as
         `compute_attack_scores`.
       seed: of the bootstrap over targets.
       bootstrap_samples: resamples of the target runs per attack.
@@ -192,7 +224,9 @@ def compute_privacy(
     Raises:
       UsageError: as `compute_attack_scores`.
     """
-    attacks = compute_attack_scores(runs, target_run_ids, statistic, min_shadows, fix_variance)
+    attacks = compute_attack_scores(
+        runs, target_run_ids, statistic, min_shadows, fix_variance, shadows
+    )
     common = ~np.isnan(attacks.scores["lira_online"])
     evaluations = {}
     for name in ATTACKS:

@@ -14,6 +14,10 @@ from heldout.scores.privacy.roc import METRICS
 
 __all__ = ["metric_key", "privacy_arrays", "privacy_table"]
 
+_SHADOWS = {
+    "others": "every other run of the ratio",
+    "non_targets": "every run of the ratio that is no target",
+}
 _KEY_NAMES = {
     "auc": "auc",
     "balanced_accuracy": "balanced_accuracy",
@@ -35,7 +39,8 @@ def privacy_arrays(result: PrivacyResult, provenance: dict) -> dict[str, np.ndar
     per attack and metric a scalar `<attack>_<metric>` with `_ci_low` and `_ci_high`, and
     `<attack>_num_members` / `_num_nonmembers` / `_num_undefined`; `privacy_risk` [n_train]
     with `privacy_risk_count_in` / `_count_out`; `spearman_privacy_risk_<score>` with its
-    interval and count; `num_runs`, `statistic`, `min_shadows`, `fix_variance`;
+    interval and count; `num_runs`, `shadows`, `num_shadows`, `statistic`, `min_shadows`,
+    `fix_variance`;
     `provenance` (JSON).
     """
     attacks = result.attacks
@@ -63,6 +68,8 @@ def privacy_arrays(result: PrivacyResult, provenance: dict) -> dict[str, np.ndar
         arrays[f"{key}_ci_high"] = np.float64(correlation.ci_high)
         arrays[f"{key}_count"] = np.int64(correlation.count)
     arrays["num_runs"] = np.int64(attacks.num_runs)
+    arrays["shadows"] = np.asarray(attacks.shadows)
+    arrays["num_shadows"] = np.int64(attacks.num_shadows)
     arrays["statistic"] = np.asarray(result.statistic)
     arrays["min_shadows"] = np.int64(result.min_shadows)
     arrays["fix_variance"] = np.bool_(result.fix_variance)
@@ -83,8 +90,9 @@ def privacy_table(result: PrivacyResult) -> str:
     weaker = " (0/1 per run: the weaker variant)" if result.statistic == CORRECTNESS else ""
     variance = "global" if result.fix_variance else "per-example"
     lines = [
-        f"membership inference: {first.num_targets} target runs, each against the other "
-        f"{attacks.num_runs - 1} runs of the ratio as shadows; statistic {result.statistic}"
+        f"membership inference: {first.num_targets} target runs, each against "
+        f"{attacks.num_shadows} shadow runs ({_SHADOWS[attacks.shadows]}); statistic "
+        f"{result.statistic}"
         f"{weaker}; {variance} variance; min {result.min_shadows} IN and OUT shadows",
         f"pooled over {first.num_members} member and {first.num_nonmembers} non-member "
         f"(target, example) pairs; 95% intervals: bootstrap over target runs",
@@ -108,6 +116,12 @@ def privacy_table(result: PrivacyResult) -> str:
         f"{np.median(result.risk_count_out[~np.isnan(result.privacy_risk)]) if defined else 0:.0f}"
         f" non-member targets each"
     )
+    if result.statistic == CORRECTNESS and attacks.shadows == "others":
+        lines.append(
+            "note: with 0/1 correctness and --shadows=others, privacy_risk mostly measures "
+            "the leave-one-out artifact (a target's own membership shifts its shadows); "
+            "use --shadows=non_targets for it (docs/privacy.md)"
+        )
     for score, c in result.correlations.items():
         lines.append(
             f"Spearman rho(privacy_risk, {score}) = {_cell(c.rho, c.ci_low, c.ci_high)} over "

@@ -83,6 +83,25 @@ class ShadowSums:
         self.sum_in += np.where(mask, centred, 0.0)
         self.squares_in += np.where(mask, squares, 0.0)
 
+    def remove(self, mask: np.ndarray, statistic: np.ndarray) -> None:
+        """Takes one added run out again (its arrays exactly as they were added)."""
+        mask, centred, squares = self._centred(mask, statistic)
+        self.num_runs -= 1
+        self.count_in -= mask
+        self.sum_all -= centred
+        self.squares_all -= squares
+        self.sum_in -= np.where(mask, centred, 0.0)
+        self.squares_in -= np.where(mask, squares, 0.0)
+
+    def fits(self) -> GaussianFits:
+        """The IN and OUT fits of every example over the runs added (and not removed)."""
+        count_out = self.num_runs - self.count_in
+        mean_in, std_in = _mean_std(self.sum_in, self.squares_in, self.count_in, self.shift)
+        mean_out, std_out = _mean_std(
+            self.sum_all - self.sum_in, self.squares_all - self.squares_in, count_out, self.shift
+        )
+        return GaussianFits(mean_in, std_in, self.count_in.copy(), mean_out, std_out, count_out)
+
     def fits_without(self, mask: np.ndarray, statistic: np.ndarray) -> GaussianFits:
         """The IN and OUT fits of every example over all added runs but one, the target.
 

@@ -121,3 +121,23 @@ def test_a_ratio_with_exactly_twice_min_shadows_runs_leaves_every_score_nan_and_
     evaluation = result.evaluations["lira_online"]
     assert evaluation.num_members == evaluation.num_nonmembers == 0
     assert math.isnan(evaluation.values["auc"]) and np.isnan(result.privacy_risk).all()
+
+
+def tied_runs(num_runs=60, num_train=200, seed=0):
+    """0/1 outputs that do not depend on membership: each example right with its own rate."""
+    rng = np.random.default_rng(seed)
+    rate = rng.uniform(0.6, 1.0, num_train)
+    for run_id in range(num_runs):
+        mask = rng.random(num_train) < 0.5
+        correct = (rng.random(num_train) < rate).astype(np.float32)
+        yield RunStatistic(run_id, mask, correct, None)
+
+
+def test_leaving_the_target_out_biases_tied_outputs_and_non_target_shadows_do_not():
+    targets = list(range(0, 60, 3))
+    others = compute_privacy(tied_runs(), targets, bootstrap_samples=5)
+    shared = compute_privacy(tied_runs(), targets, bootstrap_samples=5, shadows="non_targets")
+    # no signal: a target's own membership shifts its leave-one-out shadows against it
+    assert np.nanmean(others.privacy_risk) < 0.45
+    assert abs(np.nanmean(shared.privacy_risk) - 0.5) < 0.03
+    assert shared.attacks.num_shadows == 40 and others.attacks.num_shadows == 59
