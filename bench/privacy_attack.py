@@ -2,7 +2,8 @@
 against target runs, the other runs of the ratio as shadows (`heldout.scores.privacy`).
 
 Prints, per configuration (the margin with per-example or global variance, 0/1
-correctness), AUC and TPR at 0.1 % and 1 % FPR with bootstrap intervals over the targets,
+correctness; each target's shadows every other run, or for `*_non_targets` every run that
+is no target), AUC and TPR at 0.1 % and 1 % FPR with bootstrap intervals over the targets,
 whether the paper's order (online > offline > threshold at low FPR) holds, and Spearman's
 rho of the per-example risk with memorization and the C-score of the same runs. Writes the
 ROC figure and the scores file of each configuration into --output_dir (never into the
