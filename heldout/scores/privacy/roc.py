@@ -160,6 +160,12 @@ def per_example_auc(
     """For each example, the probability that a target training on it scores it higher than
     a target holding it out (ties count one half): the attack's AUC on that example alone.
 
+    `privacy_risk` is this AUC rather than the mean score gap between member and non-member
+    targets: the likelihood ratio's scale differs by orders of magnitude between examples,
+    so a mean gap follows the one target whose phi lands deepest in a Gaussian tail and
+    gaps of two examples do not compare. The AUC is scale-free, bounded (0.5: the attack
+    cannot tell), and unchanged by any monotone transform of the score.
+
     Args:
       scores: float [targets, n], NaN where undefined (left out).
       member: bool [targets, n].
