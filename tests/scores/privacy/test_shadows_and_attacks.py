@@ -173,3 +173,18 @@ def test_fits_without_a_run_refuses_misshapen_input():
     sums.add(np.ones(3, bool), np.zeros(3))
     with pytest.raises(UsageError, match="do not fit 3 examples"):
         sums.fits_without(np.ones(4, bool), np.zeros(4))
+
+
+def test_removing_runs_leaves_the_fits_of_the_others():
+    masks, statistic = runs(num_runs=14)
+    sums = summed(masks, statistic)
+    for removed in (0, 6):  # the first run (whose values are the shift) too
+        sums.remove(masks[removed], statistic[removed])
+    fits = sums.fits()
+    kept = np.isin(np.arange(14), (0, 6), invert=True)
+    for j in range(masks.shape[1]):
+        inside = statistic[kept & masks[:, j], j].astype(np.float64)
+        outside = statistic[kept & ~masks[:, j], j].astype(np.float64)
+        assert fits.count_in[j] == inside.size and fits.count_out[j] == outside.size
+        assert fits.mean_in[j] == pytest.approx(inside.mean(), abs=1e-12)
+        assert fits.std_out[j] == pytest.approx(outside.std(), abs=1e-9)
