@@ -43,6 +43,9 @@ COMMANDS = {
     "export-pred-probs": Command(
         "export_pred_probs", "Out-of-sample pred_probs and labels for cleanlab."
     ),
+    "privacy": Command(
+        "privacy", "Membership inference (LiRA) against the runs, and per-example risk."
+    ),
     "plot": Command("plot_scores", "The figures of a scores file."),
     "table": Command("table", "A scores file as a CSV table, one row per training example."),
     "map-order": Command("map_order", "A published score file moved into TFDS order."),
