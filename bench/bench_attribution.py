@@ -15,7 +15,7 @@ array is drawn, and the time of the whole scoring (attribution, random and holdo
 baselines on the attribution's support, Spearman per test example in blocks).
 
     python bench/bench_attribution.py [--scale=0.5] [--topk_scale=1] [--parts=dense,topk]
-    python bench/bench_attribution.py --quick   # seconds: tiny sizes, for tests/bench
+    python bench/bench_attribution.py --quick   # seconds: tiny sizes, for tests/benchmarks
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ flags.DEFINE_list("parts", ["dense", "topk"], "Parts to run: dense, topk.")
 flags.DEFINE_float("scale", 0.5, "Dense part: fraction of CIFAR size in every dimension.")
 flags.DEFINE_float("topk_scale", 1.0, "Top-k part: fraction of ImageNet size (test, train, runs).")
 flags.DEFINE_integer("rounds", 2, "Dense part: alternated rounds; best of each side.")
-flags.DEFINE_bool("quick", False, "Tiny sizes (a few seconds), for tests/bench.")
+flags.DEFINE_bool("quick", False, "Tiny sizes (a few seconds), for tests/benchmarks.")
 flags.DEFINE_string("child", None, "Internal: run the top-k part in this process (JSON sizes).")
 
 DENSE = {"runs": 2000, "num_train": 50_000, "num_test": 10_000}

@@ -18,7 +18,7 @@ pack, and the bytes of the per-run files read per byte delivered (they hold inde
 both margins and the aux arrays too).
 
     python bench/bench_outputs.py [--runs=2000] [--num_train=60000] [--num_test=10000]
-    python bench/bench_outputs.py --quick   # seconds, for tests/bench
+    python bench/bench_outputs.py --quick   # seconds, for tests/benchmarks
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ flags.DEFINE_integer("runs", 2000, "Runs of the synthetic experiment.")
 flags.DEFINE_integer("num_train", 60_000, "Full training split of each run (read by the bench).")
 flags.DEFINE_integer("num_test", 10_000, "Test split of each run.")
 flags.DEFINE_integer("rounds", 3, "Alternated rounds; best of each side.")
-flags.DEFINE_bool("quick", False, "Tiny sizes (a few seconds), for tests/bench.")
+flags.DEFINE_bool("quick", False, "Tiny sizes (a few seconds), for tests/benchmarks.")
 flags.DEFINE_string("workdir", None, "Keep the synthetic files here (default: a temporary one).")
 
 GOAL = 0.8
