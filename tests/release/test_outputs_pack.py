@@ -10,6 +10,7 @@ import pytest
 from release.test_outputs_reading import _experiment
 
 from heldout.errors import OutputsError
+from heldout.release import layout as release
 from heldout.release import outputs_pack
 from heldout.release.outputs import OUTPUTS_FILE
 from heldout.release.outputs_reading import read_outputs
@@ -133,3 +134,13 @@ def test_update_pack_leaves_an_incomplete_ratio_and_a_killed_packers_leftovers(t
     with pytest.raises(OutputsError):
         outputs_pack.update_pack(root, 0.5)
     assert not leftover.exists()  # removed under the packers' lock
+
+
+def test_a_pack_in_the_experiment_root_is_neither_a_ratio_nor_an_experiment(tmp_path):
+    root, _ = _experiment(tmp_path / "exp", runs=3)
+    assert outputs_pack.update_pack(root, 0.5).status == "packed"
+    experiment = release.open_experiment(root)
+    assert list(experiment.subset_ratios) == [0.5]
+    assert [run.run_id for run in experiment.runs] == [0, 1, 2]
+    assert [found.path for found in release.find_experiments(tmp_path)] == [experiment.path]
+    assert [found.path for found in release.find_experiments(root)] == [experiment.path]

@@ -3,8 +3,11 @@ it already does; the aux arrays stay as the predictions-only pass writes them.""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 from release.test_outputs_pack import _from_pack
+from tool_runs import run_tool
 from training_slice import small_config, tiny_conv_config, tiny_npz
 
 from heldout.datasets import relabeled
@@ -125,3 +128,20 @@ def test_training_packs_a_ratio_once_all_its_runs_are_written(trained, data_dir,
     assert [event.update.status for event in events] == ["incomplete"]
     assert "1 of 3 runs have no outputs file" in events[0].describe()
     assert (pack / outputs_pack.RECORD_FILE).stat().st_mtime_ns == written
+
+
+def test_heldout_scores_reads_a_trained_experiment_with_its_pack_as_without(trained, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(trained, bare, ignore=shutil.ignore_patterns(outputs_pack.PACK_DIR))
+    assert (trained / outputs_pack.PACK_DIR).is_dir()
+    got = {}
+    for name, folder in (("packed", trained), ("bare", bare)):
+        output = tmp_path / f"{name}.npz"
+        done = run_tool("compute_scores", f"--experiment_dir={folder}", f"--output={output}")
+        assert done.returncode == 0, done.stderr
+        assert "runs per subset ratio: 0.5: 2" in done.stdout
+        with np.load(output) as npz:
+            got[name] = {key: npz[key] for key in npz.files if key != "provenance"}
+    assert got["packed"].keys() == got["bare"].keys()
+    for key, value in got["bare"].items():
+        np.testing.assert_array_equal(got["packed"][key], value, err_msg=key)
