@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -144,3 +146,23 @@ def test_a_pack_in_the_experiment_root_is_neither_a_ratio_nor_an_experiment(tmp_
     assert [run.run_id for run in experiment.runs] == [0, 1, 2]
     assert [found.path for found in release.find_experiments(tmp_path)] == [experiment.path]
     assert [found.path for found in release.find_experiments(root)] == [experiment.path]
+
+
+def test_two_processes_packing_at_once_take_turns(tmp_path):
+    root, _ = _experiment(tmp_path / "exp", runs=4)
+    code = (
+        "import sys; from heldout.release.outputs_pack import update_pack; "
+        "print(update_pack(sys.argv[1], 0.5).status)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    packers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(2)
+    ]
+    statuses = sorted(packer.communicate(timeout=120)[0].strip() for packer in packers)
+    assert [packer.returncode for packer in packers] == [0, 0]
+    assert statuses == ["current", "packed"]  # the second found the first's pack current
+    assert sorted(p.name for p in (root / "outputs_pack").iterdir()) == [".lock", "0.5"]
+    assert outputs_pack.update_pack(root, 0.5).status == "current"
