@@ -161,7 +161,17 @@ def pack_is_current(
     experiment: release.Experiment, runs: list[release.Run], outputs_dir=None
 ) -> bool:
     """Whether the pack of `runs`' ratio holds exactly `runs` (same ids, same order) and
-    none of their outputs files, aux arrays or checkpoint folders changed since."""
+    none of their outputs files, aux arrays or checkpoint folders changed since.
+
+    Args:
+      experiment: the opened experiment.
+      runs: the runs of one ratio, by id (`experiment.runs_at`).
+      outputs_dir: where their outputs are; None: beside each run.
+
+    Returns:
+      True when reading the pack gives what the per-run files give; False when there is
+      no pack, an unreadable one, or one of other runs or older files.
+    """
     folder = pack_dir(experiment, runs[0].ratio_dir_name, outputs_dir)
     try:
         if not (folder / RECORD_FILE).is_file():

@@ -238,6 +238,11 @@ def pack_written_outputs(
     it (packers take turns; a current pack is kept, not rewritten). Sends one
     `OutputsPacked` per ratio; a pack that cannot be written is reported, not raised: the
     per-run files stay what reads fall back to.
+
+    Args:
+      config: the experiment's configuration (its ratios and planned runs).
+      experiment_dir: its folder; the packs go to `<experiment_dir>/outputs_pack/<ratio>/`.
+      notify: receives the `OutputsPacked` events.
     """
     try:
         experiment = release.open_experiment(experiment_dir)
