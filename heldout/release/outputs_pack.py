@@ -6,19 +6,24 @@ its aux arrays: reading thousands costs many times reading those bytes from one 
 (`<outputs root>/outputs_pack/<ratio>/`) holds the checked arrays in index order and, per run,
 the size and modification time of the files it came from; it is used only while every run
 asked for is in it and unchanged (a changed file sends the read back to the per-run files).
+`update_pack` (what `heldout evaluate` and `heldout train` call) packs a complete ratio.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import dataclasses
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from heldout._core.atomic import commit_dir, make_temp_dir, write_json_atomic
 from heldout._core.bounded_json import load_json_file
+from heldout._core.locks import FileLock
 from heldout._core.provenance import provenance_for
 from heldout.errors import OutputsError
 from heldout.release import layout as release
@@ -28,6 +33,7 @@ from heldout.release.outputs_checked import checked_run_outputs, runs_of
 from heldout.release.run_folders import AUX_ARRAYS_FILE
 
 PACK_DIR = "outputs_pack"
+LOCK_FILE = ".lock"  # in `<root>/outputs_pack/`: one packer at a time
 RECORD_FILE = "record.json"
 RUN_IDS_FILE = "run_ids.npy"
 STAMPS_FILE = "stamps.npy"
@@ -73,14 +79,19 @@ def pack_outputs(
     experiment: release.Experiment | str | os.PathLike,
     subset_ratio: float,
     outputs_dir: str | os.PathLike | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> Path:
     """Packs the outputs of every run of `subset_ratio` (each file checked as it is read).
+
+    Packers take turns (a lock file in `outputs_pack/`); readers see the old pack, none,
+    or the new one, never a half-written one (written in a temporary folder, renamed).
 
     Args:
       experiment: an opened experiment or its folder.
       subset_ratio: the ratio whose runs are packed (all of them must have outputs).
       outputs_dir: where the runs' outputs are (`heldout evaluate --outputs_dir`); None:
         beside each run. The pack goes under it (never into a downloaded tree).
+      progress: called once per run packed.
 
     Returns:
       The pack folder; a previous pack of the ratio is replaced.
@@ -91,6 +102,12 @@ def pack_outputs(
     """
     experiment, runs = runs_of(experiment, subset_ratio)
     final = pack_dir(experiment, runs[0].ratio_dir_name, outputs_dir)
+    with _packing(final):
+        return _write_pack(experiment, runs, subset_ratio, outputs_dir, final, progress)
+
+
+def _write_pack(experiment, runs, subset_ratio, outputs_dir, final: Path, progress) -> Path:
+    """Writes the pack of `runs` at `final`; call it holding `_packing(final)`."""
     stamps = _stamps(runs, experiment, outputs_dir)  # before reading: a change meanwhile shows
     tmp = make_temp_dir(final.parent, f".{final.name}-")
     try:
@@ -106,6 +123,8 @@ def pack_outputs(
             for key in PACKED:
                 kind, split = key.rsplit("_", 1)
                 arrays[key][row] = outputs.in_index_order(split, kind)
+            if progress is not None:
+                progress()
         for array in arrays.values():
             array.flush()
         del arrays
@@ -124,6 +143,139 @@ def pack_outputs(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+@contextlib.contextmanager
+def _packing(final: Path) -> Iterator[None]:
+    """Holds the packers' lock of `final`'s root (waiting for another packer to finish) and
+    removes the temporaries a killed packer of `final` left (no one else packs meanwhile)."""
+    root = final.parent
+    with FileLock(root / LOCK_FILE, f"packing outputs into {root}", timeout_s=None):
+        for entry in root.glob(f".{final.name}-*.tmp"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+        yield
+
+
+def pack_is_current(
+    experiment: release.Experiment, runs: list[release.Run], outputs_dir=None
+) -> bool:
+    """Whether the pack of `runs`' ratio holds exactly `runs` (same ids, same order) and
+    none of their outputs files, aux arrays or checkpoint folders changed since.
+
+    Args:
+      experiment: the opened experiment.
+      runs: the runs of one ratio, by id (`experiment.runs_at`).
+      outputs_dir: where their outputs are; None: beside each run.
+
+    Returns:
+      True when reading the pack gives what the per-run files give; False when there is
+      no pack, an unreadable one, or one of other runs or older files.
+    """
+    folder = pack_dir(experiment, runs[0].ratio_dir_name, outputs_dir)
+    try:
+        if not (folder / RECORD_FILE).is_file():
+            return False
+        record = load_json_file(folder / RECORD_FILE, OutputsError, max_bytes=_RECORD_BYTES)
+        if not isinstance(record, dict) or record.get("format") != FORMAT:
+            return False
+        if not all((folder / name).is_file() for name in (MASKS_FILE, *_packed_files())):
+            return False
+        packed_ids = np.load(folder / RUN_IDS_FILE)
+        packed_stamps = np.load(folder / STAMPS_FILE)
+    except (OutputsError, OSError, ValueError):
+        return False
+    ids = np.asarray([run.run_id for run in runs], dtype=np.int64)
+    return np.array_equal(ids, packed_ids) and np.array_equal(
+        packed_stamps, _stamps(runs, experiment, outputs_dir)
+    )
+
+
+def _packed_files() -> list[str]:
+    return [f"{key}.npy" for key in PACKED]
+
+
+@dataclasses.dataclass(frozen=True)
+class PackUpdate:
+    """What `update_pack` did for one ratio.
+
+    Attributes:
+      subset_ratio: the ratio.
+      folder: its pack folder (there only when `status` is not "incomplete").
+      runs: the runs of the ratio (with the expected ones not written yet).
+      missing: of them, those without an outputs file (then nothing is packed).
+      status: "packed" (written now), "current" (kept: nothing changed since) or
+        "incomplete" (not written: some run has no outputs file yet).
+    """
+
+    subset_ratio: float
+    folder: Path
+    runs: int
+    missing: int
+    status: str
+
+    def describe(self) -> str:
+        """One line saying what was packed, and over how many runs."""
+        what = f"outputs pack of ratio {self.subset_ratio:g}"
+        if self.status == "packed":
+            return f"{what}: packed {self.runs} runs into {self.folder}"
+        if self.status == "current":
+            return f"{what}: up to date ({self.runs} runs, {self.folder})"
+        return (
+            f"{what}: not written, {self.missing} of {self.runs} runs have no outputs file "
+            "yet (reads use the per-run files)"
+        )
+
+
+def update_pack(
+    experiment: release.Experiment | str | os.PathLike,
+    subset_ratio: float,
+    outputs_dir: str | os.PathLike | None = None,
+    run_ids: list[int] | None = None,
+    progress: Callable[[], None] | None = None,
+) -> PackUpdate:
+    """Packs `subset_ratio` when every run of it has an outputs file and its pack is not
+    current; keeps a current pack as it is (no rewrite).
+
+    Safe to call from several processes at once: packers take turns, and the second finds
+    the pack the first wrote current. Call it after writing runs (the last writer sees them
+    all).
+
+    Args:
+      experiment: an opened experiment or its folder.
+      subset_ratio: the ratio.
+      outputs_dir: where the outputs are (`heldout evaluate --outputs_dir`); None: beside
+        each run. The pack goes under it.
+      run_ids: runs that must exist before the ratio counts as complete (a trainer's
+        planned runs); None: the runs there.
+      progress: called once per run packed (only when packing).
+
+    Returns:
+      What was done (`PackUpdate`).
+
+    Raises:
+      OutputsError, InconsistentRunError: an outputs file that is not the run's current one
+        or disagrees with its aux arrays (names it); nothing is packed.
+      ReleaseLayoutError: `experiment` cannot be read.
+      UnsafeWriteError: the pack cannot be written (a link, a full disk), naming it.
+    """
+    if not isinstance(experiment, release.Experiment):
+        experiment = release.open_experiment(experiment)
+    runs = list(experiment.runs_at(subset_ratio))
+    expected = {run.run_id for run in runs} | {int(run_id) for run_id in run_ids or ()}
+    have = [run for run in runs if outputs_path(run.path, experiment.path, outputs_dir).is_file()]
+    name = release.ratio_dir_name(subset_ratio)
+    final = pack_dir(experiment, runs[0].ratio_dir_name if runs else name, outputs_dir)
+    missing = len(expected) - len(have)
+    if not runs or missing:
+        return PackUpdate(float(subset_ratio), final, len(expected), missing, "incomplete")
+    with _packing(final):
+        if pack_is_current(experiment, runs, outputs_dir):
+            status = "current"
+        else:
+            _write_pack(experiment, runs, subset_ratio, outputs_dir, final, progress)
+            status = "packed"
+    return PackUpdate(float(subset_ratio), final, len(runs), 0, status)
 
 
 def _open(path: Path, dtype, shape) -> np.ndarray:

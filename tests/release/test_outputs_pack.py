@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from release.test_outputs_reading import _experiment
 
 from heldout.errors import OutputsError
+from heldout.release import layout as release
 from heldout.release import outputs_pack
 from heldout.release.outputs import OUTPUTS_FILE
 from heldout.release.outputs_reading import read_outputs
@@ -71,7 +74,8 @@ def test_a_touched_file_or_a_broken_record_is_not_trusted(tmp_path, monkeypatch)
     (folder / outputs_pack.RECORD_FILE).write_text("{not json")
     np.testing.assert_array_equal(read_outputs(root, 0.5)[2], expected[2])
     assert answered == [False, False]
-    assert [p.name for p in folder.parent.iterdir()] == ["0.5"]  # no temporaries left
+    left = sorted(p.name for p in folder.parent.iterdir())
+    assert left == [outputs_pack.LOCK_FILE, "0.5"]  # no temporaries left (the lock stays)
 
 
 def test_a_release_pack_goes_under_the_outputs_dir(tmp_path):
@@ -95,3 +99,70 @@ def test_a_pack_of_other_arrays_is_not_used(tmp_path, monkeypatch):
     assert got[2].dtype == np.float32
     np.testing.assert_array_equal(got[2], expected[2])
     assert answered == [False]
+
+
+def test_update_pack_packs_a_complete_ratio_once_and_again_when_a_run_changed(tmp_path):
+    root, _ = _experiment(tmp_path / "exp", runs=3)
+    calls = []
+    first = outputs_pack.update_pack(root, 0.5, progress=lambda: calls.append(1))
+    assert (first.status, first.runs, first.missing, len(calls)) == ("packed", 3, 0, 3)
+    assert first.describe().endswith(f"packed 3 runs into {root / 'outputs_pack' / '0.5'}")
+    record = first.folder / outputs_pack.RECORD_FILE
+    written = record.stat().st_mtime_ns
+    again = outputs_pack.update_pack(root, 0.5, progress=lambda: calls.append(1))
+    assert (again.status, len(calls)) == ("current", 3)  # kept, not rewritten
+    assert record.stat().st_mtime_ns == written
+    os.utime(root / "0.5" / "1" / OUTPUTS_FILE, ns=(1, 1))  # the run written again
+    assert outputs_pack.update_pack(root, 0.5).status == "packed"
+    assert outputs_pack.update_pack(root, 0.5).status == "current"
+
+
+def test_update_pack_leaves_an_incomplete_ratio_and_a_killed_packers_leftovers(tmp_path):
+    root, _ = _experiment(tmp_path / "exp", runs=3)
+    planned = outputs_pack.update_pack(root, 0.5, run_ids=[0, 1, 2, 3])  # run 3 not written
+    assert (planned.status, planned.runs, planned.missing) == ("incomplete", 4, 1)
+    assert "1 of 4 runs have no outputs file" in planned.describe()
+    os.remove(root / "0.5" / "2" / OUTPUTS_FILE)
+    assert outputs_pack.update_pack(root, 0.5).status == "incomplete"
+    assert not (root / "outputs_pack").exists()
+    save = root / "0.5" / "2" / OUTPUTS_FILE
+    shutil.copyfile(root / "0.5" / "1" / OUTPUTS_FILE, save)  # another run's: refused
+    with pytest.raises(OutputsError, match=rf"^{save}: "):
+        outputs_pack.update_pack(root, 0.5)
+    assert [p.name for p in (root / "outputs_pack").iterdir()] == [outputs_pack.LOCK_FILE]
+    leftover = root / "outputs_pack" / ".0.5-killed.tmp"
+    leftover.mkdir()
+    shutil.copyfile(root / "0.5" / "0" / OUTPUTS_FILE, save)
+    with pytest.raises(OutputsError):
+        outputs_pack.update_pack(root, 0.5)
+    assert not leftover.exists()  # removed under the packers' lock
+
+
+def test_a_pack_in_the_experiment_root_is_neither_a_ratio_nor_an_experiment(tmp_path):
+    root, _ = _experiment(tmp_path / "exp", runs=3)
+    assert outputs_pack.update_pack(root, 0.5).status == "packed"
+    experiment = release.open_experiment(root)
+    assert list(experiment.subset_ratios) == [0.5]
+    assert [run.run_id for run in experiment.runs] == [0, 1, 2]
+    assert [found.path for found in release.find_experiments(tmp_path)] == [experiment.path]
+    assert [found.path for found in release.find_experiments(root)] == [experiment.path]
+
+
+def test_two_processes_packing_at_once_take_turns(tmp_path):
+    root, _ = _experiment(tmp_path / "exp", runs=4)
+    code = (
+        "import sys; from heldout.release.outputs_pack import update_pack; "
+        "print(update_pack(sys.argv[1], 0.5).status)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    packers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(2)
+    ]
+    statuses = sorted(packer.communicate(timeout=120)[0].strip() for packer in packers)
+    assert [packer.returncode for packer in packers] == [0, 0]
+    assert statuses == ["current", "packed"]  # the second found the first's pack current
+    assert sorted(p.name for p in (root / "outputs_pack").iterdir()) == [".lock", "0.5"]
+    assert outputs_pack.update_pack(root, 0.5).status == "current"
