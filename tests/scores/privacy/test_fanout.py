@@ -137,3 +137,25 @@ def test_privacy_command_on_a_local_cluster_writes_the_same_scores(experiment, t
             np.testing.assert_allclose(got, value, RTOL, ATOL, err_msg=key)
         else:
             assert np.array_equal(got, value), key
+
+
+def test_a_bad_run_read_by_a_local_cluster_is_the_commands_one_line(experiment, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(experiment, copy)
+    bad = copy / "0.5" / "9" / "outputs.npz"  # no target: read on a worker
+    shutil.copy(copy / "0.5" / "1" / "outputs.npz", bad)
+    out = tmp_path / "out.npz"
+    done = run_script(
+        "tools/privacy.py",
+        f"--experiment_dir={copy}",
+        "--noprogress",
+        "--targets=0,1",
+        f"--output={out}",
+        "--scheduler=local",
+        "--dask_workers=2",
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1, done.stderr[-3000:]
+    assert str(bad) in done.stderr and "another checkpoint" in done.stderr, done.stderr
+    assert not out.exists()
