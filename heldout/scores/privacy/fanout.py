@@ -74,14 +74,14 @@ def read_shadow_share(
     """
     counts = ScoreAccumulator()
     try:
-        shift = None
+        sums = None  # sized by the reference, as one pass is by the first run
         if first != 0 or runs[0] != reference:
             ahead = iter_run_statistics(experiment, [reference], statistic, outputs_dir)
             shift = next(ahead).statistic
-        sums = None
+            sums = ShadowSums(shift.size, shift)
         for run in iter_run_statistics(experiment, runs, statistic, outputs_dir):
             if sums is None:
-                sums = ShadowSums(run.mask.size, shift)
+                sums = ShadowSums(run.mask.size)
             sums.add(run.mask, run.statistic)
             counts.add(0.0, run.aux)
     except HeldoutError as error:  # bugs still raise, with Dask's traceback
