@@ -275,21 +275,11 @@ def _fan_out(
     threads = (
         cluster.threads_per_worker(n_workers) if scheduler == cluster.SCHEDULER_LOCAL else None
     )
-    shares = [
-        (
-            len(items[first : first + per_share]),
-            (
-                first,
-                items[first : first + per_share],
-                ratios,
-                pack_ratio,
-                size_check,
-                skip,
-                threads,
-            ),
-        )
-        for first in range(0, len(items), per_share)
-    ]
+    shares = []
+    for first in range(0, len(items), per_share):
+        share = items[first : first + per_share]
+        args = (first, share, ratios, pack_ratio, size_check, skip, threads)
+        shares.append((len(share), args))
     return reduce_shares(scheduler, n_workers, read_share, shares, add_partials, progress)
 
 
