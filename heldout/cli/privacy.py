@@ -23,7 +23,8 @@ EXAMPLES = """\
   heldout privacy --experiment_dir=E --subset_ratio=0.5 --output=privacy.npz --figure=roc.png
   heldout privacy --experiment_dir=data/cifar10-inception --outputs_dir=O --targets=0-15 \\
       --output=privacy.npz
-  heldout privacy --experiment_dir=E --statistic=correctness --fix_variance --output=p.npz"""
+  heldout privacy --experiment_dir=E --statistic=correctness --fix_variance --output=p.npz
+  heldout privacy --experiment_dir=E --output=privacy.npz --scheduler=local --dask_workers=2"""
 
 
 def define_flags() -> None:
@@ -35,6 +36,7 @@ def define_flags() -> None:
     cli_flags.subset_ratio(__name__, "Default: 0.5 where the experiment has it.")
     cli_flags.seed(__name__)
     cli_flags.progress(__name__)
+    cli_flags.cluster(__name__)  # --scheduler, --dask_workers: the pass over the runs
     cli_flags.define(
         __name__,
         flags.DEFINE_string,
@@ -104,6 +106,27 @@ def _with_progress(items, total: int):
     return tqdm(items, total=total, unit="run", file=sys.stderr, desc="reading runs")
 
 
+def _shadow_pass(experiment, runs, targets, fan_out):
+    """The runs streamed in this process, or their shadow sums read on Dask workers."""
+    from heldout.scores.privacy.reading import iter_run_statistics
+
+    if not fan_out.distributed:
+        stream = iter_run_statistics(experiment, runs, FLAGS.statistic, FLAGS.outputs_dir)
+        return _with_progress(stream, len(runs))
+    from heldout.scores.privacy.fanout import read_shadow_pass_on_cluster
+
+    return read_shadow_pass_on_cluster(
+        experiment,
+        runs,
+        targets,
+        FLAGS.statistic,
+        FLAGS.outputs_dir,
+        scheduler=fan_out.scheduler,
+        n_workers=fan_out.local_workers,
+        progress=FLAGS.progress,
+    )
+
+
 def _print_to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
@@ -113,12 +136,13 @@ def main(argv: Sequence[str]) -> int:
     del argv
     from heldout._core import atomic
     from heldout._core.provenance import provenance_for
+    from heldout.cli import options
     from heldout.errors import UsageError
     from heldout.plots.canvas import SUFFIX_FORMATS
     from heldout.plots.privacy import plot_privacy_roc
     from heldout.release.layout import open_experiment
     from heldout.scores.privacy.audit import compute_privacy
-    from heldout.scores.privacy.reading import iter_run_statistics, select_targets
+    from heldout.scores.privacy.reading import select_targets
     from heldout.scores.privacy.report import privacy_arrays, privacy_table
 
     if not FLAGS.output.endswith(".npz"):
@@ -129,6 +153,7 @@ def main(argv: Sequence[str]) -> int:
     refuse_output_over_inputs(
         [FLAGS.output, figure], [], [FLAGS.outputs_dir], input_trees=[FLAGS.experiment_dir]
     )
+    fan_out = options.cluster_options()  # checks --scheduler
     atomic.probe_writable(FLAGS.output)
     if figure is not None:
         atomic.probe_writable(figure)
@@ -153,9 +178,8 @@ def main(argv: Sequence[str]) -> int:
         f"{len(targets)} target runs of ratio {ratio}, each against {shadows} shadow runs "
         f"({FLAGS.shadows}); statistic {FLAGS.statistic}"
     )
-    stream = iter_run_statistics(experiment, runs, FLAGS.statistic, FLAGS.outputs_dir)
     result = compute_privacy(
-        _with_progress(stream, len(runs)),
+        _shadow_pass(experiment, runs, targets, fan_out),
         targets,
         statistic=FLAGS.statistic,
         min_shadows=FLAGS.min_shadows,

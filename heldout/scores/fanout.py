@@ -10,9 +10,6 @@ single-process ones exactly.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import math
-import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -25,7 +22,6 @@ from heldout.release.reading import (
     RunLike,
     SplitSizeCheck,
     majority_split_sizes,
-    progress_reporter,
     read_runs,
     split_sizes_of,
 )
@@ -38,8 +34,18 @@ from heldout.scores.request import (
     runs_to_read,
 )
 from heldout.scores.results import ExperimentScores
+from heldout.scores.shares import RUNS_PER_SHARE, default_share, reduce_shares
 
-RUNS_PER_SHARE = 64  # small enough for many shares per worker, large for little overhead
+__all__ = [
+    "RUNS_PER_SHARE",
+    "PackedRun",
+    "PartialScores",
+    "add_partials",
+    "cluster_scorer",
+    "default_share",
+    "read_share",
+    "score_on_cluster",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,11 +157,6 @@ def read_share(
         partial.failure = error
         partial.packed.clear()
     return partial
-
-
-def failure_of(partial: PartialScores) -> HeldoutError | None:
-    """The task the client waits on per share: the share's failure, without its data."""
-    return partial.failure
 
 
 def add_partials(a: PartialScores, b: PartialScores) -> PartialScores:
@@ -270,82 +271,16 @@ def _fan_out(
     scheduler, n_workers, items, ratios, pack_ratio, size_check, skip, per_share, progress
 ) -> PartialScores:
     """One task per share, partials added pairwise in a tree; the root's statistics."""
-    from distributed import as_completed
-
     # A local worker reads with its share of the cores; a remote one with all of its own.
     threads = (
         cluster.threads_per_worker(n_workers) if scheduler == cluster.SCHEDULER_LOCAL else None
     )
-    shares = [
-        (first, items[first : first + per_share]) for first in range(0, len(items), per_share)
-    ]
-    report = progress_reporter(progress, len(items))
-    with cluster.connect(scheduler, n_workers) as client:
-        level = [
-            client.submit(
-                read_share,
-                first,
-                share,
-                ratios,
-                pack_ratio,
-                size_check,
-                skip,
-                threads,
-                pure=False,
-                key=f"read-share-{first}-{os.urandom(4).hex()}",
-            )
-            for first, share in shares
-        ]
-        # Small tasks that bring back each share's failure (not its runs) as it finishes.
-        checks = [client.submit(failure_of, future, pure=False) for future in level]
-        sizes = {check.key: len(share) for check, (_, share) in zip(checks, shares, strict=True)}
-        done = 0
-        tree = _tree(client, level)
-        for check in as_completed(checks):
-            failure = check.result()  # a bug in a share raises here, with its traceback
-            if failure is not None:  # a bad run, without skipping: the command's one line
-                if scheduler == cluster.SCHEDULER_LOCAL:
-                    _quiet_teardown(client)
-                raise failure
-            done += sizes[check.key]
-            report(done)
-        root = tree.result()
-        report(None)
-    if root.failure is not None:
-        raise root.failure
-    return root
-
-
-def _silence_dask_logs() -> None:
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
-
-
-def _quiet_teardown(client) -> None:
-    """Before a local cluster closes under a failed command, its processes stop logging,
-    so the command's one line is all that is printed (closing while shares were moving
-    between workers made them log errors with tracebacks). Local clusters only: a shared
-    scheduler's workers keep their logs."""
-    client.run(_silence_dask_logs)
-    _silence_dask_logs()  # the scheduler and nannies of a LocalCluster live here
-
-
-def _tree(client, level: list):
-    """Adds adjacent partials pairwise on the workers until one future is left."""
-    while len(level) > 1:
-        paired = [
-            client.submit(add_partials, level[k], level[k + 1], pure=False)
-            for k in range(0, len(level) - 1, 2)
-        ]
-        if len(level) % 2:
-            paired.append(level[-1])
-        level = paired
-    return level[0]
-
-
-def default_share(num_runs: int, n_workers: int) -> int:
-    """Runs per share: about four shares per worker (so a slow one does not hold up the
-    end), at most `RUNS_PER_SHARE` runs each."""
-    return max(1, min(RUNS_PER_SHARE, math.ceil(num_runs / (4 * n_workers))))
+    shares = []
+    for first in range(0, len(items), per_share):
+        share = items[first : first + per_share]
+        args = (first, share, ratios, pack_ratio, size_check, skip, threads)
+        shares.append((len(share), args))
+    return reduce_shares(scheduler, n_workers, read_share, shares, add_partials, progress)
 
 
 def cluster_scorer(options) -> Callable[..., ExperimentScores]:

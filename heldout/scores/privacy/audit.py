@@ -33,9 +33,11 @@ __all__ = [
     "SHADOWS",
     "AttackScores",
     "PrivacyResult",
+    "ShadowPass",
     "compute_attack_scores",
     "compute_privacy",
     "rank_correlation",
+    "read_shadow_pass",
 ]
 
 ATTACKS = ("lira_online", "lira_offline", "loss_threshold")
@@ -70,8 +72,48 @@ class AttackScores:
     num_shadows: int = 0
 
 
+@dataclasses.dataclass
+class ShadowPass:
+    """One pass over the runs of a ratio: what the attacks need of all of them.
+
+    Attributes:
+      sums: the shadow sums of every run (None: no run was read).
+      accumulator: their counts for memorization and C-scores (runs with aux arrays).
+      targets: target run id -> its `RunStatistic` (without aux arrays), as read.
+    """
+
+    sums: ShadowSums | None
+    accumulator: ScoreAccumulator
+    targets: dict[int, RunStatistic]
+
+
+def read_shadow_pass(runs: Iterable[RunStatistic], target_run_ids: Sequence[int]) -> ShadowPass:
+    """Adds every run to the shadow sums and counts, keeping the targets' own arrays.
+
+    Args:
+      runs: each run of one ratio once (targets among them), e.g. `iter_run_statistics`.
+      target_run_ids: the targets to keep.
+
+    Returns:
+      The `ShadowPass`.
+    """
+    wanted = {int(i) for i in target_run_ids}
+    kept: dict[int, RunStatistic] = {}
+    sums: ShadowSums | None = None
+    accumulator = ScoreAccumulator()
+    for run in runs:
+        if sums is None:
+            sums = ShadowSums(run.mask.size)
+        sums.add(run.mask, run.statistic)
+        if run.aux is not None:
+            accumulator.add(0.0, run.aux)
+        if run.run_id in wanted:
+            kept[run.run_id] = RunStatistic(run.run_id, run.mask, run.statistic, None)
+    return ShadowPass(sums, accumulator, kept)
+
+
 def compute_attack_scores(
-    runs: Iterable[RunStatistic],
+    runs: Iterable[RunStatistic] | ShadowPass,
     target_run_ids: Sequence[int],
     statistic: str = MARGIN,
     min_shadows: int = 4,
@@ -81,7 +123,9 @@ def compute_attack_scores(
     """The attacks against each target, its shadows every other run, in one pass over runs.
 
     Args:
-      runs: each run of one ratio once (targets among them), e.g. `iter_run_statistics`.
+      runs: each run of one ratio once (targets among them), e.g. `iter_run_statistics`;
+        or their `ShadowPass`, already summed (e.g. on Dask workers:
+        `heldout.scores.privacy.fanout`).
       target_run_ids: the targets.
       statistic: `MARGIN` or `CORRECTNESS`, what the runs' statistic is.
       min_shadows: fewer IN or OUT shadow runs than this leave an example NaN.
@@ -99,17 +143,8 @@ def compute_attack_scores(
     if shadows not in SHADOWS:
         raise UsageError(f"unknown shadows {shadows!r}; use one of {list(SHADOWS)}")
     wanted = {int(i) for i in target_run_ids}
-    kept: dict[int, RunStatistic] = {}
-    sums: ShadowSums | None = None
-    accumulator = ScoreAccumulator()
-    for run in runs:
-        if sums is None:
-            sums = ShadowSums(run.mask.size)
-        sums.add(run.mask, run.statistic)
-        if run.aux is not None:
-            accumulator.add(0.0, run.aux)
-        if run.run_id in wanted:
-            kept[run.run_id] = RunStatistic(run.run_id, run.mask, run.statistic, None)
+    read = runs if isinstance(runs, ShadowPass) else read_shadow_pass(runs, wanted)
+    sums, accumulator, kept = read.sums, read.accumulator, dict(read.targets)
     num_runs = 0 if sums is None else sums.num_runs
     missing = sorted(wanted - set(kept))
     if missing:

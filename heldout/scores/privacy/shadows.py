@@ -2,7 +2,8 @@
 
 Every run is added once: per example, the count, sum and sum of squares over the runs that
 trained on it (IN) and over all runs. A target's fits subtract its own contribution, so
-run r is never among its own shadows and all targets cost one pass over the runs.
+run r is never among its own shadows and all targets cost one pass over the runs. Sums of
+shares of the runs, all shifted by the same reference run, add up (`merge`) to the whole.
 """
 
 from __future__ import annotations
@@ -48,12 +49,21 @@ class ShadowSums:
 
     Args:
       num_train: the examples each run scores.
+      shift: float [num_train], the reference run's statistic to shift by (None: the first
+        run added); sums of shares of runs can be merged only with the same shift.
     """
 
-    def __init__(self, num_train: int):
+    def __init__(self, num_train: int, shift: np.ndarray | None = None):
         self.num_train = int(num_train)
         self.num_runs = 0
         self.shift: np.ndarray | None = None
+        if shift is not None:
+            shift = np.asarray(shift)
+            if shift.shape != (self.num_train,):
+                raise UsageError(
+                    f"a shift of shape {shift.shape} does not fit {num_train} examples"
+                )
+            self.shift = shift.astype(np.float64)
         self.count_in = np.zeros(self.num_train, dtype=np.int64)
         self.sum_in = np.zeros(self.num_train)
         self.squares_in = np.zeros(self.num_train)
@@ -92,6 +102,34 @@ class ShadowSums:
         self.squares_all -= squares
         self.sum_in -= np.where(mask, centred, 0.0)
         self.squares_in -= np.where(mask, squares, 0.0)
+
+    def merge(self, other: ShadowSums) -> ShadowSums:
+        """Adds the runs `other` summed to this one's (shares of runs, e.g. read by Dask
+        workers). Float64 sums in another order: equal to one pass up to rounding.
+
+        Returns:
+          self.
+
+        Raises:
+          UsageError: other sizes, or another shift (sums of shifted values would not add).
+        """
+        if other.num_runs == 0:
+            return self
+        if other.num_train != self.num_train:
+            raise UsageError(
+                f"shadow sums of {other.num_train} and {self.num_train} examples cannot be added"
+            )
+        if self.shift is None:
+            self.shift = other.shift.copy()
+        elif not np.array_equal(self.shift, other.shift):
+            raise UsageError("shadow sums shifted by different runs cannot be added")
+        self.num_runs += other.num_runs
+        self.count_in += other.count_in
+        self.sum_in += other.sum_in
+        self.squares_in += other.squares_in
+        self.sum_all += other.sum_all
+        self.squares_all += other.squares_all
+        return self
 
     def fits(self) -> GaussianFits:
         """The IN and OUT fits of every example over the runs added (and not removed)."""
