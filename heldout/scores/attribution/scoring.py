@@ -14,10 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from heldout.errors import UsageError
 from heldout.release.layout import Run
 from heldout.release.outputs_reading import read_outputs
 from heldout.release.reading import read_runs
 from heldout.scores.attribution.baselines import holdout_influence, random_attribution
+from heldout.scores.attribution.ceiling import Ceiling, compute_ceiling
 from heldout.scores.attribution.lds import Attribution, LdsResult, compute_lds
 from heldout.scores.attribution.split import RunSplit
 
@@ -83,11 +85,15 @@ def margin_reader(outputs_dir: str | os.PathLike | None = None) -> OutputsReader
 
 @dataclasses.dataclass(frozen=True)
 class ScoredAttribution:
-    """LDS by method name (the attribution first, then the baselines), and the split."""
+    """LDS by method name (the attribution first, then the baselines), the split, and the
+    ceiling (None when not computed); `extra_run_ids`: the estimation runs behind each
+    extra baseline (last-layer TRAK's checkpoints)."""
 
     results: dict[str, LdsResult]
     split: RunSplit
     output_kind: str
+    ceiling: Ceiling | None = None
+    extra_run_ids: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
 
 def score_attribution(
@@ -97,6 +103,8 @@ def score_attribution(
     read_outputs: OutputsReader = read_correctness,
     output_kind: str = CORRECTNESS,
     seed: int = 0,
+    extra: Mapping[str, Attribution] | None = None,
+    ceiling: bool = True,
 ) -> ScoredAttribution:
     """The LDS of `attribution` and of the baselines over the split's evaluation runs.
 
@@ -108,16 +116,27 @@ def score_attribution(
       output_kind: `CORRECTNESS` or `MARGIN`, what `read_outputs` returns (names the
         holdout-influence baseline: binary or margin).
       seed: of the random baseline and of the bootstrap intervals.
+      extra: more baselines by name, estimated by the caller from estimation runs only
+        (last-layer TRAK); one with `run_ids` has them recorded.
+      ceiling: also score the holdout influence of the first m estimation runs, m on
+        `ceiling.ceiling_ladder`.
 
     Returns:
       The `ScoredAttribution`.
 
     Raises:
-      UsageError: shapes of the attribution and the runs disagree; what the reader raises.
+      UsageError: shapes of the attribution and the runs disagree; an extra baseline
+        estimated from an evaluation run; what the reader raises.
     """
+    extra_run_ids = {
+        name: tuple(int(i) for i in getattr(tau, "run_ids", ()))
+        for name, tau in (extra or {}).items()
+    }
+    reached = sorted({i for ids in extra_run_ids.values() for i in ids} & set(split.evaluation))
+    if reached:
+        raise UsageError(f"evaluation runs {reached[:10]} reached an estimate (leakage)")
     estimation = read_outputs([runs_by_id[i] for i in split.estimation])
     holdout = holdout_influence(*estimation)
-    del estimation
     masks, outputs = read_outputs([runs_by_id[i] for i in split.evaluation])
     num_test, num_train = outputs.shape[1], masks.shape[1]
     kind = "binary" if output_kind == CORRECTNESS else "margin"
@@ -125,9 +144,12 @@ def score_attribution(
         ATTRIBUTION: attribution,
         RANDOM: random_attribution(num_test, num_train, seed),
         f"holdout influence ({kind}, {len(split.estimation)} runs)": holdout,
+        **(extra or {}),
     }
     results = {name: compute_lds(tau, masks, outputs, seed=seed) for name, tau in methods.items()}
-    return ScoredAttribution(results, split, output_kind)
+    del methods, holdout
+    found = compute_ceiling(*estimation, masks, outputs, seed=seed) if ceiling else None
+    return ScoredAttribution(results, split, output_kind, found, extra_run_ids)
 
 
 def lds_arrays(scored: ScoredAttribution, provenance: dict) -> dict[str, np.ndarray]:
@@ -136,8 +158,11 @@ def lds_arrays(scored: ScoredAttribution, provenance: dict) -> dict[str, np.ndar
     Keys: `lds_per_test` [n_test] (NaN where undefined), `lds`, `lds_ci_low`,
     `lds_ci_high`, `num_test` (test examples with a defined LDS), `num_runs`,
     `evaluation_run_ids`, `estimation_run_ids`, `output_kind`, `baseline_names` with
-    `baseline_lds`, `baseline_ci_low`, `baseline_ci_high` in the same order, and
-    `provenance` (JSON).
+    `baseline_lds`, `baseline_ci_low`, `baseline_ci_high`, `baseline_num_test` in the
+    same order, `trak_run_ids` (the estimation runs whose checkpoints last-layer TRAK
+    read; empty without it), the ceiling as `ceiling_runs` (estimation runs of each rung)
+    with `ceiling_lds`, `ceiling_ci_low`, `ceiling_ci_high`, `ceiling_num_test` (empty
+    without it), and `provenance` (JSON).
     """
     own = scored.results[ATTRIBUTION]
     baselines = [(name, r) for name, r in scored.results.items() if name != ATTRIBUTION]
@@ -155,7 +180,25 @@ def lds_arrays(scored: ScoredAttribution, provenance: dict) -> dict[str, np.ndar
         "baseline_lds": np.asarray([r.lds for _, r in baselines], dtype=np.float64),
         "baseline_ci_low": np.asarray([r.ci_low for _, r in baselines], dtype=np.float64),
         "baseline_ci_high": np.asarray([r.ci_high for _, r in baselines], dtype=np.float64),
+        "baseline_num_test": np.asarray([r.num_test for _, r in baselines], dtype=np.int64),
+        "trak_run_ids": np.asarray(
+            sorted({i for ids in scored.extra_run_ids.values() for i in ids}), dtype=np.int64
+        ),
+        **ceiling_arrays(scored.ceiling),
         "provenance": np.asarray(json.dumps(provenance, sort_keys=True)),
+    }
+
+
+def ceiling_arrays(ceiling: Ceiling | None) -> dict[str, np.ndarray]:
+    """`ceiling_runs`, `ceiling_lds`, `ceiling_ci_low`, `ceiling_ci_high`,
+    `ceiling_num_test` of a ceiling (empty arrays for None)."""
+    results = ceiling.results if ceiling is not None else ()
+    return {
+        "ceiling_runs": np.asarray(ceiling.runs if ceiling else (), dtype=np.int64),
+        "ceiling_lds": np.asarray([r.lds for r in results], dtype=np.float64),
+        "ceiling_ci_low": np.asarray([r.ci_low for r in results], dtype=np.float64),
+        "ceiling_ci_high": np.asarray([r.ci_high for r in results], dtype=np.float64),
+        "ceiling_num_test": np.asarray([r.num_test for r in results], dtype=np.int64),
     }
 
 
@@ -167,7 +210,14 @@ def lds_table(scored: ScoredAttribution) -> str:
         f"{scored.output_kind}{noisier}",
         f"{'method':<44} {'LDS':>7}  {'95% interval':<17} {'test':>6}",
     ]
-    for name, r in scored.results.items():
+    rows = list(scored.results.items())
+    if scored.ceiling is not None:
+        kind = "binary" if scored.output_kind == CORRECTNESS else "margin"
+        rows += [
+            (f"ceiling: holdout influence ({kind}, {m} runs)", r)
+            for m, r in zip(scored.ceiling.runs, scored.ceiling.results, strict=True)
+        ]
+    for name, r in rows:
         interval = f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
         lines.append(f"{name:<44} {r.lds:>+7.3f}  {interval:<17} {r.num_test:>6}")
     return "\n".join(lines)
