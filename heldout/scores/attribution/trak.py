@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.linalg
+from scipy.linalg.blas import ssyrk
 
 from heldout.errors import UsageError
 
@@ -148,10 +149,10 @@ def compute_trak_model(
         )
     if not ridge > 0:
         raise UsageError(f"the ridge must be positive, got {ridge}")
-    gram = np.zeros((dimension, dimension), np.float64)
+    gram = np.zeros((dimension, dimension), np.float64)  # its lower triangle is what counts
     for start, stop in _blocks(train.num_examples):
         block = gradient_features(train, start, stop)
-        gram += block.T @ block  # float32 GEMM per block, summed in float64
+        gram += ssyrk(1.0, block.T, lower=1)  # float32 G_b^T G_b (lower), summed in float64
     absolute = float(ridge * max(np.trace(gram) / dimension, np.finfo(np.float32).tiny))
     gram[np.diag_indices(dimension)] += absolute
     factor = scipy.linalg.cho_factor(gram, lower=True, overwrite_a=True, check_finite=True)
