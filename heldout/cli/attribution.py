@@ -148,7 +148,7 @@ def _last_layer_trak(experiment, runs, split, num_train: int, num_test: int) -> 
     trak = compute_last_layer_trak(
         chosen, source, experiment.meta, num_train, num_test, progress=progress
     )
-    return {f"last-layer TRAK ({count} models)": trak}
+    return {f"last-layer TRAK ({count} model{'s' if count > 1 else ''})": trak}
 
 
 def main(argv: Sequence[str], outputs_reader=None) -> int:

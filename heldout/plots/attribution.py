@@ -22,21 +22,17 @@ __all__ = ["plot_attribution_lds", "write_attribution_lds"]
 _REQUIRED = ("ceiling_runs", "ceiling_lds", "ceiling_ci_low", "ceiling_ci_high", "num_runs")
 
 
-def _methods(lds: Mapping[str, np.ndarray]) -> list[tuple[str, float, float, float]]:
+def _methods(lds: Mapping[str, np.ndarray]) -> list[tuple[str, float, float, float, int]]:
+    """(name, LDS, low, high, test examples or -1 where not recorded) of each method."""
     rows = []
     if "lds" in lds and np.isfinite(lds["lds"]):
-        name = str(lds.get("attribution_name", "attribution"))
-        rows.append((name, float(lds["lds"]), float(lds["lds_ci_low"]), float(lds["lds_ci_high"])))
-    names = lds.get("baseline_names", np.asarray([]))
-    for i, name in enumerate(np.asarray(names).tolist()):
-        rows.append(
-            (
-                str(name),
-                float(lds["baseline_lds"][i]),
-                float(lds["baseline_ci_low"][i]),
-                float(lds["baseline_ci_high"][i]),
-            )
-        )
+        low, high = float(lds["lds_ci_low"]), float(lds["lds_ci_high"])
+        rows.append(("attribution", float(lds["lds"]), low, high, int(lds.get("num_test", -1))))
+    names = np.asarray(lds.get("baseline_names", ())).tolist()
+    counts = np.asarray(lds.get("baseline_num_test", [-1] * len(names)))
+    for i, name in enumerate(names):
+        low, high = float(lds["baseline_ci_low"][i]), float(lds["baseline_ci_high"][i])
+        rows.append((str(name), float(lds["baseline_lds"][i]), low, high, int(counts[i])))
     return rows
 
 
@@ -72,10 +68,13 @@ def plot_attribution_lds(lds: Mapping[str, np.ndarray], title: str | None = None
         capsize=3,
         label="ceiling: holdout influence from the first m estimation runs",
     )
+    counts = np.asarray(lds.get("ceiling_num_test", ()), dtype=np.int64)
+    num_test = int(counts.max()) if counts.size else int(lds.get("num_test", 0))
     colors = ["tab:red", "tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"]
-    for i, (name, mean, lo, hi) in enumerate(_methods(lds)):
+    for i, (name, mean, lo, hi, tests) in enumerate(_methods(lds)):
         color = colors[i % len(colors)]
-        ax.axhline(mean, color=color, linewidth=1.2, label=f"{name}: {mean:+.3f}")
+        label = f"{name}: {mean:+.3f}" + (f" ({tests} test)" if 0 <= tests != num_test else "")
+        ax.axhline(mean, color=color, linewidth=1.2, label=label)
         ax.axhspan(lo, hi, color=color, alpha=0.15, linewidth=0)
     ax.set_xscale("log", base=2)
     ax.set_xticks(runs)
@@ -84,8 +83,6 @@ def plot_attribution_lds(lds: Mapping[str, np.ndarray], title: str | None = None
     ax.set_ylabel("LDS (mean Spearman over test examples)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    counts = np.asarray(lds.get("ceiling_num_test", ()), dtype=np.int64)
-    num_test = int(counts.max()) if counts.size else int(lds.get("num_test", 0))
     kind = str(lds.get("output_kind", ""))
     first = title or f"LDS against estimation runs (outputs: {kind})"
     ax.set_title(

@@ -82,3 +82,36 @@ def test_trak_from_an_evaluation_checkpoint_would_fail_to_restore(experiment, tm
         f"--output={tmp_path / 'lds.npz'}",
     )
     assert done.returncode != 0 and "checkpoint" in done.stderr.lower()
+
+
+def test_the_bench_quick_mode_prints_one_table_and_draws_the_figure(tmp_path):
+    from heldout.evaluation import fanout
+
+    folder = _write_experiment(tmp_path, "tiny-mlp", seed=5, runs=8)
+    outputs = tmp_path / "outs"
+    options = fanout.EvalOptions(batch_size=16, outputs=("margins",), outputs_dir=str(outputs))
+    fanout.evaluate_experiment(folder, tmp_path / "checks", options=options, scheduler="none")
+    figure = tmp_path / "bench.png"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = run_script(
+        "bench/attribution_lds.py",
+        f"--experiment_dir={folder}",
+        f"--outputs_dir={outputs}",
+        f"--figure={figure}",
+        "--quick",
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "CPU: " in done.stdout and "4 estimation and 4 evaluation runs" in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    names = [row.split(" | ")[0][2:] for row in rows[1:]]
+    assert names == [
+        "random",
+        "holdout influence (binary)",
+        "holdout influence (margin)",
+        "last-layer TRAK (1 model)",
+        "last-layer TRAK (2 models)",
+        "ceiling: holdout influence (margin)",
+    ]
+    assert figure.read_bytes()[:4] == b"\x89PNG"
