@@ -65,7 +65,9 @@ def test_margin_matches_the_stored_definition_with_large_logits():
     assert np.all(np.isfinite(gradient.numpy()))
 
 
-@pytest.mark.parametrize("arch, shape", [("mlp", (28, 28, 1)), ("small_inception", (8, 8, 3))])
+@pytest.mark.parametrize(
+    "arch, shape", [("mlp", (28, 28, 1)), ("small_inception", (8, 8, 3)), ("resnet50", (32, 32, 3))]
+)
 def test_penultimate_then_final_linear_is_the_model(arch, shape):
     tf.random.set_seed(1)
     model = models.build_model(arch, 10)
