@@ -55,3 +55,45 @@ def test_ceiling_rises_with_estimation_runs_on_a_planted_datamodel():
     np.testing.assert_allclose(ceiling.results[-1].per_test, full.per_test, atol=1e-5)
     with pytest.raises(UsageError, match="1..256"):
         compute_ceiling(est_m, est_o, ev_m, ev_o, ladder=(0, 300))
+
+
+def test_score_attribution_adds_the_ceiling_and_refuses_an_estimate_from_evaluation_runs():
+    from heldout.scores.attribution.ceiling import holdout_influence_factors
+    from heldout.scores.attribution.scoring import lds_arrays, lds_table, score_attribution
+    from heldout.scores.attribution.split import split_runs
+
+    rng = np.random.default_rng(4)
+    masks, outputs = _planted(rng, 80)
+    runs = {run_id: run_id for run_id in range(80)}
+
+    def reader(selected):
+        rows = np.asarray(selected)
+        return masks[rows], outputs[rows]
+
+    split = split_runs(sorted(runs), evaluation=0.5, seed=1)
+
+    class FromRuns:  # an extra baseline that says which runs it was estimated from
+        def __init__(self, ids):
+            self.run_ids = ids
+            self.inner = holdout_influence_factors(*reader(list(ids)))
+            self.shape = self.inner.shape
+
+        def predicted_outputs(self, m):
+            return self.inner.predicted_outputs(m)
+
+    good = FromRuns(split.estimation[:10])
+    scored = score_attribution(
+        np.zeros((20, 60)), runs, split, reader, "margin", extra={"extra (10 runs)": good}
+    )
+    assert scored.ceiling.runs == (8, 16, 32, 40)
+    assert "ceiling: holdout influence (margin, 40 runs)" in lds_table(scored)
+    arrays = lds_arrays(scored, {})
+    assert arrays["trak_run_ids"].tolist() == list(split.estimation[:10])
+    assert arrays["ceiling_runs"].tolist() == [8, 16, 32, 40]
+    assert arrays["baseline_names"].tolist()[-1] == "extra (10 runs)"
+    np.testing.assert_allclose(
+        arrays["ceiling_lds"][-1], arrays["baseline_lds"][1]
+    )  # all estimation runs: the holdout margin baseline
+    leaky = FromRuns((split.estimation[0], split.evaluation[0]))
+    with pytest.raises(UsageError, match="leakage"):
+        score_attribution(np.zeros((20, 60)), runs, split, reader, "margin", extra={"x": leaky})
