@@ -57,7 +57,7 @@ def plot_attribution_lds(lds: Mapping[str, np.ndarray], title: str | None = None
     runs = np.asarray(lds["ceiling_runs"], dtype=float)
     value = np.asarray(lds["ceiling_lds"], dtype=float)
     low, high = np.asarray(lds["ceiling_ci_low"]), np.asarray(lds["ceiling_ci_high"])
-    figure = new_figure(7.5, 4.8, layout="constrained")
+    figure = new_figure(7.5, 5.4, layout="constrained")
     ax = figure.add_subplot()
     ax.errorbar(
         runs,
@@ -82,7 +82,7 @@ def plot_attribution_lds(lds: Mapping[str, np.ndarray], title: str | None = None
     ax.set_xlabel("estimation runs m behind the holdout influence")
     ax.set_ylabel("LDS (mean Spearman over test examples)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     kind = str(lds.get("output_kind", ""))
     first = title or f"LDS against estimation runs (outputs: {kind})"
     ax.set_title(
