@@ -205,11 +205,6 @@ def ceiling_arrays(ceiling: Ceiling | None) -> dict[str, np.ndarray]:
 def lds_table(scored: ScoredAttribution) -> str:
     """The LDS of the attribution and each baseline as one text table."""
     noisier = " (0/1 per run: the noisier variant)" if scored.output_kind == CORRECTNESS else ""
-    lines = [
-        f"LDS over {len(scored.split.evaluation)} evaluation runs, outputs: "
-        f"{scored.output_kind}{noisier}",
-        f"{'method':<44} {'LDS':>7}  {'95% interval':<17} {'test':>6}",
-    ]
     rows = list(scored.results.items())
     if scored.ceiling is not None:
         kind = "binary" if scored.output_kind == CORRECTNESS else "margin"
@@ -217,7 +212,13 @@ def lds_table(scored: ScoredAttribution) -> str:
             (f"ceiling: holdout influence ({kind}, {m} runs)", r)
             for m, r in zip(scored.ceiling.runs, scored.ceiling.results, strict=True)
         ]
+    width = max(44, *(len(name) for name, _ in rows))
+    lines = [
+        f"LDS over {len(scored.split.evaluation)} evaluation runs, outputs: "
+        f"{scored.output_kind}{noisier}",
+        f"{'method':<{width}} {'LDS':>7}  {'95% interval':<17} {'test':>6}",
+    ]
     for name, r in rows:
         interval = f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
-        lines.append(f"{name:<44} {r.lds:>+7.3f}  {interval:<17} {r.num_test:>6}")
+        lines.append(f"{name:<{width}} {r.lds:>+7.3f}  {interval:<17} {r.num_test:>6}")
     return "\n".join(lines)
