@@ -110,3 +110,34 @@ def test_restored_runs_average_their_own_trak(tiny_experiment):
     for model, expected in zip(trak.models, singles, strict=True):
         np.testing.assert_allclose(model.test_side, expected, rtol=1e-4, atol=1e-5)
     assert not np.allclose(singles[0], singles[1])
+
+
+def test_a_restored_small_inception_run_gives_its_trak(tmp_path):
+    import tiny_release
+
+    rng = np.random.default_rng(3)
+    data_path, _ = tiny_release.random_npz_data(tmp_path, (32, 32, 3), 24, 6, rng)
+    folder = tmp_path / "tiny-inception"
+    tiny_release.write_npz_meta(folder, "small_inception", (32, 32, 3), data_path)
+    tf.random.set_seed(5)
+    model = models.build_model("small_inception", 10)
+    models.ensure_variables(model)
+    for variable in model.variables:  # as after training: not the 0 they start at
+        if "moving_variance" in variable.name and "average" in variable.name:
+            variable.assign(tf.ones_like(variable))
+    mask = np.zeros(24, bool)
+    mask[:12] = True
+    tiny_release.export_run(
+        folder, 0.5, 0, model, data_path, mask, epoch=1, global_step=1, rng=rng, batch_size=8
+    )
+    experiment = release.open_experiment(folder)
+    source = experiment_source(folder)
+    trak = compute_last_layer_trak(
+        experiment.runs_at(0.5), source, experiment.meta, 24, 6, batch_size=8
+    )
+    assert trak.shape == (6, 24) and trak.models[0].test_side.shape == (6, (336 + 1) * 10)
+    features = last_layer_features(model, source.as_dataset("train", 8), 24)
+    np.testing.assert_allclose(
+        trak.models[0].train.penultimate, features.penultimate, rtol=1e-4, atol=1e-5
+    )
+    assert np.all(np.isfinite(trak.dense()))

@@ -133,7 +133,8 @@ def compute_trak_model(
 
     Raises:
       UsageError: the features of train and test differ in dimension, the dimension is
-        above `MAX_DIMENSION`, or the ridge is not positive.
+        above `MAX_DIMENSION`, the features or G^T G are not finite, or the ridge is not
+        positive.
     """
     dimension = train.dimension
     if test.dimension != dimension:
@@ -149,10 +150,24 @@ def compute_trak_model(
         )
     if not ridge > 0:
         raise UsageError(f"the ridge must be positive, got {ridge}")
+    for name, features in (("training", train), ("test", test)):
+        arrays = (features.penultimate, features.output_gradient, features.margin)
+        if not all(np.all(np.isfinite(a)) for a in arrays):
+            raise UsageError(
+                f"the {name} examples' last-layer features have NaN or infinite values"
+            )
     gram = np.zeros((dimension, dimension), np.float64)  # its lower triangle is what counts
+    block_gram = np.zeros((dimension, dimension), np.float32, order="F")  # upper stays 0
     for start, stop in _blocks(train.num_examples):
         block = gradient_features(train, start, stop)
-        gram += ssyrk(1.0, block.T, lower=1)  # float32 G_b^T G_b (lower), summed in float64
+        # float32 G_b^T G_b into the lower triangle, summed in float64
+        block_gram = ssyrk(1.0, block.T, beta=0.0, c=block_gram, overwrite_c=1, lower=1)
+        gram += block_gram
+    if not np.all(np.isfinite(np.diag(gram))):
+        raise UsageError(
+            "G^T G overflows float32: the last-layer features reach "
+            f"{float(np.abs(train.penultimate).max()):.3g} (a model that was never trained?)"
+        )
     absolute = float(ridge * max(np.trace(gram) / dimension, np.finfo(np.float32).tiny))
     gram[np.diag_indices(dimension)] += absolute
     factor = scipy.linalg.cho_factor(gram, lower=True, overwrite_a=True, check_finite=True)

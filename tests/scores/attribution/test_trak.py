@@ -78,5 +78,13 @@ def test_mismatched_dimensions_too_large_models_and_bad_ridge_are_refused(monkey
     monkeypatch.undo()
     with pytest.raises(UsageError, match="ridge"):
         compute_trak_model(_features(rng, 10), _features(rng, 3), ridge=0.0)
+    huge = _features(rng, 10)
+    huge.penultimate[:] = 1e25
+    with pytest.raises(UsageError, match="overflows"):
+        compute_trak_model(huge, _features(rng, 3))
+    bad = _features(rng, 10)
+    bad.margin[0] = np.nan
+    with pytest.raises(UsageError, match="NaN"):
+        compute_trak_model(bad, _features(rng, 3))
     with pytest.raises(UsageError, match="inconsistent"):
         LastLayerFeatures(np.zeros((3, 2)), np.zeros((4, 2)), np.zeros(3))
