@@ -15,13 +15,19 @@ a fraction of the matmul rate at --gflop_per_image (SmallInception: about 0.65 G
 32x32 image). CPU goals: ours >= 1.0x the plain loop and >= 0.9 of the matmul rate; on a
 GPU: >= 3x the plain loop.
 
+With --outputs_cost it measures instead the cost of `--outputs=margins` over writing
+correctness alone (bench/_eval_outputs_cost.py; goal <= 5 %), on --cost_arch (the MLP of
+Fashion-MNIST by default: the cheaper the model, the larger the share of the outputs).
+
     python bench/bench_eval.py [--num_images=1000] [--rounds=3] [--batch_size=200]
+    python bench/bench_eval.py --outputs_cost [--cost_num_train=60000] [--quick]
 """
 
 from __future__ import annotations
 
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,10 +36,13 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from heldout import models
-from heldout.datasets.base import ArraySplit
-from heldout.datasets.numpy_source import NpzSource, save_npz
-from heldout.evaluation import evaluate as evaluation
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import _eval_outputs_cost, _shared  # noqa: E402
+from heldout import models  # noqa: E402
+from heldout.datasets.base import ArraySplit  # noqa: E402
+from heldout.datasets.numpy_source import NpzSource, save_npz  # noqa: E402
+from heldout.evaluation import evaluate as evaluation  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 2000, "Images per timed pass (each method).")
@@ -48,6 +57,11 @@ flags.DEFINE_bool("jit_compile", False, "Compile our step with XLA.")
 flags.DEFINE_float("gflop_per_image", 0.65, "Model cost used for the FLOP-rate fraction.")
 flags.DEFINE_integer("matmul_size", 2048, "Matrix size of the matmul rate measurement.")
 flags.DEFINE_integer("matmul_reps", 10, "Chained matmuls per timed matmul call.")
+flags.DEFINE_bool("outputs_cost", False, "Measure the cost of --outputs=margins instead.")
+flags.DEFINE_string("cost_arch", "mlp", "Outputs cost: the model (mlp: 28x28x1 images).")
+flags.DEFINE_integer("cost_num_train", 60_000, "Outputs cost: training images evaluated.")
+flags.DEFINE_integer("cost_num_test", 10_000, "Outputs cost: test images evaluated.")
+flags.DEFINE_bool("quick", False, "Outputs cost on a few hundred images (seconds), for tests.")
 
 PLAIN_GOAL_CPU, MATMUL_GOAL_CPU, PLAIN_GOAL_GPU = 1.0, 0.9, 3.0
 
@@ -104,6 +118,12 @@ def describe_machine() -> str:
 
 def main(argv):
     del argv
+    if FLAGS.outputs_cost:
+        print(f"CPU: {_shared.cpu_features()}; {_shared.load_average()}; TF {tf.__version__}")
+        shape = (28, 28, 1) if FLAGS.cost_arch == "mlp" else (32, 32, 3)
+        sizes = (300, 100) if FLAGS.quick else (FLAGS.cost_num_train, FLAGS.cost_num_test)
+        _eval_outputs_cost.outputs_cost(FLAGS.cost_arch, shape, *sizes, FLAGS.rounds)
+        return
     n = FLAGS.num_images
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)

@@ -1,10 +1,10 @@
 r"""Measurement: which detector finds corrupted labels? C-scores, one-run proxies, cleanlab.
 
 Full size (the acceptance run):
-  python bench/relabeled.py --output_dir=/tmp/fashion-noisy
+  python bench/label_noise.py --output_dir=/tmp/fashion-noisy
 
 Small (a few minutes; not the acceptance numbers):
-  python bench/relabeled.py --output_dir=/tmp/fashion-noisy-small --epochs=3 \
+  python bench/label_noise.py --output_dir=/tmp/fashion-noisy-small --epochs=3 \
       --runs_per_ratio=4 --num_train=4000
 
 Fashion-MNIST with 10 % of the training labels corrupted once (`--label_corrupt_prob=0.1`
@@ -18,6 +18,9 @@ same corrupted labels (checked). Detectors, all scored so that high = suspicious
   get_label_quality_scores`, and `cleanlab.filter.find_label_issues` (a yes/no flag,
   ranked by self-confidence; its precision and recall are printed too). Same runs, so
   the same budget: the comparison "C-score not below cleanlab - 0.01" is at equal cost;
+  and cleanlab again on what `heldout export-pred-probs` wrote (`<output_dir>-pred_probs`,
+  the command run as a user runs it): its AUROC must equal the one above within 1e-6
+  (checked; with --check_evaluate also from `heldout evaluate --outputs=heldout_probs`);
 - from one model trained on the full (noisy) training set (`heldout.proxies`): -CBTL,
   cumulative loss, -p_label_mean, for each of --proxy_sources (the free training passes
   and the overlapped inference pass, side by side; same budget in model-epochs).
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,7 +54,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags, logging
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+_REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(_REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench import _shared  # noqa: E402
@@ -70,6 +75,12 @@ _SOURCES = flags.DEFINE_list(
     ["training_passes", "inference"],
     "One-run proxies: each of these sources (heldout proxies --proxy_source), side by side.",
 )
+_CHECK_EVALUATE = flags.DEFINE_bool(
+    "check_evaluate",
+    False,
+    "Also re-evaluate every run with `heldout evaluate --outputs=heldout_probs` and check "
+    "cleanlab on its export (the release path) against the training records.",
+)
 _NUM_TRAIN = flags.DEFINE_integer(
     "num_train", None, "Only the first n training examples (small runs): a sliced IDX copy."
 )
@@ -88,6 +99,69 @@ def _normalized(probs: np.ndarray) -> np.ndarray:
     """Mean held-out softmax rows summing to 1 again (float16 rounding), as cleanlab wants."""
     probs = probs.astype(np.float64)
     return probs / probs.sum(axis=1, keepdims=True)
+
+
+def _tool(name: str, *args: str) -> None:
+    """`tools/<name>.py args` in a fresh Python, as a user runs it; its failure stops the bench."""
+    done = subprocess.run(
+        [sys.executable, str(_REPO / "tools" / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    if done.returncode != 0:
+        raise app.UsageError(f"tools/{name}.py failed: {done.stdout[-1000:]}{done.stderr[-2000:]}")
+
+
+def _exported_auroc(folder: Path, defined, truth, labels, count) -> float:
+    """cleanlab's AUROC from an export's files (plain numpy), on the bench's examples; its
+    labels and counts must be the bench's."""
+    from cleanlab.rank import get_label_quality_scores
+
+    pred_probs = np.load(folder / "pred_probs.npy")
+    if not np.array_equal(np.load(folder / "labels.npy"), labels):
+        raise AssertionError(f"{folder}/labels.npy: not the labels the runs trained on")
+    if not np.array_equal(np.load(folder / "counts.npy"), count):
+        raise AssertionError(f"{folder}/counts.npy: not the runs' held-out counts")
+    quality = get_label_quality_scores(labels[defined], pred_probs[defined])
+    return _metrics(1 - quality, truth)[0]
+
+
+def _check_exports(experiment_dir: Path, defined, truth, labels, count, auroc: float) -> None:
+    """cleanlab on `heldout export-pred-probs` output equals `auroc` within 1e-6 (asserted)."""
+    sources = {"training records": (Path(f"{experiment_dir}-pred_probs"), [])}
+    if _CHECK_EVALUATE.value:
+        outs = Path(f"{experiment_dir}-heldout-outputs")
+        start = time.perf_counter()
+        _tool(
+            "evaluate_runs",
+            f"--experiment_dir={experiment_dir}",
+            f"--output_dir={experiment_dir}-checks",
+            f"--outputs_dir={outs}",
+            "--outputs=heldout_probs",
+            "--scheduler=none",
+        )
+        print(f"  heldout evaluate --outputs=heldout_probs: {time.perf_counter() - start:.0f} s")
+        sources["heldout evaluate"] = (Path(f"{experiment_dir}-pred_probs-evaluated"), [outs])
+    for name, (folder, outputs_dir) in sources.items():
+        extra = [f"--outputs_dir={path}" for path in outputs_dir]
+        _tool(
+            "export_pred_probs",
+            f"--experiment_dir={experiment_dir}",
+            f"--output_dir={folder}",
+            "--noprogress",
+            *extra,
+        )
+        exported = _exported_auroc(folder, defined, truth, labels, count)
+        gap = abs(exported - auroc)
+        verdict = "equal within 1e-6" if gap <= 1e-6 else "DIFFERENT"
+        print(
+            f"  cleanlab label quality from export-pred-probs ({name}, {folder}): AUROC "
+            f"{exported:.6f} vs {auroc:.6f} from heldout_probs on the same {truth.size} "
+            f"examples: |difference| {gap:.1e} -> {verdict}"
+        )
+        if gap > 1e-6:
+            raise AssertionError(f"{folder}: cleanlab AUROC {exported} differs from {auroc}")
 
 
 def _budget_curve(experiment, labels, corrupted, epochs: int) -> None:
@@ -264,6 +338,14 @@ def main(argv):
     print(
         f"  target: C-score not below cleanlab - 0.01 at the same budget: {c:.4f} vs "
         f"{clean:.4f} -> {'met' if c >= clean - 0.01 else 'NOT met'}"
+    )
+    _check_exports(
+        Path(_OUTPUT_DIR.value).resolve(),
+        defined,
+        truth,
+        trained_labels,
+        oos.count,
+        auroc["cleanlab label quality"],
     )
     _budget_curve(experiment, trained_labels, corrupted, recipe.epochs)
     print(_shared.load_average("load average at the end"))

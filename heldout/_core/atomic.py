@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -221,3 +222,29 @@ def probe_writable(path: PathLike) -> None:
     handle, tmp_name = _make_temp(path, ".probe")
     os.close(handle)
     os.unlink(tmp_name)
+
+
+def replace_dir(tmp_dir: PathLike, final: PathLike) -> None:
+    """Commits a finished temporary folder as `final`, replacing a folder already there
+    (an earlier export): the old one is set aside, the new one renamed in, the old one
+    removed; a failed rename puts the old one back.
+
+    Raises:
+      UnsafeWriteError: `final` is a symbolic link.
+    """
+    tmp_dir, final = Path(tmp_dir), Path(final)
+    old = None
+    if final.is_dir() and not final.is_symlink():
+        if any(final.iterdir()):
+            old = make_temp_dir(final.parent, f".{final.name}-old-")
+            os.replace(final, old)
+        else:
+            final.rmdir()
+    try:
+        commit_dir(tmp_dir, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -76,3 +76,61 @@ def kendall_tau_b(a: np.ndarray, b: np.ndarray, min_count: int = 3) -> float:
     if a.size < min_count or np.all(a == a[0]) or np.all(b == b[0]):
         return math.nan
     return float(stats.kendalltau(a, b, variant="b").statistic)
+
+
+def average_ranks_columns(values: np.ndarray) -> np.ndarray:
+    """`average_ranks` of every column of a 2-D array at once (float64 [n, m])."""
+    values = np.asarray(values)
+    n = values.shape[0]
+    order = np.argsort(values, axis=0, kind="stable")
+    ordered = np.take_along_axis(values, order, axis=0)
+    positions = np.arange(n, dtype=np.float64)[:, None]
+    is_new = np.empty(ordered.shape, dtype=bool)
+    is_new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=is_new[1:])
+    first = np.maximum.accumulate(np.where(is_new, positions, 0.0), axis=0)
+    is_last = np.empty_like(is_new)
+    is_last[-1:] = True
+    is_last[:-1] = is_new[1:]
+    last = np.where(is_last, positions, float(n))[::-1]
+    last = np.minimum.accumulate(last, axis=0)[::-1]
+    ranks = np.empty(ordered.shape, dtype=np.float64)
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=0)
+    return ranks
+
+
+def spearman_columns(a: np.ndarray, b: np.ndarray, min_count: int = 3) -> np.ndarray:
+    """`spearman(a[:, i], b[:, i])[0]` for every column i, vectorised over columns.
+
+    Columns with a NaN on either side go through `spearman` one by one (their pairs differ).
+
+    Args:
+      a, b: [n, m] arrays of one shape.
+      min_count: as `spearman`.
+
+    Returns:
+      float64 [m]; NaN below `min_count` defined pairs or where a side is constant.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(
+            f"spearman_columns needs two 2-D arrays of one shape: {a.shape}, {b.shape}"
+        )
+    rho = np.full(a.shape[1], np.nan)
+    if a.shape[0] < min_count or a.shape[1] == 0:
+        return rho
+    gaps = np.isnan(a).any(axis=0) | np.isnan(b).any(axis=0)
+    for i in np.flatnonzero(gaps):
+        rho[i] = spearman(a[:, i], b[:, i], min_count)[0]
+    full = np.flatnonzero(~gaps)
+    if full.size:
+        ra = average_ranks_columns(a[:, full])
+        rb = average_ranks_columns(b[:, full])
+        ra -= ra.mean(axis=0)
+        rb -= rb.mean(axis=0)
+        scale = np.sqrt(np.einsum("ij,ij->j", ra, ra) * np.einsum("ij,ij->j", rb, rb))
+        cross = np.einsum("ij,ij->j", ra, rb)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho[full] = np.where(scale > 0, cross / scale, np.nan)
+    return rho

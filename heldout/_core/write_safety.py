@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from heldout.errors import UnsafeWriteError
+from heldout.errors import StaleResultError, UnsafeWriteError
 
 PathLike = str | os.PathLike
 
@@ -112,3 +112,29 @@ def write_failure(path: PathLike, error: OSError, left_behind: bool = False) -> 
     failure = UnsafeWriteError(f"could not write {path}: {cause} (errno {error.errno}); {kept}")
     failure.errno = error.errno
     return failure
+
+
+def check_replaceable_dir(folder: PathLike, names, what: str) -> None:
+    """Refuses, before any work, an output folder that an export may not fill: it may be
+    missing, empty, or hold only regular files named in `names` (an earlier `what`, to be
+    replaced).
+
+    Raises:
+      UnsafeWriteError: it is a symbolic link.
+      StaleResultError: it is a file, or holds anything else (named).
+    """
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise symlink_refused(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise StaleResultError(f"{folder}: exists and is not a folder; choose an output folder")
+    other = sorted(
+        p.name for p in folder.iterdir() if p.name not in names or p.is_symlink() or not p.is_file()
+    )
+    if other:
+        raise StaleResultError(
+            f"{folder}: holds {other[:5]}, not only an earlier {what}; remove them or choose "
+            "another output folder"
+        )

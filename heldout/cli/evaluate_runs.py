@@ -14,7 +14,7 @@ from absl import flags
 from heldout._core.inputs_outputs import refuse_output_over_inputs
 from heldout.cli import app, options
 from heldout.cli import flags as cli_flags
-from heldout.errors import UsageError
+from heldout.errors import HeldoutError, UsageError
 
 EXAMPLES = """\
   # every run with a checkpoint, on a local cluster of 4 worker processes:
@@ -31,18 +31,22 @@ FLAGS = flags.FLAGS
 cli_flags.evaluation(__name__)
 cli_flags.output_dir(__name__, "The per-run JSON records (resumable).")
 cli_flags.cluster(__name__, default_scheduler="local")  # --scheduler, --dask_workers
+cli_flags.pack_outputs(__name__)
 flags.DEFINE_bool("retry_errors", False, "Evaluate runs with an error record again.")
 flags.DEFINE_list(
     "outputs",
     [],
     "Also write each run's outputs.npz: margins (logit and hinge margins) and optionally "
-    "logits (float16, <= 100 classes), e.g. --outputs=margins,logits. Only runs whose "
-    "predictions match N out of N get one; needs --outputs_dir.",
+    "logits (float16, <= 100 classes), e.g. --outputs=margins,logits; and/or heldout_probs: "
+    "heldout_probs.npz, the softmax on the examples the run held out (for heldout "
+    "export-pred-probs). Only runs whose predictions match N out of N get them; needs "
+    "--outputs_dir.",
 )
 flags.DEFINE_string(
     "outputs_dir",
     None,
-    "Where --outputs go, in the release's layout (<ratio>/<run_id>/outputs.npz); never "
+    "Where --outputs go, in the release's layout (<ratio>/<run_id>/outputs.npz and "
+    "heldout_probs.npz); never "
     "inside the experiment. A rerun skips runs whose outputs are current.",
 )
 
@@ -76,6 +80,39 @@ def _report(summary) -> None:
         f"re-evaluated; {summary.skipped} from earlier records; {summary.errors} errors; "
         f"records in {summary.output_dir})"
     )
+
+
+def _pack_outputs(runs) -> None:
+    """Packs each evaluated ratio whose every run now has an outputs file (a current pack
+    is kept); one line per ratio. A pack that cannot be written leaves the per-run files,
+    which reads then use: said, not fatal."""
+    from tqdm import tqdm
+
+    from heldout.release import layout as release
+    from heldout.release import outputs_pack
+
+    experiment = release.open_experiment(FLAGS.experiment_dir)
+    for ratio in sorted({run.subset_ratio for run in runs}):
+        bar = None
+
+        def progress(ratio=ratio):
+            nonlocal bar
+            if bar is None:
+                total = len(list(experiment.runs_at(ratio)))
+                bar = tqdm(total=total, unit="run", desc=f"packing {ratio:g}", file=sys.stderr)
+            bar.update(1)
+
+        try:
+            update = outputs_pack.update_pack(
+                experiment, ratio, FLAGS.outputs_dir, progress=progress
+            )
+        except HeldoutError as error:
+            print(f"outputs pack of ratio {ratio:g}: not written: {error}", file=sys.stderr)
+            continue
+        finally:
+            if bar is not None:
+                bar.close()
+        print(update.describe())
 
 
 def main(argv) -> int:
@@ -123,6 +160,14 @@ def main(argv) -> int:
     verdict = options.match_verdict(summary.matches, summary.total, summary.errors)
     if FLAGS.outputs:
         print(f"outputs in {FLAGS.outputs_dir}")
+    if FLAGS.pack_outputs and {"margins", "logits"} & set(FLAGS.outputs):
+        _pack_outputs(runs)
+    if "heldout_probs" in FLAGS.outputs:
+        print(
+            f"  pred_probs for cleanlab (their mean over the runs that held each example out): "
+            f"heldout export-pred-probs --experiment_dir={FLAGS.experiment_dir} "
+            f"--outputs_dir={FLAGS.outputs_dir} --output_dir=..."
+        )
     if verdict.message:
         print(verdict.message, file=sys.stdout if verdict.status == app.EXIT_OK else sys.stderr)
     return verdict.status

@@ -193,6 +193,11 @@ def run_checks(module: str, fv=FLAGS) -> None:
         "Report and skip malformed runs instead of stopping.",
         fv,
     )
+    progress(module, fv)
+
+
+def progress(module: str, fv=FLAGS) -> None:
+    """--progress: a tqdm bar on stderr."""
     define(module, flags.DEFINE_bool, "progress", True, "Show a progress bar on stderr.", fv)
 
 
@@ -279,6 +284,16 @@ def outputs_dir(module: str, note: str = "", fv=FLAGS) -> None:
         "release that is not written into; default: beside each run's aux arrays."
     )
     define(module, DEFINE_path, "outputs_dir", None, help, fv, note=note)
+
+
+def pack_outputs(module: str, fv=FLAGS) -> None:
+    """--pack_outputs: pack the runs' outputs per ratio once they are all written."""
+    help = (
+        "Once every run of a subset ratio has its outputs.npz, pack them into "
+        "<outputs root>/outputs_pack/<ratio>/ (one .npy per kind and split, read many times "
+        "faster than the per-run files); a current pack is kept, a stale one rebuilt."
+    )
+    define(module, flags.DEFINE_bool, "pack_outputs", True, help, fv)
 
 
 # ------------------------------------------------------------------ fan-out (Dask)

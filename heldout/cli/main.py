@@ -37,6 +37,15 @@ COMMANDS = {
     "attribution": Command(
         "attribution", "The LDS of a data attribution against the runs, with baselines."
     ),
+    "export-ground-truth": Command(
+        "export_ground_truth", "The runs of one ratio as TRAK's and dattri's LDS ground truth."
+    ),
+    "export-pred-probs": Command(
+        "export_pred_probs", "Out-of-sample pred_probs and labels for cleanlab."
+    ),
+    "privacy": Command(
+        "privacy", "Membership inference (LiRA) against the runs, and per-example risk."
+    ),
     "plot": Command("plot_scores", "The figures of a scores file."),
     "table": Command("table", "A scores file as a CSV table, one row per training example."),
     "map-order": Command("map_order", "A published score file moved into TFDS order."),

@@ -160,6 +160,8 @@ class TrainingProgress:
                 f"removed {len(event.paths)} temporary folders or files left by interrupted "
                 "training"
             )
+        elif isinstance(event, training.OutputsPacked):
+            self._print(event.describe())
 
     def close(self) -> None:
         if self._bar is not None:

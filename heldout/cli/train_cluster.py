@@ -66,6 +66,8 @@ class ClusterProgress:
             self._print(f"{event.path}: not a finished run ({event.reason}); moved aside")
         elif isinstance(event, events.TemporariesRemoved):
             self._print(f"removed {len(event.paths)} temporaries left by interrupted training")
+        elif isinstance(event, events.OutputsPacked):
+            self._print(event.describe())
 
     def _advance(self, count: int = 1) -> None:
         if self._bar is not None:
@@ -80,7 +82,13 @@ class ClusterProgress:
             self._bar = None
 
 
-def train(config: TrainingConfig, output_dir: str, options: ClusterOptions, gpu: str) -> int:
+def train(
+    config: TrainingConfig,
+    output_dir: str,
+    options: ClusterOptions,
+    gpu: str,
+    pack_outputs: bool = True,
+) -> int:
     """Trains on the cluster the options name; prints the outcome; the exit status."""
     with ClusterProgress() as progress:
         result = training_cluster.train_on_cluster(
@@ -90,6 +98,7 @@ def train(config: TrainingConfig, output_dir: str, options: ClusterOptions, gpu:
             n_workers=options.local_workers,
             on_event=progress,
             gpu=gpu,
+            pack_outputs=pack_outputs,
         )
     line = result_line(result, tasks=result.tasks)
     if result.failed:

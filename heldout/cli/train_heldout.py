@@ -36,6 +36,7 @@ cli_flags.recording(__name__)  # --record_heldout_probs
 cli_flags.recipe(__name__, dataset_recipes=True)
 cli_flags.cluster(__name__)  # --scheduler, --dask_workers
 cli_flags.gpu_tasks(__name__)
+cli_flags.pack_outputs(__name__)
 cli_flags.output_dir(__name__, "The experiment folder to write.", required=True)
 _SUBSET_RATIOS = flags.DEFINE_list(
     "subset_ratios", ["0.1", "0.3", "0.5", "0.7", "0.9"], "Comma-separated subset ratios."
@@ -165,9 +166,20 @@ def main(argv: Sequence[str]) -> int:
     if cluster.distributed:
         from heldout.cli import train_cluster
 
-        return train_cluster.train(config, flags.FLAGS.output_dir, cluster, flags.FLAGS.gpu_tasks)
+        return train_cluster.train(
+            config,
+            flags.FLAGS.output_dir,
+            cluster,
+            flags.FLAGS.gpu_tasks,
+            pack_outputs=flags.FLAGS.pack_outputs,
+        )
     with TrainingProgress() as progress:
-        result = training.train_experiment(config, flags.FLAGS.output_dir, on_event=progress)
+        result = training.train_experiment(
+            config,
+            flags.FLAGS.output_dir,
+            on_event=progress,
+            pack_outputs=flags.FLAGS.pack_outputs,
+        )
     print(result_line(result))
     for diverged in result.diverged:  # not finished: said, and the exit status is 1
         app.print_error("train_heldout", diverged.describe())

@@ -13,7 +13,10 @@ from heldout.errors import UsageError
 from heldout.release import layout as release
 
 SPLITS = ("train", "test")
-OUTPUT_KINDS = ("margins", "logits")  # what `outputs.npz` may hold (logits: margins too)
+# What `--outputs` may ask for: `outputs.npz` with margins (and logits: margins too), and
+# `heldout_probs.npz` (the softmax on the examples each run held out).
+OUTPUT_KINDS = ("margins", "logits", "heldout_probs")
+MARGIN_KINDS = ("margins", "logits")  # the kinds that `outputs.npz` holds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +30,8 @@ class EvalOptions:
       splits: "train" and/or "test".
       batch_size: images per evaluation step.
       arch, num_classes: override the experiment's model.
-      outputs: also write each matching run's `outputs.npz` ("margins", and "logits").
+      outputs: also write each matching run's `outputs.npz` ("margins", and "logits")
+        and/or its `heldout_probs.npz` ("heldout_probs").
       outputs_dir: where they go, in the release's layout; never inside the experiment.
     """
 
@@ -45,7 +49,8 @@ class EvalOptions:
 
         Raises:
           UsageError: unknown or no splits, a batch size below 1, a class count below 2;
-            outputs of an unknown kind, without an outputs folder, or without both splits.
+            outputs of an unknown kind, without an outputs folder, or without the splits
+            they cover (margins: both; heldout_probs: train).
         """
         splits = tuple(self.splits)
         if not splits or any(split not in SPLITS for split in splits):
@@ -59,8 +64,12 @@ class EvalOptions:
             raise UsageError(f"outputs must be some of {list(OUTPUT_KINDS)}, got {self.outputs}")
         if outputs and not self.outputs_dir:
             raise UsageError("outputs need an outputs folder (never the downloaded experiment)")
-        if outputs and set(splits) != set(SPLITS):
+        if set(outputs) & set(MARGIN_KINDS) and set(splits) != set(SPLITS):
             raise UsageError(f"outputs cover every split: evaluate both, not {list(splits)}")
+        if outputs and "train" not in splits:
+            raise UsageError(
+                f"heldout_probs cover the train split: evaluate it, not {list(splits)}"
+            )
         return dataclasses.replace(
             self,
             splits=splits,

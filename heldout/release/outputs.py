@@ -18,6 +18,7 @@ import numpy as np
 
 from heldout._core.atomic import write_npz_atomic
 from heldout._core.npz import load_npz
+from heldout._core.npz_direct_read import read_stored_npz
 from heldout._core.provenance import parse_provenance, provenance_for
 from heldout.errors import OutputsError, UsageError
 from heldout.release.aux_arrays import AuxArrays
@@ -262,9 +263,13 @@ def load_outputs(
         aux arrays; the message starts with the file.
     """
     source = str(path)
-    arrays = load_npz(
-        path, error=OutputsError, what="an outputs.npz file", max_bytes=_max_bytes(aux)
-    )
+    # The direct reader handles the files heldout writes (one read per array); anything
+    # else, including every broken file, goes through the one loader, which names the fault.
+    arrays = read_stored_npz(path, _max_bytes(aux))
+    if arrays is None:
+        arrays = load_npz(
+            path, error=OutputsError, what="an outputs.npz file", max_bytes=_max_bytes(aux)
+        )
     if "provenance" not in arrays:
         raise OutputsError(f"{source}: no `provenance` (not an outputs.npz heldout wrote)")
     provenance = parse_provenance(arrays.pop("provenance"), source, OutputsError)

@@ -1,8 +1,9 @@
 """Many runs' outputs of one subset ratio as dense arrays: the input of every datamodel metric.
 
 `read_outputs` gives, for the runs of one ratio, which training examples each trained on and
-its output (logit margin by default) on every test example, both in index order, each file
-checked against its run's identity and aux arrays.
+its output (logit margin by default) on every test example, both in index order: from the
+ratio's packed store (`heldout.release.outputs_pack`) where it is current for every run asked,
+else from each run's file, checked against its run's identity and aux arrays.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import os
 
 import numpy as np
 
-from heldout.errors import InconsistentRunError, OutputsError, ReleaseLayoutError
+from heldout.errors import OutputsError
 from heldout.release import layout as release
-from heldout.release.outputs import load_outputs, outputs_path, run_identity
+from heldout.release.outputs_checked import checked_run_outputs, runs_of
+from heldout.release.outputs_pack import read_packed
 
 OUTPUT_KINDS = ("logit_margin", "hinge_margin")
 
@@ -54,37 +56,12 @@ def read_outputs(
         raise ValueError(f"kind must be one of {list(OUTPUT_KINDS)}, got {kind!r}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if not isinstance(experiment, release.Experiment):
-        experiment = release.open_experiment(experiment)
-    runs = experiment.runs_at(subset_ratio)
-    if run_ids is not None:
-        runs = [experiment.run(subset_ratio, int(run_id)) for run_id in run_ids]
-    if not runs:
-        raise ReleaseLayoutError(
-            f"{experiment.path}: no run at subset ratio {subset_ratio} "
-            f"(ratios present: {list(experiment.subset_ratios)})"
-        )
-    ids, masks, values, first = [], [], [], None
-    for run in runs:
-        path = outputs_path(run.path, experiment.path, outputs_dir)
-        if not path.exists() and not path.is_symlink():
-            if skip_missing:
-                continue
-            raise OutputsError(
-                f"{path}: no outputs for run {run.run_id} (write them with `heldout evaluate "
-                "--outputs=margins`, or pass skip_missing)"
-            )
-        aux = run.load_aux()
-        identity = run_identity(run.path, run.subset_ratio, run.run_id)
-        outputs = load_outputs(path, expect_identity=identity, aux=aux)
-        sizes = (aux.num_train, aux.num_test)
-        if first is None:
-            first = (sizes, run.aux_path)
-        elif sizes != first[0]:
-            raise InconsistentRunError(
-                f"{run.aux_path}: {sizes[0]} train and {sizes[1]} test examples, but "
-                f"{first[1]} has {first[0][0]} and {first[0][1]}"
-            )
+    experiment, runs = runs_of(experiment, subset_ratio, run_ids)
+    packed = read_packed(experiment, runs, outputs_dir, kind, split)
+    if packed is not None:
+        return packed
+    ids, masks, values = [], [], []
+    for run, aux, outputs in checked_run_outputs(experiment, runs, outputs_dir, skip_missing):
         ids.append(run.run_id)
         masks.append(aux.train_mask())
         values.append(outputs.in_index_order(split, kind))

@@ -22,6 +22,7 @@ from heldout.training.config import DATASETS, RECIPES, TrainingConfig, default_c
 from heldout.training.events import (
     EpochLog,
     Event,
+    OutputsPacked,
     RunDiverged,
     RunSetAside,
     RunsSkipped,
@@ -42,6 +43,7 @@ __all__ = [
     "Recipe",
     "EpochLog",
     "Event",
+    "OutputsPacked",
     "RunDiverged",
     "RunSetAside",
     "RunWritten",

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from heldout.release import layout as release
+from heldout.release.outputs_pack import PackUpdate
 
 RunKey = tuple[float, int]  # (subset_ratio, run_id)
 
@@ -151,6 +152,22 @@ class RunWritten:
     test_accuracy: float
 
 
+@dataclasses.dataclass(frozen=True)
+class OutputsPacked:
+    """Sent at the end of a call for each ratio: its outputs pack, kept, written, or not
+    (`heldout.release.outputs_pack.update_pack`); `error`: why it could not be written."""
+
+    subset_ratio: float
+    update: PackUpdate | None
+    error: str = ""
+
+    def describe(self) -> str:
+        """One line: what was packed, over how many runs (or why nothing was)."""
+        if self.update is not None:
+            return self.update.describe()
+        return f"outputs pack of ratio {self.subset_ratio:g}: not written: {self.error}"
+
+
 Event = (
     TrainingPlan
     | TemporariesRemoved
@@ -160,6 +177,7 @@ Event = (
     | EpochLog
     | EpochEnd
     | RunWritten
+    | OutputsPacked
 )
 
 

@@ -16,13 +16,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from heldout._core.write_safety import ensure_dir
-from heldout.errors import LockBusyError
+from heldout.errors import HeldoutError, LockBusyError
 from heldout.release import layout as release
+from heldout.release import outputs_pack
 from heldout.training import legacy_runs, locks, record, resume
 from heldout.training.config import TrainingConfig
 from heldout.training.data import TrainingData, open_source
 from heldout.training.events import (
     Event,
+    OutputsPacked,
     RunDiverged,
     RunKey,
     RunSetAside,
@@ -227,10 +229,43 @@ def prepared_experiment(
         yield data, states
 
 
+def pack_written_outputs(
+    config: TrainingConfig, experiment_dir: Path, notify: Callable[[Event], None]
+) -> None:
+    """Packs the outputs of each ratio of `config` whose runs are all written, beside them.
+
+    Every trainer calls it after writing its runs, so the last one to finish a ratio packs
+    it (packers take turns; a current pack is kept, not rewritten). Sends one
+    `OutputsPacked` per ratio; a pack that cannot be written is reported, not raised: the
+    per-run files stay what reads fall back to.
+
+    Args:
+      config: the experiment's configuration (its ratios and planned runs).
+      experiment_dir: its folder; the packs go to `<experiment_dir>/outputs_pack/<ratio>/`.
+      notify: receives the `OutputsPacked` events.
+    """
+    try:
+        experiment = release.open_experiment(experiment_dir)
+    except HeldoutError as error:
+        for ratio in config.subset_ratios:
+            notify(OutputsPacked(ratio, None, str(error)))
+        return
+    for ratio in config.subset_ratios:
+        try:
+            update = outputs_pack.update_pack(
+                experiment, ratio, run_ids=list(range(config.runs_per_ratio))
+            )
+        except HeldoutError as error:
+            notify(OutputsPacked(ratio, None, str(error)))
+        else:
+            notify(OutputsPacked(ratio, update))
+
+
 def train_experiment(
     config: TrainingConfig,
     output_dir: str | os.PathLike,
     on_event: Callable[[Event], None] | None = None,
+    pack_outputs: bool = True,
 ) -> TrainingResult:
     """Trains every run of `config` not yet finished in `output_dir` and writes it there.
 
@@ -245,7 +280,9 @@ def train_experiment(
       output_dir: the experiment folder (created if missing).
       on_event: receives a `TrainingPlan` first, then `EpochLog`, `RunWritten`,
         `RunSetAside`, `RunDiverged`, `RunsSkipped` and `TemporariesRemoved` records as
-        they happen.
+        they happen, and one `OutputsPacked` per ratio at the end.
+      pack_outputs: pack each ratio's outputs once all its runs are written
+        (`pack_written_outputs`).
 
     Returns:
       What was written, skipped, set aside, left to other processes, and the runs that
@@ -266,6 +303,8 @@ def train_experiment(
         for ratio, run_ids in training_groups(config, states.pending):
             session.train_group(ratio, run_ids)
         session.take_over_busy()  # a companion killed meanwhile left its runs to no one
+        if pack_outputs and (session.written or session.skipped):
+            pack_written_outputs(config, experiment_dir, notify)
     return session.result()
 
 

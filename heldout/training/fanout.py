@@ -193,6 +193,7 @@ def train_on_cluster(
     gpu: str = "auto",
     max_worker_deaths: int = DEFAULT_MAX_WORKER_DEATHS,
     memory_limit: str | float | None = None,
+    pack_outputs: bool = True,
 ) -> ClusterTrainingResult:
     """Trains every unfinished run of `config` into `output_dir`, one Dask task a group.
 
@@ -209,6 +210,8 @@ def train_on_cluster(
         runs reported failed); Dask's `distributed.scheduler.allowed-failures`, set for a
         local cluster (a running scheduler keeps its own setting).
       memory_limit: per-worker memory limit of a local cluster.
+      pack_outputs: pack each ratio's outputs once all its runs are written
+        (`experiment.pack_written_outputs`, here once the tasks are done).
 
     Returns:
       What was written, skipped, set aside, left to other processes, and what failed.
@@ -224,7 +227,7 @@ def train_on_cluster(
     notify = on_event or (lambda event: None)
     experiment_dir = Path(output_dir).absolute()
     if scheduler == cluster.SCHEDULER_NONE:
-        single = experiment.train_experiment(config, experiment_dir, notify)
+        single = experiment.train_experiment(config, experiment_dir, notify, pack_outputs)
         return ClusterTrainingResult(
             single.experiment_dir, single.written, single.skipped, single.set_aside, single.busy
         )
@@ -252,6 +255,8 @@ def train_on_cluster(
                 notify,
                 (written, skipped, set_aside, busy, failed, task_seconds),
             )
+        if pack_outputs and (written or skipped):
+            experiment.pack_written_outputs(config, experiment_dir, notify)
     if failed:
         _remove_leftovers(experiment_dir, notify)
     return ClusterTrainingResult(

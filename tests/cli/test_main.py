@@ -46,7 +46,8 @@ def test_help_lists_every_command_with_one_line(args):
     for name, command in COMMANDS.items():
         (line,) = [line for line in lines if line.split()[:1] == [name]]
         assert command.summary in line
-    assert len(COMMANDS) == 18  # 16, `table` (#24) and `attribution` (#26)
+    assert len(COMMANDS) == 21  # 16, `table` (#24), `attribution`, `export-ground-truth` (#26),
+    # `export-pred-probs`, `privacy` (#27)
 
 
 def test_an_unknown_command_is_one_line_and_status_2():

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from heldout._core.ranks import average_ranks, defined_pairs, kendall_tau_b, pearson, spearman
+from heldout._core.ranks import (
+    average_ranks,
+    average_ranks_columns,
+    defined_pairs,
+    kendall_tau_b,
+    pearson,
+    spearman,
+    spearman_columns,
+)
 
 
 def _tied(n, seed):
@@ -65,3 +73,20 @@ def test_min_count_and_constant_sides_give_nan():
     assert math.isnan(kendall_tau_b(np.ones(5), np.arange(5.0)))
     assert math.isnan(pearson(np.ones(5), np.arange(5.0)))
     assert math.isnan(pearson(np.array([1.0]), np.array([2.0])))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_column_ranks_and_spearman_equal_the_one_vector_versions(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 4, (25, 12)).astype(float)  # many ties
+    b = np.round(rng.normal(size=(25, 12)), 1)
+    a[rng.random(a.shape) < 0.03] = np.nan  # some columns go one by one
+    b[:, 0] = 2.0  # constant: NaN
+    rho = spearman_columns(a, b)
+    expected = [spearman(a[:, i], b[:, i])[0] for i in range(12)]
+    np.testing.assert_allclose(rho, expected, atol=1e-12)
+    assert math.isnan(rho[0])
+    plain = b[:, 1:]
+    ranks = np.stack([average_ranks(plain[:, i]) for i in range(plain.shape[1])], axis=1)
+    np.testing.assert_array_equal(average_ranks_columns(plain), ranks)
+    assert np.isnan(spearman_columns(a[:2], b[:2])).all()  # below min_count

@@ -8,12 +8,15 @@ import dataclasses
 import numpy as np
 import pytest
 from evaluation.test_fanout import PER_RUN, _run_tool, _write_experiment
+from release.test_outputs_pack import _from_pack
 
 from heldout.errors import OutputOverInputError, UsageError
 from heldout.evaluation import fanout
 from heldout.release import layout as release
+from heldout.release import outputs_pack
 from heldout.release.aux_arrays import load_aux_arrays, save_aux_arrays
 from heldout.release.outputs import OUTPUTS_FILE, load_outputs, margins_from_logits, run_identity
+from heldout.release.outputs_reading import read_outputs
 
 OPTIONS = fanout.EvalOptions(batch_size=16)
 
@@ -102,6 +105,43 @@ def test_mismatching_run_gets_no_outputs_and_is_named(experiment_dir, tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"mismatch: {run_dir}: {PER_RUN - 1} out of {PER_RUN} match; no outputs" in done.stdout
     assert sorted(p.parent.name for p in outs.rglob(OUTPUTS_FILE)) == ["0", "1"]
+    assert "outputs pack of ratio 0.5: not written, 1 of 3 runs have no outputs" in done.stdout
+    assert not (outs / outputs_pack.PACK_DIR / "0.5").exists()
+
+
+def test_evaluate_packs_the_ratio_keeps_a_current_pack_and_rebuilds_a_stale_one(
+    experiment_dir, tmp_path, monkeypatch
+):
+    outs = tmp_path / "outs"
+    args = (
+        f"--experiment_dir={experiment_dir}",
+        f"--output_dir={tmp_path / 'checks'}",
+        f"--outputs_dir={outs}",
+        "--outputs=margins",
+        "--scheduler=none",
+        "--batch_size=16",
+    )
+    pack = outs / outputs_pack.PACK_DIR / "0.5"
+    done = _run_tool(*args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"outputs pack of ratio 0.5: packed 3 runs into {pack}" in done.stdout
+    assert not (experiment_dir / outputs_pack.PACK_DIR).exists()  # never in the release
+    answered = _from_pack(monkeypatch)
+    assert read_outputs(experiment_dir, 0.5, outputs_dir=outs)[0].tolist() == [0, 1, 2]
+    assert answered == [True]
+    written = (pack / outputs_pack.RECORD_FILE).stat().st_mtime_ns
+    again = _run_tool(*args)  # nothing changed: the pack is kept
+    assert f"outputs pack of ratio 0.5: up to date (3 runs, {pack})" in again.stdout
+    assert (pack / outputs_pack.RECORD_FILE).stat().st_mtime_ns == written
+    (outs / "0.5" / "0" / OUTPUTS_FILE).unlink()  # run 0 is evaluated again, not packed
+    redone = _evaluate(experiment_dir, tmp_path, _options(outs))
+    assert (redone.evaluated, redone.skipped) == (1, 2)
+    read_outputs(experiment_dir, 0.5, outputs_dir=outs)
+    assert answered == [True, False]  # the stale pack is not used
+    third = _run_tool(*args)
+    assert f"outputs pack of ratio 0.5: packed 3 runs into {pack}" in third.stdout
+    read_outputs(experiment_dir, 0.5, outputs_dir=outs)
+    assert answered == [True, False, True]
 
 
 def test_outputs_dir_inside_the_experiment_is_refused(experiment_dir, tmp_path):
@@ -128,8 +168,19 @@ def test_outputs_dir_inside_the_experiment_is_refused(experiment_dir, tmp_path):
         ({"outputs": ("margins",)}, "outputs need an outputs folder"),
         ({"outputs": ("bogus",), "outputs_dir": "o"}, "outputs must be some of"),
         ({"outputs": ("margins",), "outputs_dir": "o", "splits": ("test",)}, "every split"),
+        (
+            {"outputs": ("heldout_probs",), "outputs_dir": "o", "splits": ("test",)},
+            "heldout_probs cover the train split",
+        ),
     ],
 )
 def test_bad_outputs_options_are_usage_errors(changes, message):
     with pytest.raises(UsageError, match=message):
         dataclasses.replace(OPTIONS, **changes).resolved()
+
+
+def test_heldout_probs_need_the_train_split_only():
+    options = dataclasses.replace(
+        OPTIONS, outputs=("heldout_probs",), outputs_dir="o", splits=("train",)
+    ).resolved()
+    assert options.outputs == ("heldout_probs",) and options.splits == ("train",)

@@ -23,6 +23,7 @@ pytest.importorskip("distributed", reason="the fan-out needs Dask's distributed"
 
 from heldout import cluster  # noqa: E402
 from heldout.release import layout as release
+from heldout.release import outputs_pack
 from heldout.training import TrainingConfig, resume  # noqa: E402
 from heldout.training import fanout as training_cluster  # noqa: E402
 
@@ -99,10 +100,16 @@ def _run_values(run_dir: Path) -> dict[str, np.ndarray]:
     return values
 
 
+def _run_dirs(experiment_dir: Path) -> list[Path]:
+    """The run folders (`<ratio>/<run_id>`), relative; not the outputs pack's folders."""
+    found = experiment_dir.glob("*/*")
+    return sorted(p.relative_to(experiment_dir) for p in found if p.is_dir() and p.name.isdigit())
+
+
 def _assert_same_runs(ours: Path, reference: Path) -> None:
-    runs = sorted(p.relative_to(reference) for p in reference.glob("*/*") if p.is_dir())
+    runs = _run_dirs(reference)
     assert len(runs) == SETTINGS["runs_per_ratio"] * len(SETTINGS["subset_ratios"])
-    assert sorted(p.relative_to(ours) for p in ours.glob("*/*") if p.is_dir()) == runs
+    assert _run_dirs(ours) == runs
     for run in runs:
         mine, theirs = _run_values(ours / run), _run_values(reference / run)
         assert mine.keys() == theirs.keys()
@@ -110,6 +117,10 @@ def _assert_same_runs(ours: Path, reference: Path) -> None:
         for key in theirs:
             assert mine[key].dtype == theirs[key].dtype, (run, key)
             assert np.array_equal(mine[key], theirs[key]), f"{run}: {key} differs"
+    # Each trainer packed the outputs once every run was written: the same arrays.
+    for name in (outputs_pack.MASKS_FILE, outputs_pack.RUN_IDS_FILE, "logit_margin_test.npy"):
+        packed = [np.load(e / outputs_pack.PACK_DIR / "0.5" / name) for e in (ours, reference)]
+        assert packed[0].shape[0] == len(runs) and np.array_equal(*packed), name
 
 
 def _leftovers(experiment_dir: Path) -> list[Path]:
@@ -203,10 +214,12 @@ def test_cli_prints_the_dashboard_and_skips_finished_runs(
     assert f"Dask scheduler {dask_cluster.scheduler_address}: 2 workers, 2 tasks" in done.stdout
     assert "dashboard:" in done.stdout
     assert "wrote 4 runs in 2 tasks" in done.stdout
+    assert f"outputs pack of ratio 0.5: packed 4 runs into {out}/outputs_pack/0.5" in done.stdout
     _assert_same_runs(out, reference)
     again = _train_cli(out, data_dir, f"--scheduler={dask_cluster.scheduler_address}")
     assert again.returncode == 0, again.stderr
     assert "wrote 0 runs in 0 tasks, skipped 4 already written" in again.stdout
+    assert "outputs pack of ratio 0.5: up to date (4 runs" in again.stdout
 
 
 def test_bad_scheduler_is_a_usage_error(tmp_path, data_dir):

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from heldout._core.ranks import spearman
+from heldout._core.ranks import spearman_columns
 from heldout.errors import UsageError
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 BLOCK_BYTES = 64 << 20  # the temporary of one block of runs or test examples, about
+TRANSPOSED_BLOCK_BYTES = 4 * BLOCK_BYTES  # a top-k prediction's block of runs' masks
 BOOTSTRAP_SAMPLES = 1000
 
 
@@ -97,8 +98,9 @@ def predicted_outputs(attribution: Attribution, masks: np.ndarray) -> np.ndarray
       masks: bool [R, n_train], True where run r trained on training example j.
 
     Returns:
-      float32 [R, n_test]. Dense: a float32 GEMM in blocks of runs; sparse: a gather of
-      each test example's k columns of the masks, in blocks of test examples.
+      float32 [R, n_test]. Dense: a float32 GEMM in blocks of runs (each block's masks
+      converted to float32 once); sparse: a gather of each test example's k training
+      examples from a block of runs' transposed masks, in blocks of test examples.
 
     Raises:
       UsageError: the masks' n_train is not the attribution's.
@@ -114,23 +116,41 @@ def predicted_outputs(attribution: Attribution, masks: np.ndarray) -> np.ndarray
     num_runs, num_test = masks.shape[0], attribution.shape[0]
     out = np.empty((num_runs, num_test), dtype=np.float32)
     if isinstance(attribution, SparseAttribution):
-        index = np.asarray(attribution.index, dtype=np.int64)
-        value = np.asarray(attribution.value, dtype=np.float32)
-        k = index.shape[1]
-        step = _block_rows(num_runs * k * 5, num_test)
-        for start in range(0, num_test, step):
-            rows = index[start : start + step]
-            taken = masks[:, rows.ravel()].reshape(num_runs, rows.shape[0], k)
-            out[:, start : start + step] = np.einsum(
-                "rtk,tk->rt", taken, value[start : start + step], dtype=np.float32
-            )
+        _sparse_predicted(attribution, masks, out)
         return out
     tau_t = np.asarray(attribution, dtype=np.float32).T
-    step = _block_rows(masks.shape[1] * 4, num_runs)
+    # Tall blocks keep the GEMM near its full rate; the float32 block is at most an eighth
+    # of the attribution's own size beyond BLOCK_BYTES.
+    budget = max(BLOCK_BYTES, tau_t.nbytes // 8)
+    step = max(1, min(num_runs, budget // max(1, masks.shape[1] * 4)))
     for start in range(0, num_runs, step):
         block = masks[start : start + step].astype(np.float32)
         np.matmul(block, tau_t, out=out[start : start + step])
     return out
+
+
+def _sparse_predicted(attribution: SparseAttribution, masks: np.ndarray, out: np.ndarray) -> None:
+    """Fills `out` [R, n_test]: per block of runs, their masks transposed (each training
+    example's runs contiguous), then per block of test examples a gather of the k rows of
+    each test example, weighted by its values. Nothing of size [R, n_train] is made but
+    the bool block, and nothing of [n_test, n_train] at all."""
+    index = np.asarray(attribution.index, dtype=np.int64)
+    value = np.asarray(attribution.value, dtype=np.float32)
+    num_runs, num_train = masks.shape
+    num_test, k = index.shape
+    # The transposed bool block: wide enough that each gathered row is a few cache lines.
+    run_step = max(1, min(num_runs, TRANSPOSED_BLOCK_BYTES // max(1, num_train)))
+    for run_start in range(0, num_runs, run_step):
+        by_example = np.ascontiguousarray(masks[run_start : run_start + run_step].T)
+        runs = by_example.shape[1]
+        test_step = _block_rows(k * runs * 5, num_test)  # gathered bool + float32 copy
+        for start in range(0, num_test, test_step):
+            rows = index[start : start + test_step]
+            taken = by_example[rows]  # [t, k, runs]
+            predicted = np.einsum(
+                "tkr,tk->rt", taken, value[start : start + test_step], dtype=np.float32
+            )
+            out[run_start : run_start + runs, start : start + test_step] = predicted
 
 
 def bootstrap_mean_interval(
@@ -177,8 +197,11 @@ def compute_lds(
         )
     predicted = predicted_outputs(attribution, masks)
     per_test = np.full(attribution.shape[0], np.nan)
-    for t in range(per_test.size):
-        per_test[t] = spearman(predicted[:, t], outputs[:, t])[0]
+    step = _block_rows(outputs.shape[0] * 8 * 8, per_test.size)  # float64 ranks and sorts
+    for start in range(0, per_test.size, step):
+        per_test[start : start + step] = spearman_columns(
+            predicted[:, start : start + step], outputs[:, start : start + step]
+        )
     defined = per_test[~np.isnan(per_test)]
     lds = float(defined.mean()) if defined.size else math.nan
     low, high = bootstrap_mean_interval(defined, seed)

@@ -15,12 +15,17 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from heldout.errors import UsageError
-from heldout.release.layout import Run
+from heldout.release.layout import Run, open_experiment
 from heldout.release.outputs_reading import read_outputs
 from heldout.release.reading import read_runs
-from heldout.scores.attribution.baselines import holdout_influence, random_attribution
+from heldout.scores.attribution.baselines import (
+    holdout_influence,
+    holdout_influence_on_support,
+    random_attribution,
+    random_on_support,
+)
 from heldout.scores.attribution.ceiling import Ceiling, compute_ceiling
-from heldout.scores.attribution.lds import Attribution, LdsResult, compute_lds
+from heldout.scores.attribution.lds import Attribution, LdsResult, SparseAttribution, compute_lds
 from heldout.scores.attribution.split import RunSplit
 
 __all__ = [
@@ -39,6 +44,8 @@ CORRECTNESS = "correctness"
 MARGIN = "margin"
 ATTRIBUTION = "attribution"
 RANDOM = "random"
+DENSE_BASELINE_BYTES = 1 << 30  # a top-k attribution larger than this densely: baselines on
+# its own support (a dense [n_test, n_train] would not fit at ImageNet size)
 
 # runs -> (masks bool [R, n_train], outputs float32 [R, n_test]), rows in the runs' order
 OutputsReader = Callable[[Sequence[Run]], tuple[np.ndarray, np.ndarray]]
@@ -65,13 +72,19 @@ def margin_reader(outputs_dir: str | os.PathLike | None = None) -> OutputsReader
         --outputs_dir`), in the release's layout; None: beside each run (our training).
 
     Returns:
-      An `OutputsReader`; each file is checked against its run's identity and aux arrays.
+      An `OutputsReader`; each file is checked against its run's identity and aux arrays
+      (or the ratio's pack is read where it is current: `heldout.release.outputs_pack`).
     """
+
+    opened: dict = {}  # the experiment, listed once for the estimation and evaluation reads
 
     def read(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray]:
         runs = list(runs)
+        folder = runs[0].experiment_dir
+        if folder not in opened:
+            opened[folder] = open_experiment(folder)
         _, masks, margins = read_outputs(
-            runs[0].experiment_dir,
+            opened[folder],
             runs[0].subset_ratio,
             outputs_dir=outputs_dir,
             kind="logit_margin",
@@ -109,7 +122,9 @@ def score_attribution(
     """The LDS of `attribution` and of the baselines over the split's evaluation runs.
 
     Args:
-      attribution: dense [n_test, n_train] or top-k, in the experiment's positions.
+      attribution: dense [n_test, n_train] or top-k, in the experiment's positions. A
+        top-k one of more than `DENSE_BASELINE_BYTES` as a dense float32 gets its baselines
+        on its own indices (named "... on top-k"), so nothing [n_test, n_train] is made.
       runs_by_id: the runs of one ratio by run id.
       split: estimation and evaluation run ids (disjoint).
       read_outputs: reads masks and outputs of a list of runs.
@@ -119,7 +134,8 @@ def score_attribution(
       extra: more baselines by name, estimated by the caller from estimation runs only
         (last-layer TRAK); one with `run_ids` has them recorded.
       ceiling: also score the holdout influence of the first m estimation runs, m on
-        `ceiling.ceiling_ladder`.
+        `ceiling.ceiling_ladder` (not for a top-k attribution whose baselines are on its
+        support: the ceiling's factors are [runs, n_train]).
 
     Returns:
       The `ScoredAttribution`.
@@ -136,18 +152,34 @@ def score_attribution(
     if reached:
         raise UsageError(f"evaluation runs {reached[:10]} reached an estimate (leakage)")
     estimation = read_outputs([runs_by_id[i] for i in split.estimation])
-    holdout = holdout_influence(*estimation)
+    on_support = (
+        isinstance(attribution, SparseAttribution)
+        and 4 * attribution.shape[0] * attribution.shape[1] > DENSE_BASELINE_BYTES
+    )
+    kind = "binary" if output_kind == CORRECTNESS else "margin"
+    holdout_name = f"holdout influence ({kind}, {len(split.estimation)} runs)"
+    if on_support:
+        holdout = holdout_influence_on_support(*estimation, attribution)
+        random, holdout_name = random_on_support(attribution, seed), holdout_name + " on top-k"
+    else:
+        holdout = holdout_influence(*estimation)
+    ceiling = ceiling and not on_support  # its factors are [runs, n_train]: too large there
+    if not ceiling:
+        del estimation
     masks, outputs = read_outputs([runs_by_id[i] for i in split.evaluation])
     num_test, num_train = outputs.shape[1], masks.shape[1]
-    kind = "binary" if output_kind == CORRECTNESS else "margin"
+    if not on_support:
+        random = random_attribution(num_test, num_train, seed)
     methods = {
         ATTRIBUTION: attribution,
-        RANDOM: random_attribution(num_test, num_train, seed),
-        f"holdout influence ({kind}, {len(split.estimation)} runs)": holdout,
+        RANDOM + (" on top-k" if on_support else ""): random,
+        holdout_name: holdout,
         **(extra or {}),
     }
-    results = {name: compute_lds(tau, masks, outputs, seed=seed) for name, tau in methods.items()}
-    del methods, holdout
+    del random, holdout
+    results = {}
+    for name in list(methods):
+        results[name] = compute_lds(methods.pop(name), masks, outputs, seed=seed)
     found = compute_ceiling(*estimation, masks, outputs, seed=seed) if ceiling else None
     return ScoredAttribution(results, split, output_kind, found, extra_run_ids)
 
@@ -212,7 +244,7 @@ def lds_table(scored: ScoredAttribution) -> str:
             (f"ceiling: holdout influence ({kind}, {m} runs)", r)
             for m, r in zip(scored.ceiling.runs, scored.ceiling.results, strict=True)
         ]
-    width = max(44, *(len(name) for name, _ in rows))
+    width = max(48, *(len(name) for name, _ in rows))
     lines = [
         f"LDS over {len(scored.split.evaluation)} evaluation runs, outputs: "
         f"{scored.output_kind}{noisier}",

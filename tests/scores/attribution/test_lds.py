@@ -63,6 +63,7 @@ def test_sparse_equals_dense_with_zeros_elsewhere_in_small_blocks(monkeypatch):
     dense = np.zeros_like(tau)
     np.put_along_axis(dense, index, value, axis=1)
     monkeypatch.setattr(lds_module, "BLOCK_BYTES", 1000)  # many blocks of both kinds
+    monkeypatch.setattr(lds_module, "TRANSPOSED_BLOCK_BYTES", 500)
     sparse = SparseAttribution(index, value, tau.shape[1])
     np.testing.assert_allclose(
         predicted_outputs(sparse, masks), predicted_outputs(dense, masks), rtol=1e-5, atol=1e-5

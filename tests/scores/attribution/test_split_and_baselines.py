@@ -5,7 +5,12 @@ import pytest
 
 from heldout.errors import UsageError
 from heldout.release.layout import open_experiment
-from heldout.scores.attribution.baselines import holdout_influence, random_attribution
+from heldout.scores.attribution.baselines import (
+    holdout_influence,
+    holdout_influence_on_support,
+    random_attribution,
+    random_on_support,
+)
 from heldout.scores.attribution.lds import compute_lds
 from heldout.scores.attribution.scoring import read_correctness, score_attribution
 from heldout.scores.attribution.split import parse_run_selection, split_runs
@@ -106,3 +111,45 @@ def test_a_margin_reader_plugs_in_and_names_the_margin_baseline():
     assert scored.results["attribution"].lds >= 0.9
     assert scored.results[names[2]].lds > 0.3  # estimated from 60 runs: well below the truth
     assert abs(scored.results["random"].lds) < 0.1
+
+
+def test_holdout_influence_on_support_is_the_dense_one_at_those_pairs(monkeypatch):
+    from heldout.scores.attribution import baselines
+    from heldout.scores.attribution.lds import SparseAttribution
+
+    rng = np.random.default_rng(4)
+    masks = rng.random((40, 30)) < 0.5
+    masks[:, 3] = False  # never trained on: undefined, 0
+    outputs = rng.normal(size=(40, 9)).astype(np.float32)
+    index = rng.integers(0, 30, (9, 5))
+    index[0, 0] = 3
+    monkeypatch.setattr(baselines, "BLOCK_BYTES", 200)  # many blocks of runs and tests
+    monkeypatch.setattr(baselines, "TRANSPOSED_BLOCK_BYTES", 100)
+    got = holdout_influence_on_support(masks, outputs, SparseAttribution(index, index * 0.0, 30))
+    dense = holdout_influence(masks, outputs)
+    np.testing.assert_allclose(got.value, np.take_along_axis(dense, index, 1), atol=1e-5)
+    assert got.value[0, 0] == 0
+    support = SparseAttribution(index, np.ones((9, 5), np.float32), 30)
+    assert random_on_support(support, 1).value.shape == (9, 5)
+
+
+def test_a_large_top_k_attribution_gets_baselines_on_its_support(monkeypatch):
+    from heldout.scores.attribution import scoring
+    from heldout.scores.attribution.lds import SparseAttribution
+
+    rng = np.random.default_rng(5)
+    masks = rng.random((60, 40)) < 0.5
+    index = rng.integers(0, 40, (12, 4))
+    outputs = rng.normal(size=(60, 12))
+    runs = {run_id: run_id for run_id in range(60)}
+    sparse = SparseAttribution(index, rng.normal(size=(12, 4)).astype(np.float32), 40)
+    monkeypatch.setattr(scoring, "DENSE_BASELINE_BYTES", 100)
+    split = split_runs(range(60), evaluation=0.5, seed=0)
+    scored = score_attribution(sparse, runs, split, lambda rows: (masks[rows], outputs[rows]))
+    names = list(scored.results)
+    assert names[1] == "random on top-k" and names[2].endswith("on top-k")
+    expected = holdout_influence_on_support(
+        masks[list(split.estimation)], outputs[list(split.estimation)], sparse
+    )
+    direct = compute_lds(expected, masks[list(split.evaluation)], outputs[list(split.evaluation)])
+    np.testing.assert_array_equal(scored.results[names[2]].per_test, direct.per_test)
