@@ -1,8 +1,9 @@
 """`heldout attribution`: the linear datamodeling score (LDS) of an attribution file.
 
 Scores the file against the runs of one subset ratio, beside the built-in baselines
-(random, holdout influence estimated from the estimation runs only), prints one table
-and writes the scores `.npz`. The metric lives in `heldout.scores.attribution`.
+(random, holdout influence, last-layer TRAK, all from estimation runs only) and the
+ceiling, prints one table, writes the scores `.npz` and optionally the figure. The metric
+lives in `heldout.scores.attribution`; TRAK's features in `heldout.evaluation`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ EXAMPLES = """\
   heldout attribution --experiment_dir=data/cifar10-inception --attribution=trak.npy \\
       --output_kind=correctness --output=lds.npz
   heldout attribution --experiment_dir=E --attribution=scores.npz --subset_ratio=0.5 \\
-      --evaluation_runs=0.25 --output_kind=correctness --output=lds.npz"""
+      --evaluation_runs=0.25 --output_kind=correctness --output=lds.npz
+  heldout attribution --experiment_dir=E --attribution=tau.npy --output_kind=margin \\
+      --trak_models=5 --output=lds.npz --figure=lds.png"""
 
 
 def define_flags() -> None:
@@ -33,6 +36,20 @@ def define_flags() -> None:
     cli_flags.subset_ratio(__name__, "Default: 0.5 where the experiment has it.")
     cli_flags.run_split(__name__)
     cli_flags.seed(__name__)
+    cli_flags.figure(
+        __name__,
+        "LDS against estimation runs (the ceiling) with the methods as bands; .png/.pdf/.svg.",
+    )
+    cli_flags.data(__name__, "For --trak_models; default: the experiment's.")
+    cli_flags.define(
+        __name__,
+        flags.DEFINE_integer,
+        "trak_models",
+        0,
+        "Last-layer TRAK baseline averaged over the checkpoints of this many estimation runs "
+        "(the first by run id; restored with TensorFlow); 0: off.",
+        lower_bound=0,
+    )
     cli_flags.define(
         __name__,
         cli_flags.DEFINE_path,
@@ -102,12 +119,45 @@ def _split_sizes(experiment, runs) -> tuple[int, int]:
     return sizes
 
 
+def _last_layer_trak(experiment, runs, split, num_train: int, num_test: int) -> dict:
+    """{"last-layer TRAK (N models)": the attribution} from the first --trak_models
+    estimation runs' checkpoints; {} when off."""
+    import sys
+
+    from tqdm import tqdm
+
+    from heldout.errors import UsageError
+
+    count = FLAGS.trak_models
+    if not count:
+        return {}
+    if count > len(split.estimation):
+        raise UsageError(
+            f"--trak_models={count}: only {len(split.estimation)} estimation runs have "
+            "checkpoints to read (evaluation runs never do)"
+        )
+    from heldout.datasets.relabeled import experiment_source
+    from heldout.evaluation.last_layer_trak import compute_last_layer_trak
+
+    source = experiment_source(experiment.path, FLAGS.dataset, FLAGS.data_dir)
+    chosen = [runs[i] for i in split.estimation[:count]]
+
+    def progress(items):
+        return tqdm(items, desc="last-layer TRAK", unit="model", file=sys.stderr)
+
+    trak = compute_last_layer_trak(
+        chosen, source, experiment.meta, num_train, num_test, progress=progress
+    )
+    return {f"last-layer TRAK ({count} model{'s' if count > 1 else ''})": trak}
+
+
 def main(argv: Sequence[str], outputs_reader=None) -> int:
     """Runs the command; `outputs_reader` replaces the reader `--output_kind` picks."""
     del argv
     from heldout._core import atomic
     from heldout._core.provenance import file_identity, provenance_for
     from heldout.errors import UsageError
+    from heldout.plots.canvas import SUFFIX_FORMATS
     from heldout.release.layout import open_experiment
     from heldout.scores.attribution import scoring
     from heldout.scores.attribution.inputs import load_attribution
@@ -115,8 +165,11 @@ def main(argv: Sequence[str], outputs_reader=None) -> int:
 
     if not FLAGS.output.endswith(".npz"):
         raise UsageError(f"--output must end with .npz, got {FLAGS.output}")
+    figure_suffix = (FLAGS.figure or "").rpartition(".")[2].lower()
+    if FLAGS.figure and figure_suffix not in SUFFIX_FORMATS:
+        raise UsageError(f"--figure={FLAGS.figure}: give a .png, .pdf or .svg file")
     refuse_output_over_inputs(
-        [FLAGS.output],
+        [FLAGS.output, *([FLAGS.figure] if FLAGS.figure else [])],
         [FLAGS.attribution],
         [FLAGS.outputs_dir],
         input_trees=[FLAGS.experiment_dir],
@@ -125,6 +178,8 @@ def main(argv: Sequence[str], outputs_reader=None) -> int:
     evaluation = parse_run_selection(FLAGS.evaluation_runs, "evaluation_runs")
     reader = outputs_reader or outputs_reader_for(FLAGS.output_kind, FLAGS.outputs_dir)
     atomic.probe_writable(FLAGS.output)
+    if FLAGS.figure:
+        atomic.probe_writable(FLAGS.figure)
     experiment = open_experiment(FLAGS.experiment_dir)
     ratio, runs = _ratio_runs(experiment)
     split = split_runs(sorted(runs), estimation, evaluation, seed=FLAGS.seed)
@@ -135,8 +190,9 @@ def main(argv: Sequence[str], outputs_reader=None) -> int:
         f"(key {loaded.key or 'the .npy array'}); {len(split.estimation)} estimation and "
         f"{len(split.evaluation)} evaluation runs of ratio {ratio}"
     )
+    extra = _last_layer_trak(experiment, runs, split, num_train, num_test)
     scored = scoring.score_attribution(
-        loaded.attribution, runs, split, reader, FLAGS.output_kind, FLAGS.seed
+        loaded.attribution, runs, split, reader, FLAGS.output_kind, FLAGS.seed, extra
     )
     provenance = provenance_for(
         experiment={"path": str(experiment.path), "name": experiment.name},
@@ -149,10 +205,16 @@ def main(argv: Sequence[str], outputs_reader=None) -> int:
         subset_ratio=ratio,
         output_kind=FLAGS.output_kind,
         seed=FLAGS.seed,
+        trak_models=FLAGS.trak_models,
     )
-    atomic.write_npz_atomic(FLAGS.output, scoring.lds_arrays(scored, provenance))
+    arrays = scoring.lds_arrays(scored, provenance)
+    atomic.write_npz_atomic(FLAGS.output, arrays)
     print(scoring.lds_table(scored))
     print(f"wrote {FLAGS.output}")
+    if FLAGS.figure:
+        from heldout.plots.attribution import write_attribution_lds
+
+        print(f"wrote {write_attribution_lds(FLAGS.figure, arrays)}")
     return app.EXIT_OK
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from heldout.errors import UsageError
 
 __all__ = [
     "BLOCK_BYTES",
+    "ImplicitAttribution",
     "LdsResult",
     "SparseAttribution",
     "compute_lds",
@@ -48,7 +50,18 @@ class SparseAttribution:
         return (int(self.index.shape[0]), int(self.num_train))
 
 
-Attribution = np.ndarray | SparseAttribution
+@runtime_checkable
+class ImplicitAttribution(Protocol):
+    """An attribution held in factors (last-layer TRAK, the holdout influence of the
+    ceiling) that predicts the runs' outputs itself, never materialising tau."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    def predicted_outputs(self, masks: np.ndarray) -> np.ndarray: ...
+
+
+Attribution = np.ndarray | SparseAttribution | ImplicitAttribution
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +93,8 @@ def predicted_outputs(attribution: Attribution, masks: np.ndarray) -> np.ndarray
     """g_r(t) = sum_{j in S_r} tau[t, j] for every run r and test example t.
 
     Args:
-      attribution: dense float [n_test, n_train], or a `SparseAttribution`.
+      attribution: dense float [n_test, n_train], a `SparseAttribution`, or an
+        `ImplicitAttribution` (which predicts them itself).
       masks: bool [R, n_train], True where run r trained on training example j.
 
     Returns:
@@ -91,6 +105,8 @@ def predicted_outputs(attribution: Attribution, masks: np.ndarray) -> np.ndarray
     Raises:
       UsageError: the masks' n_train is not the attribution's.
     """
+    if isinstance(attribution, ImplicitAttribution):
+        return attribution.predicted_outputs(masks)
     masks = np.asarray(masks, dtype=bool)
     if masks.ndim != 2 or masks.shape[1] != attribution.shape[1]:
         raise UsageError(

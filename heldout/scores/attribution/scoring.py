@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from heldout.errors import UsageError
 from heldout.release.layout import Run, open_experiment
 from heldout.release.outputs_reading import read_outputs
 from heldout.release.reading import read_runs
@@ -23,6 +24,7 @@ from heldout.scores.attribution.baselines import (
     random_attribution,
     random_on_support,
 )
+from heldout.scores.attribution.ceiling import Ceiling, compute_ceiling
 from heldout.scores.attribution.lds import Attribution, LdsResult, SparseAttribution, compute_lds
 from heldout.scores.attribution.split import RunSplit
 
@@ -96,11 +98,15 @@ def margin_reader(outputs_dir: str | os.PathLike | None = None) -> OutputsReader
 
 @dataclasses.dataclass(frozen=True)
 class ScoredAttribution:
-    """LDS by method name (the attribution first, then the baselines), and the split."""
+    """LDS by method name (the attribution first, then the baselines), the split, and the
+    ceiling (None when not computed); `extra_run_ids`: the estimation runs behind each
+    extra baseline (last-layer TRAK's checkpoints)."""
 
     results: dict[str, LdsResult]
     split: RunSplit
     output_kind: str
+    ceiling: Ceiling | None = None
+    extra_run_ids: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
 
 def score_attribution(
@@ -110,6 +116,8 @@ def score_attribution(
     read_outputs: OutputsReader = read_correctness,
     output_kind: str = CORRECTNESS,
     seed: int = 0,
+    extra: Mapping[str, Attribution] | None = None,
+    ceiling: bool = True,
 ) -> ScoredAttribution:
     """The LDS of `attribution` and of the baselines over the split's evaluation runs.
 
@@ -123,13 +131,26 @@ def score_attribution(
       output_kind: `CORRECTNESS` or `MARGIN`, what `read_outputs` returns (names the
         holdout-influence baseline: binary or margin).
       seed: of the random baseline and of the bootstrap intervals.
+      extra: more baselines by name, estimated by the caller from estimation runs only
+        (last-layer TRAK); one with `run_ids` has them recorded.
+      ceiling: also score the holdout influence of the first m estimation runs, m on
+        `ceiling.ceiling_ladder` (not for a top-k attribution whose baselines are on its
+        support: the ceiling's factors are [runs, n_train]).
 
     Returns:
       The `ScoredAttribution`.
 
     Raises:
-      UsageError: shapes of the attribution and the runs disagree; what the reader raises.
+      UsageError: shapes of the attribution and the runs disagree; an extra baseline
+        estimated from an evaluation run; what the reader raises.
     """
+    extra_run_ids = {
+        name: tuple(int(i) for i in getattr(tau, "run_ids", ()))
+        for name, tau in (extra or {}).items()
+    }
+    reached = sorted({i for ids in extra_run_ids.values() for i in ids} & set(split.evaluation))
+    if reached:
+        raise UsageError(f"evaluation runs {reached[:10]} reached an estimate (leakage)")
     estimation = read_outputs([runs_by_id[i] for i in split.estimation])
     on_support = (
         isinstance(attribution, SparseAttribution)
@@ -142,7 +163,9 @@ def score_attribution(
         random, holdout_name = random_on_support(attribution, seed), holdout_name + " on top-k"
     else:
         holdout = holdout_influence(*estimation)
-    del estimation
+    ceiling = ceiling and not on_support  # its factors are [runs, n_train]: too large there
+    if not ceiling:
+        del estimation
     masks, outputs = read_outputs([runs_by_id[i] for i in split.evaluation])
     num_test, num_train = outputs.shape[1], masks.shape[1]
     if not on_support:
@@ -151,11 +174,14 @@ def score_attribution(
         ATTRIBUTION: attribution,
         RANDOM + (" on top-k" if on_support else ""): random,
         holdout_name: holdout,
+        **(extra or {}),
     }
+    del random, holdout
     results = {}
     for name in list(methods):
         results[name] = compute_lds(methods.pop(name), masks, outputs, seed=seed)
-    return ScoredAttribution(results, split, output_kind)
+    found = compute_ceiling(*estimation, masks, outputs, seed=seed) if ceiling else None
+    return ScoredAttribution(results, split, output_kind, found, extra_run_ids)
 
 
 def lds_arrays(scored: ScoredAttribution, provenance: dict) -> dict[str, np.ndarray]:
@@ -164,8 +190,11 @@ def lds_arrays(scored: ScoredAttribution, provenance: dict) -> dict[str, np.ndar
     Keys: `lds_per_test` [n_test] (NaN where undefined), `lds`, `lds_ci_low`,
     `lds_ci_high`, `num_test` (test examples with a defined LDS), `num_runs`,
     `evaluation_run_ids`, `estimation_run_ids`, `output_kind`, `baseline_names` with
-    `baseline_lds`, `baseline_ci_low`, `baseline_ci_high` in the same order, and
-    `provenance` (JSON).
+    `baseline_lds`, `baseline_ci_low`, `baseline_ci_high`, `baseline_num_test` in the
+    same order, `trak_run_ids` (the estimation runs whose checkpoints last-layer TRAK
+    read; empty without it), the ceiling as `ceiling_runs` (estimation runs of each rung)
+    with `ceiling_lds`, `ceiling_ci_low`, `ceiling_ci_high`, `ceiling_num_test` (empty
+    without it), and `provenance` (JSON).
     """
     own = scored.results[ATTRIBUTION]
     baselines = [(name, r) for name, r in scored.results.items() if name != ATTRIBUTION]
@@ -183,19 +212,45 @@ def lds_arrays(scored: ScoredAttribution, provenance: dict) -> dict[str, np.ndar
         "baseline_lds": np.asarray([r.lds for _, r in baselines], dtype=np.float64),
         "baseline_ci_low": np.asarray([r.ci_low for _, r in baselines], dtype=np.float64),
         "baseline_ci_high": np.asarray([r.ci_high for _, r in baselines], dtype=np.float64),
+        "baseline_num_test": np.asarray([r.num_test for _, r in baselines], dtype=np.int64),
+        "trak_run_ids": np.asarray(
+            sorted({i for ids in scored.extra_run_ids.values() for i in ids}), dtype=np.int64
+        ),
+        **ceiling_arrays(scored.ceiling),
         "provenance": np.asarray(json.dumps(provenance, sort_keys=True)),
+    }
+
+
+def ceiling_arrays(ceiling: Ceiling | None) -> dict[str, np.ndarray]:
+    """`ceiling_runs`, `ceiling_lds`, `ceiling_ci_low`, `ceiling_ci_high`,
+    `ceiling_num_test` of a ceiling (empty arrays for None)."""
+    results = ceiling.results if ceiling is not None else ()
+    return {
+        "ceiling_runs": np.asarray(ceiling.runs if ceiling else (), dtype=np.int64),
+        "ceiling_lds": np.asarray([r.lds for r in results], dtype=np.float64),
+        "ceiling_ci_low": np.asarray([r.ci_low for r in results], dtype=np.float64),
+        "ceiling_ci_high": np.asarray([r.ci_high for r in results], dtype=np.float64),
+        "ceiling_num_test": np.asarray([r.num_test for r in results], dtype=np.int64),
     }
 
 
 def lds_table(scored: ScoredAttribution) -> str:
     """The LDS of the attribution and each baseline as one text table."""
     noisier = " (0/1 per run: the noisier variant)" if scored.output_kind == CORRECTNESS else ""
+    rows = list(scored.results.items())
+    if scored.ceiling is not None:
+        kind = "binary" if scored.output_kind == CORRECTNESS else "margin"
+        rows += [
+            (f"ceiling: holdout influence ({kind}, {m} runs)", r)
+            for m, r in zip(scored.ceiling.runs, scored.ceiling.results, strict=True)
+        ]
+    width = max(48, *(len(name) for name, _ in rows))
     lines = [
         f"LDS over {len(scored.split.evaluation)} evaluation runs, outputs: "
         f"{scored.output_kind}{noisier}",
-        f"{'method':<48} {'LDS':>7}  {'95% interval':<17} {'test':>6}",
+        f"{'method':<{width}} {'LDS':>7}  {'95% interval':<17} {'test':>6}",
     ]
-    for name, r in scored.results.items():
+    for name, r in rows:
         interval = f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
-        lines.append(f"{name:<48} {r.lds:>+7.3f}  {interval:<17} {r.num_test:>6}")
+        lines.append(f"{name:<{width}} {r.lds:>+7.3f}  {interval:<17} {r.num_test:>6}")
     return "\n".join(lines)
