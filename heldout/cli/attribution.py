@@ -91,17 +91,9 @@ def outputs_reader_for(output_kind: str, outputs_dir: str | None):
 
 
 def _ratio_runs(experiment):
-    from heldout.errors import UsageError
+    from heldout.scores.attribution.split import ratio_runs
 
-    ratios = experiment.subset_ratios
-    ratio = FLAGS.subset_ratio
-    if ratio is None:
-        if not any(abs(r - 0.5) < 1e-9 for r in ratios):
-            raise UsageError(f"{experiment.path}: no 0.5 ratio; give --subset_ratio from {ratios}")
-        ratio = 0.5
-    runs = experiment.runs_at(ratio)
-    if not runs:
-        raise UsageError(f"{experiment.path}: no runs of subset ratio {ratio} (it has {ratios})")
+    ratio, runs = ratio_runs(experiment, FLAGS.subset_ratio)
     return ratio, {run.run_id: run for run in runs}
 
 

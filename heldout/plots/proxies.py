@@ -64,7 +64,8 @@ def plot_proxies(
     top.grid(alpha=0.3)
     top.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     if rho_by_epoch:
-        top.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        # beneath the axes: beside them it widened the figure and pushed the colour bar away
+        top.legend(fontsize=7, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     defined = ~np.isnan(reference)
     index = np.flatnonzero(defined)
     counts = f"rho and rank densities over the {index.size} examples with a C-score"

@@ -22,7 +22,26 @@ __all__ = [
     "holdout_influence_on_support",
     "random_attribution",
     "random_on_support",
+    "runs_in_and_out",
 ]
+
+
+def runs_in_and_out(masks, outputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked (bool masks, float32 outputs) of the same runs, and per training example the
+    number of runs that trained on it and that held it out (float32), which every holdout
+    influence divides by.
+
+    Raises:
+      UsageError: the shapes disagree.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    outputs = np.asarray(outputs, dtype=np.float32)
+    if masks.ndim != 2 or outputs.ndim != 2 or masks.shape[0] != outputs.shape[0]:
+        raise UsageError(
+            f"masks {masks.shape} and outputs {outputs.shape} are not of the same runs"
+        )
+    count_in = masks.sum(axis=0).astype(np.float32)
+    return masks, outputs, count_in, np.float32(masks.shape[0]) - count_in
 
 
 def random_attribution(num_test: int, num_train: int, seed: int = 0) -> np.ndarray:
@@ -45,14 +64,7 @@ def holdout_influence(masks: np.ndarray, outputs: np.ndarray) -> np.ndarray:
     Raises:
       UsageError: the shapes disagree.
     """
-    masks = np.asarray(masks, dtype=bool)
-    outputs = np.asarray(outputs, dtype=np.float32)
-    if masks.ndim != 2 or outputs.ndim != 2 or masks.shape[0] != outputs.shape[0]:
-        raise UsageError(
-            f"masks {masks.shape} and outputs {outputs.shape} are not of the same runs"
-        )
-    count_in = masks.sum(axis=0).astype(np.float32)
-    count_out = np.float32(masks.shape[0]) - count_in
+    masks, outputs, count_in, count_out = runs_in_and_out(masks, outputs)
     sum_in = np.zeros((outputs.shape[1], masks.shape[1]), dtype=np.float32)  # the big one
     step = max(1, BLOCK_BYTES // max(1, 4 * masks.shape[1]))  # runs converted to float32
     for start in range(0, masks.shape[0], step):

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 
 from heldout.errors import UsageError
+from heldout.scores.attribution.baselines import runs_in_and_out
 from heldout.scores.attribution.lds import LdsResult, compute_lds
 
 __all__ = [
@@ -73,14 +74,7 @@ def holdout_influence_factors(masks: np.ndarray, outputs: np.ndarray) -> Holdout
     Raises:
       UsageError: the shapes disagree.
     """
-    masks = np.asarray(masks, dtype=bool)
-    outputs = np.asarray(outputs, dtype=np.float32)
-    if masks.ndim != 2 or outputs.ndim != 2 or masks.shape[0] != outputs.shape[0]:
-        raise UsageError(
-            f"masks {masks.shape} and outputs {outputs.shape} are not of the same runs"
-        )
-    count_in = masks.sum(axis=0).astype(np.float32)
-    count_out = np.float32(masks.shape[0]) - count_in
+    masks, outputs, count_in, count_out = runs_in_and_out(masks, outputs)
     defined = (count_in > 0) & (count_out > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         weights = np.where(masks, 1.0 / count_in, -1.0 / count_out).astype(np.float32)

@@ -34,7 +34,7 @@ from heldout.release.outputs import run_identity
 from heldout.release.outputs_reading import read_outputs
 from heldout.release.reading import read_runs
 from heldout.scores.attribution.scoring import CORRECTNESS, MARGIN
-from heldout.scores.attribution.split import split_runs
+from heldout.scores.attribution.split import ratio_runs, split_runs
 
 __all__ = [
     "FORMATS",
@@ -50,7 +50,6 @@ TRAK, DATTRI = "trak", "dattri"
 FORMATS = (TRAK, DATTRI)
 OUTPUT_KINDS = (MARGIN, CORRECTNESS)
 SPLITS = ("test", "train")
-DEFAULT_RATIO = 0.5  # TRAK's: a linear datamodel is fitted around one ratio
 MASKS_FILE = "masks.npy"
 OUTPUTS_FILES = {MARGIN: "margins.npy", CORRECTNESS: "correctness.npy"}
 DATTRI_TARGETS_FILE = "target_values_lds.npy"  # dattri's benchmark names, as .npy
@@ -113,16 +112,8 @@ def select_runs(
       UsageError: no runs at the ratio, unknown run ids, or a fraction that selects none
         or all of the runs.
     """
-    ratios = experiment.subset_ratios
-    if subset_ratio is None:
-        if not any(abs(r - DEFAULT_RATIO) < 1e-9 for r in ratios):
-            raise UsageError(f"{experiment.path}: no 0.5 ratio; give --subset_ratio from {ratios}")
-        subset_ratio = DEFAULT_RATIO
-    runs = {run.run_id: run for run in experiment.runs_at(subset_ratio)}
-    if not runs:
-        raise UsageError(
-            f"{experiment.path}: no runs of subset ratio {subset_ratio} (it has {ratios})"
-        )
+    subset_ratio, ratio_runs_list = ratio_runs(experiment, subset_ratio)
+    runs = {run.run_id: run for run in ratio_runs_list}
     if selection is None:
         chosen = sorted(runs)
     elif isinstance(selection, float):

@@ -14,9 +14,44 @@ import numpy as np
 
 from heldout.errors import UsageError
 
-__all__ = ["DEFAULT_EVALUATION_FRACTION", "RunSplit", "parse_run_selection", "split_runs"]
+__all__ = [
+    "DEFAULT_EVALUATION_FRACTION",
+    "DEFAULT_RATIO",
+    "RunSplit",
+    "parse_run_selection",
+    "ratio_runs",
+    "split_runs",
+]
 
 DEFAULT_EVALUATION_FRACTION = 0.5
+DEFAULT_RATIO = 0.5  # TRAK's: a linear datamodel is fitted around one ratio
+
+
+def ratio_runs(experiment, subset_ratio: float | None = None) -> tuple[float, list]:
+    """The runs of one ratio, for the commands that read the runs of a single ratio.
+
+    Args:
+      experiment: the opened experiment (`heldout.release.layout.open_experiment`).
+      subset_ratio: the ratio; None: 0.5, refused where the experiment has no 0.5 runs
+        (attribution, exports and privacy all compare runs of one ratio).
+
+    Returns:
+      (the ratio, its runs in the order `runs_at` gives them).
+
+    Raises:
+      UsageError: no 0.5 ratio when none was asked for, or no runs at the ratio.
+    """
+    ratios = experiment.subset_ratios
+    if subset_ratio is None:
+        if not any(abs(r - DEFAULT_RATIO) < 1e-9 for r in ratios):
+            raise UsageError(f"{experiment.path}: no 0.5 ratio; give --subset_ratio from {ratios}")
+        subset_ratio = DEFAULT_RATIO
+    runs = list(experiment.runs_at(subset_ratio))
+    if not runs:
+        raise UsageError(
+            f"{experiment.path}: no runs of subset ratio {subset_ratio} (it has {ratios})"
+        )
+    return subset_ratio, runs
 
 
 @dataclasses.dataclass(frozen=True)
