@@ -63,6 +63,11 @@ _OVERHEAD_REPEATS = flags.DEFINE_integer(
     3,
     "Part (c): repeats of every source, in rotated order (median of paired ratios).",
 )
+_OVERHEAD_SOURCES = flags.DEFINE_list(
+    "overhead_sources",
+    ["training_passes", "inference", "inference_sync"],
+    "Part (c): the sources timed against no recording (fewer: more repeats in the same time).",
+)
 
 MFLOP_PER_EXAMPLE = 3.2  # MLP(512,256,10): ~1.07 forward + ~2.1 backward, per example
 
@@ -199,7 +204,13 @@ def _verdict(low: float, high: float, goal: float) -> str:
     return "undecided (interval straddles the goal)"
 
 
-def logging_overhead(epochs: int, models: int, num_train: int | None, repeats: int) -> None:
+def logging_overhead(
+    epochs: int,
+    models: int,
+    num_train: int | None,
+    repeats: int,
+    timed: tuple[str, ...] = SOURCES[1:],
+) -> None:
     """Part (c): each proxy source against no recording, same trainer, same steps.
 
     Each repeat trains one group per source, back to back in an order rotated from repeat
@@ -214,21 +225,25 @@ def logging_overhead(epochs: int, models: int, num_train: int | None, repeats: i
     from heldout.training.loops import Trainer
     from heldout.training.recipe import Recipe
 
+    unknown = sorted(set(timed) - set(SOURCES[1:]))
+    if unknown:
+        raise app.UsageError(f"--overhead_sources: unknown {unknown}; from {list(SOURCES[1:])}")
+    sources = ("none", *timed)
     options = compute.ProxyOptions(recipe=Recipe(epochs=epochs), num_seeds=models)
     config = options.training_config()
     data, _, _ = compute._load_data(options, config)  # the data compute_proxies trains on
     data = compute._sliced_data(data, num_train)
     start_load = os.getloadavg()[0]
-    wall = {source: [] for source in SOURCES}
-    cpu = {source: [] for source in SOURCES}
+    wall = {source: [] for source in sources}
+    cpu = {source: [] for source in sources}
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(dataclasses.replace(config, epochs=1), data, folder, lambda e: None)
-        for source in SOURCES:  # traces every compiled function once, untimed
+        for source in sources:  # traces every compiled function once, untimed
             _timed_group(trainer, models, source, os.path.join(folder, "warm-up"))
         trainer.config = config
         for r in range(repeats):
-            shift = r % len(SOURCES)  # each source takes each position in turn
-            for source in SOURCES[shift:] + SOURCES[:shift]:
+            shift = r % len(sources)  # each source takes each position in turn
+            for source in sources[shift:] + sources[:shift]:
                 seconds, cpu_seconds = _timed_group(
                     trainer, models, source, os.path.join(folder, str(r))
                 )
@@ -247,7 +262,7 @@ def logging_overhead(epochs: int, models: int, num_train: int | None, repeats: i
         f"    {'none':<16} wall median {np.median(base_wall):7.2f} s, "
         f"CPU {np.median(base_cpu):7.2f} s"
     )
-    for source in SOURCES[1:]:
+    for source in sources[1:]:
         w, wl, wh = _median_interval(np.array(wall[source]) / base_wall)
         c, cl, ch = _median_interval(np.array(cpu[source]) / base_cpu)
         line = (
@@ -339,6 +354,7 @@ def main(argv):
             _OVERHEAD_MODELS.value,
             _OVERHEAD_NUM_TRAIN.value,
             _OVERHEAD_REPEATS.value,
+            tuple(_OVERHEAD_SOURCES.value),
         )
         return
     if _PRECISION_ONLY.value:
@@ -378,7 +394,11 @@ def main(argv):
         f"step: {results['32']['model_epochs_per_s']:.2f}"
     )
     logging_overhead(
-        _EPOCHS.value, _OVERHEAD_MODELS.value, _OVERHEAD_NUM_TRAIN.value, _OVERHEAD_REPEATS.value
+        _EPOCHS.value,
+        _OVERHEAD_MODELS.value,
+        _OVERHEAD_NUM_TRAIN.value,
+        _OVERHEAD_REPEATS.value,
+        tuple(_OVERHEAD_SOURCES.value),
     )
     if _BFLOAT16.value:
         mixed_precision_speed(_EPOCHS.value)
