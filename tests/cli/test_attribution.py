@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from margin_experiment import write_margin_experiment
 from tool_runs import run_script
 
 from heldout.testing.synthetic import SyntheticSpec, planted_structure, write_synthetic_experiment
@@ -148,35 +149,11 @@ def test_an_experiment_without_the_default_ratio_needs_subset_ratio(tmp_path):
     assert "3 estimation and 3 evaluation runs of ratio 0.3" in done.stdout
 
 
-def _margin_experiment(root, tau, runs=200, ratio=0.5, noise=0.05, seed=0):
-    """Runs whose test logit margins follow a linear datamodel with attribution `tau`: two
-    classes, label 1, logits (0, phi), so phi is the logit and the hinge margin alike and
-    correctness is phi > 0, as the outputs files must agree with the aux arrays."""
-    from heldout.release import layout as release
-    from heldout.release.aux_arrays import aux_from_predictions
-    from heldout.release.outputs import save_run_outputs
-
-    rng = np.random.default_rng(seed)
-    num_test, num_train = tau.shape
-    labels = {"train": np.ones(num_train, np.int64), "test": np.ones(num_test, np.int64)}
-    for run_id in range(runs):
-        mask = rng.random(num_train) < ratio
-        phi = {
-            "test": mask @ tau.T - 0.5 * tau.sum(axis=1) + rng.normal(0, noise, num_test),
-            "train": rng.normal(0, 1, num_train),
-        }
-        logits = {s: np.stack([np.zeros_like(v), v], axis=1) for s, v in phi.items()}
-        aux = aux_from_predictions(mask, phi["train"] > 0, phi["test"] > 0, rng=rng)
-        run = release.write_run(root, ratio, run_id, aux)
-        save_run_outputs(run.path, ratio, run_id, aux, logits, labels)
-    return root
-
-
 def test_margins_from_outputs_files_score_a_planted_datamodel(tmp_path):
     rng = np.random.default_rng(1)
     tau = (rng.random((20, 60)) < 0.1) * rng.uniform(0.2, 1.0, (20, 60))
     tau[:, 0] = 0.5  # every test example depends on something
-    experiment = _margin_experiment(tmp_path / "exp", tau.astype(np.float32))
+    experiment = write_margin_experiment(tmp_path / "exp", tau.astype(np.float32), runs=200)
     np.save(tmp_path / "tau.npy", tau.astype(np.float32))
     out = tmp_path / "lds.npz"
     done = attribution(
