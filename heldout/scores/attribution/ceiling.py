@@ -13,7 +13,7 @@ import numpy as np
 
 from heldout.errors import UsageError
 from heldout.scores.attribution.baselines import runs_in_and_out
-from heldout.scores.attribution.lds import LdsResult, compute_lds
+from heldout.scores.attribution.lds import LdsResult, compute_lds, fitting_masks
 
 __all__ = [
     "Ceiling",
@@ -47,12 +47,7 @@ class HoldoutInfluenceFactors:
 
     def predicted_outputs(self, masks: np.ndarray) -> np.ndarray:
         """float32 [R_eval, n_test]: sum_{j in S_r} tau(t, j) = (masks @ weights^T) @ outputs."""
-        masks = np.asarray(masks, dtype=bool)
-        if masks.ndim != 2 or masks.shape[1] != self.shape[1]:
-            raise UsageError(
-                f"masks of shape {masks.shape} do not fit an attribution over "
-                f"{self.shape[1]} training examples"
-            )
+        masks = fitting_masks(masks, self.shape[1])
         mixing = masks.astype(np.float32) @ self.weights.T  # [R_eval, R]
         return mixing @ self.outputs
 

@@ -23,6 +23,7 @@ __all__ = [
     "LdsResult",
     "SparseAttribution",
     "compute_lds",
+    "fitting_masks",
     "predicted_outputs",
 ]
 
@@ -89,6 +90,21 @@ def _block_rows(row_bytes: int, total: int) -> int:
     return max(1, min(total, BLOCK_BYTES // max(1, row_bytes)))
 
 
+def fitting_masks(masks: np.ndarray, num_train: int) -> np.ndarray:
+    """bool [R, num_train] masks, the one check every way of predicting outputs makes.
+
+    Raises:
+      UsageError: the masks' n_train is not the attribution's.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 2 or masks.shape[1] != num_train:
+        raise UsageError(
+            f"masks of shape {masks.shape} do not fit an attribution over "
+            f"{num_train} training examples"
+        )
+    return masks
+
+
 def predicted_outputs(attribution: Attribution, masks: np.ndarray) -> np.ndarray:
     """g_r(t) = sum_{j in S_r} tau[t, j] for every run r and test example t.
 
@@ -107,12 +123,7 @@ def predicted_outputs(attribution: Attribution, masks: np.ndarray) -> np.ndarray
     """
     if isinstance(attribution, ImplicitAttribution):
         return attribution.predicted_outputs(masks)
-    masks = np.asarray(masks, dtype=bool)
-    if masks.ndim != 2 or masks.shape[1] != attribution.shape[1]:
-        raise UsageError(
-            f"masks of shape {masks.shape} do not fit an attribution over "
-            f"{attribution.shape[1]} training examples"
-        )
+    masks = fitting_masks(masks, attribution.shape[1])
     num_runs, num_test = masks.shape[0], attribution.shape[0]
     out = np.empty((num_runs, num_test), dtype=np.float32)
     if isinstance(attribution, SparseAttribution):

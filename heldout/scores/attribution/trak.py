@@ -15,6 +15,7 @@ import scipy.linalg
 from scipy.linalg.blas import ssyrk
 
 from heldout.errors import UsageError
+from heldout.scores.attribution.lds import fitting_masks
 
 __all__ = [
     "DEFAULT_RIDGE",
@@ -200,12 +201,7 @@ class LastLayerTrak:
 
     def predicted_outputs(self, masks: np.ndarray) -> np.ndarray:
         """float32 [R, n_test]: g_r(t) = sum_{j in S_r} tau(t, j) for bool masks [R, n_train]."""
-        masks = np.asarray(masks, dtype=bool)
-        if masks.ndim != 2 or masks.shape[1] != self.shape[1]:
-            raise UsageError(
-                f"masks of shape {masks.shape} do not fit an attribution over "
-                f"{self.shape[1]} training examples"
-            )
+        masks = fitting_masks(masks, self.shape[1])
         total = np.zeros((masks.shape[0], self.shape[0]), np.float32)
         for model in self.models:
             total += model.masked_train_sum(masks) @ model.test_side.T
